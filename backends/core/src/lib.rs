@@ -1,0 +1,245 @@
+//! The one small async trait every sync-target backend implements.
+//!
+//! Backends know nothing about Joplin items: they move named byte blobs. Paths are relative to
+//! the target's root and use `/` (`info.json`, `abc.md`, `.resource/abc`, `locks/2_3_x.json`).
+//! Cross-cutting behaviour (throttling, retries) lives in wrappers that implement the same trait
+//! ([`pacer::Paced`]), in the spirit of Arrow's `object_store`.
+
+use std::fmt;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+#[cfg(feature = "conformance")]
+pub mod conformance;
+pub mod pacer;
+
+pub type Result<T, E = StorageError> = std::result::Result<T, E>;
+
+/// One file or directory as a listing shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// Full path relative to the target root, without a trailing slash.
+    pub path: String,
+    pub size: u64,
+    /// What the server reports as the modification time; Joplin's delta relies on it.
+    pub modified: Option<SystemTime>,
+    pub is_dir: bool,
+}
+
+impl Entry {
+    /// The last path component.
+    pub fn name(&self) -> &str {
+        self.path.rsplit('/').next().unwrap_or(&self.path)
+    }
+}
+
+/// Error classes, not error sources: the pacer decides retries from the class alone
+/// (rclone's `shouldRetry` split), the CLI turns each class into advice.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("{path}: not found")]
+    NotFound { path: String },
+    #[error("authentication failed: {0} (check the username/password or keys)")]
+    Auth(String),
+    #[error("rate limited by the server: {message}")]
+    RateLimited {
+        message: String,
+        retry_after: Option<Duration>,
+    },
+    #[error("temporary failure: {message}")]
+    Transient {
+        message: String,
+        retry_after: Option<Duration>,
+    },
+    #[error("the target is out of space: {0} (free space or raise the quota, then rerun: finished uploads are skipped)")]
+    InsufficientStorage(String),
+    #[error("{path}: too large for the server: {message}")]
+    TooLarge { path: String, message: String },
+    #[error("{0}")]
+    Rejected(String),
+    #[error("{0}")]
+    Config(String),
+}
+
+impl StorageError {
+    pub fn not_found(path: impl Into<String>) -> Self {
+        StorageError::NotFound { path: path.into() }
+    }
+    pub fn transient(message: impl fmt::Display) -> Self {
+        StorageError::Transient {
+            message: message.to_string(),
+            retry_after: None,
+        }
+    }
+    /// Whether trying the same request again later may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            StorageError::RateLimited { .. } | StorageError::Transient { .. }
+        )
+    }
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            StorageError::RateLimited { retry_after, .. }
+            | StorageError::Transient { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, StorageError::NotFound { .. })
+    }
+
+    /// Classify an HTTP status the way every HTTP backend should.
+    pub fn from_http(status: u16, path: &str, detail: &str, retry_after: Option<Duration>) -> Self {
+        let message = if detail.is_empty() {
+            format!("{path}: HTTP {status}")
+        } else {
+            format!("{path}: HTTP {status}: {detail}")
+        };
+        match status {
+            401 | 403 => StorageError::Auth(message),
+            404 => StorageError::not_found(path),
+            413 => StorageError::TooLarge {
+                path: path.to_string(),
+                message,
+            },
+            429 => StorageError::RateLimited {
+                message,
+                retry_after,
+            },
+            507 => StorageError::InsufficientStorage(message),
+            408 | 500 | 502 | 503 | 504 => StorageError::Transient {
+                message,
+                retry_after,
+            },
+            _ => StorageError::Rejected(message),
+        }
+    }
+}
+
+/// Parse an HTTP `Retry-After` value: delta-seconds or an HTTP date.
+pub fn parse_retry_after(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = httpdate::parse_http_date(value).ok()?;
+    Some(
+        when.duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
+}
+
+/// What a backend is good at, so callers can pick sensible defaults.
+#[derive(Debug, Clone, Copy)]
+pub struct Capabilities {
+    /// Parallel requests that suit this kind of server (`--transfers` default).
+    pub default_transfers: usize,
+    /// Whether `put_many` is a real batch call (Joplin Server) rather than a loop.
+    pub batch_put: bool,
+    /// Whether a listing's `modified` has only 1-second resolution.
+    pub coarse_mtime: bool,
+}
+
+impl Default for Capabilities {
+    fn default() -> Self {
+        Capabilities {
+            default_transfers: 8,
+            batch_put: false,
+            coarse_mtime: false,
+        }
+    }
+}
+
+/// A sync target's storage. Implementations must be safe to call concurrently.
+#[async_trait]
+pub trait Storage: Send + Sync + fmt::Debug {
+    /// Human-readable location with no secrets, e.g. `webdav https://host/dav/Joplin`.
+    fn describe(&self) -> String;
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::default()
+    }
+
+    /// Make sure the target's root exists (create the folder / collection when missing).
+    async fn ensure_root(&self) -> Result<()>;
+
+    /// Files and directories directly inside `dir` (`""` is the root). A missing `dir` lists as
+    /// empty. Order is unspecified.
+    async fn list(&self, dir: &str) -> Result<Vec<Entry>>;
+
+    /// The whole content of a file; [`StorageError::NotFound`] when missing.
+    async fn get(&self, path: &str) -> Result<Bytes>;
+
+    /// Create or replace a file. Parent directories must exist (see [`Storage::mkdir`]).
+    async fn put(&self, path: &str, data: Bytes) -> Result<()>;
+
+    /// Remove a file. Removing a missing file is not an error.
+    async fn delete(&self, path: &str) -> Result<()>;
+
+    /// Create a directory (one level). An existing directory is not an error. Backends without
+    /// directories (S3) do nothing.
+    async fn mkdir(&self, path: &str) -> Result<()>;
+
+    /// Size and time of one file, `None` when missing.
+    async fn stat(&self, path: &str) -> Result<Option<Entry>>;
+
+    /// Remove several files; returns the ones that failed. Backends with a bulk call override it.
+    async fn delete_many(&self, paths: &[String]) -> Vec<(String, StorageError)> {
+        let mut failed = Vec::new();
+        for p in paths {
+            if let Err(e) = self.delete(p).await {
+                failed.push((p.clone(), e));
+            }
+        }
+        failed
+    }
+
+    /// Write several small files; returns the ones that failed. Backends with a batch call
+    /// (Joplin Server) override it.
+    async fn put_many(&self, files: Vec<(String, Bytes)>) -> Vec<(String, StorageError)> {
+        let mut failed = Vec::new();
+        for (p, data) in files {
+            if let Err(e) = self.put(&p, data).await {
+                failed.push((p, e));
+            }
+        }
+        failed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_seconds_and_date() {
+        assert_eq!(parse_retry_after("7"), Some(Duration::from_secs(7)));
+        let later = SystemTime::now() + Duration::from_secs(120);
+        let d = parse_retry_after(&httpdate::fmt_http_date(later)).unwrap();
+        assert!(
+            d > Duration::from_secs(100) && d <= Duration::from_secs(120),
+            "{d:?}"
+        );
+        assert_eq!(parse_retry_after("soon"), None);
+    }
+
+    #[test]
+    fn http_status_classes() {
+        assert!(matches!(
+            StorageError::from_http(401, "a", "", None),
+            StorageError::Auth(_)
+        ));
+        assert!(StorageError::from_http(404, "a", "", None).is_not_found());
+        assert!(StorageError::from_http(429, "a", "", None).is_retryable());
+        assert!(StorageError::from_http(503, "a", "", None).is_retryable());
+        assert!(!StorageError::from_http(507, "a", "", None).is_retryable());
+        assert!(!StorageError::from_http(400, "a", "", None).is_retryable());
+        assert_eq!(
+            StorageError::from_http(429, "a", "", Some(Duration::from_secs(3))).retry_after(),
+            Some(Duration::from_secs(3))
+        );
+    }
+}

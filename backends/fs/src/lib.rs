@@ -1,0 +1,196 @@
+//! Filesystem sync target (Joplin `sync.target 2`): plain files under a root folder.
+//!
+//! Writes go to a hidden temporary name in the same folder and are renamed into place, so a
+//! client syncing at the same moment never reads half a file. Files get the current time as
+//! their modification time, which is what Joplin's delta looks at.
+
+use std::io::ErrorKind;
+use std::path::{Component, Path, PathBuf};
+
+use async_trait::async_trait;
+use backend_core::{Capabilities, Entry, Result, Storage, StorageError};
+use bytes::Bytes;
+use rand::Rng;
+
+#[derive(Debug, Clone)]
+pub struct FsStorage {
+    root: PathBuf,
+}
+
+impl FsStorage {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        FsStorage { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Map a target-relative path to a local one, refusing anything that could escape the root.
+    fn local(&self, path: &str) -> Result<PathBuf> {
+        let rel = Path::new(path);
+        if path.is_empty() {
+            return Ok(self.root.clone());
+        }
+        if rel.components().any(|c| !matches!(c, Component::Normal(_))) {
+            return Err(StorageError::Rejected(format!(
+                "{path}: refusing a path that leaves the target folder"
+            )));
+        }
+        Ok(self.root.join(rel))
+    }
+}
+
+fn io_err(path: &str, e: std::io::Error) -> StorageError {
+    match e.kind() {
+        ErrorKind::NotFound => StorageError::not_found(path),
+        ErrorKind::PermissionDenied => StorageError::Auth(format!("{path}: permission denied")),
+        ErrorKind::StorageFull => StorageError::InsufficientStorage(format!("{path}: {e}")),
+        _ => StorageError::Rejected(format!("{path}: {e}")),
+    }
+}
+
+fn entry_of(path: String, meta: &std::fs::Metadata) -> Entry {
+    Entry {
+        path,
+        size: if meta.is_dir() { 0 } else { meta.len() },
+        modified: meta.modified().ok(),
+        is_dir: meta.is_dir(),
+    }
+}
+
+/// Our temporary files start with this; listings hide them.
+const TEMP_PREFIX: &str = ".jr-tmp-";
+
+#[async_trait]
+impl Storage for FsStorage {
+    fn describe(&self) -> String {
+        format!("folder {}", self.root.display())
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            default_transfers: 4,
+            ..Default::default()
+        }
+    }
+
+    async fn ensure_root(&self) -> Result<()> {
+        tokio::fs::create_dir_all(&self.root)
+            .await
+            .map_err(|e| io_err(&self.root.display().to_string(), e))
+    }
+
+    async fn list(&self, dir: &str) -> Result<Vec<Entry>> {
+        let local = self.local(dir)?;
+        let mut rd = match tokio::fs::read_dir(&local).await {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(vec![]),
+            Err(e) => return Err(io_err(dir, e)),
+        };
+        let mut out = Vec::new();
+        while let Some(de) = rd.next_entry().await.map_err(|e| io_err(dir, e))? {
+            let name = de.file_name().to_string_lossy().into_owned();
+            if name.starts_with(TEMP_PREFIX) {
+                continue;
+            }
+            let meta = match de.metadata().await {
+                Ok(m) => m,
+                // Deleted between read_dir and stat: it is gone, so not listed.
+                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                Err(e) => return Err(io_err(&name, e)),
+            };
+            let path = if dir.is_empty() {
+                name
+            } else {
+                format!("{}/{name}", dir.trim_end_matches('/'))
+            };
+            out.push(entry_of(path, &meta));
+        }
+        Ok(out)
+    }
+
+    async fn get(&self, path: &str) -> Result<Bytes> {
+        let local = self.local(path)?;
+        match tokio::fs::read(&local).await {
+            Ok(v) => Ok(Bytes::from(v)),
+            Err(e) if e.kind() == ErrorKind::IsADirectory => Err(StorageError::not_found(path)),
+            Err(e) => Err(io_err(path, e)),
+        }
+    }
+
+    async fn put(&self, path: &str, data: Bytes) -> Result<()> {
+        let local = self.local(path)?;
+        let dir = local.parent().unwrap_or(&self.root).to_path_buf();
+        let tmp = dir.join(format!("{TEMP_PREFIX}{:016x}", rand::rng().random::<u64>()));
+        let write = async {
+            tokio::fs::write(&tmp, &data).await?;
+            tokio::fs::rename(&tmp, &local).await
+        };
+        if let Err(e) = write.await {
+            let _ = tokio::fs::remove_file(&tmp).await;
+            return Err(io_err(path, e));
+        }
+        Ok(())
+    }
+
+    async fn delete(&self, path: &str) -> Result<()> {
+        let local = self.local(path)?;
+        match tokio::fs::remove_file(&local).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err(path, e)),
+        }
+    }
+
+    async fn mkdir(&self, path: &str) -> Result<()> {
+        let local = self.local(path)?;
+        match tokio::fs::create_dir(&local).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::AlreadyExists && local.is_dir() => Ok(()),
+            Err(e) => Err(io_err(path, e)),
+        }
+    }
+
+    async fn stat(&self, path: &str) -> Result<Option<Entry>> {
+        let local = self.local(path)?;
+        match tokio::fs::metadata(&local).await {
+            Ok(m) => Ok(Some(entry_of(path.to_string(), &m))),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err(path, e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn conformance() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = FsStorage::new(dir.path().join("target"));
+        backend_core::conformance::run_all(&s).await;
+    }
+
+    #[tokio::test]
+    async fn refuses_paths_that_escape() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = FsStorage::new(dir.path());
+        assert!(s.put("../x", Bytes::new()).await.is_err());
+        assert!(s.get("/etc/passwd").await.is_err());
+        assert!(!dir.path().parent().unwrap().join("x").exists());
+    }
+
+    #[tokio::test]
+    async fn put_leaves_no_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = FsStorage::new(dir.path());
+        s.put("a.md", Bytes::from_static(b"x")).await.unwrap();
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names, vec!["a.md"]);
+    }
+}

@@ -1,0 +1,181 @@
+//! JEX reader: a JEX is a flat POSIX tar of `<id>.md` items and `resources/<id>.<ext>` blobs.
+//!
+//! The tar is indexed in one pass: item files (small) are read as they pass, blobs are only
+//! located (offset, size) and read on demand later, so a multi-GB backup never sits in memory.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use anyhow::{bail, Context, Result};
+
+use super::{BlobLocation, BlobReader, RawEntry};
+
+/// Largest item file we accept; real notes are far smaller, a larger one is a damaged header.
+const MAX_ITEM_BYTES: u64 = 64 * 1024 * 1024;
+
+#[derive(Debug)]
+pub struct JexBlobs {
+    path: PathBuf,
+    file: Mutex<File>,
+}
+
+impl BlobReader for JexBlobs {
+    fn read(&self, loc: &BlobLocation) -> std::io::Result<Vec<u8>> {
+        let mut f = self.file.lock().expect("poisoned");
+        f.seek(SeekFrom::Start(loc.offset))?;
+        let mut buf = vec![0u8; loc.size as usize];
+        f.read_exact(&mut buf)?;
+        Ok(buf)
+    }
+    fn describe(&self) -> String {
+        self.path.display().to_string()
+    }
+}
+
+/// What one pass over the tar found.
+pub struct JexIndex {
+    pub items: Vec<RawEntry>,
+    pub blobs: Vec<(String, BlobLocation)>,
+    pub warnings: Vec<String>,
+    pub reader: JexBlobs,
+}
+
+fn sniff(path: &Path) -> Result<()> {
+    let mut head = [0u8; 512];
+    let mut f = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let n = f.read(&mut head)?;
+    let what = match &head[..n.min(6)] {
+        [0x1f, 0x8b, ..] => Some("gzip-compressed"),
+        [b'7', b'z', 0xbc, 0xaf, 0x27, 0x1c] => Some("a 7z archive"),
+        [b'P', b'K', 3, 4, ..] => Some("a zip archive"),
+        _ => None,
+    };
+    if let Some(what) = what {
+        bail!(
+            "{} is {what}, not a JEX (plain tar). Decompress it first, or pass the archive itself \
+             if it is a Backup-plugin archive.",
+            path.display()
+        );
+    }
+    if n == 0 {
+        bail!(
+            "{} is empty: not a JEX. Pick another backup file.",
+            path.display()
+        );
+    }
+    if n < 512 || &head[257..262] != b"ustar" {
+        bail!(
+            "{} is not a JEX: a JEX is a tar archive and this file has no tar header. \
+             Check that you picked the right file (Joplin: File > Export all > JEX).",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+/// Index a JEX file. Unsafe or malformed entries are errors that name the entry.
+pub fn index(path: &Path) -> Result<JexIndex> {
+    sniff(path)?;
+    let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let file_len = file.metadata()?.len();
+    let mut archive = tar::Archive::new(file);
+    let mut items = Vec::new();
+    let mut blobs = Vec::new();
+    let mut warnings = Vec::new();
+    let entries = archive
+        .entries_with_seek()
+        .with_context(|| format!("{}: cannot read the tar", path.display()))?;
+    for (n, entry) in entries.enumerate() {
+        let mut entry = entry.with_context(|| {
+            format!(
+                "{}: the tar is damaged after entry {n} (truncated or not a tar). \
+                 Use an intact copy of the backup.",
+                path.display()
+            )
+        })?;
+        let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        let kind = entry.header().entry_type();
+        check_name(&name).with_context(|| format!("{}: entry {name:?}", path.display()))?;
+        if kind.is_dir() {
+            continue;
+        }
+        if !(kind.is_file() || kind == tar::EntryType::Continuous) {
+            bail!(
+                "{}: entry {name:?} is a {:?}, not a regular file. A JEX holds only files; \
+                 refusing an archive with links or devices.",
+                path.display(),
+                kind
+            );
+        }
+        let size = entry.size();
+        let offset = entry.raw_file_position();
+        if offset.saturating_add(size) > file_len {
+            bail!(
+                "{}: entry {name:?} claims {size} bytes but the file ends before them \
+                 (truncated download or damaged header). Use an intact copy of the backup.",
+                path.display()
+            );
+        }
+        if let Some(rest) = name.strip_prefix("resources/") {
+            let id = rest.split('.').next().unwrap_or("").to_string();
+            blobs.push((
+                id,
+                BlobLocation {
+                    entry: name.clone(),
+                    offset,
+                    size,
+                },
+            ));
+        } else if name.ends_with(".md") && !name.contains('/') {
+            if size > MAX_ITEM_BYTES {
+                bail!(
+                    "{}: item {name:?} is {size} bytes, far larger than any Joplin item: \
+                     the archive is damaged.",
+                    path.display()
+                );
+            }
+            let mut data = Vec::with_capacity(size as usize);
+            entry
+                .read_to_end(&mut data)
+                .with_context(|| format!("{}: reading {name:?}", path.display()))?;
+            if data.len() as u64 != size {
+                bail!(
+                    "{}: item {name:?} is cut short (truncated archive).",
+                    path.display()
+                );
+            }
+            items.push(RawEntry { name, data });
+        } else {
+            warnings.push(format!(
+                "{}: ignoring {name:?}, which is not part of the JEX layout",
+                path.display()
+            ));
+        }
+    }
+    let reader = JexBlobs {
+        path: path.to_path_buf(),
+        file: Mutex::new(File::open(path)?),
+    };
+    Ok(JexIndex {
+        items,
+        blobs,
+        warnings,
+        reader,
+    })
+}
+
+/// Refuse names that could escape a folder if anything ever extracted them.
+fn check_name(name: &str) -> Result<()> {
+    if name.starts_with('/') || name.starts_with('\\') || name.contains(":\\") {
+        bail!("absolute path in the archive; refusing it");
+    }
+    if name.split(['/', '\\']).any(|c| c == "..") {
+        bail!("`..` in an archive path; refusing it");
+    }
+    if name.contains('\0') {
+        bail!("NUL byte in an archive path; refusing it");
+    }
+    Ok(())
+}

@@ -1,0 +1,210 @@
+//! Run a [`Plan`] against a target: phase by phase, each phase's requests in parallel up to
+//! `--transfers`, through the pacer. A failed phase stops the run before the next one, so a
+//! resource is never written without its blob and nothing is deleted unless every upload landed.
+
+use std::sync::Arc;
+
+use anyhow::Result;
+use backend_core::StorageError;
+use bytes::Bytes;
+use futures::{stream, StreamExt};
+
+use crate::backup::Backup;
+use crate::plan::{stamped, Phase, Plan, Upload};
+use crate::progress::Progress;
+use crate::target::{blob_path, item_path, SyncTarget};
+
+/// Items per batch call on backends with a batch endpoint (Joplin Server).
+const BATCH_ITEMS: usize = 100;
+
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub uploaded: usize,
+    pub uploaded_bytes: u64,
+    pub deleted: usize,
+    pub failures: Vec<Failure>,
+    /// Set when a phase failed and later phases did not run.
+    pub stopped_at: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct Failure {
+    pub path: String,
+    pub what: String,
+    pub error: String,
+}
+
+impl Outcome {
+    pub fn ok(&self) -> bool {
+        self.failures.is_empty() && self.stopped_at.is_none()
+    }
+}
+
+pub struct Executor<'a> {
+    pub target: &'a SyncTarget,
+    pub backup: Arc<Backup>,
+    pub stamp_ms: i64,
+    pub transfers: usize,
+    pub progress: &'a Progress,
+}
+
+fn describe(backup: &Backup, u: &Upload) -> String {
+    let bi = &backup.items[u.index];
+    let title = bi.item.title_or_empty();
+    if u.blob {
+        format!("blob of resource {} ({title:?})", u.id)
+    } else if title.is_empty() {
+        format!("{} {}", u.item_type, u.id)
+    } else {
+        format!("{} {} ({title:?})", u.item_type, u.id)
+    }
+}
+
+impl Executor<'_> {
+    pub async fn run(&self, plan: &Plan) -> Outcome {
+        let mut out = Outcome::default();
+        if plan.clear_first {
+            self.delete(plan, &mut out).await;
+            if !out.ok() {
+                out.stopped_at = Some("clearing the target".into());
+                return out;
+            }
+        }
+        for (phase, uploads) in &plan.phases {
+            self.progress.phase(
+                &format!("uploading {}", phase.label()),
+                uploads.len() as u64,
+            );
+            let batch =
+                !matches!(phase, Phase::Blobs) && self.target.storage.capabilities().batch_put;
+            if batch {
+                self.upload_batched(uploads, &mut out).await;
+            } else {
+                self.upload_each(uploads, &mut out).await;
+            }
+            self.progress.finish();
+            if !out.failures.is_empty() {
+                out.stopped_at = Some(format!("uploading {}", phase.label()));
+                return out;
+            }
+        }
+        if !plan.clear_first {
+            self.delete(plan, &mut out).await;
+        }
+        out
+    }
+
+    fn content(&self, u: &Upload) -> Result<Bytes> {
+        let bi = &self.backup.items[u.index];
+        Ok(Bytes::from(stamped(&bi.item, self.stamp_ms).serialize()))
+    }
+
+    async fn upload_each(&self, uploads: &[Upload], out: &mut Outcome) {
+        let results: Vec<(usize, u64, Option<Failure>)> = stream::iter(uploads.iter().enumerate())
+            .map(|(i, u)| async move {
+                let what = describe(&self.backup, u);
+                let (path, data) = if u.blob {
+                    let backup = self.backup.clone();
+                    let id = u.id.clone();
+                    let read = tokio::task::spawn_blocking(move || backup.read_blob(&id)).await;
+                    match read {
+                        Ok(Ok(d)) => (blob_path(&u.id), Bytes::from(d)),
+                        Ok(Err(e)) => return (i, 0, Some(failure(&u.id, what, e.to_string()))),
+                        Err(e) => return (i, 0, Some(failure(&u.id, what, e.to_string()))),
+                    }
+                } else {
+                    match self.content(u) {
+                        Ok(d) => (item_path(&u.id), d),
+                        Err(e) => return (i, 0, Some(failure(&u.id, what, e.to_string()))),
+                    }
+                };
+                let n = data.len() as u64;
+                let r = self.target.storage.put(&path, data).await;
+                self.progress.inc(1);
+                match r {
+                    Ok(()) => (i, n, None),
+                    Err(e) => (i, 0, Some(failure(&path, what, advice(&e)))),
+                }
+            })
+            .buffer_unordered(self.transfers.max(1))
+            .collect()
+            .await;
+        for (_, n, f) in results {
+            match f {
+                None => {
+                    out.uploaded += 1;
+                    out.uploaded_bytes += n;
+                }
+                Some(f) => out.failures.push(f),
+            }
+        }
+    }
+
+    async fn upload_batched(&self, uploads: &[Upload], out: &mut Outcome) {
+        let chunks: Vec<&[Upload]> = uploads.chunks(BATCH_ITEMS).collect();
+        let results: Vec<Vec<Result<u64, Failure>>> = stream::iter(chunks)
+            .map(|chunk| async move {
+                let mut files = Vec::with_capacity(chunk.len());
+                for u in chunk {
+                    if let Ok(d) = self.content(u) {
+                        files.push((item_path(&u.id), d));
+                    }
+                }
+                let sizes: Vec<(String, u64)> = files
+                    .iter()
+                    .map(|(p, d)| (p.clone(), d.len() as u64))
+                    .collect();
+                let failed = self.target.storage.put_many(files).await;
+                self.progress.inc(chunk.len() as u64);
+                sizes
+                    .into_iter()
+                    .zip(chunk.iter())
+                    .map(|((p, n), u)| match failed.iter().find(|(fp, _)| *fp == p) {
+                        None => Ok(n),
+                        Some((_, e)) => Err(failure(&p, describe(&self.backup, u), advice(e))),
+                    })
+                    .collect()
+            })
+            .buffer_unordered(self.transfers.max(1))
+            .collect()
+            .await;
+        for r in results.into_iter().flatten() {
+            match r {
+                Ok(n) => {
+                    out.uploaded += 1;
+                    out.uploaded_bytes += n;
+                }
+                Err(f) => out.failures.push(f),
+            }
+        }
+    }
+
+    async fn delete(&self, plan: &Plan, out: &mut Outcome) {
+        if plan.deletes.is_empty() {
+            return;
+        }
+        self.progress
+            .phase("deleting what the backup lacks", plan.deletes.len() as u64);
+        let paths: Vec<String> = plan.deletes.iter().map(|d| d.path.clone()).collect();
+        let failed = self.target.storage.delete_many(&paths).await;
+        self.progress.inc(paths.len() as u64);
+        self.progress.finish();
+        out.deleted += paths.len() - failed.len();
+        for (p, e) in failed {
+            out.failures
+                .push(failure(&p, format!("delete {p}"), advice(&e)));
+        }
+    }
+}
+
+fn failure(path: &str, what: String, error: String) -> Failure {
+    Failure {
+        path: path.to_string(),
+        what,
+        error,
+    }
+}
+
+fn advice(e: &StorageError) -> String {
+    e.to_string()
+}

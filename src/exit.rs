@@ -1,0 +1,28 @@
+//! Exit codes, documented in the README: 0 ok, 1 failed, 2 usage, 3 verify found differences,
+//! 4 refused (validation problems, not confirmed, unsafe target).
+
+pub const OK: i32 = 0;
+pub const FAILED: i32 = 1;
+pub const DIFFERENCES: i32 = 3;
+pub const REFUSED: i32 = 4;
+
+/// The tool declined to act; nothing was changed.
+#[derive(Debug)]
+pub struct Refusal(pub String);
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Refusal {}
+
+/// The exit code for an error that reached `main`.
+pub fn code_for(e: &anyhow::Error) -> i32 {
+    if e.downcast_ref::<Refusal>().is_some() {
+        REFUSED
+    } else {
+        FAILED
+    }
+}

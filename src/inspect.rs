@@ -1,0 +1,130 @@
+//! `inspect`: what a backup holds, as a notebook tree with counts.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write;
+
+use crate::backup::Backup;
+use crate::item::ItemType;
+use crate::validate::Validation;
+
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct Counts {
+    pub notebooks: usize,
+    pub notes: usize,
+    pub todos: usize,
+    pub todos_done: usize,
+    pub tags: usize,
+    pub note_tags: usize,
+    pub resources: usize,
+    pub resource_bytes: u64,
+    pub trashed: usize,
+}
+
+pub fn counts(backup: &Backup) -> Counts {
+    let mut c = Counts::default();
+    for bi in &backup.items {
+        let it = &bi.item;
+        if it
+            .get("deleted_time")
+            .is_some_and(|d| !d.is_empty() && d != "0")
+        {
+            c.trashed += 1;
+        }
+        match it.item_type() {
+            ItemType::Folder => c.notebooks += 1,
+            ItemType::Note => {
+                if it.get("is_todo") == Some("1") {
+                    c.todos += 1;
+                    if it
+                        .get("todo_completed")
+                        .is_some_and(|t| t != "0" && !t.is_empty())
+                    {
+                        c.todos_done += 1;
+                    }
+                } else {
+                    c.notes += 1;
+                }
+            }
+            ItemType::Tag => c.tags += 1,
+            ItemType::NoteTag => c.note_tags += 1,
+            ItemType::Resource => {
+                c.resources += 1;
+                c.resource_bytes += backup.blob_size(it.id()).unwrap_or(0);
+            }
+            _ => {}
+        }
+    }
+    c
+}
+
+/// The human report: tree, counts, problems.
+pub fn report(backup: &Backup, v: &Validation) -> String {
+    let mut out = String::new();
+    let c = counts(backup);
+    let _ = writeln!(out, "Backup: {}", backup.source.display());
+    let _ = writeln!(
+        out,
+        "  {} notebooks, {} notes, {} to-dos ({} done), {} tags ({} links), {} resources ({} bytes){}",
+        c.notebooks,
+        c.notes,
+        c.todos,
+        c.todos_done,
+        c.tags,
+        c.note_tags,
+        c.resources,
+        c.resource_bytes,
+        if c.trashed > 0 { format!(", {} in the trash", c.trashed) } else { String::new() }
+    );
+    let total: u64 =
+        backup.items.iter().map(|b| b.raw.len() as u64).sum::<u64>() + c.resource_bytes;
+    let _ = writeln!(out, "  {total} bytes in all\n\nNotebooks:");
+    let mut children: BTreeMap<&str, Vec<(&str, &str)>> = BTreeMap::new();
+    let mut notes_in: HashMap<&str, usize> = HashMap::new();
+    for bi in &backup.items {
+        match bi.item.item_type() {
+            ItemType::Folder => children
+                .entry(bi.item.parent_id())
+                .or_default()
+                .push((bi.item.title_or_empty(), bi.id())),
+            ItemType::Note => *notes_in.entry(bi.item.parent_id()).or_default() += 1,
+            _ => {}
+        }
+    }
+    for v in children.values_mut() {
+        v.sort();
+    }
+    fn walk(
+        out: &mut String,
+        children: &BTreeMap<&str, Vec<(&str, &str)>>,
+        notes_in: &HashMap<&str, usize>,
+        parent: &str,
+        depth: usize,
+    ) {
+        if depth > 64 {
+            return;
+        }
+        for (title, id) in children.get(parent).map(|v| v.as_slice()).unwrap_or(&[]) {
+            let _ = writeln!(
+                out,
+                "  {}{} ({} notes)",
+                "  ".repeat(depth),
+                title,
+                notes_in.get(id).copied().unwrap_or(0)
+            );
+            walk(out, children, notes_in, id, depth + 1);
+        }
+    }
+    walk(&mut out, &children, &notes_in, "", 0);
+    if v.problems.is_empty() {
+        let _ = writeln!(out, "\nValidation: no problems");
+    } else {
+        let _ = writeln!(out, "\nValidation: {} problem(s)", v.problems.len());
+        for p in &v.problems {
+            let _ = writeln!(out, "  {p}");
+        }
+    }
+    for w in &backup.warnings {
+        let _ = writeln!(out, "  warning: {w}");
+    }
+    out
+}

@@ -1,0 +1,19 @@
+//! joplin-restore: restore a Joplin backup straight into a sync target, keeping IDs.
+//!
+//! Stages: [`backup`] (read) → [`validate`] → [`plan`] → [`execute`] → [`verify`], with
+//! [`snapshot`] before anything destructive. Storage backends live in `backends/`.
+
+pub mod backup;
+pub mod execute;
+pub mod exit;
+pub mod inspect;
+pub mod item;
+pub mod newids;
+pub mod open;
+pub mod plan;
+pub mod progress;
+pub mod restore;
+pub mod snapshot;
+pub mod target;
+pub mod validate;
+pub mod verify;

@@ -1,0 +1,147 @@
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+use joplin_restore::exit;
+use joplin_restore::open::{open_paced, PacerArgs, TargetArgs};
+use joplin_restore::restore::{self, RestoreArgs};
+use joplin_restore::target::SyncTarget;
+use joplin_restore::validate::{validate, ProblemClass};
+use joplin_restore::{backup::Backup, inspect, plan, verify};
+
+/// Restore a Joplin backup (JEX) straight into a sync target, keeping every ID, so clients
+/// just sync.
+#[derive(Parser)]
+#[command(name = "joplin-restore", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// More log output (repeat for more).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show what a backup holds: notebook tree, counts, validation problems.
+    Inspect {
+        #[arg(value_name = "BACKUP")]
+        backup: PathBuf,
+    },
+    /// Write a backup into a sync target, keeping IDs; snapshot first, verify after.
+    Restore(Box<RestoreArgs>),
+    /// Compare a target with a backup; exit 3 on any difference.
+    Verify {
+        #[arg(value_name = "BACKUP")]
+        backup: PathBuf,
+        #[command(flatten)]
+        target: TargetArgs,
+        #[command(flatten)]
+        pacer: PacerArgs,
+        /// Problem classes accepted in the backup (as for restore).
+        #[arg(long = "allow", value_enum, value_name = "PROBLEM")]
+        allow: Vec<ProblemClass>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let level = match cli.verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("JOPLIN_RESTORE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match rt.block_on(run(cli.command)) {
+        Ok(code) => ExitCode::from(code as u8),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(exit::code_for(&e) as u8)
+        }
+    }
+}
+
+async fn run(cmd: Command) -> Result<i32> {
+    match cmd {
+        Command::Inspect { backup } => {
+            let b = Backup::open(&backup)?;
+            let v = validate(&b);
+            print!("{}", inspect::report(&b, &v));
+            Ok(exit::OK)
+        }
+        Command::Restore(args) => {
+            let s = restore::run(&args).await?;
+            println!(
+                "Restored: {} file(s) uploaded, {} already up to date, {} deleted.",
+                s.uploaded, s.unchanged, s.deleted
+            );
+            if let Some(snap) = &s.snapshot {
+                println!("Snapshot kept at {}", snap.display());
+            }
+            match &s.verify {
+                Some(r) if !r.ok() => {
+                    print_differences(r);
+                    Ok(exit::DIFFERENCES)
+                }
+                Some(r) => {
+                    println!(
+                        "Verified: {} items and {} blobs match the backup.",
+                        r.checked_items, r.checked_blobs
+                    );
+                    Ok(exit::OK)
+                }
+                None => Ok(exit::OK),
+            }
+        }
+        Command::Verify {
+            backup,
+            target,
+            pacer,
+            allow,
+        } => {
+            let (b, v) = restore::read_and_validate(&backup, &allow)?;
+            let b = Arc::new(b);
+            let paced = open_paced(&target, &pacer)?;
+            let transfers = paced.options().transfers;
+            let t = SyncTarget::new(paced);
+            let state = t.state().await?;
+            let set: Vec<usize> = plan::restore_set(&b, &v).iter().map(|(i, _)| *i).collect();
+            let r = verify::verify(&t, b.clone(), &set, &v.skipped_ids, &state, transfers).await?;
+            if r.ok() {
+                println!(
+                    "OK: {} items and {} blobs on {} match the backup.",
+                    r.checked_items,
+                    r.checked_blobs,
+                    t.describe()
+                );
+                Ok(exit::OK)
+            } else {
+                print_differences(&r);
+                Ok(exit::DIFFERENCES)
+            }
+        }
+    }
+}
+
+fn print_differences(r: &verify::VerifyReport) {
+    println!(
+        "{} difference(s) between the target and the backup:",
+        r.differences.len()
+    );
+    for d in &r.differences {
+        println!("  {d}");
+    }
+}

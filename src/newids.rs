@@ -1,0 +1,45 @@
+//! `--new-ids`: what Joplin's own JEX import does — every item gets a new id, and every
+//! reference (parents, note-tag links, `:/id` links in bodies, case-insensitive) follows.
+
+use std::collections::HashMap;
+
+use regex::Regex;
+
+use crate::backup::Backup;
+use crate::item::new_id;
+
+/// Give every item of the backup a new id, in place.
+pub fn remap(backup: &mut Backup) -> HashMap<String, String> {
+    let map: HashMap<String, String> = backup
+        .items
+        .iter()
+        .map(|bi| (bi.id().to_string(), new_id()))
+        .collect();
+    let link = Regex::new(r":/([0-9a-fA-F]{32})").expect("valid regex");
+    for bi in &mut backup.items {
+        let it = &mut bi.item;
+        for key in ["id", "parent_id", "note_id", "tag_id"] {
+            if let Some(new) = it.get(key).and_then(|old| map.get(old)).cloned() {
+                it.set(key, new);
+            }
+        }
+        if !it.body.is_empty() {
+            it.body = link
+                .replace_all(&it.body, |c: &regex::Captures| {
+                    match map.get(&c[1].to_ascii_lowercase()) {
+                        Some(new) => format!(":/{new}"),
+                        None => c[0].to_string(),
+                    }
+                })
+                .into_owned();
+        }
+        bi.entry = format!("{}.md", it.id());
+        bi.raw = it.serialize().into_bytes();
+    }
+    let blobs = std::mem::take(&mut backup.blobs);
+    backup.blobs = blobs
+        .into_iter()
+        .map(|(id, loc)| (map.get(&id).cloned().unwrap_or(id), loc))
+        .collect();
+    map
+}

@@ -1,0 +1,315 @@
+//! Backup × target state → a [`Plan`]: what to upload, in which order, what to skip and what
+//! to delete. The plan is a plain value so `--dry-run`, the executor and tests read the same
+//! thing.
+
+use std::collections::{HashMap, HashSet};
+
+use anyhow::Result;
+use futures::{stream, StreamExt};
+
+use crate::backup::{Backup, BackupItem};
+use crate::item::{format_time, Item, ItemType};
+use crate::target::{blob_path, item_path, SyncTarget, TargetState};
+use crate::validate::Validation;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// Upload everything first, delete what the backup lacks last: a client syncing midway
+    /// never sees an empty target.
+    Mirror,
+    /// The manual procedure's order: delete every item and blob first, then upload.
+    ClearFirst,
+}
+
+/// Upload order: blobs before their resource, resources before notes that link them, folders
+/// (parents first) before their notes, tags and notes before note-tag links.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Phase {
+    Blobs,
+    Resources,
+    Folders(u32),
+    Tags,
+    Notes,
+    NoteTags,
+}
+
+impl Phase {
+    pub fn label(&self) -> String {
+        match self {
+            Phase::Blobs => "attachment blobs".into(),
+            Phase::Resources => "resources".into(),
+            Phase::Folders(d) => format!("notebooks (level {})", d + 1),
+            Phase::Tags => "tags".into(),
+            Phase::Notes => "notes".into(),
+            Phase::NoteTags => "note-tag links".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Upload {
+    /// Index into `Backup::items`.
+    pub index: usize,
+    pub id: String,
+    pub item_type: ItemType,
+    /// The attachment blob rather than the item file.
+    pub blob: bool,
+    /// The target already has this path (so this write replaces something).
+    pub overwrite: bool,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Delete {
+    pub path: String,
+    pub id: String,
+    pub is_blob: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    pub clear_first: bool,
+    pub phases: Vec<(Phase, Vec<Upload>)>,
+    pub deletes: Vec<Delete>,
+    /// Items already identical on the target apart from the restore stamp.
+    pub unchanged: usize,
+    /// Item files on the target before the restore.
+    pub target_items: usize,
+    /// Ids of items the backup restores (after validation skips).
+    pub restored_ids: HashSet<String>,
+    /// Ids the restore must leave alone on the target (allowed problem items).
+    pub protected_ids: HashSet<String>,
+}
+
+impl Plan {
+    pub fn uploads(&self) -> impl Iterator<Item = &Upload> {
+        self.phases.iter().flat_map(|(_, u)| u.iter())
+    }
+    pub fn upload_count(&self) -> usize {
+        self.uploads().count()
+    }
+    pub fn upload_bytes(&self) -> u64 {
+        self.uploads().map(|u| u.bytes).sum()
+    }
+    pub fn overwrites(&self) -> usize {
+        self.uploads().filter(|u| u.overwrite).count()
+    }
+    /// Whether running the plan destroys or replaces anything that is on the target now.
+    pub fn is_destructive(&self) -> bool {
+        !self.deletes.is_empty() || self.overwrites() > 0
+    }
+    /// Share of the target's items that the plan deletes (Joplin's fail-safe trips at 90 %).
+    pub fn deleted_share(&self) -> f64 {
+        let items = self.deletes.iter().filter(|d| !d.is_blob).count();
+        if self.target_items == 0 {
+            0.0
+        } else {
+            items as f64 / self.target_items as f64
+        }
+    }
+}
+
+/// A copy of `item` as the restore writes it: `updated_time` (and `blob_updated_time` for
+/// resources) set to the restore time so clients take it over their own copies.
+pub fn stamped(item: &Item, stamp_ms: i64) -> Item {
+    let mut it = item.clone();
+    it.set("updated_time", format_time(stamp_ms));
+    if it.item_type() == ItemType::Resource {
+        it.set("blob_updated_time", stamp_ms.to_string());
+    }
+    it
+}
+
+/// Any 13-digit epoch-ms stamp: every real stamp serialises to the same length.
+const SAMPLE_STAMP: i64 = 1_700_000_000_000;
+
+/// Items the restore writes: everything not skipped by an allowed validation problem.
+pub fn restore_set<'a>(backup: &'a Backup, v: &Validation) -> Vec<(usize, &'a BackupItem)> {
+    backup
+        .items
+        .iter()
+        .enumerate()
+        .filter(|(_, bi)| {
+            !v.skipped_entries.contains(&bi.entry) && !v.skipped_ids.contains(bi.id())
+        })
+        .collect()
+}
+
+/// Fetch the target's copies of items the backup also holds, where a size check cannot already
+/// tell they differ. A stamped item has the same length as the backup's, whatever the stamp.
+pub async fn fetch_comparable(
+    target: &SyncTarget,
+    set: &[(usize, &BackupItem)],
+    state: &TargetState,
+    transfers: usize,
+) -> Result<HashMap<String, Item>> {
+    let wanted: Vec<String> = set
+        .iter()
+        .filter_map(|(_, bi)| {
+            let e = state.items.get(bi.id())?;
+            let len = stamped(&bi.item, SAMPLE_STAMP).serialize().len() as u64;
+            (e.size == len).then(|| bi.id().to_string())
+        })
+        .collect();
+    let fetched: Vec<Result<Option<(String, Item)>>> = stream::iter(wanted)
+        .map(|id| async move {
+            match target.storage.get(&item_path(&id)).await {
+                Ok(data) => Ok(Item::parse_bytes(&data).ok().map(|it| (id, it))),
+                Err(e) if e.is_not_found() => Ok(None),
+                Err(e) => {
+                    Err(anyhow::Error::new(e).context(format!("reading {id}.md on the target")))
+                }
+            }
+        })
+        .buffer_unordered(transfers.max(1))
+        .collect()
+        .await;
+    let mut out = HashMap::new();
+    for r in fetched {
+        if let Some((id, it)) = r? {
+            out.insert(id, it);
+        }
+    }
+    Ok(out)
+}
+
+fn folder_depths(set: &[(usize, &BackupItem)]) -> HashMap<String, u32> {
+    let parents: HashMap<&str, &str> = set
+        .iter()
+        .filter(|(_, bi)| bi.item.item_type() == ItemType::Folder)
+        .map(|(_, bi)| (bi.id(), bi.item.parent_id()))
+        .collect();
+    let mut depths = HashMap::new();
+    for id in parents.keys() {
+        let mut d = 0u32;
+        let mut cur = *id;
+        // Bounded walk: a parent cycle in a damaged backup must not hang us.
+        while let Some(p) = parents.get(cur) {
+            if p.is_empty() || !parents.contains_key(p) || d > 64 {
+                break;
+            }
+            d += 1;
+            cur = p;
+        }
+        depths.insert(id.to_string(), d);
+    }
+    depths
+}
+
+/// Choices that shape a plan.
+#[derive(Debug, Clone, Copy)]
+pub struct PlanOptions {
+    pub mode: Mode,
+    /// Re-stamp items already identical on the target too, so the backup also wins over edits
+    /// that clients have not synced yet (those become conflict copies on the client).
+    pub rewrite_unchanged: bool,
+}
+
+pub fn plan(
+    backup: &Backup,
+    validation: &Validation,
+    state: &TargetState,
+    existing: &HashMap<String, Item>,
+    opts: PlanOptions,
+) -> Plan {
+    let set = restore_set(backup, validation);
+    let clear_first = opts.mode == Mode::ClearFirst;
+    let depths = folder_depths(&set);
+    let mut phases: HashMap<Phase, Vec<Upload>> = HashMap::new();
+    let mut unchanged = 0;
+    let restored_ids: HashSet<String> = set.iter().map(|(_, bi)| bi.id().to_string()).collect();
+    let protected_ids: HashSet<String> = validation
+        .skipped_ids
+        .iter()
+        .filter(|id| !restored_ids.contains(*id))
+        .cloned()
+        .collect();
+
+    for (index, bi) in &set {
+        let id = bi.id().to_string();
+        let ty = bi.item.item_type();
+        let on_target = state.items.contains_key(&id) && !clear_first;
+        let same_item = !clear_first
+            && !opts.rewrite_unchanged
+            && existing.get(&id).is_some_and(|t| t.same_content(&bi.item));
+        let mut blob_needed = false;
+        if ty == ItemType::Resource {
+            let size = backup.blob_size(&id).unwrap_or(0);
+            let blob_same =
+                !clear_first && state.blobs.get(&id).is_some_and(|e| e.size == size) && same_item;
+            if !blob_same {
+                blob_needed = true;
+                phases.entry(Phase::Blobs).or_default().push(Upload {
+                    index: *index,
+                    id: id.clone(),
+                    item_type: ty,
+                    blob: true,
+                    overwrite: state.blobs.contains_key(&id) && !clear_first,
+                    bytes: size,
+                });
+            }
+        }
+        if same_item && !blob_needed {
+            unchanged += 1;
+            continue;
+        }
+        let phase = match ty {
+            ItemType::Resource => Phase::Resources,
+            ItemType::Folder => Phase::Folders(depths.get(&id).copied().unwrap_or(0)),
+            ItemType::Tag => Phase::Tags,
+            ItemType::Note => Phase::Notes,
+            _ => Phase::NoteTags,
+        };
+        phases.entry(phase).or_default().push(Upload {
+            index: *index,
+            id,
+            item_type: ty,
+            blob: false,
+            overwrite: on_target,
+            bytes: bi.raw.len() as u64,
+        });
+    }
+
+    let mut deletes = Vec::new();
+    for id in state.items.keys() {
+        if protected_ids.contains(id) {
+            continue;
+        }
+        if clear_first || !restored_ids.contains(id) {
+            deletes.push(Delete {
+                path: item_path(id),
+                id: id.clone(),
+                is_blob: false,
+            });
+        }
+    }
+    let resource_ids: HashSet<&str> = set
+        .iter()
+        .filter(|(_, bi)| bi.item.item_type() == ItemType::Resource)
+        .map(|(_, bi)| bi.id())
+        .collect();
+    for id in state.blobs.keys() {
+        if protected_ids.contains(id) {
+            continue;
+        }
+        if clear_first || !resource_ids.contains(id.as_str()) {
+            deletes.push(Delete {
+                path: blob_path(id),
+                id: id.clone(),
+                is_blob: true,
+            });
+        }
+    }
+
+    let mut phases: Vec<(Phase, Vec<Upload>)> = phases.into_iter().collect();
+    phases.sort_by_key(|(p, _)| *p);
+    Plan {
+        clear_first,
+        phases,
+        deletes,
+        unchanged,
+        target_items: state.items.len(),
+        restored_ids,
+        protected_ids,
+    }
+}

@@ -1,0 +1,299 @@
+//! The restore pipeline, stage by stage: read → validate → plan → (snapshot) → execute → verify.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+
+use crate::backup::Backup;
+use crate::execute::Executor;
+use crate::exit::Refusal;
+use crate::open::{open_paced, PacerArgs, TargetArgs};
+use crate::plan::{self, Mode};
+use crate::progress::Progress;
+use crate::target::{now_ms, SyncTarget};
+use crate::validate::{validate, ProblemClass};
+use crate::verify::{self, VerifyReport};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct RestoreArgs {
+    /// The backup: a .jex file.
+    #[arg(value_name = "BACKUP")]
+    pub backup: PathBuf,
+    #[command(flatten)]
+    pub target: TargetArgs,
+    #[command(flatten)]
+    pub pacer: PacerArgs,
+    /// mirror: upload first, delete what the backup lacks last (clients never see an empty
+    /// target); clear-first: delete everything first, then upload (the manual procedure).
+    #[arg(long, value_enum, default_value_t = Mode::Mirror)]
+    pub mode: Mode,
+    /// Also re-write items already identical on the target, so the backup wins over edits that
+    /// clients have not synced yet (they keep them as conflict copies). Default: skip them, and
+    /// such unsynced edits stay the current version.
+    #[arg(long)]
+    pub rewrite_unchanged: bool,
+    /// Give every item a new id, like Joplin's own JEX import (every client must then be reset).
+    #[arg(long)]
+    pub new_ids: bool,
+    /// Print what would be uploaded and deleted; change nothing.
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
+    /// Do not ask before replacing or deleting anything on the target.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Accept a class of backup problems (repeatable); see the list under `inspect`.
+    #[arg(long = "allow", value_enum, value_name = "PROBLEM")]
+    pub allow: Vec<ProblemClass>,
+    /// Where to keep the snapshot taken before anything on the target is replaced.
+    #[arg(long, value_name = "DIR")]
+    pub snapshot_dir: Option<PathBuf>,
+    /// Do not snapshot the target first (you lose the way back).
+    #[arg(long)]
+    pub no_snapshot: bool,
+    /// Write even if another client holds a lock or the folder does not look like a sync target.
+    #[arg(long)]
+    pub force: bool,
+    /// Skip the verification pass after writing.
+    #[arg(long)]
+    pub no_verify: bool,
+    /// No progress display.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+}
+
+pub struct RestoreSummary {
+    pub uploaded: usize,
+    pub unchanged: usize,
+    pub deleted: usize,
+    pub snapshot: Option<PathBuf>,
+    pub verify: Option<VerifyReport>,
+}
+
+fn confirm(question: &str) -> Result<bool> {
+    if !std::io::stdin().is_terminal() {
+        return Ok(false);
+    }
+    eprint!("{question} [y/N] ");
+    std::io::stderr().flush().ok();
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    Ok(matches!(line.trim(), "y" | "Y" | "yes" | "YES" | "Yes"))
+}
+
+/// Read and validate a backup; refuse (exit 4) on problems the user did not allow.
+pub fn read_and_validate(
+    path: &std::path::Path,
+    allow: &[ProblemClass],
+) -> Result<(Backup, crate::validate::Validation)> {
+    let backup = Backup::open(path)?;
+    let v = validate(&backup);
+    if let Some(msg) = v.refusal(allow) {
+        return Err(Refusal(msg).into());
+    }
+    Ok((backup, v))
+}
+
+pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
+    let progress = Progress::new(args.quiet);
+    // read + validate: before anything touches the target.
+    let (mut backup, validation) = read_and_validate(&args.backup, &args.allow)?;
+    for w in &backup.warnings {
+        progress.say(&format!("warning: {w}"));
+    }
+    if args.new_ids {
+        crate::newids::remap(&mut backup);
+    }
+    let backup = Arc::new(backup);
+
+    let paced = open_paced(&args.target, &args.pacer)?;
+    let transfers = paced.options().transfers;
+    let target = SyncTarget::new(paced.clone());
+    let state = target.state().await?;
+    target.check_writable(&state, args.force)?;
+    if state.e2ee_enabled() {
+        return Err(Refusal(format!(
+            "{} uses end-to-end encryption; restoring into it would upload plaintext. \
+             Encrypted restores are not supported yet: restore into a new target, or turn E2EE \
+             off on that target first.",
+            target.describe()
+        ))
+        .into());
+    }
+
+    // plan
+    let set = plan::restore_set(&backup, &validation);
+    let existing = plan::fetch_comparable(&target, &set, &state, transfers).await?;
+    let opts = plan::PlanOptions {
+        mode: args.mode,
+        rewrite_unchanged: args.rewrite_unchanged,
+    };
+    let plan = plan::plan(&backup, &validation, &state, &existing, opts);
+    let restored: Vec<usize> = set.iter().map(|(i, _)| *i).collect();
+    let summary = format!(
+        "Plan for {}: upload {} files ({} bytes; {} replace existing ones), {} unchanged, delete {}{}",
+        target.describe(),
+        plan.upload_count(),
+        plan.upload_bytes(),
+        plan.overwrites(),
+        plan.unchanged,
+        plan.deletes.len(),
+        if plan.clear_first { " first" } else { " last" }
+    );
+    println!("{summary}");
+    if args.dry_run {
+        print_dry_run(&backup, &plan);
+        return Ok(RestoreSummary {
+            uploaded: 0,
+            unchanged: plan.unchanged,
+            deleted: 0,
+            snapshot: None,
+            verify: None,
+        });
+    }
+    if plan.deleted_share() >= 0.9 && plan.target_items > 0 {
+        eprintln!(
+            "warning: this deletes {:.0} % of the items on the target. Joplin clients that synced \
+             the old content will stop with \"Fail-safe: Sync was interrupted…\" (their data is \
+             safe). After the restore, reset those clients or turn off the fail-safe once \
+             (Configuration > Synchronisation > Advanced).",
+            plan.deleted_share() * 100.0
+        );
+    }
+    if plan.is_destructive() && !args.yes {
+        let q = format!(
+            "This replaces {} and deletes {} file(s) on {}. Continue?",
+            plan.overwrites(),
+            plan.deletes.len(),
+            target.describe()
+        );
+        if !confirm(&q)? {
+            return Err(Refusal(format!(
+                "not confirmed; nothing was changed. {}",
+                if std::io::stdin().is_terminal() {
+                    ""
+                } else {
+                    "Not a terminal: pass --yes to restore without asking."
+                }
+            ))
+            .into());
+        }
+    }
+
+    // snapshot: before the first destructive write.
+    let mut snapshot = None;
+    if plan.is_destructive() {
+        if args.no_snapshot {
+            eprintln!("warning: --no-snapshot: replaced and deleted files cannot be brought back");
+        } else {
+            let dir = args
+                .snapshot_dir
+                .clone()
+                .unwrap_or_else(crate::snapshot::default_dir);
+            progress.say(&format!("taking a snapshot into {}", dir.display()));
+            let path = crate::snapshot::take(&target, &dir, transfers)
+                .await
+                .context("the snapshot failed, so nothing on the target was changed")?;
+            println!("Snapshot of the target: {}", path.display());
+            snapshot = Some(path);
+        }
+    }
+
+    // execute
+    target.ensure_layout(&state).await?;
+    let lock = target.acquire_lock(args.force).await?;
+    let (remote_now, offset) = target.remote_clock().await?;
+    if offset.abs() > 5_000 {
+        eprintln!(
+            "warning: the target's clock is {:+.1} s off this machine's; items are stamped with \
+             the earlier of the two so no client sees them in the future",
+            offset as f64 / 1000.0
+        );
+    }
+    let stamp_ms = now_ms().min(remote_now);
+    let exec = Executor {
+        target: &target,
+        backup: backup.clone(),
+        stamp_ms,
+        transfers,
+        progress: &progress,
+    };
+    let outcome = tokio::select! {
+        o = exec.run(&plan) => o,
+        _ = tokio::signal::ctrl_c() => {
+            let _ = lock.release().await;
+            anyhow::bail!("interrupted: nothing more was written. Run the same command again to finish: what is already on the target is skipped.");
+        }
+    };
+    if !outcome.ok() {
+        let _ = lock.release().await;
+        let mut msg = format!(
+            "the restore stopped while {}: {} file(s) uploaded, {} failed.\n",
+            outcome.stopped_at.as_deref().unwrap_or("writing"),
+            outcome.uploaded,
+            outcome.failures.len()
+        );
+        for f in outcome.failures.iter().take(20) {
+            msg.push_str(&format!("  {}: {}\n", f.what, f.error));
+        }
+        msg.push_str(
+            "Nothing the backup lacks was deleted. Fix the cause and run the same command again: \
+             files already uploaded are skipped.",
+        );
+        anyhow::bail!(msg);
+    }
+
+    // verify
+    let verify = if args.no_verify {
+        None
+    } else {
+        progress.say("verifying the target against the backup");
+        let after = target.state().await?;
+        Some(
+            verify::verify(
+                &target,
+                backup.clone(),
+                &restored,
+                &plan.protected_ids,
+                &after,
+                transfers,
+            )
+            .await?,
+        )
+    };
+    lock.release().await?;
+    Ok(RestoreSummary {
+        uploaded: outcome.uploaded,
+        unchanged: plan.unchanged,
+        deleted: outcome.deleted,
+        snapshot,
+        verify,
+    })
+}
+
+fn print_dry_run(backup: &Backup, plan: &plan::Plan) {
+    for (phase, uploads) in &plan.phases {
+        println!("upload {} ({}):", phase.label(), uploads.len());
+        for u in uploads.iter().take(200) {
+            let bi = &backup.items[u.index];
+            println!(
+                "  {}{} {:?}{}",
+                if u.blob { "blob " } else { "" },
+                u.id,
+                bi.item.title_or_empty(),
+                if u.overwrite { " (replaces)" } else { "" }
+            );
+        }
+        if uploads.len() > 200 {
+            println!("  … and {} more", uploads.len() - 200);
+        }
+    }
+    if !plan.deletes.is_empty() {
+        println!("delete ({}):", plan.deletes.len());
+        for d in plan.deletes.iter().take(200) {
+            println!("  {}", d.path);
+        }
+    }
+    println!("dry run: nothing was changed");
+}

@@ -1,0 +1,117 @@
+//! Snapshot a target before anything on it is replaced or deleted: every root file (items,
+//! `info.json` with its keys) and every blob, copied into a local folder that is itself a valid
+//! filesystem sync target, plus `snapshot-manifest.json` with sizes and sha256. Each file is read
+//! back and checked after writing.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use futures::{stream, StreamExt};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::target::{SyncTarget, RESOURCE_DIR};
+
+pub const MANIFEST: &str = "snapshot-manifest.json";
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SnapshotFile {
+    pub path: String,
+    pub size: u64,
+    pub sha256: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SnapshotManifest {
+    pub target: String,
+    pub taken_at: String,
+    pub files: Vec<SnapshotFile>,
+}
+
+/// Default place for snapshots: `$XDG_DATA_HOME/joplin-restore/snapshots` (or `~/.local/share/…`).
+pub fn default_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(d).join("joplin-restore/snapshots");
+    }
+    if let Some(h) = std::env::var_os("HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(h).join(".local/share/joplin-restore/snapshots");
+    }
+    PathBuf::from("joplin-restore-snapshots")
+}
+
+fn hex_sha(data: &[u8]) -> String {
+    hex::encode(Sha256::digest(data))
+}
+
+/// Copy the whole target into a new folder under `dir`; returns that folder.
+pub async fn take(target: &SyncTarget, dir: &Path, transfers: usize) -> Result<PathBuf> {
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ").to_string();
+    let out = dir.join(format!("snapshot-{stamp}"));
+    let files_dir = out.join("files");
+    std::fs::create_dir_all(files_dir.join(RESOURCE_DIR)).with_context(|| {
+        format!(
+            "cannot create the snapshot folder {} (choose another with --snapshot-dir)",
+            out.display()
+        )
+    })?;
+    let mut paths = Vec::new();
+    for dir in ["", RESOURCE_DIR] {
+        for e in target
+            .storage
+            .list(dir)
+            .await
+            .with_context(|| format!("snapshot: listing {}", target.describe()))?
+        {
+            if !e.is_dir {
+                paths.push(e.path);
+            }
+        }
+    }
+    let results: Vec<Result<SnapshotFile>> = stream::iter(paths)
+        .map(|p| {
+            let files_dir = files_dir.clone();
+            async move {
+                let data = target
+                    .storage
+                    .get(&p)
+                    .await
+                    .with_context(|| format!("snapshot: downloading {p}"))?;
+                let local = files_dir.join(&p);
+                let sha = hex_sha(&data);
+                tokio::fs::write(&local, &data).await.with_context(|| {
+                    format!(
+                        "snapshot: writing {} (disk full? free space or use --snapshot-dir)",
+                        local.display()
+                    )
+                })?;
+                let back = tokio::fs::read(&local).await?;
+                if hex_sha(&back) != sha {
+                    bail!(
+                        "snapshot: {} does not read back as written",
+                        local.display()
+                    );
+                }
+                Ok(SnapshotFile {
+                    path: p,
+                    size: data.len() as u64,
+                    sha256: sha,
+                })
+            }
+        })
+        .buffer_unordered(transfers.max(1))
+        .collect()
+        .await;
+    let mut files = Vec::with_capacity(results.len());
+    for r in results {
+        files.push(r?);
+    }
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    let manifest = SnapshotManifest {
+        target: target.describe(),
+        taken_at: stamp,
+        files,
+    };
+    std::fs::write(out.join(MANIFEST), serde_json::to_vec_pretty(&manifest)?)
+        .with_context(|| format!("snapshot: writing {}", out.join(MANIFEST).display()))?;
+    Ok(out)
+}

@@ -1,0 +1,367 @@
+//! Sync-target semantics (layout v3) on top of any [`Storage`]: `info.json`, what is on the
+//! target, the remote clock, and the advisory sync lock.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context, Result};
+use backend_core::{Entry, Storage};
+use bytes::Bytes;
+use serde_json::{json, Value};
+
+use crate::item::is_item_id;
+
+pub const INFO_JSON: &str = "info.json";
+pub const RESOURCE_DIR: &str = ".resource";
+pub const LOCKS_DIR: &str = "locks";
+pub const TEMP_DIR: &str = "temp";
+/// Joplin's lock time-to-live (`LockHandler` default).
+pub const LOCK_TTL: Duration = Duration::from_secs(180);
+/// Joplin client type code for CLI clients (`LockClientType.Cli`).
+const CLIENT_TYPE_CLI: u32 = 3;
+
+pub fn item_path(id: &str) -> String {
+    format!("{id}.md")
+}
+pub fn blob_path(id: &str) -> String {
+    format!("{RESOURCE_DIR}/{id}")
+}
+
+/// The `info.json` a Joplin client writes on a fresh unencrypted target.
+pub fn default_info_json() -> Value {
+    json!({
+        "version": 3,
+        "e2ee": {"value": false, "updatedTime": 0},
+        "activeMasterKeyId": {"value": "", "updatedTime": 0},
+        "masterKeys": [],
+        "ppk": {"value": null, "updatedTime": 0},
+        "appMinVersion": "3.0.0"
+    })
+}
+
+/// Serialise like Joplin (`JSON.stringify(info, null, '\t')`).
+pub fn info_json_bytes(v: &Value) -> Vec<u8> {
+    let mut out = Vec::new();
+    let fmt = serde_json::ser::PrettyFormatter::with_indent(b"\t");
+    let mut ser = serde_json::Serializer::with_formatter(&mut out, fmt);
+    serde::Serialize::serialize(v, &mut ser).expect("JSON value serialises");
+    out
+}
+
+/// Everything a listing of the target shows.
+#[derive(Debug, Default, Clone)]
+pub struct TargetState {
+    pub info: Option<Value>,
+    /// Item id → listing entry of `<id>.md`.
+    pub items: BTreeMap<String, Entry>,
+    /// Resource id → listing entry of `.resource/<id>`.
+    pub blobs: BTreeMap<String, Entry>,
+    pub locks: Vec<Entry>,
+    /// Root files that are not part of a Joplin target.
+    pub foreign: Vec<Entry>,
+}
+
+impl TargetState {
+    pub fn is_empty(&self) -> bool {
+        self.info.is_none() && self.items.is_empty() && self.blobs.is_empty()
+    }
+    pub fn e2ee_enabled(&self) -> bool {
+        self.info
+            .as_ref()
+            .and_then(|i| i.pointer("/e2ee/value"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+    }
+    pub fn version(&self) -> Option<i64> {
+        self.info
+            .as_ref()
+            .and_then(|i| i.get("version"))
+            .and_then(Value::as_i64)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SyncTarget {
+    pub storage: Arc<dyn Storage>,
+}
+
+impl SyncTarget {
+    pub fn new(storage: Arc<dyn Storage>) -> Self {
+        SyncTarget { storage }
+    }
+
+    pub fn describe(&self) -> String {
+        self.storage.describe()
+    }
+
+    pub async fn read_info(&self) -> Result<Option<Value>> {
+        match self.storage.get(INFO_JSON).await {
+            Ok(b) => {
+                let v: Value = serde_json::from_slice(&b).with_context(|| {
+                    format!(
+                        "{}: info.json is not valid JSON. The target is damaged; \
+                         take a copy of it and let a Joplin client repair it, or use --full-reset \
+                         where offered.",
+                        self.describe()
+                    )
+                })?;
+                Ok(Some(v))
+            }
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("{}: reading info.json", self.describe())),
+        }
+    }
+
+    /// List the target (root, `.resource/`, `locks/`).
+    pub async fn state(&self) -> Result<TargetState> {
+        let ctx = || format!("listing {}", self.describe());
+        let mut st = TargetState {
+            info: self.read_info().await?,
+            ..Default::default()
+        };
+        for e in self.storage.list("").await.with_context(ctx)? {
+            let name = e.name().to_string();
+            if e.is_dir {
+                continue;
+            }
+            if let Some(id) = name.strip_suffix(".md").filter(|id| is_item_id(id)) {
+                st.items.insert(id.to_string(), e);
+            } else if name != INFO_JSON {
+                st.foreign.push(e);
+            }
+        }
+        for e in self.storage.list(RESOURCE_DIR).await.with_context(ctx)? {
+            if !e.is_dir && is_item_id(e.name()) {
+                st.blobs.insert(e.name().to_string(), e);
+            }
+        }
+        st.locks = self
+            .storage
+            .list(LOCKS_DIR)
+            .await
+            .with_context(ctx)?
+            .into_iter()
+            .filter(|e| !e.is_dir)
+            .collect();
+        Ok(st)
+    }
+
+    /// Refuse targets we must not write to. `force` skips the "not a Joplin target" guard.
+    pub fn check_writable(&self, st: &TargetState, force: bool) -> Result<()> {
+        if let Some(v) = st.version() {
+            if v != 3 {
+                bail!(
+                    "{}: info.json says sync version {v}; this tool writes version 3 (Joplin 2.x–3.x). \
+                     Upgrade the target by syncing it once with a current Joplin client, then rerun.",
+                    self.describe()
+                );
+            }
+        } else if st.info.is_some() {
+            bail!(
+                "{}: info.json has no sync version. The target is damaged or not a Joplin target.",
+                self.describe()
+            );
+        }
+        if st.info.is_none() && !st.foreign.is_empty() && !force {
+            let names: Vec<&str> = st.foreign.iter().take(5).map(|e| e.path.as_str()).collect();
+            bail!(
+                "{} is not empty and is not a Joplin sync target (no info.json; it holds {:?}…). \
+                 Refusing to write into it. Point --target at the folder Joplin syncs to, or at a \
+                 new empty folder, or pass --force if you are sure.",
+                self.describe(),
+                names
+            );
+        }
+        Ok(())
+    }
+
+    /// Create the root, `info.json` (only when missing) and the folders a client expects.
+    pub async fn ensure_layout(&self, st: &TargetState) -> Result<()> {
+        let ctx = || format!("preparing {}", self.describe());
+        self.storage.ensure_root().await.with_context(ctx)?;
+        for d in [RESOURCE_DIR, LOCKS_DIR, TEMP_DIR] {
+            self.storage.mkdir(d).await.with_context(ctx)?;
+        }
+        if st.info.is_none() {
+            self.storage
+                .put(
+                    INFO_JSON,
+                    Bytes::from(info_json_bytes(&default_info_json())),
+                )
+                .await
+                .with_context(ctx)?;
+        }
+        Ok(())
+    }
+
+    /// The target's clock, measured like Joplin's `fetchRemoteDateOffset`: write a temp file and
+    /// read its modification time. Returns (remote now, offset = remote − local) in ms.
+    pub async fn remote_clock(&self) -> Result<(i64, i64)> {
+        let path = format!("{TEMP_DIR}/timeCheck{}.txt", crate::item::new_id());
+        let before = now_ms();
+        self.storage
+            .put(&path, Bytes::from_static(b"timeCheck"))
+            .await
+            .with_context(|| format!("{}: writing a clock probe", self.describe()))?;
+        let st = self.storage.stat(&path).await;
+        let after = now_ms();
+        let _ = self.storage.delete(&path).await;
+        let local = (before + after) / 2;
+        let remote = st
+            .ok()
+            .flatten()
+            .and_then(|e| e.modified)
+            .map(system_ms)
+            .unwrap_or(local);
+        Ok((remote, remote - local))
+    }
+
+    /// Take Joplin's exclusive sync lock (advisory: only clients ≤ 3.1 honour it).
+    pub async fn acquire_lock(&self, force: bool) -> Result<TargetLock> {
+        let (remote_now, _) = self.remote_clock().await?;
+        let st = self.state().await?;
+        let client_id = crate::item::new_id();
+        for l in &st.locks {
+            let Some((kind, who)) = parse_lock_name(l.name()) else {
+                continue;
+            };
+            let age = l
+                .modified
+                .map(|m| remote_now - system_ms(m))
+                .unwrap_or(i64::MAX);
+            let active = age >= -5_000 && (age as u128) < LOCK_TTL.as_millis();
+            if active && !force {
+                bail!(
+                    "{}: another Joplin client holds an active {} lock ({who}, refreshed {}s ago). \
+                     Wait for its sync to finish (a lock expires 3 minutes after its last refresh), \
+                     or pass --force if that client is gone.",
+                    self.describe(),
+                    if kind == 1 { "sync" } else { "exclusive" },
+                    age / 1000
+                );
+            }
+        }
+        let lock = TargetLock {
+            storage: self.storage.clone(),
+            path: format!("{LOCKS_DIR}/2_{CLIENT_TYPE_CLI}_{client_id}.json"),
+            body: json!({"type": 2, "clientType": CLIENT_TYPE_CLI, "clientId": client_id})
+                .to_string(),
+            refresher: None,
+        };
+        lock.write().await?;
+        Ok(lock.with_refresher())
+    }
+}
+
+/// `<type>_<clientType>_<clientId>.json` → (type, "client type/id").
+fn parse_lock_name(name: &str) -> Option<(u32, String)> {
+    let stem = name.strip_suffix(".json")?;
+    let mut parts = stem.splitn(3, '_');
+    let kind: u32 = parts.next()?.parse().ok()?;
+    let ctype = parts.next()?;
+    let cid = parts.next()?;
+    if kind != 1 && kind != 2 {
+        return None;
+    }
+    let ctype = match ctype {
+        "1" => "desktop",
+        "2" => "mobile",
+        "3" => "CLI",
+        _ => "unknown",
+    };
+    Some((kind, format!("{ctype} client {cid}")))
+}
+
+/// Our lock on the target; refreshed in the background, released with [`TargetLock::release`].
+pub struct TargetLock {
+    storage: Arc<dyn Storage>,
+    path: String,
+    body: String,
+    refresher: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TargetLock {
+    async fn write(&self) -> Result<()> {
+        self.storage
+            .put(&self.path, Bytes::from(self.body.clone()))
+            .await
+            .with_context(|| {
+                format!(
+                    "{}: writing our lock {}",
+                    self.storage.describe(),
+                    self.path
+                )
+            })
+    }
+
+    fn with_refresher(mut self) -> Self {
+        let storage = self.storage.clone();
+        let path = self.path.clone();
+        let body = self.body.clone();
+        self.refresher = Some(tokio::spawn(async move {
+            // Refresh well inside the TTL, as Joplin clients do every 60 s.
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                if let Err(e) = storage.put(&path, Bytes::from(body.clone())).await {
+                    tracing::warn!("could not refresh the sync lock: {e}");
+                }
+            }
+        }));
+        self
+    }
+
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    pub async fn release(mut self) -> Result<()> {
+        if let Some(h) = self.refresher.take() {
+            h.abort();
+        }
+        self.storage
+            .delete(&self.path)
+            .await
+            .with_context(|| format!("releasing our lock {}", self.path))
+    }
+}
+
+impl Drop for TargetLock {
+    fn drop(&mut self) {
+        if let Some(h) = self.refresher.take() {
+            h.abort();
+        }
+    }
+}
+
+pub fn now_ms() -> i64 {
+    system_ms(SystemTime::now())
+}
+
+pub fn system_ms(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_millis() as i64,
+        Err(e) => -(e.duration().as_millis() as i64),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn info_json_is_tab_indented_like_joplin() {
+        let s = String::from_utf8(info_json_bytes(&default_info_json())).unwrap();
+        assert!(s.starts_with("{\n\t\"version\": 3,\n\t\"e2ee\": {\n\t\t\"value\": false"));
+    }
+
+    #[test]
+    fn lock_names() {
+        assert_eq!(parse_lock_name("2_3_abc.json").map(|l| l.0), Some(2));
+        assert_eq!(parse_lock_name("1_1_x.json").unwrap().1, "desktop client x");
+        assert!(parse_lock_name("readme.txt").is_none());
+        assert!(parse_lock_name("3_1_x.json").is_none());
+    }
+}

@@ -1,0 +1,82 @@
+//! Test harness shared by the integration tests: the real Joplin CLI as the judge, manifests
+//! read from its database, and our own binary.
+#![allow(dead_code)]
+
+pub mod joplin;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Where `scripts/install-test-deps.sh` put the peers (Joplin CLI, servers).
+pub fn tools() -> PathBuf {
+    std::env::var_os("JR_TOOLS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join(".tools"))
+}
+
+pub fn sample_jex() -> PathBuf {
+    repo().join("examples/sample.jex")
+}
+
+pub fn sample_manifest() -> serde_json::Value {
+    let p = repo().join("examples/sample.manifest.json");
+    serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
+}
+
+/// Run our binary; returns the output (never panics on a non-zero exit).
+pub fn jr(args: &[&str]) -> Output {
+    jr_env(args, &[])
+}
+
+pub fn jr_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_joplin-restore"));
+    c.args(args).stdin(std::process::Stdio::null());
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().expect("run joplin-restore")
+}
+
+pub fn text(o: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Assert our binary succeeded and return its stdout.
+pub fn jr_ok(args: &[&str]) -> String {
+    let o = jr(args);
+    assert!(o.status.success(), "joplin-restore {args:?} failed:\n{}", text(&o));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Every file below `dir` with its sha256, for before/after comparisons.
+pub fn tree_hashes(dir: &Path) -> Vec<(String, String)> {
+    use sha2::{Digest, Sha256};
+    let mut out = Vec::new();
+    fn walk(base: &Path, dir: &Path, out: &mut Vec<(String, String)>) {
+        let Ok(rd) = std::fs::read_dir(dir) else { return };
+        for e in rd {
+            let e = e.unwrap();
+            let p = e.path();
+            let rel = p.strip_prefix(base).unwrap().display().to_string();
+            if p.is_dir() {
+                out.push((format!("{rel}/"), String::new()));
+                walk(base, &p, out);
+            } else {
+                let data = std::fs::read(&p).unwrap();
+                out.push((rel, hex::encode(Sha256::digest(&data))));
+            }
+        }
+    }
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
