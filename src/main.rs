@@ -5,6 +5,7 @@ use std::sync::Arc;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+use joplin_restore::clear::{self, ClearArgs};
 use joplin_restore::exit;
 use joplin_restore::open::{open_paced, PacerArgs, TargetArgs};
 use joplin_restore::restore::{self, RestoreArgs};
@@ -33,6 +34,8 @@ enum Command {
     },
     /// Write a backup into a sync target, keeping IDs; snapshot first, verify after.
     Restore(Box<RestoreArgs>),
+    /// Delete every item and blob on a sync target (snapshot first); info.json stays.
+    Clear(Box<ClearArgs>),
     /// Compare a target with a backup; exit 3 on any difference.
     Verify {
         #[arg(value_name = "BACKUP")]
@@ -105,6 +108,14 @@ async fn run(cmd: Command) -> Result<i32> {
                 }
                 None => Ok(exit::OK),
             }
+        }
+        Command::Clear(args) => {
+            let s = clear::run(&args).await?;
+            println!("Cleared: {} file(s) deleted.", s.deleted);
+            if let Some(snap) = &s.snapshot {
+                println!("Snapshot kept at {}", snap.display());
+            }
+            Ok(exit::OK)
         }
         Command::Verify {
             backup,
