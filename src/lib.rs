@@ -14,6 +14,7 @@ pub mod open;
 pub mod plan;
 pub mod progress;
 pub mod restore;
+pub mod rollback;
 pub mod snapshot;
 pub mod target;
 pub mod validate;

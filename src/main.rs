@@ -9,6 +9,7 @@ use joplin_restore::clear::{self, ClearArgs};
 use joplin_restore::exit;
 use joplin_restore::open::{open_paced, PacerArgs, TargetArgs};
 use joplin_restore::restore::{self, RestoreArgs};
+use joplin_restore::rollback::{self, RollbackArgs};
 use joplin_restore::target::SyncTarget;
 use joplin_restore::validate::{validate, ProblemClass};
 use joplin_restore::{backup::Backup, inspect, plan, verify};
@@ -36,6 +37,8 @@ enum Command {
     Restore(Box<RestoreArgs>),
     /// Delete every item and blob on a sync target (snapshot first); info.json stays.
     Clear(Box<ClearArgs>),
+    /// Put a target back as a snapshot shows it, so that every client follows.
+    Rollback(Box<RollbackArgs>),
     /// Compare a target with a backup; exit 3 on any difference.
     Verify {
         #[arg(value_name = "BACKUP")]
@@ -116,6 +119,26 @@ async fn run(cmd: Command) -> Result<i32> {
                 println!("Snapshot kept at {}", snap.display());
             }
             Ok(exit::OK)
+        }
+        Command::Rollback(args) => {
+            let s = rollback::run(&args).await?;
+            println!(
+                "Rolled back: {} file(s) written, {} deleted.",
+                s.uploaded, s.deleted
+            );
+            if let Some(snap) = &s.snapshot {
+                println!(
+                    "Snapshot of the state before the rollback: {}",
+                    snap.display()
+                );
+            }
+            if s.verify.ok() {
+                println!("Verified: the target matches the snapshot.");
+                Ok(exit::OK)
+            } else {
+                print_differences(&s.verify);
+                Ok(exit::DIFFERENCES)
+            }
         }
         Command::Verify {
             backup,

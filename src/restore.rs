@@ -209,7 +209,7 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
     let exec = Executor {
         target: &target,
         backup: backup.clone(),
-        stamp_ms,
+        stamp_ms: Some(stamp_ms),
         transfers,
         progress: &progress,
     };
