@@ -16,6 +16,7 @@ pub mod progress;
 pub mod restore;
 pub mod rollback;
 pub mod snapshot;
+pub mod status;
 pub mod target;
 pub mod validate;
 pub mod verify;

@@ -12,7 +12,7 @@ use joplin_restore::restore::{self, RestoreArgs};
 use joplin_restore::rollback::{self, RollbackArgs};
 use joplin_restore::target::SyncTarget;
 use joplin_restore::validate::{validate, ProblemClass};
-use joplin_restore::{backup::Backup, inspect, plan, verify};
+use joplin_restore::{backup::Backup, inspect, plan, status, verify};
 
 /// Restore a Joplin backup (JEX) straight into a sync target, keeping every ID, so clients
 /// just sync.
@@ -39,6 +39,23 @@ enum Command {
     Clear(Box<ClearArgs>),
     /// Put a target back as a snapshot shows it, so that every client follows.
     Rollback(Box<RollbackArgs>),
+    /// What is on a target: sync version, E2EE and keys, item counts, locks.
+    Status {
+        #[command(flatten)]
+        target: TargetArgs,
+        #[command(flatten)]
+        pacer: PacerArgs,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove locks left on a target by joplin-restore or by clients that are gone (stale).
+    Unlock {
+        #[command(flatten)]
+        target: TargetArgs,
+        #[command(flatten)]
+        pacer: PacerArgs,
+    },
     /// Compare a target with a backup; exit 3 on any difference.
     Verify {
         #[arg(value_name = "BACKUP")]
@@ -139,6 +156,24 @@ async fn run(cmd: Command) -> Result<i32> {
                 print_differences(&s.verify);
                 Ok(exit::DIFFERENCES)
             }
+        }
+        Command::Status {
+            target,
+            pacer,
+            json,
+        } => {
+            let s = status::status(&target, &pacer).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&s)?);
+            } else {
+                status::print(&s);
+            }
+            Ok(exit::OK)
+        }
+        Command::Unlock { target, pacer } => {
+            let (removed, kept) = status::unlock(&target, &pacer).await?;
+            println!("{removed} lock(s) removed, {kept} active lock(s) of other clients kept.");
+            Ok(exit::OK)
         }
         Command::Verify {
             backup,
