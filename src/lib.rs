@@ -10,6 +10,7 @@ pub mod exit;
 pub mod generate;
 pub mod inspect;
 pub mod item;
+pub mod journal;
 pub mod newids;
 pub mod open;
 pub mod plan;

@@ -140,7 +140,9 @@ pub async fn run(args: &RollbackArgs) -> Result<RollbackSummary> {
         None
     };
     target.ensure_layout(&state).await?;
-    let lock = target.acquire_lock(args.force).await?;
+    let lock = target
+        .acquire_lock(args.force, None, &crate::item::new_id())
+        .await?;
     if info_changes {
         if let Some(info) = &snap.info_json {
             target
@@ -161,6 +163,7 @@ pub async fn run(args: &RollbackArgs) -> Result<RollbackSummary> {
         stamp_ms: stamp,
         transfers,
         progress: &progress,
+        journal: None,
     };
     let outcome = exec.run(&plan).await;
     if !outcome.ok() {
