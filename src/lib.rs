@@ -17,6 +17,7 @@ pub mod plan;
 pub mod progress;
 pub mod restore;
 pub mod rollback;
+pub mod selection;
 pub mod snapshot;
 pub mod status;
 pub mod target;

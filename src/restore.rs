@@ -35,6 +35,14 @@ pub struct RestoreArgs {
     /// such unsynced edits stay the current version.
     #[arg(long)]
     pub rewrite_unchanged: bool,
+    /// Restore only these (repeatable): notebook:PATH/TO/NOTEBOOK (with sub-notebooks),
+    /// note:ID-OR-TITLE, tag:TITLE, or a bare id/path/title. Merges into the target: deletes
+    /// nothing, brings parent notebooks, attachments, tags and links along.
+    #[arg(long, value_name = "SELECTOR")]
+    pub only: Vec<crate::selection::Selector>,
+    /// With --only: replace items the target already has (default: keep the target's copy).
+    #[arg(long, requires = "only")]
+    pub overwrite: bool,
     /// Give every item a new id, like Joplin's own JEX import (every client must then be reset).
     #[arg(long)]
     pub new_ids: bool,
@@ -155,10 +163,21 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
         crate::newids::remap(&mut backup, id_seed);
     }
     let backup = Arc::new(backup);
+    if !args.only.is_empty() && args.mode == Mode::ClearFirst {
+        return Err(Refusal(
+            "--only merges into the target and cannot be combined with --mode clear-first".into(),
+        )
+        .into());
+    }
 
     // plan
     let set = plan::restore_set(&backup, &validation);
-    let existing = plan::fetch_comparable(&target, &set, &state, transfers).await?;
+    let only = if args.only.is_empty() {
+        None
+    } else {
+        Some(crate::selection::resolve(&backup, &args.only)?)
+    };
+    let existing = plan::fetch_comparable(&target, &set, &state, transfers, only.is_some()).await?;
     let opts = plan::PlanOptions {
         // A clear-first restore that already cleared must not clear again.
         mode: if resumed.as_ref().is_some_and(|r| r.cleared) {
@@ -167,12 +186,50 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
             args.mode
         },
         rewrite_unchanged: args.rewrite_unchanged,
+        only,
+        overwrite: args.overwrite,
     };
-    let mut plan = plan::plan(&backup, &validation, &state, &existing, opts);
+    let mut plan = plan::plan(&backup, &validation, &state, &existing, &opts);
     if let Some(r) = &resumed {
         plan::skip_done(&mut plan, &backup, &state, &r.done, r.stamp_ms);
     }
-    let restored: Vec<usize> = set.iter().map(|(i, _)| *i).collect();
+    // What verify checks: everything written or already identical; in a partial restore only
+    // the selection, minus the target's own copies it kept.
+    let restored: Vec<usize> = set
+        .iter()
+        .filter(|(_, bi)| opts.only.as_ref().is_none_or(|o| o.contains(bi.id())))
+        .filter(|(_, bi)| !plan.kept.iter().any(|k| k == bi.id()))
+        .map(|(i, _)| *i)
+        .collect();
+    let mut protected = plan.protected_ids.clone();
+    if opts.only.is_some() {
+        // A partial restore leaves everything else on the target alone.
+        let written: std::collections::HashSet<&str> =
+            restored.iter().map(|i| backup.items[*i].id()).collect();
+        protected.extend(
+            state
+                .items
+                .keys()
+                .chain(state.blobs.keys())
+                .filter(|id| !written.contains(id.as_str()))
+                .cloned(),
+        );
+    }
+    if !plan.kept.is_empty() {
+        println!(
+            "Kept the target's own copy of {} item(s) that exist there (use --overwrite to replace them):",
+            plan.kept.len()
+        );
+        for id in plan.kept.iter().take(50) {
+            let title = backup
+                .items
+                .iter()
+                .find(|bi| bi.id() == id)
+                .map(|bi| bi.item.title_or_empty())
+                .unwrap_or("");
+            println!("  {id} {title:?}");
+        }
+    }
     let summary = format!(
         "Plan for {}: upload {} files ({} bytes; {} replace existing ones), {} unchanged, delete {}{}",
         target.describe(),
@@ -317,7 +374,7 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
                 &target,
                 backup.clone(),
                 &restored,
-                &plan.protected_ids,
+                &protected,
                 &after,
                 transfers,
             )
