@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 use joplin_restore::clear::{self, ClearArgs};
 use joplin_restore::exit;
+use joplin_restore::export::{self, ExportArgs};
 use joplin_restore::open::{open_paced, PacerArgs, TargetArgs};
 use joplin_restore::restore::{self, RestoreArgs};
 use joplin_restore::rollback::{self, RollbackArgs};
@@ -55,6 +56,21 @@ enum Command {
         target: TargetArgs,
         #[command(flatten)]
         pacer: PacerArgs,
+    },
+    /// Write a JEX of a sync target's live notes, notebooks, tags and attachments (server-side
+    /// backup; Joplin imports it).
+    Export(Box<ExportArgs>),
+    /// What a restore would change: items added, changed and removed, by type and title.
+    Diff {
+        #[arg(value_name = "BACKUP")]
+        backup: PathBuf,
+        #[command(flatten)]
+        target: TargetArgs,
+        #[command(flatten)]
+        pacer: PacerArgs,
+        /// Problem classes accepted in the backup (as for restore).
+        #[arg(long = "allow", value_enum, value_name = "PROBLEM")]
+        allow: Vec<ProblemClass>,
     },
     /// Compare a target with a backup; exit 3 on any difference.
     Verify {
@@ -174,6 +190,41 @@ async fn run(cmd: Command) -> Result<i32> {
             let (removed, kept) = status::unlock(&target, &pacer).await?;
             println!("{removed} lock(s) removed, {kept} active lock(s) of other clients kept.");
             Ok(exit::OK)
+        }
+        Command::Export(args) => {
+            let s = export::run(&args).await?;
+            println!(
+                "Exported {} items and {} attachment blobs ({} bytes) to {}.",
+                s.items,
+                s.blobs,
+                s.bytes,
+                args.out.display()
+            );
+            if s.skipped_trash + s.skipped_conflicts > 0 {
+                println!(
+                    "Left out: {} in the trash, {} conflict copies (--include-trash, --include-conflicts).",
+                    s.skipped_trash, s.skipped_conflicts
+                );
+            }
+            Ok(exit::OK)
+        }
+        Command::Diff {
+            backup,
+            target,
+            pacer,
+            allow,
+        } => {
+            let (b, v) = restore::read_and_validate(&backup, &allow)?;
+            let b = Arc::new(b);
+            let paced = open_paced(&target, &pacer)?;
+            let transfers = paced.options().transfers;
+            let t = SyncTarget::new(paced);
+            let state = t.state().await?;
+            let set: Vec<usize> = plan::restore_set(&b, &v).iter().map(|(i, _)| *i).collect();
+            let r = verify::verify(&t, b.clone(), &set, &v.skipped_ids, &state, transfers).await?;
+            let report = verify::diff_report(&t, &r).await;
+            print!("{report}");
+            Ok(if r.ok() { exit::OK } else { exit::DIFFERENCES })
         }
         Command::Verify {
             backup,
