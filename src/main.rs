@@ -72,6 +72,13 @@ enum Command {
         #[arg(long = "allow", value_enum, value_name = "PROBLEM")]
         allow: Vec<ProblemClass>,
     },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) to standard output.
+    Man,
     /// Compare a target with a backup; exit 3 on any difference.
     Verify {
         #[arg(value_name = "BACKUP")]
@@ -115,6 +122,20 @@ fn main() -> ExitCode {
 
 async fn run(cmd: Command) -> Result<i32> {
     match cmd {
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            let mut buf = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "joplin-restore", &mut buf);
+            write_stdout(&buf)?;
+            Ok(exit::OK)
+        }
+        Command::Man => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            let mut buf = Vec::new();
+            clap_mangen::Man::new(cmd).render(&mut buf)?;
+            write_stdout(&buf)?;
+            Ok(exit::OK)
+        }
         Command::Inspect { backup } => {
             let b = Backup::open(&backup)?;
             let v = validate(&b);
@@ -253,6 +274,15 @@ async fn run(cmd: Command) -> Result<i32> {
                 Ok(exit::DIFFERENCES)
             }
         }
+    }
+}
+
+/// Write to stdout; a closed pipe (`| head`) is not an error.
+fn write_stdout(data: &[u8]) -> Result<()> {
+    use std::io::Write;
+    match std::io::stdout().write_all(data) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
     }
 }
 
