@@ -147,8 +147,12 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
         &args.backup,
         &target.describe(),
         &format!(
-            "mode={:?} new_ids={} rewrite={}",
-            args.mode, args.new_ids, args.rewrite_unchanged
+            "mode={:?} new_ids={} rewrite={} set={:?}",
+            args.mode,
+            args.new_ids,
+            args.rewrite_unchanged,
+            // A folder of sets: which set, so a newer one is a different restore.
+            backup.set.as_ref().map(|s| &s.name)
         ),
     );
     let resumed = if args.fresh {
