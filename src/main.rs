@@ -66,8 +66,11 @@ enum Command {
     Export(Box<ExportArgs>),
     /// What a restore would change: items added, changed and removed, by type and title.
     Diff {
+        /// A .jex, a backup set folder, the Backup plugin's folder of sets, or a .7z/.zip.
         #[arg(value_name = "BACKUP")]
         backup: PathBuf,
+        #[command(flatten)]
+        opts: BackupOptions,
         #[command(flatten)]
         target: TargetArgs,
         #[command(flatten)]
@@ -217,11 +220,12 @@ async fn run(cmd: Command) -> Result<i32> {
         }
         Command::Diff {
             backup,
+            opts,
             target,
             pacer,
             allow,
         } => {
-            let (b, v) = restore::read_and_validate(&backup, &allow)?;
+            let (b, v) = restore::read_and_validate(&backup, &opts, &allow)?;
             let b = Arc::new(b);
             let paced = open_paced(&target, &pacer)?;
             let transfers = paced.options().transfers;
