@@ -219,6 +219,37 @@ impl SyncTarget {
 
     /// Take Joplin's exclusive sync lock (advisory: only clients ≤ 3.1 honour it).
     pub async fn acquire_lock(&self, force: bool) -> Result<TargetLock> {
+        // Backends with their own lock service (Joplin Server's /api/locks) use it.
+        let server_id = crate::item::new_id();
+        match self.storage.acquire_server_lock(&server_id).await {
+            Ok(true) => {
+                let lock = TargetLock {
+                    storage: self.storage.clone(),
+                    path: String::new(),
+                    body: String::new(),
+                    server_client: Some(server_id),
+                    refresher: None,
+                };
+                return Ok(lock.with_refresher());
+            }
+            Ok(false) => {}
+            Err(e) if force => {
+                eprintln!("warning: --force: writing without the sync lock: {e}");
+                return Ok(TargetLock {
+                    storage: self.storage.clone(),
+                    path: String::new(),
+                    body: String::new(),
+                    server_client: None,
+                    refresher: None,
+                });
+            }
+            Err(e) => {
+                return Err(anyhow::Error::new(e).context(format!(
+                    "{}: could not take the sync lock (pass --force if that client is gone)",
+                    self.describe()
+                )))
+            }
+        }
         let (remote_now, _) = self.remote_clock().await?;
         let st = self.state().await?;
         let client_id = crate::item::new_id();
@@ -247,6 +278,7 @@ impl SyncTarget {
             path: format!("{LOCKS_DIR}/2_{CLIENT_TYPE_CLI}_{client_id}.json"),
             body: json!({"type": 2, "clientType": CLIENT_TYPE_CLI, "clientId": client_id})
                 .to_string(),
+            server_client: None,
             refresher: None,
         };
         lock.write().await?;
@@ -278,11 +310,20 @@ pub struct TargetLock {
     storage: Arc<dyn Storage>,
     path: String,
     body: String,
+    /// Our client id when the lock is the backend's own (`Storage::acquire_server_lock`).
+    server_client: Option<String>,
     refresher: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl TargetLock {
     async fn write(&self) -> Result<()> {
+        if let Some(id) = &self.server_client {
+            self.storage
+                .acquire_server_lock(id)
+                .await
+                .with_context(|| format!("{}: refreshing our lock", self.storage.describe()))?;
+            return Ok(());
+        }
         self.storage
             .put(&self.path, Bytes::from(self.body.clone()))
             .await
@@ -299,13 +340,18 @@ impl TargetLock {
         let storage = self.storage.clone();
         let path = self.path.clone();
         let body = self.body.clone();
+        let server_client = self.server_client.clone();
         self.refresher = Some(tokio::spawn(async move {
             // Refresh well inside the TTL, as Joplin clients do every 60 s.
             let mut tick = tokio::time::interval(Duration::from_secs(60));
             tick.tick().await;
             loop {
                 tick.tick().await;
-                if let Err(e) = storage.put(&path, Bytes::from(body.clone())).await {
+                let r = match &server_client {
+                    Some(id) => storage.acquire_server_lock(id).await.map(|_| ()),
+                    None => storage.put(&path, Bytes::from(body.clone())).await,
+                };
+                if let Err(e) = r {
                     tracing::warn!("could not refresh the sync lock: {e}");
                 }
             }
@@ -320,6 +366,16 @@ impl TargetLock {
     pub async fn release(mut self) -> Result<()> {
         if let Some(h) = self.refresher.take() {
             h.abort();
+        }
+        if let Some(id) = &self.server_client {
+            return self
+                .storage
+                .release_server_lock(id)
+                .await
+                .with_context(|| "releasing our sync lock".to_string());
+        }
+        if self.path.is_empty() {
+            return Ok(());
         }
         self.storage
             .delete(&self.path)
