@@ -315,3 +315,33 @@ pub fn plan(
         protected_ids,
     }
 }
+
+/// Drop uploads an interrupted run already finished (per its journal), after checking the
+/// target still has them at the size that run wrote.
+pub fn skip_done(
+    plan: &mut Plan,
+    backup: &Backup,
+    state: &TargetState,
+    done: &HashSet<String>,
+    stamp_ms: i64,
+) {
+    for (_, uploads) in plan.phases.iter_mut() {
+        uploads.retain(|u| {
+            let (path, entry, size) = if u.blob {
+                let p = blob_path(&u.id);
+                (p, state.blobs.get(&u.id), u.bytes)
+            } else {
+                let len = stamped(&backup.items[u.index].item, stamp_ms)
+                    .serialize()
+                    .len() as u64;
+                (item_path(&u.id), state.items.get(&u.id), len)
+            };
+            let finished = done.contains(&path) && entry.is_some_and(|e| e.size == size);
+            if finished {
+                plan.unchanged += 1;
+            }
+            !finished
+        });
+    }
+    plan.phases.retain(|(_, u)| !u.is_empty());
+}

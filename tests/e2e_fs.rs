@@ -219,3 +219,49 @@ fn new_ids_gives_the_same_tree_with_new_ids_and_working_links() {
     want_sha.sort();
     assert_eq!(got_sha, want_sha);
 }
+
+/// `clear` on a target a real client filled leaves only info.json (and empty folders); a fresh
+/// client then syncs an empty notebook list, without an error.
+#[test]
+fn clear_leaves_only_info_json_and_a_fresh_client_sees_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let target = tmp.path().join("target");
+    let filler = Profile::new(tmp.path().join("filler"));
+    filler.batch(&[
+        "mkbook \"Work\"".into(),
+        "mknote \"Meeting\"".into(),
+        "set Meeting body \"agenda\"".into(),
+        "tag add urgent Meeting".into(),
+    ]);
+    filler.use_folder(&target);
+    filler.sync();
+    let info_before = std::fs::read(target.join("info.json")).unwrap();
+
+    let out = jr_ok(&[
+        "clear",
+        "--target",
+        target.to_str().unwrap(),
+        "--yes",
+        "--snapshot-dir",
+        tmp.path().join("snaps").to_str().unwrap(),
+    ]);
+    assert!(out.contains("Cleared"), "{out}");
+    let files: Vec<String> = support::tree_hashes(&target)
+        .into_iter()
+        .filter(|(p, _)| !p.ends_with('/'))
+        .map(|(p, _)| p)
+        .filter(|p| !p.starts_with(".sync/"))
+        .collect();
+    assert_eq!(files, vec!["info.json".to_string()]);
+    assert_eq!(
+        std::fs::read(target.join("info.json")).unwrap(),
+        info_before
+    );
+
+    let fresh = Profile::new(tmp.path().join("fresh"));
+    fresh.use_folder(&target);
+    fresh.sync();
+    let m = fresh.manifest();
+    assert_eq!(m["counts"]["notes"], 0);
+    assert_eq!(m["counts"]["folders"], 0);
+}

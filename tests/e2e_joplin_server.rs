@@ -195,3 +195,33 @@ fn target_url_must_say_its_kind() {
         text(&o)
     );
 }
+
+#[test]
+fn clear_leaves_only_info_json() {
+    let tmp = tempfile::tempdir().unwrap();
+    let jex = tmp.path().join("big.jex");
+    // 250 items: more than two listing pages, so clearing must not skip any.
+    jserver::write_jex(&jex, 249, None);
+    let (_rt, emu) = jserver::start(EmulatorConfig::default());
+    let o = jr_server(
+        &emu,
+        PASSWORD,
+        &["restore", jex.to_str().unwrap(), "--quiet"],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let snaps = tmp.path().join("snaps");
+    let o = jr_server(
+        &emu,
+        PASSWORD,
+        &[
+            "clear",
+            "--yes",
+            "--quiet",
+            "--snapshot-dir",
+            snaps.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(emu.names(USER), vec!["info.json".to_string()]);
+    assert!(emu.locks(USER).is_empty());
+}
