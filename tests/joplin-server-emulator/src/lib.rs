@@ -607,6 +607,7 @@ enum ItemPath {
     Root,
 }
 
+#[allow(clippy::result_large_err)]
 fn parse_item_path(seg: &str) -> Result<ItemPath, Resp> {
     if seg == "root" || seg == "root:/:" {
         return Ok(ItemPath::Root);
