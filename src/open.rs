@@ -1,6 +1,7 @@
 //! Turn `--target` and its options into a storage backend, wrapped in the pacer.
 //!
-//! Forms: a local path or `file:///path` (filesystem target).
+//! Forms: a local path or `file:///path` (filesystem target); `joplin-server+http(s)://host:port/`
+//! or `--backend joplin-server` with an `http(s)://` URL (Joplin Server).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -21,6 +22,62 @@ pub struct TargetArgs {
         env = "JOPLIN_RESTORE_TARGET"
     )]
     pub target: String,
+    /// What kind of target --target is, when its form does not say it (an http(s):// URL).
+    #[arg(long, value_enum, value_name = "KIND")]
+    pub backend: Option<BackendKind>,
+    /// Account for servers that need one (Joplin Server: the account's email).
+    #[arg(long, value_name = "USER", env = "JOPLIN_RESTORE_USERNAME")]
+    pub username: Option<String>,
+    /// Read the password from this file (first line). Otherwise: env JOPLIN_RESTORE_PASSWORD,
+    /// else a prompt on the terminal.
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackendKind {
+    /// A local folder (Joplin's "File system" target).
+    Fs,
+    /// Joplin Server (Joplin's sync target 9).
+    JoplinServer,
+}
+
+/// The password: --password-file, env JOPLIN_RESTORE_PASSWORD, or a terminal prompt. Never argv.
+fn password(args: &TargetArgs, what: &str) -> Result<String> {
+    if let Some(f) = &args.password_file {
+        let text = std::fs::read_to_string(f).map_err(|e| {
+            anyhow::anyhow!("--password-file {}: cannot read it ({e})", f.display())
+        })?;
+        return Ok(text.lines().next().unwrap_or("").to_string());
+    }
+    if let Ok(p) = std::env::var("JOPLIN_RESTORE_PASSWORD") {
+        return Ok(p);
+    }
+    if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        return Ok(rpassword::prompt_password(format!(
+            "Password for {what}: "
+        ))?);
+    }
+    bail!(
+        "{what} needs a password: set JOPLIN_RESTORE_PASSWORD, or pass --password-file FILE \
+         (not a terminal, so no prompt)"
+    )
+}
+
+fn open_joplin_server(args: &TargetArgs, url: &str) -> Result<Arc<dyn Storage>> {
+    let username = args.username.clone().filter(|u| !u.is_empty()).ok_or_else(|| {
+        anyhow::anyhow!(
+            "Joplin Server needs the account's email: pass --username or set JOPLIN_RESTORE_USERNAME"
+        )
+    })?;
+    let password = password(args, &format!("{username} on {url}"))?;
+    let cfg = backend_joplin_server::JoplinServerConfig {
+        base_url: url.to_string(),
+        username,
+        password: backend_joplin_server::Password::new(password),
+        timeout: std::time::Duration::from_secs(300),
+    };
+    Ok(backend_joplin_server::open(cfg)?)
 }
 
 /// rclone-style transfer limits, shared by every command that talks to a target.
@@ -61,12 +118,35 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 /// Open the backend named by `--target`, without the pacer.
 pub fn open_storage(args: &TargetArgs) -> Result<Arc<dyn Storage>> {
     let t = args.target.trim();
+    if let Some(url) = t.strip_prefix("joplin-server+") {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            bail!("--target {t}: use joplin-server+http://host:port/ or joplin-server+https://…");
+        }
+        return open_joplin_server(args, url);
+    }
+    if args.backend == Some(BackendKind::JoplinServer) {
+        if !(t.starts_with("http://") || t.starts_with("https://")) {
+            bail!(
+                "--backend joplin-server needs an http:// or https:// URL as --target, got {t:?}"
+            );
+        }
+        return open_joplin_server(args, t);
+    }
+    if t.starts_with("http://") || t.starts_with("https://") {
+        if args.backend == Some(BackendKind::Fs) {
+            bail!("--backend fs needs a folder path, got the URL {t:?}");
+        }
+        bail!(
+            "--target {t}: say which kind of server this is: --backend joplin-server \
+             (or write the target as joplin-server+{t})"
+        );
+    }
     if let Some(rest) = t.strip_prefix("file://") {
         return Ok(Arc::new(FsStorage::new(PathBuf::from(rest))));
     }
     if let Some((scheme, _)) = t.split_once("://") {
         bail!(
-            "--target {t}: unknown kind of target {scheme:?}. Use a folder path (or file:///path)."
+            "--target {t}: unknown kind of target {scheme:?}. Use a folder path (or file:///path), or joplin-server+http(s)://host:port/."
         );
     }
     if t.is_empty() {

@@ -4,6 +4,7 @@
 
 pub mod formats;
 pub mod joplin;
+pub mod jserver;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
