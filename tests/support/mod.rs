@@ -3,6 +3,8 @@
 #![allow(dead_code)]
 
 pub mod joplin;
+pub mod s3;
+pub mod counting_proxy;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -478,6 +478,23 @@ impl S3Storage {
                     Some((path, e))
                 })
                 .collect(),
+            Err(e) if e.raw_response().map(|r| r.status().as_u16()) == Some(500) => {
+                // Some stores fail a whole batch on an internal race (s3rver 3.7.1 removes
+                // emptied folders in parallel and trips over its own deletions): fall back to
+                // one DeleteObject per key, in order. Throttling (503) is left to the pacer.
+                tracing::warn!(
+                    "DeleteObjects failed ({}); deleting {} key(s) one by one",
+                    self.classify(&paths[0], e),
+                    paths.len()
+                );
+                let mut failed = Vec::new();
+                for p in paths {
+                    if let Err(e) = self.delete(p).await {
+                        failed.push((p.clone(), e));
+                    }
+                }
+                failed
+            }
             Err(e) => {
                 let status = e.raw_response().map(|r| r.status().as_u16());
                 let first = self.classify(&paths[0], e);
