@@ -10,6 +10,7 @@ use bytes::Bytes;
 use futures::{stream, StreamExt};
 
 use crate::backup::Backup;
+use crate::journal::Journal;
 use crate::plan::{stamped, Phase, Plan, Upload};
 use crate::progress::Progress;
 use crate::target::{blob_path, item_path, SyncTarget};
@@ -43,9 +44,13 @@ impl Outcome {
 pub struct Executor<'a> {
     pub target: &'a SyncTarget,
     pub backup: Arc<Backup>,
-    pub stamp_ms: i64,
+    /// Restore time written into every item; `None` writes the items' bytes verbatim
+    /// (`rollback --exact`).
+    pub stamp_ms: Option<i64>,
     pub transfers: usize,
     pub progress: &'a Progress,
+    /// Records each finished upload (and the clear) so an interrupted run can resume.
+    pub journal: Option<&'a Journal>,
 }
 
 fn describe(backup: &Backup, u: &Upload) -> String {
@@ -68,6 +73,9 @@ impl Executor<'_> {
             if !out.ok() {
                 out.stopped_at = Some("clearing the target".into());
                 return out;
+            }
+            if let Some(j) = self.journal {
+                j.record_cleared();
             }
         }
         for (phase, uploads) in &plan.phases {
@@ -96,7 +104,10 @@ impl Executor<'_> {
 
     fn content(&self, u: &Upload) -> Result<Bytes> {
         let bi = &self.backup.items[u.index];
-        Ok(Bytes::from(stamped(&bi.item, self.stamp_ms).serialize()))
+        Ok(match self.stamp_ms {
+            Some(ms) => Bytes::from(stamped(&bi.item, ms).serialize()),
+            None => Bytes::from(bi.raw.clone()),
+        })
     }
 
     async fn upload_each(&self, uploads: &[Upload], out: &mut Outcome) {
@@ -122,7 +133,12 @@ impl Executor<'_> {
                 let r = self.target.storage.put(&path, data).await;
                 self.progress.inc(1);
                 match r {
-                    Ok(()) => (i, n, None),
+                    Ok(()) => {
+                        if let Some(j) = self.journal {
+                            j.record_done(&path);
+                        }
+                        (i, n, None)
+                    }
                     Err(e) => (i, 0, Some(failure(&path, what, advice(&e)))),
                 }
             })
@@ -160,7 +176,12 @@ impl Executor<'_> {
                     .into_iter()
                     .zip(chunk.iter())
                     .map(|((p, n), u)| match failed.iter().find(|(fp, _)| *fp == p) {
-                        None => Ok(n),
+                        None => {
+                            if let Some(j) = self.journal {
+                                j.record_done(&p);
+                            }
+                            Ok(n)
+                        }
                         Some((_, e)) => Err(failure(&p, describe(&self.backup, u), advice(e))),
                     })
                     .collect()
