@@ -124,6 +124,10 @@ async fn missing_bucket_says_create_it_and_create_bucket_does() {
     let mut o = server.options("nobucket");
     o.create_bucket = true;
     let s = S3Storage::new(o).unwrap();
+    // Until ensure_root creates it, the missing bucket reads as an empty target.
+    assert!(s.list("").await.unwrap().is_empty());
+    assert!(s.get("info.json").await.unwrap_err().is_not_found());
+    assert!(s.stat("info.json").await.unwrap().is_none());
     s.ensure_root().await.unwrap();
     s.ensure_root().await.unwrap();
     s.put("a.md", Bytes::from_static(b"x")).await.unwrap();

@@ -157,7 +157,11 @@ impl S3Server {
     }
 
     pub fn env_with_secret(&self, secret: &str) -> Vec<(&'static str, String)> {
-        let none = self.dir.path().join("no-aws-config").display().to_string();
+        let none = self.dir.path().join("empty-aws-config");
+        if !none.exists() {
+            std::fs::write(&none, "").unwrap();
+        }
+        let none = none.display().to_string();
         vec![
             ("AWS_ACCESS_KEY_ID", self.access_key.to_string()),
             ("AWS_SECRET_ACCESS_KEY", secret.to_string()),

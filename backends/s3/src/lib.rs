@@ -287,6 +287,9 @@ impl S3Storage {
             (None, None) => format!("HTTP {}", status.unwrap_or(0)),
         };
         match code.unwrap_or("") {
+            // With --create-bucket a missing bucket is an empty target until `ensure_root`
+            // creates it: reads find nothing, listings are empty.
+            "NoSuchBucket" if self.opts.create_bucket => return StorageError::not_found(path),
             "NoSuchBucket" => {
                 return StorageError::Config(format!(
                     "bucket {bucket:?} does not exist on {}: create it (in the provider's console, \
@@ -593,7 +596,7 @@ impl Storage for S3Storage {
         let mut token: Option<String> = None;
         // Bounded: 1000 keys a page, so 100 000 pages is 100 million keys.
         for _ in 0..100_000 {
-            let page = client
+            let page = match client
                 .list_objects_v2()
                 .bucket(&self.opts.bucket)
                 .prefix(&prefix)
@@ -601,7 +604,14 @@ impl Storage for S3Storage {
                 .set_continuation_token(token.take())
                 .send()
                 .await
-                .map_err(|e| self.classify(if dir.is_empty() { "/" } else { dir }, e))?;
+            {
+                Ok(page) => page,
+                Err(e) => match self.classify(if dir.is_empty() { "/" } else { dir }, e) {
+                    // Only a missing bucket under --create-bucket: nothing there yet.
+                    StorageError::NotFound { .. } => return Ok(Vec::new()),
+                    e => return Err(e),
+                },
+            };
             for o in page.contents() {
                 let Some(key) = o.key() else { continue };
                 // A "directory object" some tools create for the folder itself.
