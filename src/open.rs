@@ -84,7 +84,12 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 pub fn open_storage(args: &TargetArgs) -> Result<Arc<dyn Storage>> {
     let t = args.target.trim();
     let is_s3 = t.starts_with("s3://");
-    if !is_s3 && (args.endpoint.is_some() || args.region.is_some() || args.path_style || args.create_bucket) {
+    if !is_s3
+        && (args.endpoint.is_some()
+            || args.region.is_some()
+            || args.path_style
+            || args.create_bucket)
+    {
         bail!(
             "--endpoint, --region, --path-style and --create-bucket are for S3 targets \
              (--target s3://BUCKET); {t} is not one"

@@ -37,7 +37,10 @@ fn jr_s3_ok(server: &S3Server, args: &[&str]) -> String {
 fn restore_fresh(server: &S3Server, extra: &[&str]) -> String {
     let jex = sample_jex();
     let t = server.target_args(BUCKET);
-    jr_s3_ok(server, &args(&["restore", jex.to_str().unwrap()], &t, extra))
+    jr_s3_ok(
+        server,
+        &args(&["restore", jex.to_str().unwrap()], &t, extra),
+    )
 }
 
 fn verify(server: &S3Server) {
@@ -72,12 +75,19 @@ fn fresh_client_syncs_exactly_the_backup_from_s3() {
         })
         .count();
     assert_eq!(items, 27);
-    assert_eq!(std::fs::read_dir(data.join(".resource")).unwrap().count(), 3);
+    assert_eq!(
+        std::fs::read_dir(data.join(".resource")).unwrap().count(),
+        3
+    );
 
     let tmp = tempfile::tempdir().unwrap();
     let p = profile_on(&server, &tmp.path().join("fresh"));
     p.sync();
-    assert_manifest_eq(&p.manifest(), &sample_manifest(), "fresh profile after S3 restore");
+    assert_manifest_eq(
+        &p.manifest(),
+        &sample_manifest(),
+        "fresh profile after S3 restore",
+    );
 }
 
 /// Same as the filesystem case: a client that synced an older, different content converges to
@@ -102,10 +112,17 @@ fn stale_client_converges_to_the_backup_on_s3() {
     p.sync();
 
     let snaps = tmp.path().join("snaps");
-    let out = restore_fresh(&server, &["--yes", "--snapshot-dir", snaps.to_str().unwrap()]);
+    let out = restore_fresh(
+        &server,
+        &["--yes", "--snapshot-dir", snaps.to_str().unwrap()],
+    );
     assert!(out.contains("Snapshot of the target"), "{out}");
     p.sync();
-    assert_manifest_eq(&p.manifest(), &sample_manifest(), "stale profile after S3 restore");
+    assert_manifest_eq(
+        &p.manifest(),
+        &sample_manifest(),
+        "stale profile after S3 restore",
+    );
     assert!(p.conflict_bodies().is_empty(), "no conflict expected");
     verify(&server);
 }
@@ -195,7 +212,11 @@ fn wrong_secret_fails_clearly_and_changes_nothing() {
     let env = server.env_with_secret("not-the-secret-xyz");
     let o = jr_s3_env(
         &env,
-        &args(&["restore", jex.to_str().unwrap()], &t, &["--yes", "--rewrite-unchanged"]),
+        &args(
+            &["restore", jex.to_str().unwrap()],
+            &t,
+            &["--yes", "--rewrite-unchanged"],
+        ),
     );
     let all = text(&o);
     assert!(!o.status.success(), "{all}");

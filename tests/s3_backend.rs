@@ -57,18 +57,27 @@ async fn joplin_layout_and_pagination() {
         .collect();
     let failed = s.put_many(files).await;
     assert!(failed.is_empty(), "{failed:?}");
-    s.put(".resource/0123456789abcdef0123456789abcdef", Bytes::from_static(b"blob"))
-        .await
-        .unwrap();
+    s.put(
+        ".resource/0123456789abcdef0123456789abcdef",
+        Bytes::from_static(b"blob"),
+    )
+    .await
+    .unwrap();
     s.put("info.json", Bytes::from_static(b"{}")).await.unwrap();
     // s3s-fs keeps objects as plain files named by key.
     let data = server.dir.path().join("data/layout");
     assert!(data.join("info.json").is_file());
-    assert!(data.join(".resource/0123456789abcdef0123456789abcdef").is_file());
+    assert!(data
+        .join(".resource/0123456789abcdef0123456789abcdef")
+        .is_file());
     let root = s.list("").await.unwrap();
     let files = root.iter().filter(|e| !e.is_dir).count();
     assert_eq!(files, 1235, "1234 items + info.json over two listing pages");
-    let dirs: Vec<&str> = root.iter().filter(|e| e.is_dir).map(|e| e.path.as_str()).collect();
+    let dirs: Vec<&str> = root
+        .iter()
+        .filter(|e| e.is_dir)
+        .map(|e| e.path.as_str())
+        .collect();
     assert_eq!(dirs, vec![".resource"]);
     assert!(root.iter().all(|e| e.is_dir || e.modified.is_some()));
     let res = s.list(".resource").await.unwrap();
@@ -97,14 +106,23 @@ async fn wrong_secret_is_an_auth_error_with_advice() {
         ] {
             match r {
                 Err(StorageError::Auth(m)) => {
-                    assert!(m.contains("signature does not match or access is denied"), "{m}");
-                    assert!(!m.contains("wrong-secret"), "the secret must never be shown: {m}");
+                    assert!(
+                        m.contains("signature does not match or access is denied"),
+                        "{m}"
+                    );
+                    assert!(
+                        !m.contains("wrong-secret"),
+                        "the secret must never be shown: {m}"
+                    );
                 }
                 other => panic!("{kind:?}: expected an auth error, got {other:?}"),
             }
         }
         let good = S3Storage::new(server.options("joplin")).unwrap();
-        assert!(good.list("").await.unwrap().is_empty(), "nothing was written");
+        assert!(
+            good.list("").await.unwrap().is_empty(),
+            "nothing was written"
+        );
     }
 }
 
@@ -116,7 +134,10 @@ async fn missing_bucket_says_create_it_and_create_bucket_does() {
         match r {
             Err(e @ StorageError::Config(_)) => {
                 let m = e.to_string();
-                assert!(m.contains("does not exist") && m.contains("--create-bucket"), "{m}");
+                assert!(
+                    m.contains("does not exist") && m.contains("--create-bucket"),
+                    "{m}"
+                );
             }
             other => panic!("expected a missing-bucket error, got {other:?}"),
         }

@@ -2,9 +2,9 @@
 //! read from its database, and our own binary.
 #![allow(dead_code)]
 
+pub mod counting_proxy;
 pub mod joplin;
 pub mod s3;
-pub mod counting_proxy;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

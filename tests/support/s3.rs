@@ -64,9 +64,13 @@ impl S3Server {
             }
             S3Kind::S3rver => {
                 let mut c = Command::new(bin("s3rver/node_modules/.bin/s3rver"));
-                c.arg("-d")
-                    .arg(&data)
-                    .args(["-a", "127.0.0.1", "-p", &port.to_string(), "--no-vhost-buckets"]);
+                c.arg("-d").arg(&data).args([
+                    "-a",
+                    "127.0.0.1",
+                    "-p",
+                    &port.to_string(),
+                    "--no-vhost-buckets",
+                ]);
                 (c, "S3RVER", "S3RVER")
             }
         };
@@ -94,7 +98,11 @@ impl S3Server {
         let deadline = Instant::now() + Duration::from_secs(30);
         for _ in 0..300 {
             if let Some(status) = self.child.try_wait().unwrap() {
-                panic!("{:?} exited at start ({status}):\n{}", self.kind, self.log());
+                panic!(
+                    "{:?} exited at start ({status}):\n{}",
+                    self.kind,
+                    self.log()
+                );
             }
             if let Ok(mut c) = TcpStream::connect(("127.0.0.1", self.port)) {
                 let _ = c.set_read_timeout(Some(Duration::from_secs(2)));
@@ -109,7 +117,12 @@ impl S3Server {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        panic!("{:?} did not answer on {}:\n{}", self.kind, self.endpoint, self.log());
+        panic!(
+            "{:?} did not answer on {}:\n{}",
+            self.kind,
+            self.endpoint,
+            self.log()
+        );
     }
 
     pub fn log(&self) -> String {

@@ -22,8 +22,8 @@ use async_trait::async_trait;
 use aws_config::meta::region::RegionProviderChain;
 use aws_config::retry::RetryConfig;
 use aws_config::BehaviorVersion;
-use aws_sdk_s3::config::{Credentials, Region, RequestChecksumCalculation};
 use aws_sdk_s3::config::ResponseChecksumValidation;
+use aws_sdk_s3::config::{Credentials, Region, RequestChecksumCalculation};
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
@@ -85,7 +85,9 @@ impl S3Options {
     /// Parse `s3://BUCKET[/PREFIX]` into bucket and prefix.
     pub fn from_url(url: &str) -> Result<Self> {
         let rest = url.strip_prefix("s3://").ok_or_else(|| {
-            StorageError::Config(format!("{url}: an S3 target looks like s3://BUCKET[/PREFIX]"))
+            StorageError::Config(format!(
+                "{url}: an S3 target looks like s3://BUCKET[/PREFIX]"
+            ))
         })?;
         let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
         if bucket.is_empty() {
@@ -231,7 +233,11 @@ impl S3Storage {
         key.strip_prefix(self.prefix.as_str())
     }
 
-    fn classify<E>(&self, path: &str, e: SdkError<E, aws_sdk_s3::config::http::HttpResponse>) -> StorageError
+    fn classify<E>(
+        &self,
+        path: &str,
+        e: SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+    ) -> StorageError
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
@@ -254,7 +260,9 @@ impl S3Storage {
                         self.describe()
                     ));
                 }
-                return StorageError::Config(format!("{path}: cannot build the S3 request: {detail}"));
+                return StorageError::Config(format!(
+                    "{path}: cannot build the S3 request: {detail}"
+                ));
             }
             SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => {
                 return StorageError::transient(format!(
@@ -267,7 +275,13 @@ impl S3Storage {
                 return StorageError::transient(format!("{path}: {}", DisplayErrorContext(&e)));
             }
         }
-        self.classify_parts(path, status, code.as_deref(), message.as_deref(), retry_after)
+        self.classify_parts(
+            path,
+            status,
+            code.as_deref(),
+            message.as_deref(),
+            retry_after,
+        )
     }
 
     /// Turn an S3 error (code, HTTP status, message) into an error class with advice.
@@ -298,16 +312,21 @@ impl S3Storage {
                 ))
             }
             "NoSuchKey" | "NotFound" => return StorageError::not_found(path),
-            "SignatureDoesNotMatch" | "InvalidAccessKeyId" | "AccessDenied" | "InvalidToken"
-            | "ExpiredToken" | "TokenRefreshRequired" | "InvalidSecurity" => {
-                return StorageError::Auth(format!(
-                    "S3 refused the request for {path} in bucket {bucket:?} ({what}): the signature \
+            "SignatureDoesNotMatch"
+            | "InvalidAccessKeyId"
+            | "AccessDenied"
+            | "InvalidToken"
+            | "ExpiredToken"
+            | "TokenRefreshRequired"
+            | "InvalidSecurity" => return StorageError::Auth(format!(
+                "S3 refused the request for {path} in bucket {bucket:?} ({what}): the signature \
                      does not match or access is denied. Check AWS_ACCESS_KEY_ID / \
                      AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) and that this key may read and write \
                      the bucket"
-                ))
-            }
-            "AuthorizationHeaderMalformed" | "PermanentRedirect" | "IllegalLocationConstraintException" => {
+            )),
+            "AuthorizationHeaderMalformed"
+            | "PermanentRedirect"
+            | "IllegalLocationConstraintException" => {
                 return StorageError::Config(format!(
                     "{path}: {what}: the bucket {bucket:?} is in another region: pass --region \
                      with the bucket's region (or set AWS_REGION)"
@@ -319,8 +338,12 @@ impl S3Storage {
                      the system clock (NTP) and rerun"
                 ))
             }
-            "SlowDown" | "Throttling" | "ThrottlingException" | "TooManyRequests"
-            | "RequestLimitExceeded" | "ServiceUnavailable" => {
+            "SlowDown"
+            | "Throttling"
+            | "ThrottlingException"
+            | "TooManyRequests"
+            | "RequestLimitExceeded"
+            | "ServiceUnavailable" => {
                 return StorageError::RateLimited {
                     message: format!("{path}: {what}"),
                     retry_after,
@@ -363,7 +386,13 @@ impl S3Storage {
         }
     }
 
-    async fn put_multipart(&self, client: &Client, path: &str, key: &str, data: Bytes) -> Result<()> {
+    async fn put_multipart(
+        &self,
+        client: &Client,
+        path: &str,
+        key: &str,
+        data: Bytes,
+    ) -> Result<()> {
         let created = client
             .create_multipart_upload()
             .bucket(&self.opts.bucket)
@@ -372,7 +401,9 @@ impl S3Storage {
             .await
             .map_err(|e| self.classify(path, e))?;
         let upload_id = created.upload_id().map(str::to_string).ok_or_else(|| {
-            StorageError::Rejected(format!("{path}: the server started a multipart upload without an id"))
+            StorageError::Rejected(format!(
+                "{path}: the server started a multipart upload without an id"
+            ))
         })?;
         let parts = async {
             let mut parts = Vec::new();
@@ -663,11 +694,10 @@ impl Storage for S3Storage {
             .send()
             .await
             .map_err(|e| self.classify(path, e))?;
-        let body = out
-            .body
-            .collect()
-            .await
-            .map_err(|e| StorageError::transient(format!("{path}: download interrupted: {e}")))?;
+        let body =
+            out.body.collect().await.map_err(|e| {
+                StorageError::transient(format!("{path}: download interrupted: {e}"))
+            })?;
         Ok(body.into_bytes())
     }
 
@@ -792,7 +822,13 @@ mod tests {
     #[test]
     fn error_codes_become_classes_with_advice() {
         let s = storage("");
-        let e = s.classify_parts("a.md", Some(403), Some("SignatureDoesNotMatch"), Some("x"), None);
+        let e = s.classify_parts(
+            "a.md",
+            Some(403),
+            Some("SignatureDoesNotMatch"),
+            Some("x"),
+            None,
+        );
         assert!(matches!(e, StorageError::Auth(_)));
         assert!(e.to_string().contains("AWS_SECRET_ACCESS_KEY"), "{e}");
         let e = s.classify_parts("a.md", Some(403), None, None, None);
@@ -812,9 +848,15 @@ mod tests {
         );
         assert!(e.is_retryable());
         assert_eq!(e.retry_after(), Some(Duration::from_secs(2)));
-        assert!(s.classify_parts("a.md", Some(503), None, None, None).is_retryable());
-        assert!(s.classify_parts("a.md", Some(500), Some("InternalError"), None, None).is_retryable());
-        assert!(!s.classify_parts("a.md", Some(400), Some("InvalidArgument"), None, None).is_retryable());
+        assert!(s
+            .classify_parts("a.md", Some(503), None, None, None)
+            .is_retryable());
+        assert!(s
+            .classify_parts("a.md", Some(500), Some("InternalError"), None, None)
+            .is_retryable());
+        assert!(!s
+            .classify_parts("a.md", Some(400), Some("InvalidArgument"), None, None)
+            .is_retryable());
     }
 
     #[test]
@@ -823,6 +865,9 @@ mod tests {
         o.static_credentials = Some(("AKIDSECRETISH".into(), "topsecret".into()));
         let s = S3Storage::new(o).unwrap();
         let d = format!("{s:?}");
-        assert!(!d.contains("topsecret") && !d.contains("AKIDSECRETISH"), "{d}");
+        assert!(
+            !d.contains("topsecret") && !d.contains("AKIDSECRETISH"),
+            "{d}"
+        );
     }
 }
