@@ -154,3 +154,48 @@ async fn missing_bucket_says_create_it_and_create_bucket_does() {
     s.put("a.md", Bytes::from_static(b"x")).await.unwrap();
     assert_eq!(&s.get("a.md").await.unwrap()[..], b"x");
 }
+
+/// A multipart upload that fails half-way is aborted (no parts left on the server) and the
+/// object is not created; the error is retryable so the pacer tries again.
+#[tokio::test]
+async fn failed_multipart_upload_is_aborted() {
+    use support::counting_proxy::CountingProxy;
+    let server = S3Server::start(S3Kind::S3sFs);
+    server.create_bucket_async("mpu").await;
+    let proxy = CountingProxy::start_failing(server.port, |l| {
+        l.starts_with("PUT ") && l.contains("partNumber=2")
+    });
+    let mut o = server.options_at(&proxy.endpoint, "mpu");
+    o.multipart_threshold = 5 * 1024 * 1024;
+    o.part_size = 5 * 1024 * 1024;
+    let s = S3Storage::new(o).unwrap();
+    let blob = backend_core::conformance::pattern(12 * 1024 * 1024, 3);
+    let err = s.put(".resource/big", blob.clone()).await.unwrap_err();
+    assert!(err.is_retryable(), "{err}");
+    let reqs = proxy.requests();
+    let has = |pred: &dyn Fn(&str) -> bool| reqs.iter().any(|l| pred(l));
+    assert!(
+        has(&|l| l.starts_with("POST ") && l.contains("?uploads")),
+        "{reqs:?}"
+    );
+    assert!(has(&|l| l.starts_with("FAILED PUT ")), "{reqs:?}");
+    assert!(
+        has(&|l| l.starts_with("DELETE ") && l.contains("uploadId=")),
+        "AbortMultipartUpload expected: {reqs:?}"
+    );
+    assert!(
+        !has(&|l| l.starts_with("POST ") && l.contains("uploadId=")),
+        "no Complete: {reqs:?}"
+    );
+    assert!(s.stat(".resource/big").await.unwrap().is_none());
+    // Through the proxy with nothing failing, the same upload works in three parts.
+    let ok = S3Storage::new({
+        let mut o = server.options("mpu");
+        o.multipart_threshold = 5 * 1024 * 1024;
+        o.part_size = 5 * 1024 * 1024;
+        o
+    })
+    .unwrap();
+    ok.put(".resource/big", blob.clone()).await.unwrap();
+    assert!(ok.get(".resource/big").await.unwrap() == blob);
+}

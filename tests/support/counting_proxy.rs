@@ -5,12 +5,17 @@
 //! headers up to the blank line, then `Content-Length` bytes of body. Anything else
 //! (chunked request bodies) is recorded as `UNPARSED` and the rest of the connection is
 //! forwarded raw, so counts never silently come out low.
+//!
+//! [`CountingProxy::start_failing`] also answers requests whose line matches a predicate with a
+//! `500 InternalError` itself (not forwarded), to test how a client cleans up after a failure.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+
+type Pred = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 
 pub struct CountingProxy {
     pub endpoint: String,
@@ -23,6 +28,16 @@ pub struct CountingProxy {
 impl CountingProxy {
     /// Forward 127.0.0.1:<new port> to 127.0.0.1:`upstream_port`.
     pub fn start(upstream_port: u16) -> Self {
+        Self::start_failing(upstream_port, |_| false)
+    }
+
+    /// Like [`CountingProxy::start`], but requests whose line matches `fail` get a 500 from the
+    /// proxy (recorded as `FAILED <line>`).
+    pub fn start_failing(
+        upstream_port: u16,
+        fail: impl Fn(&str) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        let fail: Pred = Arc::new(fail);
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let lines = Arc::new(Mutex::new(Vec::new()));
@@ -38,6 +53,7 @@ impl CountingProxy {
                     continue;
                 };
                 let lines = l2.clone();
+                let fail = fail.clone();
                 let (c2, s3) = (client.try_clone().unwrap(), server.try_clone().unwrap());
                 // Responses: raw copy back.
                 std::thread::spawn(move || {
@@ -47,7 +63,7 @@ impl CountingProxy {
                 });
                 // Requests: parse boundaries and record each request line.
                 std::thread::spawn(move || {
-                    forward_requests(client, server, &lines);
+                    forward_requests(client, server, &lines, &*fail);
                 });
             }
         });
@@ -85,7 +101,13 @@ impl Drop for CountingProxy {
     }
 }
 
-fn forward_requests(client: TcpStream, mut server: TcpStream, lines: &Mutex<Vec<String>>) {
+fn forward_requests(
+    client: TcpStream,
+    mut server: TcpStream,
+    lines: &Mutex<Vec<String>>,
+    fail: &(dyn Fn(&str) -> bool + Send + Sync),
+) {
+    let mut back = client.try_clone().unwrap();
     let mut reader = BufReader::new(client);
     // Bounded: a connection carries far fewer requests than this in any test.
     for _ in 0..1_000_000 {
@@ -117,6 +139,22 @@ fn forward_requests(client: TcpStream, mut server: TcpStream, lines: &Mutex<Vec<
             if lower.starts_with("transfer-encoding:") && lower.contains("chunked") {
                 chunked = true;
             }
+        }
+        if fail(&first) && !chunked {
+            lines.lock().unwrap().push(format!("FAILED {first}"));
+            let mut body = (&mut reader).take(content_length.unwrap_or(0));
+            let _ = std::io::copy(&mut body, &mut std::io::sink());
+            let msg = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>InternalError</Code>\
+                       <Message>injected by the test proxy</Message></Error>";
+            let _ = write!(
+                back,
+                "HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/xml\r\n\
+                 Content-Length: {}\r\nConnection: close\r\n\r\n{msg}",
+                msg.len()
+            );
+            let _ = back.shutdown(Shutdown::Both);
+            let _ = server.shutdown(Shutdown::Both);
+            return;
         }
         if server.write_all(&head).is_err() {
             return;

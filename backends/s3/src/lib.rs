@@ -298,7 +298,7 @@ impl S3Storage {
             (Some(c), Some(m)) => format!("{c}: {m}"),
             (Some(c), None) => c.to_string(),
             (None, Some(m)) => m.to_string(),
-            (None, None) => format!("HTTP {}", status.unwrap_or(0)),
+            (None, None) => String::new(),
         };
         match code.unwrap_or("") {
             // With --create-bucket a missing bucket is an empty target until `ensure_root`
@@ -318,12 +318,14 @@ impl S3Storage {
             | "InvalidToken"
             | "ExpiredToken"
             | "TokenRefreshRequired"
-            | "InvalidSecurity" => return StorageError::Auth(format!(
+            | "InvalidSecurity" => {
+                return StorageError::Auth(format!(
                 "S3 refused the request for {path} in bucket {bucket:?} ({what}): the signature \
                      does not match or access is denied. Check AWS_ACCESS_KEY_ID / \
                      AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) and that this key may read and write \
                      the bucket"
-            )),
+            ))
+            }
             "AuthorizationHeaderMalformed"
             | "PermanentRedirect"
             | "IllegalLocationConstraintException" => {
@@ -378,7 +380,7 @@ impl S3Storage {
             )),
             // 503 on S3 is SlowDown even without a body.
             Some(503) => StorageError::RateLimited {
-                message: format!("{path}: {what}"),
+                message: format!("{path}: HTTP 503 (slow down) {what}"),
                 retry_after,
             },
             Some(s) => StorageError::from_http(s, path, &what, retry_after),
@@ -590,6 +592,13 @@ impl Storage for S3Storage {
         };
         let status = err.raw_response().map(|r| r.status().as_u16());
         let missing = status == Some(404) || err.code() == Some("NoSuchBucket");
+        if status == Some(400) && err.code().is_none() {
+            return Err(StorageError::Config(format!(
+                "{} answered HTTP 400 for bucket {bucket:?}: is the bucket name valid (3–63 \
+                 lowercase letters, digits, dots and hyphens) and is --endpoint an S3 endpoint?",
+                self.endpoint_text()
+            )));
+        }
         if !missing {
             return Err(self.classify(bucket, err));
         }
