@@ -7,6 +7,7 @@ pub mod backup;
 pub mod clear;
 pub mod execute;
 pub mod exit;
+pub mod export;
 pub mod generate;
 pub mod inspect;
 pub mod item;

@@ -5,14 +5,16 @@ use std::sync::Arc;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+use joplin_restore::backup::{Backup, BackupOptions};
 use joplin_restore::clear::{self, ClearArgs};
 use joplin_restore::exit;
+use joplin_restore::export::{self, ExportArgs};
 use joplin_restore::open::{open_paced, PacerArgs, TargetArgs};
 use joplin_restore::restore::{self, RestoreArgs};
 use joplin_restore::rollback::{self, RollbackArgs};
 use joplin_restore::target::SyncTarget;
 use joplin_restore::validate::{validate, ProblemClass};
-use joplin_restore::{backup::Backup, inspect, plan, status, verify};
+use joplin_restore::{inspect, plan, status, verify};
 
 /// Restore a Joplin backup (JEX) straight into a sync target, keeping every ID, so clients
 /// just sync.
@@ -30,8 +32,11 @@ struct Cli {
 enum Command {
     /// Show what a backup holds: notebook tree, counts, validation problems.
     Inspect {
+        /// A .jex, a backup set folder, the Backup plugin's folder of sets, or a .7z/.zip.
         #[arg(value_name = "BACKUP")]
         backup: PathBuf,
+        #[command(flatten)]
+        opts: BackupOptions,
     },
     /// Write a backup into a sync target, keeping IDs; snapshot first, verify after.
     Restore(Box<RestoreArgs>),
@@ -56,10 +61,38 @@ enum Command {
         #[command(flatten)]
         pacer: PacerArgs,
     },
-    /// Compare a target with a backup; exit 3 on any difference.
-    Verify {
+    /// Write a JEX of a sync target's live notes, notebooks, tags and attachments (server-side
+    /// backup; Joplin imports it).
+    Export(Box<ExportArgs>),
+    /// What a restore would change: items added, changed and removed, by type and title.
+    Diff {
+        /// A .jex, a backup set folder, the Backup plugin's folder of sets, or a .7z/.zip.
         #[arg(value_name = "BACKUP")]
         backup: PathBuf,
+        #[command(flatten)]
+        opts: BackupOptions,
+        #[command(flatten)]
+        target: TargetArgs,
+        #[command(flatten)]
+        pacer: PacerArgs,
+        /// Problem classes accepted in the backup (as for restore).
+        #[arg(long = "allow", value_enum, value_name = "PROBLEM")]
+        allow: Vec<ProblemClass>,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) to standard output.
+    Man,
+    /// Compare a target with a backup; exit 3 on any difference.
+    Verify {
+        /// A .jex, a backup set folder, the Backup plugin's folder of sets, or a .7z/.zip.
+        #[arg(value_name = "BACKUP")]
+        backup: PathBuf,
+        #[command(flatten)]
+        opts: BackupOptions,
         #[command(flatten)]
         target: TargetArgs,
         #[command(flatten)]
@@ -99,8 +132,22 @@ fn main() -> ExitCode {
 
 async fn run(cmd: Command) -> Result<i32> {
     match cmd {
-        Command::Inspect { backup } => {
-            let b = Backup::open(&backup)?;
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            let mut buf = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "joplin-restore", &mut buf);
+            write_stdout(&buf)?;
+            Ok(exit::OK)
+        }
+        Command::Man => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            let mut buf = Vec::new();
+            clap_mangen::Man::new(cmd).render(&mut buf)?;
+            write_stdout(&buf)?;
+            Ok(exit::OK)
+        }
+        Command::Inspect { backup, opts } => {
+            let b = Backup::open_with(&backup, &opts)?;
             let v = validate(&b);
             print!("{}", inspect::report(&b, &v));
             Ok(exit::OK)
@@ -175,13 +222,50 @@ async fn run(cmd: Command) -> Result<i32> {
             println!("{removed} lock(s) removed, {kept} active lock(s) of other clients kept.");
             Ok(exit::OK)
         }
-        Command::Verify {
+        Command::Export(args) => {
+            let s = export::run(&args).await?;
+            println!(
+                "Exported {} items and {} attachment blobs ({} bytes) to {}.",
+                s.items,
+                s.blobs,
+                s.bytes,
+                args.out.display()
+            );
+            if s.skipped_trash + s.skipped_conflicts > 0 {
+                println!(
+                    "Left out: {} in the trash, {} conflict copies (--include-trash, --include-conflicts).",
+                    s.skipped_trash, s.skipped_conflicts
+                );
+            }
+            Ok(exit::OK)
+        }
+        Command::Diff {
             backup,
+            opts,
             target,
             pacer,
             allow,
         } => {
-            let (b, v) = restore::read_and_validate(&backup, &allow)?;
+            let (b, v) = restore::read_and_validate(&backup, &opts, &allow)?;
+            let b = Arc::new(b);
+            let paced = open_paced(&target, &pacer)?;
+            let transfers = paced.options().transfers;
+            let t = SyncTarget::new(paced);
+            let state = t.state().await?;
+            let set: Vec<usize> = plan::restore_set(&b, &v).iter().map(|(i, _)| *i).collect();
+            let r = verify::verify(&t, b.clone(), &set, &v.skipped_ids, &state, transfers).await?;
+            let report = verify::diff_report(&t, &r).await;
+            print!("{report}");
+            Ok(if r.ok() { exit::OK } else { exit::DIFFERENCES })
+        }
+        Command::Verify {
+            backup,
+            opts,
+            target,
+            pacer,
+            allow,
+        } => {
+            let (b, v) = restore::read_and_validate(&backup, &opts, &allow)?;
             let b = Arc::new(b);
             let paced = open_paced(&target, &pacer)?;
             let transfers = paced.options().transfers;
@@ -202,6 +286,15 @@ async fn run(cmd: Command) -> Result<i32> {
                 Ok(exit::DIFFERENCES)
             }
         }
+    }
+}
+
+/// Write to stdout; a closed pipe (`| head`) is not an error.
+fn write_stdout(data: &[u8]) -> Result<()> {
+    use std::io::Write;
+    match std::io::stdout().write_all(data) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
     }
 }
 

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod counting_proxy;
+pub mod formats;
 pub mod joplin;
 pub mod s3;
 
