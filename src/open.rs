@@ -1,7 +1,9 @@
 //! Turn `--target` and its options into a storage backend, wrapped in the pacer.
 //!
 //! Forms: a local path or `file:///path` (filesystem target); `joplin-server+http(s)://host:port/`
-//! or `--backend joplin-server` with an `http(s)://` URL (Joplin Server).
+//! or `--backend joplin-server` with an `http(s)://` URL (Joplin Server); `s3://BUCKET[/PREFIX]`
+//! (S3 and S3-compatible stores, with `--endpoint`, `--region`, `--path-style`, `--create-bucket`;
+//! credentials only from the AWS environment/profile chain).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -10,11 +12,14 @@ use anyhow::{bail, Result};
 use backend_core::pacer::{Paced, PacerOptions};
 use backend_core::Storage;
 use backend_fs::FsStorage;
+use backend_s3::{S3Options, S3Storage};
 
 /// Where the sync target is and how to reach it.
 #[derive(Debug, Clone, clap::Args)]
 pub struct TargetArgs {
-    /// The sync target: a folder path (Joplin's "File system" target) or file:///path.
+    /// The sync target: a folder path (Joplin's "File system" target), file:///path, or
+    /// s3://BUCKET[/PREFIX] (Joplin's S3 target syncs the bucket's root). S3 keys come from the
+    /// AWS chain: AWS_ACCESS_KEY_ID + AWS_SECRET_ACCESS_KEY, or AWS_PROFILE.
     #[arg(
         long,
         short = 't',
@@ -32,6 +37,23 @@ pub struct TargetArgs {
     /// else a prompt on the terminal.
     #[arg(long, value_name = "FILE")]
     pub password_file: Option<PathBuf>,
+    /// S3: endpoint URL of a non-AWS store (MinIO, Ceph, Garage, s3s…), e.g. http://127.0.0.1:9000.
+    #[arg(long, value_name = "URL", env = "JOPLIN_RESTORE_S3_ENDPOINT")]
+    pub endpoint: Option<String>,
+    /// S3: region of the bucket (default: AWS_REGION, the profile's region, else us-east-1).
+    #[arg(long, value_name = "REGION")]
+    pub region: Option<String>,
+    /// S3: path-style addressing (http://host/bucket/key), needed by MinIO and most self-hosted
+    /// stores (Joplin's "Force path style").
+    #[arg(long)]
+    pub path_style: bool,
+    /// S3: create the bucket when it does not exist.
+    #[arg(long)]
+    pub create_bucket: bool,
+    /// S3: blobs larger than this go up as multipart uploads (e.g. 8M; parts are this size, at
+    /// least 5M).
+    #[arg(long, value_name = "BYTES", value_parser = parse_size, default_value = "8M")]
+    pub multipart_threshold: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -141,12 +163,34 @@ pub fn open_storage(args: &TargetArgs) -> Result<Arc<dyn Storage>> {
              (or write the target as joplin-server+{t})"
         );
     }
+    let is_s3 = t.starts_with("s3://");
+    if !is_s3
+        && (args.endpoint.is_some()
+            || args.region.is_some()
+            || args.path_style
+            || args.create_bucket)
+    {
+        bail!(
+            "--endpoint, --region, --path-style and --create-bucket are for S3 targets \
+             (--target s3://BUCKET); {t} is not one"
+        );
+    }
+    if is_s3 {
+        let mut o = S3Options::from_url(t)?;
+        o.endpoint = args.endpoint.clone();
+        o.region = args.region.clone();
+        o.path_style = args.path_style;
+        o.create_bucket = args.create_bucket;
+        o.multipart_threshold = args.multipart_threshold;
+        o.part_size = args.multipart_threshold.max(backend_s3::MIN_PART_SIZE);
+        return Ok(Arc::new(S3Storage::new(o)?));
+    }
     if let Some(rest) = t.strip_prefix("file://") {
         return Ok(Arc::new(FsStorage::new(PathBuf::from(rest))));
     }
     if let Some((scheme, _)) = t.split_once("://") {
         bail!(
-            "--target {t}: unknown kind of target {scheme:?}. Use a folder path (or file:///path), or joplin-server+http(s)://host:port/."
+            "--target {t}: unknown kind of target {scheme:?}. Use a folder path (or file:///path), s3://BUCKET[/PREFIX] or joplin-server+http(s)://host:port/."
         );
     }
     if t.is_empty() {

@@ -2,9 +2,11 @@
 //! read from its database, and our own binary.
 #![allow(dead_code)]
 
+pub mod counting_proxy;
 pub mod formats;
 pub mod joplin;
 pub mod jserver;
+pub mod s3;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
