@@ -10,6 +10,7 @@ use bytes::Bytes;
 use futures::{stream, StreamExt};
 
 use crate::backup::Backup;
+use crate::e2ee::{can_be_encrypted, Keyring};
 use crate::plan::{stamped, Phase, Plan, Upload};
 use crate::progress::Progress;
 use crate::target::{blob_path, item_path, SyncTarget};
@@ -46,6 +47,8 @@ pub struct Executor<'a> {
     pub stamp_ms: i64,
     pub transfers: usize,
     pub progress: &'a Progress,
+    /// Set on an encrypted target: every item and blob is written encrypted.
+    pub keyring: Option<Arc<Keyring>>,
 }
 
 fn describe(backup: &Backup, u: &Upload) -> String {
@@ -96,7 +99,12 @@ impl Executor<'_> {
 
     fn content(&self, u: &Upload) -> Result<Bytes> {
         let bi = &self.backup.items[u.index];
-        Ok(Bytes::from(stamped(&bi.item, self.stamp_ms).serialize()))
+        let item = stamped(&bi.item, self.stamp_ms);
+        let item = match &self.keyring {
+            Some(k) if can_be_encrypted(&item) => k.encrypt_item(&item)?,
+            _ => item,
+        };
+        Ok(Bytes::from(item.serialize()))
     }
 
     async fn upload_each(&self, uploads: &[Upload], out: &mut Outcome) {
@@ -106,7 +114,18 @@ impl Executor<'_> {
                 let (path, data) = if u.blob {
                     let backup = self.backup.clone();
                     let id = u.id.clone();
-                    let read = tokio::task::spawn_blocking(move || backup.read_blob(&id)).await;
+                    let index = u.index;
+                    let keyring = self.keyring.clone();
+                    let read = tokio::task::spawn_blocking(move || {
+                        let data = backup.read_blob(&id)?;
+                        match keyring {
+                            Some(k) if can_be_encrypted(&backup.items[index].item) => {
+                                k.encrypt_blob(&data)
+                            }
+                            _ => Ok(data),
+                        }
+                    })
+                    .await;
                     match read {
                         Ok(Ok(d)) => (blob_path(&u.id), Bytes::from(d)),
                         Ok(Err(e)) => return (i, 0, Some(failure(&u.id, what, e.to_string()))),
@@ -145,25 +164,30 @@ impl Executor<'_> {
         let results: Vec<Vec<Result<u64, Failure>>> = stream::iter(chunks)
             .map(|chunk| async move {
                 let mut files = Vec::with_capacity(chunk.len());
+                let mut results = Vec::with_capacity(chunk.len());
+                let mut sent = Vec::with_capacity(chunk.len());
                 for u in chunk {
-                    if let Ok(d) = self.content(u) {
-                        files.push((item_path(&u.id), d));
+                    match self.content(u) {
+                        Ok(d) => {
+                            sent.push((item_path(&u.id), d.len() as u64, u));
+                            files.push((item_path(&u.id), d));
+                        }
+                        Err(e) => results.push(Err(failure(
+                            &item_path(&u.id),
+                            describe(&self.backup, u),
+                            format!("{e:#}"),
+                        ))),
                     }
                 }
-                let sizes: Vec<(String, u64)> = files
-                    .iter()
-                    .map(|(p, d)| (p.clone(), d.len() as u64))
-                    .collect();
                 let failed = self.target.storage.put_many(files).await;
                 self.progress.inc(chunk.len() as u64);
-                sizes
-                    .into_iter()
-                    .zip(chunk.iter())
-                    .map(|((p, n), u)| match failed.iter().find(|(fp, _)| *fp == p) {
+                results.extend(sent.into_iter().map(|(p, n, u)| {
+                    match failed.iter().find(|(fp, _)| *fp == p) {
                         None => Ok(n),
                         Some((_, e)) => Err(failure(&p, describe(&self.backup, u), advice(e))),
-                    })
-                    .collect()
+                    }
+                }));
+                results
             })
             .buffer_unordered(self.transfers.max(1))
             .collect()

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+use joplin_restore::e2ee::PasswordArgs;
 use joplin_restore::exit;
 use joplin_restore::open::{open_paced, PacerArgs, TargetArgs};
 use joplin_restore::restore::{self, RestoreArgs};
@@ -44,6 +45,8 @@ enum Command {
         /// Problem classes accepted in the backup (as for restore).
         #[arg(long = "allow", value_enum, value_name = "PROBLEM")]
         allow: Vec<ProblemClass>,
+        #[command(flatten)]
+        password: PasswordArgs,
     },
 }
 
@@ -111,6 +114,7 @@ async fn run(cmd: Command) -> Result<i32> {
             target,
             pacer,
             allow,
+            password,
         } => {
             let (b, v) = restore::read_and_validate(&backup, &allow)?;
             let b = Arc::new(b);
@@ -118,8 +122,18 @@ async fn run(cmd: Command) -> Result<i32> {
             let transfers = paced.options().transfers;
             let t = SyncTarget::new(paced);
             let state = t.state().await?;
+            let keyring = restore::keyring_for(&t, &state, &password, false).await?;
             let set: Vec<usize> = plan::restore_set(&b, &v).iter().map(|(i, _)| *i).collect();
-            let r = verify::verify(&t, b.clone(), &set, &v.skipped_ids, &state, transfers).await?;
+            let r = verify::verify(
+                &t,
+                b.clone(),
+                &set,
+                &v.skipped_ids,
+                &state,
+                transfers,
+                keyring.as_deref(),
+            )
+            .await?;
             if r.ok() {
                 println!(
                     "OK: {} items and {} blobs on {} match the backup.",

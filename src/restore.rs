@@ -7,6 +7,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 
 use crate::backup::Backup;
+use crate::e2ee::{E2eeInfo, Keyring, PasswordArgs, PASSWORD_ENV};
 use crate::execute::Executor;
 use crate::exit::Refusal;
 use crate::open::{open_paced, PacerArgs, TargetArgs};
@@ -61,6 +62,11 @@ pub struct RestoreArgs {
     /// No progress display.
     #[arg(long, short = 'q')]
     pub quiet: bool,
+    #[command(flatten)]
+    pub password: PasswordArgs,
+    /// Write plaintext into an end-to-end encrypted target (its host can then read your notes).
+    #[arg(long)]
+    pub allow_plaintext: bool,
 }
 
 pub struct RestoreSummary {
@@ -112,22 +118,16 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
     let target = SyncTarget::new(paced.clone());
     let state = target.state().await?;
     target.check_writable(&state, args.force)?;
-    if state.e2ee_enabled() {
-        return Err(Refusal(format!(
-            "{} uses end-to-end encryption; restoring into it would upload plaintext. \
-             Encrypted restores are not supported yet: restore into a new target, or turn E2EE \
-             off on that target first.",
-            target.describe()
-        ))
-        .into());
-    }
+    let keyring = keyring_for(&target, &state, &args.password, args.allow_plaintext).await?;
 
     // plan
     let set = plan::restore_set(&backup, &validation);
-    let existing = plan::fetch_comparable(&target, &set, &state, transfers).await?;
+    let existing =
+        plan::fetch_comparable(&target, &set, &state, transfers, keyring.as_deref()).await?;
     let opts = plan::PlanOptions {
         mode: args.mode,
         rewrite_unchanged: args.rewrite_unchanged,
+        encrypted_blob_len: keyring.as_ref().map(|k| k.blob_len_fn()),
     };
     let plan = plan::plan(&backup, &validation, &state, &existing, opts);
     let restored: Vec<usize> = set.iter().map(|(i, _)| *i).collect();
@@ -218,6 +218,7 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
         stamp_ms,
         transfers,
         progress: &progress,
+        keyring: keyring.clone(),
     };
     let outcome = tokio::select! {
         o = exec.run(&plan) => o,
@@ -258,6 +259,7 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
                 &plan.protected_ids,
                 &after,
                 transfers,
+                keyring.as_deref(),
             )
             .await?,
         )
@@ -270,6 +272,42 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
         snapshot,
         verify,
     })
+}
+
+/// The unlocked keys of an end-to-end encrypted target; None for a plain target (or with
+/// `allow_plaintext`). Refuses, before anything is written, when the password is missing or wrong.
+pub async fn keyring_for(
+    target: &SyncTarget,
+    state: &crate::target::TargetState,
+    password: &PasswordArgs,
+    allow_plaintext: bool,
+) -> Result<Option<Arc<Keyring>>> {
+    if !state.e2ee_enabled() {
+        return Ok(None);
+    }
+    let info = E2eeInfo::from_info(state.info.as_ref().expect("e2ee flag comes from info.json"));
+    let where_ = target.describe();
+    if allow_plaintext {
+        eprintln!(
+            "warning: --allow-plaintext: {where_} is end-to-end encrypted, but this restore \
+             writes your notes and attachments in clear; whoever hosts the target can read them"
+        );
+        return Ok(None);
+    }
+    let Some(pw) = password.password(&where_)? else {
+        return Err(Refusal(format!(
+            "{where_} uses end-to-end encryption and no master password was given, so nothing \
+             was changed. Give the master password (the one set in Joplin's Encryption settings) \
+             in the environment variable {PASSWORD_ENV}, in a file with --master-password-file, \
+             or run from a terminal to be asked; --allow-plaintext writes unencrypted instead."
+        ))
+        .into());
+    };
+    // 220 000 PBKDF2 rounds for a KeyV1 key: off the async workers.
+    let ring = tokio::task::spawn_blocking(move || Keyring::unlock(&info, &pw, &where_))
+        .await
+        .context("unlocking the master key")??;
+    Ok(Some(Arc::new(ring)))
 }
 
 fn print_dry_run(backup: &Backup, plan: &plan::Plan) {

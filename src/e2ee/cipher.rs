@@ -163,7 +163,10 @@ fn native_decrypt(m: Method, password: &str, block: &str) -> Result<Vec<u8>, Cip
     let iv = unb64(&b.iv, "iv")?;
     let ct = unb64(&b.ct, "ct")?;
     if iv.len() != 12 {
-        return Err(CipherError::Format(format!("iv is {} bytes, not 12", iv.len())));
+        return Err(CipherError::Format(format!(
+            "iv is {} bytes, not 12",
+            iv.len()
+        )));
     }
     let key = native_key(m, password, &salt);
     Aes256Gcm::new_from_slice(key.as_ref())
@@ -337,7 +340,11 @@ pub fn encrypt(method: Method, password: &str, plain: &[u16]) -> Result<String, 
             let data = unb64(&units_to_string(plain), "FileV1 plaintext")?;
             Ok(native_encrypt(method, password, &data))
         }
-        m if m.escapes() => Ok(sjcl_encrypt(m, password, jsescape::escape(plain).as_bytes())),
+        m if m.escapes() => Ok(sjcl_encrypt(
+            m,
+            password,
+            jsescape::escape(plain).as_bytes(),
+        )),
         m if m.sjcl_params().is_some() && m != Method::Sjcl && m != Method::Sjcl2 => {
             Ok(sjcl_encrypt(m, password, units_to_string(plain).as_bytes()))
         }
@@ -376,7 +383,11 @@ pub fn decrypt(method: Method, password: &str, block: &str) -> Result<Vec<u16>, 
 }
 
 /// Convenience for ASCII/valid strings (master keys, test vectors).
-pub fn decrypt_to_string(method: Method, password: &str, block: &str) -> Result<String, CipherError> {
+pub fn decrypt_to_string(
+    method: Method,
+    password: &str,
+    block: &str,
+) -> Result<String, CipherError> {
     decrypt(method, password, block).map(|u| units_to_string(&u))
 }
 

@@ -19,7 +19,9 @@ pub enum JedError {
     NotJed,
     #[error("JED header is damaged: {0}")]
     Header(String),
-    #[error("encrypted with master key {0}, which is not unlocked (unknown key or no password for it)")]
+    #[error(
+        "encrypted with master key {0}, which is not unlocked (unknown key or no password for it)"
+    )]
     UnknownKey(String),
     #[error("block {block}: {error}")]
     Block { block: usize, error: CipherError },
@@ -45,17 +47,22 @@ pub fn parse_header(text: &str) -> Result<Header, JedError> {
     }
     let version = u32::from_str_radix(&text[3..5], 16).unwrap_or(0);
     if version != 1 {
-        return Err(JedError::Header(format!("version {version}, only 1 exists")));
+        return Err(JedError::Header(format!(
+            "version {version}, only 1 exists"
+        )));
     }
     let meta_len = usize::from_str_radix(&text[5..11], 16)
         .map_err(|_| JedError::Header("metadata length is not hex".into()))?;
     if meta_len != 34 {
-        return Err(JedError::Header(format!("metadata length {meta_len}, not 34")));
+        return Err(JedError::Header(format!(
+            "metadata length {meta_len}, not 34"
+        )));
     }
     let method_id = u32::from_str_radix(&text[11..13], 16)
         .map_err(|_| JedError::Header("method is not hex".into()))?;
-    let method = Method::from_id(method_id)
-        .ok_or(JedError::Header(format!("unknown encryption method {method_id}")))?;
+    let method = Method::from_id(method_id).ok_or(JedError::Header(format!(
+        "unknown encryption method {method_id}"
+    )))?;
     Ok(Header {
         method,
         master_key_id: text[13..45].to_ascii_lowercase(),
@@ -146,10 +153,12 @@ pub fn decrypt_string<'k>(
     key_for: impl Fn(&str) -> Option<&'k str>,
 ) -> Result<String, JedError> {
     let h = parse_header(text)?;
-    let key = key_for(&h.master_key_id).ok_or_else(|| JedError::UnknownKey(h.master_key_id.clone()))?;
+    let key =
+        key_for(&h.master_key_id).ok_or_else(|| JedError::UnknownKey(h.master_key_id.clone()))?;
     let mut units = Vec::new();
     for (i, b) in blocks(text)?.into_iter().enumerate() {
-        let u = cipher::decrypt(h.method, key, b).map_err(|error| JedError::Block { block: i, error })?;
+        let u = cipher::decrypt(h.method, key, b)
+            .map_err(|error| JedError::Block { block: i, error })?;
         units.extend(u);
     }
     // A chunk boundary may split a surrogate pair: join the units first, then decode.
@@ -163,10 +172,12 @@ pub fn decrypt_bytes<'k>(
 ) -> Result<Vec<u8>, JedError> {
     let text = std::str::from_utf8(data).map_err(|_| JedError::Header("not ASCII".into()))?;
     let h = parse_header(text)?;
-    let key = key_for(&h.master_key_id).ok_or_else(|| JedError::UnknownKey(h.master_key_id.clone()))?;
+    let key =
+        key_for(&h.master_key_id).ok_or_else(|| JedError::UnknownKey(h.master_key_id.clone()))?;
     let mut out = Vec::new();
     for (i, b) in blocks(text)?.into_iter().enumerate() {
-        let units = cipher::decrypt(h.method, key, b).map_err(|error| JedError::Block { block: i, error })?;
+        let units = cipher::decrypt(h.method, key, b)
+            .map_err(|error| JedError::Block { block: i, error })?;
         let b64 = String::from_utf16_lossy(&units);
         let bytes = B64.decode(b64.trim()).map_err(|e| JedError::Block {
             block: i,
@@ -238,7 +249,10 @@ mod tests {
     #[test]
     fn rejects_damaged_headers() {
         assert_eq!(parse_header("hello"), Err(JedError::NotJed));
-        assert!(matches!(parse_header("JED02000022"), Err(JedError::Header(_))));
+        assert!(matches!(
+            parse_header("JED02000022"),
+            Err(JedError::Header(_))
+        ));
         assert!(is_jed(b"JED01"));
         assert!(!is_jed(b"\x89PNG"));
     }

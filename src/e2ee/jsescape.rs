@@ -62,6 +62,9 @@ mod tests {
         let e = escape(&s);
         assert_eq!(e, "h%E9llo%20%uD83D%uDE00%20%3D%20%25");
         assert_eq!(unescape(&e), s);
-        assert_eq!(unescape("%zz%u12"), "%zz%u12".encode_utf16().collect::<Vec<_>>());
+        assert_eq!(
+            unescape("%zz%u12"),
+            "%zz%u12".encode_utf16().collect::<Vec<_>>()
+        );
     }
 }

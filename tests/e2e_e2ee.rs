@@ -1,0 +1,176 @@
+//! End to end on an end-to-end encrypted filesystem target, judged by the real Joplin CLI: the
+//! target is encrypted by the CLI itself, we restore into it, a fresh CLI profile decrypts
+//! everything and holds exactly the backup.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+
+use support::e2ee::assert_no_plaintext;
+use support::joplin::{assert_manifest_eq, Profile};
+use support::{jr_env, sample_jex, sample_manifest, text, tree_hashes};
+
+const PASSWORD: &str = "Restore pw ß 1";
+const ENV: &str = "JOPLIN_RESTORE_MASTER_PASSWORD";
+
+/// A filesystem target on which the real CLI turned E2EE on and synced.
+fn encrypted_target(tmp: &Path) -> PathBuf {
+    let target = tmp.join("target");
+    std::fs::create_dir_all(&target).unwrap();
+    let p = Profile::new(tmp.join("owner"));
+    p.use_folder(&target);
+    // In one node process: a lone `e2ee enable` can exit before its settings are saved
+    // (the key is generated, then lost).
+    let out = p.batch(&[
+        format!("e2ee enable --password \"{PASSWORD}\""),
+        "sync".into(),
+    ]);
+    assert!(!out.contains("Last error"), "{out}");
+    let info: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(target.join("info.json")).unwrap()).unwrap();
+    assert_eq!(
+        info["e2ee"]["value"], true,
+        "the CLI did not enable E2EE: {info}"
+    );
+    target
+}
+
+fn restore(target: &Path, env: &[(&str, &str)], extra: &[&str]) -> std::process::Output {
+    let mut args = vec![
+        "restore",
+        sample_jex().to_str().unwrap().to_string().leak(),
+        "--target",
+        target.to_str().unwrap(),
+        "--yes",
+        "--no-snapshot",
+        "-q",
+    ];
+    args.extend_from_slice(extra);
+    jr_env(&args, env)
+}
+
+#[test]
+fn fresh_client_decrypts_exactly_the_backup() {
+    let tmp = tempfile::tempdir().unwrap();
+    let target = encrypted_target(tmp.path());
+
+    let o = restore(&target, &[(ENV, PASSWORD)], &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("Verified: 27 items and 3 blobs"), "{out}");
+    assert_eq!(assert_no_plaintext(&target), (27, 3));
+
+    // Verify decrypts and compares; the password may come from a file too.
+    let pw_file = tmp.path().join("pw.txt");
+    std::fs::write(&pw_file, format!("{PASSWORD}\n")).unwrap();
+    let o = jr_env(
+        &[
+            "verify",
+            sample_jex().to_str().unwrap(),
+            "--target",
+            target.to_str().unwrap(),
+            "--master-password-file",
+            pw_file.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(!String::from_utf8_lossy(&o.stdout).contains(PASSWORD));
+
+    // Restoring again compares with the decrypted copies: nothing to write.
+    let before = tree_hashes(&target);
+    let o = restore(&target, &[(ENV, PASSWORD)], &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("0 file(s) uploaded, 27 already up to date"),
+        "{out}"
+    );
+    let after: Vec<_> = tree_hashes(&target)
+        .into_iter()
+        .filter(|(p, _)| !p.starts_with("locks/") && !p.starts_with("temp/"))
+        .collect();
+    let before: Vec<_> = before
+        .into_iter()
+        .filter(|(p, _)| !p.starts_with("locks/") && !p.starts_with("temp/"))
+        .collect();
+    assert_eq!(before, after, "an unchanged restore rewrote files");
+
+    // A fresh client: sync, give the master password, decrypt (blobs come with the next sync).
+    let p = Profile::new(tmp.path().join("fresh"));
+    p.use_folder(&target);
+    p.sync();
+    p.run(&["config", "encryption.masterPassword", PASSWORD]);
+    let want = sample_manifest();
+    let mut got = serde_json::Value::Null;
+    for _ in 0..3 {
+        p.run(&["e2ee", "decrypt"]);
+        p.sync();
+        got = p.manifest();
+        if got == want {
+            break;
+        }
+    }
+    assert_manifest_eq(&got, &want, "fresh profile after an encrypted restore");
+}
+
+#[test]
+fn wrong_or_missing_password_changes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let target = encrypted_target(tmp.path());
+    let before = tree_hashes(&target);
+
+    let o = restore(&target, &[(ENV, "not the password")], &[]);
+    assert_eq!(o.status.code(), Some(4), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("does not open") && err.contains("Nothing was changed"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("not the password"),
+        "the password must never be printed"
+    );
+    assert_eq!(tree_hashes(&target), before);
+
+    // No password and no terminal: refuse and say how to give it.
+    let o = restore(&target, &[], &[]);
+    assert_eq!(o.status.code(), Some(4), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(ENV) && err.contains("--master-password-file"),
+        "{err}"
+    );
+    assert_eq!(tree_hashes(&target), before);
+}
+
+#[test]
+fn allow_plaintext_is_an_explicit_warned_opt_out() {
+    let tmp = tempfile::tempdir().unwrap();
+    let target = encrypted_target(tmp.path());
+    let o = restore(&target, &[], &["--allow-plaintext"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("--allow-plaintext") && err.contains("in clear"),
+        "{err}"
+    );
+    let note = std::fs::read_to_string(target.join("7cf9bead95744245a9011f01c8222d5a.md")).unwrap();
+    assert!(note.contains("encryption_applied: 0"), "{note}");
+
+    // With the password, verify flags every clear item; a restore with it encrypts them all.
+    let o = jr_env(
+        &[
+            "verify",
+            sample_jex().to_str().unwrap(),
+            "--target",
+            target.to_str().unwrap(),
+        ],
+        &[(ENV, PASSWORD)],
+    );
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("not encrypted"));
+    let o = restore(&target, &[(ENV, PASSWORD)], &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(assert_no_plaintext(&target), (27, 3));
+}
