@@ -26,11 +26,7 @@ fn fresh_client_syncs_exactly_the_backup_with_original_ids() {
     let p = Profile::new(tmp.path().join("fresh"));
     p.use_folder(&target);
     p.sync();
-    assert_manifest_eq(
-        &p.manifest(),
-        &sample_manifest(),
-        "fresh profile after restore",
-    );
+    assert_manifest_eq(&p.manifest(), &sample_manifest(), "fresh profile after restore");
 }
 
 /// Restore the sample, let a client sync it, then make the target's content older and different
@@ -85,11 +81,7 @@ fn stale_client_converges_to_the_backup() {
     let (target, p) = stale_setup(tmp.path());
     restore_again(tmp.path(), &target, &[]);
     p.sync();
-    assert_manifest_eq(
-        &p.manifest(),
-        &sample_manifest(),
-        "stale profile after restore",
-    );
+    assert_manifest_eq(&p.manifest(), &sample_manifest(), "stale profile after restore");
     assert!(p.conflict_bodies().is_empty(), "no conflict expected");
     jr_ok(&[
         "verify",
@@ -108,8 +100,7 @@ fn unsynced_local_edits_are_never_lost() {
     let edit = |p: &Profile| {
         p.run(&["set", NOTE, "body", "unsynced local edit"]);
     };
-    let body_of =
-        |p: &Profile| p.query(&format!("SELECT body FROM notes WHERE id = '{NOTE}'"))[0][0].clone();
+    let body_of = |p: &Profile| p.query(&format!("SELECT body FROM notes WHERE id = '{NOTE}'"))[0][0].clone();
 
     let tmp = tempfile::tempdir().unwrap();
     let (target, p) = stale_setup(tmp.path());
@@ -123,11 +114,7 @@ fn unsynced_local_edits_are_never_lost() {
     edit(&p2);
     restore_again(tmp2.path(), &target2, &["--rewrite-unchanged"]);
     p2.sync();
-    assert_manifest_eq(
-        &p2.manifest(),
-        &sample_manifest(),
-        "after --rewrite-unchanged",
-    );
+    assert_manifest_eq(&p2.manifest(), &sample_manifest(), "after --rewrite-unchanged");
     let conflicts = p2.conflict_bodies();
     assert!(
         conflicts.iter().any(|b| b.contains("unsynced local edit")),
@@ -189,18 +176,10 @@ fn new_ids_gives_the_same_tree_with_new_ids_and_working_links() {
     for r in p.query("SELECT body FROM notes") {
         for c in re.captures_iter(&r[0]) {
             links += 1;
-            assert!(
-                ids.contains(&c[1]),
-                "dangling link :/{} in {:?}",
-                &c[1],
-                r[0]
-            );
+            assert!(ids.contains(&c[1]), "dangling link :/{} in {:?}", &c[1], r[0]);
         }
     }
-    assert!(
-        links >= 4,
-        "the sample has note and resource links; found {links}"
-    );
+    assert!(links >= 4, "the sample has note and resource links; found {links}");
     // Blobs arrived under the new ids.
     let blobs = p.manifest()["resources"].clone();
     let mut got_sha: Vec<String> = blobs
