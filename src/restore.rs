@@ -67,6 +67,10 @@ pub struct RestoreArgs {
     /// Write plaintext into an end-to-end encrypted target (its host can then read your notes).
     #[arg(long)]
     pub allow_plaintext: bool,
+    /// Turn end-to-end encryption on for a new (empty) target: a new master key protected by
+    /// the master password (given as for an encrypted target), and everything written encrypted.
+    #[arg(long, conflicts_with = "allow_plaintext")]
+    pub enable_e2ee: bool,
 }
 
 pub struct RestoreSummary {
@@ -118,7 +122,16 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
     let target = SyncTarget::new(paced.clone());
     let state = target.state().await?;
     target.check_writable(&state, args.force)?;
-    let keyring = keyring_for(&target, &state, &args.password, args.allow_plaintext).await?;
+    let (keyring, new_info) = if args.enable_e2ee && !state.e2ee_enabled() {
+        let (info, ring) = enable_e2ee(&target, &state, &args.password).await?;
+        (Some(ring), Some(info))
+    } else {
+        if args.enable_e2ee {
+            progress.say("the target is already end-to-end encrypted: using its master key");
+        }
+        let k = keyring_for(&target, &state, &args.password, args.allow_plaintext).await?;
+        (k, None)
+    };
 
     // plan
     let set = plan::restore_set(&backup, &validation);
@@ -202,6 +215,23 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
 
     // execute
     target.ensure_layout(&state).await?;
+    if let Some(info) = &new_info {
+        // Before any item: a client syncing midway already sees E2EE on.
+        target
+            .storage
+            .put(
+                crate::target::INFO_JSON,
+                bytes::Bytes::from(crate::target::info_json_bytes(info)),
+            )
+            .await
+            .with_context(|| format!("{}: writing info.json", target.describe()))?;
+        println!(
+            "End-to-end encryption turned on for {} (master key {}). Clients need the master \
+             password to read the notes.",
+            target.describe(),
+            keyring.as_ref().map(|k| k.active_id.as_str()).unwrap_or("")
+        );
+    }
     let lock = target.acquire_lock(args.force).await?;
     let (remote_now, offset) = target.remote_clock().await?;
     if offset.abs() > 5_000 {
@@ -308,6 +338,39 @@ pub async fn keyring_for(
         .await
         .context("unlocking the master key")??;
     Ok(Some(Arc::new(ring)))
+}
+
+/// `--enable-e2ee` on a target that is not encrypted yet: only an empty one, so no client holds
+/// plaintext copies it would keep uploading.
+async fn enable_e2ee(
+    target: &SyncTarget,
+    state: &crate::target::TargetState,
+    password: &PasswordArgs,
+) -> Result<(serde_json::Value, Arc<Keyring>)> {
+    let where_ = target.describe();
+    if !state.items.is_empty() || !state.blobs.is_empty() {
+        return Err(Refusal(format!(
+            "--enable-e2ee only sets up encryption on a new target, and {where_} already holds {} \
+             item(s); nothing was changed. Turn encryption on from a Joplin client (Encryption \
+             settings), let it sync, then restore with the master password.",
+            state.items.len()
+        ))
+        .into());
+    }
+    let Some(pw) = password.new_password(&where_)? else {
+        return Err(Refusal(format!(
+            "--enable-e2ee needs a master password, and none was given; nothing was changed. Give \
+             it in the environment variable {PASSWORD_ENV}, in a file with \
+             --master-password-file, or run from a terminal to be asked."
+        ))
+        .into());
+    };
+    let info = state.info.clone();
+    let (info, ring) =
+        tokio::task::spawn_blocking(move || crate::e2ee::setup::enable(info.as_ref(), &pw))
+            .await
+            .context("creating the master key")??;
+    Ok((info, Arc::new(ring)))
 }
 
 fn print_dry_run(backup: &Backup, plan: &plan::Plan) {

@@ -174,3 +174,44 @@ fn allow_plaintext_is_an_explicit_warned_opt_out() {
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(assert_no_plaintext(&target), (27, 3));
 }
+
+/// `--enable-e2ee` sets up encryption on a new target; the real CLI sees E2EE on, decrypts
+/// everything with the password, and holds exactly the backup.
+#[test]
+fn enable_e2ee_on_a_new_target() {
+    let tmp = tempfile::tempdir().unwrap();
+    let target = tmp.path().join("target");
+    let o = restore(&target, &[(ENV, PASSWORD)], &["--enable-e2ee"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("End-to-end encryption turned on"), "{out}");
+    assert!(out.contains("Verified: 27 items and 3 blobs"), "{out}");
+    assert_eq!(assert_no_plaintext(&target), (27, 3));
+
+    // Refused on a target that already holds items in clear.
+    let plain = tmp.path().join("plain");
+    let o = restore(&plain, &[], &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    let before = tree_hashes(&plain);
+    let o = restore(&plain, &[(ENV, PASSWORD)], &["--enable-e2ee"]);
+    assert_eq!(o.status.code(), Some(4), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("only sets up encryption on a new target"));
+    assert_eq!(tree_hashes(&plain), before);
+
+    let p = Profile::new(tmp.path().join("fresh"));
+    p.use_folder(&target);
+    p.sync();
+    assert!(p.run(&["e2ee", "status"]).contains("Enabled"));
+    p.run(&["config", "encryption.masterPassword", PASSWORD]);
+    let want = sample_manifest();
+    let mut got = serde_json::Value::Null;
+    for _ in 0..3 {
+        p.run(&["e2ee", "decrypt"]);
+        p.sync();
+        got = p.manifest();
+        if got == want {
+            break;
+        }
+    }
+    assert_manifest_eq(&got, &want, "fresh profile after --enable-e2ee");
+}

@@ -235,3 +235,46 @@ impl Keyring {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOTE: &str = "Title é😀\n\nbody\n\nid: 0006b457342a4b078515990fa709441b\nparent_id: 33891a5cf6a84c18ab0b4de1404c88b2\nupdated_time: 2026-11-25T00:13:52.920Z\nencryption_cipher_text: \nencryption_applied: 0\nis_shared: 0\nshare_id: \ndeleted_time: 0\ntype_: 1";
+
+    #[test]
+    fn sjcl_era_keyring_round_trips_items_and_blobs() {
+        let k = "ab".repeat(256);
+        let ring = Keyring::single(&"c".repeat(32), &k, Method::Sjcl1a, Method::Sjcl1a);
+        let note = Item::parse(NOTE).unwrap();
+        let outer = ring.encrypt_item(&note).unwrap();
+        let text = outer.serialize();
+        assert!(text.starts_with("id: 0006b457342a4b078515990fa709441b\nparent_id: 3389"));
+        assert!(text.contains(&format!(
+            "encryption_cipher_text: JED0100002205{}",
+            "c".repeat(32)
+        )));
+        assert!(text.ends_with("deleted_time: 0\ntype_: 1"));
+        assert!(!text.contains("Title"));
+        assert_eq!(ring.decrypt_item(&outer).unwrap(), note);
+        let blob: Vec<u8> = (0..12_001u32).map(|i| i as u8).collect();
+        let enc = ring.encrypt_blob(&blob).unwrap();
+        assert!(jed::is_jed(&enc));
+        assert_eq!(ring.decrypt_blob(&enc).unwrap(), blob);
+        assert_eq!((ring.blob_len_fn())(10), None);
+        // Raw data is passed through, as Joplin does for blobs without a JED header.
+        assert_eq!(ring.decrypt_blob(b"\x89PNG").unwrap(), b"\x89PNG");
+    }
+
+    #[test]
+    fn published_and_shared_items_stay_in_clear() {
+        let note = Item::parse(NOTE).unwrap();
+        assert!(can_be_encrypted(&note));
+        let mut published = note.clone();
+        published.set("is_shared", "1");
+        assert!(!can_be_encrypted(&published));
+        let mut shared = note;
+        shared.set("share_id", "abc");
+        assert!(!can_be_encrypted(&shared));
+    }
+}

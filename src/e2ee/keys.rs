@@ -234,4 +234,76 @@ impl PasswordArgs {
         }
         Ok(None)
     }
+
+    /// A password for a new master key: as [`PasswordArgs::password`], but a terminal prompt
+    /// asks twice (a typo would lock everyone out).
+    pub fn new_password(&self, target: &str) -> Result<Option<Zeroizing<String>>> {
+        use std::io::IsTerminal;
+        if self.master_password_file.is_some()
+            || std::env::var_os(PASSWORD_ENV).is_some_and(|v| !v.is_empty())
+            || !std::io::stdin().is_terminal()
+        {
+            return self.password(target);
+        }
+        let pw = Zeroizing::new(
+            rpassword::prompt_password(format!("New master password for {target}: "))
+                .context("reading the master password from the terminal")?,
+        );
+        let again = Zeroizing::new(
+            rpassword::prompt_password("Repeat the new master password: ")
+                .context("reading the master password from the terminal")?,
+        );
+        if *pw != *again {
+            return Err(Refusal(
+                "the two passwords differ; nothing was changed. Run the command again.".into(),
+            )
+            .into());
+        }
+        Ok((!pw.is_empty()).then_some(pw))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn an_sjcl4_key_opens_and_selects_sjcl1a_for_writing() {
+        // spec e2ee.md §7.1 SJCL4 vector as a master key.
+        let content = r#"{"iv":"Y9Cq3Euxy4+BPGFz7Fv2pA==","v":1,"iter":10000,"ks":256,"ts":64,"mode":"ccm","adata":"","cipher":"aes","salt":"gvsInWO02Oo=","ct":"EVnLqM9tNRBYltRp0F4QR7X7HoBqRk0VoP0dytUq5OxhltZ4+W2NmQ=="}"#;
+        let id = "0123456789abcdef0123456789abcdef";
+        let info = json!({
+            "version": 3,
+            "e2ee": {"value": true, "updatedTime": 1},
+            "activeMasterKeyId": {"value": id, "updatedTime": 1},
+            "masterKeys": [
+                {"checksum": "", "encryption_method": 4, "content": content, "id": id},
+                {"checksum": "", "encryption_method": 6, "content": "{}", "id": "f".repeat(32)}
+            ]
+        });
+        let e = E2eeInfo::from_info(&info);
+        let ring = Keyring::unlock(&e, "correct horse ß", "t").unwrap();
+        assert_eq!(ring.active_key(), "00112233445566778899aabbccddeeff");
+        assert_eq!(
+            (ring.string_method, ring.file_method),
+            (Method::Sjcl1a, Method::Sjcl1a)
+        );
+        assert!(
+            ring.key(&"f".repeat(32)).is_none(),
+            "Custom (share) keys are skipped"
+        );
+        assert!(
+            !format!("{ring:?}").contains("0011"),
+            "Debug never shows key material"
+        );
+    }
+
+    #[test]
+    fn a_missing_active_key_is_refused() {
+        let info =
+            json!({"e2ee": {"value": true}, "activeMasterKeyId": {"value": "x"}, "masterKeys": []});
+        let e = Keyring::unlock(&E2eeInfo::from_info(&info), "pw", "t").unwrap_err();
+        assert!(e.to_string().contains("holds no such key"));
+    }
 }

@@ -6,13 +6,15 @@
 //! - [`cipher`]: one block with one method;
 //! - [`jed`]: the container and chunking;
 //! - [`keys`]: `info.json` master keys, the master password, the unlocked [`Keyring`];
-//! - [`form`]: items and blobs to and from their form on the target.
+//! - [`form`]: items and blobs to and from their form on the target;
+//! - [`setup`]: a new master key for a new target.
 
 pub mod cipher;
 pub mod form;
 pub mod jed;
 mod jsescape;
 pub mod keys;
+pub mod setup;
 
 pub use cipher::Method;
 pub use form::{can_be_encrypted, is_encrypted};
