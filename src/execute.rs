@@ -10,6 +10,7 @@ use bytes::Bytes;
 use futures::{stream, StreamExt};
 
 use crate::backup::Backup;
+use crate::e2ee::{can_be_encrypted, Keyring};
 use crate::journal::Journal;
 use crate::plan::{stamped, Phase, Plan, Upload};
 use crate::progress::Progress;
@@ -51,6 +52,8 @@ pub struct Executor<'a> {
     pub progress: &'a Progress,
     /// Records each finished upload (and the clear) so an interrupted run can resume.
     pub journal: Option<&'a Journal>,
+    /// Set on an encrypted target: every item and blob is written encrypted.
+    pub keyring: Option<Arc<Keyring>>,
 }
 
 fn describe(backup: &Backup, u: &Upload) -> String {
@@ -104,10 +107,16 @@ impl Executor<'_> {
 
     fn content(&self, u: &Upload) -> Result<Bytes> {
         let bi = &self.backup.items[u.index];
-        Ok(match self.stamp_ms {
-            Some(ms) => Bytes::from(stamped(&bi.item, ms).serialize()),
-            None => Bytes::from(bi.raw.clone()),
-        })
+        let Some(ms) = self.stamp_ms else {
+            // `rollback --exact`: the snapshot's bytes, already in the target's form.
+            return Ok(Bytes::from(bi.raw.clone()));
+        };
+        let item = stamped(&bi.item, ms);
+        let item = match &self.keyring {
+            Some(k) if can_be_encrypted(&item) => k.encrypt_item(&item)?,
+            _ => item,
+        };
+        Ok(Bytes::from(item.serialize()))
     }
 
     async fn upload_each(&self, uploads: &[Upload], out: &mut Outcome) {
@@ -117,7 +126,18 @@ impl Executor<'_> {
                 let (path, data) = if u.blob {
                     let backup = self.backup.clone();
                     let id = u.id.clone();
-                    let read = tokio::task::spawn_blocking(move || backup.read_blob(&id)).await;
+                    let index = u.index;
+                    let keyring = self.keyring.clone();
+                    let read = tokio::task::spawn_blocking(move || {
+                        let data = backup.read_blob(&id)?;
+                        match keyring {
+                            Some(k) if can_be_encrypted(&backup.items[index].item) => {
+                                k.encrypt_blob(&data)
+                            }
+                            _ => Ok(data),
+                        }
+                    })
+                    .await;
                     match read {
                         Ok(Ok(d)) => (blob_path(&u.id), Bytes::from(d)),
                         Ok(Err(e)) => return (i, 0, Some(failure(&u.id, what, e.to_string()))),
@@ -161,21 +181,25 @@ impl Executor<'_> {
         let results: Vec<Vec<Result<u64, Failure>>> = stream::iter(chunks)
             .map(|chunk| async move {
                 let mut files = Vec::with_capacity(chunk.len());
+                let mut results = Vec::with_capacity(chunk.len());
+                let mut sent = Vec::with_capacity(chunk.len());
                 for u in chunk {
-                    if let Ok(d) = self.content(u) {
-                        files.push((item_path(&u.id), d));
+                    match self.content(u) {
+                        Ok(d) => {
+                            sent.push((item_path(&u.id), d.len() as u64, u));
+                            files.push((item_path(&u.id), d));
+                        }
+                        Err(e) => results.push(Err(failure(
+                            &item_path(&u.id),
+                            describe(&self.backup, u),
+                            format!("{e:#}"),
+                        ))),
                     }
                 }
-                let sizes: Vec<(String, u64)> = files
-                    .iter()
-                    .map(|(p, d)| (p.clone(), d.len() as u64))
-                    .collect();
                 let failed = self.target.storage.put_many(files).await;
                 self.progress.inc(chunk.len() as u64);
-                sizes
-                    .into_iter()
-                    .zip(chunk.iter())
-                    .map(|((p, n), u)| match failed.iter().find(|(fp, _)| *fp == p) {
+                results.extend(sent.into_iter().map(|(p, n, u)| {
+                    match failed.iter().find(|(fp, _)| *fp == p) {
                         None => {
                             if let Some(j) = self.journal {
                                 j.record_done(&p);
@@ -183,8 +207,9 @@ impl Executor<'_> {
                             Ok(n)
                         }
                         Some((_, e)) => Err(failure(&p, describe(&self.backup, u), advice(e))),
-                    })
-                    .collect()
+                    }
+                }));
+                results
             })
             .buffer_unordered(self.transfers.max(1))
             .collect()

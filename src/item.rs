@@ -161,6 +161,15 @@ impl Item {
         Ok(Item { title, body, props })
     }
 
+    /// An item without title or body line (the encrypted outer form).
+    pub fn from_props(props: Vec<(String, String)>) -> Item {
+        Item {
+            title: None,
+            body: String::new(),
+            props,
+        }
+    }
+
     pub fn serialize(&self) -> String {
         let mut parts: Vec<&str> = Vec::with_capacity(3);
         if let Some(t) = &self.title {

@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 use joplin_restore::backup::{Backup, BackupOptions};
 use joplin_restore::clear::{self, ClearArgs};
+use joplin_restore::e2ee::PasswordArgs;
 use joplin_restore::exit;
 use joplin_restore::export::{self, ExportArgs};
 use joplin_restore::open::{open_paced, PacerArgs, TargetArgs};
@@ -78,6 +79,8 @@ enum Command {
         /// Problem classes accepted in the backup (as for restore).
         #[arg(long = "allow", value_enum, value_name = "PROBLEM")]
         allow: Vec<ProblemClass>,
+        #[command(flatten)]
+        password: PasswordArgs,
     },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
@@ -100,6 +103,8 @@ enum Command {
         /// Problem classes accepted in the backup (as for restore).
         #[arg(long = "allow", value_enum, value_name = "PROBLEM")]
         allow: Vec<ProblemClass>,
+        #[command(flatten)]
+        password: PasswordArgs,
     },
 }
 
@@ -245,6 +250,7 @@ async fn run(cmd: Command) -> Result<i32> {
             target,
             pacer,
             allow,
+            password,
         } => {
             let (b, v) = restore::read_and_validate(&backup, &opts, &allow)?;
             let b = Arc::new(b);
@@ -252,8 +258,18 @@ async fn run(cmd: Command) -> Result<i32> {
             let transfers = paced.options().transfers;
             let t = SyncTarget::new(paced);
             let state = t.state().await?;
+            let keyring = restore::keyring_for(&t, &state, &password, false).await?;
             let set: Vec<usize> = plan::restore_set(&b, &v).iter().map(|(i, _)| *i).collect();
-            let r = verify::verify(&t, b.clone(), &set, &v.skipped_ids, &state, transfers).await?;
+            let r = verify::verify(
+                &t,
+                b.clone(),
+                &set,
+                &v.skipped_ids,
+                &state,
+                transfers,
+                keyring.as_deref(),
+            )
+            .await?;
             let report = verify::diff_report(&t, &r).await;
             print!("{report}");
             Ok(if r.ok() { exit::OK } else { exit::DIFFERENCES })
@@ -264,6 +280,7 @@ async fn run(cmd: Command) -> Result<i32> {
             target,
             pacer,
             allow,
+            password,
         } => {
             let (b, v) = restore::read_and_validate(&backup, &opts, &allow)?;
             let b = Arc::new(b);
@@ -271,8 +288,18 @@ async fn run(cmd: Command) -> Result<i32> {
             let transfers = paced.options().transfers;
             let t = SyncTarget::new(paced);
             let state = t.state().await?;
+            let keyring = restore::keyring_for(&t, &state, &password, false).await?;
             let set: Vec<usize> = plan::restore_set(&b, &v).iter().map(|(i, _)| *i).collect();
-            let r = verify::verify(&t, b.clone(), &set, &v.skipped_ids, &state, transfers).await?;
+            let r = verify::verify(
+                &t,
+                b.clone(),
+                &set,
+                &v.skipped_ids,
+                &state,
+                transfers,
+                keyring.as_deref(),
+            )
+            .await?;
             if r.ok() {
                 println!(
                     "OK: {} items and {} blobs on {} match the backup.",

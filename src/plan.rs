@@ -8,6 +8,7 @@ use anyhow::Result;
 use futures::{stream, StreamExt};
 
 use crate::backup::{Backup, BackupItem};
+use crate::e2ee::{can_be_encrypted, is_encrypted, Keyring};
 use crate::item::{format_time, Item, ItemType};
 use crate::target::{blob_path, item_path, SyncTarget, TargetState};
 use crate::validate::Validation;
@@ -141,12 +142,15 @@ pub fn restore_set<'a>(backup: &'a Backup, v: &Validation) -> Vec<(usize, &'a Ba
 /// Fetch the target's copies of items the backup also holds, where a size check cannot already
 /// tell they differ (a stamped item has the same length as the backup's, whatever the stamp).
 /// With `all`, fetch every one (a partial restore needs to see which are in the trash).
+/// On an encrypted target (`keyring`) sizes say nothing: every copy is fetched and decrypted,
+/// and a copy left in clear is not "unchanged" (it must be re-written encrypted).
 pub async fn fetch_comparable(
     target: &SyncTarget,
     set: &[(usize, &BackupItem)],
     state: &TargetState,
     transfers: usize,
     all: bool,
+    keyring: Option<&Keyring>,
 ) -> Result<HashMap<String, Item>> {
     // Joplin Server lists no sizes (and re-serialises items), so every copy is fetched there.
     let sizes = target.storage.capabilities().listing_sizes;
@@ -154,19 +158,36 @@ pub async fn fetch_comparable(
         .iter()
         .filter_map(|(_, bi)| {
             let e = state.items.get(bi.id())?;
+            if keyring.is_some() {
+                return Some(bi.id().to_string());
+            }
             let len = stamped(&bi.item, SAMPLE_STAMP).serialize().len() as u64;
             (all || !sizes || e.size == len).then(|| bi.id().to_string())
         })
         .collect();
     let fetched: Vec<Result<Option<(String, Item)>>> = stream::iter(wanted)
         .map(|id| async move {
-            match target.storage.get(&item_path(&id)).await {
-                Ok(data) => Ok(Item::parse_bytes(&data).ok().map(|it| (id, it))),
-                Err(e) if e.is_not_found() => Ok(None),
+            let it = match target.storage.get(&item_path(&id)).await {
+                Ok(data) => Item::parse_bytes(&data).ok(),
+                Err(e) if e.is_not_found() => None,
                 Err(e) => {
-                    Err(anyhow::Error::new(e).context(format!("reading {id}.md on the target")))
+                    return Err(
+                        anyhow::Error::new(e).context(format!("reading {id}.md on the target"))
+                    )
                 }
-            }
+            };
+            let it = match (it, keyring) {
+                (Some(it), Some(k)) if is_encrypted(&it) => match k.decrypt_item(&it) {
+                    Ok(inner) => Some(inner),
+                    Err(e) => {
+                        tracing::warn!("{e}; the backup's copy will replace it");
+                        None
+                    }
+                },
+                (Some(it), Some(_)) if can_be_encrypted(&it) => None,
+                (it, _) => it,
+            };
+            Ok(it.map(|it| (id, it)))
         })
         .buffer_unordered(transfers.max(1))
         .collect()
@@ -214,6 +235,9 @@ pub struct PlanOptions {
     /// copy of an item that exists there unless `overwrite`.
     pub only: Option<HashSet<String>>,
     pub overwrite: bool,
+    /// Encrypted target: size on the target of an encrypted blob of n plain bytes, when the
+    /// method makes it exact (None: unknown, so the blob is always re-written).
+    pub encrypted_blob_len: Option<fn(u64) -> Option<u64>>,
 }
 
 pub fn plan(
@@ -260,8 +284,16 @@ pub fn plan(
         let mut blob_needed = false;
         if ty == ItemType::Resource {
             let size = backup.blob_size(&id).unwrap_or(0);
-            let blob_same =
-                !clear_first && state.blobs.get(&id).is_some_and(|e| e.size == size) && same_item;
+            let on_target = match opts.encrypted_blob_len {
+                Some(f) if can_be_encrypted(&bi.item) => f(size),
+                _ => Some(size),
+            };
+            let blob_same = !clear_first
+                && state
+                    .blobs
+                    .get(&id)
+                    .is_some_and(|e| Some(e.size) == on_target)
+                && same_item;
             if !blob_same {
                 blob_needed = true;
                 phases.entry(Phase::Blobs).or_default().push(Upload {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 
 use crate::backup::{Backup, BackupOptions};
+use crate::e2ee::{E2eeInfo, Keyring, PasswordArgs, PASSWORD_ENV};
 use crate::execute::Executor;
 use crate::exit::Refusal;
 use crate::journal::{Journal, JournalStart};
@@ -79,6 +80,15 @@ pub struct RestoreArgs {
     /// No progress display.
     #[arg(long, short = 'q')]
     pub quiet: bool,
+    #[command(flatten)]
+    pub password: PasswordArgs,
+    /// Write plaintext into an end-to-end encrypted target (its host can then read your notes).
+    #[arg(long)]
+    pub allow_plaintext: bool,
+    /// Turn end-to-end encryption on for a new (empty) target: a new master key protected by
+    /// the master password (given as for an encrypted target), and everything written encrypted.
+    #[arg(long, conflicts_with = "allow_plaintext")]
+    pub enable_e2ee: bool,
 }
 
 pub struct RestoreSummary {
@@ -128,15 +138,16 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
     let target = SyncTarget::new(paced.clone());
     let state = target.state().await?;
     target.check_writable(&state, args.force)?;
-    if state.e2ee_enabled() {
-        return Err(Refusal(format!(
-            "{} uses end-to-end encryption; restoring into it would upload plaintext. \
-             Encrypted restores are not supported yet: restore into a new target, or turn E2EE \
-             off on that target first.",
-            target.describe()
-        ))
-        .into());
-    }
+    let (keyring, new_info) = if args.enable_e2ee && !state.e2ee_enabled() {
+        let (info, ring) = enable_e2ee(&target, &state, &args.password).await?;
+        (Some(ring), Some(info))
+    } else {
+        if args.enable_e2ee {
+            progress.say("the target is already end-to-end encrypted: using its master key");
+        }
+        let k = keyring_for(&target, &state, &args.password, args.allow_plaintext).await?;
+        (k, None)
+    };
 
     // An interrupted run of this same restore continues where it stopped.
     let journal_dir = args
@@ -185,7 +196,15 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
     } else {
         Some(crate::selection::resolve(&backup, &args.only)?)
     };
-    let existing = plan::fetch_comparable(&target, &set, &state, transfers, only.is_some()).await?;
+    let existing = plan::fetch_comparable(
+        &target,
+        &set,
+        &state,
+        transfers,
+        only.is_some(),
+        keyring.as_deref(),
+    )
+    .await?;
     let opts = plan::PlanOptions {
         // A clear-first restore that already cleared must not clear again.
         mode: if resumed.as_ref().is_some_and(|r| r.cleared) {
@@ -196,6 +215,7 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
         rewrite_unchanged: args.rewrite_unchanged,
         only,
         overwrite: args.overwrite,
+        encrypted_blob_len: keyring.as_ref().map(|k| k.blob_len_fn()),
     };
     let mut plan = plan::plan(&backup, &validation, &state, &existing, &opts);
     if let Some(r) = &resumed {
@@ -302,6 +322,23 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
 
     // execute
     target.ensure_layout(&state).await?;
+    if let Some(info) = &new_info {
+        // Before any item: a client syncing midway already sees E2EE on.
+        target
+            .storage
+            .put(
+                crate::target::INFO_JSON,
+                bytes::Bytes::from(crate::target::info_json_bytes(info)),
+            )
+            .await
+            .with_context(|| format!("{}: writing info.json", target.describe()))?;
+        println!(
+            "End-to-end encryption turned on for {} (master key {}). Clients need the master \
+             password to read the notes.",
+            target.describe(),
+            keyring.as_ref().map(|k| k.active_id.as_str()).unwrap_or("")
+        );
+    }
     let (remote_now, offset) = target.remote_clock().await?;
     if offset.abs() > 5_000 {
         eprintln!(
@@ -341,6 +378,7 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
         transfers,
         progress: &progress,
         journal: Some(&journal),
+        keyring: keyring.clone(),
     };
     let outcome = tokio::select! {
         o = exec.run(&plan) => o,
@@ -385,6 +423,7 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
                 &protected,
                 &after,
                 transfers,
+                keyring.as_deref(),
             )
             .await?,
         )
@@ -416,6 +455,75 @@ pub async fn take_snapshot(
         .context("the snapshot failed, so nothing on the target was changed")?;
     println!("Snapshot of the target: {}", path.display());
     Ok(path)
+}
+
+/// The unlocked keys of an end-to-end encrypted target; None for a plain target (or with
+/// `allow_plaintext`). Refuses, before anything is written, when the password is missing or wrong.
+pub async fn keyring_for(
+    target: &SyncTarget,
+    state: &crate::target::TargetState,
+    password: &PasswordArgs,
+    allow_plaintext: bool,
+) -> Result<Option<Arc<Keyring>>> {
+    if !state.e2ee_enabled() {
+        return Ok(None);
+    }
+    let info = E2eeInfo::from_info(state.info.as_ref().expect("e2ee flag comes from info.json"));
+    let where_ = target.describe();
+    if allow_plaintext {
+        eprintln!(
+            "warning: --allow-plaintext: {where_} is end-to-end encrypted, but this restore \
+             writes your notes and attachments in clear; whoever hosts the target can read them"
+        );
+        return Ok(None);
+    }
+    let Some(pw) = password.password(&where_)? else {
+        return Err(Refusal(format!(
+            "{where_} uses end-to-end encryption and no master password was given, so nothing \
+             was changed. Give the master password (the one set in Joplin's Encryption settings) \
+             in the environment variable {PASSWORD_ENV}, in a file with --master-password-file, \
+             or run from a terminal to be asked; --allow-plaintext writes unencrypted instead."
+        ))
+        .into());
+    };
+    // 220 000 PBKDF2 rounds for a KeyV1 key: off the async workers.
+    let ring = tokio::task::spawn_blocking(move || Keyring::unlock(&info, &pw, &where_))
+        .await
+        .context("unlocking the master key")??;
+    Ok(Some(Arc::new(ring)))
+}
+
+/// `--enable-e2ee` on a target that is not encrypted yet: only an empty one, so no client holds
+/// plaintext copies it would keep uploading.
+async fn enable_e2ee(
+    target: &SyncTarget,
+    state: &crate::target::TargetState,
+    password: &PasswordArgs,
+) -> Result<(serde_json::Value, Arc<Keyring>)> {
+    let where_ = target.describe();
+    if !state.items.is_empty() || !state.blobs.is_empty() {
+        return Err(Refusal(format!(
+            "--enable-e2ee only sets up encryption on a new target, and {where_} already holds {} \
+             item(s); nothing was changed. Turn encryption on from a Joplin client (Encryption \
+             settings), let it sync, then restore with the master password.",
+            state.items.len()
+        ))
+        .into());
+    }
+    let Some(pw) = password.new_password(&where_)? else {
+        return Err(Refusal(format!(
+            "--enable-e2ee needs a master password, and none was given; nothing was changed. Give \
+             it in the environment variable {PASSWORD_ENV}, in a file with \
+             --master-password-file, or run from a terminal to be asked."
+        ))
+        .into());
+    };
+    let info = state.info.clone();
+    let (info, ring) =
+        tokio::task::spawn_blocking(move || crate::e2ee::setup::enable(info.as_ref(), &pw))
+            .await
+            .context("creating the master key")??;
+    Ok((info, Arc::new(ring)))
 }
 
 fn print_dry_run(backup: &Backup, plan: &plan::Plan) {

@@ -73,7 +73,7 @@ pub async fn run(args: &RollbackArgs) -> Result<RollbackSummary> {
 
     let everything = Validation::default();
     let set = plan::restore_set(&backup, &everything);
-    let existing = plan::fetch_comparable(&target, &set, &state, transfers, false).await?;
+    let existing = plan::fetch_comparable(&target, &set, &state, transfers, false, None).await?;
     let opts = PlanOptions {
         mode: Mode::Mirror,
         // Exact mode cannot trust "same apart from the stamp": it must put the bytes back.
@@ -165,6 +165,7 @@ pub async fn run(args: &RollbackArgs) -> Result<RollbackSummary> {
         transfers,
         progress: &progress,
         journal: None,
+        keyring: None,
     };
     let outcome = exec.run(&plan).await;
     if !outcome.ok() {
@@ -189,6 +190,8 @@ pub async fn run(args: &RollbackArgs) -> Result<RollbackSummary> {
         &Default::default(),
         &after,
         transfers,
+        // The snapshot holds the target's own (possibly encrypted) form: compare as stored.
+        None,
     )
     .await?;
     lock.release().await?;

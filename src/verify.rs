@@ -9,6 +9,7 @@ use futures::{stream, StreamExt};
 use sha2::{Digest, Sha256};
 
 use crate::backup::{Backup, BackupItem};
+use crate::e2ee::{can_be_encrypted, is_encrypted, jed, Keyring};
 use crate::item::{Item, ItemType};
 use crate::target::{blob_path, item_path, SyncTarget, TargetState};
 
@@ -39,6 +40,11 @@ pub enum Difference {
     Extra {
         path: String,
     },
+    /// In clear on an end-to-end encrypted target.
+    NotEncrypted {
+        id: String,
+        what: String,
+    },
 }
 
 impl std::fmt::Display for Difference {
@@ -54,6 +60,11 @@ impl std::fmt::Display for Difference {
             Difference::BlobMissing { what, .. } => write!(f, "blob missing: {what}"),
             Difference::BlobDiffers { what, .. } => write!(f, "blob differs: {what}"),
             Difference::Extra { path } => write!(f, "not in the backup: {path}"),
+            Difference::NotEncrypted { what, .. } => write!(
+                f,
+                "not encrypted on this end-to-end encrypted target: {what} (restore again with \
+                 the master password to encrypt it)"
+            ),
         }
     }
 }
@@ -89,6 +100,7 @@ pub async fn verify(
     protected: &HashSet<String>,
     state: &TargetState,
     transfers: usize,
+    keyring: Option<&Keyring>,
 ) -> Result<VerifyReport> {
     let mut report = VerifyReport::default();
     let ids: HashSet<&str> = restored.iter().map(|i| backup.items[*i].id()).collect();
@@ -137,6 +149,25 @@ pub async fn verify(
                             error: e.to_string(),
                         }),
                         Ok(remote) => {
+                            let remote = match plain_view(remote, keyring) {
+                                Ok((r, clear)) => {
+                                    if clear && keyring.is_some() && can_be_encrypted(&r) {
+                                        diffs.push(Difference::NotEncrypted {
+                                            id: id.clone(),
+                                            what: what(bi),
+                                        });
+                                    }
+                                    r
+                                }
+                                Err(error) => {
+                                    diffs.push(Difference::Unreadable {
+                                        id: id.clone(),
+                                        what: what(bi),
+                                        error,
+                                    });
+                                    return diffs;
+                                }
+                            };
                             if !remote.same_content(&bi.item) {
                                 diffs.push(Difference::Differs {
                                     id: id.clone(),
@@ -148,7 +179,7 @@ pub async fn verify(
                     },
                 }
                 if bi.item.item_type() == ItemType::Resource {
-                    diffs.extend(check_blob(target, &backup, bi).await);
+                    diffs.extend(check_blob(target, &backup, bi, keyring).await);
                 }
                 diffs
             }
@@ -164,15 +195,56 @@ pub async fn verify(
     Ok(report)
 }
 
+/// The item as it would be in clear, and whether it was in clear on the target.
+fn plain_view(remote: Item, keyring: Option<&Keyring>) -> Result<(Item, bool), String> {
+    if !is_encrypted(&remote) {
+        return Ok((remote, true));
+    }
+    match keyring {
+        Some(k) => k
+            .decrypt_item(&remote)
+            .map(|i| (i, false))
+            .map_err(|e| format!("{e:#}")),
+        None => Err("it is end-to-end encrypted: give the master password to compare it".into()),
+    }
+}
+
 async fn check_blob(
     target: &SyncTarget,
     backup: &Arc<Backup>,
     bi: &BackupItem,
+    keyring: Option<&Keyring>,
 ) -> Option<Difference> {
     let id = bi.id().to_string();
     let remote = match target.storage.get(&blob_path(&id)).await {
         Ok(d) => d,
         Err(_) => return Some(Difference::BlobMissing { id, what: what(bi) }),
+    };
+    let remote = if jed::is_jed(&remote) {
+        let Some(k) = keyring else {
+            return Some(Difference::Unreadable {
+                id,
+                what: format!("blob of {}", what(bi)),
+                error: "it is end-to-end encrypted: give the master password to compare it".into(),
+            });
+        };
+        match k.decrypt_blob(&remote) {
+            Ok(d) => bytes::Bytes::from(d),
+            Err(e) => {
+                return Some(Difference::Unreadable {
+                    id,
+                    what: format!("blob of {}", what(bi)),
+                    error: format!("{e:#}"),
+                })
+            }
+        }
+    } else if keyring.is_some() && can_be_encrypted(&bi.item) {
+        return Some(Difference::NotEncrypted {
+            id,
+            what: format!("blob of {}", what(bi)),
+        });
+    } else {
+        remote
     };
     let b = backup.clone();
     let rid = id.clone();
@@ -198,6 +270,9 @@ pub async fn diff_report(target: &SyncTarget, r: &VerifyReport) -> String {
             Difference::Unreadable { what, .. } => changed.push(format!("{what}: unreadable")),
             Difference::BlobMissing { what, .. } => added.push(format!("blob of {what}")),
             Difference::BlobDiffers { what, .. } => changed.push(format!("blob of {what}")),
+            Difference::NotEncrypted { what, .. } => {
+                changed.push(format!("{what}: stored unencrypted"))
+            }
             Difference::Extra { path } => {
                 let label = match target
                     .storage

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod counting_proxy;
+pub mod e2ee;
 pub mod formats;
 pub mod joplin;
 pub mod jserver;
