@@ -4,6 +4,7 @@
 //! [`snapshot`] before anything destructive. Storage backends live in `backends/`.
 
 pub mod backup;
+pub mod client;
 pub mod clear;
 pub mod execute;
 pub mod exit;
