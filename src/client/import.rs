@@ -401,7 +401,7 @@ pub async fn inventory(api: &DataApi) -> Result<(Vec<Value>, Vec<Value>, Vec<Val
             &[
                 ("include_deleted", "1"),
                 ("include_conflicts", "1"),
-                ("fields", "id"),
+                ("fields", "id,deleted_time"),
             ],
         )
         .await?;
@@ -427,6 +427,29 @@ pub async fn wipe(api: &DataApi) -> Result<WipeSummary> {
     let mut s = WipeSummary::default();
     let mut failures = Vec::new();
     let del = |path: String| async move { api.delete(&path, &[("permanent", "1")]).await };
+    // Unlink tags first: Joplin keeps note_tags rows of deleted notes and tags, and they would
+    // come back to life when notes with the same ids are imported again. Links of trashed notes
+    // are not listed by the API, so they are removed by name.
+    let trashed: Vec<String> = notes
+        .iter()
+        .filter(|n| n["deleted_time"].as_i64().unwrap_or(0) != 0)
+        .filter_map(|n| n["id"].as_str().map(str::to_string))
+        .collect();
+    let mut unlinks = Vec::new();
+    let mut blind = Vec::new();
+    for tag in ids(&tags) {
+        let path = format!("/tags/{tag}/notes");
+        let linked = api.list_all(&path, &[("fields", "id")]).await?;
+        unlinks.extend(ids(&linked).into_iter().map(|n| format!("{path}/{n}")));
+        if tags.len().saturating_mul(trashed.len()) <= 20_000 {
+            blind.extend(trashed.iter().map(|n| format!("{path}/{n}")));
+        }
+    }
+    let (ok, e) = run_all(unlinks, transfers, del).await;
+    s.deleted.note_tags = ok;
+    failures.extend(e);
+    let (_, e) = run_all(blind, transfers, del).await;
+    failures.extend(e);
     let (ok, e) = run_all(
         ids(&notes).into_iter().map(|id| format!("/notes/{id}")).collect(),
         transfers,

@@ -2,6 +2,7 @@
 //! read from its database, and our own binary.
 #![allow(dead_code)]
 
+pub mod data_api;
 pub mod joplin;
 
 use std::path::{Path, PathBuf};
