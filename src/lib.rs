@@ -4,8 +4,8 @@
 //! [`snapshot`] before anything destructive. Storage backends live in `backends/`.
 
 pub mod backup;
-pub mod client;
 pub mod clear;
+pub mod client;
 pub mod execute;
 pub mod exit;
 pub mod export;

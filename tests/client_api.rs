@@ -20,12 +20,23 @@ fn import_keeps_ids_resumes_and_wipe_empties_everything() {
     let dir = p.dir.to_str().unwrap();
 
     // Token and port come from the profile's settings.json.
-    let out = jr_ok(&["client", "import", sample_jex().to_str().unwrap(), "--profile", dir]);
+    let out = jr_ok(&[
+        "client",
+        "import",
+        sample_jex().to_str().unwrap(),
+        "--profile",
+        dir,
+    ]);
     assert!(
-        out.contains("created 7 notebook(s), 10 note(s), 3 resource(s), 3 tag(s), 4 note-tag link(s)"),
+        out.contains(
+            "created 7 notebook(s), 10 note(s), 3 resource(s), 3 tag(s), 4 note-tag link(s)"
+        ),
         "{out}"
     );
-    assert!(!out.contains(&server.token), "the token must never be printed");
+    assert!(
+        !out.contains(&server.token),
+        "the token must never be printed"
+    );
     assert_manifest_eq(&p.manifest(), &sample_manifest(), "after client import");
 
     // `client profiles` sees the running CLI and the notes.
@@ -59,10 +70,15 @@ fn import_keeps_ids_resumes_and_wipe_empties_everything() {
         "3",
     ]);
     assert!(
-        out.contains("created 0 notebook(s), 1 note(s), 0 resource(s), 0 tag(s), 0 note-tag link(s)"),
+        out.contains(
+            "created 0 notebook(s), 1 note(s), 0 resource(s), 0 tag(s), 0 note-tag link(s)"
+        ),
         "{out}"
     );
-    assert!(out.contains("1 note(s) left empty by an earlier run got their body"), "{out}");
+    assert!(
+        out.contains("1 note(s) left empty by an earlier run got their body"),
+        "{out}"
+    );
     assert_manifest_eq(&p.manifest(), &sample_manifest(), "after resumed import");
 
     // Some things in the trash, then wipe: nothing left, trash included.
@@ -84,7 +100,13 @@ fn import_keeps_ids_resumes_and_wipe_empties_everything() {
     }
 
     // Import again into the wiped client: the same IDs come back, nothing stale.
-    jr_ok(&["client", "import", sample_jex().to_str().unwrap(), "--profile", dir]);
+    jr_ok(&[
+        "client",
+        "import",
+        sample_jex().to_str().unwrap(),
+        "--profile",
+        dir,
+    ]);
     assert_manifest_eq(&p.manifest(), &sample_manifest(), "import after wipe");
 }
 
@@ -113,14 +135,30 @@ fn token_from_file_or_env_and_wrong_token_is_refused_without_showing_it() {
     assert!(out.contains("Wiped"), "{out}");
 
     let o = jr_env(
-        &["client", "wipe", "--yes", "--home", home.to_str().unwrap(), "--port", &port],
+        &[
+            "client",
+            "wipe",
+            "--yes",
+            "--home",
+            home.to_str().unwrap(),
+            "--port",
+            &port,
+        ],
         &[("JOPLIN_RESTORE_API_TOKEN", &server.token)],
     );
     assert!(o.status.success(), "{}", text(&o));
 
     let secret = "0123456789abcdef-not-the-token";
     let o = jr_env(
-        &["client", "import", sample_jex().to_str().unwrap(), "--home", home.to_str().unwrap(), "--port", &port],
+        &[
+            "client",
+            "import",
+            sample_jex().to_str().unwrap(),
+            "--home",
+            home.to_str().unwrap(),
+            "--port",
+            &port,
+        ],
         &[("JOPLIN_RESTORE_API_TOKEN", secret)],
     );
     let t = text(&o);

@@ -89,7 +89,9 @@ pub async fn run(cmd: ClientCommand) -> Result<i32> {
                 }
                 None => {
                     let home = profiles::home_dir(home.as_deref()).ok_or_else(|| {
-                        anyhow::anyhow!("cannot tell your home folder (HOME is not set): pass --home DIR")
+                        anyhow::anyhow!(
+                            "cannot tell your home folder (HOME is not set): pass --home DIR"
+                        )
                     })?;
                     let portable = portable
                         .or_else(|| std::env::var_os("PORTABLE_EXECUTABLE_DIR").map(PathBuf::from));
@@ -112,7 +114,10 @@ pub async fn run(cmd: ClientCommand) -> Result<i32> {
                     dir.display()
                 ))?
             {
-                return Err(Refusal("not confirmed: nothing was moved (pass --yes to skip the question)".into()).into());
+                return Err(Refusal(
+                    "not confirmed: nothing was moved (pass --yes to skip the question)".into(),
+                )
+                .into());
             }
             let o = reset::reset(&dir)?;
             print!("{}", reset::undo_hint(&o));
@@ -161,7 +166,10 @@ pub async fn run(cmd: ClientCommand) -> Result<i32> {
             println!("Imported into {}: created {}.", api.describe(), s.created);
             println!("Already there (skipped): {}.", s.skipped);
             if s.repaired > 0 {
-                println!("{} note(s) left empty by an earlier run got their body.", s.repaired);
+                println!(
+                    "{} note(s) left empty by an earlier run got their body.",
+                    s.repaired
+                );
             }
             println!("{} API call(s), {} retried.", api.requests(), api.retried());
             if !s.failures.is_empty() {

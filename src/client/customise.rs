@@ -157,7 +157,8 @@ fn collect(s: &Path, d: &Path, out: &mut Vec<(PathBuf, PathBuf)>, depth: usize) 
     if depth > 32 {
         bail!("{}: folders nested too deep", s.display());
     }
-    let meta = std::fs::symlink_metadata(s).with_context(|| format!("cannot read {}", s.display()))?;
+    let meta =
+        std::fs::symlink_metadata(s).with_context(|| format!("cannot read {}", s.display()))?;
     if meta.is_dir() {
         let mut names: Vec<_> = std::fs::read_dir(s)
             .with_context(|| format!("cannot list {}", s.display()))?

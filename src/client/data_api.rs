@@ -168,8 +168,8 @@ impl DataApi {
                     data,
                     props,
                 } => {
-                    let part = reqwest::multipart::Part::bytes(data.clone())
-                        .file_name(file_name.clone());
+                    let part =
+                        reqwest::multipart::Part::bytes(data.clone()).file_name(file_name.clone());
                     let form = reqwest::multipart::Form::new()
                         .text("props", props.to_string())
                         .part("data", part);
@@ -238,7 +238,13 @@ impl DataApi {
         Ok(())
     }
 
-    pub async fn upload(&self, path: &str, file_name: String, data: Vec<u8>, props: Value) -> Result<Value> {
+    pub async fn upload(
+        &self,
+        path: &str,
+        file_name: String,
+        data: Vec<u8>,
+        props: Value,
+    ) -> Result<Value> {
         let t = self
             .call(
                 Method::POST,
@@ -323,8 +329,8 @@ fn find_token(args: &ApiArgs, profile: Option<&Path>, settings: &Value) -> Resul
 
 /// Find the running Joplin and check the token.
 pub async fn connect(args: &ApiArgs) -> Result<DataApi> {
-    let explicit_token = args.token_file.is_some()
-        || std::env::var(ENV_TOKEN).is_ok_and(|t| !t.trim().is_empty());
+    let explicit_token =
+        args.token_file.is_some() || std::env::var(ENV_TOKEN).is_ok_and(|t| !t.trim().is_empty());
     let profile = match super::profiles::choose(args.profile.as_deref(), args.home.as_deref()) {
         Ok(p) => Some(p),
         Err(e) if explicit_token && args.profile.is_none() => {
@@ -342,7 +348,10 @@ pub async fn connect(args: &ApiArgs) -> Result<DataApi> {
     if let Some(p) = args.port {
         ports.push(p);
     } else {
-        if let Some(p) = settings["api.port"].as_u64().filter(|p| *p > 0 && *p < 65536) {
+        if let Some(p) = settings["api.port"]
+            .as_u64()
+            .filter(|p| *p > 0 && *p < 65536)
+        {
             ports.push(p as u16);
         }
         let first = ports.first().copied();

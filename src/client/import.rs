@@ -108,15 +108,13 @@ fn prop_json(item: &Item, key: &str) -> Option<Value> {
             .or_else(|| raw.parse::<i64>().ok().map(|n| json!(n)));
     }
     match key {
-        "is_todo" | "markup_language" | "order" | "is_shared" => {
-            raw.parse::<f64>().ok().map(|n| {
-                if n.fract() == 0.0 {
-                    json!(n as i64)
-                } else {
-                    json!(n)
-                }
-            })
-        }
+        "is_todo" | "markup_language" | "order" | "is_shared" => raw.parse::<f64>().ok().map(|n| {
+            if n.fract() == 0.0 {
+                json!(n as i64)
+            } else {
+                json!(n)
+            }
+        }),
         "latitude" | "longitude" | "altitude" => raw.parse::<f64>().ok().map(|n| json!(n)),
         _ => Some(Value::String(item.get_unescaped(key).unwrap_or_default())),
     }
@@ -311,7 +309,12 @@ pub async fn import(api: &DataApi, backup: &Backup) -> Result<ImportSummary> {
     .await;
     s.created.notes += ok;
     s.failures.extend(errs);
-    let (ok, errs) = run_all(repairs, transfers, |n| async move { put_note(api, n).await }).await;
+    let (ok, errs) = run_all(
+        repairs,
+        transfers,
+        |n| async move { put_note(api, n).await },
+    )
+    .await;
     s.repaired += ok;
     s.failures.extend(errs);
 
@@ -344,8 +347,10 @@ pub async fn import(api: &DataApi, backup: &Backup) -> Result<ImportSummary> {
         let tag = nt.item.get("tag_id").unwrap_or("").to_string();
         let note = nt.item.get("note_id").unwrap_or("").to_string();
         if tag.is_empty() || note.is_empty() {
-            s.warnings
-                .push(format!("note-tag link {} names no note or tag: skipped", nt.id()));
+            s.warnings.push(format!(
+                "note-tag link {} names no note or tag: skipped",
+                nt.id()
+            ));
             continue;
         }
         wanted.entry(tag).or_default().push(note);
@@ -451,7 +456,10 @@ pub async fn wipe(api: &DataApi) -> Result<WipeSummary> {
     let (_, e) = run_all(blind, transfers, del).await;
     failures.extend(e);
     let (ok, e) = run_all(
-        ids(&notes).into_iter().map(|id| format!("/notes/{id}")).collect(),
+        ids(&notes)
+            .into_iter()
+            .map(|id| format!("/notes/{id}"))
+            .collect(),
         transfers,
         del,
     )
@@ -470,7 +478,10 @@ pub async fn wipe(api: &DataApi) -> Result<WipeSummary> {
         .collect();
     for (_, level) in levels(&parents).into_iter().rev() {
         let (ok, e) = run_all(
-            level.into_iter().map(|id| format!("/folders/{id}")).collect(),
+            level
+                .into_iter()
+                .map(|id| format!("/folders/{id}"))
+                .collect(),
             transfers,
             del,
         )
@@ -479,7 +490,10 @@ pub async fn wipe(api: &DataApi) -> Result<WipeSummary> {
         failures.extend(e);
     }
     let (ok, e) = run_all(
-        ids(&tags).into_iter().map(|id| format!("/tags/{id}")).collect(),
+        ids(&tags)
+            .into_iter()
+            .map(|id| format!("/tags/{id}"))
+            .collect(),
         transfers,
         del,
     )

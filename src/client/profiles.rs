@@ -91,7 +91,10 @@ pub fn candidate_roots(home: &Path, portable_dir: Option<&Path>) -> Vec<(PathBuf
             })
             .collect();
         alt.sort();
-        out.extend(alt.into_iter().map(|p| (p, "desktop-alt-instance".to_string())));
+        out.extend(
+            alt.into_iter()
+                .map(|p| (p, "desktop-alt-instance".to_string())),
+        );
     }
     if let Some(d) = portable_dir {
         out.push((d.join("JoplinProfile"), "portable".to_string()));
@@ -274,7 +277,8 @@ fn has_subprofiles(dir: &Path) -> bool {
 }
 
 fn as_i64(v: &Value) -> Option<i64> {
-    v.as_i64().or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+    v.as_i64()
+        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
 }
 
 fn as_string(v: &Value) -> Option<String> {

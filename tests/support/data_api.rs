@@ -52,7 +52,8 @@ impl ApiServer {
                 }
             }
             if let Ok(Some(st)) = s.child.try_wait() {
-                let log = std::fs::read_to_string(p.dir.join("server-test.log")).unwrap_or_default();
+                let log =
+                    std::fs::read_to_string(p.dir.join("server-test.log")).unwrap_or_default();
                 panic!("joplin server start exited ({st}) before answering:\n{log}");
             }
             assert!(
