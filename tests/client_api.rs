@@ -68,6 +68,8 @@ fn import_keeps_ids_resumes_and_wipe_empties_everything() {
         "50",
         "--transfers",
         "3",
+        "--bwlimit",
+        "10M",
     ]);
     assert!(
         out.contains(
@@ -85,6 +87,18 @@ fn import_keeps_ids_resumes_and_wipe_empties_everything() {
     server.call("DELETE", "/notes/2ebc0432f27d42fdb982a925c8734636", None);
     server.call("DELETE", "/folders/1a3558223d884174b40dcb0cdfb8bfa3", None);
     assert!(count(&p, "SELECT count(*) FROM notes WHERE deleted_time != 0") > 0);
+    // Importing again leaves trashed items where the user put them, and says so.
+    let o = jr(&[
+        "client",
+        "import",
+        sample_jex().to_str().unwrap(),
+        "--profile",
+        dir,
+    ]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(t.contains("in the client's trash with the same id"), "{t}");
+    assert!(t.contains("created 0 notebook(s), 0 note(s)"), "{t}");
     let refused = jr(&["client", "wipe", "--profile", dir]);
     assert_eq!(refused.status.code(), Some(4), "{}", text(&refused));
     assert_eq!(count(&p, "SELECT count(*) FROM notes"), 10);

@@ -79,6 +79,8 @@ pub struct DataApi {
     base: String,
     token: String,
     limiter: Option<DefaultDirectRateLimiter>,
+    /// `--bwlimit` for uploads: limiter and its burst (1/10 s of the rate).
+    bandwidth: Option<(DefaultDirectRateLimiter, u32)>,
     retries: u32,
     pub transfers: usize,
     requests: AtomicU64,
@@ -111,11 +113,20 @@ impl DataApi {
                     .allow_burst(NonZeroU32::MIN),
             )
         });
+        let bandwidth = pacer.bwlimit.filter(|b| *b > 0).map(|bps| {
+            let per_sec = NonZeroU32::new(bps.min(u32::MAX as u64) as u32).expect("non-zero");
+            let burst = NonZeroU32::new((per_sec.get() / 10).max(1)).expect("non-zero");
+            (
+                RateLimiter::direct(Quota::per_second(per_sec).allow_burst(burst)),
+                burst.get(),
+            )
+        });
         Ok(DataApi {
             http: http_client()?,
             base: format!("http://127.0.0.1:{port}"),
             token,
             limiter,
+            bandwidth,
             retries: pacer.retries,
             // The API serves every call against one SQLite database: few at a time is best.
             transfers: pacer.transfers.unwrap_or(2).max(1),
@@ -140,6 +151,22 @@ impl DataApi {
         self.retried.load(Ordering::Relaxed)
     }
 
+    /// Wait until `n` bytes may be sent under `--bwlimit`.
+    async fn take_bytes(&self, n: usize) {
+        let Some((limiter, burst)) = &self.bandwidth else {
+            return;
+        };
+        let mut left = n as u64;
+        while left > 0 {
+            let chunk = left.min(*burst as u64) as u32;
+            // Cannot fail: chunk <= burst.
+            let _ = limiter
+                .until_n_ready(NonZeroU32::new(chunk).expect("non-zero"))
+                .await;
+            left -= chunk as u64;
+        }
+    }
+
     /// One call with pacing and retries; returns the response text.
     pub async fn call(
         &self,
@@ -162,12 +189,18 @@ impl DataApi {
                 .query(query);
             req = match &body {
                 Body::None => req,
-                Body::Json(v) => req.json(v),
+                Body::Json(v) => {
+                    let text = v.to_string();
+                    self.take_bytes(text.len()).await;
+                    req.header(reqwest::header::CONTENT_TYPE, "application/json")
+                        .body(text)
+                }
                 Body::Upload {
                     file_name,
                     data,
                     props,
                 } => {
+                    self.take_bytes(data.len()).await;
                     let part =
                         reqwest::multipart::Part::bytes(data.clone()).file_name(file_name.clone());
                     let form = reqwest::multipart::Form::new()

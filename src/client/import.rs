@@ -200,26 +200,39 @@ pub async fn import(api: &DataApi, backup: &Backup) -> Result<ImportSummary> {
         }
         by_type.entry(it.item_type()).or_default().push(bi);
     }
-    let of = |t: ItemType| by_type.get(&t).cloned().unwrap_or_default();
 
     // What the client already holds, trashed items included.
     let folder_list = api
         .list_all(
             "/search",
-            &[("query", "*"), ("type", "folder"), ("fields", "id")],
+            &[
+                ("query", "*"),
+                ("type", "folder"),
+                ("fields", "id,deleted_time"),
+            ],
         )
         .await?;
     let have_folders = ids(&folder_list);
+    let trashed_folders: HashSet<String> = folder_list
+        .iter()
+        .filter(|f| f["deleted_time"].as_i64().unwrap_or(0) != 0)
+        .filter_map(|f| f["id"].as_str().map(str::to_string))
+        .collect();
     let note_list = api
         .list_all(
             "/notes",
             &[
                 ("include_deleted", "1"),
                 ("include_conflicts", "1"),
-                ("fields", "id,body"),
+                ("fields", "id,body,deleted_time"),
             ],
         )
         .await?;
+    let trashed_notes: HashSet<String> = note_list
+        .iter()
+        .filter(|n| n["deleted_time"].as_i64().unwrap_or(0) != 0)
+        .filter_map(|n| n["id"].as_str().map(str::to_string))
+        .collect();
     let note_bodies: HashMap<String, String> = note_list
         .iter()
         .filter_map(|v| {
@@ -231,6 +244,23 @@ pub async fn import(api: &DataApi, backup: &Backup) -> Result<ImportSummary> {
         .collect();
     let have_resources = ids(&api.list_all("/resources", &[("fields", "id")]).await?);
     let have_tags = ids(&api.list_all("/tags", &[("fields", "id")]).await?);
+
+    let of = |t: ItemType| by_type.get(&t).cloned().unwrap_or_default();
+    let in_client_trash = of(ItemType::Folder)
+        .iter()
+        .filter(|f| trashed_folders.contains(f.id()))
+        .count()
+        + of(ItemType::Note)
+            .iter()
+            .filter(|n| trashed_notes.contains(n.id()))
+            .count();
+    if in_client_trash > 0 {
+        s.warnings.push(format!(
+            "{in_client_trash} notebook(s)/note(s) of the backup are in the client's trash with \
+             the same id and stay there: restore them from Joplin's trash, or run `client wipe` \
+             and import again"
+        ));
+    }
 
     // Notebooks, one level at a time so parents exist first.
     let folders = of(ItemType::Folder);

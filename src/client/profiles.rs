@@ -370,7 +370,7 @@ fn read_db(db: &Path) -> Result<(u64, Vec<(String, String)>)> {
     Ok((notes.max(0) as u64, settings))
 }
 
-/// Bytes below `dir`; with `skip_subprofiles` false, `profile-*` folders are not counted.
+/// Bytes below `dir`; with `include_subprofiles` false, its `profile-*` folders are not counted.
 fn dir_size(dir: &Path, include_subprofiles: bool) -> u64 {
     let mut total = 0u64;
     let mut stack = vec![(dir.to_path_buf(), 0usize)];
