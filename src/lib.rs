@@ -5,6 +5,7 @@
 
 pub mod backup;
 pub mod clear;
+pub mod client;
 pub mod e2ee;
 pub mod execute;
 pub mod exit;

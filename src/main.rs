@@ -89,6 +89,11 @@ enum Command {
     },
     /// Print the man page (roff) to standard output.
     Man,
+    /// Work on this machine's Joplin client: profiles, reset, customisations, Data API import.
+    Client {
+        #[command(subcommand)]
+        cmd: joplin_restore::client::cli::ClientCommand,
+    },
     /// Compare a target with a backup; exit 3 on any difference.
     Verify {
         /// A .jex, a backup set folder, the Backup plugin's folder of sets, or a .7z/.zip.
@@ -274,6 +279,7 @@ async fn run(cmd: Command) -> Result<i32> {
             print!("{report}");
             Ok(if r.ok() { exit::OK } else { exit::DIFFERENCES })
         }
+        Command::Client { cmd } => joplin_restore::client::cli::run(cmd).await,
         Command::Verify {
             backup,
             opts,

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod counting_proxy;
+pub mod data_api;
 pub mod e2ee;
 pub mod formats;
 pub mod joplin;

@@ -1,0 +1,194 @@
+//! The `client …` subcommands: argument definitions and what each prints.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+
+use super::data_api::{self, ApiArgs};
+use super::{customise, import, profiles, reset};
+use crate::exit::{self, Refusal};
+use crate::validate::ProblemClass;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum ClientCommand {
+    /// List the Joplin profiles on this machine: size, notes, sync target, E2EE, running.
+    Profiles {
+        /// Home folder to look in (default: your home).
+        #[arg(long, value_name = "DIR")]
+        home: Option<PathBuf>,
+        /// Also look at a portable Joplin's folder (holding JoplinProfile/).
+        #[arg(long, value_name = "DIR")]
+        portable: Option<PathBuf>,
+        /// Describe this profile folder only.
+        #[arg(long, value_name = "DIR")]
+        profile: Option<PathBuf>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Move a profile aside (to a timestamped sibling; never deleted) so Joplin starts fresh.
+    Reset {
+        /// The profile folder (default: ~/.config/joplin-desktop, else ~/.config/joplin).
+        #[arg(long, value_name = "DIR")]
+        profile: Option<PathBuf>,
+        #[arg(long, value_name = "DIR", hide = true)]
+        home: Option<PathBuf>,
+        /// Do not ask for confirmation.
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
+    /// Put back keymap, CSS, templates and plugins from a backup set's profile/ folder.
+    Customise {
+        /// The backup set folder (holding profile/) or its profile/ folder.
+        #[arg(long, value_name = "BACKUP_SET")]
+        from: PathBuf,
+        /// The profile folder (default: ~/.config/joplin-desktop, else ~/.config/joplin).
+        #[arg(long, value_name = "DIR")]
+        profile: Option<PathBuf>,
+        #[arg(long, value_name = "DIR", hide = true)]
+        home: Option<PathBuf>,
+        /// Also put back settings.json (sync target, theme, API token of the old setup).
+        #[arg(long)]
+        settings: bool,
+    },
+    /// Permanently delete every note, notebook, tag and attachment of a running Joplin (Data API).
+    Wipe {
+        #[command(flatten)]
+        api: Box<ApiArgs>,
+        /// Do not ask for confirmation.
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
+    /// Import a backup into a running Joplin through its Data API, keeping IDs; reruns resume.
+    Import {
+        /// A .jex, a backup set folder, the Backup plugin's folder of sets, or a .7z/.zip.
+        #[arg(value_name = "BACKUP")]
+        backup: PathBuf,
+        #[command(flatten)]
+        opts: crate::backup::BackupOptions,
+        #[command(flatten)]
+        api: Box<ApiArgs>,
+        /// Problem classes accepted in the backup (as for restore).
+        #[arg(long = "allow", value_enum, value_name = "PROBLEM")]
+        allow: Vec<ProblemClass>,
+    },
+}
+
+pub async fn run(cmd: ClientCommand) -> Result<i32> {
+    match cmd {
+        ClientCommand::Profiles {
+            home,
+            portable,
+            profile,
+            json,
+        } => {
+            let list = match profile {
+                Some(p) => {
+                    if !p.is_dir() {
+                        anyhow::bail!("--profile {}: no such folder", p.display());
+                    }
+                    let root = profiles::root_of(&p);
+                    vec![profiles::describe(&p, &root, "given")]
+                }
+                None => {
+                    let home = profiles::home_dir(home.as_deref()).ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "cannot tell your home folder (HOME is not set): pass --home DIR"
+                        )
+                    })?;
+                    let portable = portable
+                        .or_else(|| std::env::var_os("PORTABLE_EXECUTABLE_DIR").map(PathBuf::from));
+                    profiles::discover(&home, portable.as_deref())
+                }
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                profiles::print(&list);
+            }
+            Ok(exit::OK)
+        }
+        ClientCommand::Reset { profile, home, yes } => {
+            let dir = profiles::choose(profile.as_deref(), home.as_deref())?;
+            reset::check(&dir)?;
+            if !yes
+                && !crate::restore::confirm(&format!(
+                    "Move {} aside so Joplin starts with a fresh profile?",
+                    dir.display()
+                ))?
+            {
+                return Err(Refusal(
+                    "not confirmed: nothing was moved (pass --yes to skip the question)".into(),
+                )
+                .into());
+            }
+            let o = reset::reset(&dir)?;
+            print!("{}", reset::undo_hint(&o));
+            Ok(exit::OK)
+        }
+        ClientCommand::Customise {
+            from,
+            profile,
+            home,
+            settings,
+        } => {
+            let dir = profiles::choose(profile.as_deref(), home.as_deref())?;
+            let s = customise::customise(&from, &dir, settings)?;
+            customise::print(&s);
+            Ok(exit::OK)
+        }
+        ClientCommand::Wipe { api, yes } => {
+            let api = data_api::connect(&api).await?;
+            let (n, f, t, r) = import::inventory(&api).await?;
+            if !yes
+                && !crate::restore::confirm(&format!(
+                    "Permanently delete {} note(s), {} notebook(s), {} tag(s) and {} attachment(s) from {}?",
+                    n.len(),
+                    f.len(),
+                    t.len(),
+                    r.len(),
+                    api.describe()
+                ))?
+            {
+                return Err(Refusal("not confirmed: nothing was deleted (pass --yes to skip the question)".into()).into());
+            }
+            let s = import::wipe(&api).await?;
+            println!("Wiped {}: deleted {}.", api.describe(), s.deleted);
+            Ok(exit::OK)
+        }
+        ClientCommand::Import {
+            backup,
+            opts,
+            api,
+            allow,
+        } => {
+            let (b, _v) = crate::restore::read_and_validate(&backup, &opts, &allow)?;
+            for w in &b.warnings {
+                eprintln!("warning: {w}");
+            }
+            let api = data_api::connect(&api).await?;
+            let s = import::import(&api, &b).await?;
+            for w in &s.warnings {
+                eprintln!("warning: {w}");
+            }
+            println!("Imported into {}: created {}.", api.describe(), s.created);
+            println!("Already there (skipped): {}.", s.skipped);
+            if s.repaired > 0 {
+                println!(
+                    "{} note(s) left empty by an earlier run got their body.",
+                    s.repaired
+                );
+            }
+            println!("{} API call(s), {} retried.", api.requests(), api.retried());
+            if !s.failures.is_empty() {
+                anyhow::bail!(
+                    "{} item(s) could not be imported (run the same command again to resume; \
+                     what is already there is skipped):\n  {}",
+                    s.failures.len(),
+                    s.failures.join("\n  ")
+                );
+            }
+            Ok(exit::OK)
+        }
+    }
+}

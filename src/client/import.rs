@@ -1,0 +1,565 @@
+//! Wipe a running Joplin and import a backup into it through the Data API, keeping IDs.
+//!
+//! Import order: notebooks parents first (one level at a time), resources (multipart upload
+//! with their id), notes, tags, then note-tag links. Notes are created without a body and the
+//! body is set by a second call (`PUT`), because `POST /notes` downloads images named in the
+//! body and rewrites it. A rerun skips every item that already exists with the same id (a note
+//! left empty by an interrupted run gets its body), so an interrupted import can be resumed.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::future::Future;
+
+use anyhow::{bail, Result};
+use futures::stream::{self, StreamExt};
+use serde_json::{json, Map, Value};
+
+use super::data_api::DataApi;
+use crate::backup::{Backup, BackupItem};
+use crate::item::{parse_time, Item, ItemType};
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Counts {
+    pub folders: usize,
+    pub notes: usize,
+    pub resources: usize,
+    pub tags: usize,
+    pub note_tags: usize,
+}
+
+impl std::fmt::Display for Counts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} notebook(s), {} note(s), {} resource(s), {} tag(s), {} note-tag link(s)",
+            self.folders, self.notes, self.resources, self.tags, self.note_tags
+        )
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct ImportSummary {
+    pub created: Counts,
+    pub skipped: Counts,
+    /// Notes that existed with an empty body (interrupted run) and got their body.
+    pub repaired: usize,
+    pub warnings: Vec<String>,
+    pub failures: Vec<String>,
+}
+
+/// Run `f` over `items`, `transfers` at a time; collect the errors as messages.
+async fn run_all<T, F, Fut>(items: Vec<T>, transfers: usize, f: F) -> (usize, Vec<String>)
+where
+    F: Fn(T) -> Fut,
+    Fut: Future<Output = Result<()>>,
+{
+    let results: Vec<Result<()>> = stream::iter(items.into_iter().map(f))
+        .buffer_unordered(transfers.max(1))
+        .collect()
+        .await;
+    let mut ok = 0;
+    let mut errors = Vec::new();
+    for r in results {
+        match r {
+            Ok(()) => ok += 1,
+            Err(e) => errors.push(format!("{e:#}")),
+        }
+    }
+    (ok, errors)
+}
+
+fn ids(list: &[Value]) -> HashSet<String> {
+    list.iter()
+        .filter_map(|v| v["id"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// Notebooks grouped by depth (0 = top level), from `id → parent_id`; cycles end at the
+/// first repeat.
+fn levels(parents: &HashMap<String, String>) -> BTreeMap<usize, Vec<String>> {
+    let mut out: BTreeMap<usize, Vec<String>> = BTreeMap::new();
+    for id in parents.keys() {
+        let mut depth = 0;
+        let mut cur = id.as_str();
+        let mut seen = HashSet::new();
+        while let Some(p) = parents.get(cur) {
+            if p.is_empty() || !parents.contains_key(p) || !seen.insert(cur) || depth > 1000 {
+                break;
+            }
+            depth += 1;
+            cur = p;
+        }
+        out.entry(depth).or_default().push(id.clone());
+    }
+    for v in out.values_mut() {
+        v.sort();
+    }
+    out
+}
+
+/// Typed JSON value of a serialised property, for the API.
+fn prop_json(item: &Item, key: &str) -> Option<Value> {
+    let raw = item.get(key)?;
+    if key.ends_with("_time") || key == "todo_due" || key == "todo_completed" {
+        if raw.is_empty() || raw == "0" {
+            return Some(json!(0));
+        }
+        return parse_time(raw)
+            .map(|t| json!(t))
+            .or_else(|| raw.parse::<i64>().ok().map(|n| json!(n)));
+    }
+    match key {
+        "is_todo" | "markup_language" | "order" | "is_shared" => raw.parse::<f64>().ok().map(|n| {
+            if n.fract() == 0.0 {
+                json!(n as i64)
+            } else {
+                json!(n)
+            }
+        }),
+        "latitude" | "longitude" | "altitude" => raw.parse::<f64>().ok().map(|n| json!(n)),
+        _ => Some(Value::String(item.get_unescaped(key).unwrap_or_default())),
+    }
+}
+
+fn props(item: &Item, keys: &[&str]) -> Map<String, Value> {
+    let mut m = Map::new();
+    for k in keys {
+        if let Some(v) = prop_json(item, k) {
+            m.insert((*k).to_string(), v);
+        }
+    }
+    m
+}
+
+const NOTE_CREATE: &[&str] = &[
+    "id",
+    "parent_id",
+    "is_todo",
+    "user_created_time",
+    "user_updated_time",
+];
+const NOTE_UPDATE: &[&str] = &[
+    "parent_id",
+    "is_todo",
+    "todo_due",
+    "todo_completed",
+    "user_created_time",
+    "user_updated_time",
+    "source_url",
+    "source",
+    "source_application",
+    "application_data",
+    "author",
+    "latitude",
+    "longitude",
+    "altitude",
+    "markup_language",
+    "order",
+    "user_data",
+];
+const FOLDER_CREATE: &[&str] = &[
+    "id",
+    "parent_id",
+    "icon",
+    "user_created_time",
+    "user_updated_time",
+    "user_data",
+];
+
+fn encrypted(item: &Item) -> bool {
+    item.get("encryption_applied") == Some("1")
+}
+
+fn in_trash(item: &Item) -> bool {
+    item.get("deleted_time")
+        .is_some_and(|t| !t.is_empty() && t != "0")
+}
+
+/// Import `backup` into the running client behind `api`.
+pub async fn import(api: &DataApi, backup: &Backup) -> Result<ImportSummary> {
+    let mut s = ImportSummary::default();
+    let transfers = api.transfers;
+    let mut by_type: HashMap<ItemType, Vec<&BackupItem>> = HashMap::new();
+    for bi in &backup.items {
+        let it = &bi.item;
+        if encrypted(it) {
+            s.warnings.push(format!(
+                "{} {} is encrypted in the backup: skipped",
+                it.item_type(),
+                it.id()
+            ));
+            continue;
+        }
+        if in_trash(it) {
+            s.warnings.push(format!(
+                "{} {} ({:?}) is in the trash in the backup: skipped",
+                it.item_type(),
+                it.id(),
+                it.title_or_empty()
+            ));
+            continue;
+        }
+        by_type.entry(it.item_type()).or_default().push(bi);
+    }
+
+    // What the client already holds, trashed items included.
+    let folder_list = api
+        .list_all(
+            "/search",
+            &[
+                ("query", "*"),
+                ("type", "folder"),
+                ("fields", "id,deleted_time"),
+            ],
+        )
+        .await?;
+    let have_folders = ids(&folder_list);
+    let trashed_folders: HashSet<String> = folder_list
+        .iter()
+        .filter(|f| f["deleted_time"].as_i64().unwrap_or(0) != 0)
+        .filter_map(|f| f["id"].as_str().map(str::to_string))
+        .collect();
+    let note_list = api
+        .list_all(
+            "/notes",
+            &[
+                ("include_deleted", "1"),
+                ("include_conflicts", "1"),
+                ("fields", "id,body,deleted_time"),
+            ],
+        )
+        .await?;
+    let trashed_notes: HashSet<String> = note_list
+        .iter()
+        .filter(|n| n["deleted_time"].as_i64().unwrap_or(0) != 0)
+        .filter_map(|n| n["id"].as_str().map(str::to_string))
+        .collect();
+    let note_bodies: HashMap<String, String> = note_list
+        .iter()
+        .filter_map(|v| {
+            Some((
+                v["id"].as_str()?.to_string(),
+                v["body"].as_str().unwrap_or("").to_string(),
+            ))
+        })
+        .collect();
+    let have_resources = ids(&api.list_all("/resources", &[("fields", "id")]).await?);
+    let have_tags = ids(&api.list_all("/tags", &[("fields", "id")]).await?);
+
+    let of = |t: ItemType| by_type.get(&t).cloned().unwrap_or_default();
+    let in_client_trash = of(ItemType::Folder)
+        .iter()
+        .filter(|f| trashed_folders.contains(f.id()))
+        .count()
+        + of(ItemType::Note)
+            .iter()
+            .filter(|n| trashed_notes.contains(n.id()))
+            .count();
+    if in_client_trash > 0 {
+        s.warnings.push(format!(
+            "{in_client_trash} notebook(s)/note(s) of the backup are in the client's trash with \
+             the same id and stay there: restore them from Joplin's trash, or run `client wipe` \
+             and import again"
+        ));
+    }
+
+    // Notebooks, one level at a time so parents exist first.
+    let folders = of(ItemType::Folder);
+    let parents: HashMap<String, String> = folders
+        .iter()
+        .map(|f| (f.id().to_string(), f.item.parent_id().to_string()))
+        .collect();
+    let folder_by_id: HashMap<&str, &BackupItem> = folders.iter().map(|f| (f.id(), *f)).collect();
+    for (_, level) in levels(&parents) {
+        let todo: Vec<&BackupItem> = level
+            .iter()
+            .filter_map(|id| folder_by_id.get(id.as_str()).copied())
+            .filter(|f| {
+                let skip = have_folders.contains(f.id());
+                if skip {
+                    s.skipped.folders += 1;
+                }
+                !skip
+            })
+            .collect();
+        let (ok, errs) = run_all(todo, transfers, |f| async move {
+            let mut body = props(&f.item, FOLDER_CREATE);
+            body.insert("title".into(), json!(f.item.title_or_empty()));
+            api.post("/folders", Value::Object(body)).await?;
+            Ok(())
+        })
+        .await;
+        s.created.folders += ok;
+        s.failures.extend(errs);
+    }
+
+    // Resources: blob and metadata in one multipart call.
+    let resources: Vec<&BackupItem> = of(ItemType::Resource)
+        .into_iter()
+        .filter(|r| {
+            let skip = have_resources.contains(r.id());
+            if skip {
+                s.skipped.resources += 1;
+            }
+            !skip
+        })
+        .collect();
+    let (ok, errs) = run_all(resources, transfers, |r| async move {
+        let id = r.id().to_string();
+        let data = backup.read_blob(&id)?;
+        let ext = r.item.get_unescaped("file_extension").unwrap_or_default();
+        let file_name = if ext.is_empty() {
+            id.clone()
+        } else {
+            format!("{id}.{ext}")
+        };
+        let p = json!({"id": id, "title": r.item.title_or_empty()});
+        api.upload("/resources", file_name, data, p).await?;
+        Ok(())
+    })
+    .await;
+    s.created.resources += ok;
+    s.failures.extend(errs);
+
+    // Notes: create without body, then set the body verbatim.
+    let mut notes = Vec::new();
+    let mut repairs = Vec::new();
+    for n in of(ItemType::Note) {
+        match note_bodies.get(n.id()) {
+            None => notes.push(n),
+            Some(b) if b.is_empty() && !n.item.body.is_empty() => repairs.push(n),
+            Some(_) => s.skipped.notes += 1,
+        }
+    }
+    let (ok, errs) = run_all(notes, transfers, |n| async move {
+        let mut create = props(&n.item, NOTE_CREATE);
+        create.insert("title".into(), json!(n.item.title_or_empty()));
+        api.post("/notes", Value::Object(create)).await?;
+        put_note(api, n).await
+    })
+    .await;
+    s.created.notes += ok;
+    s.failures.extend(errs);
+    let (ok, errs) = run_all(
+        repairs,
+        transfers,
+        |n| async move { put_note(api, n).await },
+    )
+    .await;
+    s.repaired += ok;
+    s.failures.extend(errs);
+
+    // Tags.
+    let tags: Vec<&BackupItem> = of(ItemType::Tag)
+        .into_iter()
+        .filter(|t| {
+            let skip = have_tags.contains(t.id());
+            if skip {
+                s.skipped.tags += 1;
+            }
+            !skip
+        })
+        .collect();
+    let (ok, errs) = run_all(tags, transfers, |t| async move {
+        api.post(
+            "/tags",
+            json!({"id": t.id(), "title": t.item.title_or_empty()}),
+        )
+        .await?;
+        Ok(())
+    })
+    .await;
+    s.created.tags += ok;
+    s.failures.extend(errs);
+
+    // Note-tag links (their own ids cannot be set through the API).
+    let mut wanted: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for nt in of(ItemType::NoteTag) {
+        let tag = nt.item.get("tag_id").unwrap_or("").to_string();
+        let note = nt.item.get("note_id").unwrap_or("").to_string();
+        if tag.is_empty() || note.is_empty() {
+            s.warnings.push(format!(
+                "note-tag link {} names no note or tag: skipped",
+                nt.id()
+            ));
+            continue;
+        }
+        wanted.entry(tag).or_default().push(note);
+    }
+    let mut links = Vec::new();
+    for (tag, notes) in wanted {
+        let path = format!("/tags/{tag}/notes");
+        let existing = match api.list_all(&path, &[("fields", "id")]).await {
+            Ok(l) => ids(&l),
+            Err(e) => {
+                s.failures.push(format!("{e:#}"));
+                continue;
+            }
+        };
+        for note in notes {
+            if existing.contains(&note) {
+                s.skipped.note_tags += 1;
+            } else {
+                links.push((path.clone(), note));
+            }
+        }
+    }
+    let (ok, errs) = run_all(links, transfers, |(path, note)| async move {
+        api.post(&path, json!({"id": note})).await?;
+        Ok(())
+    })
+    .await;
+    s.created.note_tags += ok;
+    s.failures.extend(errs);
+    Ok(s)
+}
+
+/// Set a note's body (verbatim: `PUT` does no media processing) and other fields.
+async fn put_note(api: &DataApi, n: &BackupItem) -> Result<()> {
+    let mut update = props(&n.item, NOTE_UPDATE);
+    update.insert("title".into(), json!(n.item.title_or_empty()));
+    update.insert("body".into(), json!(n.item.body));
+    api.put(&format!("/notes/{}", n.id()), Value::Object(update))
+        .await?;
+    Ok(())
+}
+
+#[derive(Debug, Default)]
+pub struct WipeSummary {
+    pub deleted: Counts,
+}
+
+/// What a wipe would delete (trash and conflicts included).
+pub async fn inventory(api: &DataApi) -> Result<(Vec<Value>, Vec<Value>, Vec<Value>, Vec<Value>)> {
+    let notes = api
+        .list_all(
+            "/notes",
+            &[
+                ("include_deleted", "1"),
+                ("include_conflicts", "1"),
+                ("fields", "id,deleted_time"),
+            ],
+        )
+        .await?;
+    let folders = api
+        .list_all(
+            "/search",
+            &[
+                ("query", "*"),
+                ("type", "folder"),
+                ("fields", "id,parent_id"),
+            ],
+        )
+        .await?;
+    let tags = api.list_all("/tags", &[("fields", "id")]).await?;
+    let resources = api.list_all("/resources", &[("fields", "id")]).await?;
+    Ok((notes, folders, tags, resources))
+}
+
+/// Permanently delete every note, notebook, tag and resource (trash included).
+pub async fn wipe(api: &DataApi) -> Result<WipeSummary> {
+    let (notes, folders, tags, resources) = inventory(api).await?;
+    let transfers = api.transfers;
+    let mut s = WipeSummary::default();
+    let mut failures = Vec::new();
+    let del = |path: String| async move { api.delete(&path, &[("permanent", "1")]).await };
+    // Unlink tags first: Joplin keeps note_tags rows of deleted notes and tags, and they would
+    // come back to life when notes with the same ids are imported again. Links of trashed notes
+    // are not listed by the API, so they are removed by name.
+    let trashed: Vec<String> = notes
+        .iter()
+        .filter(|n| n["deleted_time"].as_i64().unwrap_or(0) != 0)
+        .filter_map(|n| n["id"].as_str().map(str::to_string))
+        .collect();
+    let mut unlinks = Vec::new();
+    let mut blind = Vec::new();
+    for tag in ids(&tags) {
+        let path = format!("/tags/{tag}/notes");
+        let linked = api.list_all(&path, &[("fields", "id")]).await?;
+        unlinks.extend(ids(&linked).into_iter().map(|n| format!("{path}/{n}")));
+        if tags.len().saturating_mul(trashed.len()) <= 20_000 {
+            blind.extend(trashed.iter().map(|n| format!("{path}/{n}")));
+        }
+    }
+    let (ok, e) = run_all(unlinks, transfers, del).await;
+    s.deleted.note_tags = ok;
+    failures.extend(e);
+    let (_, e) = run_all(blind, transfers, del).await;
+    failures.extend(e);
+    let (ok, e) = run_all(
+        ids(&notes)
+            .into_iter()
+            .map(|id| format!("/notes/{id}"))
+            .collect(),
+        transfers,
+        del,
+    )
+    .await;
+    s.deleted.notes = ok;
+    failures.extend(e);
+    // Deepest notebooks first, one level at a time (deleting a parent deletes its children).
+    let parents: HashMap<String, String> = folders
+        .iter()
+        .filter_map(|f| {
+            Some((
+                f["id"].as_str()?.to_string(),
+                f["parent_id"].as_str().unwrap_or("").to_string(),
+            ))
+        })
+        .collect();
+    for (_, level) in levels(&parents).into_iter().rev() {
+        let (ok, e) = run_all(
+            level
+                .into_iter()
+                .map(|id| format!("/folders/{id}"))
+                .collect(),
+            transfers,
+            del,
+        )
+        .await;
+        s.deleted.folders += ok;
+        failures.extend(e);
+    }
+    let (ok, e) = run_all(
+        ids(&tags)
+            .into_iter()
+            .map(|id| format!("/tags/{id}"))
+            .collect(),
+        transfers,
+        del,
+    )
+    .await;
+    s.deleted.tags = ok;
+    failures.extend(e);
+    let (ok, e) = run_all(
+        ids(&resources)
+            .into_iter()
+            .map(|id| format!("/resources/{id}"))
+            .collect(),
+        transfers,
+        del,
+    )
+    .await;
+    s.deleted.resources = ok;
+    failures.extend(e);
+    if !failures.is_empty() {
+        bail!(
+            "{} deletion(s) failed on {} (run `client wipe` again to retry):\n  {}",
+            failures.len(),
+            api.describe(),
+            failures.join("\n  ")
+        );
+    }
+    let (n, f, t, r) = inventory(api).await?;
+    if !(n.is_empty() && f.is_empty() && t.is_empty() && r.is_empty()) {
+        bail!(
+            "after the wipe {} still holds {} note(s), {} notebook(s), {} tag(s), {} resource(s): \
+             was something added meanwhile? Run `client wipe` again.",
+            api.describe(),
+            n.len(),
+            f.len(),
+            t.len(),
+            r.len()
+        );
+    }
+    Ok(s)
+}

@@ -1,0 +1,583 @@
+//! Find Joplin profiles on this machine and describe them.
+//!
+//! Joplin puts its root profile at `<home>/.config/<appName>` on every OS (Linux, macOS and
+//! Windows alike: `determineBaseAppDirs.ts`), with appName `joplin-desktop` (desktop),
+//! `joplin` (CLI), `joplindev-desktop`/`joplindev` (dev builds) and `joplin-desktop-<id>` for
+//! desktop alt instances (≥ 3.3). The Windows portable build uses
+//! `<PORTABLE_EXECUTABLE_DIR>/JoplinProfile`. A root may hold more profiles listed in
+//! `profiles.json`, each in `profile-<id>/`.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+use serde_json::Value;
+
+/// The desktop app refreshes `<root>/lock` every 10 s while it runs (`FileLocker`); a file
+/// younger than this counts as held.
+pub const LOCK_FRESH: Duration = Duration::from_secs(15);
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SyncTargetInfo {
+    pub id: i64,
+    pub name: &'static str,
+    /// Where it syncs to (path, URL, bucket); never credentials.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Running {
+    pub running: bool,
+    /// Why we think so (or what we checked).
+    pub evidence: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ProfileInfo {
+    pub path: PathBuf,
+    /// `desktop`, `cli`, `portable`, `desktop-dev`, … or `given` for `--profile`.
+    pub kind: String,
+    /// Name from `profiles.json` (multi-profile setups).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The root profile folder (holds `profiles.json`, `plugins/`, CSS, `lock`).
+    pub root: PathBuf,
+    pub size_bytes: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sync_target: Option<SyncTargetInfo>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub e2ee: Option<bool>,
+    pub running: Running,
+    /// What could not be read, for the report.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+/// The user's home: `--home`, else `HOME`, else `USERPROFILE` (Windows).
+pub fn home_dir(home: Option<&Path>) -> Option<PathBuf> {
+    if let Some(h) = home {
+        return Some(h.to_path_buf());
+    }
+    std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var_os("USERPROFILE").filter(|h| !h.is_empty()))
+        .map(PathBuf::from)
+}
+
+/// Root profile folders that exist under `home` (and the portable one), with their kind.
+pub fn candidate_roots(home: &Path, portable_dir: Option<&Path>) -> Vec<(PathBuf, String)> {
+    let config = home.join(".config");
+    let mut out = Vec::new();
+    for (name, kind) in [
+        ("joplin-desktop", "desktop"),
+        ("joplin", "cli"),
+        ("joplindev-desktop", "desktop-dev"),
+        ("joplindev", "cli-dev"),
+    ] {
+        out.push((config.join(name), kind.to_string()));
+    }
+    if let Ok(rd) = std::fs::read_dir(&config) {
+        let mut alt: Vec<PathBuf> = rd
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("joplin-desktop-"))
+            })
+            .collect();
+        alt.sort();
+        out.extend(
+            alt.into_iter()
+                .map(|p| (p, "desktop-alt-instance".to_string())),
+        );
+    }
+    if let Some(d) = portable_dir {
+        out.push((d.join("JoplinProfile"), "portable".to_string()));
+    }
+    out.retain(|(p, _)| looks_like_profile(p));
+    out
+}
+
+/// A folder Joplin has started on at least once.
+pub fn looks_like_profile(dir: &Path) -> bool {
+    dir.join("database.sqlite").is_file()
+        || dir.join("settings.json").is_file()
+        || dir.join("profiles.json").is_file()
+}
+
+/// Every profile under `home`: each root, then its sub-profiles from `profiles.json`.
+pub fn discover(home: &Path, portable_dir: Option<&Path>) -> Vec<ProfileInfo> {
+    let mut out = Vec::new();
+    for (root, kind) in candidate_roots(home, portable_dir) {
+        out.extend(describe_root(&root, &kind));
+    }
+    out
+}
+
+/// The root and its sub-profiles.
+pub fn describe_root(root: &Path, kind: &str) -> Vec<ProfileInfo> {
+    let mut out = Vec::new();
+    let (subs, warning) = sub_profiles(root);
+    let default_name = subs
+        .iter()
+        .find(|(id, _)| id == "default")
+        .map(|(_, n)| n.clone());
+    let mut info = describe(root, root, kind);
+    info.name = default_name;
+    info.warnings.extend(warning);
+    out.push(info);
+    for (id, name) in subs.into_iter().filter(|(id, _)| id != "default") {
+        let dir = root.join(format!("profile-{id}"));
+        let mut info = describe(&dir, root, kind);
+        info.name = Some(name);
+        if !dir.is_dir() {
+            info.warnings.push(format!(
+                "profiles.json lists profile {id:?} but {} does not exist (Joplin creates it on first use)",
+                dir.display()
+            ));
+        }
+        out.push(info);
+    }
+    out
+}
+
+/// `(id, name)` from `<root>/profiles.json` (version 1 and 2); empty when absent.
+pub fn sub_profiles(root: &Path) -> (Vec<(String, String)>, Option<String>) {
+    let f = root.join("profiles.json");
+    let Ok(data) = std::fs::read(&f) else {
+        return (Vec::new(), None);
+    };
+    let v: Value = match serde_json::from_slice(&data) {
+        Ok(v) => v,
+        Err(e) => {
+            return (
+                Vec::new(),
+                Some(format!(
+                    "{} is not valid JSON ({e}); sub-profiles not listed",
+                    f.display()
+                )),
+            )
+        }
+    };
+    let mut out = Vec::new();
+    for p in v["profiles"].as_array().into_iter().flatten() {
+        let name = p["name"].as_str().unwrap_or("").to_string();
+        if let Some(id) = p["id"].as_str() {
+            out.push((id.to_string(), name));
+        } else if let Some(path) = p["path"].as_str() {
+            // version 1: `path` relative to the root; "." is the default profile.
+            let id = path
+                .trim_start_matches("./")
+                .trim_start_matches("profile-")
+                .to_string();
+            let id = if id.is_empty() || id == "." {
+                "default".to_string()
+            } else {
+                id
+            };
+            out.push((id, name));
+        }
+    }
+    (out, None)
+}
+
+/// The root profile folder of `dir`: its parent when `dir` is a `profile-<id>` listed there.
+pub fn root_of(dir: &Path) -> PathBuf {
+    let is_sub = dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with("profile-"));
+    if is_sub {
+        if let Some(parent) = dir.parent() {
+            if parent.join("profiles.json").is_file() {
+                return parent.to_path_buf();
+            }
+        }
+    }
+    dir.to_path_buf()
+}
+
+/// Describe one profile folder.
+pub fn describe(dir: &Path, root: &Path, kind: &str) -> ProfileInfo {
+    let mut warnings = Vec::new();
+    let settings = read_settings(dir).unwrap_or_else(|e| {
+        warnings.push(format!("{e:#}"));
+        Value::Null
+    });
+    let db = dir.join("database.sqlite");
+    let (notes, db_settings) = if db.is_file() {
+        match read_db(&db) {
+            Ok((n, s)) => (Some(n), s),
+            Err(e) => {
+                warnings.push(format!("{}: {e:#}", db.display()));
+                (None, Vec::new())
+            }
+        }
+    } else {
+        (None, Vec::new())
+    };
+    let setting = |key: &str| -> Option<Value> {
+        settings
+            .get(key)
+            .cloned()
+            .or_else(|| {
+                db_settings
+                    .iter()
+                    .find(|(k, _)| k == key)
+                    .map(|(_, v)| Value::String(v.clone()))
+            })
+            .filter(|v| !v.is_null())
+    };
+    let sync_target = setting("sync.target")
+        .and_then(|v| as_i64(&v))
+        .filter(|id| *id != 0)
+        .map(|id| {
+            let location = match id {
+                8 => {
+                    let bucket = setting("sync.8.path").and_then(|v| as_string(&v));
+                    let url = setting("sync.8.url").and_then(|v| as_string(&v));
+                    match (url, bucket) {
+                        (Some(u), Some(b)) => Some(format!("{u} bucket {b}")),
+                        (u, b) => u.or(b),
+                    }
+                }
+                _ => setting(&format!("sync.{id}.path")).and_then(|v| as_string(&v)),
+            };
+            SyncTargetInfo {
+                id,
+                name: target_name(id),
+                location: location.filter(|s| !s.is_empty()),
+            }
+        });
+    let e2ee = setting("encryption.enabled").map(|v| match v {
+        Value::Bool(b) => b,
+        other => matches!(as_string(&other).as_deref(), Some("1" | "true")),
+    });
+    ProfileInfo {
+        path: dir.to_path_buf(),
+        kind: kind.to_string(),
+        name: None,
+        root: root.to_path_buf(),
+        size_bytes: dir_size(dir, root != dir || !has_subprofiles(dir)),
+        notes,
+        sync_target,
+        e2ee: e2ee.or(notes.map(|_| false)),
+        running: running(dir),
+        warnings,
+    }
+}
+
+fn has_subprofiles(dir: &Path) -> bool {
+    dir.join("profiles.json").is_file()
+}
+
+fn as_i64(v: &Value) -> Option<i64> {
+    v.as_i64()
+        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+}
+
+fn as_string(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Null => None,
+        other => Some(other.to_string()),
+    }
+}
+
+/// Sync target names (`SyncTarget*.ts` `id()`).
+pub fn target_name(id: i64) -> &'static str {
+    match id {
+        0 => "none",
+        1 => "memory",
+        2 => "filesystem",
+        3 => "OneDrive",
+        5 => "Nextcloud",
+        6 => "WebDAV",
+        7 => "Dropbox",
+        8 => "S3",
+        9 => "Joplin Server",
+        10 => "Joplin Cloud",
+        11 => "Joplin Server (SAML)",
+        _ => "unknown",
+    }
+}
+
+/// The profile's `settings.json` (file-stored settings), merged over the root's for
+/// sub-profiles (global settings such as `api.token` live in the root's file).
+pub fn read_settings(dir: &Path) -> Result<Value> {
+    let root = root_of(dir);
+    let mut merged = serde_json::Map::new();
+    let mut files = vec![root.join("settings.json")];
+    if root != dir {
+        files.push(dir.join("settings.json"));
+    }
+    for f in files {
+        let Ok(data) = std::fs::read(&f) else {
+            continue;
+        };
+        let v: Value = serde_json::from_slice(&data).with_context(|| {
+            format!(
+                "{} is not valid JSON; fix or remove it (Joplin rewrites it on start)",
+                f.display()
+            )
+        })?;
+        if let Value::Object(m) = v {
+            merged.extend(m);
+        }
+    }
+    Ok(Value::Object(merged))
+}
+
+/// Note count and the `settings` table, read without writing anything.
+fn read_db(db: &Path) -> Result<(u64, Vec<(String, String)>)> {
+    let conn = rusqlite::Connection::open_with_flags(
+        db,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .context("cannot open the database read-only")?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    let has_deleted: bool = conn
+        .prepare("SELECT 1 FROM pragma_table_info('notes') WHERE name = 'deleted_time'")?
+        .exists([])?;
+    let sql = if has_deleted {
+        "SELECT count(*) FROM notes WHERE is_conflict = 0 AND deleted_time = 0"
+    } else {
+        "SELECT count(*) FROM notes WHERE is_conflict = 0"
+    };
+    let notes: i64 = conn
+        .query_row(sql, [], |r| r.get(0))
+        .context("cannot count notes")?;
+    let mut settings = Vec::new();
+    if let Ok(mut st) = conn.prepare(
+        "SELECT key, value FROM settings WHERE key IN ('sync.target', 'encryption.enabled') \
+         OR key LIKE 'sync._.path' OR key LIKE 'sync.__.path' OR key = 'sync.8.url'",
+    ) {
+        let rows = st.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, Option<String>>(1)?.unwrap_or_default(),
+            ))
+        })?;
+        for r in rows.flatten() {
+            settings.push(r);
+        }
+    }
+    Ok((notes.max(0) as u64, settings))
+}
+
+/// Bytes below `dir`; with `include_subprofiles` false, its `profile-*` folders are not counted.
+fn dir_size(dir: &Path, include_subprofiles: bool) -> u64 {
+    let mut total = 0u64;
+    let mut stack = vec![(dir.to_path_buf(), 0usize)];
+    let mut visited = 0usize;
+    while let Some((d, depth)) = stack.pop() {
+        visited += 1;
+        if visited > 1_000_000 || depth > 64 {
+            break;
+        }
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let Ok(meta) = e.path().symlink_metadata() else {
+                continue;
+            };
+            if meta.is_dir() {
+                let sub = e.file_name().to_string_lossy().starts_with("profile-");
+                if depth == 0 && sub && !include_subprofiles {
+                    continue;
+                }
+                stack.push((e.path(), depth + 1));
+            } else {
+                total += meta.len();
+            }
+        }
+    }
+    total
+}
+
+/// Whether a Joplin app runs on this profile, from what it leaves on disk:
+/// the desktop's `<root>/lock` (refreshed every 10 s, ≥ 3.3) and the CLI's `clipper-pid.txt`
+/// (`joplin server start`) when that process is alive.
+pub fn running(dir: &Path) -> Running {
+    let root = root_of(dir);
+    let lock = root.join("lock");
+    if let Ok(meta) = std::fs::metadata(&lock) {
+        let age = meta
+            .modified()
+            .ok()
+            .and_then(|m| SystemTime::now().duration_since(m).ok())
+            .unwrap_or_default();
+        if age <= LOCK_FRESH {
+            return Running {
+                running: true,
+                evidence: format!(
+                    "{} was refreshed {}s ago (Joplin desktop holds it while running)",
+                    lock.display(),
+                    age.as_secs()
+                ),
+            };
+        }
+    }
+    for d in [dir.to_path_buf(), root.clone()] {
+        let f = d.join("clipper-pid.txt");
+        if let Some(pid) = std::fs::read_to_string(&f)
+            .ok()
+            .and_then(|s| s.trim().parse::<u32>().ok())
+        {
+            if pid_is_joplin(pid) {
+                return Running {
+                    running: true,
+                    evidence: format!(
+                        "{} names process {pid}, which is running (joplin server start)",
+                        f.display()
+                    ),
+                };
+            }
+        }
+    }
+    Running {
+        running: false,
+        evidence: format!("no fresh {} and no live clipper-pid.txt", lock.display()),
+    }
+}
+
+/// Linux: the process exists and looks like node/joplin. Elsewhere we cannot tell cheaply and
+/// say no (the lock file is the desktop's signal there).
+fn pid_is_joplin(pid: u32) -> bool {
+    let cmdline = Path::new("/proc").join(pid.to_string()).join("cmdline");
+    match std::fs::read(cmdline) {
+        Ok(c) => {
+            let s = String::from_utf8_lossy(&c).to_lowercase();
+            s.contains("joplin") || s.contains("node")
+        }
+        Err(_) => false,
+    }
+}
+
+/// Human-readable size.
+pub fn human_size(b: u64) -> String {
+    const U: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = b as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i < U.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.1} {}", U[i])
+    }
+}
+
+/// The text report of `client profiles`.
+pub fn print(profiles: &[ProfileInfo]) {
+    if profiles.is_empty() {
+        println!("No Joplin profile found.");
+        return;
+    }
+    for p in profiles {
+        let name = p
+            .name
+            .as_ref()
+            .map(|n| format!(" \"{n}\""))
+            .unwrap_or_default();
+        println!("{} ({}{name})", p.path.display(), p.kind);
+        println!("  size: {}", human_size(p.size_bytes));
+        match p.notes {
+            Some(n) => println!("  notes: {n}"),
+            None => println!("  notes: unknown (no database.sqlite)"),
+        }
+        match &p.sync_target {
+            Some(t) => println!(
+                "  sync target: {} ({}){}",
+                t.name,
+                t.id,
+                t.location
+                    .as_ref()
+                    .map(|l| format!(" {l}"))
+                    .unwrap_or_default()
+            ),
+            None => println!("  sync target: none"),
+        }
+        match p.e2ee {
+            Some(true) => println!("  end-to-end encryption: on"),
+            Some(false) => println!("  end-to-end encryption: off"),
+            None => println!("  end-to-end encryption: unknown"),
+        }
+        println!(
+            "  running: {} ({})",
+            if p.running.running { "yes" } else { "no" },
+            p.running.evidence
+        );
+        for w in &p.warnings {
+            println!("  warning: {w}");
+        }
+    }
+}
+
+/// The profile a command acts on: `--profile`, else the desktop root, else the CLI root.
+pub fn choose(profile: Option<&Path>, home: Option<&Path>) -> Result<PathBuf> {
+    if let Some(p) = profile {
+        if !p.is_dir() {
+            anyhow::bail!(
+                "--profile {}: no such folder. Run `joplin-restore client profiles` to list the profiles found.",
+                p.display()
+            );
+        }
+        return Ok(p.to_path_buf());
+    }
+    let home = home_dir(home).context(
+        "cannot tell your home folder (HOME is not set): pass --profile DIR or --home DIR",
+    )?;
+    let portable = std::env::var_os("PORTABLE_EXECUTABLE_DIR").map(PathBuf::from);
+    let roots = candidate_roots(&home, portable.as_deref());
+    match roots.first() {
+        Some((p, _)) => Ok(p.clone()),
+        None => anyhow::bail!(
+            "no Joplin profile under {} (looked for .config/joplin-desktop and .config/joplin): \
+             pass --profile DIR",
+            home.display()
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sub_profile_root_and_v1_ids() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("joplin-desktop");
+        std::fs::create_dir_all(root.join("profile-abc12345")).unwrap();
+        std::fs::write(
+            root.join("profiles.json"),
+            r#"{"version":1,"currentProfile":0,"profiles":[{"name":"Default","path":"."},{"name":"Work","path":"profile-abc12345"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(root_of(&root.join("profile-abc12345")), root);
+        assert_eq!(root_of(&root), root);
+        let (subs, w) = sub_profiles(&root);
+        assert!(w.is_none());
+        assert_eq!(
+            subs,
+            vec![
+                ("default".to_string(), "Default".to_string()),
+                ("abc12345".to_string(), "Work".to_string())
+            ]
+        );
+    }
+
+    #[test]
+    fn sizes_read_well() {
+        assert_eq!(human_size(12), "12 B");
+        assert_eq!(human_size(2048), "2.0 KiB");
+    }
+}

@@ -1,0 +1,205 @@
+//! `client import` and `client wipe` against the real Joplin CLI's Data API
+//! (`joplin server start`, on a free loopback port set as the profile's `api.port`).
+
+mod support;
+
+use serde_json::json;
+use support::data_api::{free_port, ApiServer};
+use support::joplin::{assert_manifest_eq, Profile};
+use support::{jr, jr_env, jr_ok, sample_jex, sample_manifest, text};
+
+fn count(p: &Profile, sql: &str) -> i64 {
+    p.query(sql)[0][0].parse().unwrap()
+}
+
+#[test]
+fn import_keeps_ids_resumes_and_wipe_empties_everything() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = Profile::new(tmp.path().join("client"));
+    let server = ApiServer::start(&p);
+    let dir = p.dir.to_str().unwrap();
+
+    // Token and port come from the profile's settings.json.
+    let out = jr_ok(&[
+        "client",
+        "import",
+        sample_jex().to_str().unwrap(),
+        "--profile",
+        dir,
+    ]);
+    assert!(
+        out.contains(
+            "created 7 notebook(s), 10 note(s), 3 resource(s), 3 tag(s), 4 note-tag link(s)"
+        ),
+        "{out}"
+    );
+    assert!(
+        !out.contains(&server.token),
+        "the token must never be printed"
+    );
+    assert_manifest_eq(&p.manifest(), &sample_manifest(), "after client import");
+
+    // `client profiles` sees the running CLI and the notes.
+    let prof = jr_ok(&["client", "profiles", "--profile", dir, "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&prof).unwrap();
+    assert_eq!(v[0]["notes"], 10, "{prof}");
+    assert_eq!(v[0]["running"]["running"], true, "{prof}");
+    assert!(!prof.contains(&server.token));
+
+    // Resume: a note lost and a note whose body never arrived (interrupted between POST and
+    // PUT) are put right; everything else is skipped.
+    server.call(
+        "DELETE",
+        "/notes/0006b457342a4b078515990fa709441b?permanent=1",
+        None,
+    );
+    server.call(
+        "PUT",
+        "/notes/3151c3990c044f74b984078dd0bc8a4c",
+        Some(json!({"body": ""})),
+    );
+    let out = jr_ok(&[
+        "client",
+        "import",
+        sample_jex().to_str().unwrap(),
+        "--profile",
+        dir,
+        "--tpslimit",
+        "50",
+        "--transfers",
+        "3",
+        "--bwlimit",
+        "10M",
+    ]);
+    assert!(
+        out.contains(
+            "created 0 notebook(s), 1 note(s), 0 resource(s), 0 tag(s), 0 note-tag link(s)"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("1 note(s) left empty by an earlier run got their body"),
+        "{out}"
+    );
+    assert_manifest_eq(&p.manifest(), &sample_manifest(), "after resumed import");
+
+    // Some things in the trash, then wipe: nothing left, trash included.
+    server.call("DELETE", "/notes/2ebc0432f27d42fdb982a925c8734636", None);
+    server.call("DELETE", "/folders/1a3558223d884174b40dcb0cdfb8bfa3", None);
+    assert!(count(&p, "SELECT count(*) FROM notes WHERE deleted_time != 0") > 0);
+    // Importing again leaves trashed items where the user put them, and says so.
+    let o = jr(&[
+        "client",
+        "import",
+        sample_jex().to_str().unwrap(),
+        "--profile",
+        dir,
+    ]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(t.contains("in the client's trash with the same id"), "{t}");
+    assert!(t.contains("created 0 notebook(s), 0 note(s)"), "{t}");
+    let refused = jr(&["client", "wipe", "--profile", dir]);
+    assert_eq!(refused.status.code(), Some(4), "{}", text(&refused));
+    assert_eq!(count(&p, "SELECT count(*) FROM notes"), 10);
+
+    let out = jr_ok(&["client", "wipe", "--profile", dir, "--yes"]);
+    assert!(out.contains("Wiped"), "{out}");
+    for table in ["notes", "folders", "tags", "resources", "note_tags"] {
+        assert_eq!(
+            count(&p, &format!("SELECT count(*) FROM {table}")),
+            0,
+            "{table} not empty after wipe: {out}"
+        );
+    }
+
+    // Import again into the wiped client: the same IDs come back, nothing stale.
+    jr_ok(&[
+        "client",
+        "import",
+        sample_jex().to_str().unwrap(),
+        "--profile",
+        dir,
+    ]);
+    assert_manifest_eq(&p.manifest(), &sample_manifest(), "import after wipe");
+}
+
+#[test]
+fn token_from_file_or_env_and_wrong_token_is_refused_without_showing_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = Profile::new(tmp.path().join("client"));
+    let server = ApiServer::start(&p);
+    let port = server.port.to_string();
+    // No profile at all: the token file and --port are enough.
+    let home = tmp.path().join("empty-home");
+    std::fs::create_dir_all(&home).unwrap();
+    let tf = tmp.path().join("token.txt");
+    std::fs::write(&tf, format!("{}\n", server.token)).unwrap();
+    let out = jr_ok(&[
+        "client",
+        "wipe",
+        "--yes",
+        "--home",
+        home.to_str().unwrap(),
+        "--port",
+        &port,
+        "--token-file",
+        tf.to_str().unwrap(),
+    ]);
+    assert!(out.contains("Wiped"), "{out}");
+
+    let o = jr_env(
+        &[
+            "client",
+            "wipe",
+            "--yes",
+            "--home",
+            home.to_str().unwrap(),
+            "--port",
+            &port,
+        ],
+        &[("JOPLIN_RESTORE_API_TOKEN", &server.token)],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+
+    let secret = "0123456789abcdef-not-the-token";
+    let o = jr_env(
+        &[
+            "client",
+            "import",
+            sample_jex().to_str().unwrap(),
+            "--home",
+            home.to_str().unwrap(),
+            "--port",
+            &port,
+        ],
+        &[("JOPLIN_RESTORE_API_TOKEN", secret)],
+    );
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{t}");
+    assert!(t.contains("refuses the token"), "{t}");
+    assert!(!t.contains(secret), "{t}");
+    assert_eq!(count(&p, "SELECT count(*) FROM notes"), 0);
+}
+
+#[test]
+fn no_running_joplin_says_how_to_start_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let prof = tmp.path().join("p");
+    std::fs::create_dir_all(&prof).unwrap();
+    std::fs::write(prof.join("settings.json"), r#"{"api.token":"abc"}"#).unwrap();
+    let port = free_port().to_string();
+    let o = jr(&[
+        "client",
+        "import",
+        sample_jex().to_str().unwrap(),
+        "--profile",
+        prof.to_str().unwrap(),
+        "--port",
+        &port,
+    ]);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{t}");
+    assert!(t.contains("no Joplin Data API answers"), "{t}");
+    assert!(t.contains("server start"), "{t}");
+}
