@@ -14,6 +14,7 @@ pub mod generate;
 pub mod inspect;
 pub mod item;
 pub mod journal;
+pub mod migrate;
 pub mod newids;
 pub mod open;
 pub mod plan;

@@ -45,6 +45,9 @@ enum Command {
     Clear(Box<ClearArgs>),
     /// Put a target back as a snapshot shows it, so that every client follows.
     Rollback(Box<RollbackArgs>),
+    /// Copy a whole sync target to another (--from T1 --to T2), byte for byte with the same
+    /// ids, E2EE keys and encrypted items included; --check compares the two.
+    Migrate(Box<joplin_restore::migrate::MigrateArgs>),
     /// What is on a target: sync version, E2EE and keys, item counts, locks.
     Status {
         #[command(flatten)]
@@ -186,6 +189,7 @@ async fn run(cmd: Command) -> Result<i32> {
                 None => Ok(exit::OK),
             }
         }
+        Command::Migrate(args) => joplin_restore::migrate::main(&args).await,
         Command::Clear(args) => {
             let s = clear::run(&args).await?;
             println!("Cleared: {} file(s) deleted.", s.deleted);

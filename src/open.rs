@@ -23,6 +23,7 @@ pub struct TargetArgs {
     #[arg(
         long,
         short = 't',
+        alias = "to",
         value_name = "TARGET",
         env = "JOPLIN_RESTORE_TARGET"
     )]
@@ -54,6 +55,19 @@ pub struct TargetArgs {
     /// least 5M).
     #[arg(long, value_name = "BYTES", value_parser = parse_size, default_value = "8M")]
     pub multipart_threshold: u64,
+    /// A password already read by the caller (e.g. `migrate --from-password-file`); never argv.
+    #[arg(skip)]
+    pub given_password: Option<GivenPassword>,
+}
+
+/// A password handed over in code; redacted in `Debug`.
+#[derive(Clone, Default)]
+pub struct GivenPassword(pub String);
+
+impl std::fmt::Debug for GivenPassword {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("GivenPassword(***)")
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -66,6 +80,9 @@ pub enum BackendKind {
 
 /// The password: --password-file, env JOPLIN_RESTORE_PASSWORD, or a terminal prompt. Never argv.
 fn password(args: &TargetArgs, what: &str) -> Result<String> {
+    if let Some(p) = &args.given_password {
+        return Ok(p.0.clone());
+    }
     if let Some(f) = &args.password_file {
         let text = std::fs::read_to_string(f).map_err(|e| {
             anyhow::anyhow!("--password-file {}: cannot read it ({e})", f.display())

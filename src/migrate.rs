@@ -1,0 +1,769 @@
+//! `migrate`: copy a whole sync target to another one (another folder, S3, Joplin Server…),
+//! keeping everything: every item file and blob byte for byte (same ids; end-to-end encrypted
+//! items and blobs stay encrypted, no password needed) and `info.json` (master keys, ppk).
+//!
+//! The source is read as a [`Backup`]: its items are fetched and parsed (they are small), its
+//! blobs are read on demand, one per transfer, from the source storage. Then the usual stages
+//! run: plan → (snapshot) → execute with the items' own bytes (`stamp_ms: None`) → verify.
+//! A damaged source item is reported by id and left out; the copy then counts as incomplete.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use backend_core::Storage;
+use bytes::Bytes;
+use futures::{stream, StreamExt};
+
+use crate::backup::{Backup, BlobLocation, BlobReader, RawEntry};
+use crate::execute::Executor;
+use crate::exit::{self, Refusal};
+use crate::item::{Item, ItemType, STAMP_FIELDS};
+use crate::journal::{Journal, JournalStart};
+use crate::open::{open_paced, BackendKind, GivenPassword, PacerArgs, TargetArgs};
+use crate::plan::{self, Mode, PlanOptions};
+use crate::progress::Progress;
+use crate::restore::{confirm, take_snapshot};
+use crate::target::{blob_path, item_path, SyncTarget, TargetState, INFO_JSON};
+use crate::validate::Validation;
+use crate::verify::{self, Difference, VerifyReport};
+
+/// Environment variable holding the source's password (Joplin Server, WebDAV).
+pub const FROM_PASSWORD_ENV: &str = "JOPLIN_RESTORE_FROM_PASSWORD";
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum MigrateMode {
+    /// The destination must hold no items and no blobs (a new target).
+    #[default]
+    New,
+    /// Make the destination an exact copy of the source: snapshot it first, upload first,
+    /// delete what the source lacks last.
+    Mirror,
+}
+
+/// Copy FROM one sync target TO another. The destination takes `--to` (or `--target`) with the
+/// usual target options (`--username`, `--password-file`, `--endpoint`, …); the source takes
+/// `--from` with its own `--from-*` options. S3 keys come from the AWS chain for both sides.
+#[derive(Debug, Clone, clap::Args)]
+pub struct MigrateArgs {
+    /// The sync target to copy from (only read): a folder path, file:///path,
+    /// s3://BUCKET[/PREFIX], joplin-server+http(s)://host:port/, or a URL with --from-backend.
+    #[arg(long, value_name = "SOURCE")]
+    pub from: String,
+    /// What kind of target --from is, when its form does not say it.
+    #[arg(long, value_enum, value_name = "KIND")]
+    pub from_backend: Option<BackendKind>,
+    /// Account on the source server (Joplin Server: the account's email).
+    #[arg(long, value_name = "USER", env = "JOPLIN_RESTORE_FROM_USERNAME")]
+    pub from_username: Option<String>,
+    /// Read the source's password from this file (first line). Otherwise: env
+    /// JOPLIN_RESTORE_FROM_PASSWORD, else a prompt on the terminal. Only asked with
+    /// --from-username.
+    #[arg(long, value_name = "FILE")]
+    pub from_password_file: Option<PathBuf>,
+    /// S3 source: endpoint URL of a non-AWS store.
+    #[arg(long, value_name = "URL")]
+    pub from_endpoint: Option<String>,
+    /// S3 source: region of the bucket.
+    #[arg(long, value_name = "REGION")]
+    pub from_region: Option<String>,
+    /// S3 source: path-style addressing.
+    #[arg(long)]
+    pub from_path_style: bool,
+    /// The destination (--to or --target) and its options.
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Transfer limits; each side gets its own pacer with these limits.
+    #[command(flatten)]
+    pub pacer: PacerArgs,
+    /// new: refuse a destination that holds items or blobs; mirror: make it an exact copy
+    /// (snapshot first, upload first, delete what the source lacks last).
+    #[arg(long, value_enum, default_value_t = MigrateMode::New)]
+    pub mode: MigrateMode,
+    /// Compare only: source and destination, items by parsed fields, blobs byte for byte,
+    /// info.json as JSON. Exit 3 on any difference. Writes nothing.
+    #[arg(long)]
+    pub check: bool,
+    /// Print what would be copied and deleted; change nothing.
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
+    /// Do not ask before replacing or deleting anything on the destination.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Where to keep the snapshot of the destination taken before --mode mirror replaces files.
+    #[arg(long, value_name = "DIR")]
+    pub snapshot_dir: Option<PathBuf>,
+    /// Do not snapshot the destination first.
+    #[arg(long)]
+    pub no_snapshot: bool,
+    /// Write even if another client holds a lock on the destination.
+    #[arg(long)]
+    pub force: bool,
+    /// Skip the verification pass after copying.
+    #[arg(long)]
+    pub no_verify: bool,
+    /// Where the resume journal lives (default: ~/.local/state/joplin-restore/journals).
+    #[arg(long, value_name = "DIR")]
+    pub journal_dir: Option<PathBuf>,
+    /// Start over: ignore the journal of an interrupted run of this migration.
+    #[arg(long)]
+    pub fresh: bool,
+    /// No progress display.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+}
+
+/// A source item that could not be read or parsed; left out of the copy.
+#[derive(Debug, Clone)]
+pub struct Damaged {
+    pub id: String,
+    pub error: String,
+}
+
+/// Reads blobs straight from the source storage (called from blocking threads only).
+struct StorageBlobs {
+    storage: Arc<dyn Storage>,
+    handle: tokio::runtime::Handle,
+}
+
+impl BlobReader for StorageBlobs {
+    fn read(&self, loc: &BlobLocation) -> std::io::Result<Vec<u8>> {
+        self.handle
+            .block_on(self.storage.get(&loc.entry))
+            .map(|b| b.to_vec())
+            .map_err(|e| std::io::Error::other(e.to_string()))
+    }
+    fn describe(&self) -> String {
+        self.storage.describe()
+    }
+}
+
+/// A sync target seen as a backup.
+pub struct SourceView {
+    pub backup: Backup,
+    pub info_json: Option<Bytes>,
+    pub damaged: Vec<Damaged>,
+    /// Resource ids whose item is on the source but whose blob is not.
+    pub blobless: HashSet<String>,
+    /// Blobs on the source that belong to no resource item (not copied).
+    pub orphan_blobs: Vec<String>,
+    pub foreign: Vec<String>,
+}
+
+/// List the source, fetch and parse every item, locate every blob.
+pub async fn read_source(src: &SyncTarget, transfers: usize) -> Result<SourceView> {
+    let state = src
+        .state()
+        .await
+        .with_context(|| format!("reading the source {}", src.describe()))?;
+    if state.is_empty() {
+        return Err(Refusal(format!(
+            "the source {} holds no Joplin sync target (no info.json, no items, no blobs); \
+             check --from",
+            src.describe()
+        ))
+        .into());
+    }
+    if let Some(v) = state.version().filter(|v| *v != 3) {
+        return Err(Refusal(format!(
+            "the source {} is sync version {v}; this tool copies version 3 (Joplin 2.x–3.x). \
+             Sync it once with a current Joplin client, then rerun.",
+            src.describe()
+        ))
+        .into());
+    }
+    let info_json = match src.storage.get(INFO_JSON).await {
+        Ok(b) => Some(b),
+        Err(e) if e.is_not_found() => None,
+        Err(e) => {
+            return Err(anyhow::Error::new(e))
+                .with_context(|| format!("reading info.json on the source {}", src.describe()))
+        }
+    };
+    let ids: Vec<String> = state.items.keys().cloned().collect();
+    let fetched: Vec<(String, Result<Bytes, backend_core::StorageError>)> = stream::iter(ids)
+        .map(|id| async move {
+            let r = src.storage.get(&item_path(&id)).await;
+            (id, r)
+        })
+        .buffer_unordered(transfers.max(1))
+        .collect()
+        .await;
+    let mut entries = Vec::with_capacity(fetched.len());
+    let mut damaged = Vec::new();
+    for (id, r) in fetched {
+        match r {
+            Ok(data) => entries.push(RawEntry {
+                name: item_path(&id),
+                data: data.to_vec(),
+            }),
+            Err(e) => damaged.push(Damaged {
+                id,
+                error: format!("cannot read it: {e}"),
+            }),
+        }
+    }
+    let reader = Arc::new(StorageBlobs {
+        storage: src.storage.clone(),
+        handle: tokio::runtime::Handle::current(),
+    });
+    let mut backup = Backup::from_entries(Path::new(&src.describe()), entries, reader);
+    for u in std::mem::take(&mut backup.unreadable) {
+        damaged.push(Damaged {
+            id: u.entry.trim_end_matches(".md").to_string(),
+            error: format!("cannot be parsed: {}", u.error),
+        });
+    }
+    backup.items.retain(|bi| {
+        let file_id = bi.entry.trim_end_matches(".md");
+        if bi.id() == file_id {
+            return true;
+        }
+        damaged.push(Damaged {
+            id: file_id.to_string(),
+            error: format!("its id field says {:?}", bi.id()),
+        });
+        false
+    });
+    damaged.sort_by(|a, b| a.id.cmp(&b.id));
+    for (id, e) in &state.blobs {
+        backup.blobs.insert(
+            id.clone(),
+            BlobLocation {
+                entry: blob_path(id),
+                offset: 0,
+                size: e.size,
+                part: 0,
+            },
+        );
+    }
+    let resources: HashSet<&str> = backup
+        .items
+        .iter()
+        .filter(|bi| bi.item.item_type() == ItemType::Resource)
+        .map(|bi| bi.id())
+        .collect();
+    let damaged_ids: HashSet<&str> = damaged.iter().map(|d| d.id.as_str()).collect();
+    let orphan_blobs = state
+        .blobs
+        .keys()
+        .filter(|id| !resources.contains(id.as_str()) && !damaged_ids.contains(id.as_str()))
+        .cloned()
+        .collect();
+    let blobless = resources
+        .iter()
+        .filter(|id| !state.blobs.contains_key(**id))
+        .map(|id| id.to_string())
+        .collect();
+    Ok(SourceView {
+        backup,
+        info_json,
+        damaged,
+        blobless,
+        orphan_blobs,
+        foreign: state.foreign.iter().map(|e| e.path.clone()).collect(),
+    })
+}
+
+/// Same parsed fields, stamps included (a verbatim copy keeps `updated_time`).
+fn identical(a: &Item, b: &Item) -> bool {
+    a.same_content(b)
+        && STAMP_FIELDS
+            .iter()
+            .all(|f| a.get(f).unwrap_or("") == b.get(f).unwrap_or(""))
+}
+
+/// The destination's copies that are already identical to the source's items.
+async fn fetch_identical(
+    dest: &SyncTarget,
+    backup: &Backup,
+    state: &TargetState,
+    transfers: usize,
+) -> Result<HashMap<String, Item>> {
+    let sizes = dest.storage.capabilities().listing_sizes;
+    let wanted: Vec<usize> = backup
+        .items
+        .iter()
+        .enumerate()
+        .filter(|(_, bi)| {
+            state
+                .items
+                .get(bi.id())
+                .is_some_and(|e| !sizes || e.size == bi.raw.len() as u64)
+        })
+        .map(|(i, _)| i)
+        .collect();
+    let fetched: Vec<Result<Option<(String, Item)>>> = stream::iter(wanted)
+        .map(|i| async move {
+            let bi = &backup.items[i];
+            match dest.storage.get(&item_path(bi.id())).await {
+                Ok(data) => Ok(Item::parse_bytes(&data)
+                    .ok()
+                    .filter(|it| identical(it, &bi.item))
+                    .map(|it| (bi.id().to_string(), it))),
+                Err(e) if e.is_not_found() => Ok(None),
+                Err(e) => Err(anyhow::Error::new(e)
+                    .context(format!("reading {} on the destination", item_path(bi.id())))),
+            }
+        })
+        .buffer_unordered(transfers.max(1))
+        .collect()
+        .await;
+    let mut out = HashMap::new();
+    for r in fetched {
+        if let Some((id, it)) = r? {
+            out.insert(id, it);
+        }
+    }
+    Ok(out)
+}
+
+/// Drop uploads an interrupted run finished (per its journal) and that the destination still
+/// lists (at the same size where it lists sizes).
+fn skip_done(plan: &mut plan::Plan, backup: &Backup, state: &TargetState, done: &HashSet<String>, sizes: bool) {
+    for (_, uploads) in plan.phases.iter_mut() {
+        uploads.retain(|u| {
+            let (path, entry, size) = if u.blob {
+                (
+                    blob_path(&u.id),
+                    state.blobs.get(&u.id),
+                    backup.blob_size(&u.id).unwrap_or(0),
+                )
+            } else {
+                (
+                    item_path(&u.id),
+                    state.items.get(&u.id),
+                    backup.items[u.index].raw.len() as u64,
+                )
+            };
+            let finished =
+                done.contains(&path) && entry.is_some_and(|e| !sizes || e.size == size);
+            if finished {
+                plan.unchanged += 1;
+            }
+            !finished
+        });
+    }
+    plan.phases.retain(|(_, u)| !u.is_empty());
+}
+
+/// Read the source's password, only when the source has a user name.
+fn source_password(args: &MigrateArgs) -> Result<Option<GivenPassword>> {
+    let Some(user) = args.from_username.as_ref().filter(|u| !u.is_empty()) else {
+        return Ok(None);
+    };
+    if let Some(f) = &args.from_password_file {
+        let text = std::fs::read_to_string(f).map_err(|e| {
+            anyhow::anyhow!("--from-password-file {}: cannot read it ({e})", f.display())
+        })?;
+        return Ok(Some(GivenPassword(
+            text.lines().next().unwrap_or("").to_string(),
+        )));
+    }
+    if let Ok(p) = std::env::var(FROM_PASSWORD_ENV) {
+        if !p.is_empty() {
+            return Ok(Some(GivenPassword(p)));
+        }
+    }
+    if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        return Ok(Some(GivenPassword(rpassword::prompt_password(format!(
+            "Password for {user} on the source {}: ",
+            args.from
+        ))?)));
+    }
+    bail!(
+        "the source needs {user}'s password: set {FROM_PASSWORD_ENV}, or pass \
+         --from-password-file FILE (not a terminal, so no prompt)"
+    )
+}
+
+/// The source's target options, built from the `--from-*` options.
+pub fn source_args(args: &MigrateArgs) -> Result<TargetArgs> {
+    Ok(TargetArgs {
+        target: args.from.clone(),
+        backend: args.from_backend,
+        username: args.from_username.clone(),
+        password_file: None,
+        endpoint: args.from_endpoint.clone(),
+        region: args.from_region.clone(),
+        path_style: args.from_path_style,
+        create_bucket: false,
+        multipart_threshold: args.target.multipart_threshold,
+        given_password: source_password(args)?,
+    })
+}
+
+#[derive(Default)]
+pub struct MigrateSummary {
+    pub uploaded: usize,
+    pub unchanged: usize,
+    pub deleted: usize,
+    pub snapshot: Option<PathBuf>,
+    pub verify: Option<VerifyReport>,
+    pub info_differs: bool,
+    pub damaged: Vec<Damaged>,
+    pub dry_run: bool,
+}
+
+pub async fn run(args: &MigrateArgs) -> Result<MigrateSummary> {
+    let progress = Progress::new(args.quiet);
+    let src_args = source_args(args)?;
+    let src_paced = open_paced(&src_args, &args.pacer).context(
+        "opening the source (--from; its options are --from-backend, --from-username, \
+         --from-password-file, --from-endpoint, --from-region, --from-path-style)",
+    )?;
+    let src = SyncTarget::new(src_paced.clone());
+    let paced = open_paced(&args.target, &args.pacer).context("opening the destination (--to)")?;
+    let transfers = paced.options().transfers;
+    let dest = SyncTarget::new(paced);
+    if src.describe() == dest.describe() {
+        return Err(Refusal(format!(
+            "--from and --to are the same target ({}); nothing was changed",
+            dest.describe()
+        ))
+        .into());
+    }
+
+    progress.say(&format!("reading the source {}", src.describe()));
+    let view = read_source(&src, src_paced.options().transfers).await?;
+    for d in &view.damaged {
+        eprintln!(
+            "warning: source item {} is damaged and is not copied: {}",
+            d.id, d.error
+        );
+    }
+    if !view.orphan_blobs.is_empty() {
+        eprintln!(
+            "note: {} blob(s) on the source belong to no resource item; they are not copied",
+            view.orphan_blobs.len()
+        );
+    }
+    if !view.foreign.is_empty() {
+        eprintln!(
+            "note: {} file(s) at the source's root are not Joplin items; they are not copied",
+            view.foreign.len()
+        );
+    }
+    let damaged_ids: HashSet<String> = view.damaged.iter().map(|d| d.id.clone()).collect();
+    let backup = Arc::new(view.backup);
+    let everything: Vec<usize> = (0..backup.items.len()).collect();
+    let state = dest.state().await?;
+    let info_now = match dest.storage.get(INFO_JSON).await {
+        Ok(b) => Some(b),
+        Err(e) if e.is_not_found() => None,
+        Err(e) => return Err(anyhow::Error::new(e).context("reading info.json on the destination")),
+    };
+    let info_same_json = |a: &Option<Bytes>, b: &Option<Bytes>| match (a, b) {
+        (Some(a), Some(b)) => {
+            serde_json::from_slice::<serde_json::Value>(a).ok()
+                == serde_json::from_slice::<serde_json::Value>(b).ok()
+        }
+        (None, _) => true,
+        (Some(_), None) => false,
+    };
+
+    if args.check {
+        let mut report = verify::verify(
+            &dest,
+            backup.clone(),
+            &everything,
+            &damaged_ids,
+            &state,
+            transfers,
+            None,
+        )
+        .await?;
+        drop_blobless(&mut report, &view.blobless);
+        return Ok(MigrateSummary {
+            verify: Some(report),
+            info_differs: !info_same_json(&view.info_json, &info_now),
+            damaged: view.damaged,
+            ..Default::default()
+        });
+    }
+
+    dest.check_writable(&state, args.force)?;
+    let journal_dir = args
+        .journal_dir
+        .clone()
+        .unwrap_or_else(crate::journal::default_dir);
+    let from_key = PathBuf::from(format!("migrate-from:{}", src.describe()));
+    let journal_key = crate::journal::key(
+        &from_key,
+        &dest.describe(),
+        &format!("migrate mode={:?}", args.mode),
+    );
+    let resumed = if args.fresh {
+        None
+    } else {
+        Journal::peek(&journal_dir, &journal_key)
+    };
+    if resumed.is_some() {
+        progress.say("resuming an interrupted migration from this source into this destination");
+    }
+    let occupied = !state.items.is_empty() || !state.blobs.is_empty();
+    if args.mode == MigrateMode::New && occupied && resumed.is_none() {
+        return Err(Refusal(format!(
+            "the destination {} already holds {} item(s) and {} blob(s); nothing was changed. \
+             Migrate into an empty target, or pass --mode mirror to make it an exact copy of \
+             the source (it is snapshotted first).",
+            dest.describe(),
+            state.items.len(),
+            state.blobs.len()
+        ))
+        .into());
+    }
+
+    let existing = fetch_identical(&dest, &backup, &state, transfers).await?;
+    let validation = Validation {
+        skipped_ids: damaged_ids.clone(),
+        ..Default::default()
+    };
+    let opts = PlanOptions {
+        mode: Mode::Mirror,
+        ..Default::default()
+    };
+    let mut plan = plan::plan(&backup, &validation, &state, &existing, &opts);
+    // A resource the source holds without its blob is copied as it is: item only.
+    for (_, uploads) in plan.phases.iter_mut() {
+        uploads.retain(|u| !(u.blob && view.blobless.contains(&u.id)));
+    }
+    plan.phases.retain(|(_, u)| !u.is_empty());
+    if args.mode == MigrateMode::New {
+        plan.deletes.clear();
+    }
+    if let Some(r) = &resumed {
+        let sizes = dest.storage.capabilities().listing_sizes;
+        skip_done(&mut plan, &backup, &state, &r.done, sizes);
+    }
+    let info_changes = view.info_json.is_some() && info_now.as_deref() != view.info_json.as_deref();
+    println!(
+        "Migrate {} → {}: copy {} file(s) ({} bytes; {} replace existing ones), {} already \
+         there, delete {}{}",
+        src.describe(),
+        dest.describe(),
+        plan.upload_count(),
+        plan.upload_bytes(),
+        plan.overwrites(),
+        plan.unchanged,
+        plan.deletes.len(),
+        if info_changes { ", write info.json" } else { "" }
+    );
+    if args.dry_run {
+        for (phase, uploads) in &plan.phases {
+            println!("copy {} ({}):", phase.label(), uploads.len());
+            for u in uploads.iter().take(100) {
+                println!(
+                    "  {}{} {:?}{}",
+                    if u.blob { "blob " } else { "" },
+                    u.id,
+                    backup.items[u.index].item.title_or_empty(),
+                    if u.overwrite { " (replaces)" } else { "" }
+                );
+            }
+        }
+        if !plan.deletes.is_empty() {
+            println!("delete ({}):", plan.deletes.len());
+            for d in plan.deletes.iter().take(100) {
+                println!("  {}", d.path);
+            }
+        }
+        println!("dry run: nothing was changed");
+        return Ok(MigrateSummary {
+            unchanged: plan.unchanged,
+            damaged: view.damaged,
+            dry_run: true,
+            ..Default::default()
+        });
+    }
+    let destructive = plan.is_destructive() || (info_changes && info_now.is_some() && occupied);
+    if destructive
+        && !args.yes
+        && !confirm(&format!(
+            "This replaces {} and deletes {} file(s) on {}. Continue?",
+            plan.overwrites(),
+            plan.deletes.len(),
+            dest.describe()
+        ))?
+    {
+        return Err(Refusal(
+            "not confirmed; nothing was changed (not a terminal? pass --yes)".into(),
+        )
+        .into());
+    }
+    let mut snapshot = None;
+    if destructive && resumed.is_none() {
+        if args.no_snapshot {
+            eprintln!("warning: --no-snapshot: replaced and deleted files cannot be brought back");
+        } else {
+            snapshot =
+                Some(take_snapshot(&dest, args.snapshot_dir.as_deref(), transfers, &progress).await?);
+        }
+    }
+
+    // The source's info.json replaces the default one ensure_layout would write.
+    let mut layout_state = state.clone();
+    if view.info_json.is_some() {
+        layout_state.info = Some(serde_json::Value::Null);
+    }
+    dest.ensure_layout(&layout_state).await?;
+    let reclaim = resumed.as_ref().and_then(|r| r.lock_id.clone());
+    let lock_id = crate::item::new_id();
+    let journal = Journal::begin(
+        &journal_dir,
+        &journal_key,
+        resumed,
+        JournalStart {
+            stamp_ms: 0,
+            id_seed: 0,
+            lock_id: lock_id.clone(),
+            backup: from_key,
+            target: dest.describe(),
+        },
+    )?;
+    let lock = dest
+        .acquire_lock(args.force, reclaim.as_deref(), &lock_id)
+        .await?;
+    if info_changes {
+        if let Some(info) = &view.info_json {
+            // Before any item: a client syncing midway already sees the keys.
+            if let Err(e) = dest.storage.put(INFO_JSON, info.clone()).await {
+                let _ = lock.release().await;
+                return Err(anyhow::Error::new(e)
+                    .context(format!("{}: writing info.json", dest.describe())));
+            }
+        }
+    }
+    let exec = Executor {
+        target: &dest,
+        backup: backup.clone(),
+        stamp_ms: None,
+        transfers,
+        progress: &progress,
+        journal: Some(&journal),
+        keyring: None,
+    };
+    let outcome = tokio::select! {
+        o = exec.run(&plan) => o,
+        _ = tokio::signal::ctrl_c() => {
+            let _ = lock.release().await;
+            bail!(
+                "interrupted: nothing more is being copied; nothing was deleted. Run the same \
+                 command again to resume (journal: {}).",
+                journal.path().display()
+            );
+        }
+    };
+    if !outcome.ok() {
+        let _ = lock.release().await;
+        let mut msg = format!(
+            "the migration stopped while {}: {} file(s) copied, {} failed.\n",
+            outcome.stopped_at.as_deref().unwrap_or("writing"),
+            outcome.uploaded,
+            outcome.failures.len()
+        );
+        for f in outcome.failures.iter().take(20) {
+            msg.push_str(&format!("  {}: {}\n", f.what, f.error));
+        }
+        msg.push_str(
+            "Nothing was deleted. Fix the cause and run the same command again: files already \
+             copied are skipped.",
+        );
+        bail!(msg);
+    }
+    let verify = if args.no_verify {
+        None
+    } else {
+        progress.say("verifying the destination against the source");
+        let after = dest.state().await?;
+        let mut report = verify::verify(
+            &dest,
+            backup.clone(),
+            &everything,
+            &damaged_ids,
+            &after,
+            transfers,
+            None,
+        )
+        .await?;
+        drop_blobless(&mut report, &view.blobless);
+        Some(report)
+    };
+    let info_after = if view.info_json.is_some() {
+        dest.storage.get(INFO_JSON).await.ok()
+    } else {
+        None
+    };
+    lock.release().await?;
+    journal.finish()?;
+    Ok(MigrateSummary {
+        uploaded: outcome.uploaded,
+        unchanged: plan.unchanged,
+        deleted: outcome.deleted,
+        snapshot,
+        verify,
+        info_differs: !info_same_json(&view.info_json, &info_after),
+        damaged: view.damaged,
+        dry_run: false,
+    })
+}
+
+/// A resource without a blob on the source has none on the destination either: not a difference.
+fn drop_blobless(report: &mut VerifyReport, blobless: &HashSet<String>) {
+    report
+        .differences
+        .retain(|d| !matches!(d, Difference::BlobMissing { id, .. } if blobless.contains(id)));
+}
+
+/// Run `migrate` and print its outcome; returns the exit code.
+pub async fn main(args: &MigrateArgs) -> Result<i32> {
+    let s = run(args).await?;
+    let mut code = exit::OK;
+    if !args.check && !s.dry_run {
+        println!(
+            "Migrated: {} file(s) copied, {} already there, {} deleted.",
+            s.uploaded, s.unchanged, s.deleted
+        );
+    }
+    if let Some(snap) = &s.snapshot {
+        println!("Snapshot of the destination kept at {}", snap.display());
+    }
+    if let Some(r) = &s.verify {
+        if r.ok() && !s.info_differs {
+            println!(
+                "{}: {} items and {} blobs on the destination match the source.",
+                if args.check { "OK" } else { "Verified" },
+                r.checked_items,
+                r.checked_blobs
+            );
+        } else {
+            let n = r.differences.len() + usize::from(s.info_differs);
+            println!("{n} difference(s) between the destination and the source:");
+            if s.info_differs {
+                println!("  info.json differs");
+            }
+            for d in &r.differences {
+                println!("  {d}");
+            }
+            code = exit::DIFFERENCES;
+        }
+    }
+    if !s.damaged.is_empty() {
+        println!(
+            "INCOMPLETE: {} damaged source item(s) were not copied:",
+            s.damaged.len()
+        );
+        for d in &s.damaged {
+            println!("  {}: {}", d.id, d.error);
+        }
+        println!(
+            "Repair them on the source (sync a Joplin client that holds them, or restore them \
+             from a backup), then run the same command with --mode mirror."
+        );
+        if code == exit::OK {
+            code = exit::FAILED;
+        }
+    }
+    Ok(code)
+}
