@@ -321,7 +321,13 @@ async fn fetch_identical(
 
 /// Drop uploads an interrupted run finished (per its journal) and that the destination still
 /// lists (at the same size where it lists sizes).
-fn skip_done(plan: &mut plan::Plan, backup: &Backup, state: &TargetState, done: &HashSet<String>, sizes: bool) {
+fn skip_done(
+    plan: &mut plan::Plan,
+    backup: &Backup,
+    state: &TargetState,
+    done: &HashSet<String>,
+    sizes: bool,
+) {
     for (_, uploads) in plan.phases.iter_mut() {
         uploads.retain(|u| {
             let (path, entry, size) = if u.blob {
@@ -337,8 +343,7 @@ fn skip_done(plan: &mut plan::Plan, backup: &Backup, state: &TargetState, done: 
                     backup.items[u.index].raw.len() as u64,
                 )
             };
-            let finished =
-                done.contains(&path) && entry.is_some_and(|e| !sizes || e.size == size);
+            let finished = done.contains(&path) && entry.is_some_and(|e| !sizes || e.size == size);
             if finished {
                 plan.unchanged += 1;
             }
@@ -546,7 +551,11 @@ pub async fn run(args: &MigrateArgs) -> Result<MigrateSummary> {
         plan.overwrites(),
         plan.unchanged,
         plan.deletes.len(),
-        if info_changes { ", write info.json" } else { "" }
+        if info_changes {
+            ", write info.json"
+        } else {
+            ""
+        }
     );
     if args.dry_run {
         for (phase, uploads) in &plan.phases {
@@ -595,8 +604,9 @@ pub async fn run(args: &MigrateArgs) -> Result<MigrateSummary> {
         if args.no_snapshot {
             eprintln!("warning: --no-snapshot: replaced and deleted files cannot be brought back");
         } else {
-            snapshot =
-                Some(take_snapshot(&dest, args.snapshot_dir.as_deref(), transfers, &progress).await?);
+            snapshot = Some(
+                take_snapshot(&dest, args.snapshot_dir.as_deref(), transfers, &progress).await?,
+            );
         }
     }
 
@@ -758,9 +768,13 @@ pub async fn compare(
                 diffs.push(Difference::Missing { id, what: what(bi) });
                 return diffs;
             }
-            match dest.storage.get(&item_path(&id)).await.map_err(|e| e.to_string()).and_then(
-                |d| Item::parse_bytes(&d).map_err(|e| e.to_string()),
-            ) {
+            match dest
+                .storage
+                .get(&item_path(&id))
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|d| Item::parse_bytes(&d).map_err(|e| e.to_string()))
+            {
                 Err(error) => diffs.push(Difference::Unreadable {
                     id: id.clone(),
                     what: what(bi),
@@ -803,7 +817,10 @@ pub async fn compare(
         .collect()
         .await;
     report.checked_items = backup.items.len();
-    report.checked_blobs = resources.iter().filter(|id| !blobless.contains(**id)).count();
+    report.checked_blobs = resources
+        .iter()
+        .filter(|id| !blobless.contains(**id))
+        .count();
     for d in checks {
         report.differences.extend(d);
     }
