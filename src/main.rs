@@ -47,6 +47,14 @@ enum Command {
     Rollback(Box<RollbackArgs>),
     /// Copy a whole sync target to another (--from T1 --to T2), byte for byte with the same
     /// ids, E2EE keys and encrypted items included; --check compares the two.
+    #[command(
+        after_help = "The destination is --to TARGET (same as --target) with --username, --password-file, \
+--endpoint, --region, --path-style, --create-bucket; the source is --from SOURCE with --from-backend, \
+--from-username, --from-password-file (or env JOPLIN_RESTORE_FROM_PASSWORD), --from-endpoint, \
+--from-region, --from-path-style.\n\nExample: joplin-restore migrate --from ~/Joplin-sync --to s3://bucket \
+--endpoint http://127.0.0.1:9000 --path-style\n\nExit: 0 copied and verified; 1 failed or incomplete \
+(damaged source items, listed by id); 3 differences; 4 refused. See docs/migrate.md."
+    )]
     Migrate(Box<joplin_restore::migrate::MigrateArgs>),
     /// What is on a target: sync version, E2EE and keys, item counts, locks.
     Status {

@@ -214,6 +214,28 @@ fn mirror_mode_makes_a_different_destination_an_exact_copy() {
     assert!(out.contains("Snapshot of the target"), "{out}");
     assert!(out.contains("Verified:"), "{out}");
     assert_eq!(files(&src), files(&dst));
+
+    // --check compares only, and reports a changed item by id with exit 3.
+    let (name, _) = files(&dst)
+        .into_iter()
+        .find(|(n, _)| n.ends_with(".md"))
+        .unwrap();
+    let text0 = std::fs::read_to_string(dst.join(&name)).unwrap();
+    std::fs::write(dst.join(&name), format!("Changed title\n{text0}")).unwrap();
+    let o = jr(&[
+        "migrate",
+        "--from",
+        src.to_str().unwrap(),
+        "--to",
+        dst.to_str().unwrap(),
+        "--check",
+    ]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert!(
+        text(&o).contains(name.trim_end_matches(".md")),
+        "{}",
+        text(&o)
+    );
 }
 
 #[test]
