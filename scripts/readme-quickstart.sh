@@ -14,4 +14,4 @@ echo "[quick-start] $cmd" >&2
 (cd "$work/checkout" && CARGO_TARGET_DIR="$root/target" bash -euo pipefail -c "$cmd")
 "$root/target/debug/joplin-restore" verify "$work/checkout/examples/sample.jex" \
   --target "$work/checkout/restored-sync-folder"
-echo "readme quick start: 1 passed, 0 failed"
+echo "README quick start: OK (restored and verified)"
