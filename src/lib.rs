@@ -4,6 +4,7 @@
 //! [`snapshot`] before anything destructive. Storage backends live in `backends/`.
 
 pub mod backup;
+pub mod credentials;
 pub mod execute;
 pub mod exit;
 pub mod inspect;

@@ -1,6 +1,7 @@
 //! Turn `--target` and its options into a storage backend, wrapped in the pacer.
 //!
-//! Forms: a local path or `file:///path` (filesystem target).
+//! Forms: a local path or `file:///path` (filesystem target); `https://…`, `http://…`,
+//! `webdavs://…`, `webdav://…` (WebDAV, e.g. `https://host/remote.php/dav/files/USER/Joplin`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -9,11 +10,13 @@ use anyhow::{bail, Result};
 use backend_core::pacer::{Paced, PacerOptions};
 use backend_core::Storage;
 use backend_fs::FsStorage;
+use backend_webdav::{WebDavConfig, WebDavStorage};
 
 /// Where the sync target is and how to reach it.
 #[derive(Debug, Clone, clap::Args)]
 pub struct TargetArgs {
-    /// The sync target: a folder path (Joplin's "File system" target) or file:///path.
+    /// The sync target: a folder path (Joplin's "File system" target), file:///path, or a
+    /// WebDAV URL (https://host/remote.php/dav/files/USER/Joplin, http://…, webdav(s)://…).
     #[arg(
         long,
         short = 't',
@@ -21,6 +24,13 @@ pub struct TargetArgs {
         env = "JOPLIN_RESTORE_TARGET"
     )]
     pub target: String,
+    /// Username for the server (WebDAV). The password comes from JOPLIN_RESTORE_PASSWORD,
+    /// --password-file or a prompt, never from the command line.
+    #[arg(long, value_name = "USER", env = "JOPLIN_RESTORE_USERNAME")]
+    pub username: Option<String>,
+    /// Read the server password from this file (its first line).
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
 }
 
 /// rclone-style transfer limits, shared by every command that talks to a target.
@@ -64,15 +74,37 @@ pub fn open_storage(args: &TargetArgs) -> Result<Arc<dyn Storage>> {
     if let Some(rest) = t.strip_prefix("file://") {
         return Ok(Arc::new(FsStorage::new(PathBuf::from(rest))));
     }
+    if backend_webdav::is_webdav_url(t) {
+        return open_webdav(args, t);
+    }
     if let Some((scheme, _)) = t.split_once("://") {
         bail!(
-            "--target {t}: unknown kind of target {scheme:?}. Use a folder path (or file:///path)."
+            "--target {t}: unknown kind of target {scheme:?}. Use a folder path (or file:///path) \
+             or a WebDAV URL (https://…, http://…, webdavs://…, webdav://…)."
         );
     }
     if t.is_empty() {
         bail!("--target is empty: give the folder your Joplin clients sync to");
     }
     Ok(Arc::new(FsStorage::new(PathBuf::from(t))))
+}
+
+fn open_webdav(args: &TargetArgs, t: &str) -> Result<Arc<dyn Storage>> {
+    let (url, url_user) =
+        backend_webdav::parse_target(t).map_err(|e| anyhow::anyhow!("--target: {e}"))?;
+    let username = args.username.clone().or(url_user);
+    let server = format!("{}://{}", url.scheme(), url.host_str().unwrap_or(""));
+    let password = crate::credentials::password_for(
+        username.as_deref(),
+        &server,
+        args.password_file.as_deref(),
+    )?;
+    let storage = WebDavStorage::new(WebDavConfig {
+        url,
+        username,
+        password,
+    })?;
+    Ok(Arc::new(storage))
 }
 
 /// The backend wrapped in the pacer, with per-backend defaults.

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod joplin;
+pub mod webdav;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
