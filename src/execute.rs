@@ -43,7 +43,9 @@ impl Outcome {
 pub struct Executor<'a> {
     pub target: &'a SyncTarget,
     pub backup: Arc<Backup>,
-    pub stamp_ms: i64,
+    /// Restore time written into every item; `None` writes the items' bytes verbatim
+    /// (`rollback --exact`).
+    pub stamp_ms: Option<i64>,
     pub transfers: usize,
     pub progress: &'a Progress,
 }
@@ -96,7 +98,10 @@ impl Executor<'_> {
 
     fn content(&self, u: &Upload) -> Result<Bytes> {
         let bi = &self.backup.items[u.index];
-        Ok(Bytes::from(stamped(&bi.item, self.stamp_ms).serialize()))
+        Ok(match self.stamp_ms {
+            Some(ms) => Bytes::from(stamped(&bi.item, ms).serialize()),
+            None => Bytes::from(bi.raw.clone()),
+        })
     }
 
     async fn upload_each(&self, uploads: &[Upload], out: &mut Outcome) {

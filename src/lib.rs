@@ -4,9 +4,11 @@
 //! [`snapshot`] before anything destructive. Storage backends live in `backends/`.
 
 pub mod backup;
+pub mod clear;
 pub mod credentials;
 pub mod execute;
 pub mod exit;
+pub mod generate;
 pub mod inspect;
 pub mod item;
 pub mod newids;
@@ -14,7 +16,9 @@ pub mod open;
 pub mod plan;
 pub mod progress;
 pub mod restore;
+pub mod rollback;
 pub mod snapshot;
+pub mod status;
 pub mod target;
 pub mod validate;
 pub mod verify;

@@ -5,12 +5,14 @@ use std::sync::Arc;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+use joplin_restore::clear::{self, ClearArgs};
 use joplin_restore::exit;
 use joplin_restore::open::{open_paced, PacerArgs, TargetArgs};
 use joplin_restore::restore::{self, RestoreArgs};
+use joplin_restore::rollback::{self, RollbackArgs};
 use joplin_restore::target::SyncTarget;
 use joplin_restore::validate::{validate, ProblemClass};
-use joplin_restore::{backup::Backup, inspect, plan, verify};
+use joplin_restore::{backup::Backup, inspect, plan, status, verify};
 
 /// Restore a Joplin backup (JEX) straight into a sync target, keeping every ID, so clients
 /// just sync.
@@ -33,6 +35,27 @@ enum Command {
     },
     /// Write a backup into a sync target, keeping IDs; snapshot first, verify after.
     Restore(Box<RestoreArgs>),
+    /// Delete every item and blob on a sync target (snapshot first); info.json stays.
+    Clear(Box<ClearArgs>),
+    /// Put a target back as a snapshot shows it, so that every client follows.
+    Rollback(Box<RollbackArgs>),
+    /// What is on a target: sync version, E2EE and keys, item counts, locks.
+    Status {
+        #[command(flatten)]
+        target: TargetArgs,
+        #[command(flatten)]
+        pacer: PacerArgs,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove locks left on a target by joplin-restore or by clients that are gone (stale).
+    Unlock {
+        #[command(flatten)]
+        target: TargetArgs,
+        #[command(flatten)]
+        pacer: PacerArgs,
+    },
     /// Compare a target with a backup; exit 3 on any difference.
     Verify {
         #[arg(value_name = "BACKUP")]
@@ -105,6 +128,52 @@ async fn run(cmd: Command) -> Result<i32> {
                 }
                 None => Ok(exit::OK),
             }
+        }
+        Command::Clear(args) => {
+            let s = clear::run(&args).await?;
+            println!("Cleared: {} file(s) deleted.", s.deleted);
+            if let Some(snap) = &s.snapshot {
+                println!("Snapshot kept at {}", snap.display());
+            }
+            Ok(exit::OK)
+        }
+        Command::Rollback(args) => {
+            let s = rollback::run(&args).await?;
+            println!(
+                "Rolled back: {} file(s) written, {} deleted.",
+                s.uploaded, s.deleted
+            );
+            if let Some(snap) = &s.snapshot {
+                println!(
+                    "Snapshot of the state before the rollback: {}",
+                    snap.display()
+                );
+            }
+            if s.verify.ok() {
+                println!("Verified: the target matches the snapshot.");
+                Ok(exit::OK)
+            } else {
+                print_differences(&s.verify);
+                Ok(exit::DIFFERENCES)
+            }
+        }
+        Command::Status {
+            target,
+            pacer,
+            json,
+        } => {
+            let s = status::status(&target, &pacer).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&s)?);
+            } else {
+                status::print(&s);
+            }
+            Ok(exit::OK)
+        }
+        Command::Unlock { target, pacer } => {
+            let (removed, kept) = status::unlock(&target, &pacer).await?;
+            println!("{removed} lock(s) removed, {kept} active lock(s) of other clients kept.");
+            Ok(exit::OK)
         }
         Command::Verify {
             backup,

@@ -71,7 +71,8 @@ pub struct RestoreSummary {
     pub verify: Option<VerifyReport>,
 }
 
-fn confirm(question: &str) -> Result<bool> {
+/// Ask on the terminal; `false` when stdin is not a terminal (scripts must pass --yes).
+pub fn confirm(question: &str) -> Result<bool> {
     if !std::io::stdin().is_terminal() {
         return Ok(false);
     }
@@ -187,16 +188,9 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
         if args.no_snapshot {
             eprintln!("warning: --no-snapshot: replaced and deleted files cannot be brought back");
         } else {
-            let dir = args
-                .snapshot_dir
-                .clone()
-                .unwrap_or_else(crate::snapshot::default_dir);
-            progress.say(&format!("taking a snapshot into {}", dir.display()));
-            let path = crate::snapshot::take(&target, &dir, transfers)
-                .await
-                .context("the snapshot failed, so nothing on the target was changed")?;
-            println!("Snapshot of the target: {}", path.display());
-            snapshot = Some(path);
+            snapshot = Some(
+                take_snapshot(&target, args.snapshot_dir.as_deref(), transfers, &progress).await?,
+            );
         }
     }
 
@@ -215,7 +209,7 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
     let exec = Executor {
         target: &target,
         backup: backup.clone(),
-        stamp_ms,
+        stamp_ms: Some(stamp_ms),
         transfers,
         progress: &progress,
     };
@@ -270,6 +264,24 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
         snapshot,
         verify,
     })
+}
+
+/// Snapshot the whole target before a destructive step; prints where it went.
+pub async fn take_snapshot(
+    target: &SyncTarget,
+    dir: Option<&std::path::Path>,
+    transfers: usize,
+    progress: &Progress,
+) -> Result<PathBuf> {
+    let dir = dir
+        .map(PathBuf::from)
+        .unwrap_or_else(crate::snapshot::default_dir);
+    progress.say(&format!("taking a snapshot into {}", dir.display()));
+    let path = crate::snapshot::take(target, &dir, transfers)
+        .await
+        .context("the snapshot failed, so nothing on the target was changed")?;
+    println!("Snapshot of the target: {}", path.display());
+    Ok(path)
 }
 
 fn print_dry_run(backup: &Backup, plan: &plan::Plan) {

@@ -115,3 +115,84 @@ pub async fn take(target: &SyncTarget, dir: &Path, transfers: usize) -> Result<P
         .with_context(|| format!("snapshot: writing {}", out.join(MANIFEST).display()))?;
     Ok(out)
 }
+
+/// Reads blobs from a snapshot's `files/` folder.
+struct FolderBlobs {
+    root: PathBuf,
+}
+
+impl crate::backup::BlobReader for FolderBlobs {
+    fn read(&self, loc: &crate::backup::BlobLocation) -> std::io::Result<Vec<u8>> {
+        std::fs::read(self.root.join(&loc.entry))
+    }
+    fn describe(&self) -> String {
+        self.root.display().to_string()
+    }
+}
+
+/// A snapshot checked against its manifest and opened as a backup of every item and blob it
+/// holds, plus its `info.json` (if the target had one).
+pub struct OpenedSnapshot {
+    pub backup: crate::backup::Backup,
+    pub info_json: Option<Vec<u8>>,
+    pub manifest: SnapshotManifest,
+}
+
+pub fn open(dir: &Path) -> Result<OpenedSnapshot> {
+    let manifest_path = dir.join(MANIFEST);
+    let manifest: SnapshotManifest =
+        serde_json::from_slice(&std::fs::read(&manifest_path).with_context(|| {
+            format!(
+                "{} is not a joplin-restore snapshot (no {MANIFEST}). Pass the folder the \
+                 restore or clear printed after \"Snapshot of the target:\".",
+                dir.display()
+            )
+        })?)
+        .with_context(|| format!("{} is damaged", manifest_path.display()))?;
+    let files = dir.join("files");
+    let mut entries = Vec::new();
+    let mut blobs = Vec::new();
+    let mut info_json = None;
+    for f in &manifest.files {
+        let data = std::fs::read(files.join(&f.path))
+            .with_context(|| format!("snapshot file {} is missing", f.path))?;
+        if data.len() as u64 != f.size || hex_sha(&data) != f.sha256 {
+            bail!(
+                "snapshot file {} does not match its manifest (damaged copy); refusing to roll \
+                 back from it",
+                f.path
+            );
+        }
+        if f.path == crate::target::INFO_JSON {
+            info_json = Some(data);
+        } else if let Some(id) = f.path.strip_prefix(".resource/") {
+            blobs.push((
+                id.to_string(),
+                crate::backup::BlobLocation {
+                    entry: f.path.clone(),
+                    offset: 0,
+                    size: f.size,
+                },
+            ));
+        } else if f.path.ends_with(".md") && !f.path.contains('/') {
+            entries.push(crate::backup::RawEntry {
+                name: f.path.clone(),
+                data,
+            });
+        }
+    }
+    let mut backup = crate::backup::Backup::from_entries(
+        dir,
+        entries,
+        std::sync::Arc::new(FolderBlobs { root: files }),
+    );
+    if let Some(u) = backup.unreadable.first() {
+        bail!("snapshot item {} cannot be parsed: {}", u.entry, u.error);
+    }
+    backup.blobs.extend(blobs);
+    Ok(OpenedSnapshot {
+        backup,
+        info_json,
+        manifest,
+    })
+}

@@ -245,12 +245,61 @@ impl SyncTarget {
         let lock = TargetLock {
             storage: self.storage.clone(),
             path: format!("{LOCKS_DIR}/2_{CLIENT_TYPE_CLI}_{client_id}.json"),
-            body: json!({"type": 2, "clientType": CLIENT_TYPE_CLI, "clientId": client_id})
+            // Joplin reads only the file name; the `app` field lets `unlock` recognise ours.
+            body: json!({"type": 2, "clientType": CLIENT_TYPE_CLI, "clientId": client_id, "app": OUR_APP})
                 .to_string(),
             refresher: None,
         };
         lock.write().await?;
         Ok(lock.with_refresher())
+    }
+}
+
+/// Marks lock files written by this tool.
+pub const OUR_APP: &str = "joplin-restore";
+
+/// A lock file as `status` and `unlock` describe it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LockInfo {
+    pub path: String,
+    pub kind: &'static str,
+    pub owner: String,
+    /// Seconds since its last refresh, by the target's clock.
+    pub age_secs: i64,
+    pub active: bool,
+    pub ours: bool,
+}
+
+impl SyncTarget {
+    /// Every lock on the target with its age, by the target's clock.
+    pub async fn locks(&self, st: &TargetState) -> Result<Vec<LockInfo>> {
+        let (remote_now, _) = self.remote_clock().await?;
+        let mut out = Vec::new();
+        for l in &st.locks {
+            let Some((kind, owner)) = parse_lock_name(l.name()) else {
+                continue;
+            };
+            let age = l
+                .modified
+                .map(|m| remote_now - system_ms(m))
+                .unwrap_or(i64::MAX);
+            let ours = match self.storage.get(&l.path).await {
+                Ok(b) => serde_json::from_slice::<Value>(&b)
+                    .ok()
+                    .and_then(|v| v.get("app").and_then(Value::as_str).map(|a| a == OUR_APP))
+                    .unwrap_or(false),
+                Err(_) => false,
+            };
+            out.push(LockInfo {
+                path: l.path.clone(),
+                kind: if kind == 1 { "sync" } else { "exclusive" },
+                owner,
+                age_secs: age / 1000,
+                active: age >= -5_000 && (age as u128) < LOCK_TTL.as_millis(),
+                ours,
+            });
+        }
+        Ok(out)
     }
 }
 

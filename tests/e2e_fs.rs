@@ -26,7 +26,11 @@ fn fresh_client_syncs_exactly_the_backup_with_original_ids() {
     let p = Profile::new(tmp.path().join("fresh"));
     p.use_folder(&target);
     p.sync();
-    assert_manifest_eq(&p.manifest(), &sample_manifest(), "fresh profile after restore");
+    assert_manifest_eq(
+        &p.manifest(),
+        &sample_manifest(),
+        "fresh profile after restore",
+    );
 }
 
 /// Restore the sample, let a client sync it, then make the target's content older and different
@@ -81,7 +85,11 @@ fn stale_client_converges_to_the_backup() {
     let (target, p) = stale_setup(tmp.path());
     restore_again(tmp.path(), &target, &[]);
     p.sync();
-    assert_manifest_eq(&p.manifest(), &sample_manifest(), "stale profile after restore");
+    assert_manifest_eq(
+        &p.manifest(),
+        &sample_manifest(),
+        "stale profile after restore",
+    );
     assert!(p.conflict_bodies().is_empty(), "no conflict expected");
     jr_ok(&[
         "verify",
@@ -100,7 +108,8 @@ fn unsynced_local_edits_are_never_lost() {
     let edit = |p: &Profile| {
         p.run(&["set", NOTE, "body", "unsynced local edit"]);
     };
-    let body_of = |p: &Profile| p.query(&format!("SELECT body FROM notes WHERE id = '{NOTE}'"))[0][0].clone();
+    let body_of =
+        |p: &Profile| p.query(&format!("SELECT body FROM notes WHERE id = '{NOTE}'"))[0][0].clone();
 
     let tmp = tempfile::tempdir().unwrap();
     let (target, p) = stale_setup(tmp.path());
@@ -114,7 +123,11 @@ fn unsynced_local_edits_are_never_lost() {
     edit(&p2);
     restore_again(tmp2.path(), &target2, &["--rewrite-unchanged"]);
     p2.sync();
-    assert_manifest_eq(&p2.manifest(), &sample_manifest(), "after --rewrite-unchanged");
+    assert_manifest_eq(
+        &p2.manifest(),
+        &sample_manifest(),
+        "after --rewrite-unchanged",
+    );
     let conflicts = p2.conflict_bodies();
     assert!(
         conflicts.iter().any(|b| b.contains("unsynced local edit")),
@@ -176,10 +189,18 @@ fn new_ids_gives_the_same_tree_with_new_ids_and_working_links() {
     for r in p.query("SELECT body FROM notes") {
         for c in re.captures_iter(&r[0]) {
             links += 1;
-            assert!(ids.contains(&c[1]), "dangling link :/{} in {:?}", &c[1], r[0]);
+            assert!(
+                ids.contains(&c[1]),
+                "dangling link :/{} in {:?}",
+                &c[1],
+                r[0]
+            );
         }
     }
-    assert!(links >= 4, "the sample has note and resource links; found {links}");
+    assert!(
+        links >= 4,
+        "the sample has note and resource links; found {links}"
+    );
     // Blobs arrived under the new ids.
     let blobs = p.manifest()["resources"].clone();
     let mut got_sha: Vec<String> = blobs
@@ -197,4 +218,50 @@ fn new_ids_gives_the_same_tree_with_new_ids_and_working_links() {
     got_sha.sort();
     want_sha.sort();
     assert_eq!(got_sha, want_sha);
+}
+
+/// `clear` on a target a real client filled leaves only info.json (and empty folders); a fresh
+/// client then syncs an empty notebook list, without an error.
+#[test]
+fn clear_leaves_only_info_json_and_a_fresh_client_sees_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let target = tmp.path().join("target");
+    let filler = Profile::new(tmp.path().join("filler"));
+    filler.batch(&[
+        "mkbook \"Work\"".into(),
+        "mknote \"Meeting\"".into(),
+        "set Meeting body \"agenda\"".into(),
+        "tag add urgent Meeting".into(),
+    ]);
+    filler.use_folder(&target);
+    filler.sync();
+    let info_before = std::fs::read(target.join("info.json")).unwrap();
+
+    let out = jr_ok(&[
+        "clear",
+        "--target",
+        target.to_str().unwrap(),
+        "--yes",
+        "--snapshot-dir",
+        tmp.path().join("snaps").to_str().unwrap(),
+    ]);
+    assert!(out.contains("Cleared"), "{out}");
+    let files: Vec<String> = support::tree_hashes(&target)
+        .into_iter()
+        .filter(|(p, _)| !p.ends_with('/'))
+        .map(|(p, _)| p)
+        .filter(|p| !p.starts_with(".sync/"))
+        .collect();
+    assert_eq!(files, vec!["info.json".to_string()]);
+    assert_eq!(
+        std::fs::read(target.join("info.json")).unwrap(),
+        info_before
+    );
+
+    let fresh = Profile::new(tmp.path().join("fresh"));
+    fresh.use_folder(&target);
+    fresh.sync();
+    let m = fresh.manifest();
+    assert_eq!(m["counts"]["notes"], 0);
+    assert_eq!(m["counts"]["folders"], 0);
 }

@@ -65,7 +65,9 @@ fn sniff(path: &Path) -> Result<()> {
             path.display()
         );
     }
-    if n < 512 || &head[257..262] != b"ustar" {
+    // An all-zero first block is a valid, empty tar: validation reports it as empty.
+    let empty_tar = n == 512 && head.iter().all(|b| *b == 0);
+    if !empty_tar && (n < 512 || &head[257..262] != b"ustar") {
         bail!(
             "{} is not a JEX: a JEX is a tar archive and this file has no tar header. \
              Check that you picked the right file (Joplin: File > Export all > JEX).",

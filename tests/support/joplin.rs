@@ -122,8 +122,10 @@ impl Profile {
             .map(|r| json!({"id": r[0], "parent_id": r[1], "title": r[2]}))
             .collect();
         let tags_rows = self.query("SELECT id, title FROM tags ORDER BY id");
-        let tag_titles: BTreeMap<String, String> =
-            tags_rows.iter().map(|r| (r[0].clone(), r[1].clone())).collect();
+        let tag_titles: BTreeMap<String, String> = tags_rows
+            .iter()
+            .map(|r| (r[0].clone(), r[1].clone()))
+            .collect();
         let tags: Vec<Value> = tags_rows
             .iter()
             .map(|r| json!({"id": r[0], "title": r[1]}))

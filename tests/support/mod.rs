@@ -54,7 +54,11 @@ pub fn text(o: &Output) -> String {
 /// Assert our binary succeeded and return its stdout.
 pub fn jr_ok(args: &[&str]) -> String {
     let o = jr(args);
-    assert!(o.status.success(), "joplin-restore {args:?} failed:\n{}", text(&o));
+    assert!(
+        o.status.success(),
+        "joplin-restore {args:?} failed:\n{}",
+        text(&o)
+    );
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
@@ -63,7 +67,9 @@ pub fn tree_hashes(dir: &Path) -> Vec<(String, String)> {
     use sha2::{Digest, Sha256};
     let mut out = Vec::new();
     fn walk(base: &Path, dir: &Path, out: &mut Vec<(String, String)>) {
-        let Ok(rd) = std::fs::read_dir(dir) else { return };
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return;
+        };
         for e in rd {
             let e = e.unwrap();
             let p = e.path();

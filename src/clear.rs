@@ -1,0 +1,152 @@
+//! `clear`: empty a sync target (the manual procedure's "delete the files in the folder Joplin
+//! syncs to"), safely: refuse what is not a sync target, confirm, snapshot, lock, delete.
+//! `info.json` and its master keys stay unless `--full-reset`.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+
+use crate::exit::Refusal;
+use crate::open::{open_paced, PacerArgs, TargetArgs};
+use crate::progress::Progress;
+use crate::restore::{confirm, take_snapshot};
+use crate::target::{blob_path, item_path, SyncTarget, INFO_JSON};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ClearArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    #[command(flatten)]
+    pub pacer: PacerArgs,
+    /// Also delete info.json (sync version, E2EE master keys): clients then treat the target as
+    /// brand new. Without it the keys stay.
+    #[arg(long)]
+    pub full_reset: bool,
+    /// Print what would be deleted; change nothing.
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
+    /// Do not ask before deleting.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Where to keep the snapshot taken before deleting.
+    #[arg(long, value_name = "DIR")]
+    pub snapshot_dir: Option<PathBuf>,
+    /// Do not snapshot the target first (you lose the way back).
+    #[arg(long)]
+    pub no_snapshot: bool,
+    /// Clear even if another client holds a lock or the folder does not look like a sync target.
+    #[arg(long)]
+    pub force: bool,
+    /// No progress display.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+}
+
+pub struct ClearSummary {
+    pub deleted: usize,
+    pub snapshot: Option<PathBuf>,
+}
+
+pub async fn run(args: &ClearArgs) -> Result<ClearSummary> {
+    let progress = Progress::new(args.quiet);
+    let paced = open_paced(&args.target, &args.pacer)?;
+    let transfers = paced.options().transfers;
+    let target = SyncTarget::new(paced);
+    let state = target.state().await?;
+    target.check_writable(&state, args.force)?;
+    if state.info.is_none() && state.items.is_empty() && state.blobs.is_empty() && !args.force {
+        return Err(Refusal(format!(
+            "{} holds no Joplin sync target (no info.json, no items): nothing to clear. \
+             Check the --target path.",
+            target.describe()
+        ))
+        .into());
+    }
+    let mut paths: Vec<String> = state.items.keys().map(|id| item_path(id)).collect();
+    paths.extend(state.blobs.keys().map(|id| blob_path(id)));
+    if args.full_reset && state.info.is_some() {
+        paths.push(INFO_JSON.to_string());
+    }
+    println!(
+        "Plan for {}: delete {} item(s) and {} blob(s){}",
+        target.describe(),
+        state.items.len(),
+        state.blobs.len(),
+        if args.full_reset {
+            " and info.json (full reset)"
+        } else {
+            "; info.json stays"
+        }
+    );
+    if args.dry_run {
+        for p in paths.iter().take(200) {
+            println!("  {p}");
+        }
+        println!("dry run: nothing was changed");
+        return Ok(ClearSummary {
+            deleted: 0,
+            snapshot: None,
+        });
+    }
+    if paths.is_empty() {
+        println!("The target is already empty.");
+        return Ok(ClearSummary {
+            deleted: 0,
+            snapshot: None,
+        });
+    }
+    eprintln!(
+        "note: clients that synced this target will stop with \"Fail-safe: Sync was \
+         interrupted…\" rather than delete their notes: restore a backup into the target next, \
+         or reset those clients."
+    );
+    if !args.yes
+        && !confirm(&format!(
+            "Delete {} file(s) on {}?",
+            paths.len(),
+            target.describe()
+        ))?
+    {
+        return Err(Refusal(
+            "not confirmed; nothing was changed (not a terminal? pass --yes)".into(),
+        )
+        .into());
+    }
+    let snapshot = if args.no_snapshot {
+        eprintln!("warning: --no-snapshot: the deleted files cannot be brought back");
+        None
+    } else {
+        Some(take_snapshot(&target, args.snapshot_dir.as_deref(), transfers, &progress).await?)
+    };
+    let lock = target.acquire_lock(args.force).await?;
+    progress.phase("deleting", paths.len() as u64);
+    let failed = target.storage.delete_many(&paths).await;
+    progress.inc(paths.len() as u64);
+    progress.finish();
+    let _ = lock.release().await;
+    if !failed.is_empty() {
+        let mut msg = format!("{} of {} deletions failed:\n", failed.len(), paths.len());
+        for (p, e) in failed.iter().take(20) {
+            msg.push_str(&format!("  {p}: {e}\n"));
+        }
+        msg.push_str("Run the same command again to finish clearing.");
+        anyhow::bail!(msg);
+    }
+    let after = target
+        .state()
+        .await
+        .context("re-listing the target after clearing")?;
+    if !after.items.is_empty() || !after.blobs.is_empty() {
+        anyhow::bail!(
+            "{} still holds {} item(s) and {} blob(s) after clearing (another client writing?). \
+             Run the same command again.",
+            target.describe(),
+            after.items.len(),
+            after.blobs.len()
+        );
+    }
+    Ok(ClearSummary {
+        deleted: paths.len(),
+        snapshot,
+    })
+}

@@ -1,0 +1,197 @@
+//! `rollback`: put a target back as a snapshot shows it, in a way every client follows.
+//!
+//! Clients that synced a restore hold items stamped with the restore time and ignore a remote
+//! copy that is not newer, so by default every item written back gets `updated_time` = rollback
+//! time (all other fields and every blob as in the snapshot). `--exact` writes the snapshot's
+//! bytes verbatim: right only when no client synced in between.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Result;
+use bytes::Bytes;
+
+use crate::execute::Executor;
+use crate::exit::Refusal;
+use crate::open::{open_paced, PacerArgs, TargetArgs};
+use crate::plan::{self, Mode, PlanOptions};
+use crate::progress::Progress;
+use crate::restore::{confirm, take_snapshot};
+use crate::target::{now_ms, SyncTarget, INFO_JSON};
+use crate::validate::Validation;
+use crate::verify::{self, VerifyReport};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct RollbackArgs {
+    /// The snapshot folder a restore or clear printed ("Snapshot of the target: …").
+    #[arg(value_name = "SNAPSHOT")]
+    pub snapshot: PathBuf,
+    #[command(flatten)]
+    pub target: TargetArgs,
+    #[command(flatten)]
+    pub pacer: PacerArgs,
+    /// Write the snapshot's files byte for byte, without the rollback stamp. Only right when no
+    /// client synced since the snapshot: clients that did keep their newer copies.
+    #[arg(long)]
+    pub exact: bool,
+    /// Print what would change; change nothing.
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
+    /// Do not ask before replacing or deleting.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Where to keep the snapshot of the current state taken before rolling back.
+    #[arg(long, value_name = "DIR")]
+    pub snapshot_dir: Option<PathBuf>,
+    /// Do not snapshot the current state first.
+    #[arg(long)]
+    pub no_snapshot: bool,
+    /// Go on even if another client holds a lock.
+    #[arg(long)]
+    pub force: bool,
+    /// No progress display.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+}
+
+pub struct RollbackSummary {
+    pub uploaded: usize,
+    pub deleted: usize,
+    pub snapshot: Option<PathBuf>,
+    pub verify: VerifyReport,
+}
+
+pub async fn run(args: &RollbackArgs) -> Result<RollbackSummary> {
+    let progress = Progress::new(args.quiet);
+    let snap = crate::snapshot::open(&args.snapshot)?;
+    let backup = Arc::new(snap.backup);
+    let paced = open_paced(&args.target, &args.pacer)?;
+    let transfers = paced.options().transfers;
+    let target = SyncTarget::new(paced);
+    let state = target.state().await?;
+    target.check_writable(&state, args.force)?;
+
+    let everything = Validation::default();
+    let set = plan::restore_set(&backup, &everything);
+    let existing = plan::fetch_comparable(&target, &set, &state, transfers).await?;
+    let opts = PlanOptions {
+        mode: Mode::Mirror,
+        // Exact mode cannot trust "same apart from the stamp": it must put the bytes back.
+        rewrite_unchanged: args.exact,
+    };
+    let plan = plan::plan(&backup, &everything, &state, &existing, opts);
+    let info_now = target.storage.get(INFO_JSON).await.ok();
+    let info_changes = match (&snap.info_json, &info_now) {
+        (Some(want), Some(have)) => want[..] != have[..],
+        (Some(_), None) => true,
+        _ => false,
+    };
+    println!(
+        "Rollback of {} to the snapshot of {}: write {} file(s){}, {} unchanged, delete {}{}",
+        target.describe(),
+        snap.manifest.taken_at,
+        plan.upload_count(),
+        if args.exact {
+            " verbatim"
+        } else {
+            " stamped with the rollback time"
+        },
+        plan.unchanged,
+        plan.deletes.len(),
+        if info_changes {
+            ", put back info.json"
+        } else {
+            ""
+        }
+    );
+    if args.dry_run {
+        println!("dry run: nothing was changed");
+        return Ok(RollbackSummary {
+            uploaded: 0,
+            deleted: 0,
+            snapshot: None,
+            verify: VerifyReport::default(),
+        });
+    }
+    if args.exact {
+        eprintln!(
+            "note: --exact writes the snapshot byte for byte; clients that synced since the \
+             snapshot keep their newer copies. Without --exact every client follows."
+        );
+    }
+    let destructive = plan.is_destructive() || info_changes;
+    if destructive
+        && !args.yes
+        && !confirm(&format!(
+            "Roll back {}: replace {} and delete {} file(s)?",
+            target.describe(),
+            plan.overwrites(),
+            plan.deletes.len()
+        ))?
+    {
+        return Err(Refusal(
+            "not confirmed; nothing was changed (not a terminal? pass --yes)".into(),
+        )
+        .into());
+    }
+    let snapshot = if destructive && !args.no_snapshot {
+        Some(take_snapshot(&target, args.snapshot_dir.as_deref(), transfers, &progress).await?)
+    } else {
+        None
+    };
+    target.ensure_layout(&state).await?;
+    let lock = target.acquire_lock(args.force).await?;
+    if info_changes {
+        if let Some(info) = &snap.info_json {
+            target
+                .storage
+                .put(INFO_JSON, Bytes::from(info.clone()))
+                .await?;
+        }
+    }
+    let stamp = if args.exact {
+        None
+    } else {
+        let (remote_now, _) = target.remote_clock().await?;
+        Some(now_ms().min(remote_now))
+    };
+    let exec = Executor {
+        target: &target,
+        backup: backup.clone(),
+        stamp_ms: stamp,
+        transfers,
+        progress: &progress,
+    };
+    let outcome = exec.run(&plan).await;
+    if !outcome.ok() {
+        let _ = lock.release().await;
+        let mut msg = format!(
+            "the rollback stopped: {} file(s) written, {} failed.\n",
+            outcome.uploaded,
+            outcome.failures.len()
+        );
+        for f in outcome.failures.iter().take(20) {
+            msg.push_str(&format!("  {}: {}\n", f.what, f.error));
+        }
+        msg.push_str("Run the same command again to finish.");
+        anyhow::bail!(msg);
+    }
+    let after = target.state().await?;
+    let restored: Vec<usize> = set.iter().map(|(i, _)| *i).collect();
+    let verify = verify::verify(
+        &target,
+        backup.clone(),
+        &restored,
+        &Default::default(),
+        &after,
+        transfers,
+    )
+    .await?;
+    lock.release().await?;
+    Ok(RollbackSummary {
+        uploaded: outcome.uploaded,
+        deleted: outcome.deleted,
+        snapshot,
+        verify,
+    })
+}

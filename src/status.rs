@@ -1,0 +1,182 @@
+//! `status` and `unlock`: what is on a target, and removing locks left behind.
+
+use std::collections::BTreeMap;
+
+use anyhow::Result;
+use futures::{stream, StreamExt};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::item::Item;
+use crate::open::{open_paced, PacerArgs, TargetArgs};
+use crate::target::{item_path, LockInfo, SyncTarget};
+
+#[derive(Debug, Serialize)]
+pub struct MasterKeyInfo {
+    pub id: String,
+    pub encryption_method: Option<i64>,
+    pub active: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Status {
+    pub target: String,
+    pub sync_version: Option<i64>,
+    pub e2ee: bool,
+    pub master_keys: Vec<MasterKeyInfo>,
+    /// Item counts by type name.
+    pub items: BTreeMap<String, usize>,
+    pub unreadable_items: usize,
+    pub blobs: usize,
+    pub total_bytes: u64,
+    pub locks: Vec<LockInfo>,
+    pub other_files: usize,
+}
+
+pub async fn status(target_args: &TargetArgs, pacer: &PacerArgs) -> Result<Status> {
+    let paced = open_paced(target_args, pacer)?;
+    let transfers = paced.options().transfers;
+    let target = SyncTarget::new(paced);
+    let st = target.state().await?;
+    let info = st.info.clone().unwrap_or(Value::Null);
+    let active = info
+        .pointer("/activeMasterKeyId/value")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let master_keys = info
+        .get("masterKeys")
+        .and_then(Value::as_array)
+        .map(|keys| {
+            keys.iter()
+                .map(|k| {
+                    let id = k
+                        .get("id")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string();
+                    MasterKeyInfo {
+                        active: id == active,
+                        encryption_method: k.get("encryption_method").and_then(Value::as_i64),
+                        id,
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let types: Vec<Option<String>> = stream::iter(st.items.keys().cloned())
+        .map(|id| {
+            let target = &target;
+            async move {
+                let data = target.storage.get(&item_path(&id)).await.ok()?;
+                Item::parse_bytes(&data)
+                    .ok()
+                    .map(|i| i.item_type().name().to_string())
+            }
+        })
+        .buffer_unordered(transfers.max(1))
+        .collect()
+        .await;
+    let mut items = BTreeMap::new();
+    let mut unreadable = 0;
+    for t in types {
+        match t {
+            Some(t) => *items.entry(t).or_insert(0) += 1,
+            None => unreadable += 1,
+        }
+    }
+    let total_bytes = st
+        .items
+        .values()
+        .chain(st.blobs.values())
+        .map(|e| e.size)
+        .sum();
+    Ok(Status {
+        target: target.describe(),
+        sync_version: st.version(),
+        e2ee: st.e2ee_enabled(),
+        master_keys,
+        items,
+        unreadable_items: unreadable,
+        blobs: st.blobs.len(),
+        total_bytes,
+        locks: target.locks(&st).await?,
+        other_files: st.foreign.len(),
+    })
+}
+
+pub fn print(s: &Status) {
+    println!("Target: {}", s.target);
+    match s.sync_version {
+        Some(v) => println!("Sync version: {v}"),
+        None => println!("Sync version: none (no info.json: empty or not a Joplin target)"),
+    }
+    println!(
+        "End-to-end encryption: {}",
+        if s.e2ee { "on" } else { "off" }
+    );
+    for k in &s.master_keys {
+        println!(
+            "  master key {}{} (method {})",
+            k.id,
+            if k.active { " (active)" } else { "" },
+            k.encryption_method
+                .map(|m| m.to_string())
+                .unwrap_or_else(|| "?".into())
+        );
+    }
+    println!("Items:");
+    for (t, n) in &s.items {
+        println!("  {t}: {n}");
+    }
+    if s.unreadable_items > 0 {
+        println!("  unreadable: {}", s.unreadable_items);
+    }
+    println!("Attachment blobs: {}", s.blobs);
+    println!("Total bytes: {}", s.total_bytes);
+    if s.locks.is_empty() {
+        println!("Locks: none");
+    }
+    for l in &s.locks {
+        println!(
+            "Lock: {} {} by {}, refreshed {} s ago{}{}",
+            if l.active { "active" } else { "stale" },
+            l.kind,
+            l.owner,
+            l.age_secs,
+            if l.ours { " (joplin-restore)" } else { "" },
+            if l.active {
+                ""
+            } else {
+                " — `unlock` removes it"
+            }
+        );
+    }
+    if s.other_files > 0 {
+        println!("Other files at the root: {}", s.other_files);
+    }
+}
+
+/// Remove our own locks and stale ones; never another client's active lock.
+pub async fn unlock(target_args: &TargetArgs, pacer: &PacerArgs) -> Result<(usize, usize)> {
+    let paced = open_paced(target_args, pacer)?;
+    let target = SyncTarget::new(paced);
+    let st = target.state().await?;
+    let locks = target.locks(&st).await?;
+    let mut removed = 0;
+    let mut kept = 0;
+    for l in locks {
+        if l.ours || !l.active {
+            target.storage.delete(&l.path).await?;
+            println!("removed {} lock {} ({})", l.kind, l.path, l.owner);
+            removed += 1;
+        } else {
+            println!(
+                "kept active {} lock of {} (refreshed {} s ago): that client is syncing",
+                l.kind, l.owner, l.age_secs
+            );
+            kept += 1;
+        }
+    }
+    Ok((removed, kept))
+}

@@ -1,0 +1,500 @@
+//! The bad-input corpus: every case gets a clear error naming what is wrong, and the target is
+//! byte-identical before and after (nothing is written before the whole backup validated).
+
+mod support;
+
+use std::path::{Path, PathBuf};
+
+use support::{jr, jr_ok, sample_jex, text, tree_hashes};
+
+/// The sample's entries, in order: (name, bytes).
+fn sample_entries() -> Vec<(String, Vec<u8>)> {
+    let mut a = tar::Archive::new(std::fs::File::open(sample_jex()).unwrap());
+    a.entries()
+        .unwrap()
+        .map(|e| {
+            let mut e = e.unwrap();
+            let name = e.path().unwrap().display().to_string();
+            let mut data = Vec::new();
+            std::io::Read::read_to_end(&mut e, &mut data).unwrap();
+            (name, data)
+        })
+        .collect()
+}
+
+/// One tar header block with a raw name (no sanitising, so we can write hostile names).
+fn header(name: &str, size: u64, kind: tar::EntryType, link: &str) -> tar::Header {
+    let mut h = tar::Header::new_ustar();
+    {
+        let old = h.as_old_mut();
+        old.name[..name.len()].copy_from_slice(name.as_bytes());
+        old.linkname[..link.len()].copy_from_slice(link.as_bytes());
+    }
+    h.set_size(size);
+    h.set_mode(0o644);
+    h.set_entry_type(kind);
+    h.set_cksum();
+    h
+}
+
+fn tar_bytes(entries: &[(String, Vec<u8>)], extra: &[(tar::Header, Vec<u8>)]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, data) in entries {
+        let h = header(name, data.len() as u64, tar::EntryType::Regular, "");
+        b.append(&h, data.as_slice()).unwrap();
+    }
+    for (h, data) in extra {
+        b.append(h, data.as_slice()).unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+fn replace(entries: &mut [(String, Vec<u8>)], name: &str, f: impl Fn(&str) -> String) {
+    let e = entries.iter_mut().find(|(n, _)| n == name).unwrap();
+    e.1 = f(std::str::from_utf8(&e.1).unwrap()).into_bytes();
+}
+
+const NOTE: &str = "7cf9bead95744245a9011f01c8222d5a.md";
+const TAG: &str = "7241f91bc84849938247fa679a076b7b.md";
+const RESOURCE: &str = "8c9f67d46dce4ef0af0f5826f53330a6.md";
+const BLOB: &str = "resources/8c9f67d46dce4ef0af0f5826f53330a6.txt";
+
+/// A target that already holds the sample (so an accidental write would show).
+fn filled_target(dir: &Path) -> PathBuf {
+    let t = dir.join("target");
+    jr_ok(&[
+        "restore",
+        sample_jex().to_str().unwrap(),
+        "--target",
+        t.to_str().unwrap(),
+        "-q",
+    ]);
+    t
+}
+
+/// Restore `backup` into a filled target; assert it fails, mentions every `needles`, and left
+/// the target untouched.
+fn refuses(case: &str, backup: &[u8], needles: &[&str]) {
+    let dir = tempfile::tempdir().unwrap();
+    let target = filled_target(dir.path());
+    let file = dir.path().join(format!("{case}.jex"));
+    std::fs::write(&file, backup).unwrap();
+    let before = tree_hashes(&target);
+    let o = jr(&[
+        "restore",
+        file.to_str().unwrap(),
+        "--target",
+        target.to_str().unwrap(),
+        "--yes",
+        "--snapshot-dir",
+        dir.path().join("snaps").to_str().unwrap(),
+    ]);
+    let out = text(&o);
+    assert!(!o.status.success(), "{case}: restore must fail:\n{out}");
+    for n in needles {
+        assert!(
+            out.contains(n),
+            "{case}: the error must mention {n:?}:\n{out}"
+        );
+    }
+    assert_eq!(before, tree_hashes(&target), "{case}: the target changed");
+    assert!(
+        !dir.path().join("snaps").exists(),
+        "{case}: no snapshot before validation"
+    );
+}
+
+#[test]
+fn truncated_jex() {
+    let data = std::fs::read(sample_jex()).unwrap();
+    refuses("truncated", &data[..data.len() / 2], &["truncated"]);
+}
+
+#[test]
+fn not_a_tar() {
+    refuses(
+        "text",
+        b"just some notes I typed\n".repeat(40).as_slice(),
+        &["not a JEX"],
+    );
+}
+
+#[test]
+fn empty_file() {
+    refuses("empty", b"", &["empty"]);
+}
+
+#[test]
+fn gzip_compressed_jex() {
+    refuses(
+        "gz",
+        &[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3, 1, 2, 3],
+        &["gzip"],
+    );
+}
+
+#[test]
+fn empty_tar() {
+    refuses(
+        "emptytar",
+        &tar_bytes(&[], &[]),
+        &["no items", "--allow empty"],
+    );
+}
+
+#[test]
+fn parent_dir_entry() {
+    let e = sample_entries();
+    let bad = (
+        header("../evil.md", 3, tar::EntryType::Regular, ""),
+        b"abc".to_vec(),
+    );
+    refuses("dotdot", &tar_bytes(&e, &[bad]), &["../evil.md", ".."]);
+}
+
+#[test]
+fn absolute_entry() {
+    let e = sample_entries();
+    let bad = (
+        header("/etc/evil.md", 3, tar::EntryType::Regular, ""),
+        b"abc".to_vec(),
+    );
+    refuses(
+        "absolute",
+        &tar_bytes(&e, &[bad]),
+        &["/etc/evil.md", "absolute"],
+    );
+}
+
+#[test]
+fn symlink_entry() {
+    let e = sample_entries();
+    let bad = (
+        header("link.md", 0, tar::EntryType::Symlink, "/etc/passwd"),
+        vec![],
+    );
+    refuses(
+        "symlink",
+        &tar_bytes(&e, &[bad]),
+        &["link.md", "links or devices"],
+    );
+}
+
+#[test]
+fn hardlink_entry() {
+    let e = sample_entries();
+    let bad = (header("hard.md", 0, tar::EntryType::Link, NOTE), vec![]);
+    refuses(
+        "hardlink",
+        &tar_bytes(&e, &[bad]),
+        &["hard.md", "links or devices"],
+    );
+}
+
+#[test]
+fn device_entry() {
+    let e = sample_entries();
+    let bad = (header("dev.md", 0, tar::EntryType::Char, ""), vec![]);
+    refuses(
+        "device",
+        &tar_bytes(&e, &[bad]),
+        &["dev.md", "links or devices"],
+    );
+}
+
+#[test]
+fn huge_header_size() {
+    let e = sample_entries();
+    let mut bytes = tar_bytes(&e, &[]);
+    // Rewrite the first header's size to 8 GiB, fixing its checksum, so the entry claims bytes
+    // the file does not have.
+    let mut h = tar::Header::from_byte_slice(&bytes[..512]).clone();
+    h.set_size(8 << 30);
+    h.set_cksum();
+    bytes[..512].copy_from_slice(h.as_bytes());
+    refuses("huge", &bytes, &["claims", "truncated"]);
+}
+
+#[test]
+fn broken_metadata_line() {
+    let mut e = sample_entries();
+    replace(&mut e, NOTE, |s| {
+        s.replace("is_todo: 0", "is_todo 0 without a colon")
+    });
+    refuses(
+        "metadata",
+        &tar_bytes(&e, &[]),
+        &[NOTE, "unreadable-item", "invalid property"],
+    );
+}
+
+#[test]
+fn missing_type() {
+    let mut e = sample_entries();
+    replace(&mut e, TAG, |s| s.replace("\ntype_: 5", ""));
+    refuses("notype", &tar_bytes(&e, &[]), &[TAG, "type_"]);
+}
+
+#[test]
+fn unknown_type() {
+    let mut e = sample_entries();
+    replace(&mut e, TAG, |s| s.replace("type_: 5", "type_: 99"));
+    refuses("type99", &tar_bytes(&e, &[]), &[TAG, "unknown-type"]);
+}
+
+#[test]
+fn invalid_utf8_title() {
+    let mut e = sample_entries();
+    let t = e.iter_mut().find(|(n, _)| n == TAG).unwrap();
+    t.1.splice(0..0, [0xff, 0xfe]);
+    refuses("utf8", &tar_bytes(&e, &[]), &[TAG, "UTF-8"]);
+}
+
+#[test]
+fn bad_date() {
+    let mut e = sample_entries();
+    replace(&mut e, NOTE, |s| {
+        let i = s.find("created_time: ").unwrap();
+        let end = s[i..].find('\n').unwrap() + i;
+        format!("{}created_time: yesterday{}", &s[..i], &s[end..])
+    });
+    refuses(
+        "date",
+        &tar_bytes(&e, &[]),
+        &[NOTE, "bad-date", "yesterday"],
+    );
+}
+
+#[test]
+fn bad_id() {
+    let mut e = sample_entries();
+    replace(&mut e, TAG, |s| {
+        s.replace("id: 7241f91bc84849938247fa679a076b7b", "id: XYZ")
+    });
+    refuses("badid", &tar_bytes(&e, &[]), &[TAG, "bad-id"]);
+}
+
+#[test]
+fn id_differs_from_file_name() {
+    let mut e = sample_entries();
+    replace(&mut e, TAG, |s| {
+        s.replace(
+            "id: 7241f91bc84849938247fa679a076b7b",
+            "id: 00000000000000000000000000000001",
+        )
+    });
+    refuses(
+        "mismatch",
+        &tar_bytes(&e, &[]),
+        &[TAG, "differs from its file name"],
+    );
+}
+
+#[test]
+fn duplicate_ids() {
+    let mut e = sample_entries();
+    let dup = e.iter().find(|(n, _)| n == TAG).unwrap().clone();
+    e.push(dup);
+    refuses("dup", &tar_bytes(&e, &[]), &[TAG, "duplicate-id"]);
+}
+
+#[test]
+fn orphaned_note() {
+    let mut e = sample_entries();
+    replace(&mut e, NOTE, |s| {
+        s.replace(
+            "parent_id: 0318ad5af63c4f109df1974eca82715a",
+            "parent_id: 99999999999999999999999999999999",
+        )
+    });
+    refuses("orphan", &tar_bytes(&e, &[]), &[NOTE, "missing-parent"]);
+}
+
+#[test]
+fn resource_without_blob() {
+    let mut e = sample_entries();
+    e.retain(|(n, _)| n != BLOB);
+    refuses("noblob", &tar_bytes(&e, &[]), &[RESOURCE, "missing-blob"]);
+}
+
+#[test]
+fn blob_size_mismatch() {
+    let mut e = sample_entries();
+    e.iter_mut()
+        .find(|(n, _)| n == BLOB)
+        .unwrap()
+        .1
+        .extend_from_slice(b"extra");
+    refuses(
+        "size",
+        &tar_bytes(&e, &[]),
+        &[RESOURCE, "blob-size-mismatch"],
+    );
+}
+
+#[test]
+fn note_tag_to_missing_tag() {
+    let mut e = sample_entries();
+    e.retain(|(n, _)| n != TAG);
+    refuses(
+        "notetag",
+        &tar_bytes(&e, &[]),
+        &["orphan-note-tag", "7241f91bc84849938247fa679a076b7b"],
+    );
+}
+
+/// Allowing a class restores the rest and leaves the problem item alone on the target.
+#[test]
+fn allowed_problem_is_skipped_and_the_rest_restored() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = filled_target(dir.path());
+    let mut e = sample_entries();
+    e.retain(|(n, _)| n != BLOB);
+    let file = dir.path().join("noblob.jex");
+    std::fs::write(&file, tar_bytes(&e, &[])).unwrap();
+    let blob_before =
+        std::fs::read(target.join(".resource/8c9f67d46dce4ef0af0f5826f53330a6")).unwrap();
+    let o = jr(&[
+        "restore",
+        file.to_str().unwrap(),
+        "--target",
+        target.to_str().unwrap(),
+        "--allow",
+        "missing-blob",
+        "--yes",
+        "--snapshot-dir",
+        dir.path().join("snaps").to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    // The resource the backup could not restore keeps its target copy, blob included.
+    assert_eq!(
+        std::fs::read(target.join(".resource/8c9f67d46dce4ef0af0f5826f53330a6")).unwrap(),
+        blob_before
+    );
+    assert!(target.join(RESOURCE).exists());
+}
+
+fn refuses_target(case: &str, prepare: impl Fn(&Path), needles: &[&str]) {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("target");
+    std::fs::create_dir_all(&target).unwrap();
+    prepare(&target);
+    let before = tree_hashes(&target);
+    let o = jr(&[
+        "restore",
+        sample_jex().to_str().unwrap(),
+        "--target",
+        target.to_str().unwrap(),
+        "--yes",
+        "--snapshot-dir",
+        dir.path().join("snaps").to_str().unwrap(),
+    ]);
+    let out = text(&o);
+    assert!(!o.status.success(), "{case}: restore must fail:\n{out}");
+    for n in needles {
+        assert!(
+            out.contains(n),
+            "{case}: the error must mention {n:?}:\n{out}"
+        );
+    }
+    assert_eq!(before, tree_hashes(&target), "{case}: the target changed");
+}
+
+#[test]
+fn target_with_another_sync_version() {
+    refuses_target(
+        "version",
+        |t| std::fs::write(t.join("info.json"), r#"{"version": 2}"#).unwrap(),
+        &["sync version 2"],
+    );
+}
+
+#[test]
+fn target_with_unreadable_info_json() {
+    refuses_target(
+        "badinfo",
+        |t| std::fs::write(t.join("info.json"), "{not json").unwrap(),
+        &["info.json is not valid JSON"],
+    );
+}
+
+#[test]
+fn target_that_is_not_a_sync_target() {
+    refuses_target(
+        "notjoplin",
+        |t| {
+            std::fs::write(t.join("thesis.docx"), "my thesis").unwrap();
+            std::fs::write(t.join("photo.jpg"), "jpeg").unwrap();
+        },
+        &["not a Joplin sync target", "thesis.docx"],
+    );
+}
+
+#[test]
+fn clear_refuses_a_folder_that_is_not_a_sync_target() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("thesis.docx"), "my thesis").unwrap();
+    let before = tree_hashes(dir.path());
+    let o = jr(&["clear", "--target", dir.path().to_str().unwrap(), "--yes"]);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("not a Joplin sync target"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(before, tree_hashes(dir.path()));
+}
+
+#[test]
+fn snapshot_that_cannot_be_written_stops_before_any_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = filled_target(dir.path());
+    // A snapshot "folder" that is a file: creating it fails like a full or read-only disk would.
+    let blocker = dir.path().join("snaps");
+    std::fs::write(&blocker, "not a folder").unwrap();
+    let mut e = sample_entries();
+    replace(&mut e, NOTE, |s| s.replace("Roadmap", "Roadmap v2"));
+    let file = dir.path().join("changed.jex");
+    std::fs::write(&file, tar_bytes(&e, &[])).unwrap();
+    let before = tree_hashes(&target);
+    let o = jr(&[
+        "restore",
+        file.to_str().unwrap(),
+        "--target",
+        target.to_str().unwrap(),
+        "--yes",
+        "--snapshot-dir",
+        blocker.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("snapshot"), "{}", text(&o));
+    assert_eq!(before, tree_hashes(&target));
+}
+
+#[test]
+fn dry_run_changes_nothing_and_non_interactive_needs_yes() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = filled_target(dir.path());
+    let mut e = sample_entries();
+    e.retain(|(n, _)| n != NOTE && !n.starts_with("392ebac8"));
+    let file = dir.path().join("smaller.jex");
+    std::fs::write(&file, tar_bytes(&e, &[])).unwrap();
+    let before = tree_hashes(&target);
+    let args = [
+        "restore",
+        file.to_str().unwrap(),
+        "--target",
+        target.to_str().unwrap(),
+    ];
+    let o = jr(&[&args[..], &["--dry-run"]].concat());
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains(NOTE),
+        "dry run lists the deletion: {}",
+        text(&o)
+    );
+    let o = jr(&args);
+    assert_eq!(o.status.code(), Some(4), "{}", text(&o));
+    assert!(text(&o).contains("--yes"), "{}", text(&o));
+    assert_eq!(before, tree_hashes(&target));
+}

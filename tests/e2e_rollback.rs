@@ -1,0 +1,146 @@
+//! Snapshot and rollback, judged by the real Joplin CLI: a rollback must bring every client back,
+//! not just the files.
+
+mod support;
+
+use std::path::Path;
+
+use support::joplin::{assert_manifest_eq, Profile};
+use support::{jr_ok, sample_jex, sample_manifest, tree_hashes};
+
+/// The snapshot folder a command printed.
+fn snapshot_path(stdout: &str) -> String {
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("Snapshot of the target: "))
+        .unwrap_or_else(|| panic!("no snapshot printed:\n{stdout}"))
+        .trim()
+        .to_string()
+}
+
+/// A target holding the client's own content: the sample plus two new notes and an edit.
+fn client_content(tmp: &Path) -> (std::path::PathBuf, Profile) {
+    let target = tmp.join("target");
+    jr_ok(&[
+        "restore",
+        sample_jex().to_str().unwrap(),
+        "--target",
+        target.to_str().unwrap(),
+        "-q",
+    ]);
+    let p = Profile::new(tmp.join("client"));
+    p.use_folder(&target);
+    p.sync();
+    p.batch(&[
+        "use Journal".into(),
+        "mknote \"Written after the backup\"".into(),
+        "mknote \"Also after the backup\"".into(),
+        "set 3151c3990c044f74b984078dd0bc8a4c body \"edited after the backup\"".into(),
+    ]);
+    p.sync();
+    (target, p)
+}
+
+#[test]
+fn rollback_brings_a_client_that_synced_the_restore_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (target, p) = client_content(tmp.path());
+    let t = target.to_str().unwrap();
+    let before = p.manifest();
+    assert_ne!(before, sample_manifest());
+
+    let out = jr_ok(&[
+        "restore",
+        sample_jex().to_str().unwrap(),
+        "--target",
+        t,
+        "--yes",
+        "--snapshot-dir",
+        tmp.path().join("snaps").to_str().unwrap(),
+    ]);
+    let snap = snapshot_path(&out);
+    p.sync();
+    assert_manifest_eq(
+        &p.manifest(),
+        &sample_manifest(),
+        "client after the restore",
+    );
+
+    let out = jr_ok(&[
+        "rollback",
+        &snap,
+        "--target",
+        t,
+        "--yes",
+        "--snapshot-dir",
+        tmp.path().join("snaps2").to_str().unwrap(),
+    ]);
+    assert!(
+        out.contains("Verified: the target matches the snapshot"),
+        "{out}"
+    );
+    p.sync();
+    assert_manifest_eq(&p.manifest(), &before, "client after the rollback");
+    assert!(p.conflict_bodies().is_empty());
+}
+
+#[test]
+fn exact_rollback_without_a_sync_in_between_is_byte_identical() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (target, _p) = client_content(tmp.path());
+    let t = target.to_str().unwrap();
+    let before = tree_hashes(&target);
+    let out = jr_ok(&[
+        "restore",
+        sample_jex().to_str().unwrap(),
+        "--target",
+        t,
+        "--yes",
+        "--snapshot-dir",
+        tmp.path().join("snaps").to_str().unwrap(),
+    ]);
+    assert_ne!(before, tree_hashes(&target));
+    let snap = snapshot_path(&out);
+    jr_ok(&[
+        "rollback",
+        &snap,
+        "--target",
+        t,
+        "--exact",
+        "--yes",
+        "--no-snapshot",
+    ]);
+    assert_eq!(before, tree_hashes(&target));
+}
+
+#[test]
+fn rollback_refuses_a_damaged_snapshot() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (target, _p) = client_content(tmp.path());
+    let t = target.to_str().unwrap();
+    let out = jr_ok(&[
+        "restore",
+        sample_jex().to_str().unwrap(),
+        "--target",
+        t,
+        "--yes",
+        "--snapshot-dir",
+        tmp.path().join("snaps").to_str().unwrap(),
+    ]);
+    let snap = snapshot_path(&out);
+    let item = std::fs::read_dir(Path::new(&snap).join("files"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "md"))
+        .unwrap();
+    std::fs::write(&item, "tampered").unwrap();
+    let before = tree_hashes(&target);
+    let o = support::jr(&["rollback", &snap, "--target", t, "--yes"]);
+    assert!(!o.status.success());
+    assert!(
+        support::text(&o).contains("does not match its manifest"),
+        "{}",
+        support::text(&o)
+    );
+    assert_eq!(before, tree_hashes(&target));
+}
