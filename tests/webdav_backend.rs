@@ -38,7 +38,10 @@ async fn conformance_rclone() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn odd_base_url() {
     let srv = DavServer::apache();
-    for url in [srv.url("My%20Notes/J%C3%B6plin"), srv.url("My Notes/Jöplin2")] {
+    for url in [
+        srv.url("My%20Notes/J%C3%B6plin"),
+        srv.url("My Notes/Jöplin2"),
+    ] {
         let s = storage(&url, PASS);
         s.ensure_root().await.unwrap();
         s.mkdir(".resource").await.unwrap();
@@ -69,7 +72,10 @@ async fn wrong_password_is_an_auth_error_naming_the_user() {
     ] {
         assert!(matches!(e, StorageError::Auth(_)), "{e:?}");
         let msg = e.to_string();
-        assert!(msg.contains("HTTP 401") && msg.contains("\"joplin\""), "{msg}");
+        assert!(
+            msg.contains("HTTP 401") && msg.contains("\"joplin\""),
+            "{msg}"
+        );
         assert!(!msg.contains("not-the-password"), "{msg}");
         assert!(!e.is_retryable());
     }

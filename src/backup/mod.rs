@@ -162,7 +162,9 @@ mod tests {
         }
         assert_eq!(b.blobs.len(), 3);
         assert_eq!(
-            b.read_blob("8c9f67d46dce4ef0af0f5826f53330a6").unwrap().len(),
+            b.read_blob("8c9f67d46dce4ef0af0f5826f53330a6")
+                .unwrap()
+                .len(),
             14
         );
     }

@@ -484,7 +484,10 @@ mod tests {
         .unwrap();
         let e = s.get("info.json").await.unwrap_err();
         let msg = e.to_string();
-        assert!(msg.contains(&format!("cannot reach http://127.0.0.1:{port}")), "{msg}");
+        assert!(
+            msg.contains(&format!("cannot reach http://127.0.0.1:{port}")),
+            "{msg}"
+        );
         assert!(!e.is_retryable(), "{msg}");
     }
 }

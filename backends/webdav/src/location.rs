@@ -35,7 +35,9 @@ pub fn parse_target(s: &str) -> Result<(Url, Option<String>), String> {
     };
     let mut url = Url::parse(&normalized).map_err(|e| format!("{s}: not a valid URL: {e}"))?;
     if url.scheme() != "http" && url.scheme() != "https" {
-        return Err(format!("{s}: a WebDAV target must be an http(s):// or webdav(s):// URL"));
+        return Err(format!(
+            "{s}: a WebDAV target must be an http(s):// or webdav(s):// URL"
+        ));
     }
     if url.host_str().unwrap_or("").is_empty() {
         return Err(format!("{s}: the URL has no server name"));
@@ -89,8 +91,12 @@ mod tests {
 
     #[test]
     fn forms() {
-        let (u, user) = parse_target("https://cloud.example.org/remote.php/dav/files/me/Joplin").unwrap();
-        assert_eq!(u.as_str(), "https://cloud.example.org/remote.php/dav/files/me/Joplin/");
+        let (u, user) =
+            parse_target("https://cloud.example.org/remote.php/dav/files/me/Joplin").unwrap();
+        assert_eq!(
+            u.as_str(),
+            "https://cloud.example.org/remote.php/dav/files/me/Joplin/"
+        );
         assert_eq!(user, None);
         let (u, _) = parse_target("webdav://127.0.0.1:8080/dav/J").unwrap();
         assert_eq!(u.as_str(), "http://127.0.0.1:8080/dav/J/");

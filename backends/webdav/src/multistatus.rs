@@ -100,7 +100,10 @@ pub fn parse(xml: &[u8]) -> Result<Vec<DavResponse>, String> {
                 buf.push_str(&t.decode().map_err(|e| format!("bad CDATA: {e}"))?);
             }
             Event::GeneralRef(r) => {
-                if let Some(c) = r.resolve_char_ref().map_err(|e| format!("bad reference: {e}"))? {
+                if let Some(c) = r
+                    .resolve_char_ref()
+                    .map_err(|e| format!("bad reference: {e}"))?
+                {
                     buf.push(c);
                 } else {
                     let name = r.decode().map_err(|e| format!("bad reference: {e}"))?;
@@ -324,10 +327,7 @@ mod tests {
         let v = parse(&sample("nextcloud.xml")).unwrap();
         assert_eq!(v.len(), 3);
         assert!(find(&v, "/remote.php/dav/files/me@example.org/Joplin").is_dir);
-        let f = find(
-            &v,
-            "/remote.php/dav/files/me@example.org/Joplin/info.json",
-        );
+        let f = find(&v, "/remote.php/dav/files/me@example.org/Joplin/info.json");
         assert_eq!(f.size, 301);
         assert!(f.modified.is_some());
         assert!(find(&v, "/remote.php/dav/files/me@example.org/Joplin/locks").is_dir);
@@ -341,7 +341,11 @@ mod tests {
         let paths: Vec<&str> = v.iter().map(|r| r.path.as_str()).collect();
         assert_eq!(
             paths,
-            vec!["/webdav/Joplin", "/webdav/Joplin/a b.md", "/webdav/Joplin/sub"]
+            vec![
+                "/webdav/Joplin",
+                "/webdav/Joplin/a b.md",
+                "/webdav/Joplin/sub"
+            ]
         );
         assert!(v[2].is_dir);
         assert_eq!(v[1].size, 5);
