@@ -61,6 +61,27 @@ fn fresh_client_syncs_exactly_the_backup_with_original_ids() {
     );
 }
 
+/// rclone serve webdav lists `.sync/`, `.lock/` and hands out other hrefs than Apache.
+#[test]
+fn fresh_client_syncs_the_backup_from_rclone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let srv = DavServer::rclone();
+    let url = srv.url("Joplin");
+    let out = restore(&url, &[]);
+    assert!(out.contains("Verified: 27 items and 3 blobs"), "{out}");
+    let p = Profile::new(tmp.path().join("fresh"));
+    use_webdav(&p, &url);
+    p.sync();
+    assert_manifest_eq(
+        &p.manifest(),
+        &sample_manifest(),
+        "fresh profile via rclone",
+    );
+    // A rerun finds everything in place and uploads nothing.
+    let out = restore(&url, &[]);
+    assert!(out.contains("upload 0 files"), "{out}");
+}
+
 /// As in e2e_fs: a client that synced an older, different content converges to the backup.
 #[test]
 fn stale_client_converges_to_the_backup() {

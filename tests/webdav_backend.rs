@@ -94,3 +94,72 @@ async fn listing_times_are_current() {
     assert!(e.modified.unwrap() >= before, "{e:?}");
     assert!(s.capabilities().coarse_mtime);
 }
+
+/// A redirect is reported with the address to use, never followed (a followed PUT would turn
+/// into a GET and look like a success).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirects_are_reported_not_followed() {
+    let srv = DavServer::apache();
+    srv.make_collection("Joplin");
+    let s = storage(&format!("http://127.0.0.1:{}/moved/Joplin", srv.port), PASS);
+    let e = s.put("a.md", Bytes::from_static(b"x")).await.unwrap_err();
+    let msg = e.to_string();
+    assert!(msg.contains("redirects (HTTP 301)"), "{msg}");
+    assert!(
+        msg.contains(&format!("http://127.0.0.1:{}/dav/Joplin/a.md", srv.port)),
+        "{msg}"
+    );
+    assert!(!srv.data.join("Joplin/a.md").exists());
+}
+
+/// Certificate verification is on: a self-signed server is refused with a message that says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn self_signed_certificates_are_refused() {
+    let srv = DavServer::rclone_self_signed_tls();
+    assert!(srv.root_url.starts_with("https://"));
+    let s = storage(&srv.url("Joplin"), PASS);
+    let e = s.ensure_root().await.unwrap_err();
+    let msg = e.to_string();
+    assert!(msg.contains("TLS certificate was not accepted"), "{msg}");
+    assert!(!e.is_retryable(), "{msg}");
+    assert!(!srv.data.join("Joplin").exists());
+}
+
+/// HTTP/1.1 keep-alive: sequential requests share a connection instead of opening one each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_alive_reuses_connections() {
+    let srv = DavServer::apache();
+    let s = storage(&srv.url("Joplin"), PASS);
+    s.ensure_root().await.unwrap();
+    for i in 0..30 {
+        s.put(&format!("k{i}.md"), Bytes::from_static(b"x"))
+            .await
+            .unwrap();
+    }
+    // Apache writes the log line after the response: wait (bounded) for all 30.
+    let mut log = String::new();
+    for _ in 0..50 {
+        log = srv.access_log();
+        if log.matches("\"PUT /dav/Joplin/k").count() == 30 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let ports: std::collections::BTreeSet<&str> = log
+        .lines()
+        .filter(|l| l.contains("\"PUT /dav/Joplin/k"))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(log.matches("\"PUT /dav/Joplin/k").count(), 30, "{log}");
+    assert!(
+        ports.iter().all(|p| p
+            .strip_prefix("127.0.0.1:")
+            .is_some_and(|n| n.parse::<u16>().is_ok())),
+        "the log must show each client port: {ports:?}"
+    );
+    assert!(
+        ports.len() <= 3,
+        "30 sequential PUTs used {} connections:\n{log}",
+        ports.len()
+    );
+}

@@ -137,7 +137,7 @@ TypesConfig /etc/mime.types
 ServerLimit 2
 ThreadsPerChild 16
 MaxRequestWorkers 32
-LogFormat "%h %u %t \"%r\" %>s %b %D" davlog
+LogFormat "%h:%{{remote}}p %u %t \"%r\" %>s %b %D" davlog
 CustomLog {d}/logs/access.log davlog
 DAVLockDB {d}/lock/DAVLock
 DocumentRoot {d}/data
@@ -145,6 +145,7 @@ LimitRequestBody 0
 <Directory />
   Require all denied
 </Directory>
+Redirect 301 /moved http://127.0.0.1:{port}/dav
 Alias /dav {d}/data
 <Location /dav>
   DAV On
@@ -184,18 +185,54 @@ Alias /dav {d}/data
     }
 
     pub fn rclone() -> DavServer {
+        Self::start_rclone(false)
+    }
+
+    /// rclone over https with a fresh self-signed certificate (no client trusts it).
+    pub fn rclone_self_signed_tls() -> DavServer {
+        Self::start_rclone(true)
+    }
+
+    fn start_rclone(tls: bool) -> DavServer {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         std::fs::create_dir_all(d.join("data")).unwrap();
         htpasswd(&d.join("htpasswd"));
         let port = free_port();
         let log = d.join("rclone.log");
-        let child = Command::new("rclone")
-            .args(["serve", "webdav"])
+        let mut cmd = Command::new("rclone");
+        cmd.args(["serve", "webdav"])
             .arg(d.join("data"))
             .args(["--addr", &format!("127.0.0.1:{port}"), "--htpasswd"])
             .arg(d.join("htpasswd"))
-            .args(["--config", "/dev/null"])
+            .args(["--config", "/dev/null"]);
+        if tls {
+            let ok = Command::new("openssl")
+                .args([
+                    "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                ])
+                .args([
+                    "-subj",
+                    "/CN=127.0.0.1",
+                    "-addext",
+                    "subjectAltName=IP:127.0.0.1",
+                ])
+                .arg("-keyout")
+                .arg(d.join("key.pem"))
+                .arg("-out")
+                .arg(d.join("cert.pem"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .expect("openssl (run scripts/install-test-deps.sh)")
+                .success();
+            assert!(ok, "openssl could not make a test certificate");
+            cmd.arg("--cert")
+                .arg(d.join("cert.pem"))
+                .arg("--key")
+                .arg(d.join("key.pem"));
+        }
+        let child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
@@ -204,7 +241,7 @@ Alias /dav {d}/data
         let s = DavServer {
             kind: Kind::Rclone,
             port,
-            root_url: format!("http://127.0.0.1:{port}/"),
+            root_url: format!("{}://127.0.0.1:{port}/", if tls { "https" } else { "http" }),
             data: d.join("data"),
             child: Some(child),
             dir,

@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use backend_core::{parse_retry_after, Capabilities, Entry, Result, Storage, StorageError};
 use bytes::Bytes;
 use futures::{stream, StreamExt};
-use reqwest::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER};
+use reqwest::header::{HeaderValue, CONTENT_TYPE, LOCATION, RETRY_AFTER};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use url::Url;
 
@@ -87,6 +87,9 @@ impl WebDavStorage {
         let agent = reqwest::Client::builder()
             // HTTP/1.1 keep-alive is what every WebDAV server supports well.
             .http1_only()
+            // Never follow redirects: reqwest would turn a redirected PUT into a GET that
+            // "succeeds". A redirect is reported with the URL to use instead.
+            .redirect(reqwest::redirect::Policy::none())
             // Below Apache's default KeepAliveTimeout (5 s), so we rarely reuse a connection the
             // server is closing at that moment.
             .pool_idle_timeout(Duration::from_secs(4))
@@ -165,6 +168,19 @@ impl WebDavStorage {
     /// Turn a non-success status into the matching error class.
     fn status_error(&self, resp: &Response, path: &str) -> StorageError {
         let status = resp.status();
+        if status.is_redirection() {
+            let to = resp
+                .headers()
+                .get(LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("another address");
+            return StorageError::Config(format!(
+                "{}: the server redirects (HTTP {}) to {to}. Use the address it redirects to \
+                 (its collection URL, e.g. https:// instead of http://) as --target.",
+                self.url_of(path),
+                status.as_u16()
+            ));
+        }
         let retry_after = resp
             .headers()
             .get(RETRY_AFTER)
