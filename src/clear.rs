@@ -118,7 +118,9 @@ pub async fn run(args: &ClearArgs) -> Result<ClearSummary> {
     } else {
         Some(take_snapshot(&target, args.snapshot_dir.as_deref(), transfers, &progress).await?)
     };
-    let lock = target.acquire_lock(args.force).await?;
+    let lock = target
+        .acquire_lock(args.force, None, &crate::item::new_id())
+        .await?;
     progress.phase("deleting", paths.len() as u64);
     let failed = target.storage.delete_many(&paths).await;
     progress.inc(paths.len() as u64);

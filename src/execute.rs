@@ -10,6 +10,7 @@ use bytes::Bytes;
 use futures::{stream, StreamExt};
 
 use crate::backup::Backup;
+use crate::journal::Journal;
 use crate::plan::{stamped, Phase, Plan, Upload};
 use crate::progress::Progress;
 use crate::target::{blob_path, item_path, SyncTarget};
@@ -48,6 +49,8 @@ pub struct Executor<'a> {
     pub stamp_ms: Option<i64>,
     pub transfers: usize,
     pub progress: &'a Progress,
+    /// Records each finished upload (and the clear) so an interrupted run can resume.
+    pub journal: Option<&'a Journal>,
 }
 
 fn describe(backup: &Backup, u: &Upload) -> String {
@@ -70,6 +73,9 @@ impl Executor<'_> {
             if !out.ok() {
                 out.stopped_at = Some("clearing the target".into());
                 return out;
+            }
+            if let Some(j) = self.journal {
+                j.record_cleared();
             }
         }
         for (phase, uploads) in &plan.phases {
@@ -127,7 +133,12 @@ impl Executor<'_> {
                 let r = self.target.storage.put(&path, data).await;
                 self.progress.inc(1);
                 match r {
-                    Ok(()) => (i, n, None),
+                    Ok(()) => {
+                        if let Some(j) = self.journal {
+                            j.record_done(&path);
+                        }
+                        (i, n, None)
+                    }
                     Err(e) => (i, 0, Some(failure(&path, what, advice(&e)))),
                 }
             })
@@ -165,7 +176,12 @@ impl Executor<'_> {
                     .into_iter()
                     .zip(chunk.iter())
                     .map(|((p, n), u)| match failed.iter().find(|(fp, _)| *fp == p) {
-                        None => Ok(n),
+                        None => {
+                            if let Some(j) = self.journal {
+                                j.record_done(&p);
+                            }
+                            Ok(n)
+                        }
                         Some((_, e)) => Err(failure(&p, describe(&self.backup, u), advice(e))),
                     })
                     .collect()

@@ -390,7 +390,7 @@ mod tests {
         b.set("updated_time", "2030-01-01T00:00:00.000Z");
         assert!(a.same_content(&b));
         assert_eq!(
-            b.serialize().lines().nth(7),
+            b.serialize().lines().nth(8),
             Some("updated_time: 2030-01-01T00:00:00.000Z")
         );
         b.set("author", "me");

@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 use joplin_restore::clear::{self, ClearArgs};
 use joplin_restore::exit;
+use joplin_restore::export::{self, ExportArgs};
 use joplin_restore::open::{open_paced, PacerArgs, TargetArgs};
 use joplin_restore::restore::{self, RestoreArgs};
 use joplin_restore::rollback::{self, RollbackArgs};
@@ -56,6 +57,28 @@ enum Command {
         #[command(flatten)]
         pacer: PacerArgs,
     },
+    /// Write a JEX of a sync target's live notes, notebooks, tags and attachments (server-side
+    /// backup; Joplin imports it).
+    Export(Box<ExportArgs>),
+    /// What a restore would change: items added, changed and removed, by type and title.
+    Diff {
+        #[arg(value_name = "BACKUP")]
+        backup: PathBuf,
+        #[command(flatten)]
+        target: TargetArgs,
+        #[command(flatten)]
+        pacer: PacerArgs,
+        /// Problem classes accepted in the backup (as for restore).
+        #[arg(long = "allow", value_enum, value_name = "PROBLEM")]
+        allow: Vec<ProblemClass>,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) to standard output.
+    Man,
     /// Compare a target with a backup; exit 3 on any difference.
     Verify {
         #[arg(value_name = "BACKUP")]
@@ -99,6 +122,20 @@ fn main() -> ExitCode {
 
 async fn run(cmd: Command) -> Result<i32> {
     match cmd {
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            let mut buf = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "joplin-restore", &mut buf);
+            write_stdout(&buf)?;
+            Ok(exit::OK)
+        }
+        Command::Man => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            let mut buf = Vec::new();
+            clap_mangen::Man::new(cmd).render(&mut buf)?;
+            write_stdout(&buf)?;
+            Ok(exit::OK)
+        }
         Command::Inspect { backup } => {
             let b = Backup::open(&backup)?;
             let v = validate(&b);
@@ -175,6 +212,41 @@ async fn run(cmd: Command) -> Result<i32> {
             println!("{removed} lock(s) removed, {kept} active lock(s) of other clients kept.");
             Ok(exit::OK)
         }
+        Command::Export(args) => {
+            let s = export::run(&args).await?;
+            println!(
+                "Exported {} items and {} attachment blobs ({} bytes) to {}.",
+                s.items,
+                s.blobs,
+                s.bytes,
+                args.out.display()
+            );
+            if s.skipped_trash + s.skipped_conflicts > 0 {
+                println!(
+                    "Left out: {} in the trash, {} conflict copies (--include-trash, --include-conflicts).",
+                    s.skipped_trash, s.skipped_conflicts
+                );
+            }
+            Ok(exit::OK)
+        }
+        Command::Diff {
+            backup,
+            target,
+            pacer,
+            allow,
+        } => {
+            let (b, v) = restore::read_and_validate(&backup, &allow)?;
+            let b = Arc::new(b);
+            let paced = open_paced(&target, &pacer)?;
+            let transfers = paced.options().transfers;
+            let t = SyncTarget::new(paced);
+            let state = t.state().await?;
+            let set: Vec<usize> = plan::restore_set(&b, &v).iter().map(|(i, _)| *i).collect();
+            let r = verify::verify(&t, b.clone(), &set, &v.skipped_ids, &state, transfers).await?;
+            let report = verify::diff_report(&t, &r).await;
+            print!("{report}");
+            Ok(if r.ok() { exit::OK } else { exit::DIFFERENCES })
+        }
         Command::Verify {
             backup,
             target,
@@ -202,6 +274,15 @@ async fn run(cmd: Command) -> Result<i32> {
                 Ok(exit::DIFFERENCES)
             }
         }
+    }
+}
+
+/// Write to stdout; a closed pipe (`| head`) is not an error.
+fn write_stdout(data: &[u8]) -> Result<()> {
+    use std::io::Write;
+    match std::io::stdout().write_all(data) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
     }
 }
 

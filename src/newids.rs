@@ -5,15 +5,24 @@ use std::collections::HashMap;
 
 use regex::Regex;
 
+use sha2::{Digest, Sha256};
+
 use crate::backup::Backup;
-use crate::item::new_id;
+
+/// A new id derived from the run's seed, so a resumed restore maps ids the same way.
+fn derived_id(seed: u64, old: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(seed.to_le_bytes());
+    h.update(old.as_bytes());
+    hex::encode(&h.finalize()[..16])
+}
 
 /// Give every item of the backup a new id, in place.
-pub fn remap(backup: &mut Backup) -> HashMap<String, String> {
+pub fn remap(backup: &mut Backup, seed: u64) -> HashMap<String, String> {
     let map: HashMap<String, String> = backup
         .items
         .iter()
-        .map(|bi| (bi.id().to_string(), new_id()))
+        .map(|bi| (bi.id().to_string(), derived_id(seed, bi.id())))
         .collect();
     let link = Regex::new(r":/([0-9a-fA-F]{32})").expect("valid regex");
     for bi in &mut backup.items {

@@ -12,8 +12,9 @@ use crate::item::{format_time, Item, ItemType};
 use crate::target::{blob_path, item_path, SyncTarget, TargetState};
 use crate::validate::Validation;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum Mode {
+    #[default]
     /// Upload everything first, delete what the backup lacks last: a client syncing midway
     /// never sees an empty target.
     Mirror,
@@ -79,6 +80,8 @@ pub struct Plan {
     pub restored_ids: HashSet<String>,
     /// Ids the restore must leave alone on the target (allowed problem items).
     pub protected_ids: HashSet<String>,
+    /// Partial restore: ids the target already had and keeps (no `--overwrite`).
+    pub kept: Vec<String>,
 }
 
 impl Plan {
@@ -136,19 +139,21 @@ pub fn restore_set<'a>(backup: &'a Backup, v: &Validation) -> Vec<(usize, &'a Ba
 }
 
 /// Fetch the target's copies of items the backup also holds, where a size check cannot already
-/// tell they differ. A stamped item has the same length as the backup's, whatever the stamp.
+/// tell they differ (a stamped item has the same length as the backup's, whatever the stamp).
+/// With `all`, fetch every one (a partial restore needs to see which are in the trash).
 pub async fn fetch_comparable(
     target: &SyncTarget,
     set: &[(usize, &BackupItem)],
     state: &TargetState,
     transfers: usize,
+    all: bool,
 ) -> Result<HashMap<String, Item>> {
     let wanted: Vec<String> = set
         .iter()
         .filter_map(|(_, bi)| {
             let e = state.items.get(bi.id())?;
             let len = stamped(&bi.item, SAMPLE_STAMP).serialize().len() as u64;
-            (e.size == len).then(|| bi.id().to_string())
+            (all || e.size == len).then(|| bi.id().to_string())
         })
         .collect();
     let fetched: Vec<Result<Option<(String, Item)>>> = stream::iter(wanted)
@@ -197,12 +202,16 @@ fn folder_depths(set: &[(usize, &BackupItem)]) -> HashMap<String, u32> {
 }
 
 /// Choices that shape a plan.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Default)]
 pub struct PlanOptions {
     pub mode: Mode,
     /// Re-stamp items already identical on the target too, so the backup also wins over edits
     /// that clients have not synced yet (those become conflict copies on the client).
     pub rewrite_unchanged: bool,
+    /// Partial restore (`--only`): write just these ids, delete nothing, and keep the target's
+    /// copy of an item that exists there unless `overwrite`.
+    pub only: Option<HashSet<String>>,
+    pub overwrite: bool,
 }
 
 pub fn plan(
@@ -210,9 +219,14 @@ pub fn plan(
     validation: &Validation,
     state: &TargetState,
     existing: &HashMap<String, Item>,
-    opts: PlanOptions,
+    opts: &PlanOptions,
 ) -> Plan {
-    let set = restore_set(backup, validation);
+    let mut set = restore_set(backup, validation);
+    if let Some(only) = &opts.only {
+        set.retain(|(_, bi)| only.contains(bi.id()));
+    }
+    let merge = opts.only.is_some();
+    let mut kept = Vec::new();
     let clear_first = opts.mode == Mode::ClearFirst;
     let depths = folder_depths(&set);
     let mut phases: HashMap<Phase, Vec<Upload>> = HashMap::new();
@@ -229,6 +243,15 @@ pub fn plan(
         let id = bi.id().to_string();
         let ty = bi.item.item_type();
         let on_target = state.items.contains_key(&id) && !clear_first;
+        // A partial restore keeps the target's live copy; one in the trash is brought back.
+        let trashed = existing
+            .get(&id)
+            .and_then(|t| t.get("deleted_time"))
+            .is_some_and(|d| !d.is_empty() && d != "0");
+        if merge && on_target && !opts.overwrite && !trashed {
+            kept.push(id);
+            continue;
+        }
         let same_item = !clear_first
             && !opts.rewrite_unchanged
             && existing.get(&id).is_some_and(|t| t.same_content(&bi.item));
@@ -271,7 +294,7 @@ pub fn plan(
     }
 
     let mut deletes = Vec::new();
-    for id in state.items.keys() {
+    for id in state.items.keys().filter(|_| !merge) {
         if protected_ids.contains(id) {
             continue;
         }
@@ -288,7 +311,7 @@ pub fn plan(
         .filter(|(_, bi)| bi.item.item_type() == ItemType::Resource)
         .map(|(_, bi)| bi.id())
         .collect();
-    for id in state.blobs.keys() {
+    for id in state.blobs.keys().filter(|_| !merge) {
         if protected_ids.contains(id) {
             continue;
         }
@@ -311,5 +334,36 @@ pub fn plan(
         target_items: state.items.len(),
         restored_ids,
         protected_ids,
+        kept,
     }
+}
+
+/// Drop uploads an interrupted run already finished (per its journal), after checking the
+/// target still has them at the size that run wrote.
+pub fn skip_done(
+    plan: &mut Plan,
+    backup: &Backup,
+    state: &TargetState,
+    done: &HashSet<String>,
+    stamp_ms: i64,
+) {
+    for (_, uploads) in plan.phases.iter_mut() {
+        uploads.retain(|u| {
+            let (path, entry, size) = if u.blob {
+                let p = blob_path(&u.id);
+                (p, state.blobs.get(&u.id), u.bytes)
+            } else {
+                let len = stamped(&backup.items[u.index].item, stamp_ms)
+                    .serialize()
+                    .len() as u64;
+                (item_path(&u.id), state.items.get(&u.id), len)
+            };
+            let finished = done.contains(&path) && entry.is_some_and(|e| e.size == size);
+            if finished {
+                plan.unchanged += 1;
+            }
+            !finished
+        });
+    }
+    plan.phases.retain(|(_, u)| !u.is_empty());
 }

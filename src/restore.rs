@@ -9,6 +9,7 @@ use anyhow::{Context, Result};
 use crate::backup::Backup;
 use crate::execute::Executor;
 use crate::exit::Refusal;
+use crate::journal::{Journal, JournalStart};
 use crate::open::{open_paced, PacerArgs, TargetArgs};
 use crate::plan::{self, Mode};
 use crate::progress::Progress;
@@ -34,6 +35,14 @@ pub struct RestoreArgs {
     /// such unsynced edits stay the current version.
     #[arg(long)]
     pub rewrite_unchanged: bool,
+    /// Restore only these (repeatable): notebook:PATH/TO/NOTEBOOK (with sub-notebooks),
+    /// note:ID-OR-TITLE, tag:TITLE, or a bare id/path/title. Merges into the target: deletes
+    /// nothing, brings parent notebooks, attachments, tags and links along.
+    #[arg(long, value_name = "SELECTOR")]
+    pub only: Vec<crate::selection::Selector>,
+    /// With --only: replace items the target already has (default: keep the target's copy).
+    #[arg(long, requires = "only")]
+    pub overwrite: bool,
     /// Give every item a new id, like Joplin's own JEX import (every client must then be reset).
     #[arg(long)]
     pub new_ids: bool,
@@ -58,6 +67,12 @@ pub struct RestoreArgs {
     /// Skip the verification pass after writing.
     #[arg(long)]
     pub no_verify: bool,
+    /// Where the resume journal lives (default: ~/.local/state/joplin-restore/journals).
+    #[arg(long, value_name = "DIR")]
+    pub journal_dir: Option<PathBuf>,
+    /// Start over: ignore the journal of an interrupted run of this restore.
+    #[arg(long)]
+    pub fresh: bool,
     /// No progress display.
     #[arg(long, short = 'q')]
     pub quiet: bool,
@@ -103,10 +118,6 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
     for w in &backup.warnings {
         progress.say(&format!("warning: {w}"));
     }
-    if args.new_ids {
-        crate::newids::remap(&mut backup);
-    }
-    let backup = Arc::new(backup);
 
     let paced = open_paced(&args.target, &args.pacer)?;
     let transfers = paced.options().transfers;
@@ -123,15 +134,102 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
         .into());
     }
 
+    // An interrupted run of this same restore continues where it stopped.
+    let journal_dir = args
+        .journal_dir
+        .clone()
+        .unwrap_or_else(crate::journal::default_dir);
+    let journal_key = crate::journal::key(
+        &args.backup,
+        &target.describe(),
+        &format!(
+            "mode={:?} new_ids={} rewrite={}",
+            args.mode, args.new_ids, args.rewrite_unchanged
+        ),
+    );
+    let resumed = if args.fresh {
+        None
+    } else {
+        Journal::peek(&journal_dir, &journal_key)
+    };
+    if resumed.is_some() {
+        progress.say("resuming an interrupted restore of this backup into this target");
+    }
+    let id_seed = resumed
+        .as_ref()
+        .map(|r| r.id_seed)
+        .unwrap_or_else(rand::random);
+    if args.new_ids {
+        crate::newids::remap(&mut backup, id_seed);
+    }
+    let backup = Arc::new(backup);
+    if !args.only.is_empty() && args.mode == Mode::ClearFirst {
+        return Err(Refusal(
+            "--only merges into the target and cannot be combined with --mode clear-first".into(),
+        )
+        .into());
+    }
+
     // plan
     let set = plan::restore_set(&backup, &validation);
-    let existing = plan::fetch_comparable(&target, &set, &state, transfers).await?;
-    let opts = plan::PlanOptions {
-        mode: args.mode,
-        rewrite_unchanged: args.rewrite_unchanged,
+    let only = if args.only.is_empty() {
+        None
+    } else {
+        Some(crate::selection::resolve(&backup, &args.only)?)
     };
-    let plan = plan::plan(&backup, &validation, &state, &existing, opts);
-    let restored: Vec<usize> = set.iter().map(|(i, _)| *i).collect();
+    let existing = plan::fetch_comparable(&target, &set, &state, transfers, only.is_some()).await?;
+    let opts = plan::PlanOptions {
+        // A clear-first restore that already cleared must not clear again.
+        mode: if resumed.as_ref().is_some_and(|r| r.cleared) {
+            Mode::Mirror
+        } else {
+            args.mode
+        },
+        rewrite_unchanged: args.rewrite_unchanged,
+        only,
+        overwrite: args.overwrite,
+    };
+    let mut plan = plan::plan(&backup, &validation, &state, &existing, &opts);
+    if let Some(r) = &resumed {
+        plan::skip_done(&mut plan, &backup, &state, &r.done, r.stamp_ms);
+    }
+    // What verify checks: everything written or already identical; in a partial restore only
+    // the selection, minus the target's own copies it kept.
+    let restored: Vec<usize> = set
+        .iter()
+        .filter(|(_, bi)| opts.only.as_ref().is_none_or(|o| o.contains(bi.id())))
+        .filter(|(_, bi)| !plan.kept.iter().any(|k| k == bi.id()))
+        .map(|(i, _)| *i)
+        .collect();
+    let mut protected = plan.protected_ids.clone();
+    if opts.only.is_some() {
+        // A partial restore leaves everything else on the target alone.
+        let written: std::collections::HashSet<&str> =
+            restored.iter().map(|i| backup.items[*i].id()).collect();
+        protected.extend(
+            state
+                .items
+                .keys()
+                .chain(state.blobs.keys())
+                .filter(|id| !written.contains(id.as_str()))
+                .cloned(),
+        );
+    }
+    if !plan.kept.is_empty() {
+        println!(
+            "Kept the target's own copy of {} item(s) that exist there (use --overwrite to replace them):",
+            plan.kept.len()
+        );
+        for id in plan.kept.iter().take(50) {
+            let title = backup
+                .items
+                .iter()
+                .find(|bi| bi.id() == id)
+                .map(|bi| bi.item.title_or_empty())
+                .unwrap_or("");
+            println!("  {id} {title:?}");
+        }
+    }
     let summary = format!(
         "Plan for {}: upload {} files ({} bytes; {} replace existing ones), {} unchanged, delete {}{}",
         target.describe(),
@@ -196,7 +294,6 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
 
     // execute
     target.ensure_layout(&state).await?;
-    let lock = target.acquire_lock(args.force).await?;
     let (remote_now, offset) = target.remote_clock().await?;
     if offset.abs() > 5_000 {
         eprintln!(
@@ -205,19 +302,47 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
             offset as f64 / 1000.0
         );
     }
-    let stamp_ms = now_ms().min(remote_now);
+    // A resumed run keeps its first stamp, so what it already wrote still counts as done.
+    let stamp_ms = resumed
+        .as_ref()
+        .map(|r| r.stamp_ms)
+        .unwrap_or_else(|| now_ms().min(remote_now));
+    let reclaim = resumed.as_ref().and_then(|r| r.lock_id.clone());
+    // The journal names our lock before the lock exists, so a kill at any point leaves a lock
+    // the next run recognises as its own.
+    let lock_id = crate::item::new_id();
+    let journal = Journal::begin(
+        &journal_dir,
+        &journal_key,
+        resumed,
+        JournalStart {
+            stamp_ms,
+            id_seed,
+            lock_id: lock_id.clone(),
+            backup: args.backup.clone(),
+            target: target.describe(),
+        },
+    )?;
+    let lock = target
+        .acquire_lock(args.force, reclaim.as_deref(), &lock_id)
+        .await?;
     let exec = Executor {
         target: &target,
         backup: backup.clone(),
         stamp_ms: Some(stamp_ms),
         transfers,
         progress: &progress,
+        journal: Some(&journal),
     };
     let outcome = tokio::select! {
         o = exec.run(&plan) => o,
         _ = tokio::signal::ctrl_c() => {
             let _ = lock.release().await;
-            anyhow::bail!("interrupted: nothing more was written. Run the same command again to finish: what is already on the target is skipped.");
+            anyhow::bail!(
+                "interrupted: nothing more is being written; nothing the backup lacks was deleted. \
+                 Run the same command again to resume (journal: {}).",
+                journal.path().display()
+            );
         }
     };
     if !outcome.ok() {
@@ -249,7 +374,7 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
                 &target,
                 backup.clone(),
                 &restored,
-                &plan.protected_ids,
+                &protected,
                 &after,
                 transfers,
             )
@@ -257,6 +382,7 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
         )
     };
     lock.release().await?;
+    journal.finish()?;
     Ok(RestoreSummary {
         uploaded: outcome.uploaded,
         unchanged: plan.unchanged,

@@ -73,13 +73,14 @@ pub async fn run(args: &RollbackArgs) -> Result<RollbackSummary> {
 
     let everything = Validation::default();
     let set = plan::restore_set(&backup, &everything);
-    let existing = plan::fetch_comparable(&target, &set, &state, transfers).await?;
+    let existing = plan::fetch_comparable(&target, &set, &state, transfers, false).await?;
     let opts = PlanOptions {
         mode: Mode::Mirror,
         // Exact mode cannot trust "same apart from the stamp": it must put the bytes back.
         rewrite_unchanged: args.exact,
+        ..Default::default()
     };
-    let plan = plan::plan(&backup, &everything, &state, &existing, opts);
+    let plan = plan::plan(&backup, &everything, &state, &existing, &opts);
     let info_now = target.storage.get(INFO_JSON).await.ok();
     let info_changes = match (&snap.info_json, &info_now) {
         (Some(want), Some(have)) => want[..] != have[..],
@@ -140,7 +141,9 @@ pub async fn run(args: &RollbackArgs) -> Result<RollbackSummary> {
         None
     };
     target.ensure_layout(&state).await?;
-    let lock = target.acquire_lock(args.force).await?;
+    let lock = target
+        .acquire_lock(args.force, None, &crate::item::new_id())
+        .await?;
     if info_changes {
         if let Some(info) = &snap.info_json {
             target
@@ -161,6 +164,7 @@ pub async fn run(args: &RollbackArgs) -> Result<RollbackSummary> {
         stamp_ms: stamp,
         transfers,
         progress: &progress,
+        journal: None,
     };
     let outcome = exec.run(&plan).await;
     if !outcome.ok() {

@@ -218,14 +218,28 @@ impl SyncTarget {
     }
 
     /// Take Joplin's exclusive sync lock (advisory: only clients ≤ 3.1 honour it).
-    pub async fn acquire_lock(&self, force: bool) -> Result<TargetLock> {
+    ///
+    /// `reclaim` names the client id of a lock an interrupted run of ours left (from its
+    /// journal): that one is removed instead of blocking us.
+    pub async fn acquire_lock(
+        &self,
+        force: bool,
+        reclaim: Option<&str>,
+        client_id: &str,
+    ) -> Result<TargetLock> {
         let (remote_now, _) = self.remote_clock().await?;
         let st = self.state().await?;
-        let client_id = crate::item::new_id();
         for l in &st.locks {
             let Some((kind, who)) = parse_lock_name(l.name()) else {
                 continue;
             };
+            if reclaim.is_some_and(|id| who.ends_with(&format!(" {id}"))) {
+                self.storage
+                    .delete(&l.path)
+                    .await
+                    .with_context(|| format!("removing our old lock {}", l.path))?;
+                continue;
+            }
             let age = l
                 .modified
                 .map(|m| remote_now - system_ms(m))
@@ -243,6 +257,7 @@ impl SyncTarget {
             }
         }
         let lock = TargetLock {
+            client_id: client_id.to_string(),
             storage: self.storage.clone(),
             path: format!("{LOCKS_DIR}/2_{CLIENT_TYPE_CLI}_{client_id}.json"),
             // Joplin reads only the file name; the `app` field lets `unlock` recognise ours.
@@ -324,6 +339,7 @@ fn parse_lock_name(name: &str) -> Option<(u32, String)> {
 
 /// Our lock on the target; refreshed in the background, released with [`TargetLock::release`].
 pub struct TargetLock {
+    client_id: String,
     storage: Arc<dyn Storage>,
     path: String,
     body: String,
@@ -364,6 +380,10 @@ impl TargetLock {
 
     pub fn path(&self) -> &str {
         &self.path
+    }
+
+    pub fn client_id(&self) -> &str {
+        &self.client_id
     }
 
     pub async fn release(mut self) -> Result<()> {

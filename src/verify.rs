@@ -183,3 +183,60 @@ async fn check_blob(
     };
     (!same).then(|| Difference::BlobDiffers { id, what: what(bi) })
 }
+
+/// `diff`: the differences grouped as a restore would act on them, with titles.
+pub async fn diff_report(target: &SyncTarget, r: &VerifyReport) -> String {
+    let mut added = Vec::new();
+    let mut changed = Vec::new();
+    let mut removed = Vec::new();
+    for d in &r.differences {
+        match d {
+            Difference::Missing { what, .. } => added.push(what.clone()),
+            Difference::Differs { what, fields, .. } => {
+                changed.push(format!("{what}: {}", fields.join(", ")))
+            }
+            Difference::Unreadable { what, .. } => changed.push(format!("{what}: unreadable")),
+            Difference::BlobMissing { what, .. } => added.push(format!("blob of {what}")),
+            Difference::BlobDiffers { what, .. } => changed.push(format!("blob of {what}")),
+            Difference::Extra { path } => {
+                let label = match target
+                    .storage
+                    .get(path)
+                    .await
+                    .ok()
+                    .and_then(|b| Item::parse_bytes(&b).ok())
+                {
+                    Some(it) if it.title_or_empty().is_empty() => {
+                        format!("{} {}", it.item_type(), it.id())
+                    }
+                    Some(it) => {
+                        format!("{} {} ({:?})", it.item_type(), it.id(), it.title_or_empty())
+                    }
+                    None => path.clone(),
+                };
+                removed.push(label);
+            }
+        }
+    }
+    let mut out = String::new();
+    for (head, list) in [
+        (
+            "added by a restore (in the backup, not on the target)",
+            &added,
+        ),
+        ("changed by a restore", &changed),
+        (
+            "removed by a restore (on the target, not in the backup)",
+            &removed,
+        ),
+    ] {
+        out.push_str(&format!("{} {head}\n", list.len()));
+        for l in list {
+            out.push_str(&format!("  {l}\n"));
+        }
+    }
+    if r.ok() {
+        out.push_str("The target holds exactly the backup.\n");
+    }
+    out
+}

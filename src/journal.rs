@@ -1,0 +1,253 @@
+//! The resume journal: a local, append-only record of one restore into one target, so a rerun
+//! after a crash or Ctrl-C keeps the same restore stamp, does not clear again, and skips what
+//! is done. One JSON object per line; a torn last line (kill -9) is ignored.
+
+use std::collections::HashSet;
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Line {
+    Start {
+        backup: String,
+        target: String,
+        stamp_ms: i64,
+        id_seed: u64,
+        /// Client id of our lock, so a resumed run can remove the lock a killed one left.
+        #[serde(default)]
+        lock_id: Option<String>,
+    },
+    Cleared,
+    Done {
+        path: String,
+    },
+}
+
+/// What an earlier, unfinished run of the same restore left.
+#[derive(Debug, Default, Clone)]
+pub struct Resume {
+    pub stamp_ms: i64,
+    pub id_seed: u64,
+    pub lock_id: Option<String>,
+    pub cleared: bool,
+    pub done: HashSet<String>,
+}
+
+/// What a run records when it starts.
+pub struct JournalStart {
+    pub stamp_ms: i64,
+    pub id_seed: u64,
+    pub lock_id: String,
+    pub backup: PathBuf,
+    pub target: String,
+}
+
+pub struct Journal {
+    path: PathBuf,
+    file: Mutex<File>,
+    /// `Some` when this run continues an interrupted one.
+    pub resumed: Option<Resume>,
+}
+
+/// Default place: `$XDG_STATE_HOME/joplin-restore/journals` (or `~/.local/state/…`).
+pub fn default_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("XDG_STATE_HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(d).join("joplin-restore/journals");
+    }
+    if let Some(h) = std::env::var_os("HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(h).join(".local/state/joplin-restore/journals");
+    }
+    PathBuf::from("joplin-restore-journals")
+}
+
+/// Identify "the same restore": the backup file (path, size, mtime), the target and the options
+/// that change what gets written.
+pub fn key(backup: &Path, target: &str, options: &str) -> String {
+    let meta = std::fs::metadata(backup).ok();
+    let mut h = Sha256::new();
+    h.update(
+        std::fs::canonicalize(backup)
+            .unwrap_or_else(|_| backup.to_path_buf())
+            .to_string_lossy()
+            .as_bytes(),
+    );
+    if let Some(m) = meta {
+        h.update(m.len().to_le_bytes());
+        if let Ok(t) = m.modified() {
+            h.update(format!("{t:?}").as_bytes());
+        }
+    }
+    h.update(target.as_bytes());
+    h.update(options.as_bytes());
+    hex::encode(&h.finalize()[..12])
+}
+
+fn read(path: &Path) -> Option<Resume> {
+    let f = File::open(path).ok()?;
+    let mut r: Option<Resume> = None;
+    for line in BufReader::new(f).lines() {
+        let Ok(line) = line else { break };
+        match serde_json::from_str::<Line>(&line) {
+            Ok(Line::Start {
+                stamp_ms,
+                id_seed,
+                lock_id,
+                ..
+            }) => {
+                r = Some(Resume {
+                    stamp_ms,
+                    id_seed,
+                    lock_id,
+                    ..Default::default()
+                })
+            }
+            Ok(Line::Cleared) => {
+                if let Some(r) = r.as_mut() {
+                    r.cleared = true
+                }
+            }
+            Ok(Line::Done { path }) => {
+                if let Some(r) = r.as_mut() {
+                    r.done.insert(path);
+                }
+            }
+            // A torn line from a killed run: everything before it still counts.
+            Err(_) => break,
+        }
+    }
+    r
+}
+
+impl Journal {
+    /// What an unfinished earlier run of the same restore left, if anything.
+    pub fn peek(dir: &Path, key: &str) -> Option<Resume> {
+        read(&dir.join(format!("{key}.jsonl")))
+    }
+
+    /// Start (or continue, with `resumed`) the journal for `key`.
+    pub fn begin(
+        dir: &Path,
+        key: &str,
+        resumed: Option<Resume>,
+        start: JournalStart,
+    ) -> Result<Journal> {
+        std::fs::create_dir_all(dir).with_context(|| {
+            format!(
+                "cannot create the journal folder {} (choose another with --journal-dir)",
+                dir.display()
+            )
+        })?;
+        let path = dir.join(format!("{key}.jsonl"));
+        // Rewrite the journal compactly, so a torn line from a killed run is gone.
+        let mut text = serde_json::to_string(&Line::Start {
+            backup: start.backup.display().to_string(),
+            target: start.target,
+            stamp_ms: start.stamp_ms,
+            id_seed: start.id_seed,
+            lock_id: Some(start.lock_id),
+        })?;
+        text.push('\n');
+        if let Some(r) = &resumed {
+            if r.cleared {
+                text.push_str(&serde_json::to_string(&Line::Cleared)?);
+                text.push('\n');
+            }
+            for p in &r.done {
+                text.push_str(&serde_json::to_string(&Line::Done { path: p.clone() })?);
+                text.push('\n');
+            }
+        }
+        let tmp = path.with_extension("jsonl.tmp");
+        std::fs::write(&tmp, text)
+            .with_context(|| format!("cannot write the journal {}", tmp.display()))?;
+        std::fs::rename(&tmp, &path)?;
+        let file = OpenOptions::new().append(true).open(&path)?;
+        Ok(Journal {
+            path,
+            file: Mutex::new(file),
+            resumed,
+        })
+    }
+
+    fn append(&self, line: &Line) {
+        let text = serde_json::to_string(line).expect("journal lines serialise");
+        let mut f = self.file.lock().expect("poisoned");
+        // One write per line: a kill leaves at worst one torn last line, which readers skip.
+        if let Err(e) = f.write_all(format!("{text}\n").as_bytes()) {
+            tracing::warn!(
+                "cannot write the resume journal {}: {e}",
+                self.path.display()
+            );
+        }
+    }
+
+    pub fn record_done(&self, path: &str) {
+        self.append(&Line::Done {
+            path: path.to_string(),
+        });
+    }
+
+    pub fn record_cleared(&self) {
+        self.append(&Line::Cleared);
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The restore finished: nothing left to resume.
+    pub fn finish(self) -> Result<()> {
+        drop(self.file);
+        std::fs::remove_file(&self.path)
+            .with_context(|| format!("removing the finished journal {}", self.path.display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn start(stamp_ms: i64, id_seed: u64) -> JournalStart {
+        JournalStart {
+            stamp_ms,
+            id_seed,
+            lock_id: "L".into(),
+            backup: "b".into(),
+            target: "t".into(),
+        }
+    }
+
+    #[test]
+    fn resumes_stamp_clear_and_done_and_skips_a_torn_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        assert!(Journal::peek(d, "k").is_none());
+        let j = Journal::begin(d, "k", None, start(42, 7)).unwrap();
+        j.record_cleared();
+        j.record_done("a.md");
+        j.record_done(".resource/b");
+        drop(j);
+        let p = d.join("k.jsonl");
+        let mut f = OpenOptions::new().append(true).open(&p).unwrap();
+        f.write_all(b"{\"done\":{\"pa").unwrap();
+        let r = Journal::peek(d, "k").unwrap();
+        assert_eq!((r.stamp_ms, r.id_seed, r.cleared), (42, 7, true));
+        assert_eq!(r.lock_id.as_deref(), Some("L"));
+        assert_eq!(r.done.len(), 2);
+        let j = Journal::begin(d, "k", Some(r), start(42, 7)).unwrap();
+        // Lines recorded after a torn one still count on the next resume.
+        j.record_done("c.md");
+        drop(j);
+        assert_eq!(Journal::peek(d, "k").unwrap().done.len(), 3);
+        let j = Journal::begin(d, "k", None, start(1, 1)).unwrap();
+        j.finish().unwrap();
+        assert!(!p.exists());
+    }
+}

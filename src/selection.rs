@@ -1,0 +1,270 @@
+//! `--only`: pick notebooks (with sub-notebooks), notes or tags from a backup, plus everything
+//! they need — parent notebooks, linked attachments, tags and note-tag links.
+
+use std::collections::{HashMap, HashSet};
+
+use anyhow::{bail, Result};
+use regex::Regex;
+
+use crate::backup::Backup;
+use crate::item::{is_item_id, ItemType};
+
+/// One `--only` value: `notebook:Work/Projects`, `note:<id or title>`, `tag:<title>`, or a bare
+/// value tried as an id, a notebook path, a note title, then a tag title.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selector {
+    Notebook(String),
+    Note(String),
+    Tag(String),
+    Any(String),
+}
+
+impl std::str::FromStr for Selector {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (kind, value) = match s.split_once(':') {
+            Some((k @ ("notebook" | "note" | "tag"), v)) => (k, v),
+            _ => ("", s),
+        };
+        if value.trim().is_empty() {
+            return Err(format!("--only {s:?}: nothing to select"));
+        }
+        let v = value.to_string();
+        Ok(match kind {
+            "notebook" => Selector::Notebook(v),
+            "note" => Selector::Note(v),
+            "tag" => Selector::Tag(v),
+            _ => Selector::Any(v),
+        })
+    }
+}
+
+struct Index<'a> {
+    kind: HashMap<&'a str, ItemType>,
+    title: HashMap<&'a str, &'a str>,
+    parent: HashMap<&'a str, &'a str>,
+    children: HashMap<&'a str, Vec<&'a str>>,
+    notes_in: HashMap<&'a str, Vec<&'a str>>,
+    /// note id → (note_tag id, tag id)
+    links_of_note: HashMap<&'a str, Vec<(&'a str, &'a str)>>,
+    notes_of_tag: HashMap<&'a str, Vec<&'a str>>,
+    body: HashMap<&'a str, &'a str>,
+}
+
+fn index(backup: &Backup) -> Index<'_> {
+    let mut ix = Index {
+        kind: HashMap::new(),
+        title: HashMap::new(),
+        parent: HashMap::new(),
+        children: HashMap::new(),
+        notes_in: HashMap::new(),
+        links_of_note: HashMap::new(),
+        notes_of_tag: HashMap::new(),
+        body: HashMap::new(),
+    };
+    for bi in &backup.items {
+        let it = &bi.item;
+        let id = it.id();
+        ix.kind.insert(id, it.item_type());
+        ix.title.insert(id, it.title_or_empty());
+        match it.item_type() {
+            ItemType::Folder => {
+                ix.parent.insert(id, it.parent_id());
+                ix.children.entry(it.parent_id()).or_default().push(id);
+            }
+            ItemType::Note => {
+                ix.parent.insert(id, it.parent_id());
+                ix.notes_in.entry(it.parent_id()).or_default().push(id);
+                ix.body.insert(id, it.body.as_str());
+            }
+            ItemType::NoteTag => {
+                let note = it.get("note_id").unwrap_or("");
+                let tag = it.get("tag_id").unwrap_or("");
+                ix.links_of_note.entry(note).or_default().push((id, tag));
+                ix.notes_of_tag.entry(tag).or_default().push(note);
+            }
+            _ => {}
+        }
+    }
+    ix
+}
+
+fn of_kind<'a>(ix: &Index<'a>, kind: ItemType, title: &str) -> Vec<&'a str> {
+    ix.kind
+        .iter()
+        .filter(|(id, k)| **k == kind && ix.title.get(*id) == Some(&title))
+        .map(|(id, _)| *id)
+        .collect()
+}
+
+fn notebooks_by_path<'a>(ix: &Index<'a>, path: &str) -> Vec<&'a str> {
+    let mut level: Vec<&str> = vec![""];
+    for part in path.split('/').filter(|p| !p.is_empty()) {
+        level = level
+            .iter()
+            .flat_map(|p| ix.children.get(p).cloned().unwrap_or_default())
+            .filter(|c| ix.title.get(c) == Some(&part))
+            .collect();
+    }
+    if level == [""] {
+        vec![]
+    } else {
+        level
+    }
+}
+
+/// Resolve selectors to the ids a partial restore writes.
+pub fn resolve(backup: &Backup, selectors: &[Selector]) -> Result<HashSet<String>> {
+    let ix = index(backup);
+    let mut folders: Vec<&str> = Vec::new();
+    let mut notes: Vec<&str> = Vec::new();
+    let mut tags: Vec<&str> = Vec::new();
+    for sel in selectors {
+        let before = folders.len() + notes.len() + tags.len();
+        match sel {
+            Selector::Notebook(p) => folders.extend(notebooks_by_path(&ix, p)),
+            Selector::Note(v) => {
+                if is_item_id(v) && ix.kind.get(v.as_str()) == Some(&ItemType::Note) {
+                    notes.push(ix.kind.get_key_value(v.as_str()).unwrap().0);
+                } else {
+                    notes.extend(of_kind(&ix, ItemType::Note, v));
+                }
+            }
+            Selector::Tag(t) => tags.extend(of_kind(&ix, ItemType::Tag, t)),
+            Selector::Any(v) => {
+                if let Some((id, kind)) = ix.kind.get_key_value(v.as_str()) {
+                    match kind {
+                        ItemType::Folder => folders.push(id),
+                        ItemType::Note => notes.push(id),
+                        ItemType::Tag => tags.push(id),
+                        _ => {}
+                    }
+                } else {
+                    let f = notebooks_by_path(&ix, v);
+                    if !f.is_empty() {
+                        folders.extend(f);
+                    } else {
+                        let n = of_kind(&ix, ItemType::Note, v);
+                        if !n.is_empty() {
+                            notes.extend(n);
+                        } else {
+                            tags.extend(of_kind(&ix, ItemType::Tag, v));
+                        }
+                    }
+                }
+            }
+        }
+        if folders.len() + notes.len() + tags.len() == before {
+            bail!(
+                "--only {sel:?} matches nothing in the backup. Run `joplin-restore inspect BACKUP` \
+                 to see its notebooks; use notebook:PATH/TO/NOTEBOOK, note:ID-OR-TITLE or tag:TITLE."
+            );
+        }
+    }
+
+    let mut out: HashSet<String> = HashSet::new();
+    // Notebooks with every sub-notebook and their notes.
+    let mut stack: Vec<&str> = folders.clone();
+    let mut seen = HashSet::new();
+    while let Some(f) = stack.pop() {
+        if !seen.insert(f) || seen.len() > 100_000 {
+            continue;
+        }
+        out.insert(f.to_string());
+        stack.extend(ix.children.get(f).cloned().unwrap_or_default());
+        notes.extend(ix.notes_in.get(f).cloned().unwrap_or_default());
+    }
+    for t in &tags {
+        notes.extend(ix.notes_of_tag.get(t).cloned().unwrap_or_default());
+    }
+    let link = Regex::new(r":/([0-9a-fA-F]{32})").expect("valid regex");
+    for n in &notes {
+        if ix.kind.get(n) != Some(&ItemType::Note) {
+            continue;
+        }
+        out.insert(n.to_string());
+        for (nt, tag) in ix.links_of_note.get(n).cloned().unwrap_or_default() {
+            if ix.kind.contains_key(tag) {
+                out.insert(nt.to_string());
+                out.insert(tag.to_string());
+            }
+        }
+        for c in link.captures_iter(ix.body.get(n).copied().unwrap_or("")) {
+            let id = c[1].to_ascii_lowercase();
+            if ix.kind.get(id.as_str()) == Some(&ItemType::Resource) {
+                out.insert(id);
+            }
+        }
+    }
+    // Parent notebooks up to the root, so nothing lands orphaned.
+    let starts: Vec<String> = out.iter().cloned().collect();
+    for id in starts {
+        let mut cur = ix.parent.get(id.as_str()).copied();
+        let mut hops = 0;
+        while let Some(p) = cur.filter(|p| !p.is_empty() && hops < 64) {
+            out.insert(p.to_string());
+            cur = ix.parent.get(p).copied();
+            hops += 1;
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn sample() -> Backup {
+        Backup::open(&Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/sample.jex")).unwrap()
+    }
+
+    #[test]
+    fn a_notebook_brings_sub_notebooks_notes_parents_resources_and_tags() {
+        let b = sample();
+        let ids = resolve(&b, &["notebook:Personal/Projects".parse().unwrap()]).unwrap();
+        // Projects, Alpha, Specs + parent Personal; notes Roadmap, Overview, Wire format; the
+        // "work" tag and its link.
+        for id in [
+            "0318ad5af63c4f109df1974eca82715a",
+            "13a4946dbdfd4e6da092338544754f29",
+            "1a3558223d884174b40dcb0cdfb8bfa3",
+            "c92807ad73ea40938d12cd5a105b5efe",
+            "7cf9bead95744245a9011f01c8222d5a",
+            "2ebc0432f27d42fdb982a925c8734636",
+            "baebcb3f78be4455a7c769acc9d95fdc",
+            "b3ef053da1bb4864b6e51293d9730359",
+            "392ebac8e2c84f1dada91adf852e2069",
+        ] {
+            assert!(ids.contains(id), "missing {id}");
+        }
+        assert!(
+            !ids.contains("33891a5cf6a84c18ab0b4de1404c88b2"),
+            "Journal is not selected"
+        );
+    }
+
+    #[test]
+    fn a_note_brings_its_attachments_and_tags() {
+        let b = sample();
+        let ids = resolve(&b, &["note:Attachments".parse().unwrap()]).unwrap();
+        for id in [
+            "0006b457342a4b078515990fa709441b",
+            "8c9f67d46dce4ef0af0f5826f53330a6",
+            "57802a35e45342b38b20b51a9d7004c0",
+            "e2a1fd3d4baf4fda81d162843a25cf29",
+            "7241f91bc84849938247fa679a076b7b",
+            "33891a5cf6a84c18ab0b4de1404c88b2",
+            "c92807ad73ea40938d12cd5a105b5efe",
+        ] {
+            assert!(ids.contains(id), "missing {id}");
+        }
+    }
+
+    #[test]
+    fn unmatched_selector_is_a_clear_error() {
+        let b = sample();
+        let e = resolve(&b, &["notebook:Nope".parse().unwrap()]).unwrap_err();
+        assert!(e.to_string().contains("matches nothing"));
+    }
+}

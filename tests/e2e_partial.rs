@@ -1,0 +1,137 @@
+//! Partial restore into a live target (`--only`), judged by the real Joplin CLI.
+
+mod support;
+
+use std::collections::BTreeMap;
+
+use support::joplin::{assert_manifest_eq, Profile};
+use support::{jr_ok, sample_jex, sample_manifest, tree_hashes};
+
+#[test]
+fn a_deleted_notebook_comes_back_and_nothing_else_changes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let target = tmp.path().join("target");
+    let t = target.to_str().unwrap();
+    jr_ok(&[
+        "restore",
+        sample_jex().to_str().unwrap(),
+        "--target",
+        t,
+        "-q",
+    ]);
+    let p = Profile::new(tmp.path().join("client"));
+    p.use_folder(&target);
+    p.sync();
+    // One notebook deleted for good (with its notes, attachments' note, tagged notes), one moved
+    // to the trash; plus an unrelated new note that the partial restore must not touch.
+    p.batch(&[
+        "rmbook -f -p Journal".into(),
+        "rmbook -f 日本語ノート".into(),
+        "use Alpha".into(),
+        "mknote \"Written after the backup\"".into(),
+    ]);
+    p.sync();
+    let before: BTreeMap<String, String> = tree_hashes(&target).into_iter().collect();
+
+    let out = jr_ok(&[
+        "restore",
+        sample_jex().to_str().unwrap(),
+        "--target",
+        t,
+        "--only",
+        "notebook:Personal/Journal",
+        "--only",
+        "notebook:Personal/日本語ノート",
+        "--yes",
+        "--snapshot-dir",
+        tmp.path().join("snaps").to_str().unwrap(),
+    ]);
+    assert!(
+        out.contains("Kept the target's own copy"),
+        "the parent notebook stays: {out}"
+    );
+    let after: BTreeMap<String, String> = tree_hashes(&target).into_iter().collect();
+    // The selection: Journal and 日本語ノート with their notes, attachments, tags and links.
+    let selected = [
+        "33891a5cf6a84c18ab0b4de1404c88b2",
+        "334a66b3000143889e50f9c9097c0cc8",
+        "7ee20fb52f3c439d9b0cbe6d895d4de4",
+        "0006b457342a4b078515990fa709441b",
+        "8c9f67d46dce4ef0af0f5826f53330a6",
+        "57802a35e45342b38b20b51a9d7004c0",
+        "e2a1fd3d4baf4fda81d162843a25cf29",
+        "7241f91bc84849938247fa679a076b7b",
+        "ab6c66342c45449ea8fc4003803b2378",
+    ];
+    for (path, hash) in &before {
+        if selected.iter().any(|id| path.contains(id)) || path.starts_with("locks") {
+            continue;
+        }
+        if path.ends_with(".md") || path.starts_with(".resource/") {
+            assert_eq!(after.get(path), Some(hash), "{path} changed or vanished");
+        }
+    }
+    for path in after.keys().filter(|p| !before.contains_key(*p)) {
+        if path.ends_with(".md") {
+            assert!(
+                selected.iter().any(|id| path.contains(id))
+                    || sample_manifest()
+                        .to_string()
+                        .contains(path.trim_end_matches(".md")),
+                "unexpected new file {path}"
+            );
+        }
+    }
+
+    p.sync();
+    let mut want = sample_manifest();
+    // The client keeps its note written after the backup; everything else is the backup again.
+    let got = p.manifest();
+    let extra: Vec<&serde_json::Value> = got["notes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["title"] == "Written after the backup")
+        .collect();
+    assert_eq!(extra.len(), 1, "the unrelated note stays, once");
+    let mut without = got.clone();
+    without["notes"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|n| n["title"] != "Written after the backup");
+    without["counts"]["notes"] = serde_json::json!(without["notes"].as_array().unwrap().len());
+    want["counts"] = without["counts"].clone();
+    assert_manifest_eq(&without, &want, "client after the partial restore");
+    assert_eq!(got["counts"]["notes"], 11);
+}
+
+#[test]
+fn dry_run_lists_what_a_partial_restore_adds() {
+    let tmp = tempfile::tempdir().unwrap();
+    let target = tmp.path().join("target");
+    let t = target.to_str().unwrap();
+    jr_ok(&[
+        "restore",
+        sample_jex().to_str().unwrap(),
+        "--target",
+        t,
+        "-q",
+    ]);
+    std::fs::remove_file(target.join("2ebc0432f27d42fdb982a925c8734636.md")).unwrap();
+    let before = tree_hashes(&target);
+    let out = jr_ok(&[
+        "restore",
+        sample_jex().to_str().unwrap(),
+        "--target",
+        t,
+        "--only",
+        "note:Overview",
+        "--dry-run",
+    ]);
+    assert!(
+        out.contains("2ebc0432f27d42fdb982a925c8734636 \"Overview\""),
+        "{out}"
+    );
+    assert!(out.contains("delete 0"), "{out}");
+    assert_eq!(before, tree_hashes(&target));
+}

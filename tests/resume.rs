@@ -1,0 +1,175 @@
+//! Interrupted restores resume: kill -9 at random points (during clear and during upload), rerun
+//! until done, verify; nothing the journal recorded as done is uploaded again.
+
+mod support;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, SystemTime};
+
+use joplin_restore::generate::{write_jex, GenSpec};
+use support::{jr_ok, text};
+
+fn generated(dir: &Path, seed: u64, notes: usize) -> PathBuf {
+    let p = dir.join(format!("gen-{seed}.jex"));
+    let spec = GenSpec {
+        notes,
+        notebooks: 20,
+        tags: 5,
+        attachments: 40,
+        attachment_bytes: 4096,
+        seed,
+    };
+    write_jex(&spec, &p).unwrap();
+    p
+}
+
+/// Paths the journal in `dir` says are done.
+fn journal_done(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in rd {
+        let text = std::fs::read_to_string(e.unwrap().path()).unwrap_or_default();
+        for line in text.lines() {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(line) {
+                if let Some(p) = v.pointer("/done/path").and_then(|p| p.as_str()) {
+                    out.push(p.to_string());
+                }
+            }
+        }
+    }
+    out
+}
+
+fn mtimes(target: &Path, paths: &[String]) -> HashMap<String, SystemTime> {
+    paths
+        .iter()
+        .filter_map(|p| {
+            let m = std::fs::metadata(target.join(p)).ok()?.modified().ok()?;
+            Some((p.clone(), m))
+        })
+        .collect()
+}
+
+/// Deterministic delays in [300, 2800) ms.
+fn delays(seed: u64, n: usize) -> Vec<u64> {
+    let mut s = seed;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            300 + s % 2500
+        })
+        .collect()
+}
+
+fn kill_and_resume(mode: &str, seed: u64) {
+    let tmp = tempfile::tempdir().unwrap();
+    let target = tmp.path().join("target");
+    let journals = tmp.path().join("journals");
+    // The target first holds a different collection, so the restore clears/deletes and uploads.
+    let old = generated(tmp.path(), seed + 100, 1200);
+    jr_ok(&[
+        "restore",
+        old.to_str().unwrap(),
+        "--target",
+        target.to_str().unwrap(),
+        "-q",
+    ]);
+    let backup = generated(tmp.path(), seed, 1900);
+    let args: Vec<String> = [
+        "restore",
+        backup.to_str().unwrap(),
+        "--target",
+        target.to_str().unwrap(),
+        "--mode",
+        mode,
+        "--yes",
+        "-q",
+        "--tpslimit",
+        "600",
+        "--no-snapshot",
+        "--journal-dir",
+        journals.to_str().unwrap(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+
+    let mut kills = 0;
+    let mut finished = false;
+    for (round, delay) in delays(seed, 10).into_iter().enumerate() {
+        let done_before = journal_done(&journals);
+        let times_before = mtimes(&target, &done_before);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_joplin-restore"))
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay));
+        match child.try_wait().unwrap() {
+            Some(status) => {
+                let out = child.wait_with_output().unwrap();
+                assert!(
+                    status.success(),
+                    "round {round}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                finished = true;
+            }
+            None => {
+                child.kill().unwrap();
+                child.wait().unwrap();
+                kills += 1;
+            }
+        }
+        // What the journal said was done before this round was not written again.
+        let times_after = mtimes(&target, &done_before);
+        for (p, t) in &times_before {
+            if let Some(after) = times_after.get(p) {
+                assert_eq!(
+                    after, t,
+                    "round {round}: {p} was uploaded again after the journal said done"
+                );
+            }
+        }
+        if finished {
+            break;
+        }
+    }
+    assert!(
+        kills >= 3,
+        "the restore finished too early to test interruption ({kills} kills)"
+    );
+    if !finished {
+        let o = support::jr(&args.iter().map(|s| s.as_str()).collect::<Vec<_>>());
+        assert!(o.status.success(), "final run: {}", text(&o));
+    }
+    let out = jr_ok(&[
+        "verify",
+        backup.to_str().unwrap(),
+        "--target",
+        target.to_str().unwrap(),
+    ]);
+    assert!(out.starts_with("OK:"), "{out}");
+    assert!(
+        journal_done(&journals).is_empty(),
+        "a finished restore leaves no journal"
+    );
+}
+
+#[test]
+fn mirror_restore_survives_kill_9_at_random_points() {
+    kill_and_resume("mirror", 11);
+}
+
+#[test]
+fn clear_first_restore_survives_kill_9_during_clear_and_upload() {
+    kill_and_resume("clear-first", 23);
+}
