@@ -6,7 +6,7 @@ mod support;
 use backend_core::{Storage, StorageError};
 use backend_webdav::{parse_target, Secret, WebDavConfig, WebDavStorage};
 use bytes::Bytes;
-use support::webdav::{DavServer, PASS, USER};
+use support::webdav::{DavServer, FaultProxy, PASS, USER};
 
 fn storage(url: &str, password: &str) -> WebDavStorage {
     let (url, _) = parse_target(url).unwrap();
@@ -162,4 +162,36 @@ async fn keep_alive_reuses_connections() {
         "30 sequential PUTs used {} connections:\n{log}",
         ports.len()
     );
+}
+
+/// 429 with Retry-After is classed as rate limiting with the server's delay, and the pacer's
+/// retries get the upload through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limiting_is_retried_after_the_servers_delay() {
+    use backend_core::pacer::{Paced, PacerOptions};
+    let srv = DavServer::apache();
+    srv.make_collection("Joplin");
+    let proxy = FaultProxy::rate_limited(srv.port, 3);
+    let url = format!("http://127.0.0.1:{}/dav/Joplin", proxy.port);
+    let bare = storage(&url, PASS);
+    match bare.put("a.md", Bytes::from_static(b"x")).await {
+        Err(StorageError::RateLimited { retry_after, .. }) => {
+            assert_eq!(retry_after, Some(std::time::Duration::from_secs(1)))
+        }
+        other => panic!("want RateLimited, got {other:?}"),
+    }
+    let paced = Paced::new(
+        std::sync::Arc::new(storage(&url, PASS)),
+        PacerOptions {
+            retries: 5,
+            ..Default::default()
+        },
+    );
+    paced.put("a.md", Bytes::from_static(b"x")).await.unwrap();
+    assert_eq!(paced.counts().rate_limited, 2);
+    assert_eq!(
+        proxy.puts_refused.load(std::sync::atomic::Ordering::SeqCst),
+        3
+    );
+    assert_eq!(std::fs::read(srv.data.join("Joplin/a.md")).unwrap(), b"x");
 }

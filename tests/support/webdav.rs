@@ -317,32 +317,50 @@ pub fn jr_dav(args: &[&str]) -> std::process::Output {
 }
 
 /// A one-request-per-connection HTTP/1.1 proxy to a server on 127.0.0.1 that answers
-/// `507 Insufficient Storage` to every PUT once `puts_allowed` PUTs went through.
+/// `507 Insufficient Storage` to every PUT once `puts_allowed` PUTs went through, and
+/// `429 Too Many Requests` (`Retry-After: 1`) to the first `throttled` requests.
 pub struct FaultProxy {
     pub port: u16,
     puts_allowed: Arc<AtomicUsize>,
+    /// Requests answered 507 or 429.
     pub puts_refused: Arc<AtomicUsize>,
+    throttled: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
     accept: Option<std::thread::JoinHandle<()>>,
 }
 
 impl FaultProxy {
     pub fn new(upstream_port: u16, puts_allowed: usize) -> FaultProxy {
+        Self::start(upstream_port, puts_allowed, 0)
+    }
+
+    /// Answer the first `n` requests with 429 and `Retry-After: 1`, then forward everything.
+    pub fn rate_limited(upstream_port: u16, n: usize) -> FaultProxy {
+        Self::start(upstream_port, usize::MAX, n)
+    }
+
+    fn start(upstream_port: u16, puts_allowed: usize, throttled: usize) -> FaultProxy {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let allowed = Arc::new(AtomicUsize::new(puts_allowed));
         let refused = Arc::new(AtomicUsize::new(0));
         let stop = Arc::new(AtomicBool::new(false));
-        let (a, r, s) = (allowed.clone(), refused.clone(), stop.clone());
+        let throttled = Arc::new(AtomicUsize::new(throttled));
+        let (a, r, s, t) = (
+            allowed.clone(),
+            refused.clone(),
+            stop.clone(),
+            throttled.clone(),
+        );
         let accept = std::thread::spawn(move || {
             for conn in listener.incoming() {
                 if s.load(Ordering::SeqCst) {
                     break;
                 }
                 let Ok(conn) = conn else { continue };
-                let (a, r) = (a.clone(), r.clone());
+                let (a, r, t) = (a.clone(), r.clone(), t.clone());
                 std::thread::spawn(move || {
-                    let _ = serve_one(conn, upstream_port, &a, &r);
+                    let _ = serve_one(conn, upstream_port, &a, &r, &t);
                 });
             }
         });
@@ -350,6 +368,7 @@ impl FaultProxy {
             port,
             puts_allowed: allowed,
             puts_refused: refused,
+            throttled,
             stop,
             accept: Some(accept),
         }
@@ -358,6 +377,7 @@ impl FaultProxy {
     /// Let every PUT through from now on.
     pub fn heal(&self) {
         self.puts_allowed.store(usize::MAX, Ordering::SeqCst);
+        self.throttled.store(0, Ordering::SeqCst);
     }
 }
 
@@ -377,6 +397,7 @@ fn serve_one(
     upstream_port: u16,
     allowed: &AtomicUsize,
     refused: &AtomicUsize,
+    throttled: &AtomicUsize,
 ) -> std::io::Result<()> {
     client.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut reader = BufReader::new(client.try_clone()?);
@@ -406,6 +427,16 @@ fn serve_one(
     let mut body = vec![0u8; content_length];
     reader.read_exact(&mut body)?;
     let mut client = client;
+    if throttled
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok()
+    {
+        refused.fetch_add(1, Ordering::SeqCst);
+        client.write_all(
+            b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        )?;
+        return client.shutdown(Shutdown::Both);
+    }
     if method == "PUT" {
         let ok = allowed
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
