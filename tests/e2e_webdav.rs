@@ -287,3 +287,61 @@ fn clear_leaves_only_info_json_and_a_fresh_client_sees_nothing() {
     assert!(o.contains("Fail-safe"), "{o}");
     assert_eq!(filler.manifest()["counts"]["notes"], 1);
 }
+
+/// On a terminal the password is asked for, without echo. `script` (util-linux) gives the
+/// command a pseudo-terminal; the password is typed only once the prompt is shown.
+#[test]
+fn password_prompt_on_a_terminal_is_not_echoed() {
+    use std::io::{Read, Write};
+    use std::process::{Command, Stdio};
+    use std::time::Duration;
+
+    let srv = DavServer::apache();
+    let url = srv.url("Joplin");
+    restore(&url, &[]);
+    let cmd = format!(
+        "{} verify {} --target {url} --username {USER}",
+        env!("CARGO_BIN_EXE_joplin-restore"),
+        jex()
+    );
+    let mut child = Command::new("script")
+        .args(["-q", "-e", "-c", &cmd, "/dev/null"])
+        .env_remove("JOPLIN_RESTORE_PASSWORD")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("script (util-linux)");
+    let mut stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stdout.read(&mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut typed = false;
+    // Bounded: at most 60 s in all.
+    while let Ok(chunk) = rx.recv_timeout(Duration::from_secs(60)) {
+        seen.extend_from_slice(&chunk);
+        if !typed && String::from_utf8_lossy(&seen).contains("Password for joplin on") {
+            stdin
+                .write_all(format!("{}\n", support::webdav::PASS).as_bytes())
+                .unwrap();
+            typed = true;
+        }
+    }
+    let status = child.wait().unwrap();
+    let out = String::from_utf8_lossy(&seen);
+    assert!(typed, "no password prompt:\n{out}");
+    assert!(status.success(), "{out}");
+    assert!(out.contains("OK: 27 items and 3 blobs"), "{out}");
+    assert!(
+        !out.contains(support::webdav::PASS),
+        "the password was echoed:\n{out}"
+    );
+}
