@@ -14,7 +14,7 @@ log() { printf '[install] %s\n' "$*" >&2; }
 mkdir -p "$TOOLS"
 
 need=()
-for p in apache2 apache2-utils rclone curl openssl libsecret-1-dev pkg-config g++ make python3 p7zip-full; do
+for p in apache2 apache2-utils rclone curl openssl bsdutils libsecret-1-dev pkg-config g++ make python3 p7zip-full; do
   dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
 if ((${#need[@]})); then

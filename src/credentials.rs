@@ -1,5 +1,6 @@
 //! Where a server password comes from: never the command line (it would show in `ps` and shell
-//! history). In order: `JOPLIN_RESTORE_PASSWORD`, `--password-file`, an interactive prompt.
+//! history). In order: `--password-file` (asked for explicitly, so it wins), then
+//! `JOPLIN_RESTORE_PASSWORD`, then an interactive prompt.
 
 use std::io::IsTerminal;
 use std::path::Path;
@@ -15,11 +16,6 @@ pub fn password_for(
     server: &str,
     password_file: Option<&Path>,
 ) -> Result<Option<Secret>> {
-    if let Ok(p) = std::env::var(PASSWORD_ENV) {
-        if !p.is_empty() {
-            return Ok(Some(Secret::new(p)));
-        }
-    }
     if let Some(f) = password_file {
         let raw = std::fs::read_to_string(f)
             .with_context(|| format!("--password-file {}: cannot read it", f.display()))?;
@@ -30,6 +26,11 @@ pub fn password_for(
             bail!("--password-file {}: the file is empty", f.display());
         }
         return Ok(Some(Secret::new(p)));
+    }
+    if let Ok(p) = std::env::var(PASSWORD_ENV) {
+        if !p.is_empty() {
+            return Ok(Some(Secret::new(p)));
+        }
     }
     let Some(user) = user else {
         return Ok(None);

@@ -129,7 +129,7 @@ fn wrong_password_is_a_clear_401_and_changes_nothing() {
     let before = data_files(&srv.data);
     let pwfile = tmp.path().join("pw");
     std::fs::write(&pwfile, "not-the-password\n").unwrap();
-    // --password-file, with no password in the environment.
+    // --password-file wins over the (right) password in the environment.
     let o = jr_env(
         &[
             "restore",
@@ -143,7 +143,7 @@ fn wrong_password_is_a_clear_401_and_changes_nothing() {
             "--yes",
             "--rewrite-unchanged",
         ],
-        &[("JOPLIN_RESTORE_PASSWORD", "")],
+        &[("JOPLIN_RESTORE_PASSWORD", support::webdav::PASS)],
     );
     let all = text(&o);
     assert_eq!(o.status.code(), Some(1), "{all}");
