@@ -62,6 +62,7 @@ pub fn report(backup: &Backup, v: &Validation) -> String {
     let mut out = String::new();
     let c = counts(backup);
     let _ = writeln!(out, "Backup: {}", backup.source.display());
+    out.push_str(&source_report(backup));
     let _ = writeln!(
         out,
         "  {} notebooks, {} notes, {} to-dos ({} done), {} tags ({} links), {} resources ({} bytes){}",
@@ -125,6 +126,60 @@ pub fn report(backup: &Backup, v: &Validation) -> String {
     }
     for w in &backup.warnings {
         let _ = writeln!(out, "  warning: {w}");
+    }
+    out
+}
+
+/// Which set was read, from what files, and the set's `profile/` files.
+fn source_report(backup: &Backup) -> String {
+    let mut out = String::new();
+    if !backup.sets.is_empty() {
+        let _ = writeln!(out, "  {} backup set(s) in this folder:", backup.sets.len());
+        for s in &backup.sets {
+            let chosen = backup.set.as_ref().is_some_and(|c| c.path == s.path);
+            let _ = writeln!(
+                out,
+                "  {} {:<32} {:<16} {:>12} bytes",
+                if chosen { "*" } else { " " },
+                s.name,
+                s.date
+                    .map(|d| d.format("%Y-%m-%d %H:%M").to_string())
+                    .unwrap_or_else(|| "?".into()),
+                s.bytes
+            );
+        }
+        if let Some(c) = &backup.set {
+            let _ = writeln!(
+                out,
+                "  Reading set {} (choose another with --set NAME)",
+                c.name
+            );
+        }
+    }
+    if backup.parts.len() > 1 {
+        let _ = writeln!(
+            out,
+            "  {} JEX files (one per notebook):",
+            backup.parts.len()
+        );
+        for p in &backup.parts {
+            let _ = writeln!(
+                out,
+                "    {}",
+                p.file_name().unwrap_or_default().to_string_lossy()
+            );
+        }
+    }
+    match backup.profile_files() {
+        Some(pf) => {
+            let _ = writeln!(out, "  profile/ ({} files):", pf.files.len());
+            for (name, size) in &pf.files {
+                let _ = writeln!(out, "    {name} ({size} bytes)");
+            }
+        }
+        None => {
+            let _ = writeln!(out, "  profile/: none in this backup");
+        }
     }
     out
 }

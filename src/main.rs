@@ -5,6 +5,7 @@ use std::sync::Arc;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+use joplin_restore::backup::{Backup, BackupOptions};
 use joplin_restore::clear::{self, ClearArgs};
 use joplin_restore::exit;
 use joplin_restore::export::{self, ExportArgs};
@@ -13,7 +14,7 @@ use joplin_restore::restore::{self, RestoreArgs};
 use joplin_restore::rollback::{self, RollbackArgs};
 use joplin_restore::target::SyncTarget;
 use joplin_restore::validate::{validate, ProblemClass};
-use joplin_restore::{backup::Backup, inspect, plan, status, verify};
+use joplin_restore::{inspect, plan, status, verify};
 
 /// Restore a Joplin backup (JEX) straight into a sync target, keeping every ID, so clients
 /// just sync.
@@ -31,8 +32,11 @@ struct Cli {
 enum Command {
     /// Show what a backup holds: notebook tree, counts, validation problems.
     Inspect {
+        /// A .jex, a backup set folder, the Backup plugin's folder of sets, or a .7z/.zip.
         #[arg(value_name = "BACKUP")]
         backup: PathBuf,
+        #[command(flatten)]
+        opts: BackupOptions,
     },
     /// Write a backup into a sync target, keeping IDs; snapshot first, verify after.
     Restore(Box<RestoreArgs>),
@@ -62,8 +66,11 @@ enum Command {
     Export(Box<ExportArgs>),
     /// What a restore would change: items added, changed and removed, by type and title.
     Diff {
+        /// A .jex, a backup set folder, the Backup plugin's folder of sets, or a .7z/.zip.
         #[arg(value_name = "BACKUP")]
         backup: PathBuf,
+        #[command(flatten)]
+        opts: BackupOptions,
         #[command(flatten)]
         target: TargetArgs,
         #[command(flatten)]
@@ -81,8 +88,11 @@ enum Command {
     Man,
     /// Compare a target with a backup; exit 3 on any difference.
     Verify {
+        /// A .jex, a backup set folder, the Backup plugin's folder of sets, or a .7z/.zip.
         #[arg(value_name = "BACKUP")]
         backup: PathBuf,
+        #[command(flatten)]
+        opts: BackupOptions,
         #[command(flatten)]
         target: TargetArgs,
         #[command(flatten)]
@@ -136,8 +146,8 @@ async fn run(cmd: Command) -> Result<i32> {
             write_stdout(&buf)?;
             Ok(exit::OK)
         }
-        Command::Inspect { backup } => {
-            let b = Backup::open(&backup)?;
+        Command::Inspect { backup, opts } => {
+            let b = Backup::open_with(&backup, &opts)?;
             let v = validate(&b);
             print!("{}", inspect::report(&b, &v));
             Ok(exit::OK)
@@ -231,11 +241,12 @@ async fn run(cmd: Command) -> Result<i32> {
         }
         Command::Diff {
             backup,
+            opts,
             target,
             pacer,
             allow,
         } => {
-            let (b, v) = restore::read_and_validate(&backup, &allow)?;
+            let (b, v) = restore::read_and_validate(&backup, &opts, &allow)?;
             let b = Arc::new(b);
             let paced = open_paced(&target, &pacer)?;
             let transfers = paced.options().transfers;
@@ -249,11 +260,12 @@ async fn run(cmd: Command) -> Result<i32> {
         }
         Command::Verify {
             backup,
+            opts,
             target,
             pacer,
             allow,
         } => {
-            let (b, v) = restore::read_and_validate(&backup, &allow)?;
+            let (b, v) = restore::read_and_validate(&backup, &opts, &allow)?;
             let b = Arc::new(b);
             let paced = open_paced(&target, &pacer)?;
             let transfers = paced.options().transfers;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 
-use crate::backup::Backup;
+use crate::backup::{Backup, BackupOptions};
 use crate::execute::Executor;
 use crate::exit::Refusal;
 use crate::journal::{Journal, JournalStart};
@@ -19,9 +19,12 @@ use crate::verify::{self, VerifyReport};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct RestoreArgs {
-    /// The backup: a .jex file.
+    /// The backup: a .jex, a backup set folder, the Backup plugin's folder of sets, or a
+    /// .7z/.zip of one.
     #[arg(value_name = "BACKUP")]
     pub backup: PathBuf,
+    #[command(flatten)]
+    pub backup_opts: BackupOptions,
     #[command(flatten)]
     pub target: TargetArgs,
     #[command(flatten)]
@@ -101,9 +104,10 @@ pub fn confirm(question: &str) -> Result<bool> {
 /// Read and validate a backup; refuse (exit 4) on problems the user did not allow.
 pub fn read_and_validate(
     path: &std::path::Path,
+    opts: &BackupOptions,
     allow: &[ProblemClass],
 ) -> Result<(Backup, crate::validate::Validation)> {
-    let backup = Backup::open(path)?;
+    let backup = Backup::open_with(path, opts)?;
     let v = validate(&backup);
     if let Some(msg) = v.refusal(allow) {
         return Err(Refusal(msg).into());
@@ -114,7 +118,7 @@ pub fn read_and_validate(
 pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
     let progress = Progress::new(args.quiet);
     // read + validate: before anything touches the target.
-    let (mut backup, validation) = read_and_validate(&args.backup, &args.allow)?;
+    let (mut backup, validation) = read_and_validate(&args.backup, &args.backup_opts, &args.allow)?;
     for w in &backup.warnings {
         progress.say(&format!("warning: {w}"));
     }
@@ -143,8 +147,12 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
         &args.backup,
         &target.describe(),
         &format!(
-            "mode={:?} new_ids={} rewrite={}",
-            args.mode, args.new_ids, args.rewrite_unchanged
+            "mode={:?} new_ids={} rewrite={} set={:?}",
+            args.mode,
+            args.new_ids,
+            args.rewrite_unchanged,
+            // A folder of sets: which set, so a newer one is a different restore.
+            backup.set.as_ref().map(|s| &s.name)
         ),
     );
     let resumed = if args.fresh {

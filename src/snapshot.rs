@@ -172,6 +172,7 @@ pub fn open(dir: &Path) -> Result<OpenedSnapshot> {
                     entry: f.path.clone(),
                     offset: 0,
                     size: f.size,
+                    part: 0,
                 },
             ));
         } else if f.path.ends_with(".md") && !f.path.contains('/') {

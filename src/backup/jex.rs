@@ -128,6 +128,7 @@ pub fn index(path: &Path) -> Result<JexIndex> {
                     entry: name.clone(),
                     offset,
                     size,
+                    part: 0,
                 },
             ));
         } else if name.ends_with(".md") && !name.contains('/') {

@@ -1,7 +1,15 @@
 //! Read a backup into one [`Backup`] view: parsed items in memory, blobs located and read on
-//! demand.
+//! demand. [`source`] opens every layout the Backup plugin writes (folders, sets, per-notebook
+//! JEX files, 7z archives with or without a password, hand-made zips).
 
+pub mod archive;
 pub mod jex;
+pub mod locate;
+pub mod password;
+pub mod source;
+
+pub use locate::SetInfo;
+pub use source::{BackupOptions, ProfileFiles};
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -18,12 +26,14 @@ pub struct RawEntry {
 }
 
 /// Where a blob's bytes are, in whatever container the backup came in.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct BlobLocation {
     /// Name inside the container, for messages.
     pub entry: String,
     pub offset: u64,
     pub size: u64,
+    /// Which JEX of the set (per-notebook sets have several); 0 for a single JEX.
+    pub part: usize,
 }
 
 /// Reads blobs on demand from the backup's container.
@@ -64,7 +74,16 @@ pub struct Backup {
     pub blobs: HashMap<String, BlobLocation>,
     /// Blobs whose name carried no usable id, and other oddities.
     pub warnings: Vec<String>,
+    /// The JEX files read (one, or one per notebook), possibly inside the temp folder.
+    pub parts: Vec<PathBuf>,
+    /// The set used, when the user gave a folder holding several.
+    pub set: Option<SetInfo>,
+    /// Every set in that folder, oldest first (empty when the user gave one set).
+    pub sets: Vec<SetInfo>,
+    profile: Option<ProfileFiles>,
     reader: Arc<dyn BlobReader>,
+    /// Unpacked archives; removed when the backup is dropped.
+    _temps: Vec<tempfile::TempDir>,
 }
 
 impl std::fmt::Debug for Backup {
@@ -78,22 +97,20 @@ impl std::fmt::Debug for Backup {
 }
 
 impl Backup {
-    /// Open a backup file. Today: a `.jex`.
+    /// Open a backup of any supported layout with default options (newest set, password
+    /// from the environment or a prompt).
     pub fn open(path: &Path) -> Result<Backup> {
-        let idx = jex::index(path)?;
-        let mut backup = Backup::from_entries(path, idx.items, Arc::new(idx.reader));
-        backup.warnings.extend(idx.warnings);
-        for (id, loc) in idx.blobs {
-            if let Some(prev) = backup.blobs.get(&id) {
-                backup.warnings.push(format!(
-                    "two blobs for resource {id}: {} and {}; using the first",
-                    prev.entry, loc.entry
-                ));
-                continue;
-            }
-            backup.blobs.insert(id, loc);
-        }
-        Ok(backup)
+        Backup::open_with(path, &BackupOptions::default())
+    }
+
+    /// Open a backup: a `.jex`, a set folder, the plugin's folder of sets, a `.7z` or `.zip`.
+    pub fn open_with(path: &Path, opts: &BackupOptions) -> Result<Backup> {
+        source::open(path, opts)
+    }
+
+    /// The set's `profile/` files (settings, keymap, CSS, plugins), if the backup has them.
+    pub fn profile_files(&self) -> Option<&ProfileFiles> {
+        self.profile.as_ref()
     }
 
     /// Build a backup from item files; blobs are added by the caller.
@@ -123,7 +140,12 @@ impl Backup {
             unreadable,
             blobs: HashMap::new(),
             warnings: Vec::new(),
+            parts: vec![source.to_path_buf()],
+            set: None,
+            sets: Vec::new(),
+            profile: None,
             reader,
+            _temps: Vec::new(),
         }
     }
 

@@ -2,6 +2,7 @@
 //! read from its database, and our own binary.
 #![allow(dead_code)]
 
+pub mod formats;
 pub mod joplin;
 pub mod webdav;
 

@@ -1,0 +1,109 @@
+//! Limiter accuracy: does `--tpslimit` / `--bwlimit` deliver the asked rate over ≥ 30 s?
+//! Prints a table; run with `cargo bench --bench limiter` (about 70 s). Not a test: rates depend
+//! on the machine, so they are measured and shown, never asserted.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use backend_core::pacer::{Paced, PacerOptions};
+use backend_core::{Entry, Result, Storage, StorageError};
+use bytes::Bytes;
+use futures::{stream, StreamExt};
+
+/// A target that accepts everything instantly, so only the pacer sets the pace.
+#[derive(Debug)]
+struct Sink;
+
+#[async_trait]
+impl Storage for Sink {
+    fn describe(&self) -> String {
+        "sink".into()
+    }
+    async fn ensure_root(&self) -> Result<()> {
+        Ok(())
+    }
+    async fn list(&self, _: &str) -> Result<Vec<Entry>> {
+        Ok(vec![])
+    }
+    async fn get(&self, p: &str) -> Result<Bytes> {
+        Err(StorageError::not_found(p))
+    }
+    async fn put(&self, _: &str, _: Bytes) -> Result<()> {
+        Ok(())
+    }
+    async fn delete(&self, _: &str) -> Result<()> {
+        Ok(())
+    }
+    async fn mkdir(&self, _: &str) -> Result<()> {
+        Ok(())
+    }
+    async fn stat(&self, _: &str) -> Result<Option<Entry>> {
+        Ok(None)
+    }
+}
+
+/// Run puts of `size` bytes for `secs` through a pacer; returns (requests/s, bytes/s).
+async fn measure(opts: PacerOptions, size: usize, secs: u64) -> (f64, f64) {
+    let paced = Arc::new(Paced::new(Arc::new(Sink), opts));
+    let data = Bytes::from(vec![7u8; size]);
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs(secs);
+    let mut n = 0u64;
+    let mut i = 0u64;
+    while Instant::now() < deadline {
+        let batch: Vec<u64> = (i..i + 16).collect();
+        i += 16;
+        let p = paced.clone();
+        let d = data.clone();
+        n += stream::iter(batch)
+            .map(|k| {
+                let p = p.clone();
+                let d = d.clone();
+                async move { p.put(&format!("{k}.md"), d).await.is_ok() as u64 }
+            })
+            .buffer_unordered(8)
+            .fold(0, |a, b| async move { a + b })
+            .await;
+    }
+    let t = start.elapsed().as_secs_f64();
+    (n as f64 / t, n as f64 * size as f64 / t)
+}
+
+fn main() {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let secs = std::env::var("LIMITER_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(32);
+    println!("| limit | asked | achieved | error |");
+    println!("|---|---|---|---|");
+    let (rps, _) = rt.block_on(measure(
+        PacerOptions {
+            tps_limit: Some(50.0),
+            transfers: 8,
+            ..Default::default()
+        },
+        100,
+        secs,
+    ));
+    println!(
+        "| --tpslimit 50 | 50.0 req/s | {rps:.2} req/s | {:+.2} % |",
+        (rps / 50.0 - 1.0) * 100.0
+    );
+    let asked = 2.0 * 1024.0 * 1024.0;
+    let (_, bps) = rt.block_on(measure(
+        PacerOptions {
+            bw_limit: Some(asked as u64),
+            transfers: 8,
+            ..Default::default()
+        },
+        64 * 1024,
+        secs,
+    ));
+    println!(
+        "| --bwlimit 2M | {:.0} B/s | {bps:.0} B/s | {:+.2} % |",
+        asked,
+        (bps / asked - 1.0) * 100.0
+    );
+}

@@ -1,0 +1,188 @@
+//! Unpack the Backup plugin's 7z archives (plain or AES-256 with encrypted headers) and zip
+//! files a user made by hand, into a private temporary folder.
+//!
+//! Unpacking is unavoidable here: a JEX must be seekable to read blobs on demand, and 7z
+//! streams (LZMA2, AES) are not. The folder is created 0700 by `tempfile` and removed when the
+//! [`tempfile::TempDir`] is dropped.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::path::{Component, Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use sevenz_rust2::{ArchiveReader, Error as SzError, Password};
+use tempfile::TempDir;
+
+use super::password::{PasswordSource, Secret};
+
+/// What the first bytes of a file say it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Magic {
+    SevenZ,
+    Zip,
+    Other,
+}
+
+pub fn sniff(path: &Path) -> Result<Magic> {
+    let mut head = [0u8; 6];
+    let mut f = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let n = f.read(&mut head)?;
+    Ok(match &head[..n] {
+        [b'7', b'z', 0xbc, 0xaf, 0x27, 0x1c] => Magic::SevenZ,
+        [b'P', b'K', 3, 4, ..] | [b'P', b'K', 5, 6, ..] => Magic::Zip,
+        _ => Magic::Other,
+    })
+}
+
+pub fn temp_dir() -> Result<TempDir> {
+    tempfile::Builder::new()
+        .prefix("joplin-restore-")
+        .tempdir()
+        .context("cannot create a temporary folder to unpack the backup (set TMPDIR to a folder with room)")
+}
+
+/// A relative, `..`-free path inside `dest` for an archive entry name, or an error naming it.
+fn safe_join(dest: &Path, archive: &Path, name: &str) -> Result<PathBuf> {
+    let rel = Path::new(name);
+    let ok = !name.is_empty()
+        && !name.contains('\0')
+        && !name.contains('\\')
+        && rel.components().all(|c| matches!(c, Component::Normal(_)));
+    if !ok {
+        bail!(
+            "{}: entry {name:?} would land outside the unpack folder (absolute path or `..`); \
+             refusing this archive. Use the archive exactly as the Backup plugin wrote it.",
+            archive.display()
+        );
+    }
+    Ok(dest.join(rel))
+}
+
+fn write_entry(path: &Path, reader: &mut dyn Read) -> std::io::Result<u64> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let mut out = File::create(path)?;
+    let n = std::io::copy(reader, &mut out)?;
+    out.flush()?;
+    Ok(n)
+}
+
+/// Unpack a 7z archive into `dest`, asking `passwords` only if the archive is encrypted.
+pub fn extract_7z(archive: &Path, dest: &Path, passwords: &PasswordSource) -> Result<()> {
+    let (mut reader, secret) = match ArchiveReader::open(archive, Password::empty()) {
+        Ok(r) => (r, None),
+        Err(SzError::PasswordRequired) => {
+            let secret = passwords.get(archive)?;
+            let r = ArchiveReader::open(archive, Password::new(&secret.value))
+                .map_err(|e| sz_error(archive, e, Some(&secret)))?;
+            (r, Some(secret))
+        }
+        Err(e) => return Err(sz_error(archive, e, None)),
+    };
+    // Entry errors happen inside the closure; keep ours (they name the entry) over the crate's.
+    let mut ours: Option<anyhow::Error> = None;
+    let res = reader.for_each_entries(|entry, data| {
+        if entry.is_anti_item {
+            return Ok(true);
+        }
+        let path = match safe_join(dest, archive, &entry.name) {
+            Ok(p) => p,
+            Err(e) => {
+                ours = Some(e);
+                return Ok(false);
+            }
+        };
+        if entry.is_directory {
+            if let Err(e) = std::fs::create_dir_all(&path) {
+                ours = Some(anyhow::anyhow!("cannot create {}: {e}", path.display()));
+                return Ok(false);
+            }
+            return Ok(true);
+        }
+        match write_entry(&path, data) {
+            Ok(_) => Ok(true),
+            // A failed read surfaces here as an io error from the decoder: pass it back
+            // to the crate so it is classified (bad password, checksum).
+            Err(e) if e.kind() != std::io::ErrorKind::StorageFull => Err(SzError::from(e)),
+            Err(e) => {
+                ours = Some(anyhow::anyhow!(
+                    "cannot unpack {} into {}: {e}. Set TMPDIR to a folder with more room.",
+                    archive.display(),
+                    dest.display()
+                ));
+                Ok(false)
+            }
+        }
+    });
+    if let Some(e) = ours {
+        return Err(e);
+    }
+    res.map_err(|e| sz_error(archive, e, secret.as_ref()))
+}
+
+/// Turn a 7z error into a message that names the archive and says what to do.
+fn sz_error(archive: &Path, e: SzError, secret: Option<&Secret>) -> anyhow::Error {
+    let a = archive.display();
+    if let Some(s) = secret {
+        // With encrypted headers a wrong key yields garbage, which can fail in many ways;
+        // the password is by far the likeliest cause.
+        return match e {
+            SzError::FileOpen(io, _) => anyhow::anyhow!("cannot open {a}: {io}"),
+            other => {
+                tracing::debug!("{a}: 7z error with a password: {other}");
+                anyhow::anyhow!(
+                    "{a}: wrong password (from {}), or the archive is damaged. Check the \
+                     password the Backup plugin was set to use.",
+                    s.origin
+                )
+            }
+        };
+    }
+    match e {
+        SzError::FileOpen(io, _) => anyhow::anyhow!("cannot open {a}: {io}"),
+        SzError::PasswordRequired => anyhow::anyhow!("{a} is password-protected"),
+        SzError::UnsupportedCompressionMethod(m) => anyhow::anyhow!(
+            "{a} uses the compression method {m}, which this tool cannot unpack. Unpack it \
+             with 7-Zip and pass the unpacked folder."
+        ),
+        SzError::Io(io, _) | SzError::MaybeBadPassword(io) => anyhow::anyhow!(
+            "{a}: the 7z archive is damaged or truncated ({io}). Use an intact copy of the backup."
+        ),
+        other => anyhow::anyhow!(
+            "{a}: the 7z archive is damaged or truncated ({other:?}). Use an intact copy of the \
+             backup."
+        ),
+    }
+}
+
+/// Unpack a zip file into `dest`. Only plain files and folders; no links, no encryption.
+pub fn extract_zip(archive: &Path, dest: &Path) -> Result<()> {
+    let a = archive.display();
+    let file = File::open(archive).with_context(|| format!("cannot open {a}"))?;
+    let mut zip = zip::ZipArchive::new(file).map_err(|e| {
+        anyhow::anyhow!("{a}: the zip file is damaged or truncated ({e}). Use an intact copy.")
+    })?;
+    for i in 0..zip.len() {
+        let mut entry = zip.by_index(i).map_err(|e| match e {
+            zip::result::ZipError::UnsupportedArchive(m) => anyhow::anyhow!(
+                "{a}: {m}. Encrypted or unusual zip files are not supported: unzip it yourself \
+                 and pass the folder."
+            ),
+            e => anyhow::anyhow!("{a}: entry {i} is damaged ({e}). Use an intact copy."),
+        })?;
+        let name = entry.name().to_string();
+        if entry.is_symlink() {
+            bail!("{a}: entry {name:?} is a link; refusing it. Zip only the backup's files.");
+        }
+        let path = safe_join(dest, archive, name.trim_end_matches('/'))?;
+        if entry.is_dir() {
+            std::fs::create_dir_all(&path)?;
+            continue;
+        }
+        write_entry(&path, &mut entry).map_err(|e| {
+            anyhow::anyhow!("{a}: cannot unpack {name:?} ({e}): damaged zip, or no room in TMPDIR")
+        })?;
+    }
+    Ok(())
+}

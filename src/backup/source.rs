@@ -1,0 +1,473 @@
+//! Open whatever the user pointed at as one [`Backup`]: resolve the set (see [`super::locate`]),
+//! unpack archives into a private temp folder, read every JEX of the set and merge them.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use tempfile::TempDir;
+
+use super::archive::{extract_7z, extract_zip, sniff, temp_dir, Magic};
+use super::jex::{self, JexBlobs};
+use super::locate::{choose, is_per_item_7z, is_set_dir, list_sets, SetInfo};
+use super::password::PasswordSource;
+use super::{Backup, BackupItem, BlobLocation, BlobReader, RawEntry};
+use crate::item::{parse_time, Item, ItemType};
+
+/// How to open a backup; shared by every command that takes a BACKUP.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct BackupOptions {
+    /// When BACKUP is the Backup plugin's folder with several sets: the set to use, by the
+    /// name `inspect` lists (default: the newest).
+    #[arg(long = "set", value_name = "NAME")]
+    pub set: Option<String>,
+    /// File holding the password of a password-protected backup (else the env variable
+    /// JOPLIN_RESTORE_BACKUP_PASSWORD, else a prompt on the terminal).
+    #[arg(long, value_name = "FILE")]
+    pub backup_password_file: Option<PathBuf>,
+}
+
+/// The set's `profile/` folder: Joplin settings, keymap, CSS, plugins, as the plugin copied them.
+#[derive(Debug, Clone)]
+pub struct ProfileFiles {
+    /// Where the files are now (inside the temp folder when the set was an archive).
+    pub dir: PathBuf,
+    /// Paths relative to `dir` (`/`-separated) and sizes, sorted.
+    pub files: Vec<(String, u64)>,
+}
+
+impl ProfileFiles {
+    fn read(dir: PathBuf) -> ProfileFiles {
+        fn walk(base: &Path, dir: &Path, depth: usize, out: &mut Vec<(String, u64)>) {
+            let Ok(rd) = std::fs::read_dir(dir) else {
+                return;
+            };
+            for e in rd.flatten() {
+                let p = e.path();
+                let Ok(t) = e.file_type() else { continue };
+                if t.is_dir() && depth < 16 {
+                    walk(base, &p, depth + 1, out);
+                } else if t.is_file() {
+                    let rel = p.strip_prefix(base).unwrap_or(&p);
+                    let rel = rel
+                        .components()
+                        .map(|c| c.as_os_str().to_string_lossy())
+                        .collect::<Vec<_>>()
+                        .join("/");
+                    out.push((rel, e.metadata().map(|m| m.len()).unwrap_or(0)));
+                }
+            }
+        }
+        let mut files = Vec::new();
+        walk(&dir, &dir, 0, &mut files);
+        files.sort();
+        ProfileFiles { dir, files }
+    }
+}
+
+/// What the path resolved to.
+enum Found {
+    Jex(PathBuf),
+    SetDir(PathBuf),
+}
+
+/// Where the open has got to; owns the temp folders until they move into the [`Backup`].
+struct Opener<'a> {
+    opts: &'a BackupOptions,
+    passwords: PasswordSource,
+    temps: Vec<TempDir>,
+    sets: Vec<SetInfo>,
+    chosen: Option<SetInfo>,
+}
+
+/// Archives inside archives are followed this deep (a zip of a folder of 7z files is 2).
+const MAX_DEPTH: usize = 4;
+
+impl Opener<'_> {
+    fn unpack(&mut self, path: &Path, magic: Magic) -> Result<PathBuf> {
+        let t = temp_dir()?;
+        match magic {
+            Magic::SevenZ => extract_7z(path, t.path(), &self.passwords)?,
+            _ => extract_zip(path, t.path())?,
+        }
+        let p = t.path().to_path_buf();
+        self.temps.push(t);
+        Ok(p)
+    }
+
+    fn resolve(&mut self, path: &Path, depth: usize) -> Result<Found> {
+        if depth > MAX_DEPTH {
+            bail!(
+                "{}: archives nested too deep; unpack the backup yourself and pass the folder",
+                path.display()
+            );
+        }
+        let meta = std::fs::metadata(path).with_context(|| {
+            format!(
+                "cannot open {}: give a .jex, a backup set folder, the Backup plugin's folder, \
+                 or a .7z/.zip of one",
+                path.display()
+            )
+        })?;
+        if meta.is_dir() {
+            if is_set_dir(path) {
+                return Ok(Found::SetDir(path.to_path_buf()));
+            }
+            let sets = list_sets(path)?;
+            let chosen = choose(path, &sets, self.opts.set.as_deref())?.clone();
+            if self.chosen.is_none() {
+                self.sets = sets;
+                self.chosen = Some(chosen.clone());
+            }
+            return self.resolve(&chosen.path, depth + 1);
+        }
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        match sniff(path)? {
+            // One archive of a per-item set: the set is the folder holding it.
+            Magic::SevenZ if is_per_item_7z(&name) => {
+                let parent = path.parent().unwrap_or(Path::new("."));
+                let parent = if parent.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    parent
+                };
+                Ok(Found::SetDir(parent.to_path_buf()))
+            }
+            m @ (Magic::SevenZ | Magic::Zip) => {
+                let mut dir = self.unpack(path, m)?;
+                // A hand-made zip usually holds the zipped folder itself: look inside it.
+                if !is_set_dir(&dir) {
+                    if let Some(only) = only_subfolder(&dir) {
+                        dir = only;
+                    }
+                }
+                self.resolve(&dir, depth + 1)
+                    .with_context(|| format!("inside {}", path.display()))
+            }
+            Magic::Other => Ok(Found::Jex(path.to_path_buf())),
+        }
+    }
+
+    /// The JEX files and the `profile/` folder of a set folder, unpacking per-item archives.
+    fn set_contents(&mut self, dir: &Path) -> Result<(Vec<PathBuf>, Option<PathBuf>)> {
+        let mut jexes = Vec::new();
+        let mut profile = None;
+        let mut has_notes_dir = false;
+        let mut entries: Vec<_> = std::fs::read_dir(dir)
+            .with_context(|| format!("cannot list {}", dir.display()))?
+            .flatten()
+            .collect();
+        entries.sort_by_key(|e| e.file_name());
+        for e in entries {
+            let n = e.file_name().to_string_lossy().into_owned();
+            let p = e.path();
+            let Ok(t) = e.file_type() else { continue };
+            if t.is_dir() {
+                match n.as_str() {
+                    "profile" => profile = Some(p),
+                    "notes" => has_notes_dir = true,
+                    _ => {}
+                }
+                continue;
+            }
+            if n.ends_with(".jex") {
+                jexes.push(p);
+            } else if n.ends_with(".jex.7z") {
+                let out = self.unpack(&p, Magic::SevenZ)?;
+                let before = jexes.len();
+                for f in std::fs::read_dir(&out)?.flatten() {
+                    if f.file_name().to_string_lossy().ends_with(".jex") {
+                        jexes.push(f.path());
+                    }
+                }
+                if jexes.len() == before {
+                    bail!(
+                        "{}: holds no .jex file; is it really the plugin's archive?",
+                        p.display()
+                    );
+                }
+            } else if n == "profile.7z" {
+                // "yes" archives hold the profile files without the `profile/` prefix.
+                let out = self.unpack(&p, Magic::SevenZ)?;
+                profile = Some(out);
+            }
+        }
+        if jexes.is_empty() {
+            if has_notes_dir {
+                bail!(
+                    "{} holds a Markdown/RAW export (`notes/`), not a JEX. Only JEX backups can \
+                     be restored with their IDs: set the Backup plugin's export format to JEX and \
+                     make a new backup.",
+                    dir.display()
+                );
+            }
+            bail!(
+                "{} holds no .jex (nor .jex.7z): not a backup set. Give a .jex file, a backup \
+                 set folder, or the Backup plugin's backup folder.",
+                dir.display()
+            );
+        }
+        // `all_notebooks.jex` first, then by name: the order that decides which copy of a
+        // duplicate is kept is then stable.
+        jexes.sort_by_key(|p| {
+            let n = p.file_name().map(|n| n.to_owned()).unwrap_or_default();
+            (n != "all_notebooks.jex", n)
+        });
+        Ok((jexes, profile))
+    }
+}
+
+/// The one entry of `dir` when that is a folder.
+fn only_subfolder(dir: &Path) -> Option<PathBuf> {
+    let mut rd = std::fs::read_dir(dir).ok()?;
+    let first = rd.next()?.ok()?;
+    if rd.next().is_some() || !first.file_type().ok()?.is_dir() {
+        return None;
+    }
+    Some(first.path())
+}
+
+/// Blobs of a set of several JEX files: the location's `part` picks the file.
+struct MultiBlobs {
+    parts: Vec<JexBlobs>,
+}
+
+impl BlobReader for MultiBlobs {
+    fn read(&self, loc: &BlobLocation) -> std::io::Result<Vec<u8>> {
+        let part = self.parts.get(loc.part).ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::NotFound, "no such JEX in the set")
+        })?;
+        part.read(loc)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", part.describe())))
+    }
+    fn describe(&self) -> String {
+        match self.parts.as_slice() {
+            [one] => one.describe(),
+            many => format!("the backup set ({} JEX files)", many.len()),
+        }
+    }
+}
+
+/// Open a backup of any layout the Backup plugin writes. See the module doc.
+pub fn open(path: &Path, opts: &BackupOptions) -> Result<Backup> {
+    let mut o = Opener {
+        opts,
+        passwords: PasswordSource::new(opts.backup_password_file.clone()),
+        temps: Vec::new(),
+        sets: Vec::new(),
+        chosen: None,
+    };
+    let found = o.resolve(path, 0)?;
+    if let (Some(s), None) = (&opts.set, &o.chosen) {
+        bail!(
+            "--set {s}: {} is a single backup, not a folder holding several sets. Drop --set, \
+             or give the folder that holds the sets.",
+            path.display()
+        );
+    }
+    let (jexes, profile) = match found {
+        Found::Jex(p) => (vec![p], None),
+        Found::SetDir(d) => o.set_contents(&d)?,
+    };
+    let mut backup = read_parts(path, &jexes)?;
+    backup.sets = std::mem::take(&mut o.sets);
+    backup.set = o.chosen.take();
+    backup.profile = profile.map(ProfileFiles::read);
+    backup.parts = jexes;
+    backup._temps = std::mem::take(&mut o.temps);
+    Ok(backup)
+}
+
+fn updated(data: &[u8]) -> i64 {
+    Item::parse_bytes(data)
+        .ok()
+        .and_then(|i| i.get("updated_time").and_then(parse_time))
+        .unwrap_or(i64::MIN)
+}
+
+/// Read every JEX of a set into one backup. Per-notebook sets repeat items (parent notebooks,
+/// tags, shared resources) in several files: identical copies collapse into one; differing
+/// ones keep the newest `updated_time`, with a warning.
+fn read_parts(source: &Path, jexes: &[PathBuf]) -> Result<Backup> {
+    let mut order: Vec<String> = Vec::new();
+    let mut items: HashMap<String, (usize, Vec<u8>)> = HashMap::new();
+    let mut blobs: HashMap<String, BlobLocation> = HashMap::new();
+    let mut warnings = Vec::new();
+    let mut readers = Vec::new();
+    // folder id → the JEX files holding it, to name notebooks the plugin left out.
+    let mut folder_parts: HashMap<String, Vec<usize>> = HashMap::new();
+    let label = |i: usize| {
+        jexes[i]
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned()
+    };
+    for (part, path) in jexes.iter().enumerate() {
+        let idx = jex::index(path)?;
+        warnings.extend(idx.warnings);
+        for RawEntry { name, data } in idx.items {
+            if let Ok(it) = Item::parse_bytes(&data) {
+                if it.item_type() == ItemType::Folder {
+                    folder_parts
+                        .entry(it.id().to_string())
+                        .or_default()
+                        .push(part);
+                }
+            }
+            match items.get_mut(&name) {
+                None => {
+                    order.push(name.clone());
+                    items.insert(name, (part, data));
+                }
+                Some((_, prev)) if *prev == data => {}
+                Some((prev_part, prev)) => {
+                    let keep_new = updated(&data) > updated(prev);
+                    warnings.push(format!(
+                        "{name} differs between {} and {}; keeping the one from {} (newer)",
+                        label(*prev_part),
+                        label(part),
+                        if keep_new {
+                            label(part)
+                        } else {
+                            label(*prev_part)
+                        }
+                    ));
+                    if keep_new {
+                        *prev_part = part;
+                        *prev = data;
+                    }
+                }
+            }
+        }
+        for (id, mut loc) in idx.blobs {
+            loc.part = part;
+            match blobs.get(&id) {
+                None => {
+                    blobs.insert(id, loc);
+                }
+                Some(prev) if jexes.len() > 1 && prev.size == loc.size && prev.part != part => {}
+                Some(prev) => warnings.push(format!(
+                    "two blobs for resource {id}: {} in {} and {} in {}; using the first",
+                    prev.entry,
+                    label(prev.part),
+                    loc.entry,
+                    label(part)
+                )),
+            }
+        }
+        readers.push(idx.reader);
+    }
+    let entries = order
+        .into_iter()
+        .map(|name| {
+            let (_, data) = items.remove(&name).expect("listed");
+            RawEntry { name, data }
+        })
+        .collect();
+    let mut backup = Backup::from_entries(source, entries, Arc::new(MultiBlobs { parts: readers }));
+    backup.blobs = blobs;
+    backup.warnings = warnings;
+    if jexes.len() > 1 {
+        add_missing_notebooks(&mut backup, jexes, &folder_parts);
+    }
+    Ok(backup)
+}
+
+/// The plugin's file name for a notebook: titles from the root joined by `_`, with
+/// `/ \ ? % * : | " < >` replaced by `_` (plugin `getNotebookFileName`).
+fn file_name_part(title: &str) -> String {
+    title
+        .chars()
+        .map(|c| if "/\\?%*:|\"<>".contains(c) { '_' } else { c })
+        .collect()
+}
+
+/// In a per-notebook set, a notebook with no notes of its own gets no file, so the notebooks
+/// under it arrive with a parent that is in no file. Recreate each such parent with its
+/// original id (so the tree is whole again), titled from the child's file name
+/// (`Personal_Projects.jex` holding `Projects` ⇒ `Personal`), at the top level.
+fn add_missing_notebooks(
+    backup: &mut Backup,
+    jexes: &[PathBuf],
+    folder_parts: &HashMap<String, Vec<usize>>,
+) {
+    let folders: HashMap<String, usize> = backup
+        .items
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| b.item.item_type() == ItemType::Folder)
+        .map(|(i, b)| (b.id().to_string(), i))
+        .collect();
+    // missing parent id → (title, template child index)
+    let mut missing: Vec<(String, String, usize)> = Vec::new();
+    let mut ids: Vec<&String> = folders.keys().collect();
+    ids.sort();
+    for id in ids {
+        let i = folders[id];
+        let child = &backup.items[i].item;
+        let pid = child.parent_id();
+        if pid.is_empty() || folders.contains_key(pid) || missing.iter().any(|m| m.0 == pid) {
+            continue;
+        }
+        let suffix = format!("_{}", file_name_part(child.title_or_empty()));
+        let title = folder_parts
+            .get(id)
+            .into_iter()
+            .flatten()
+            .filter_map(|&p| {
+                let stem = jexes[p].file_stem()?.to_string_lossy().into_owned();
+                // `Name_1.jex` on a name collision.
+                let mut stems = vec![stem.clone()];
+                if let Some((s, n)) = stem.rsplit_once('_') {
+                    if !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()) {
+                        stems.push(s.to_string());
+                    }
+                }
+                stems
+                    .into_iter()
+                    .find_map(|s| s.strip_suffix(&suffix).map(str::to_string))
+            })
+            .find(|t| !t.is_empty())
+            .unwrap_or_else(|| format!("Restored notebook {}", &pid[..pid.len().min(8)]));
+        missing.push((pid.to_string(), title, i));
+    }
+    missing.sort();
+    for (pid, title, template) in missing {
+        let mut item = backup.items[template].item.clone();
+        item.title = Some(title.clone());
+        item.set("id", pid.clone());
+        item.set("parent_id", "");
+        item.set("icon", "");
+        item.set("user_data", "");
+        backup.warnings.push(format!(
+            "notebook {pid} holds no notes of its own, so the Backup plugin wrote no file for it; \
+             recreated it at the top level as {title:?} (title taken from the file names) so the \
+             notebooks under it keep their place"
+        ));
+        let raw = item.serialize().into_bytes();
+        backup.items.push(BackupItem {
+            entry: format!("{pid}.md"),
+            item,
+            raw,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notebook_file_names_replace_what_the_plugin_replaces() {
+        assert_eq!(
+            file_name_part("a/b\\c?d%e*f:g|h\"i<j>k"),
+            "a_b_c_d_e_f_g_h_i_j_k"
+        );
+        assert_eq!(file_name_part("Ünïcödé 📚"), "Ünïcödé 📚");
+    }
+}
