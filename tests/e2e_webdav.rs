@@ -289,7 +289,8 @@ fn clear_leaves_only_info_json_and_a_fresh_client_sees_nothing() {
 }
 
 /// On a terminal the password is asked for, without echo. `script` (util-linux) gives the
-/// command a pseudo-terminal; the password is typed only once the prompt is shown.
+/// command a pseudo-terminal; the password is typed only once the prompt is shown (like a person
+/// would: typed at once, a loaded machine showed the echo still on for a moment).
 #[test]
 fn password_prompt_on_a_terminal_is_not_echoed() {
     use std::io::{Read, Write};
@@ -329,6 +330,8 @@ fn password_prompt_on_a_terminal_is_not_echoed() {
     while let Ok(chunk) = rx.recv_timeout(Duration::from_secs(60)) {
         seen.extend_from_slice(&chunk);
         if !typed && String::from_utf8_lossy(&seen).contains("Password for joplin on") {
+            // rpassword writes the prompt first and switches echo off just after: let it.
+            std::thread::sleep(Duration::from_secs(1));
             stdin
                 .write_all(format!("{}\n", support::webdav::PASS).as_bytes())
                 .unwrap();
