@@ -234,12 +234,17 @@ impl Item {
         if self.title != other.title || self.body != other.body {
             return false;
         }
+        // A field absent on one side equals an empty one on the other: Joplin Server
+        // re-serialises items with every field of its own lib version, empty when unknown.
         let strip = |i: &Item| -> Vec<(String, String)> {
-            i.props
+            let mut v: Vec<(String, String)> = i
+                .props
                 .iter()
-                .filter(|(k, _)| !STAMP_FIELDS.contains(&k.as_str()))
+                .filter(|(k, v)| !STAMP_FIELDS.contains(&k.as_str()) && !v.is_empty())
                 .cloned()
-                .collect()
+                .collect();
+            v.sort();
+            v
         };
         strip(self) == strip(other)
     }
@@ -260,7 +265,8 @@ impl Item {
             }
         }
         for k in keys {
-            if !STAMP_FIELDS.contains(&k) && self.get(k) != other.get(k) {
+            if !STAMP_FIELDS.contains(&k) && self.get(k).unwrap_or("") != other.get(k).unwrap_or("")
+            {
                 out.push(k.to_string());
             }
         }

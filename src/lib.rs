@@ -5,7 +5,6 @@
 
 pub mod backup;
 pub mod clear;
-pub mod credentials;
 pub mod execute;
 pub mod exit;
 pub mod export;

@@ -1,7 +1,10 @@
 //! Turn `--target` and its options into a storage backend, wrapped in the pacer.
 //!
-//! Forms: a local path or `file:///path` (filesystem target); `https://…`, `http://…`,
-//! `webdavs://…`, `webdav://…` (WebDAV, e.g. `https://host/remote.php/dav/files/USER/Joplin`).
+//! Forms: a local path or `file:///path` (filesystem target); `joplin-server+http(s)://host:port/`
+//! or `--backend joplin-server` with an `http(s)://` URL (Joplin Server); `s3://BUCKET[/PREFIX]`
+//! (S3 and S3-compatible stores, with `--endpoint`, `--region`, `--path-style`, `--create-bucket`;
+//! credentials only from the AWS environment/profile chain); any other `https://…`, `http://…`,
+//! or `webdavs://…`, `webdav://…` (WebDAV, e.g. `https://host/remote.php/dav/files/USER/Joplin`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -10,13 +13,16 @@ use anyhow::{bail, Result};
 use backend_core::pacer::{Paced, PacerOptions};
 use backend_core::Storage;
 use backend_fs::FsStorage;
+use backend_s3::{S3Options, S3Storage};
 use backend_webdav::{WebDavConfig, WebDavStorage};
 
 /// Where the sync target is and how to reach it.
 #[derive(Debug, Clone, clap::Args)]
 pub struct TargetArgs {
-    /// The sync target: a folder path (Joplin's "File system" target), file:///path, or a
-    /// WebDAV URL (https://host/remote.php/dav/files/USER/Joplin, http://…, webdav(s)://…).
+    /// The sync target: a folder path (Joplin's "File system" target), file:///path, or
+    /// s3://BUCKET[/PREFIX] (Joplin's S3 target syncs the bucket's root), or a WebDAV URL
+    /// (https://host/remote.php/dav/files/USER/Joplin, http://…, webdav(s)://…). S3 keys come
+    /// from the AWS chain: AWS_ACCESS_KEY_ID + AWS_SECRET_ACCESS_KEY, or AWS_PROFILE.
     #[arg(
         long,
         short = 't',
@@ -24,13 +30,84 @@ pub struct TargetArgs {
         env = "JOPLIN_RESTORE_TARGET"
     )]
     pub target: String,
-    /// Username for the server (WebDAV). The password comes from JOPLIN_RESTORE_PASSWORD,
-    /// --password-file or a prompt, never from the command line.
+    /// What kind of target --target is, when its form does not say it (an http(s):// URL).
+    #[arg(long, value_enum, value_name = "KIND")]
+    pub backend: Option<BackendKind>,
+    /// Account for servers that need one (Joplin Server: the account's email).
     #[arg(long, value_name = "USER", env = "JOPLIN_RESTORE_USERNAME")]
     pub username: Option<String>,
-    /// Read the server password from this file (its first line).
+    /// Read the password from this file (first line). Otherwise: env JOPLIN_RESTORE_PASSWORD,
+    /// else a prompt on the terminal.
     #[arg(long, value_name = "FILE")]
     pub password_file: Option<PathBuf>,
+    /// S3: endpoint URL of a non-AWS store (MinIO, Ceph, Garage, s3s…), e.g. http://127.0.0.1:9000.
+    #[arg(long, value_name = "URL", env = "JOPLIN_RESTORE_S3_ENDPOINT")]
+    pub endpoint: Option<String>,
+    /// S3: region of the bucket (default: AWS_REGION, the profile's region, else us-east-1).
+    #[arg(long, value_name = "REGION")]
+    pub region: Option<String>,
+    /// S3: path-style addressing (http://host/bucket/key), needed by MinIO and most self-hosted
+    /// stores (Joplin's "Force path style").
+    #[arg(long)]
+    pub path_style: bool,
+    /// S3: create the bucket when it does not exist.
+    #[arg(long)]
+    pub create_bucket: bool,
+    /// S3: blobs larger than this go up as multipart uploads (e.g. 8M; parts are this size, at
+    /// least 5M).
+    #[arg(long, value_name = "BYTES", value_parser = parse_size, default_value = "8M")]
+    pub multipart_threshold: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackendKind {
+    /// A local folder (Joplin's "File system" target).
+    Fs,
+    /// Joplin Server (Joplin's sync target 9).
+    JoplinServer,
+    /// WebDAV, Nextcloud (Joplin's sync targets 6 and 5): the default for http(s):// URLs.
+    Webdav,
+}
+
+/// The password: --password-file, env JOPLIN_RESTORE_PASSWORD, or a terminal prompt. Never argv.
+fn password(args: &TargetArgs, what: &str) -> Result<String> {
+    if let Some(f) = &args.password_file {
+        let text = std::fs::read_to_string(f).map_err(|e| {
+            anyhow::anyhow!("--password-file {}: cannot read it ({e})", f.display())
+        })?;
+        return Ok(text.lines().next().unwrap_or("").to_string());
+    }
+    // An empty variable counts as unset (e.g. cleared with `JOPLIN_RESTORE_PASSWORD=`).
+    if let Ok(p) = std::env::var("JOPLIN_RESTORE_PASSWORD") {
+        if !p.is_empty() {
+            return Ok(p);
+        }
+    }
+    if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        return Ok(rpassword::prompt_password(format!(
+            "Password for {what}: "
+        ))?);
+    }
+    bail!(
+        "{what} needs a password: set JOPLIN_RESTORE_PASSWORD, or pass --password-file FILE \
+         (not a terminal, so no prompt)"
+    )
+}
+
+fn open_joplin_server(args: &TargetArgs, url: &str) -> Result<Arc<dyn Storage>> {
+    let username = args.username.clone().filter(|u| !u.is_empty()).ok_or_else(|| {
+        anyhow::anyhow!(
+            "Joplin Server needs the account's email: pass --username or set JOPLIN_RESTORE_USERNAME"
+        )
+    })?;
+    let password = password(args, &format!("{username} on {url}"))?;
+    let cfg = backend_joplin_server::JoplinServerConfig {
+        base_url: url.to_string(),
+        username,
+        password: backend_joplin_server::Password::new(password),
+        timeout: std::time::Duration::from_secs(300),
+    };
+    Ok(backend_joplin_server::open(cfg)?)
 }
 
 /// rclone-style transfer limits, shared by every command that talks to a target.
@@ -71,16 +148,56 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 /// Open the backend named by `--target`, without the pacer.
 pub fn open_storage(args: &TargetArgs) -> Result<Arc<dyn Storage>> {
     let t = args.target.trim();
+    if let Some(url) = t.strip_prefix("joplin-server+") {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            bail!("--target {t}: use joplin-server+http://host:port/ or joplin-server+https://…");
+        }
+        return open_joplin_server(args, url);
+    }
+    if args.backend == Some(BackendKind::JoplinServer) {
+        if !(t.starts_with("http://") || t.starts_with("https://")) {
+            bail!(
+                "--backend joplin-server needs an http:// or https:// URL as --target, got {t:?}"
+            );
+        }
+        return open_joplin_server(args, t);
+    }
+    if backend_webdav::is_webdav_url(t) {
+        if args.backend == Some(BackendKind::Fs) {
+            bail!("--backend fs needs a folder path, got the URL {t:?}");
+        }
+        return open_webdav(args, t);
+    }
+    let is_s3 = t.starts_with("s3://");
+    if !is_s3
+        && (args.endpoint.is_some()
+            || args.region.is_some()
+            || args.path_style
+            || args.create_bucket)
+    {
+        bail!(
+            "--endpoint, --region, --path-style and --create-bucket are for S3 targets \
+             (--target s3://BUCKET); {t} is not one"
+        );
+    }
+    if is_s3 {
+        let mut o = S3Options::from_url(t)?;
+        o.endpoint = args.endpoint.clone();
+        o.region = args.region.clone();
+        o.path_style = args.path_style;
+        o.create_bucket = args.create_bucket;
+        o.multipart_threshold = args.multipart_threshold;
+        o.part_size = args.multipart_threshold.max(backend_s3::MIN_PART_SIZE);
+        return Ok(Arc::new(S3Storage::new(o)?));
+    }
     if let Some(rest) = t.strip_prefix("file://") {
         return Ok(Arc::new(FsStorage::new(PathBuf::from(rest))));
     }
-    if backend_webdav::is_webdav_url(t) {
-        return open_webdav(args, t);
-    }
     if let Some((scheme, _)) = t.split_once("://") {
         bail!(
-            "--target {t}: unknown kind of target {scheme:?}. Use a folder path (or file:///path) \
-             or a WebDAV URL (https://…, http://…, webdavs://…, webdav://…)."
+            "--target {t}: unknown kind of target {scheme:?}. Use a folder path (or file:///path), \
+             s3://BUCKET[/PREFIX], a WebDAV URL (https://…, webdav://…) or \
+             joplin-server+http(s)://host:port/."
         );
     }
     if t.is_empty() {
@@ -89,21 +206,32 @@ pub fn open_storage(args: &TargetArgs) -> Result<Arc<dyn Storage>> {
     Ok(Arc::new(FsStorage::new(PathBuf::from(t))))
 }
 
+/// WebDAV: the URL's collection; username from --username (or the URL); the password only
+/// when there is a username (anonymous otherwise).
 fn open_webdav(args: &TargetArgs, t: &str) -> Result<Arc<dyn Storage>> {
     let (url, url_user) =
         backend_webdav::parse_target(t).map_err(|e| anyhow::anyhow!("--target: {e}"))?;
-    let username = args.username.clone().or(url_user);
+    let username = args.username.clone().filter(|u| !u.is_empty()).or(url_user);
     let server = format!("{}://{}", url.scheme(), url.host_str().unwrap_or(""));
-    let password = crate::credentials::password_for(
-        username.as_deref(),
-        &server,
-        args.password_file.as_deref(),
-    )?;
-    let storage = WebDavStorage::new(WebDavConfig {
+    let password = match &username {
+        Some(u) => Some(backend_webdav::Secret::new(password(
+            args,
+            &format!("{u} on {server}"),
+        )?)),
+        None => None,
+    };
+    let mut storage = WebDavStorage::new(WebDavConfig {
         url,
         username,
         password,
     })?;
+    // http(s):// is WebDAV unless told otherwise: say how to reach a Joplin Server instead.
+    if args.backend.is_none() && !t.to_ascii_lowercase().starts_with("webdav") {
+        storage = storage.with_other_kind_hint(format!(
+            "If this is a Joplin Server, write --target joplin-server+{t} or add \
+             --backend joplin-server."
+        ));
+    }
     Ok(Arc::new(storage))
 }
 

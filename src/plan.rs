@@ -148,12 +148,14 @@ pub async fn fetch_comparable(
     transfers: usize,
     all: bool,
 ) -> Result<HashMap<String, Item>> {
+    // Joplin Server lists no sizes (and re-serialises items), so every copy is fetched there.
+    let sizes = target.storage.capabilities().listing_sizes;
     let wanted: Vec<String> = set
         .iter()
         .filter_map(|(_, bi)| {
             let e = state.items.get(bi.id())?;
             let len = stamped(&bi.item, SAMPLE_STAMP).serialize().len() as u64;
-            (all || e.size == len).then(|| bi.id().to_string())
+            (all || !sizes || e.size == len).then(|| bi.id().to_string())
         })
         .collect();
     let fetched: Vec<Result<Option<(String, Item)>>> = stream::iter(wanted)

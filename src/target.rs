@@ -227,6 +227,46 @@ impl SyncTarget {
         reclaim: Option<&str>,
         client_id: &str,
     ) -> Result<TargetLock> {
+        // Backends with their own lock service (Joplin Server's /api/locks) use it.
+        // A lock an interrupted run of ours left is released first (re-posting the same client
+        // id would only refresh it).
+        if let Some(old) = reclaim.filter(|old| *old != client_id) {
+            if let Err(e) = self.storage.release_server_lock(old).await {
+                tracing::debug!("releasing our old lock {old}: {e}");
+            }
+        }
+        let server_id = client_id.to_string();
+        match self.storage.acquire_server_lock(&server_id).await {
+            Ok(true) => {
+                let lock = TargetLock {
+                    client_id: client_id.to_string(),
+                    storage: self.storage.clone(),
+                    path: String::new(),
+                    body: String::new(),
+                    server_client: Some(server_id),
+                    refresher: None,
+                };
+                return Ok(lock.with_refresher());
+            }
+            Ok(false) => {}
+            Err(e) if force => {
+                eprintln!("warning: --force: writing without the sync lock: {e}");
+                return Ok(TargetLock {
+                    client_id: client_id.to_string(),
+                    storage: self.storage.clone(),
+                    path: String::new(),
+                    body: String::new(),
+                    server_client: None,
+                    refresher: None,
+                });
+            }
+            Err(e) => {
+                return Err(anyhow::Error::new(e).context(format!(
+                    "{}: could not take the sync lock (pass --force if that client is gone)",
+                    self.describe()
+                )))
+            }
+        }
         let (remote_now, _) = self.remote_clock().await?;
         let st = self.state().await?;
         for l in &st.locks {
@@ -263,6 +303,7 @@ impl SyncTarget {
             // Joplin reads only the file name; the `app` field lets `unlock` recognise ours.
             body: json!({"type": 2, "clientType": CLIENT_TYPE_CLI, "clientId": client_id, "app": OUR_APP})
                 .to_string(),
+            server_client: None,
             refresher: None,
         };
         lock.write().await?;
@@ -343,11 +384,20 @@ pub struct TargetLock {
     storage: Arc<dyn Storage>,
     path: String,
     body: String,
+    /// Our client id when the lock is the backend's own (`Storage::acquire_server_lock`).
+    server_client: Option<String>,
     refresher: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl TargetLock {
     async fn write(&self) -> Result<()> {
+        if let Some(id) = &self.server_client {
+            self.storage
+                .acquire_server_lock(id)
+                .await
+                .with_context(|| format!("{}: refreshing our lock", self.storage.describe()))?;
+            return Ok(());
+        }
         self.storage
             .put(&self.path, Bytes::from(self.body.clone()))
             .await
@@ -364,13 +414,18 @@ impl TargetLock {
         let storage = self.storage.clone();
         let path = self.path.clone();
         let body = self.body.clone();
+        let server_client = self.server_client.clone();
         self.refresher = Some(tokio::spawn(async move {
             // Refresh well inside the TTL, as Joplin clients do every 60 s.
             let mut tick = tokio::time::interval(Duration::from_secs(60));
             tick.tick().await;
             loop {
                 tick.tick().await;
-                if let Err(e) = storage.put(&path, Bytes::from(body.clone())).await {
+                let r = match &server_client {
+                    Some(id) => storage.acquire_server_lock(id).await.map(|_| ()),
+                    None => storage.put(&path, Bytes::from(body.clone())).await,
+                };
+                if let Err(e) = r {
                     tracing::warn!("could not refresh the sync lock: {e}");
                 }
             }
@@ -389,6 +444,16 @@ impl TargetLock {
     pub async fn release(mut self) -> Result<()> {
         if let Some(h) = self.refresher.take() {
             h.abort();
+        }
+        if let Some(id) = &self.server_client {
+            return self
+                .storage
+                .release_server_lock(id)
+                .await
+                .with_context(|| "releasing our sync lock".to_string());
+        }
+        if self.path.is_empty() {
+            return Ok(());
         }
         self.storage
             .delete(&self.path)

@@ -298,6 +298,9 @@ fn read_parts(source: &Path, jexes: &[PathBuf]) -> Result<Backup> {
     let mut blobs: HashMap<String, BlobLocation> = HashMap::new();
     let mut warnings = Vec::new();
     let mut readers = Vec::new();
+    // The same name twice inside one JEX is damage, not a per-notebook repeat: keep both so
+    // validation reports the duplicate.
+    let mut same_part_repeats: Vec<RawEntry> = Vec::new();
     // folder id → the JEX files holding it, to name notebooks the plugin left out.
     let mut folder_parts: HashMap<String, Vec<usize>> = HashMap::new();
     let label = |i: usize| {
@@ -323,6 +326,9 @@ fn read_parts(source: &Path, jexes: &[PathBuf]) -> Result<Backup> {
                 None => {
                     order.push(name.clone());
                     items.insert(name, (part, data));
+                }
+                Some((prev_part, _)) if *prev_part == part => {
+                    same_part_repeats.push(RawEntry { name, data });
                 }
                 Some((_, prev)) if *prev == data => {}
                 Some((prev_part, prev)) => {
@@ -368,6 +374,7 @@ fn read_parts(source: &Path, jexes: &[PathBuf]) -> Result<Backup> {
             let (_, data) = items.remove(&name).expect("listed");
             RawEntry { name, data }
         })
+        .chain(same_part_repeats)
         .collect();
     let mut backup = Backup::from_entries(source, entries, Arc::new(MultiBlobs { parts: readers }));
     backup.blobs = blobs;

@@ -2,8 +2,11 @@
 //! read from its database, and our own binary.
 #![allow(dead_code)]
 
+pub mod counting_proxy;
 pub mod formats;
 pub mod joplin;
+pub mod jserver;
+pub mod s3;
 pub mod webdav;
 
 use std::path::{Path, PathBuf};

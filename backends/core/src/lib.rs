@@ -141,6 +141,9 @@ pub struct Capabilities {
     pub batch_put: bool,
     /// Whether a listing's `modified` has only 1-second resolution.
     pub coarse_mtime: bool,
+    /// Whether `list`/`stat` report real sizes. Joplin Server's listing has no size (0 is
+    /// reported), so callers must not compare sizes to decide whether content changed.
+    pub listing_sizes: bool,
 }
 
 impl Default for Capabilities {
@@ -149,6 +152,7 @@ impl Default for Capabilities {
             default_transfers: 8,
             batch_put: false,
             coarse_mtime: false,
+            listing_sizes: true,
         }
     }
 }
@@ -195,6 +199,20 @@ pub trait Storage: Send + Sync + fmt::Debug {
             }
         }
         failed
+    }
+
+    /// Take or refresh the target's own exclusive sync lock for `client_id` (Joplin Server's
+    /// `/api/locks`). `Ok(false)`: the backend has no lock service, so callers use Joplin's
+    /// lock files instead. A lock held by another client is an error saying who holds it.
+    async fn acquire_server_lock(&self, client_id: &str) -> Result<bool> {
+        let _ = client_id;
+        Ok(false)
+    }
+
+    /// Release a lock taken with [`Storage::acquire_server_lock`].
+    async fn release_server_lock(&self, client_id: &str) -> Result<()> {
+        let _ = client_id;
+        Ok(())
     }
 
     /// Write several small files; returns the ones that failed. Backends with a batch call

@@ -222,6 +222,14 @@ impl Storage for Paced {
     async fn stat(&self, path: &str) -> Result<Option<Entry>> {
         self.run(0, || self.inner.stat(path)).await
     }
+    async fn acquire_server_lock(&self, client_id: &str) -> Result<bool> {
+        self.run(0, || self.inner.acquire_server_lock(client_id))
+            .await
+    }
+    async fn release_server_lock(&self, client_id: &str) -> Result<()> {
+        self.run(0, || self.inner.release_server_lock(client_id))
+            .await
+    }
     async fn delete_many(&self, paths: &[String]) -> Vec<(String, StorageError)> {
         let mut todo: Vec<String> = paths.to_vec();
         let mut attempt = 0u32;

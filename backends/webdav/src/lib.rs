@@ -55,6 +55,9 @@ pub struct WebDavStorage {
     base_path: String,
     username: Option<String>,
     password: Option<Secret>,
+    /// Appended to "cannot reach" / "not a WebDAV collection" errors (the CLI says how to pick
+    /// another kind of server for the same URL).
+    other_kind_hint: Option<String>,
 }
 
 // Hand-written: `reqwest_dav::Client`'s own Debug would print the password.
@@ -115,7 +118,21 @@ impl WebDavStorage {
             base: cfg.url,
             username: cfg.username,
             password: cfg.password,
+            other_kind_hint: None,
         })
+    }
+
+    /// A sentence added to errors that suggest the URL is not a WebDAV server at all.
+    pub fn with_other_kind_hint(mut self, hint: impl Into<String>) -> Self {
+        self.other_kind_hint = Some(hint.into());
+        self
+    }
+
+    fn hint(&self) -> String {
+        self.other_kind_hint
+            .as_ref()
+            .map(|h| format!(" {h}"))
+            .unwrap_or_default()
     }
 
     /// The full URL of a target-relative path, for messages (never holds credentials).
@@ -157,8 +174,9 @@ impl WebDavStorage {
             // within a few seconds, and the user should know at once.
             return StorageError::Rejected(format!(
                 "cannot reach {} ({why}). Check that the WebDAV server is running and that the \
-                 --target URL is right, then rerun.",
-                self.server()
+                 --target URL is right, then rerun.{}",
+                self.server(),
+                self.hint()
             ));
         }
         // Timeouts, connections closed mid-request: worth another try.
@@ -222,9 +240,10 @@ impl WebDavStorage {
                 return Err(StorageError::Rejected(format!(
                     "{}: PROPFIND answered HTTP {} instead of 207: this URL is not a WebDAV \
                      collection. Check the --target URL (Nextcloud: \
-                     https://HOST/remote.php/dav/files/USER/FOLDER).",
+                     https://HOST/remote.php/dav/files/USER/FOLDER).{}",
                     self.url_of(path),
-                    resp.status().as_u16()
+                    resp.status().as_u16(),
+                    self.hint()
                 )));
             }
             return Err(self.status_error(&resp, path));
@@ -306,6 +325,8 @@ impl Storage for WebDavStorage {
             batch_put: false,
             // Apache and most servers report getlastmodified to the second.
             coarse_mtime: true,
+            // getcontentlength is reported for every file.
+            listing_sizes: true,
         }
     }
 

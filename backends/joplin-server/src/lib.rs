@@ -1,0 +1,799 @@
+//! Joplin Server sync target (Joplin `sync.target 9`) over its HTTP API.
+//!
+//! What the live server does, and why this backend does what it does, is in
+//! `shared/spec/joplin-server-api.md`. In short:
+//! - log in once (`POST /api/sessions`; the server allows 10 logins per minute per IP), reuse
+//!   the token in `X-API-AUTH`, log in again once when a request gets 403;
+//! - the base URL is used exactly as given: the server compares the `Host` header with its
+//!   `APP_BASE_URL` and answers 404 "Invalid origin" otherwise;
+//! - single uploads are `PUT /api/items/root:/<name>:/content` with
+//!   `Content-Type: application/octet-stream` — a JSON content type is accepted and stores an
+//!   EMPTY item;
+//! - `<id>.md` items go in batches through `PUT /api/batch_items`, each batch under 1 MB counted
+//!   in UTF-16 units (JS string length) including names; per-item errors are read back;
+//! - items are parsed by the server: no trailing newline, `updated_time` and `type_` present, and
+//!   a `share_id` the server does not know is refused (422), so it is blanked and sent again;
+//! - listings are paginated with an *offset* cursor (100 per page, the maximum);
+//! - locks are the server's own (`/api/locks`), not lock files.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use backend_core::{parse_retry_after, Capabilities, Entry, Result, Storage, StorageError};
+use bytes::Bytes;
+use futures::{stream, StreamExt};
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use serde_json::{json, Value};
+use tokio::sync::{Mutex, RwLock};
+
+/// Oldest server API we speak (what Joplin's own client sends).
+pub const MIN_VERSION: &str = "2.6.0";
+/// The server refuses batches over 1,048,576 UTF-16 units; keep a margin for the JSON around.
+pub const BATCH_LIMIT_UNITS: usize = 1_000_000;
+/// Listing page size: the server's maximum (`limit=101` → 400).
+pub const PAGE_LIMIT: usize = 100;
+/// Upper bound on listing pages followed in one `list` (10 million names).
+const MAX_PAGES: usize = 100_000;
+/// Joplin lock types and client types (`LockType.Exclusive`, `LockClientType.Cli`).
+const LOCK_EXCLUSIVE: u32 = 2;
+const CLIENT_CLI: u32 = 3;
+
+/// Characters percent-encoded in a name inside `root:/<name>:`; `/` stays (names are paths).
+const NAME_SET: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~')
+    .remove(b'/');
+
+/// A password that never shows in `Debug` output.
+#[derive(Clone)]
+pub struct Password(String);
+
+impl Password {
+    pub fn new(s: impl Into<String>) -> Self {
+        Password(s.into())
+    }
+}
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<hidden>")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct JoplinServerConfig {
+    /// `http(s)://host:port[/prefix]`, exactly as the server's APP_BASE_URL.
+    pub base_url: String,
+    /// The account's email.
+    pub username: String,
+    pub password: Password,
+    /// Request timeout.
+    pub timeout: Duration,
+}
+
+#[derive(Debug)]
+pub struct JoplinServer {
+    base: String,
+    username: String,
+    password: Password,
+    client: reqwest::Client,
+    token: RwLock<Option<String>>,
+    /// Held while logging in, so parallel requests do not log in several times (and hit the
+    /// server's 10-per-minute login limit).
+    login: Mutex<()>,
+}
+
+/// `<32 alphanumerics>.md`: what the server parses as a Joplin item.
+pub fn is_item_name(name: &str) -> bool {
+    name.len() == 35
+        && name.ends_with(".md")
+        && name[..32].bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+fn utf16_len(s: &str) -> usize {
+    s.encode_utf16().count()
+}
+
+fn ms_to_time(ms: i64) -> Option<SystemTime> {
+    (ms > 0).then(|| UNIX_EPOCH + Duration::from_millis(ms as u64))
+}
+
+/// The error message inside a server answer: JSON `{"error": ...}` or the raw text.
+fn server_message(text: &str) -> String {
+    let msg = serde_json::from_str::<Value>(text)
+        .ok()
+        .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_string))
+        .unwrap_or_else(|| text.trim().to_string());
+    let mut m: String = msg.chars().take(300).collect();
+    if m.len() < msg.len() {
+        m.push('…');
+    }
+    m
+}
+
+/// Item validation failures come back as HTTP 500 but will never succeed on a retry.
+fn is_item_validation(msg: &str) -> bool {
+    msg.contains("Missing required property")
+        || msg.contains("Invalid property format")
+        || msg.contains("NOT NULL constraint failed")
+        || msg.contains("Unsupported item type")
+}
+
+impl JoplinServer {
+    pub fn new(cfg: JoplinServerConfig) -> Result<Self> {
+        let base = cfg.base_url.trim_end_matches('/').to_string();
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(StorageError::Config(format!(
+                "{base}: a Joplin Server URL must start with http:// or https://"
+            )));
+        }
+        if cfg.username.is_empty() {
+            return Err(StorageError::Config(
+                "Joplin Server needs the account's email: pass --username or set JOPLIN_RESTORE_USERNAME".into(),
+            ));
+        }
+        let client = reqwest::Client::builder()
+            .timeout(cfg.timeout)
+            .user_agent(concat!("joplin-restore/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| StorageError::Config(format!("HTTP client: {e}")))?;
+        Ok(JoplinServer {
+            base,
+            username: cfg.username,
+            password: cfg.password,
+            client,
+            token: RwLock::new(None),
+            login: Mutex::new(()),
+        })
+    }
+
+    fn item_url(&self, name: &str, suffix: &str) -> String {
+        format!(
+            "{}/api/items/root:/{}:{suffix}",
+            self.base,
+            utf8_percent_encode(name, NAME_SET)
+        )
+    }
+
+    /// Turn a failed answer into an error class, with advice the user can act on.
+    fn classify(
+        &self,
+        status: u16,
+        path: &str,
+        text: &str,
+        retry_after: Option<Duration>,
+    ) -> StorageError {
+        let msg = server_message(text);
+        if status == 404 && text.starts_with("Invalid origin") {
+            return StorageError::Config(format!(
+                "{}: the server refused the address ({msg}). Joplin Server only answers on the exact \
+                 host and port of its APP_BASE_URL: use that URL (e.g. localhost vs 127.0.0.1 matters).",
+                self.base
+            ));
+        }
+        match status {
+            412 => StorageError::Config(format!(
+                "{}: {msg} (this tool needs Joplin Server {MIN_VERSION} or later)",
+                self.base
+            )),
+            409 => StorageError::Rejected(format!("{path}: the server rejected it: {msg}")),
+            422 => StorageError::Rejected(format!("{path}: the server rejected the item: {msg}")),
+            415 => StorageError::Rejected(format!("{path}: HTTP 415: {msg}")),
+            500 if is_item_validation(&msg) => StorageError::Rejected(format!(
+                "{path}: the server could not parse the item ({msg}); the item in the backup is damaged"
+            )),
+            _ => StorageError::from_http(status, path, &msg, retry_after),
+        }
+    }
+
+    fn net_err(&self, path: &str, e: reqwest::Error) -> StorageError {
+        if e.is_builder() {
+            return StorageError::Config(format!("{}: {e}", self.base));
+        }
+        StorageError::transient(format!(
+            "{path}: cannot reach Joplin Server at {} ({e})",
+            self.base
+        ))
+    }
+
+    /// `POST /api/sessions`; stores and returns the token.
+    async fn log_in(&self) -> Result<String> {
+        let url = format!("{}/api/sessions", self.base);
+        let r = self
+            .client
+            .post(&url)
+            .header("X-API-MIN-VERSION", MIN_VERSION)
+            .json(&json!({"email": self.username, "password": self.password.0}))
+            .send()
+            .await
+            .map_err(|e| self.net_err("login", e))?;
+        let status = r.status().as_u16();
+        let retry_after = r
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
+        let text = r.text().await.unwrap_or_default();
+        match status {
+            200 => {
+                let v: Value = serde_json::from_str(&text).map_err(|_| {
+                    StorageError::transient(format!("login: unexpected answer: {}", server_message(&text)))
+                })?;
+                let tok = v
+                    .get("id")
+                    .and_then(Value::as_str)
+                    .filter(|t| !t.is_empty())
+                    .ok_or_else(|| StorageError::transient("login: the answer holds no session id"))?
+                    .to_string();
+                *self.token.write().await = Some(tok.clone());
+                Ok(tok)
+            }
+            403 => Err(StorageError::Auth(format!(
+                "Joplin Server at {} refused the login for {:?}: {}. Check the email (--username or \
+                 JOPLIN_RESTORE_USERNAME) and the password (JOPLIN_RESTORE_PASSWORD, --password-file \
+                 or the prompt)",
+                self.base,
+                self.username,
+                server_message(&text)
+            ))),
+            429 => Err(StorageError::RateLimited {
+                message: format!(
+                    "Joplin Server at {} allows only a few logins per minute: {}",
+                    self.base,
+                    server_message(&text)
+                ),
+                retry_after,
+            }),
+            _ => Err(self.classify(status, "login", &text, retry_after)),
+        }
+    }
+
+    /// The current token, logging in when there is none. `stale`: a token the server refused;
+    /// log in again unless another request already did.
+    async fn token(&self, stale: Option<&str>) -> Result<String> {
+        if let Some(t) = self.token.read().await.clone() {
+            if Some(t.as_str()) != stale {
+                return Ok(t);
+            }
+        }
+        let _guard = self.login.lock().await;
+        if let Some(t) = self.token.read().await.clone() {
+            if Some(t.as_str()) != stale {
+                return Ok(t);
+            }
+        }
+        self.log_in().await
+    }
+
+    /// Send one authenticated request; on 403 log in again once and resend.
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        body: Option<(&'static str, Bytes)>,
+        path: &str,
+    ) -> Result<(u16, reqwest::header::HeaderMap, Bytes)> {
+        let mut stale: Option<String> = None;
+        for attempt in 0..2 {
+            let token = self.token(stale.as_deref()).await?;
+            let mut rb = self
+                .client
+                .request(method.clone(), url)
+                .header("X-API-AUTH", &token)
+                .header("X-API-MIN-VERSION", MIN_VERSION);
+            if let Some((ctype, data)) = &body {
+                rb = rb.header("Content-Type", *ctype).body(data.clone());
+            }
+            let r = rb.send().await.map_err(|e| self.net_err(path, e))?;
+            let status = r.status().as_u16();
+            let headers = r.headers().clone();
+            let data = r.bytes().await.map_err(|e| self.net_err(path, e))?;
+            if status == 403 && attempt == 0 {
+                tracing::debug!("{path}: 403, logging in again");
+                stale = Some(token);
+                continue;
+            }
+            return Ok((status, headers, data));
+        }
+        unreachable!("the loop returns on its second pass")
+    }
+
+    /// Send and require 200; other statuses become errors.
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        body: Option<(&'static str, Bytes)>,
+        path: &str,
+    ) -> Result<Bytes> {
+        let (status, headers, data) = self.send(method, url, body, path).await?;
+        if (200..300).contains(&status) {
+            return Ok(data);
+        }
+        let retry_after = headers
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
+        Err(self.classify(status, path, &String::from_utf8_lossy(&data), retry_after))
+    }
+
+    /// Every name under a prefix (`""` = all), following the offset cursor to the end.
+    /// `list` reads all pages before anyone deletes anything: deleting while following the
+    /// cursor would skip items (the pages shift under it), so clearing re-lists from page 1.
+    async fn all_names(&self, dir: &str) -> Result<Vec<(String, i64)>> {
+        let base = if dir.is_empty() {
+            format!("{}/api/items/root:/:/children", self.base)
+        } else {
+            format!(
+                "{}/api/items/root:/{}/*:/children",
+                self.base,
+                utf8_percent_encode(dir.trim_end_matches('/'), NAME_SET)
+            )
+        };
+        let mut out = Vec::new();
+        let mut url = format!("{base}?limit={PAGE_LIMIT}");
+        for _ in 0..MAX_PAGES {
+            let data = self
+                .call(
+                    reqwest::Method::GET,
+                    &url,
+                    None,
+                    &format!("{dir}/ (listing)"),
+                )
+                .await?;
+            let v: Value = serde_json::from_slice(&data).map_err(|e| {
+                StorageError::transient(format!("listing {dir:?}: unexpected answer ({e})"))
+            })?;
+            let items = v
+                .get("items")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            for it in &items {
+                if let Some(name) = it.get("name").and_then(Value::as_str) {
+                    let t = it.get("updated_time").and_then(Value::as_i64).unwrap_or(0);
+                    out.push((name.to_string(), t));
+                }
+            }
+            let more = v.get("has_more").and_then(Value::as_bool).unwrap_or(false);
+            let cursor = v.get("cursor").and_then(Value::as_str);
+            match cursor {
+                Some(c) if more && !items.is_empty() => {
+                    url = format!("{base}?cursor={}", utf8_percent_encode(c, NON_ALPHANUMERIC));
+                }
+                _ => return Ok(out),
+            }
+        }
+        Err(StorageError::Rejected(format!(
+            "listing {dir:?}: more than {} pages; stopping",
+            MAX_PAGES
+        )))
+    }
+
+    /// A single upload, with the share retry (see [`blank_share`]).
+    async fn put_one(&self, path: &str, data: Bytes) -> Result<()> {
+        let data = prepare(path, data)?;
+        let url = self.item_url(path, "/content");
+        let r = self
+            .call(
+                reqwest::Method::PUT,
+                &url,
+                Some(("application/octet-stream", data.clone())),
+                path,
+            )
+            .await;
+        match r {
+            Err(StorageError::Rejected(m)) if is_share_error(&m) && is_item_name(path) => {
+                let Some(fixed) = blank_share(&data) else {
+                    return Err(StorageError::Rejected(m));
+                };
+                tracing::warn!(
+                    "{path}: its share does not exist on this server; restored unshared"
+                );
+                self.call(
+                    reqwest::Method::PUT,
+                    &url,
+                    Some(("application/octet-stream", fixed)),
+                    path,
+                )
+                .await
+                .map(|_| ())
+            }
+            other => other.map(|_| ()),
+        }
+    }
+
+    /// One `PUT /api/batch_items`; per-item outcomes.
+    async fn put_batch(&self, files: &[(String, String)]) -> Vec<(String, Result<()>)> {
+        let items: Vec<Value> = files
+            .iter()
+            .map(|(n, b)| json!({"name": n, "body": b}))
+            .collect();
+        let body = Bytes::from(json!({ "items": items }).to_string());
+        let url = format!("{}/api/batch_items", self.base);
+        let what = format!("batch of {} items", files.len());
+        let data = match self
+            .call(
+                reqwest::Method::PUT,
+                &url,
+                Some(("application/json", body)),
+                &what,
+            )
+            .await
+        {
+            Ok(d) => d,
+            Err(e) => {
+                // The whole batch failed the same way; report it for every item.
+                return files
+                    .iter()
+                    .map(|(n, _)| (n.clone(), Err(same_error(&e, n))))
+                    .collect();
+            }
+        };
+        let v: Value = match serde_json::from_slice(&data) {
+            Ok(v) => v,
+            Err(e) => {
+                let err = StorageError::transient(format!("batch upload: unexpected answer ({e})"));
+                return files
+                    .iter()
+                    .map(|(n, _)| (n.clone(), Err(same_error(&err, n))))
+                    .collect();
+            }
+        };
+        files
+            .iter()
+            .map(|(n, _)| {
+                let r = match v.pointer("/items").and_then(|i| i.get(n)) {
+                    None => Err(StorageError::transient(format!(
+                        "{n}: the server did not report this item in the batch answer"
+                    ))),
+                    Some(entry) => match entry.get("error").filter(|e| !e.is_null()) {
+                        None => Ok(()),
+                        Some(e) => {
+                            let code =
+                                e.get("httpCode").and_then(Value::as_u64).unwrap_or(500) as u16;
+                            let msg = e
+                                .get("message")
+                                .and_then(Value::as_str)
+                                .unwrap_or("unknown error");
+                            Err(self.classify(code, n, &json!({"error": msg}).to_string(), None))
+                        }
+                    },
+                };
+                (n.clone(), r)
+            })
+            .collect()
+    }
+}
+
+/// A copy of an error for another path (errors are not `Clone`).
+fn same_error(e: &StorageError, path: &str) -> StorageError {
+    match e {
+        StorageError::NotFound { .. } => StorageError::not_found(path),
+        StorageError::Auth(m) => StorageError::Auth(m.clone()),
+        StorageError::RateLimited {
+            message,
+            retry_after,
+        } => StorageError::RateLimited {
+            message: message.clone(),
+            retry_after: *retry_after,
+        },
+        StorageError::Transient {
+            message,
+            retry_after,
+        } => StorageError::Transient {
+            message: message.clone(),
+            retry_after: *retry_after,
+        },
+        StorageError::InsufficientStorage(m) => StorageError::InsufficientStorage(m.clone()),
+        StorageError::TooLarge { message, .. } => StorageError::TooLarge {
+            path: path.to_string(),
+            message: message.clone(),
+        },
+        StorageError::Rejected(m) => StorageError::Rejected(m.clone()),
+        StorageError::Config(m) => StorageError::Config(m.clone()),
+    }
+}
+
+fn is_share_error(msg: &str) -> bool {
+    msg.contains("share not found")
+}
+
+/// Check an upload before it goes out. Items must end right after `type_: N` (a trailing
+/// newline makes the server fail with "Missing required property: type_"); trailing line
+/// breaks carry no content (Joplin trims every property line), so they are dropped.
+fn prepare(path: &str, data: Bytes) -> Result<Bytes> {
+    if !is_item_name(path) {
+        return Ok(data);
+    }
+    let trimmed_len = data
+        .iter()
+        .rposition(|b| *b != b'\n' && *b != b'\r')
+        .map(|i| i + 1)
+        .unwrap_or(0);
+    let data = data.slice(..trimmed_len);
+    let text = std::str::from_utf8(&data)
+        .map_err(|_| StorageError::Rejected(format!("{path}: the item is not UTF-8 text")))?;
+    let props = text.rsplit('\n').take_while(|l| !l.trim().is_empty());
+    let mut has_type = false;
+    let mut has_time = false;
+    for l in props {
+        let key = l.split(':').next().unwrap_or("").trim();
+        let val = l.split_once(':').map(|x| x.1.trim()).unwrap_or("");
+        has_type |= key == "type_" && !val.is_empty();
+        has_time |= key == "updated_time" && !val.is_empty();
+    }
+    if !has_type || !has_time {
+        return Err(StorageError::Rejected(format!(
+            "{path}: the item has no {}; Joplin Server refuses it. The item in the backup is damaged.",
+            if has_type { "updated_time" } else { "type_" }
+        )));
+    }
+    Ok(data)
+}
+
+/// The item with `share_id` emptied and `is_shared` 0, or `None` if it has no share.
+/// Restoring onto a server where that share does not exist is refused (422) otherwise.
+fn blank_share(data: &[u8]) -> Option<Bytes> {
+    let text = std::str::from_utf8(data).ok()?;
+    let lines: Vec<&str> = text.split('\n').collect();
+    let start = lines
+        .iter()
+        .rposition(|l| l.trim().is_empty())
+        .map(|i| i + 1)
+        .unwrap_or(0);
+    let mut changed = false;
+    let mut out: Vec<String> = lines[..start].iter().map(|s| s.to_string()).collect();
+    for l in &lines[start..] {
+        let key = l.split(':').next().unwrap_or("").trim();
+        let val = l.split_once(':').map(|x| x.1.trim()).unwrap_or("");
+        if key == "share_id" && !val.is_empty() {
+            out.push("share_id: ".into());
+            changed = true;
+        } else if key == "is_shared" && val != "0" && !val.is_empty() {
+            out.push("is_shared: 0".into());
+            changed = true;
+        } else {
+            out.push(l.to_string());
+        }
+    }
+    changed.then(|| Bytes::from(out.join("\n")))
+}
+
+#[async_trait]
+impl Storage for JoplinServer {
+    fn describe(&self) -> String {
+        format!("Joplin Server {} (user {})", self.base, self.username)
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            default_transfers: 4,
+            batch_put: true,
+            coarse_mtime: false,
+            listing_sizes: false,
+        }
+    }
+
+    /// Nothing to create on a server; logs in so bad credentials show up before any work.
+    async fn ensure_root(&self) -> Result<()> {
+        self.token(None).await.map(|_| ())
+    }
+
+    async fn list(&self, dir: &str) -> Result<Vec<Entry>> {
+        let dir = dir.trim_matches('/');
+        let names = self.all_names(dir).await?;
+        let prefix = if dir.is_empty() {
+            String::new()
+        } else {
+            format!("{dir}/")
+        };
+        let mut out = Vec::new();
+        let mut dirs = std::collections::BTreeSet::new();
+        for (name, t) in names {
+            let Some(rest) = name.strip_prefix(&prefix) else {
+                continue;
+            };
+            match rest.split_once('/') {
+                // Directories do not exist on the server; show each name prefix once.
+                Some((d, _)) => {
+                    dirs.insert(format!("{prefix}{d}"));
+                }
+                None => out.push(Entry {
+                    path: name.clone(),
+                    size: 0,
+                    modified: ms_to_time(t),
+                    is_dir: false,
+                }),
+            }
+        }
+        out.extend(dirs.into_iter().map(|path| Entry {
+            path,
+            size: 0,
+            modified: None,
+            is_dir: true,
+        }));
+        Ok(out)
+    }
+
+    async fn get(&self, path: &str) -> Result<Bytes> {
+        self.call(
+            reqwest::Method::GET,
+            &self.item_url(path, "/content"),
+            None,
+            path,
+        )
+        .await
+    }
+
+    async fn put(&self, path: &str, data: Bytes) -> Result<()> {
+        self.put_one(path, data).await
+    }
+
+    async fn delete(&self, path: &str) -> Result<()> {
+        match self
+            .call(
+                reqwest::Method::DELETE,
+                &self.item_url(path, ""),
+                None,
+                path,
+            )
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_not_found() => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Directories are name prefixes on Joplin Server: nothing to create.
+    async fn mkdir(&self, _path: &str) -> Result<()> {
+        Ok(())
+    }
+
+    async fn stat(&self, path: &str) -> Result<Option<Entry>> {
+        match self
+            .call(reqwest::Method::GET, &self.item_url(path, ""), None, path)
+            .await
+        {
+            Ok(data) => {
+                let v: Value = serde_json::from_slice(&data).unwrap_or(Value::Null);
+                let t = v.get("updated_time").and_then(Value::as_i64).unwrap_or(0);
+                Ok(Some(Entry {
+                    path: path.to_string(),
+                    size: 0,
+                    modified: ms_to_time(t),
+                    is_dir: false,
+                }))
+            }
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// One DELETE per name (the server has no bulk delete), a few at a time.
+    async fn delete_many(&self, paths: &[String]) -> Vec<(String, StorageError)> {
+        let results: Vec<(String, Result<()>)> = stream::iter(paths.iter().cloned())
+            .map(|p| async move {
+                let r = self.delete(&p).await;
+                (p, r)
+            })
+            .buffer_unordered(4)
+            .collect()
+            .await;
+        results
+            .into_iter()
+            .filter_map(|(p, r)| r.err().map(|e| (p, e)))
+            .collect()
+    }
+
+    /// Items through `PUT /api/batch_items` in batches under the 1 MB limit; anything that is
+    /// not a UTF-8 text, or too big for a batch on its own, goes through a single PUT.
+    async fn put_many(&self, files: Vec<(String, Bytes)>) -> Vec<(String, StorageError)> {
+        let mut failed = Vec::new();
+        let mut singles = Vec::new();
+        let mut batches: Vec<Vec<(String, String)>> = vec![];
+        let mut current: Vec<(String, String)> = vec![];
+        let mut units = 0usize;
+        for (path, data) in files {
+            let data = match prepare(&path, data) {
+                Ok(d) => d,
+                Err(e) => {
+                    failed.push((path, e));
+                    continue;
+                }
+            };
+            let Ok(text) = String::from_utf8(data.to_vec()) else {
+                singles.push((path, data));
+                continue;
+            };
+            let n = utf16_len(&path) + utf16_len(&text);
+            if n > BATCH_LIMIT_UNITS {
+                singles.push((path, data));
+                continue;
+            }
+            if units + n > BATCH_LIMIT_UNITS && !current.is_empty() {
+                batches.push(std::mem::take(&mut current));
+                units = 0;
+            }
+            units += n;
+            current.push((path, text));
+        }
+        if !current.is_empty() {
+            batches.push(current);
+        }
+        for batch in batches {
+            let results = self.put_batch(&batch).await;
+            for ((path, r), (_, body)) in results.into_iter().zip(batch.iter()) {
+                match r {
+                    Ok(()) => {}
+                    // Unknown share: blank it and send this one item again on its own.
+                    Err(StorageError::Rejected(m)) if is_share_error(&m) => {
+                        if let Err(e) = self.put_one(&path, Bytes::from(body.clone())).await {
+                            failed.push((path, e));
+                        }
+                    }
+                    // The batch as a whole was too big for the server: try the items singly.
+                    Err(StorageError::TooLarge { message, .. })
+                        if message.contains("Size of items") =>
+                    {
+                        if let Err(e) = self.put_one(&path, Bytes::from(body.clone())).await {
+                            failed.push((path, e));
+                        }
+                    }
+                    Err(e) => failed.push((path, e)),
+                }
+            }
+        }
+        for (path, data) in singles {
+            if let Err(e) = self.put_one(&path, data).await {
+                failed.push((path, e));
+            }
+        }
+        failed
+    }
+
+    async fn acquire_server_lock(&self, client_id: &str) -> Result<bool> {
+        let url = format!("{}/api/locks", self.base);
+        let body = json!({"type": LOCK_EXCLUSIVE, "clientType": CLIENT_CLI, "clientId": client_id});
+        match self
+            .call(
+                reqwest::Method::POST,
+                &url,
+                Some(("application/json", Bytes::from(body.to_string()))),
+                "locks",
+            )
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(StorageError::Rejected(m)) => Err(StorageError::Rejected(format!(
+                "{}: another Joplin client is syncing or holds the lock ({m}). Wait for its sync to \
+                 finish (locks expire 3 minutes after their last refresh) and run again.",
+                self.base
+            ))),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn release_server_lock(&self, client_id: &str) -> Result<()> {
+        let url = format!(
+            "{}/api/locks/{LOCK_EXCLUSIVE}_{CLIENT_CLI}_{}",
+            self.base,
+            utf8_percent_encode(client_id, NON_ALPHANUMERIC)
+        );
+        self.call(reqwest::Method::DELETE, &url, None, "locks")
+            .await
+            .map(|_| ())
+    }
+}
+
+/// Build a backend; the shared pointer form the CLI uses.
+pub fn open(cfg: JoplinServerConfig) -> Result<Arc<dyn Storage>> {
+    Ok(Arc::new(JoplinServer::new(cfg)?))
+}
+
+#[cfg(test)]
+mod tests;

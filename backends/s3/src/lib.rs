@@ -1,0 +1,883 @@
+//! S3 sync target (Joplin `sync.target 8`): AWS S3, MinIO, s3s, s3rver and other S3-compatible
+//! stores.
+//!
+//! Layout exactly as Joplin's `file-api-driver-amazon-s3.js` writes it: every path is a key under
+//! an optional prefix (`<prefix><id>.md`, `<prefix>.resource/<id>`, `<prefix>info.json`,
+//! `<prefix>locks/…`). There are no directory objects: `mkdir` does nothing and a "directory"
+//! exists as soon as a key below it does. Listings use ListObjectsV2 with delimiter `/`, so a
+//! listing of the root shows `.resource/` as a directory, not its blobs — as Joplin's own delta.
+//!
+//! Joplin itself always syncs to the bucket's root (`sync.8.path` is the bucket name), so a
+//! prefix is only for targets other tools read.
+//!
+//! Credentials come only from the standard AWS chain (environment `AWS_ACCESS_KEY_ID` /
+//! `AWS_SECRET_ACCESS_KEY` / `AWS_SESSION_TOKEN`, `AWS_PROFILE` with the shared config and
+//! credentials files, then web identity / container / instance credentials); they are never
+//! logged. Retries are the pacer's job: the SDK's own retries are switched off.
+
+use std::fmt;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use aws_config::meta::region::RegionProviderChain;
+use aws_config::retry::RetryConfig;
+use aws_config::BehaviorVersion;
+use aws_sdk_s3::config::ResponseChecksumValidation;
+use aws_sdk_s3::config::{Credentials, Region, RequestChecksumCalculation};
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{
+    BucketLocationConstraint, CompletedMultipartUpload, CompletedPart, CreateBucketConfiguration,
+    Delete, ObjectIdentifier,
+};
+use aws_sdk_s3::Client;
+use backend_core::{parse_retry_after, Capabilities, Entry, Result, Storage, StorageError};
+use bytes::Bytes;
+use tokio::sync::OnceCell;
+
+/// S3 allows at most this many keys in one DeleteObjects request.
+pub const MAX_DELETE_BATCH: usize = 1000;
+/// S3's smallest part (all parts but the last).
+pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
+/// Blobs larger than this go up as a multipart upload by default.
+pub const DEFAULT_MULTIPART_THRESHOLD: u64 = 8 * 1024 * 1024;
+/// Default part size of a multipart upload.
+pub const DEFAULT_PART_SIZE: u64 = 8 * 1024 * 1024;
+
+/// Where the target is and how to reach it.
+#[derive(Clone)]
+pub struct S3Options {
+    pub bucket: String,
+    /// Key prefix, with or without a trailing `/` (`""` = the bucket's root, as Joplin uses).
+    pub prefix: String,
+    /// Endpoint URL for non-AWS stores (`http://127.0.0.1:9000`); `None` = AWS.
+    pub endpoint: Option<String>,
+    /// `None` = `AWS_REGION` / `AWS_DEFAULT_REGION` / the profile's region, else `us-east-1`.
+    pub region: Option<String>,
+    /// Path-style addressing (`http://host/bucket/key`), needed by MinIO and most self-hosted
+    /// stores.
+    pub path_style: bool,
+    /// Create the bucket in `ensure_root` when it does not exist.
+    pub create_bucket: bool,
+    /// Blobs larger than this are sent as a multipart upload.
+    pub multipart_threshold: u64,
+    /// Part size of multipart uploads (at least 5 MiB).
+    pub part_size: u64,
+    /// Fixed keys instead of the AWS chain (tests and embedding only; the CLI never sets it).
+    pub static_credentials: Option<(String, String)>,
+}
+
+impl S3Options {
+    pub fn new(bucket: impl Into<String>) -> Self {
+        S3Options {
+            bucket: bucket.into(),
+            prefix: String::new(),
+            endpoint: None,
+            region: None,
+            path_style: false,
+            create_bucket: false,
+            multipart_threshold: DEFAULT_MULTIPART_THRESHOLD,
+            part_size: DEFAULT_PART_SIZE,
+            static_credentials: None,
+        }
+    }
+
+    /// Parse `s3://BUCKET[/PREFIX]` into bucket and prefix.
+    pub fn from_url(url: &str) -> Result<Self> {
+        let rest = url.strip_prefix("s3://").ok_or_else(|| {
+            StorageError::Config(format!(
+                "{url}: an S3 target looks like s3://BUCKET[/PREFIX]"
+            ))
+        })?;
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(StorageError::Config(format!(
+                "{url}: no bucket name: use s3://BUCKET or s3://BUCKET/PREFIX"
+            )));
+        }
+        let mut o = S3Options::new(bucket);
+        o.prefix = prefix.to_string();
+        Ok(o)
+    }
+}
+
+impl fmt::Debug for S3Options {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never print credentials.
+        f.debug_struct("S3Options")
+            .field("bucket", &self.bucket)
+            .field("prefix", &self.prefix)
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("path_style", &self.path_style)
+            .field("create_bucket", &self.create_bucket)
+            .field("multipart_threshold", &self.multipart_threshold)
+            .field("part_size", &self.part_size)
+            .field(
+                "static_credentials",
+                &self.static_credentials.as_ref().map(|_| "<set>"),
+            )
+            .finish()
+    }
+}
+
+pub struct S3Storage {
+    opts: S3Options,
+    /// Normalised prefix: `""` or ending in `/`.
+    prefix: String,
+    /// Built on first use: loading the AWS config chain is async.
+    client: OnceCell<Client>,
+}
+
+impl fmt::Debug for S3Storage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("S3Storage")
+            .field("opts", &self.opts)
+            .finish()
+    }
+}
+
+/// `""` or `p/` (leading and doubled slashes dropped).
+fn normalise_prefix(p: &str) -> String {
+    let parts: Vec<&str> = p.split('/').filter(|s| !s.is_empty()).collect();
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("{}/", parts.join("/"))
+    }
+}
+
+impl S3Storage {
+    pub fn new(opts: S3Options) -> Result<Self> {
+        if opts.bucket.is_empty() {
+            return Err(StorageError::Config("no S3 bucket name given".into()));
+        }
+        if opts.part_size < MIN_PART_SIZE {
+            return Err(StorageError::Config(format!(
+                "S3 part size {} is below the 5 MiB S3 requires",
+                opts.part_size
+            )));
+        }
+        if let Some(e) = &opts.endpoint {
+            if !(e.starts_with("http://") || e.starts_with("https://")) {
+                return Err(StorageError::Config(format!(
+                    "--endpoint {e}: give a URL starting with http:// or https://"
+                )));
+            }
+        }
+        Ok(S3Storage {
+            prefix: normalise_prefix(&opts.prefix),
+            opts,
+            client: OnceCell::new(),
+        })
+    }
+
+    pub fn bucket(&self) -> &str {
+        &self.opts.bucket
+    }
+
+    fn endpoint_text(&self) -> String {
+        self.opts
+            .endpoint
+            .clone()
+            .unwrap_or_else(|| "AWS S3".to_string())
+    }
+
+    async fn client(&self) -> Result<&Client> {
+        self.client.get_or_try_init(|| self.build_client()).await
+    }
+
+    async fn build_client(&self) -> Result<Client> {
+        let http = aws_smithy_http_client::Builder::new()
+            .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+                aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+            ))
+            .build_https();
+        let region = match &self.opts.region {
+            Some(r) => RegionProviderChain::first_try(Region::new(r.clone())),
+            // Env and profile, then us-east-1 (what S3-compatible stores expect by default);
+            // no instance-metadata lookup, which would stall off EC2.
+            None => RegionProviderChain::first_try(
+                aws_config::environment::EnvironmentVariableRegionProvider::new(),
+            )
+            .or_else(aws_config::profile::ProfileFileRegionProvider::new())
+            .or_else(Region::from_static("us-east-1")),
+        };
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .http_client(http)
+            .region(region)
+            .retry_config(RetryConfig::disabled());
+        if let Some((ak, sk)) = &self.opts.static_credentials {
+            loader =
+                loader.credentials_provider(Credentials::new(ak, sk, None, None, "joplin-restore"));
+        }
+        let sdk = loader.load().await;
+        let mut b = aws_sdk_s3::config::Builder::from(&sdk)
+            .force_path_style(self.opts.path_style)
+            // Checksums only where S3 requires them: plain signed bodies work with every
+            // S3-compatible store (no aws-chunked trailers).
+            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+            .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
+        if let Some(e) = &self.opts.endpoint {
+            b = b.endpoint_url(e.trim_end_matches('/'));
+        }
+        Ok(Client::from_conf(b.build()))
+    }
+
+    fn key(&self, path: &str) -> String {
+        format!("{}{}", self.prefix, path.trim_start_matches('/'))
+    }
+
+    /// The target-relative path of a key, `None` when the key is outside the prefix.
+    fn path_of<'a>(&self, key: &'a str) -> Option<&'a str> {
+        key.strip_prefix(self.prefix.as_str())
+    }
+
+    fn classify<E>(
+        &self,
+        path: &str,
+        e: SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+    ) -> StorageError
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        let status = e.raw_response().map(|r| r.status().as_u16());
+        let retry_after = e
+            .raw_response()
+            .and_then(|r| r.headers().get("retry-after"))
+            .and_then(parse_retry_after);
+        let code = e.code().map(str::to_string);
+        let message = e.message().map(str::to_string);
+        match &e {
+            SdkError::ServiceError(_) | SdkError::ResponseError(_) => {}
+            SdkError::ConstructionFailure(_) => {
+                let detail = DisplayErrorContext(&e).to_string();
+                if detail.contains("credentials") || detail.contains("Credentials") {
+                    return StorageError::Auth(format!(
+                        "no AWS credentials found for {}: set AWS_ACCESS_KEY_ID and \
+                         AWS_SECRET_ACCESS_KEY in the environment, or AWS_PROFILE naming a profile \
+                         in ~/.aws/credentials",
+                        self.describe()
+                    ));
+                }
+                return StorageError::Config(format!(
+                    "{path}: cannot build the S3 request: {detail}"
+                ));
+            }
+            SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => {
+                return StorageError::transient(format!(
+                    "{path}: cannot reach {}: {} (check --endpoint and the network)",
+                    self.endpoint_text(),
+                    DisplayErrorContext(&e)
+                ));
+            }
+            _ => {
+                return StorageError::transient(format!("{path}: {}", DisplayErrorContext(&e)));
+            }
+        }
+        self.classify_parts(
+            path,
+            status,
+            code.as_deref(),
+            message.as_deref(),
+            retry_after,
+        )
+    }
+
+    /// Turn an S3 error (code, HTTP status, message) into an error class with advice.
+    fn classify_parts(
+        &self,
+        path: &str,
+        status: Option<u16>,
+        code: Option<&str>,
+        message: Option<&str>,
+        retry_after: Option<Duration>,
+    ) -> StorageError {
+        let bucket = &self.opts.bucket;
+        let what = match (code, message) {
+            (Some(c), Some(m)) => format!("{c}: {m}"),
+            (Some(c), None) => c.to_string(),
+            (None, Some(m)) => m.to_string(),
+            (None, None) => String::new(),
+        };
+        match code.unwrap_or("") {
+            // With --create-bucket a missing bucket is an empty target until `ensure_root`
+            // creates it: reads find nothing, listings are empty.
+            "NoSuchBucket" if self.opts.create_bucket => return StorageError::not_found(path),
+            "NoSuchBucket" => {
+                return StorageError::Config(format!(
+                    "bucket {bucket:?} does not exist on {}: create it (in the provider's console, \
+                     or `aws s3 mb s3://{bucket}`), or rerun with --create-bucket",
+                    self.endpoint_text()
+                ))
+            }
+            "NoSuchKey" | "NotFound" => return StorageError::not_found(path),
+            "SignatureDoesNotMatch"
+            | "InvalidAccessKeyId"
+            | "AccessDenied"
+            | "InvalidToken"
+            | "ExpiredToken"
+            | "TokenRefreshRequired"
+            | "InvalidSecurity" => {
+                return StorageError::Auth(format!(
+                "S3 refused the request for {path} in bucket {bucket:?} ({what}): the signature \
+                     does not match or access is denied. Check AWS_ACCESS_KEY_ID / \
+                     AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) and that this key may read and write \
+                     the bucket"
+            ))
+            }
+            "AuthorizationHeaderMalformed"
+            | "PermanentRedirect"
+            | "IllegalLocationConstraintException" => {
+                return StorageError::Config(format!(
+                    "{path}: {what}: the bucket {bucket:?} is in another region: pass --region \
+                     with the bucket's region (or set AWS_REGION)"
+                ))
+            }
+            "RequestTimeTooSkewed" => {
+                return StorageError::Config(format!(
+                    "{path}: {what}: this machine's clock differs too much from the server's: fix \
+                     the system clock (NTP) and rerun"
+                ))
+            }
+            "SlowDown"
+            | "Throttling"
+            | "ThrottlingException"
+            | "TooManyRequests"
+            | "RequestLimitExceeded"
+            | "ServiceUnavailable" => {
+                return StorageError::RateLimited {
+                    message: format!("{path}: {what}"),
+                    retry_after,
+                }
+            }
+            "InternalError" | "RequestTimeout" | "OperationAborted" => {
+                return StorageError::Transient {
+                    message: format!("{path}: {what}"),
+                    retry_after,
+                }
+            }
+            "EntityTooLarge" => {
+                return StorageError::TooLarge {
+                    path: path.to_string(),
+                    message: what,
+                }
+            }
+            _ => {}
+        }
+        match status {
+            // HEAD answers carry no body, so no code: say what a 403 means on S3.
+            Some(401 | 403) => StorageError::Auth(format!(
+                "S3 refused the request for {path} in bucket {bucket:?} (HTTP {}): the signature \
+                 does not match or access is denied. Check AWS_ACCESS_KEY_ID / \
+                 AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) and that this key may read and write the \
+                 bucket",
+                status.unwrap_or(403)
+            )),
+            Some(301) => StorageError::Config(format!(
+                "{path}: HTTP 301: the bucket {bucket:?} is in another region or needs another \
+                 addressing style: pass --region with the bucket's region, or --path-style"
+            )),
+            // 503 on S3 is SlowDown even without a body.
+            Some(503) => StorageError::RateLimited {
+                message: format!("{path}: HTTP 503 (slow down) {what}"),
+                retry_after,
+            },
+            Some(s) => StorageError::from_http(s, path, &what, retry_after),
+            None => StorageError::transient(format!("{path}: {what}")),
+        }
+    }
+
+    async fn put_multipart(
+        &self,
+        client: &Client,
+        path: &str,
+        key: &str,
+        data: Bytes,
+    ) -> Result<()> {
+        let created = client
+            .create_multipart_upload()
+            .bucket(&self.opts.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| self.classify(path, e))?;
+        let upload_id = created.upload_id().map(str::to_string).ok_or_else(|| {
+            StorageError::Rejected(format!(
+                "{path}: the server started a multipart upload without an id"
+            ))
+        })?;
+        let parts = async {
+            let mut parts = Vec::new();
+            let size = self.opts.part_size as usize;
+            let mut offset = 0usize;
+            let mut number = 1i32;
+            while offset < data.len() {
+                let end = (offset + size).min(data.len());
+                let done = client
+                    .upload_part()
+                    .bucket(&self.opts.bucket)
+                    .key(key)
+                    .upload_id(&upload_id)
+                    .part_number(number)
+                    .body(ByteStream::from(data.slice(offset..end)))
+                    .send()
+                    .await
+                    .map_err(|e| self.classify(path, e))?;
+                parts.push(
+                    CompletedPart::builder()
+                        .set_e_tag(done.e_tag().map(str::to_string))
+                        .part_number(number)
+                        .build(),
+                );
+                offset = end;
+                number += 1;
+            }
+            client
+                .complete_multipart_upload()
+                .bucket(&self.opts.bucket)
+                .key(key)
+                .upload_id(&upload_id)
+                .multipart_upload(
+                    CompletedMultipartUpload::builder()
+                        .set_parts(Some(parts))
+                        .build(),
+                )
+                .send()
+                .await
+                .map_err(|e| self.classify(path, e))?;
+            Ok::<(), StorageError>(())
+        }
+        .await;
+        if let Err(e) = parts {
+            // Abort so the parts do not linger (and cost) on the server.
+            if let Err(abort) = client
+                .abort_multipart_upload()
+                .bucket(&self.opts.bucket)
+                .key(key)
+                .upload_id(&upload_id)
+                .send()
+                .await
+            {
+                tracing::warn!(
+                    "{path}: could not abort the failed multipart upload: {}",
+                    self.classify(path, abort)
+                );
+            }
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    async fn delete_batch(&self, client: &Client, paths: &[String]) -> Vec<(String, StorageError)> {
+        let objects: std::result::Result<Vec<ObjectIdentifier>, _> = paths
+            .iter()
+            .map(|p| ObjectIdentifier::builder().key(self.key(p)).build())
+            .collect();
+        let request = objects
+            .map_err(|e| StorageError::Config(format!("DeleteObjects: {e}")))
+            .and_then(|objects| {
+                Delete::builder()
+                    .set_objects(Some(objects))
+                    .quiet(true)
+                    .build()
+                    .map_err(|e| StorageError::Config(format!("DeleteObjects: {e}")))
+            });
+        let delete = match request {
+            Ok(d) => d,
+            Err(e) => {
+                let msg = e.to_string();
+                return paths
+                    .iter()
+                    .map(|p| (p.clone(), StorageError::Config(msg.clone())))
+                    .collect();
+            }
+        };
+        let out = client
+            .delete_objects()
+            .bucket(&self.opts.bucket)
+            .delete(delete)
+            .send()
+            .await;
+        match out {
+            Ok(out) => out
+                .errors()
+                .iter()
+                .filter_map(|err| {
+                    let key = err.key()?;
+                    let path = self.path_of(key).unwrap_or(key).to_string();
+                    // A key already gone is deleted as far as we care.
+                    if err.code() == Some("NoSuchKey") {
+                        return None;
+                    }
+                    let e = self.classify_parts(&path, Some(200), err.code(), err.message(), None);
+                    Some((path, e))
+                })
+                .collect(),
+            Err(e) if e.raw_response().map(|r| r.status().as_u16()) == Some(500) => {
+                // Some stores fail a whole batch on an internal race (s3rver 3.7.1 removes
+                // emptied folders in parallel and trips over its own deletions): fall back to
+                // one DeleteObject per key, in order. Throttling (503) is left to the pacer.
+                tracing::warn!(
+                    "DeleteObjects failed ({}); deleting {} key(s) one by one",
+                    self.classify(&paths[0], e),
+                    paths.len()
+                );
+                let mut failed = Vec::new();
+                for p in paths {
+                    if let Err(e) = self.delete(p).await {
+                        failed.push((p.clone(), e));
+                    }
+                }
+                failed
+            }
+            Err(e) => {
+                let status = e.raw_response().map(|r| r.status().as_u16());
+                let first = self.classify(&paths[0], e);
+                // Rebuild the same class for every path of the batch.
+                let retryable = first.is_retryable();
+                let retry_after = first.retry_after();
+                let text = first.to_string();
+                paths
+                    .iter()
+                    .map(|p| {
+                        let e = if retryable {
+                            StorageError::Transient {
+                                message: text.clone(),
+                                retry_after,
+                            }
+                        } else {
+                            match status {
+                                Some(401 | 403) => StorageError::Auth(text.clone()),
+                                _ => StorageError::Rejected(text.clone()),
+                            }
+                        };
+                        (p.clone(), e)
+                    })
+                    .collect()
+            }
+        }
+    }
+}
+
+fn to_system_time(t: Option<&aws_sdk_s3::primitives::DateTime>) -> Option<SystemTime> {
+    t.and_then(|t| SystemTime::try_from(*t).ok())
+}
+
+#[async_trait]
+impl Storage for S3Storage {
+    fn describe(&self) -> String {
+        let mut s = format!("s3://{}/{}", self.opts.bucket, self.prefix);
+        if let Some(e) = &self.opts.endpoint {
+            s.push_str(&format!(" at {e}"));
+        }
+        s
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            default_transfers: 8,
+            batch_put: false,
+            // LastModified has 1-second resolution on AWS and most stores.
+            coarse_mtime: true,
+            ..Default::default()
+        }
+    }
+
+    async fn ensure_root(&self) -> Result<()> {
+        let client = self.client().await?;
+        let bucket = &self.opts.bucket;
+        let err = match client.head_bucket().bucket(bucket).send().await {
+            Ok(_) => return Ok(()),
+            Err(e) => e,
+        };
+        let status = err.raw_response().map(|r| r.status().as_u16());
+        let missing = status == Some(404) || err.code() == Some("NoSuchBucket");
+        if status == Some(400) && err.code().is_none() {
+            return Err(StorageError::Config(format!(
+                "{} answered HTTP 400 for bucket {bucket:?}: is the bucket name valid (3–63 \
+                 lowercase letters, digits, dots and hyphens) and is --endpoint an S3 endpoint?",
+                self.endpoint_text()
+            )));
+        }
+        if !missing {
+            return Err(self.classify(bucket, err));
+        }
+        if !self.opts.create_bucket {
+            return Err(self.classify_parts(bucket, Some(404), Some("NoSuchBucket"), None, None));
+        }
+        let mut create = client.create_bucket().bucket(bucket);
+        let region = client.config().region().map(|r| r.as_ref().to_string());
+        if let Some(r) = region.filter(|r| r != "us-east-1") {
+            create = create.create_bucket_configuration(
+                CreateBucketConfiguration::builder()
+                    .location_constraint(BucketLocationConstraint::from(r.as_str()))
+                    .build(),
+            );
+        }
+        match create.send().await {
+            Ok(_) => {
+                tracing::info!("created bucket {bucket}");
+                Ok(())
+            }
+            Err(e) if matches!(e.code(), Some("BucketAlreadyOwnedByYou")) => Ok(()),
+            Err(e) => Err(self.classify(bucket, e)),
+        }
+    }
+
+    async fn list(&self, dir: &str) -> Result<Vec<Entry>> {
+        let client = self.client().await?;
+        let dir = dir.trim_matches('/');
+        let prefix = if dir.is_empty() {
+            self.prefix.clone()
+        } else {
+            format!("{}{dir}/", self.prefix)
+        };
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        // Bounded: 1000 keys a page, so 100 000 pages is 100 million keys.
+        for _ in 0..100_000 {
+            let page = match client
+                .list_objects_v2()
+                .bucket(&self.opts.bucket)
+                .prefix(&prefix)
+                .delimiter("/")
+                .set_continuation_token(token.take())
+                .send()
+                .await
+            {
+                Ok(page) => page,
+                Err(e) => match self.classify(if dir.is_empty() { "/" } else { dir }, e) {
+                    // Only a missing bucket under --create-bucket: nothing there yet.
+                    StorageError::NotFound { .. } => return Ok(Vec::new()),
+                    e => return Err(e),
+                },
+            };
+            for o in page.contents() {
+                let Some(key) = o.key() else { continue };
+                // A "directory object" some tools create for the folder itself.
+                if key == prefix || key.ends_with('/') {
+                    continue;
+                }
+                let Some(path) = self.path_of(key) else {
+                    continue;
+                };
+                out.push(Entry {
+                    path: path.to_string(),
+                    size: o.size().unwrap_or(0).max(0) as u64,
+                    modified: to_system_time(o.last_modified()),
+                    is_dir: false,
+                });
+            }
+            for p in page.common_prefixes() {
+                let Some(key) = p.prefix() else { continue };
+                let Some(path) = self.path_of(key) else {
+                    continue;
+                };
+                let path = path.trim_end_matches('/');
+                if path.is_empty() {
+                    continue;
+                }
+                out.push(Entry {
+                    path: path.to_string(),
+                    size: 0,
+                    modified: None,
+                    is_dir: true,
+                });
+            }
+            token = page.next_continuation_token().map(str::to_string);
+            if page.is_truncated() != Some(true) || token.is_none() {
+                return Ok(out);
+            }
+        }
+        Err(StorageError::Rejected(format!(
+            "{dir}: the server kept the listing going past 100 000 pages; giving up"
+        )))
+    }
+
+    async fn get(&self, path: &str) -> Result<Bytes> {
+        let client = self.client().await?;
+        let out = client
+            .get_object()
+            .bucket(&self.opts.bucket)
+            .key(self.key(path))
+            .send()
+            .await
+            .map_err(|e| self.classify(path, e))?;
+        let body =
+            out.body.collect().await.map_err(|e| {
+                StorageError::transient(format!("{path}: download interrupted: {e}"))
+            })?;
+        Ok(body.into_bytes())
+    }
+
+    async fn put(&self, path: &str, data: Bytes) -> Result<()> {
+        let client = self.client().await?;
+        let key = self.key(path);
+        if data.len() as u64 > self.opts.multipart_threshold {
+            return self.put_multipart(client, path, &key, data).await;
+        }
+        client
+            .put_object()
+            .bucket(&self.opts.bucket)
+            .key(key)
+            .body(ByteStream::from(data))
+            .send()
+            .await
+            .map_err(|e| self.classify(path, e))?;
+        Ok(())
+    }
+
+    async fn delete(&self, path: &str) -> Result<()> {
+        let client = self.client().await?;
+        match client
+            .delete_object()
+            .bucket(&self.opts.bucket)
+            .key(self.key(path))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) => match self.classify(path, e) {
+                StorageError::NotFound { .. } => Ok(()),
+                other => Err(other),
+            },
+        }
+    }
+
+    async fn mkdir(&self, _path: &str) -> Result<()> {
+        // No directory objects, like Joplin: a "directory" exists once a key below it does.
+        Ok(())
+    }
+
+    async fn stat(&self, path: &str) -> Result<Option<Entry>> {
+        let client = self.client().await?;
+        match client
+            .head_object()
+            .bucket(&self.opts.bucket)
+            .key(self.key(path))
+            .send()
+            .await
+        {
+            Ok(o) => Ok(Some(Entry {
+                path: path.to_string(),
+                size: o.content_length().unwrap_or(0).max(0) as u64,
+                modified: to_system_time(o.last_modified()),
+                is_dir: false,
+            })),
+            Err(e) => match self.classify(path, e) {
+                StorageError::NotFound { .. } => Ok(None),
+                other => Err(other),
+            },
+        }
+    }
+
+    /// DeleteObjects, up to 1000 keys a request.
+    async fn delete_many(&self, paths: &[String]) -> Vec<(String, StorageError)> {
+        if paths.is_empty() {
+            return Vec::new();
+        }
+        let client = match self.client().await {
+            Ok(c) => c,
+            Err(e) => {
+                let msg = e.to_string();
+                return paths
+                    .iter()
+                    .map(|p| (p.clone(), StorageError::Config(msg.clone())))
+                    .collect();
+            }
+        };
+        let mut failed = Vec::new();
+        for chunk in paths.chunks(MAX_DELETE_BATCH) {
+            failed.extend(self.delete_batch(client, chunk).await);
+        }
+        failed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn storage(prefix: &str) -> S3Storage {
+        let mut o = S3Options::new("b");
+        o.prefix = prefix.into();
+        S3Storage::new(o).unwrap()
+    }
+
+    #[test]
+    fn urls_and_prefixes() {
+        let o = S3Options::from_url("s3://joplin").unwrap();
+        assert_eq!((o.bucket.as_str(), o.prefix.as_str()), ("joplin", ""));
+        let o = S3Options::from_url("s3://joplin/backups/main/").unwrap();
+        assert_eq!(o.prefix, "backups/main/");
+        assert!(S3Options::from_url("s3:///x").is_err());
+        assert_eq!(normalise_prefix(""), "");
+        assert_eq!(normalise_prefix("/a//b/"), "a/b/");
+        assert_eq!(normalise_prefix("a"), "a/");
+    }
+
+    #[test]
+    fn keys_follow_joplins_layout() {
+        let s = storage("");
+        assert_eq!(s.key("info.json"), "info.json");
+        assert_eq!(s.key(".resource/abc"), ".resource/abc");
+        let s = storage("sub");
+        assert_eq!(s.key("abc.md"), "sub/abc.md");
+        assert_eq!(s.key("locks/x.json"), "sub/locks/x.json");
+        assert_eq!(s.path_of("sub/abc.md"), Some("abc.md"));
+        assert_eq!(s.path_of("other/abc.md"), None);
+    }
+
+    #[test]
+    fn error_codes_become_classes_with_advice() {
+        let s = storage("");
+        let e = s.classify_parts(
+            "a.md",
+            Some(403),
+            Some("SignatureDoesNotMatch"),
+            Some("x"),
+            None,
+        );
+        assert!(matches!(e, StorageError::Auth(_)));
+        assert!(e.to_string().contains("AWS_SECRET_ACCESS_KEY"), "{e}");
+        let e = s.classify_parts("a.md", Some(403), None, None, None);
+        assert!(matches!(e, StorageError::Auth(_)), "{e}");
+        let e = s.classify_parts("a.md", Some(404), Some("NoSuchBucket"), None, None);
+        assert!(e.to_string().contains("--create-bucket"), "{e}");
+        assert!(!e.is_retryable());
+        assert!(s
+            .classify_parts("a.md", Some(404), Some("NoSuchKey"), None, None)
+            .is_not_found());
+        let e = s.classify_parts(
+            "a.md",
+            Some(503),
+            Some("SlowDown"),
+            None,
+            Some(Duration::from_secs(2)),
+        );
+        assert!(e.is_retryable());
+        assert_eq!(e.retry_after(), Some(Duration::from_secs(2)));
+        assert!(s
+            .classify_parts("a.md", Some(503), None, None, None)
+            .is_retryable());
+        assert!(s
+            .classify_parts("a.md", Some(500), Some("InternalError"), None, None)
+            .is_retryable());
+        assert!(!s
+            .classify_parts("a.md", Some(400), Some("InvalidArgument"), None, None)
+            .is_retryable());
+    }
+
+    #[test]
+    fn debug_never_shows_credentials() {
+        let mut o = S3Options::new("b");
+        o.static_credentials = Some(("AKIDSECRETISH".into(), "topsecret".into()));
+        let s = S3Storage::new(o).unwrap();
+        let d = format!("{s:?}");
+        assert!(
+            !d.contains("topsecret") && !d.contains("AKIDSECRETISH"),
+            "{d}"
+        );
+    }
+}

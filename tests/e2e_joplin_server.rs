@@ -1,0 +1,227 @@
+//! End to end against the Joplin Server EMULATOR (`tests/joplin-server-emulator`): our binary
+//! restores, verifies and reports problems the way it must against a real Joplin Server.
+
+mod support;
+
+use support::jserver::{self, jr_server, EmulatorConfig, PASSWORD, USER};
+use support::{sample_jex, text};
+
+#[test]
+fn restore_then_verify_the_sample() {
+    let (_rt, emu) = jserver::start(EmulatorConfig::default());
+    let jex = sample_jex();
+    let o = jr_server(&emu, PASSWORD, &["restore", jex.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("Verified: 27 items and 3 blobs"), "{out}");
+    let st = emu.stats();
+    assert_eq!(st.logins, 1, "one login per run: {st:?}");
+    assert!(st.json_puts.is_empty(), "{st:?}");
+    assert!(
+        emu.locks(USER).is_empty(),
+        "the lock is released: {:?}",
+        emu.locks(USER)
+    );
+    assert!(st.lock_posts >= 1 && st.lock_deletes >= 1, "{st:?}");
+    let names = emu.names(USER);
+    assert!(names.contains(&"info.json".to_string()), "{names:?}");
+    assert_eq!(
+        names.iter().filter(|n| n.starts_with(".resource/")).count(),
+        3
+    );
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.starts_with("locks/") || n.starts_with("temp/")),
+        "{names:?}"
+    );
+
+    let o = jr_server(&emu, PASSWORD, &["verify", jex.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+
+    // A second run finds everything in place: nothing but the blobs and their resources (whose
+    // sizes the server does not list) is written again.
+    emu.reset_stats();
+    let o = jr_server(
+        &emu,
+        PASSWORD,
+        &["restore", jex.to_str().unwrap(), "--yes", "--no-snapshot"],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let st = emu.stats();
+    assert!(st.batch_items <= 3, "{st:?}");
+}
+
+#[test]
+fn five_thousand_items_go_in_batches() {
+    let tmp = tempfile::tempdir().unwrap();
+    let jex = tmp.path().join("big.jex");
+    jserver::write_jex(&jex, 4999, None);
+    let (_rt, emu) = jserver::start(EmulatorConfig::default());
+    let o = jr_server(
+        &emu,
+        PASSWORD,
+        &["restore", jex.to_str().unwrap(), "--quiet"],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("Verified: 5000 items"),
+        "{}",
+        text(&o)
+    );
+    let st = emu.stats();
+    assert_eq!(st.batch_items, 5000, "{st:?}");
+    // ≤ 1 request per ~100 items: 1 folder batch + 50 note batches, plus slack.
+    assert!(st.batch_puts <= 55, "{st:?}");
+    assert!(
+        st.single_puts <= 3,
+        "only info.json and the clock probe go singly: {st:?}"
+    );
+    assert_eq!(st.logins, 1, "{st:?}");
+    assert_eq!(emu.names(USER).len(), 5001);
+}
+
+#[test]
+fn wrong_password_says_what_to_fix() {
+    let (_rt, emu) = jserver::start(EmulatorConfig::default());
+    let o = jr_server(&emu, "wrong", &["restore", sample_jex().to_str().unwrap()]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("refused the login"), "{}", text(&o));
+    assert!(err.contains("JOPLIN_RESTORE_PASSWORD"), "{}", text(&o));
+    assert!(
+        !err.contains("wrong"),
+        "never print the password: {}",
+        text(&o)
+    );
+    assert!(emu.names(USER).is_empty());
+}
+
+#[test]
+fn missing_password_without_a_terminal_says_how_to_give_it() {
+    let (_rt, emu) = jserver::start(EmulatorConfig::default());
+    let t = jserver::target(&emu);
+    let o = support::jr(&[
+        "verify",
+        sample_jex().to_str().unwrap(),
+        "--target",
+        &t,
+        "--username",
+        USER,
+    ]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("JOPLIN_RESTORE_PASSWORD") && err.contains("--password-file"),
+        "{err}"
+    );
+}
+
+#[test]
+fn password_file_works() {
+    let (_rt, emu) = jserver::start(EmulatorConfig::default());
+    let tmp = tempfile::tempdir().unwrap();
+    let pw = tmp.path().join("pw");
+    std::fs::write(&pw, format!("{PASSWORD}\n")).unwrap();
+    let t = jserver::target(&emu);
+    let o = support::jr(&[
+        "restore",
+        sample_jex().to_str().unwrap(),
+        "--target",
+        &t,
+        "--username",
+        USER,
+        "--password-file",
+        pw.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+}
+
+#[test]
+fn rate_limited_login_waits_and_goes_on() {
+    let (_rt, emu) = jserver::start(EmulatorConfig {
+        login_limit: 1,
+        login_window: std::time::Duration::from_secs(3),
+        retry_after_secs: 1,
+        ..Default::default()
+    });
+    // One failed attempt uses up the budget.
+    let o = jr_server(&emu, "wrong", &["verify", sample_jex().to_str().unwrap()]);
+    assert!(!o.status.success());
+    let o = jr_server(&emu, PASSWORD, &["restore", sample_jex().to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(emu.stats().logins_rate_limited >= 1, "{:?}", emu.stats());
+}
+
+#[test]
+fn oversized_item_is_reported_by_id_and_title() {
+    let tmp = tempfile::tempdir().unwrap();
+    let jex = tmp.path().join("big.jex");
+    jserver::write_jex(&jex, 20, Some((7, 50_000)));
+    let (_rt, emu) = jserver::start(EmulatorConfig::default());
+    emu.set_max_item_size(20_000);
+    let o = jr_server(
+        &emu,
+        PASSWORD,
+        &["restore", jex.to_str().unwrap(), "--quiet"],
+    );
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    let id = jserver::note_id(7);
+    assert!(err.contains(&id) && err.contains("Note 7"), "{}", text(&o));
+    assert!(err.contains("too large"), "{}", text(&o));
+    // The other notes of the phase were written.
+    let names = emu.names(USER);
+    assert_eq!(
+        names.iter().filter(|n| n.ends_with(".md")).count(),
+        20,
+        "{names:?}"
+    );
+    assert!(!names.contains(&format!("{id}.md")));
+}
+
+#[test]
+fn target_url_must_say_its_kind() {
+    let o = support::jr(&[
+        "verify",
+        sample_jex().to_str().unwrap(),
+        "--target",
+        "http://127.0.0.1:1/",
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("--backend joplin-server"),
+        "{}",
+        text(&o)
+    );
+}
+
+#[test]
+fn clear_leaves_only_info_json() {
+    let tmp = tempfile::tempdir().unwrap();
+    let jex = tmp.path().join("big.jex");
+    // 250 items: more than two listing pages, so clearing must not skip any.
+    jserver::write_jex(&jex, 249, None);
+    let (_rt, emu) = jserver::start(EmulatorConfig::default());
+    let o = jr_server(
+        &emu,
+        PASSWORD,
+        &["restore", jex.to_str().unwrap(), "--quiet"],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let snaps = tmp.path().join("snaps");
+    let o = jr_server(
+        &emu,
+        PASSWORD,
+        &[
+            "clear",
+            "--yes",
+            "--quiet",
+            "--snapshot-dir",
+            snaps.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(emu.names(USER), vec!["info.json".to_string()]);
+    assert!(emu.locks(USER).is_empty());
+}
