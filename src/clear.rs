@@ -119,7 +119,7 @@ pub async fn run(args: &ClearArgs) -> Result<ClearSummary> {
         Some(take_snapshot(&target, args.snapshot_dir.as_deref(), transfers, &progress).await?)
     };
     let lock = target
-        .acquire_lock(args.force, None, &crate::item::new_id())
+        .acquire_lock(args.force, &[], &crate::item::new_id())
         .await?;
     progress.phase("deleting", paths.len() as u64);
     let failed = target.storage.delete_many(&paths).await;

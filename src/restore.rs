@@ -369,7 +369,10 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
         .as_ref()
         .map(|r| r.stamp_ms)
         .unwrap_or_else(|| now_ms().min(remote_now));
-    let reclaim = resumed.as_ref().and_then(|r| r.lock_id.clone());
+    let reclaim = resumed
+        .as_ref()
+        .map(|r| r.lock_ids.clone())
+        .unwrap_or_default();
     // The journal names our lock before the lock exists, so a kill at any point leaves a lock
     // the next run recognises as its own.
     let lock_id = crate::item::new_id();
@@ -385,9 +388,7 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
             target: target.describe(),
         },
     )?;
-    let lock = target
-        .acquire_lock(args.force, reclaim.as_deref(), &lock_id)
-        .await?;
+    let lock = target.acquire_lock(args.force, &reclaim, &lock_id).await?;
     let exec = Executor {
         target: &target,
         backup: backup.clone(),

@@ -142,7 +142,7 @@ pub async fn run(args: &RollbackArgs) -> Result<RollbackSummary> {
     };
     target.ensure_layout(&state).await?;
     let lock = target
-        .acquire_lock(args.force, None, &crate::item::new_id())
+        .acquire_lock(args.force, &[], &crate::item::new_id())
         .await?;
     if info_changes {
         if let Some(info) = &snap.info_json {
