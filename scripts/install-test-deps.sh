@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything the test suite needs on a clean Debian machine (root), from package registries
 # only, pinned. Idempotent: what is already there is skipped. Tools go to $JR_TOOLS (default .tools/).
-#   apache2 (mod_dav) + rclone            real WebDAV servers
+#   apache2 (mod_dav) + rclone            real WebDAV servers (openssl: test certificates)
 #   s3s-fs 0.14.1 (crates.io), s3rver 3.7.1 (npm)   real S3 servers
 #   joplin 3.5.1 (npm)                    the real Joplin CLI, judge of every restore
 set -euo pipefail
@@ -14,7 +14,7 @@ log() { printf '[install] %s\n' "$*" >&2; }
 mkdir -p "$TOOLS"
 
 need=()
-for p in apache2 apache2-utils rclone curl libsecret-1-dev pkg-config g++ make python3 p7zip-full; do
+for p in apache2 apache2-utils rclone curl openssl bsdutils libsecret-1-dev pkg-config g++ make python3 p7zip-full; do
   dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
 if ((${#need[@]})); then

@@ -67,7 +67,7 @@ pub async fn run(args: &ClearArgs) -> Result<ClearSummary> {
     if args.full_reset && state.info.is_some() {
         paths.push(INFO_JSON.to_string());
     }
-    println!(
+    crate::say!(
         "Plan for {}: delete {} item(s) and {} blob(s){}",
         target.describe(),
         state.items.len(),
@@ -80,16 +80,16 @@ pub async fn run(args: &ClearArgs) -> Result<ClearSummary> {
     );
     if args.dry_run {
         for p in paths.iter().take(200) {
-            println!("  {p}");
+            crate::say!("  {p}");
         }
-        println!("dry run: nothing was changed");
+        crate::say!("dry run: nothing was changed");
         return Ok(ClearSummary {
             deleted: 0,
             snapshot: None,
         });
     }
     if paths.is_empty() {
-        println!("The target is already empty.");
+        crate::say!("The target is already empty.");
         return Ok(ClearSummary {
             deleted: 0,
             snapshot: None,
@@ -119,7 +119,7 @@ pub async fn run(args: &ClearArgs) -> Result<ClearSummary> {
         Some(take_snapshot(&target, args.snapshot_dir.as_deref(), transfers, &progress).await?)
     };
     let lock = target
-        .acquire_lock(args.force, None, &crate::item::new_id())
+        .acquire_lock(args.force, &[], &crate::item::new_id())
         .await?;
     progress.phase("deleting", paths.len() as u64);
     let failed = target.storage.delete_many(&paths).await;

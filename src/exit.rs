@@ -26,3 +26,35 @@ pub fn code_for(e: &anyhow::Error) -> i32 {
         FAILED
     }
 }
+
+/// A run that stopped with per-item failures; the JSON report lists them.
+#[derive(Debug)]
+pub struct Failed {
+    pub message: String,
+    pub failures: Vec<crate::report::FailureReport>,
+}
+
+impl std::fmt::Display for Failed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Failed {}
+
+impl Failed {
+    pub fn from_outcome(message: String, outcome: &crate::execute::Outcome) -> Self {
+        Failed {
+            message,
+            failures: outcome
+                .failures
+                .iter()
+                .map(|f| crate::report::FailureReport {
+                    path: f.path.clone(),
+                    what: f.what.clone(),
+                    error: f.error.clone(),
+                })
+                .collect(),
+        }
+    }
+}

@@ -31,6 +31,10 @@ pub struct ExportArgs {
     /// Replace OUT.jex if it exists.
     #[arg(long)]
     pub overwrite: bool,
+    /// The master password of an end-to-end encrypted target (items are decrypted: a JEX is
+    /// plaintext, as Joplin's own export is).
+    #[command(flatten)]
+    pub password: crate::e2ee::PasswordArgs,
 }
 
 #[derive(Debug, Default)]
@@ -80,6 +84,7 @@ pub async fn run(args: &ExportArgs) -> Result<ExportSummary> {
             target.describe()
         );
     }
+    let keyring = crate::restore::keyring_for(&target, &state, &args.password, false).await?;
     let ids: Vec<String> = state.items.keys().cloned().collect();
     let fetched: Vec<Result<(String, Vec<u8>)>> = stream::iter(ids)
         .map(|id| {
@@ -99,9 +104,15 @@ pub async fn run(args: &ExportArgs) -> Result<ExportSummary> {
     let mut items: Vec<(String, Vec<u8>, Item)> = Vec::new();
     let mut summary = ExportSummary::default();
     for r in fetched {
-        let (id, data) = r?;
-        let item = Item::parse_bytes(&data)
+        let (id, mut data) = r?;
+        let mut item = Item::parse_bytes(&data)
             .with_context(|| format!("{id}.md on {} cannot be parsed", target.describe()))?;
+        if let (Some(k), true) = (&keyring, crate::e2ee::is_encrypted(&item)) {
+            item = k
+                .decrypt_item(&item)
+                .with_context(|| format!("decrypting {id}.md on {}", target.describe()))?;
+            data = item.serialize().into_bytes();
+        }
         if !item.item_type().is_restorable() {
             continue; // revisions, old master keys: not part of a JEX
         }
@@ -171,6 +182,12 @@ pub async fn run(args: &ExportArgs) -> Result<ExportSummary> {
             format!("resources/{id}")
         } else {
             format!("resources/{id}.{ext}")
+        };
+        let blob = match &keyring {
+            Some(k) => k
+                .decrypt_blob(&blob)
+                .with_context(|| format!("decrypting the blob of resource {id}"))?,
+            None => blob.to_vec(),
         };
         append(&mut tar, &name, &blob)?;
         summary.blobs += 1;

@@ -24,6 +24,10 @@ enum Line {
         #[serde(default)]
         lock_id: Option<String>,
     },
+    /// A lock id an earlier, killed run used (it may still be on the target).
+    OldLock {
+        id: String,
+    },
     Cleared,
     Done {
         path: String,
@@ -35,7 +39,9 @@ enum Line {
 pub struct Resume {
     pub stamp_ms: i64,
     pub id_seed: u64,
-    pub lock_id: Option<String>,
+    /// Every lock id a run of this restore used: a kill can land before or after the lock is
+    /// written or replaced, so all of them are ours to remove.
+    pub lock_ids: Vec<String>,
     pub cleared: bool,
     pub done: HashSet<String>,
 }
@@ -104,9 +110,14 @@ fn read(path: &Path) -> Option<Resume> {
                 r = Some(Resume {
                     stamp_ms,
                     id_seed,
-                    lock_id,
+                    lock_ids: lock_id.into_iter().collect(),
                     ..Default::default()
                 })
+            }
+            Ok(Line::OldLock { id }) => {
+                if let Some(r) = r.as_mut().filter(|r| !r.lock_ids.contains(&id)) {
+                    r.lock_ids.push(id);
+                }
             }
             Ok(Line::Cleared) => {
                 if let Some(r) = r.as_mut() {
@@ -155,6 +166,10 @@ impl Journal {
         })?;
         text.push('\n');
         if let Some(r) = &resumed {
+            for id in &r.lock_ids {
+                text.push_str(&serde_json::to_string(&Line::OldLock { id: id.clone() })?);
+                text.push('\n');
+            }
             if r.cleared {
                 text.push_str(&serde_json::to_string(&Line::Cleared)?);
                 text.push('\n');
@@ -239,13 +254,16 @@ mod tests {
         f.write_all(b"{\"done\":{\"pa").unwrap();
         let r = Journal::peek(d, "k").unwrap();
         assert_eq!((r.stamp_ms, r.id_seed, r.cleared), (42, 7, true));
-        assert_eq!(r.lock_id.as_deref(), Some("L"));
+        assert_eq!(r.lock_ids, vec!["L".to_string()]);
         assert_eq!(r.done.len(), 2);
         let j = Journal::begin(d, "k", Some(r), start(42, 7)).unwrap();
-        // Lines recorded after a torn one still count on the next resume.
+        // Lines recorded after a torn one still count on the next resume, and every lock id
+        // used so far is remembered.
         j.record_done("c.md");
         drop(j);
-        assert_eq!(Journal::peek(d, "k").unwrap().done.len(), 3);
+        let r = Journal::peek(d, "k").unwrap();
+        assert_eq!(r.done.len(), 3);
+        assert_eq!(r.lock_ids, vec!["L".to_string()]);
         let j = Journal::begin(d, "k", None, start(1, 1)).unwrap();
         j.finish().unwrap();
         assert!(!p.exists());

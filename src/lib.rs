@@ -19,6 +19,7 @@ pub mod newids;
 pub mod open;
 pub mod plan;
 pub mod progress;
+pub mod report;
 pub mod restore;
 pub mod rollback;
 pub mod selection;

@@ -15,7 +15,8 @@ use joplin_restore::restore::{self, RestoreArgs};
 use joplin_restore::rollback::{self, RollbackArgs};
 use joplin_restore::target::SyncTarget;
 use joplin_restore::validate::{validate, ProblemClass};
-use joplin_restore::{inspect, plan, status, verify};
+use joplin_restore::{inspect, plan, report, status, verify};
+use serde_json::json;
 
 /// Restore a Joplin backup (JEX) straight into a sync target, keeping every ID, so clients
 /// just sync.
@@ -24,6 +25,10 @@ use joplin_restore::{inspect, plan, status, verify};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Print one JSON report on stdout (human messages go to stderr); see the README for the
+    /// fields.
+    #[arg(long, global = true)]
+    json: bool,
     /// More log output (repeat for more).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
@@ -62,9 +67,6 @@ enum Command {
         target: TargetArgs,
         #[command(flatten)]
         pacer: PacerArgs,
-        /// Print one JSON object instead of text.
-        #[arg(long)]
-        json: bool,
     },
     /// Remove locks left on a target by joplin-restore or by clients that are gone (stale).
     Unlock {
@@ -142,13 +144,31 @@ fn main() -> ExitCode {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    match rt.block_on(run(cli.command)) {
-        Ok(code) => ExitCode::from(code as u8),
+    joplin_restore::report::set_json(cli.json);
+    let name = command_name(&cli.command);
+    let (code, error) = match rt.block_on(run(cli.command)) {
+        Ok(code) => (code, None),
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::from(exit::code_for(&e) as u8)
+            (exit::code_for(&e), Some(e))
         }
+    };
+    if cli.json {
+        let mut v = joplin_restore::report::take_result()
+            .unwrap_or_else(|| serde_json::json!({ "command": name }));
+        v["ok"] = serde_json::json!(code == exit::OK);
+        v["exit_code"] = serde_json::json!(code);
+        if let Some(e) = &error {
+            v["error"] = serde_json::json!(format!("{e:#}"));
+            if let Some(f) = e.downcast_ref::<exit::Failed>() {
+                v["failures"] = serde_json::json!(f.failures);
+            }
+        }
+        let _ = write_stdout(
+            format!("{}\n", serde_json::to_string_pretty(&v).unwrap_or_default()).as_bytes(),
+        );
     }
+    ExitCode::from(code as u8)
 }
 
 async fn run(cmd: Command) -> Result<i32> {
@@ -170,17 +190,49 @@ async fn run(cmd: Command) -> Result<i32> {
         Command::Inspect { backup, opts } => {
             let b = Backup::open_with(&backup, &opts)?;
             let v = validate(&b);
-            print!("{}", inspect::report(&b, &v));
+            let text = inspect::report(&b, &v);
+            report::set_result(json!({
+                "command": "inspect",
+                "counts": inspect::counts(&b),
+                "problems": v.problems.iter().map(|p| json!({
+                    "class": p.class.flag(),
+                    "entry": p.entry,
+                    "id": p.id,
+                    "title": p.title,
+                    "message": p.message,
+                })).collect::<Vec<_>>(),
+            }));
+            if report::json() {
+                eprint!("{text}");
+            } else {
+                print!("{text}");
+            }
             Ok(exit::OK)
         }
         Command::Restore(args) => {
             let s = restore::run(&args).await?;
-            println!(
+            report::set_result(json!({
+                "command": "restore",
+                "target": s.target,
+                "uploaded": s.uploaded,
+                "uploaded_bytes": s.uploaded_bytes,
+                "unchanged": s.unchanged,
+                "deleted": s.deleted,
+                "snapshot": s.snapshot,
+                "timings": s.timings,
+                "requests": s.pacer.requests,
+                "retries": s.pacer.retries,
+                "rate_limited": s.pacer.rate_limited,
+                "verify": s.verify,
+            }));
+            joplin_restore::say!(
                 "Restored: {} file(s) uploaded, {} already up to date, {} deleted.",
-                s.uploaded, s.unchanged, s.deleted
+                s.uploaded,
+                s.unchanged,
+                s.deleted
             );
             if let Some(snap) = &s.snapshot {
-                println!("Snapshot kept at {}", snap.display());
+                joplin_restore::say!("Snapshot kept at {}", snap.display());
             }
             match &s.verify {
                 Some(r) if !r.ok() => {
@@ -188,9 +240,10 @@ async fn run(cmd: Command) -> Result<i32> {
                     Ok(exit::DIFFERENCES)
                 }
                 Some(r) => {
-                    println!(
+                    joplin_restore::say!(
                         "Verified: {} items and {} blobs match the backup.",
-                        r.checked_items, r.checked_blobs
+                        r.checked_items,
+                        r.checked_blobs
                     );
                     Ok(exit::OK)
                 }
@@ -200,40 +253,51 @@ async fn run(cmd: Command) -> Result<i32> {
         Command::Migrate(args) => joplin_restore::migrate::main(&args).await,
         Command::Clear(args) => {
             let s = clear::run(&args).await?;
-            println!("Cleared: {} file(s) deleted.", s.deleted);
+            report::set_result(json!({
+                "command": "clear",
+                "deleted": s.deleted,
+                "snapshot": s.snapshot,
+            }));
+            joplin_restore::say!("Cleared: {} file(s) deleted.", s.deleted);
             if let Some(snap) = &s.snapshot {
-                println!("Snapshot kept at {}", snap.display());
+                joplin_restore::say!("Snapshot kept at {}", snap.display());
             }
             Ok(exit::OK)
         }
         Command::Rollback(args) => {
             let s = rollback::run(&args).await?;
-            println!(
+            report::set_result(json!({
+                "command": "rollback",
+                "uploaded": s.uploaded,
+                "deleted": s.deleted,
+                "snapshot": s.snapshot,
+                "verify": s.verify,
+            }));
+            joplin_restore::say!(
                 "Rolled back: {} file(s) written, {} deleted.",
-                s.uploaded, s.deleted
+                s.uploaded,
+                s.deleted
             );
             if let Some(snap) = &s.snapshot {
-                println!(
+                joplin_restore::say!(
                     "Snapshot of the state before the rollback: {}",
                     snap.display()
                 );
             }
             if s.verify.ok() {
-                println!("Verified: the target matches the snapshot.");
+                joplin_restore::say!("Verified: the target matches the snapshot.");
                 Ok(exit::OK)
             } else {
                 print_differences(&s.verify);
                 Ok(exit::DIFFERENCES)
             }
         }
-        Command::Status {
-            target,
-            pacer,
-            json,
-        } => {
+        Command::Status { target, pacer } => {
             let s = status::status(&target, &pacer).await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&s)?);
+            if report::json() {
+                let mut v = serde_json::to_value(&s)?;
+                v["command"] = json!("status");
+                report::set_result(v);
             } else {
                 status::print(&s);
             }
@@ -241,12 +305,23 @@ async fn run(cmd: Command) -> Result<i32> {
         }
         Command::Unlock { target, pacer } => {
             let (removed, kept) = status::unlock(&target, &pacer).await?;
-            println!("{removed} lock(s) removed, {kept} active lock(s) of other clients kept.");
+            joplin_restore::say!(
+                "{removed} lock(s) removed, {kept} active lock(s) of other clients kept."
+            );
             Ok(exit::OK)
         }
         Command::Export(args) => {
             let s = export::run(&args).await?;
-            println!(
+            report::set_result(json!({
+                "command": "export",
+                "out": args.out,
+                "items": s.items,
+                "blobs": s.blobs,
+                "bytes": s.bytes,
+                "skipped_trash": s.skipped_trash,
+                "skipped_conflicts": s.skipped_conflicts,
+            }));
+            joplin_restore::say!(
                 "Exported {} items and {} attachment blobs ({} bytes) to {}.",
                 s.items,
                 s.blobs,
@@ -254,7 +329,7 @@ async fn run(cmd: Command) -> Result<i32> {
                 args.out.display()
             );
             if s.skipped_trash + s.skipped_conflicts > 0 {
-                println!(
+                joplin_restore::say!(
                     "Left out: {} in the trash, {} conflict copies (--include-trash, --include-conflicts).",
                     s.skipped_trash, s.skipped_conflicts
                 );
@@ -287,8 +362,13 @@ async fn run(cmd: Command) -> Result<i32> {
                 keyring.as_deref(),
             )
             .await?;
-            let report = verify::diff_report(&t, &r).await;
-            print!("{report}");
+            let text = verify::diff_report(&t, &r).await;
+            report::set_result(json!({"command": "diff", "target": t.describe(), "report": r}));
+            if report::json() {
+                eprint!("{text}");
+            } else {
+                print!("{text}");
+            }
             Ok(if r.ok() { exit::OK } else { exit::DIFFERENCES })
         }
         Command::Client { cmd } => joplin_restore::client::cli::run(cmd).await,
@@ -318,8 +398,9 @@ async fn run(cmd: Command) -> Result<i32> {
                 keyring.as_deref(),
             )
             .await?;
+            report::set_result(json!({"command": "verify", "target": t.describe(), "report": r}));
             if r.ok() {
-                println!(
+                joplin_restore::say!(
                     "OK: {} items and {} blobs on {} match the backup.",
                     r.checked_items,
                     r.checked_blobs,
@@ -334,6 +415,23 @@ async fn run(cmd: Command) -> Result<i32> {
     }
 }
 
+fn command_name(c: &Command) -> &'static str {
+    match c {
+        Command::Inspect { .. } => "inspect",
+        Command::Restore(_) => "restore",
+        Command::Clear(_) => "clear",
+        Command::Rollback(_) => "rollback",
+        Command::Status { .. } => "status",
+        Command::Unlock { .. } => "unlock",
+        Command::Export(_) => "export",
+        Command::Diff { .. } => "diff",
+        Command::Completions { .. } => "completions",
+        Command::Man => "man",
+        Command::Verify { .. } => "verify",
+        Command::Client { .. } => "client",
+    }
+}
+
 /// Write to stdout; a closed pipe (`| head`) is not an error.
 fn write_stdout(data: &[u8]) -> Result<()> {
     use std::io::Write;
@@ -344,11 +442,11 @@ fn write_stdout(data: &[u8]) -> Result<()> {
 }
 
 fn print_differences(r: &verify::VerifyReport) {
-    println!(
+    joplin_restore::say!(
         "{} difference(s) between the target and the backup:",
         r.differences.len()
     );
     for d in &r.differences {
-        println!("  {d}");
+        joplin_restore::say!("  {d}");
     }
 }

@@ -3,7 +3,8 @@
 //! Forms: a local path or `file:///path` (filesystem target); `joplin-server+http(s)://host:port/`
 //! or `--backend joplin-server` with an `http(s)://` URL (Joplin Server); `s3://BUCKET[/PREFIX]`
 //! (S3 and S3-compatible stores, with `--endpoint`, `--region`, `--path-style`, `--create-bucket`;
-//! credentials only from the AWS environment/profile chain).
+//! credentials only from the AWS environment/profile chain); any other `https://…`, `http://…`,
+//! or `webdavs://…`, `webdav://…` (WebDAV, e.g. `https://host/remote.php/dav/files/USER/Joplin`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -13,13 +14,15 @@ use backend_core::pacer::{Paced, PacerOptions};
 use backend_core::Storage;
 use backend_fs::FsStorage;
 use backend_s3::{S3Options, S3Storage};
+use backend_webdav::{WebDavConfig, WebDavStorage};
 
 /// Where the sync target is and how to reach it.
 #[derive(Debug, Clone, clap::Args)]
 pub struct TargetArgs {
     /// The sync target: a folder path (Joplin's "File system" target), file:///path, or
-    /// s3://BUCKET[/PREFIX] (Joplin's S3 target syncs the bucket's root). S3 keys come from the
-    /// AWS chain: AWS_ACCESS_KEY_ID + AWS_SECRET_ACCESS_KEY, or AWS_PROFILE.
+    /// s3://BUCKET[/PREFIX] (Joplin's S3 target syncs the bucket's root), or a WebDAV URL
+    /// (https://host/remote.php/dav/files/USER/Joplin, http://…, webdav(s)://…). S3 keys come
+    /// from the AWS chain: AWS_ACCESS_KEY_ID + AWS_SECRET_ACCESS_KEY, or AWS_PROFILE.
     #[arg(
         long,
         short = 't',
@@ -76,6 +79,8 @@ pub enum BackendKind {
     Fs,
     /// Joplin Server (Joplin's sync target 9).
     JoplinServer,
+    /// WebDAV, Nextcloud (Joplin's sync targets 6 and 5): the default for http(s):// URLs.
+    Webdav,
 }
 
 /// The password: --password-file, env JOPLIN_RESTORE_PASSWORD, or a terminal prompt. Never argv.
@@ -89,8 +94,11 @@ fn password(args: &TargetArgs, what: &str) -> Result<String> {
         })?;
         return Ok(text.lines().next().unwrap_or("").to_string());
     }
+    // An empty variable counts as unset (e.g. cleared with `JOPLIN_RESTORE_PASSWORD=`).
     if let Ok(p) = std::env::var("JOPLIN_RESTORE_PASSWORD") {
-        return Ok(p);
+        if !p.is_empty() {
+            return Ok(p);
+        }
     }
     if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
         return Ok(rpassword::prompt_password(format!(
@@ -171,14 +179,11 @@ pub fn open_storage(args: &TargetArgs) -> Result<Arc<dyn Storage>> {
         }
         return open_joplin_server(args, t);
     }
-    if t.starts_with("http://") || t.starts_with("https://") {
+    if backend_webdav::is_webdav_url(t) {
         if args.backend == Some(BackendKind::Fs) {
             bail!("--backend fs needs a folder path, got the URL {t:?}");
         }
-        bail!(
-            "--target {t}: say which kind of server this is: --backend joplin-server \
-             (or write the target as joplin-server+{t})"
-        );
+        return open_webdav(args, t);
     }
     let is_s3 = t.starts_with("s3://");
     if !is_s3
@@ -207,13 +212,44 @@ pub fn open_storage(args: &TargetArgs) -> Result<Arc<dyn Storage>> {
     }
     if let Some((scheme, _)) = t.split_once("://") {
         bail!(
-            "--target {t}: unknown kind of target {scheme:?}. Use a folder path (or file:///path), s3://BUCKET[/PREFIX] or joplin-server+http(s)://host:port/."
+            "--target {t}: unknown kind of target {scheme:?}. Use a folder path (or file:///path), \
+             s3://BUCKET[/PREFIX], a WebDAV URL (https://…, webdav://…) or \
+             joplin-server+http(s)://host:port/."
         );
     }
     if t.is_empty() {
         bail!("--target is empty: give the folder your Joplin clients sync to");
     }
     Ok(Arc::new(FsStorage::new(PathBuf::from(t))))
+}
+
+/// WebDAV: the URL's collection; username from --username (or the URL); the password only
+/// when there is a username (anonymous otherwise).
+fn open_webdav(args: &TargetArgs, t: &str) -> Result<Arc<dyn Storage>> {
+    let (url, url_user) =
+        backend_webdav::parse_target(t).map_err(|e| anyhow::anyhow!("--target: {e}"))?;
+    let username = args.username.clone().filter(|u| !u.is_empty()).or(url_user);
+    let server = format!("{}://{}", url.scheme(), url.host_str().unwrap_or(""));
+    let password = match &username {
+        Some(u) => Some(backend_webdav::Secret::new(password(
+            args,
+            &format!("{u} on {server}"),
+        )?)),
+        None => None,
+    };
+    let mut storage = WebDavStorage::new(WebDavConfig {
+        url,
+        username,
+        password,
+    })?;
+    // http(s):// is WebDAV unless told otherwise: say how to reach a Joplin Server instead.
+    if args.backend.is_none() && !t.to_ascii_lowercase().starts_with("webdav") {
+        storage = storage.with_other_kind_hint(format!(
+            "If this is a Joplin Server, write --target joplin-server+{t} or add \
+             --backend joplin-server."
+        ));
+    }
+    Ok(Arc::new(storage))
 }
 
 /// The backend wrapped in the pacer, with per-backend defaults.

@@ -92,7 +92,11 @@ pub struct RestoreArgs {
 }
 
 pub struct RestoreSummary {
+    pub target: String,
     pub uploaded: usize,
+    pub uploaded_bytes: u64,
+    pub timings: crate::report::Timings,
+    pub pacer: backend_core::pacer::PacerCounts,
     pub unchanged: usize,
     pub deleted: usize,
     pub snapshot: Option<PathBuf>,
@@ -126,7 +130,9 @@ pub fn read_and_validate(
 }
 
 pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
-    let progress = Progress::new(args.quiet);
+    let progress = Progress::new(args.quiet || crate::report::json());
+    let mut timings = crate::report::Timings::default();
+    let mut stage = std::time::Instant::now();
     // read + validate: before anything touches the target.
     let (mut backup, validation) = read_and_validate(&args.backup, &args.backup_opts, &args.allow)?;
     for w in &backup.warnings {
@@ -182,6 +188,8 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
         crate::newids::remap(&mut backup, id_seed);
     }
     let backup = Arc::new(backup);
+    timings.add("read and validate", stage);
+    stage = std::time::Instant::now();
     if !args.only.is_empty() && args.mode == Mode::ClearFirst {
         return Err(Refusal(
             "--only merges into the target and cannot be combined with --mode clear-first".into(),
@@ -244,7 +252,7 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
         );
     }
     if !plan.kept.is_empty() {
-        println!(
+        crate::say!(
             "Kept the target's own copy of {} item(s) that exist there (use --overwrite to replace them):",
             plan.kept.len()
         );
@@ -255,7 +263,7 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
                 .find(|bi| bi.id() == id)
                 .map(|bi| bi.item.title_or_empty())
                 .unwrap_or("");
-            println!("  {id} {title:?}");
+            crate::say!("  {id} {title:?}");
         }
     }
     let summary = format!(
@@ -268,11 +276,17 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
         plan.deletes.len(),
         if plan.clear_first { " first" } else { " last" }
     );
-    println!("{summary}");
+    crate::say!("{summary}");
+    timings.add("plan", stage);
+    stage = std::time::Instant::now();
     if args.dry_run {
         print_dry_run(&backup, &plan);
         return Ok(RestoreSummary {
+            target: target.describe(),
             uploaded: 0,
+            uploaded_bytes: 0,
+            timings,
+            pacer: paced.counts(),
             unchanged: plan.unchanged,
             deleted: 0,
             snapshot: None,
@@ -320,6 +334,9 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
         }
     }
 
+    timings.add("snapshot", stage);
+    stage = std::time::Instant::now();
+
     // execute
     target.ensure_layout(&state).await?;
     if let Some(info) = &new_info {
@@ -332,7 +349,7 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
             )
             .await
             .with_context(|| format!("{}: writing info.json", target.describe()))?;
-        println!(
+        crate::say!(
             "End-to-end encryption turned on for {} (master key {}). Clients need the master \
              password to read the notes.",
             target.describe(),
@@ -352,7 +369,10 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
         .as_ref()
         .map(|r| r.stamp_ms)
         .unwrap_or_else(|| now_ms().min(remote_now));
-    let reclaim = resumed.as_ref().and_then(|r| r.lock_id.clone());
+    let reclaim = resumed
+        .as_ref()
+        .map(|r| r.lock_ids.clone())
+        .unwrap_or_default();
     // The journal names our lock before the lock exists, so a kill at any point leaves a lock
     // the next run recognises as its own.
     let lock_id = crate::item::new_id();
@@ -368,9 +388,7 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
             target: target.describe(),
         },
     )?;
-    let lock = target
-        .acquire_lock(args.force, reclaim.as_deref(), &lock_id)
-        .await?;
+    let lock = target.acquire_lock(args.force, &reclaim, &lock_id).await?;
     let exec = Executor {
         target: &target,
         backup: backup.clone(),
@@ -406,8 +424,11 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
             "Nothing the backup lacks was deleted. Fix the cause and run the same command again: \
              files already uploaded are skipped.",
         );
-        anyhow::bail!(msg);
+        return Err(crate::exit::Failed::from_outcome(msg, &outcome).into());
     }
+
+    timings.add("write", stage);
+    stage = std::time::Instant::now();
 
     // verify
     let verify = if args.no_verify {
@@ -428,10 +449,15 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
             .await?,
         )
     };
+    timings.add("verify", stage);
     lock.release().await?;
     journal.finish()?;
     Ok(RestoreSummary {
+        target: target.describe(),
         uploaded: outcome.uploaded,
+        uploaded_bytes: outcome.uploaded_bytes,
+        timings,
+        pacer: paced.counts(),
         unchanged: plan.unchanged,
         deleted: outcome.deleted,
         snapshot,
@@ -453,7 +479,7 @@ pub async fn take_snapshot(
     let path = crate::snapshot::take(target, &dir, transfers)
         .await
         .context("the snapshot failed, so nothing on the target was changed")?;
-    println!("Snapshot of the target: {}", path.display());
+    crate::say!("Snapshot of the target: {}", path.display());
     Ok(path)
 }
 
@@ -528,10 +554,10 @@ async fn enable_e2ee(
 
 fn print_dry_run(backup: &Backup, plan: &plan::Plan) {
     for (phase, uploads) in &plan.phases {
-        println!("upload {} ({}):", phase.label(), uploads.len());
+        crate::say!("upload {} ({}):", phase.label(), uploads.len());
         for u in uploads.iter().take(200) {
             let bi = &backup.items[u.index];
-            println!(
+            crate::say!(
                 "  {}{} {:?}{}",
                 if u.blob { "blob " } else { "" },
                 u.id,
@@ -540,14 +566,14 @@ fn print_dry_run(backup: &Backup, plan: &plan::Plan) {
             );
         }
         if uploads.len() > 200 {
-            println!("  … and {} more", uploads.len() - 200);
+            crate::say!("  … and {} more", uploads.len() - 200);
         }
     }
     if !plan.deletes.is_empty() {
-        println!("delete ({}):", plan.deletes.len());
+        crate::say!("delete ({}):", plan.deletes.len());
         for d in plan.deletes.iter().take(200) {
-            println!("  {}", d.path);
+            crate::say!("  {}", d.path);
         }
     }
-    println!("dry run: nothing was changed");
+    crate::say!("dry run: nothing was changed");
 }

@@ -87,7 +87,7 @@ pub async fn run(args: &RollbackArgs) -> Result<RollbackSummary> {
         (Some(_), None) => true,
         _ => false,
     };
-    println!(
+    crate::say!(
         "Rollback of {} to the snapshot of {}: write {} file(s){}, {} unchanged, delete {}{}",
         target.describe(),
         snap.manifest.taken_at,
@@ -106,7 +106,7 @@ pub async fn run(args: &RollbackArgs) -> Result<RollbackSummary> {
         }
     );
     if args.dry_run {
-        println!("dry run: nothing was changed");
+        crate::say!("dry run: nothing was changed");
         return Ok(RollbackSummary {
             uploaded: 0,
             deleted: 0,
@@ -142,7 +142,7 @@ pub async fn run(args: &RollbackArgs) -> Result<RollbackSummary> {
     };
     target.ensure_layout(&state).await?;
     let lock = target
-        .acquire_lock(args.force, None, &crate::item::new_id())
+        .acquire_lock(args.force, &[], &crate::item::new_id())
         .await?;
     if info_changes {
         if let Some(info) = &snap.info_json {
@@ -179,7 +179,7 @@ pub async fn run(args: &RollbackArgs) -> Result<RollbackSummary> {
             msg.push_str(&format!("  {}: {}\n", f.what, f.error));
         }
         msg.push_str("Run the same command again to finish.");
-        anyhow::bail!(msg);
+        return Err(crate::exit::Failed::from_outcome(msg, &outcome).into());
     }
     let after = target.state().await?;
     let restored: Vec<usize> = set.iter().map(|(i, _)| *i).collect();

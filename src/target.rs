@@ -200,10 +200,18 @@ impl SyncTarget {
     pub async fn remote_clock(&self) -> Result<(i64, i64)> {
         let path = format!("{TEMP_DIR}/timeCheck{}.txt", crate::item::new_id());
         let before = now_ms();
-        self.storage
+        if let Err(e) = self
+            .storage
             .put(&path, Bytes::from_static(b"timeCheck"))
             .await
-            .with_context(|| format!("{}: writing a clock probe", self.describe()))?;
+        {
+            // No temp/ (a target not set up yet) or read-only: use our own clock.
+            tracing::debug!(
+                "{}: no clock probe ({e}); using the local clock",
+                self.describe()
+            );
+            return Ok((before, 0));
+        }
         let st = self.storage.stat(&path).await;
         let after = now_ms();
         let _ = self.storage.delete(&path).await;
@@ -219,18 +227,18 @@ impl SyncTarget {
 
     /// Take Joplin's exclusive sync lock (advisory: only clients ≤ 3.1 honour it).
     ///
-    /// `reclaim` names the client id of a lock an interrupted run of ours left (from its
-    /// journal): that one is removed instead of blocking us.
+    /// `reclaim` names the client ids of locks interrupted runs of ours left (from the
+    /// journal): those are removed instead of blocking us.
     pub async fn acquire_lock(
         &self,
         force: bool,
-        reclaim: Option<&str>,
+        reclaim: &[String],
         client_id: &str,
     ) -> Result<TargetLock> {
         // Backends with their own lock service (Joplin Server's /api/locks) use it.
         // A lock an interrupted run of ours left is released first (re-posting the same client
         // id would only refresh it).
-        if let Some(old) = reclaim.filter(|old| *old != client_id) {
+        for old in reclaim.iter().filter(|old| *old != client_id) {
             if let Err(e) = self.storage.release_server_lock(old).await {
                 tracing::debug!("releasing our old lock {old}: {e}");
             }
@@ -273,7 +281,7 @@ impl SyncTarget {
             let Some((kind, who)) = parse_lock_name(l.name()) else {
                 continue;
             };
-            if reclaim.is_some_and(|id| who.ends_with(&format!(" {id}"))) {
+            if reclaim.iter().any(|id| who.ends_with(&format!(" {id}"))) {
                 self.storage
                     .delete(&l.path)
                     .await
@@ -329,6 +337,9 @@ pub struct LockInfo {
 impl SyncTarget {
     /// Every lock on the target with its age, by the target's clock.
     pub async fn locks(&self, st: &TargetState) -> Result<Vec<LockInfo>> {
+        if st.locks.is_empty() {
+            return Ok(Vec::new());
+        }
         let (remote_now, _) = self.remote_clock().await?;
         let mut out = Vec::new();
         for l in &st.locks {

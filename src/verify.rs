@@ -13,7 +13,8 @@ use crate::e2ee::{can_be_encrypted, is_encrypted, jed, Keyring};
 use crate::item::{Item, ItemType};
 use crate::target::{blob_path, item_path, SyncTarget, TargetState};
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Difference {
     Missing {
         id: String,
@@ -69,7 +70,7 @@ impl std::fmt::Display for Difference {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize)]
 pub struct VerifyReport {
     pub checked_items: usize,
     pub checked_blobs: usize,

@@ -168,3 +168,73 @@ fn diff_lists_added_changed_and_removed_by_title() {
     assert!(out.contains("1 removed by a restore"), "{out}");
     assert!(out.contains("\"Stray note\""), "{out}");
 }
+
+/// `export` of the end-to-end encrypted target the real Joplin CLI wrote: with the master
+/// password every item and blob is decrypted into a plaintext JEX equal to the same profile's
+/// own plaintext export, and the real CLI imports it.
+#[test]
+fn export_of_an_encrypted_target_decrypts_everything() {
+    use joplin_restore::backup::Backup;
+    let tmp = tempfile::tempdir().unwrap();
+    let fixtures = support::repo().join("tests/fixtures");
+    let out = tmp.path().join("plain.jex");
+    let target = fixtures.join("e2ee-target");
+    let before = support::tree_hashes(&target);
+    // Without the password: refused, nothing written.
+    let o = support::jr(&[
+        "export",
+        "--target",
+        target.to_str().unwrap(),
+        out.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("master password"), "{}", text(&o));
+    assert!(!out.exists());
+    let o = support::jr_env(
+        &[
+            "export",
+            "--target",
+            target.to_str().unwrap(),
+            out.to_str().unwrap(),
+        ],
+        &[(
+            "JOPLIN_RESTORE_MASTER_PASSWORD",
+            "correct horse battery staple",
+        )],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        before,
+        support::tree_hashes(&target),
+        "export must not write to the target"
+    );
+
+    let got = Backup::open(&out).unwrap();
+    let want = Backup::open(&fixtures.join("e2ee-source.jex")).unwrap();
+    assert_eq!(got.items.len(), want.items.len());
+    for w in &want.items {
+        let g = got
+            .items
+            .iter()
+            .find(|g| g.id() == w.id())
+            .unwrap_or_else(|| panic!("{} missing from the export", w.id()));
+        assert!(
+            g.item.same_content(&w.item),
+            "{} differs: {:?}",
+            w.id(),
+            g.item.differing_fields(&w.item)
+        );
+    }
+    for id in want.blobs.keys() {
+        assert_eq!(
+            got.read_blob(id).unwrap(),
+            want.read_blob(id).unwrap(),
+            "blob {id}"
+        );
+    }
+    let p = Profile::new(tmp.path().join("dst"));
+    p.run(&["import", "--format", "jex", out.to_str().unwrap()]);
+    let notes = p.query("SELECT title, body FROM notes");
+    assert_eq!(notes.len(), 1);
+    assert_eq!(notes[0][0], "Encrypted note");
+}

@@ -9,6 +9,7 @@ pub mod formats;
 pub mod joplin;
 pub mod jserver;
 pub mod s3;
+pub mod webdav;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -1,5 +1,5 @@
 //! Limiter accuracy: does `--tpslimit` / `--bwlimit` deliver the asked rate over ≥ 30 s?
-//! Prints a table; run with `cargo bench --bench limiter` (about 70 s). Not a test: rates depend
+//! Prints a table; run with `cargo bench -p backend-core --bench limiter` (about 70 s). Not a test: rates depend
 //! on the machine, so they are measured and shown, never asserted.
 
 use std::sync::Arc;

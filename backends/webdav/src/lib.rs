@@ -1,0 +1,530 @@
+//! WebDAV sync target (Joplin `sync.target 6`; Nextcloud's target 5 is WebDAV too).
+//!
+//! Requests go through `reqwest_dav` (URL + Basic auth); listings are parsed by our own
+//! [`multistatus`] parser because servers disagree on prefixes, href forms and escaping. The HTTP
+//! agent is HTTP/1.1 with a keep-alive pool, rustls with certificate verification on.
+
+pub mod location;
+pub mod multistatus;
+
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use backend_core::{parse_retry_after, Capabilities, Entry, Result, Storage, StorageError};
+use bytes::Bytes;
+use futures::{stream, StreamExt};
+use reqwest::header::{HeaderValue, CONTENT_TYPE, LOCATION, RETRY_AFTER};
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use url::Url;
+
+pub use location::{is_webdav_url, parse_target};
+
+/// A password that never shows in `Debug` output or logs.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<hidden>")
+    }
+}
+
+/// What [`WebDavStorage::new`] needs.
+#[derive(Debug, Clone)]
+pub struct WebDavConfig {
+    /// Base URL of the collection (see [`parse_target`]).
+    pub url: Url,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+}
+
+pub struct WebDavStorage {
+    dav: reqwest_dav::Client,
+    base: Url,
+    /// Decoded path of the base collection, no trailing slash.
+    base_path: String,
+    username: Option<String>,
+    password: Option<Secret>,
+    /// Appended to "cannot reach" / "not a WebDAV collection" errors (the CLI says how to pick
+    /// another kind of server for the same URL).
+    other_kind_hint: Option<String>,
+}
+
+// Hand-written: `reqwest_dav::Client`'s own Debug would print the password.
+impl fmt::Debug for WebDavStorage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebDavStorage")
+            .field("url", &self.base.as_str())
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+const PROPFIND_BODY: &str = r#"<?xml version="1.0" encoding="utf-8"?>
+<d:propfind xmlns:d="DAV:"><d:prop><d:resourcetype/><d:getlastmodified/><d:getcontentlength/></d:prop></d:propfind>"#;
+
+/// Parallel requests: what Joplin itself uses (`sync.maxConcurrentConnections` = 5).
+const DEFAULT_TRANSFERS: usize = 5;
+
+fn propfind() -> Method {
+    Method::from_bytes(b"PROPFIND").expect("valid method")
+}
+fn mkcol() -> Method {
+    Method::from_bytes(b"MKCOL").expect("valid method")
+}
+
+impl WebDavStorage {
+    pub fn new(cfg: WebDavConfig) -> Result<Self> {
+        // ring: no cmake/NASM needed to build, unlike aws-lc-rs. Ignore "already installed".
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let agent = reqwest::Client::builder()
+            // HTTP/1.1 keep-alive is what every WebDAV server supports well.
+            .http1_only()
+            // Never follow redirects: reqwest would turn a redirected PUT into a GET that
+            // "succeeds". A redirect is reported with the URL to use instead.
+            .redirect(reqwest::redirect::Policy::none())
+            // Below Apache's default KeepAliveTimeout (5 s), so we rarely reuse a connection the
+            // server is closing at that moment.
+            .pool_idle_timeout(Duration::from_secs(4))
+            .connect_timeout(Duration::from_secs(30))
+            .read_timeout(Duration::from_secs(300))
+            .user_agent(concat!("joplin-restore/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| StorageError::Config(format!("cannot set up HTTPS: {}", chain(&e))))?;
+        let auth = match (&cfg.username, &cfg.password) {
+            (Some(u), Some(p)) => reqwest_dav::Auth::Basic(u.clone(), p.expose().to_string()),
+            (Some(u), None) => reqwest_dav::Auth::Basic(u.clone(), String::new()),
+            _ => reqwest_dav::Auth::Anonymous,
+        };
+        let dav = reqwest_dav::ClientBuilder::new()
+            .set_agent(agent)
+            .set_host(cfg.url.as_str().trim_end_matches('/').to_string())
+            .set_auth(auth)
+            .build()
+            .map_err(|e| StorageError::Config(format!("{}: {e}", cfg.url)))?;
+        Ok(WebDavStorage {
+            dav,
+            base_path: location::decoded_base_path(&cfg.url),
+            base: cfg.url,
+            username: cfg.username,
+            password: cfg.password,
+            other_kind_hint: None,
+        })
+    }
+
+    /// A sentence added to errors that suggest the URL is not a WebDAV server at all.
+    pub fn with_other_kind_hint(mut self, hint: impl Into<String>) -> Self {
+        self.other_kind_hint = Some(hint.into());
+        self
+    }
+
+    fn hint(&self) -> String {
+        self.other_kind_hint
+            .as_ref()
+            .map(|h| format!(" {h}"))
+            .unwrap_or_default()
+    }
+
+    /// The full URL of a target-relative path, for messages (never holds credentials).
+    fn url_of(&self, path: &str) -> String {
+        format!("{}{}", self.base, location::encode_path(path))
+    }
+
+    fn server(&self) -> String {
+        match (self.base.host_str(), self.base.port_or_known_default()) {
+            (Some(h), Some(p)) => format!("{}://{h}:{p}", self.base.scheme()),
+            _ => self.base.to_string(),
+        }
+    }
+
+    async fn request(&self, method: Method, path: &str) -> Result<RequestBuilder> {
+        self.dav
+            .start_request(method, &location::encode_path(path))
+            .await
+            .map_err(|e| StorageError::Config(format!("{}: {e}", self.url_of(path))))
+    }
+
+    /// Send, mapping transport errors. Statuses are left to the caller.
+    async fn send(&self, req: RequestBuilder, path: &str) -> Result<Response> {
+        req.send().await.map_err(|e| self.transport_error(&e, path))
+    }
+
+    fn transport_error(&self, e: &reqwest::Error, path: &str) -> StorageError {
+        let why = chain(e);
+        let lower = why.to_ascii_lowercase();
+        if lower.contains("certificate") || lower.contains("invalidcert") {
+            return StorageError::Config(format!(
+                "{}: the server's TLS certificate was not accepted ({why}). Fix the certificate \
+                 or its chain on the server, or use the URL whose name the certificate holds.",
+                self.server()
+            ));
+        }
+        if e.is_connect() {
+            // Not retried: a server that refuses connections or a wrong name will not change
+            // within a few seconds, and the user should know at once.
+            return StorageError::Rejected(format!(
+                "cannot reach {} ({why}). Check that the WebDAV server is running and that the \
+                 --target URL is right, then rerun.{}",
+                self.server(),
+                self.hint()
+            ));
+        }
+        // Timeouts, connections closed mid-request: worth another try.
+        StorageError::transient(format!("{}: {why}", self.url_of(path)))
+    }
+
+    /// Turn a non-success status into the matching error class.
+    fn status_error(&self, resp: &Response, path: &str) -> StorageError {
+        let status = resp.status();
+        if status.is_redirection() {
+            let to = resp
+                .headers()
+                .get(LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("another address");
+            return StorageError::Config(format!(
+                "{}: the server redirects (HTTP {}) to {to}. Use the address it redirects to \
+                 (its collection URL, e.g. https:// instead of http://) as --target.",
+                self.url_of(path),
+                status.as_u16()
+            ));
+        }
+        let retry_after = resp
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
+        let detail = match status.as_u16() {
+            401 => match &self.username {
+                Some(u) => format!("the server refused user {u:?} with this password"),
+                None => "the server wants a username and password (--username)".to_string(),
+            },
+            403 => "access denied for this user".to_string(),
+            409 => "the folder it belongs in does not exist".to_string(),
+            _ => status.canonical_reason().unwrap_or("").to_string(),
+        };
+        StorageError::from_http(status.as_u16(), &self.url_of(path), &detail, retry_after)
+    }
+
+    /// PROPFIND with our property list; `None` on 404.
+    async fn propfind(
+        &self,
+        path: &str,
+        depth: &'static str,
+    ) -> Result<Option<Vec<multistatus::DavResponse>>> {
+        let req = self
+            .request(propfind(), path)
+            .await?
+            .header("Depth", HeaderValue::from_static(depth))
+            .header(
+                CONTENT_TYPE,
+                HeaderValue::from_static("application/xml; charset=utf-8"),
+            )
+            .body(PROPFIND_BODY);
+        let resp = self.send(req, path).await?;
+        if resp.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if resp.status() != StatusCode::MULTI_STATUS {
+            if resp.status().is_success() {
+                return Err(StorageError::Rejected(format!(
+                    "{}: PROPFIND answered HTTP {} instead of 207: this URL is not a WebDAV \
+                     collection. Check the --target URL (Nextcloud: \
+                     https://HOST/remote.php/dav/files/USER/FOLDER).{}",
+                    self.url_of(path),
+                    resp.status().as_u16(),
+                    self.hint()
+                )));
+            }
+            return Err(self.status_error(&resp, path));
+        }
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| self.transport_error(&e, path))?;
+        multistatus::parse(&body).map(Some).map_err(|e| {
+            StorageError::Rejected(format!(
+                "{}: cannot read the server's listing: {e}",
+                self.url_of(path)
+            ))
+        })
+    }
+
+    /// MKCOL on an absolute URL; `Ok(true)` when created or already there, `Ok(false)` on 409
+    /// (parent missing). Goes through the reqwest agent because it may address collections
+    /// above the base URL, which reqwest_dav cannot.
+    async fn mkcol_url(&self, url: &Url) -> Result<bool> {
+        let mut req = self.dav.agent.request(mkcol(), url.as_str());
+        if let Some(u) = &self.username {
+            req = req.basic_auth(u, self.password.as_ref().map(|p| p.expose()));
+        }
+        let shown = url.path().to_string();
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| self.transport_error(&e, &shown))?;
+        match resp.status().as_u16() {
+            200..=299 | 405 => Ok(true),
+            409 => Ok(false),
+            _ => Err(self.status_error(&resp, "")),
+        }
+    }
+
+    fn to_entry(&self, dir: &str, r: &multistatus::DavResponse) -> Entry {
+        let name = r.name();
+        Entry {
+            path: if dir.is_empty() {
+                name.to_string()
+            } else {
+                format!("{dir}/{name}")
+            },
+            size: r.size,
+            modified: r.modified,
+            is_dir: r.is_dir,
+        }
+    }
+}
+
+/// An error and its causes on one line.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let t = c.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        cur = c.source();
+    }
+    s
+}
+
+#[async_trait]
+impl Storage for WebDavStorage {
+    fn describe(&self) -> String {
+        match &self.username {
+            Some(u) => format!("webdav {} (user {u})", self.base),
+            None => format!("webdav {}", self.base),
+        }
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            default_transfers: DEFAULT_TRANSFERS,
+            batch_put: false,
+            // Apache and most servers report getlastmodified to the second.
+            coarse_mtime: true,
+            // getcontentlength is reported for every file.
+            listing_sizes: true,
+        }
+    }
+
+    async fn ensure_root(&self) -> Result<()> {
+        if let Some(v) = self.propfind("", "0").await? {
+            return match v.first() {
+                Some(r) if !r.is_dir => Err(StorageError::Rejected(format!(
+                    "{} is a file, not a folder: point --target at a folder",
+                    self.base
+                ))),
+                _ => Ok(()),
+            };
+        }
+        // Joplin's own driver does not create the root; we create it and missing parents.
+        let segments: Vec<&str> = self
+            .base
+            .path()
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .collect();
+        let prefix = |n: usize| {
+            let mut u = self.base.clone();
+            u.set_path(&format!("/{}/", segments[..n].join("/")));
+            u
+        };
+        let mut n = segments.len();
+        let mut missing = Vec::new();
+        while n > 0 && !self.mkcol_url(&prefix(n)).await? {
+            missing.push(n);
+            n -= 1;
+        }
+        if n == 0 {
+            return Err(StorageError::Rejected(format!(
+                "cannot create {}: the server has no folder to create it in",
+                self.base
+            )));
+        }
+        for n in missing.into_iter().rev() {
+            if !self.mkcol_url(&prefix(n)).await? {
+                return Err(StorageError::Rejected(format!(
+                    "cannot create {}: the server refused (409)",
+                    prefix(n)
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    async fn list(&self, dir: &str) -> Result<Vec<Entry>> {
+        let dir = dir.trim_matches('/');
+        let req_path = if dir.is_empty() {
+            String::new()
+        } else {
+            format!("{dir}/")
+        };
+        let Some(responses) = self.propfind(&req_path, "1").await? else {
+            return Ok(vec![]);
+        };
+        let self_path = if dir.is_empty() {
+            self.base_path.clone()
+        } else {
+            format!("{}/{dir}", self.base_path)
+        };
+        let mut out: Vec<Entry> = Vec::with_capacity(responses.len());
+        let mut saw_self = false;
+        for r in &responses {
+            if r.path == self_path {
+                saw_self = true;
+                continue;
+            }
+            if r.name().is_empty() {
+                continue;
+            }
+            out.push(self.to_entry(dir, r));
+        }
+        // A server behind a path-rewriting proxy reports other hrefs than we asked for; it
+        // still lists the collection itself first.
+        if !saw_self && responses.first().is_some_and(|r| r.is_dir) && !out.is_empty() {
+            out.remove(0);
+        }
+        Ok(out)
+    }
+
+    async fn get(&self, path: &str) -> Result<Bytes> {
+        let req = self.request(Method::GET, path).await?;
+        let resp = self.send(req, path).await?;
+        if !resp.status().is_success() {
+            return Err(self.status_error(&resp, path));
+        }
+        resp.bytes()
+            .await
+            .map_err(|e| self.transport_error(&e, path))
+    }
+
+    async fn put(&self, path: &str, data: Bytes) -> Result<()> {
+        let req = self
+            .request(Method::PUT, path)
+            .await?
+            .header(
+                CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            )
+            .body(data);
+        let resp = self.send(req, path).await?;
+        if !resp.status().is_success() {
+            return Err(self.status_error(&resp, path));
+        }
+        Ok(())
+    }
+
+    async fn delete(&self, path: &str) -> Result<()> {
+        let req = self.request(Method::DELETE, path).await?;
+        let resp = self.send(req, path).await?;
+        match resp.status() {
+            s if s.is_success() || s == StatusCode::NOT_FOUND => Ok(()),
+            _ => Err(self.status_error(&resp, path)),
+        }
+    }
+
+    async fn mkdir(&self, path: &str) -> Result<()> {
+        let p = format!("{}/", path.trim_matches('/'));
+        let req = self.request(mkcol(), &p).await?;
+        let resp = self.send(req, path).await?;
+        match resp.status().as_u16() {
+            // 405 Method Not Allowed: the collection exists (RFC 4918 §9.3.1).
+            200..=299 | 405 => Ok(()),
+            _ => Err(self.status_error(&resp, path)),
+        }
+    }
+
+    async fn stat(&self, path: &str) -> Result<Option<Entry>> {
+        let Some(v) = self.propfind(path, "0").await? else {
+            return Ok(None);
+        };
+        Ok(v.first().map(|r| Entry {
+            path: path.to_string(),
+            size: r.size,
+            modified: r.modified,
+            is_dir: r.is_dir,
+        }))
+    }
+
+    async fn delete_many(&self, paths: &[String]) -> Vec<(String, StorageError)> {
+        // WebDAV has no bulk delete: run DELETEs side by side on the keep-alive pool.
+        let results: Vec<(String, Result<()>)> = stream::iter(paths.iter().cloned())
+            .map(|p| async move {
+                let r = self.delete(&p).await;
+                (p, r)
+            })
+            .buffer_unordered(DEFAULT_TRANSFERS)
+            .collect()
+            .await;
+        results
+            .into_iter()
+            .filter_map(|(p, r)| r.err().map(|e| (p, e)))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_and_describe_hide_the_password() {
+        let (url, _) = parse_target("https://h.example/dav/Joplin").unwrap();
+        let s = WebDavStorage::new(WebDavConfig {
+            url,
+            username: Some("joplin".into()),
+            password: Some(Secret::new("hunter2-very-secret")),
+        })
+        .unwrap();
+        let shown = format!("{s:?} {} {:?}", s.describe(), s.password);
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("joplin"), "{shown}");
+        assert!(s.capabilities().coarse_mtime);
+    }
+
+    #[tokio::test]
+    async fn connection_refused_is_a_clear_non_retryable_error() {
+        // Bind then drop a listener: its port is very likely closed afterwards.
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let (url, _) = parse_target(&format!("http://127.0.0.1:{port}/dav/J")).unwrap();
+        let s = WebDavStorage::new(WebDavConfig {
+            url,
+            username: None,
+            password: None,
+        })
+        .unwrap();
+        let e = s.get("info.json").await.unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.contains(&format!("cannot reach http://127.0.0.1:{port}")),
+            "{msg}"
+        );
+        assert!(!e.is_retryable(), "{msg}");
+    }
+}

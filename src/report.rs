@@ -1,0 +1,70 @@
+//! Output channels: human text on stdout, or — with `--json` — human text on stderr and one JSON
+//! report on stdout for scripts.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+
+use serde::Serialize;
+
+static JSON: AtomicBool = AtomicBool::new(false);
+static RESULT: Mutex<Option<serde_json::Value>> = Mutex::new(None);
+
+pub fn set_json(on: bool) {
+    JSON.store(on, Ordering::Relaxed);
+}
+
+pub fn json() -> bool {
+    JSON.load(Ordering::Relaxed)
+}
+
+/// A line for people: stdout normally, stderr when stdout carries the JSON report.
+pub fn say_line(line: &str) {
+    if json() {
+        eprintln!("{line}");
+    } else {
+        println!("{line}");
+    }
+}
+
+/// `say!("…", args)`: like `println!`, through [`say_line`].
+#[macro_export]
+macro_rules! say {
+    ($($t:tt)*) => { $crate::report::say_line(&format!($($t)*)) };
+}
+
+/// Seconds spent in each stage of a command, in order.
+#[derive(Debug, Default, Clone, Serialize)]
+#[serde(transparent)]
+pub struct Timings(pub Vec<StageTime>);
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StageTime {
+    pub stage: String,
+    pub seconds: f64,
+}
+
+impl Timings {
+    pub fn add(&mut self, stage: &str, since: std::time::Instant) {
+        self.0.push(StageTime {
+            stage: stage.to_string(),
+            seconds: since.elapsed().as_secs_f64(),
+        });
+    }
+}
+
+/// One failed item in a report.
+#[derive(Debug, Clone, Serialize)]
+pub struct FailureReport {
+    pub path: String,
+    pub what: String,
+    pub error: String,
+}
+
+/// The command's machine-readable result, printed by `main` with `--json`.
+pub fn set_result(v: serde_json::Value) {
+    *RESULT.lock().expect("poisoned") = Some(v);
+}
+
+pub fn take_result() -> Option<serde_json::Value> {
+    RESULT.lock().expect("poisoned").take()
+}
