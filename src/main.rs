@@ -421,6 +421,7 @@ fn command_name(c: &Command) -> &'static str {
         Command::Restore(_) => "restore",
         Command::Clear(_) => "clear",
         Command::Rollback(_) => "rollback",
+        Command::Migrate(_) => "migrate",
         Command::Status { .. } => "status",
         Command::Unlock { .. } => "unlock",
         Command::Export(_) => "export",

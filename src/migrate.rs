@@ -541,7 +541,7 @@ pub async fn run(args: &MigrateArgs) -> Result<MigrateSummary> {
         skip_done(&mut plan, &backup, &state, &r.done, sizes);
     }
     let info_changes = view.info_json.is_some() && info_now.as_deref() != view.info_json.as_deref();
-    println!(
+    crate::say!(
         "Migrate {} → {}: copy {} file(s) ({} bytes; {} replace existing ones), {} already \
          there, delete {}{}",
         src.describe(),
@@ -559,9 +559,9 @@ pub async fn run(args: &MigrateArgs) -> Result<MigrateSummary> {
     );
     if args.dry_run {
         for (phase, uploads) in &plan.phases {
-            println!("copy {} ({}):", phase.label(), uploads.len());
+            crate::say!("copy {} ({}):", phase.label(), uploads.len());
             for u in uploads.iter().take(100) {
-                println!(
+                crate::say!(
                     "  {}{} {:?}{}",
                     if u.blob { "blob " } else { "" },
                     u.id,
@@ -571,12 +571,12 @@ pub async fn run(args: &MigrateArgs) -> Result<MigrateSummary> {
             }
         }
         if !plan.deletes.is_empty() {
-            println!("delete ({}):", plan.deletes.len());
+            crate::say!("delete ({}):", plan.deletes.len());
             for d in plan.deletes.iter().take(100) {
-                println!("  {}", d.path);
+                crate::say!("  {}", d.path);
             }
         }
-        println!("dry run: nothing was changed");
+        crate::say!("dry run: nothing was changed");
         return Ok(MigrateSummary {
             unchanged: plan.unchanged,
             damaged: view.damaged,
@@ -616,7 +616,10 @@ pub async fn run(args: &MigrateArgs) -> Result<MigrateSummary> {
         layout_state.info = Some(serde_json::Value::Null);
     }
     dest.ensure_layout(&layout_state).await?;
-    let reclaim = resumed.as_ref().and_then(|r| r.lock_id.clone());
+    let reclaim = resumed
+        .as_ref()
+        .map(|r| r.lock_ids.clone())
+        .unwrap_or_default();
     let lock_id = crate::item::new_id();
     let journal = Journal::begin(
         &journal_dir,
@@ -630,9 +633,7 @@ pub async fn run(args: &MigrateArgs) -> Result<MigrateSummary> {
             target: dest.describe(),
         },
     )?;
-    let lock = dest
-        .acquire_lock(args.force, reclaim.as_deref(), &lock_id)
-        .await?;
+    let lock = dest.acquire_lock(args.force, &reclaim, &lock_id).await?;
     if info_changes {
         if let Some(info) = &view.info_json {
             // Before any item: a client syncing midway already sees the keys.
@@ -832,17 +833,19 @@ pub async fn main(args: &MigrateArgs) -> Result<i32> {
     let s = run(args).await?;
     let mut code = exit::OK;
     if !args.check && !s.dry_run {
-        println!(
+        crate::say!(
             "Migrated: {} file(s) copied, {} already there, {} deleted.",
-            s.uploaded, s.unchanged, s.deleted
+            s.uploaded,
+            s.unchanged,
+            s.deleted
         );
     }
     if let Some(snap) = &s.snapshot {
-        println!("Snapshot of the destination kept at {}", snap.display());
+        crate::say!("Snapshot of the destination kept at {}", snap.display());
     }
     if let Some(r) = &s.verify {
         if r.ok() && !s.info_differs {
-            println!(
+            crate::say!(
                 "{}: {} items and {} blobs on the destination match the source.",
                 if args.check { "OK" } else { "Verified" },
                 r.checked_items,
@@ -850,25 +853,25 @@ pub async fn main(args: &MigrateArgs) -> Result<i32> {
             );
         } else {
             let n = r.differences.len() + usize::from(s.info_differs);
-            println!("{n} difference(s) between the destination and the source:");
+            crate::say!("{n} difference(s) between the destination and the source:");
             if s.info_differs {
-                println!("  info.json differs");
+                crate::say!("  info.json differs");
             }
             for d in &r.differences {
-                println!("  {d}");
+                crate::say!("  {d}");
             }
             code = exit::DIFFERENCES;
         }
     }
     if !s.damaged.is_empty() {
-        println!(
+        crate::say!(
             "INCOMPLETE: {} damaged source item(s) were not copied:",
             s.damaged.len()
         );
         for d in &s.damaged {
-            println!("  {}: {}", d.id, d.error);
+            crate::say!("  {}: {}", d.id, d.error);
         }
-        println!(
+        crate::say!(
             "Repair them on the source (sync a Joplin client that holds them, or restore them \
              from a backup), then run the same command with --mode mirror."
         );
