@@ -48,7 +48,8 @@ pub enum MigrateMode {
 #[derive(Debug, Clone, clap::Args)]
 pub struct MigrateArgs {
     /// The sync target to copy from (only read): a folder path, file:///path,
-    /// s3://BUCKET[/PREFIX], joplin-server+http(s)://host:port/, or a URL with --from-backend.
+    /// s3://BUCKET[/PREFIX], joplin-server+http(s)://host:port/, a WebDAV URL (https://…,
+    /// webdav(s)://…), or a URL with --from-backend.
     #[arg(long, value_name = "SOURCE")]
     pub from: String,
     /// What kind of target --from is, when its form does not say it.
@@ -356,6 +357,14 @@ fn skip_done(
 /// Read the source's password, only when the source has a user name.
 fn source_password(args: &MigrateArgs) -> Result<Option<GivenPassword>> {
     let Some(user) = args.from_username.as_ref().filter(|u| !u.is_empty()) else {
+        // A user in the URL would otherwise be asked the destination's password.
+        let authority = args
+            .from
+            .split_once("://")
+            .map(|(_, r)| r.split('/').next().unwrap_or(""));
+        if authority.is_some_and(|a| a.contains('@')) {
+            bail!("--from has a user name in its URL: give it as --from-username USER instead");
+        }
         return Ok(None);
     };
     if let Some(f) = &args.from_password_file {
