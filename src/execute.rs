@@ -82,6 +82,7 @@ impl Executor<'_> {
             }
         }
         for (phase, uploads) in &plan.phases {
+            tracing::info!("uploading {}: {}", phase.label(), uploads.len());
             self.progress.phase(
                 &format!("uploading {}", phase.label()),
                 uploads.len() as u64,
@@ -154,6 +155,7 @@ impl Executor<'_> {
                 self.progress.inc(1);
                 match r {
                     Ok(()) => {
+                        tracing::debug!("uploaded {path} ({n} bytes)");
                         if let Some(j) = self.journal {
                             j.record_done(&path);
                         }

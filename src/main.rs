@@ -29,6 +29,9 @@ struct Cli {
     /// fields.
     #[arg(long, global = true)]
     json: bool,
+    /// Also write the log (with `-v`/`-vv` detail) to this file.
+    #[arg(long, global = true, value_name = "FILE")]
+    log_file: Option<PathBuf>,
     /// More log output (repeat for more).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
@@ -79,22 +82,7 @@ enum Command {
     /// backup; Joplin imports it).
     Export(Box<ExportArgs>),
     /// What a restore would change: items added, changed and removed, by type and title.
-    Diff {
-        /// A .jex, a backup set folder, the Backup plugin's folder of sets, or a .7z/.zip.
-        #[arg(value_name = "BACKUP")]
-        backup: PathBuf,
-        #[command(flatten)]
-        opts: BackupOptions,
-        #[command(flatten)]
-        target: TargetArgs,
-        #[command(flatten)]
-        pacer: PacerArgs,
-        /// Problem classes accepted in the backup (as for restore).
-        #[arg(long = "allow", value_enum, value_name = "PROBLEM")]
-        allow: Vec<ProblemClass>,
-        #[command(flatten)]
-        password: PasswordArgs,
-    },
+    Diff(Box<CompareArgs>),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         #[arg(value_enum)]
@@ -108,22 +96,49 @@ enum Command {
         cmd: joplin_restore::client::cli::ClientCommand,
     },
     /// Compare a target with a backup; exit 3 on any difference.
-    Verify {
-        /// A .jex, a backup set folder, the Backup plugin's folder of sets, or a .7z/.zip.
-        #[arg(value_name = "BACKUP")]
-        backup: PathBuf,
-        #[command(flatten)]
-        opts: BackupOptions,
-        #[command(flatten)]
-        target: TargetArgs,
-        #[command(flatten)]
-        pacer: PacerArgs,
-        /// Problem classes accepted in the backup (as for restore).
-        #[arg(long = "allow", value_enum, value_name = "PROBLEM")]
-        allow: Vec<ProblemClass>,
-        #[command(flatten)]
-        password: PasswordArgs,
-    },
+    Verify(Box<CompareArgs>),
+}
+
+/// A backup and a target to compare (`verify`, `diff`).
+#[derive(clap::Args)]
+struct CompareArgs {
+    /// A .jex, a backup set folder, the Backup plugin's folder of sets, or a .7z/.zip.
+    #[arg(value_name = "BACKUP")]
+    backup: PathBuf,
+    #[command(flatten)]
+    opts: BackupOptions,
+    #[command(flatten)]
+    target: TargetArgs,
+    #[command(flatten)]
+    pacer: PacerArgs,
+    /// Problem classes accepted in the backup (as for restore).
+    #[arg(long = "allow", value_enum, value_name = "PROBLEM")]
+    allow: Vec<ProblemClass>,
+    #[command(flatten)]
+    password: PasswordArgs,
+}
+
+/// Read the backup, list the target and compare them, decrypting where the target is encrypted.
+async fn compare(a: &CompareArgs) -> Result<(SyncTarget, verify::VerifyReport)> {
+    let (b, v) = restore::read_and_validate(&a.backup, &a.opts, &a.allow)?;
+    let b = Arc::new(b);
+    let paced = open_paced(&a.target, &a.pacer)?;
+    let transfers = paced.options().transfers;
+    let t = SyncTarget::new(paced);
+    let state = t.state().await?;
+    let keyring = restore::keyring_for(&t, &state, &a.password, false).await?;
+    let set: Vec<usize> = plan::restore_set(&b, &v).iter().map(|(i, _)| *i).collect();
+    let r = verify::verify(
+        &t,
+        b.clone(),
+        &set,
+        &v.skipped_ids,
+        &state,
+        transfers,
+        keyring.as_deref(),
+    )
+    .await?;
+    Ok((t, r))
 }
 
 fn main() -> ExitCode {
@@ -133,13 +148,31 @@ fn main() -> ExitCode {
         1 => "info",
         _ => "debug",
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("JOPLIN_RESTORE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let filter = || {
+        tracing_subscriber::EnvFilter::try_from_env("JOPLIN_RESTORE_LOG")
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level))
+    };
+    match &cli.log_file {
+        Some(path) => match std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
+            Ok(file) => tracing_subscriber::fmt()
+                .with_env_filter(filter())
+                .with_ansi(false)
+                .with_writer(std::sync::Mutex::new(file))
+                .init(),
+            Err(e) => {
+                eprintln!("error: --log-file {}: {e}", path.display());
+                return ExitCode::from(exit::FAILED as u8);
+            }
+        },
+        None => tracing_subscriber::fmt()
+            .with_env_filter(filter())
+            .with_writer(std::io::stderr)
+            .init(),
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -336,32 +369,8 @@ async fn run(cmd: Command) -> Result<i32> {
             }
             Ok(exit::OK)
         }
-        Command::Diff {
-            backup,
-            opts,
-            target,
-            pacer,
-            allow,
-            password,
-        } => {
-            let (b, v) = restore::read_and_validate(&backup, &opts, &allow)?;
-            let b = Arc::new(b);
-            let paced = open_paced(&target, &pacer)?;
-            let transfers = paced.options().transfers;
-            let t = SyncTarget::new(paced);
-            let state = t.state().await?;
-            let keyring = restore::keyring_for(&t, &state, &password, false).await?;
-            let set: Vec<usize> = plan::restore_set(&b, &v).iter().map(|(i, _)| *i).collect();
-            let r = verify::verify(
-                &t,
-                b.clone(),
-                &set,
-                &v.skipped_ids,
-                &state,
-                transfers,
-                keyring.as_deref(),
-            )
-            .await?;
+        Command::Diff(args) => {
+            let (t, r) = compare(&args).await?;
             let text = verify::diff_report(&t, &r).await;
             report::set_result(json!({"command": "diff", "target": t.describe(), "report": r}));
             if report::json() {
@@ -372,32 +381,8 @@ async fn run(cmd: Command) -> Result<i32> {
             Ok(if r.ok() { exit::OK } else { exit::DIFFERENCES })
         }
         Command::Client { cmd } => joplin_restore::client::cli::run(cmd).await,
-        Command::Verify {
-            backup,
-            opts,
-            target,
-            pacer,
-            allow,
-            password,
-        } => {
-            let (b, v) = restore::read_and_validate(&backup, &opts, &allow)?;
-            let b = Arc::new(b);
-            let paced = open_paced(&target, &pacer)?;
-            let transfers = paced.options().transfers;
-            let t = SyncTarget::new(paced);
-            let state = t.state().await?;
-            let keyring = restore::keyring_for(&t, &state, &password, false).await?;
-            let set: Vec<usize> = plan::restore_set(&b, &v).iter().map(|(i, _)| *i).collect();
-            let r = verify::verify(
-                &t,
-                b.clone(),
-                &set,
-                &v.skipped_ids,
-                &state,
-                transfers,
-                keyring.as_deref(),
-            )
-            .await?;
+        Command::Verify(args) => {
+            let (t, r) = compare(&args).await?;
             report::set_result(json!({"command": "verify", "target": t.describe(), "report": r}));
             if r.ok() {
                 joplin_restore::say!(
@@ -425,10 +410,10 @@ fn command_name(c: &Command) -> &'static str {
         Command::Status { .. } => "status",
         Command::Unlock { .. } => "unlock",
         Command::Export(_) => "export",
-        Command::Diff { .. } => "diff",
+        Command::Diff(_) => "diff",
         Command::Completions { .. } => "completions",
         Command::Man => "man",
-        Command::Verify { .. } => "verify",
+        Command::Verify(_) => "verify",
         Command::Client { .. } => "client",
     }
 }

@@ -277,6 +277,7 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
         if plan.clear_first { " first" } else { " last" }
     );
     crate::say!("{summary}");
+    tracing::info!("{summary}");
     timings.add("plan", stage);
     stage = std::time::Instant::now();
     if args.dry_run {
@@ -389,6 +390,11 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
         },
     )?;
     let lock = target.acquire_lock(args.force, &reclaim, &lock_id).await?;
+    tracing::info!(
+        "writing with restore stamp {} (lock {lock_id}, journal {})",
+        crate::item::format_time(stamp_ms),
+        journal.path().display()
+    );
     let exec = Executor {
         target: &target,
         backup: backup.clone(),

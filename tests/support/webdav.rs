@@ -321,6 +321,8 @@ pub fn jr_dav(args: &[&str]) -> std::process::Output {
 /// `429 Too Many Requests` (`Retry-After: 1`) to the first `throttled` requests.
 pub struct FaultProxy {
     pub port: u16,
+    /// Chaos mode: faults injected so far (429, 500, 503, reset, delay).
+    pub chaos_faults: Arc<AtomicUsize>,
     puts_allowed: Arc<AtomicUsize>,
     /// Requests answered 507 or 429.
     pub puts_refused: Arc<AtomicUsize>,
@@ -331,15 +333,29 @@ pub struct FaultProxy {
 
 impl FaultProxy {
     pub fn new(upstream_port: u16, puts_allowed: usize) -> FaultProxy {
-        Self::start(upstream_port, puts_allowed, 0)
+        Self::start(upstream_port, puts_allowed, 0, None)
+    }
+
+    /// Chaos: each request has `percent` % chance of a fault — 429 with `Retry-After: 1`, 500,
+    /// 503, a connection reset without an answer, or a 0.3 s delay — chosen by a seeded PRNG.
+    pub fn chaos(upstream_port: u16, percent: u64, seed: u64) -> FaultProxy {
+        Self::start(upstream_port, usize::MAX, 0, Some((percent, seed)))
     }
 
     /// Answer the first `n` requests with 429 and `Retry-After: 1`, then forward everything.
     pub fn rate_limited(upstream_port: u16, n: usize) -> FaultProxy {
-        Self::start(upstream_port, usize::MAX, n)
+        Self::start(upstream_port, usize::MAX, n, None)
     }
 
-    fn start(upstream_port: u16, puts_allowed: usize, throttled: usize) -> FaultProxy {
+    fn start(
+        upstream_port: u16,
+        puts_allowed: usize,
+        throttled: usize,
+        chaos: Option<(u64, u64)>,
+    ) -> FaultProxy {
+        let faults = Arc::new(AtomicUsize::new(0));
+        let rng = Arc::new(std::sync::Mutex::new(chaos.map(|c| c.1 | 1).unwrap_or(1)));
+        let percent = chaos.map(|c| c.0).unwrap_or(0);
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let allowed = Arc::new(AtomicUsize::new(puts_allowed));
@@ -352,6 +368,7 @@ impl FaultProxy {
             stop.clone(),
             throttled.clone(),
         );
+        let (rng_c, f) = (rng.clone(), faults.clone());
         let accept = std::thread::spawn(move || {
             for conn in listener.incoming() {
                 if s.load(Ordering::SeqCst) {
@@ -359,13 +376,26 @@ impl FaultProxy {
                 }
                 let Ok(conn) = conn else { continue };
                 let (a, r, t) = (a.clone(), r.clone(), t.clone());
+                // Decide this connection's fault up front, from the shared seeded PRNG.
+                let fault = (percent > 0).then(|| {
+                    let mut x = rng_c.lock().unwrap();
+                    *x ^= *x << 13;
+                    *x ^= *x >> 7;
+                    *x ^= *x << 17;
+                    ((*x % 100) < percent).then_some((*x >> 8) % 5)
+                });
+                let fault = fault.flatten();
+                if fault.is_some() {
+                    f.fetch_add(1, Ordering::SeqCst);
+                }
                 std::thread::spawn(move || {
-                    let _ = serve_one(conn, upstream_port, &a, &r, &t);
+                    let _ = serve_one(conn, upstream_port, &a, &r, &t, fault);
                 });
             }
         });
         FaultProxy {
             port,
+            chaos_faults: faults,
             puts_allowed: allowed,
             puts_refused: refused,
             throttled,
@@ -398,6 +428,7 @@ fn serve_one(
     allowed: &AtomicUsize,
     refused: &AtomicUsize,
     throttled: &AtomicUsize,
+    fault: Option<u64>,
 ) -> std::io::Result<()> {
     client.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut reader = BufReader::new(client.try_clone()?);
@@ -427,6 +458,22 @@ fn serve_one(
     let mut body = vec![0u8; content_length];
     reader.read_exact(&mut body)?;
     let mut client = client;
+    let answer = |client: &mut TcpStream, status: &str, extra: &str| -> std::io::Result<()> {
+        client.write_all(
+            format!("HTTP/1.1 {status}\r\n{extra}Content-Length: 0\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )?;
+        client.shutdown(Shutdown::Both)
+    };
+    match fault {
+        Some(0) => return answer(&mut client, "429 Too Many Requests", "Retry-After: 1\r\n"),
+        Some(1) => return answer(&mut client, "500 Internal Server Error", ""),
+        Some(2) => return answer(&mut client, "503 Service Unavailable", ""),
+        // A reset: close without any answer.
+        Some(3) => return client.shutdown(Shutdown::Both),
+        Some(_) => std::thread::sleep(Duration::from_millis(300)),
+        None => {}
+    }
     if throttled
         .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
         .is_ok()

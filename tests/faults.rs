@@ -1,0 +1,72 @@
+//! Throttled, flaky servers: a restore of a generated 2,000-item backup through a proxy that
+//! injects 10 % faults (429 with Retry-After, 500, 503, resets, delays) completes; the target
+//! verifies, and the real Joplin CLI syncs it without duplicates.
+
+mod support;
+
+use std::sync::atomic::Ordering;
+
+use joplin_restore::generate::{write_jex, GenSpec};
+use support::joplin::Profile;
+use support::text;
+use support::webdav::{jr_dav, use_webdav, DavServer, FaultProxy, USER};
+
+#[test]
+fn restore_through_ten_percent_faults_completes_and_the_client_syncs_cleanly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let jex = tmp.path().join("gen.jex");
+    let spec = GenSpec {
+        notes: 1900,
+        notebooks: 20,
+        tags: 5,
+        attachments: 40,
+        attachment_bytes: 4096,
+        seed: 5,
+    };
+    let items = write_jex(&spec, &jex).unwrap();
+    assert!(items >= 2000, "{items}");
+    let srv = DavServer::apache();
+    srv.make_collection("Joplin");
+    let proxy = FaultProxy::chaos(srv.port, 10, 42);
+    let via_proxy = format!("http://127.0.0.1:{}/dav/Joplin", proxy.port);
+    let o = jr_dav(&[
+        "restore",
+        jex.to_str().unwrap(),
+        "--target",
+        &via_proxy,
+        "--username",
+        USER,
+        "--retries",
+        "12",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let faults = proxy.chaos_faults.load(Ordering::SeqCst);
+    assert!(
+        faults > 100,
+        "the proxy must really have injected faults: {faults}"
+    );
+    assert!(report["retries"].as_u64().unwrap() > 0, "{report}");
+    assert_eq!(report["verify"]["differences"].as_array().unwrap().len(), 0);
+
+    // Straight to the server, without the proxy: the target holds exactly the backup.
+    let direct = srv.url("Joplin");
+    let o = jr_dav(&[
+        "verify",
+        jex.to_str().unwrap(),
+        "--target",
+        &direct,
+        "--username",
+        USER,
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+
+    let p = Profile::new(tmp.path().join("client"));
+    use_webdav(&p, &direct);
+    p.sync();
+    let n = p.query("SELECT count(*), count(DISTINCT id), count(DISTINCT title) FROM notes");
+    assert_eq!(n[0], vec!["1900", "1900", "1900"]);
+    let r = p.query("SELECT count(*) FROM resources");
+    assert_eq!(r[0][0], "40");
+}

@@ -1,0 +1,77 @@
+//! What a person sees: the progress display under a real pseudo-terminal (util-linux `script`),
+//! and the log file.
+
+mod support;
+
+use std::process::{Command, Stdio};
+
+use support::sample_jex;
+
+#[test]
+fn progress_bars_show_on_a_terminal_and_stay_quiet_otherwise() {
+    let tmp = tempfile::tempdir().unwrap();
+    let target = tmp.path().join("target");
+    let cmd = format!(
+        "{} restore {} --target {}",
+        env!("CARGO_BIN_EXE_joplin-restore"),
+        sample_jex().display(),
+        target.display()
+    );
+    let o = Command::new("script")
+        .args(["-q", "-e", "-c", &cmd, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("script (util-linux, installed by scripts/install-test-deps.sh)");
+    let screen = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{screen}");
+    // indicatif draws each phase as a bar with a counter.
+    for phase in [
+        "uploading attachment blobs",
+        "uploading notes",
+        "uploading note-tag links",
+    ] {
+        assert!(
+            screen.contains(phase),
+            "no {phase:?} bar on the terminal:\n{screen}"
+        );
+    }
+    assert!(
+        screen.contains("10/10"),
+        "the notes bar reaches 10/10:\n{screen}"
+    );
+    assert!(screen.contains("Verified: 27 items"), "{screen}");
+
+    // Not a terminal: plain phase lines, no bar drawing.
+    let o = support::jr(&[
+        "restore",
+        sample_jex().to_str().unwrap(),
+        "--target",
+        tmp.path().join("t2").to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("uploading notes: 10"), "{err}");
+    assert!(
+        !err.contains('\u{1b}'),
+        "no terminal escapes when not a terminal: {err:?}"
+    );
+}
+
+#[test]
+fn log_file_records_the_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = tmp.path().join("run.log");
+    support::jr_ok(&[
+        "-v",
+        "--log-file",
+        log.to_str().unwrap(),
+        "restore",
+        sample_jex().to_str().unwrap(),
+        "--target",
+        tmp.path().join("t").to_str().unwrap(),
+        "-q",
+    ]);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("INFO"), "{text}");
+    assert!(text.contains("uploading notes: 10"), "{text}");
+    assert!(!text.contains('\u{1b}'), "no colour codes in the file");
+}
