@@ -8,13 +8,13 @@ use std::sync::atomic::Ordering;
 
 use joplin_restore::generate::{write_jex, GenSpec};
 use support::joplin::Profile;
+use support::s3::{jr_s3, S3Kind, S3Server};
 use support::text;
 use support::webdav::{jr_dav, use_webdav, DavServer, FaultProxy, USER};
 
-#[test]
-fn restore_through_ten_percent_faults_completes_and_the_client_syncs_cleanly() {
-    let tmp = tempfile::tempdir().unwrap();
-    let jex = tmp.path().join("gen.jex");
+/// A generated backup of 1,900 notes, 40 attachments and their notebooks, tags and links.
+fn generated(dir: &std::path::Path) -> std::path::PathBuf {
+    let jex = dir.join("gen.jex");
     let spec = GenSpec {
         notes: 1900,
         notebooks: 20,
@@ -25,6 +25,21 @@ fn restore_through_ten_percent_faults_completes_and_the_client_syncs_cleanly() {
     };
     let items = write_jex(&spec, &jex).unwrap();
     assert!(items >= 2000, "{items}");
+    jex
+}
+
+/// The client holds every note and attachment exactly once.
+fn assert_client_has_everything_once(p: &Profile) {
+    let n = p.query("SELECT count(*), count(DISTINCT id), count(DISTINCT title) FROM notes");
+    assert_eq!(n[0], vec!["1900", "1900", "1900"]);
+    let r = p.query("SELECT count(*) FROM resources");
+    assert_eq!(r[0][0], "40");
+}
+
+#[test]
+fn restore_through_ten_percent_faults_completes_and_the_client_syncs_cleanly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let jex = generated(tmp.path());
     let srv = DavServer::apache();
     srv.make_collection("Joplin");
     let proxy = FaultProxy::chaos(srv.port, 10, 42);
@@ -65,8 +80,55 @@ fn restore_through_ten_percent_faults_completes_and_the_client_syncs_cleanly() {
     let p = Profile::new(tmp.path().join("client"));
     use_webdav(&p, &direct);
     p.sync();
-    let n = p.query("SELECT count(*), count(DISTINCT id), count(DISTINCT title) FROM notes");
-    assert_eq!(n[0], vec!["1900", "1900", "1900"]);
-    let r = p.query("SELECT count(*) FROM resources");
-    assert_eq!(r[0][0], "40");
+    assert_client_has_everything_once(&p);
+}
+
+/// The same on S3 (s3s-fs, which checks every SigV4 signature through the proxy).
+#[test]
+fn s3_restore_through_ten_percent_faults_completes_and_the_client_syncs_cleanly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let jex = generated(tmp.path());
+    let srv = S3Server::start(S3Kind::S3sFs);
+    srv.create_bucket("joplin");
+    let proxy = FaultProxy::chaos(srv.port, 10, 7);
+    let via_proxy = format!("http://127.0.0.1:{}", proxy.port);
+    let o = jr_s3(
+        &srv,
+        &[
+            "restore",
+            jex.to_str().unwrap(),
+            "--target",
+            "s3://joplin",
+            "--endpoint",
+            &via_proxy,
+            "--path-style",
+            "--retries",
+            "12",
+            "--json",
+        ],
+    );
+    assert!(
+        o.status.success(),
+        "{}\n--- server log\n{}",
+        text(&o),
+        srv.log()
+    );
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let faults = proxy.chaos_faults.load(Ordering::SeqCst);
+    assert!(
+        faults > 100,
+        "the proxy must really have injected faults: {faults}"
+    );
+    assert!(report["retries"].as_u64().unwrap() > 0, "{report}");
+
+    let mut direct = vec!["verify", jex.to_str().unwrap()];
+    let t = srv.target_args("joplin");
+    direct.extend(t.iter().map(String::as_str));
+    let o = jr_s3(&srv, &direct);
+    assert!(o.status.success(), "{}", text(&o));
+
+    let p = Profile::new(tmp.path().join("client"));
+    p.configure(srv.joplin_config("joplin"));
+    p.sync();
+    assert_client_has_everything_once(&p);
 }
