@@ -42,8 +42,8 @@ fn import_keeps_ids_resumes_and_wipe_empties_everything() {
     // `client profiles` sees the running CLI and the notes.
     let prof = jr_ok(&["client", "profiles", "--profile", dir, "--json"]);
     let v: serde_json::Value = serde_json::from_str(&prof).unwrap();
-    assert_eq!(v[0]["notes"], 10, "{prof}");
-    assert_eq!(v[0]["running"]["running"], true, "{prof}");
+    assert_eq!(v["profiles"][0]["notes"], 10, "{prof}");
+    assert_eq!(v["profiles"][0]["running"]["running"], true, "{prof}");
     assert!(!prof.contains(&server.token));
 
     // Resume: a note lost and a note whose body never arrived (interrupted between POST and

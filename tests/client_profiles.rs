@@ -48,7 +48,9 @@ fn profiles_json(args: &[&str]) -> Vec<Value> {
         !out.contains("me@example.com"),
         "a user name was printed:\n{out}"
     );
-    serde_json::from_str::<Vec<Value>>(&out).unwrap()
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["command"], "client profiles");
+    serde_json::from_value::<Vec<Value>>(report["profiles"].clone()).unwrap()
 }
 
 fn by_path<'a>(list: &'a [Value], p: &Path) -> &'a Value {

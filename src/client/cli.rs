@@ -22,9 +22,6 @@ pub enum ClientCommand {
         /// Describe this profile folder only.
         #[arg(long, value_name = "DIR")]
         profile: Option<PathBuf>,
-        /// Print JSON instead of text.
-        #[arg(long)]
-        json: bool,
     },
     /// Move a profile aside (to a timestamped sibling; never deleted) so Joplin starts fresh.
     Reset {
@@ -80,7 +77,6 @@ pub async fn run(cmd: ClientCommand) -> Result<i32> {
             home,
             portable,
             profile,
-            json,
         } => {
             let list = match profile {
                 Some(p) => {
@@ -101,8 +97,12 @@ pub async fn run(cmd: ClientCommand) -> Result<i32> {
                     profiles::discover(&home, portable.as_deref())
                 }
             };
-            if json {
-                println!("{}", serde_json::to_string_pretty(&list)?);
+            if crate::report::json() {
+                // With the global --json: the list goes into the one report main prints.
+                crate::report::set_result(serde_json::json!({
+                    "command": "client profiles",
+                    "profiles": list,
+                }));
             } else {
                 profiles::print(&list);
             }
