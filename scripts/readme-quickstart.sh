@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # Runs the README's quick-start command verbatim in a clean checkout of the committed tree, then
 # checks the result with `verify`. Reuses this checkout's build cache (target/ or
-# $CARGO_TARGET_DIR), so it only
-# recompiles our own crates.
+# $CARGO_TARGET_DIR), so it only recompiles our own crates.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 target=${CARGO_TARGET_DIR:-$root/target}
