@@ -104,6 +104,9 @@ fn stale_client_converges_to_the_backup() {
     p.sync();
 
     let snaps = tmp.path().join("snaps");
+    // Apache's getlastmodified has 1-second resolution: let the client's last sync second pass
+    // so the restored files are listed as newer than its delta context.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
     let out = restore(&url, &["--yes", "--snapshot-dir", snaps.to_str().unwrap()]);
     assert!(out.contains("Snapshot of the target"), "{out}");
     p.sync();
