@@ -6,6 +6,7 @@
 pub mod backup;
 pub mod clear;
 pub mod client;
+pub mod config;
 pub mod e2ee;
 pub mod execute;
 pub mod exit;

@@ -35,6 +35,15 @@ struct Cli {
     /// More log output (repeat for more).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
+    /// Config file with named targets (`--target NAME:`); default
+    /// ~/.config/joplin-restore/config.toml (see `joplin-restore targets`).
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        env = "JOPLIN_RESTORE_CONFIG"
+    )]
+    config: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -97,7 +106,40 @@ enum Command {
     },
     /// Compare a target with a backup; exit 3 on any difference.
     Verify(Box<CompareArgs>),
+    /// List the named targets of the config file (use them as `--target NAME:`).
+    #[command(after_help = TARGETS_HELP)]
+    Targets,
 }
+
+const TARGETS_HELP: &str = "\
+The config file (TOML; --config FILE, env JOPLIN_RESTORE_CONFIG, default \
+~/.config/joplin-restore/config.toml) names targets so that `--target NAME:` stands for all \
+their options. Keys are the command-line option names; options given on the command line or in \
+the environment win. Passwords are never written in it: give a file (password-file) or an \
+environment variable (password-env).
+
+Example:
+
+  [targets.nextcloud]
+  target = \"https://cloud.example.com/remote.php/dav/files/alice/Joplin\"
+  username = \"alice\"
+  password-file = \"~/.config/joplin-restore/nextcloud.pass\"
+  tpslimit = 4          # Nextcloud throttles bursts
+  transfers = 4
+
+  [targets.minio]
+  target = \"s3://joplin\"
+  endpoint = \"http://127.0.0.1:9000\"
+  path-style = true
+  aws-profile = \"minio\"  # keys from ~/.aws/credentials
+
+  [targets.server]
+  target = \"joplin-server+https://joplin.example.com\"
+  username = \"alice@example.com\"
+  password-env = \"JOPLIN_SERVER_PASSWORD\"
+
+Keys: target, backend, username, password-file, password-env, endpoint, region, path-style, \
+create-bucket, aws-profile, multipart-threshold, transfers, tpslimit, bwlimit, retries.";
 
 /// A backup and a target to compare (`verify`, `diff`).
 #[derive(clap::Args)]
@@ -178,6 +220,9 @@ fn main() -> ExitCode {
         .build()
         .expect("tokio runtime");
     joplin_restore::report::set_json(cli.json);
+    if let Some(c) = &cli.config {
+        joplin_restore::config::set_path(c.clone());
+    }
     let name = command_name(&cli.command);
     let (code, error) = match rt.block_on(run(cli.command)) {
         Ok(code) => (code, None),
@@ -256,6 +301,7 @@ async fn run(cmd: Command) -> Result<i32> {
                 "requests": s.pacer.requests,
                 "retries": s.pacer.retries,
                 "rate_limited": s.pacer.rate_limited,
+                "limits": s.limits,
                 "verify": s.verify,
             }));
             joplin_restore::say!(
@@ -324,6 +370,67 @@ async fn run(cmd: Command) -> Result<i32> {
                 print_differences(&s.verify);
                 Ok(exit::DIFFERENCES)
             }
+        }
+        Command::Targets => {
+            let cfg = joplin_restore::config::Config::load()?;
+            let list: Vec<_> = cfg
+                .targets
+                .iter()
+                .map(|(name, t)| {
+                    json!({
+                        "name": name,
+                        "kind": t.kind(),
+                        "target": t.target,
+                        "username": t.username,
+                        "password_file": t.password_file_path(),
+                        "password_env": t.password_env,
+                        "transfers": t.transfers,
+                        "tpslimit": t.tpslimit,
+                        "bwlimit": t.bwlimit,
+                    })
+                })
+                .collect();
+            report::set_result(json!({
+                "command": "targets",
+                "config": cfg.path,
+                "exists": cfg.exists,
+                "targets": list,
+            }));
+            if !report::json() {
+                if !cfg.exists {
+                    println!(
+                        "No config file at {} (see `joplin-restore targets --help`).",
+                        cfg.path.display()
+                    );
+                } else {
+                    println!("Config file: {}", cfg.path.display());
+                    if cfg.targets.is_empty() {
+                        println!("No [targets.NAME] tables in it.");
+                    }
+                    for (name, t) in &cfg.targets {
+                        let mut extra = Vec::new();
+                        if let Some(u) = &t.username {
+                            extra.push(format!("user {u}"));
+                        }
+                        if let Some(n) = t.transfers {
+                            extra.push(format!("--transfers {n}"));
+                        }
+                        if let Some(n) = t.tpslimit {
+                            extra.push(format!("--tpslimit {n}"));
+                        }
+                        if let Some(n) = &t.bwlimit {
+                            extra.push(format!("--bwlimit {n}"));
+                        }
+                        let extra = if extra.is_empty() {
+                            String::new()
+                        } else {
+                            format!("  ({})", extra.join(", "))
+                        };
+                        println!("{name}:  {}  {}{extra}", t.kind(), t.target);
+                    }
+                }
+            }
+            Ok(exit::OK)
         }
         Command::Status { target, pacer } => {
             let s = status::status(&target, &pacer).await?;
@@ -414,6 +521,7 @@ fn command_name(c: &Command) -> &'static str {
         Command::Completions { .. } => "completions",
         Command::Man => "man",
         Command::Verify(_) => "verify",
+        Command::Targets => "targets",
         Command::Client { .. } => "client",
     }
 }

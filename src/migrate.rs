@@ -398,13 +398,16 @@ pub fn source_args(args: &MigrateArgs) -> Result<TargetArgs> {
         target: args.from.clone(),
         backend: args.from_backend,
         username: args.from_username.clone(),
-        password_file: None,
+        // Read only when the source has a user (from --from-username or its named target).
+        password_file: args.from_password_file.clone(),
         endpoint: args.from_endpoint.clone(),
         region: args.from_region.clone(),
         path_style: args.from_path_style,
         create_bucket: false,
         multipart_threshold: args.target.multipart_threshold,
         given_password: source_password(args)?,
+        password_env_default: Some(FROM_PASSWORD_ENV),
+        named: None,
     })
 }
 

@@ -4,7 +4,8 @@
 //! or `--backend joplin-server` with an `http(s)://` URL (Joplin Server); `s3://BUCKET[/PREFIX]`
 //! (S3 and S3-compatible stores, with `--endpoint`, `--region`, `--path-style`, `--create-bucket`;
 //! credentials only from the AWS environment/profile chain); any other `https://…`, `http://…`,
-//! or `webdavs://…`, `webdav://…` (WebDAV, e.g. `https://host/remote.php/dav/files/USER/Joplin`).
+//! or `webdavs://…`, `webdav://…` (WebDAV, e.g. `https://host/remote.php/dav/files/USER/Joplin`);
+//! `NAME:` (a named target from the config file, see [`crate::config`]).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -16,13 +17,16 @@ use backend_fs::FsStorage;
 use backend_s3::{S3Options, S3Storage};
 use backend_webdav::{WebDavConfig, WebDavStorage};
 
+use crate::config::{self, Config};
+
 /// Where the sync target is and how to reach it.
 #[derive(Debug, Clone, clap::Args)]
 pub struct TargetArgs {
     /// The sync target: a folder path (Joplin's "File system" target), file:///path, or
     /// s3://BUCKET[/PREFIX] (Joplin's S3 target syncs the bucket's root), or a WebDAV URL
     /// (https://host/remote.php/dav/files/USER/Joplin, http://…, webdav(s)://…). S3 keys come
-    /// from the AWS chain: AWS_ACCESS_KEY_ID + AWS_SECRET_ACCESS_KEY, or AWS_PROFILE.
+    /// from the AWS chain: AWS_ACCESS_KEY_ID + AWS_SECRET_ACCESS_KEY, or AWS_PROFILE. NAME: is a
+    /// named target from the config file (see `joplin-restore targets`).
     #[arg(
         long,
         short = 't',
@@ -54,13 +58,40 @@ pub struct TargetArgs {
     /// S3: create the bucket when it does not exist.
     #[arg(long)]
     pub create_bucket: bool,
-    /// S3: blobs larger than this go up as multipart uploads (e.g. 8M; parts are this size, at
-    /// least 5M).
-    #[arg(long, value_name = "BYTES", value_parser = parse_size, default_value = "8M")]
-    pub multipart_threshold: u64,
+    /// S3: blobs larger than this go up as multipart uploads (default 8M; parts are this size,
+    /// at least 5M).
+    #[arg(long, value_name = "BYTES", value_parser = parse_size)]
+    pub multipart_threshold: Option<u64>,
     /// A password already read by the caller (e.g. `migrate --from-password-file`); never argv.
     #[arg(skip)]
     pub given_password: Option<GivenPassword>,
+    /// The environment variable read for the password when nothing else gives it (default
+    /// JOPLIN_RESTORE_PASSWORD; a migrate source uses JOPLIN_RESTORE_FROM_PASSWORD).
+    #[arg(skip)]
+    pub password_env_default: Option<&'static str>,
+    /// Filled from a config file's named target (`--target NAME:`).
+    #[arg(skip)]
+    pub named: Option<NamedSettings>,
+}
+
+/// What a named target adds that has no command-line option.
+#[derive(Debug, Clone, Default)]
+pub struct NamedSettings {
+    pub name: String,
+    pub password_env: Option<String>,
+    pub aws_profile: Option<String>,
+}
+
+/// Multipart threshold when neither the command line nor the config file sets one.
+pub const DEFAULT_MULTIPART_THRESHOLD: u64 = 8 * 1024 * 1024;
+/// Retries per request when neither the command line nor the config file sets them.
+pub const DEFAULT_RETRIES: u32 = 10;
+
+impl TargetArgs {
+    pub fn multipart_threshold(&self) -> u64 {
+        self.multipart_threshold
+            .unwrap_or(DEFAULT_MULTIPART_THRESHOLD)
+    }
 }
 
 /// A password handed over in code; redacted in `Debug`.
@@ -73,7 +104,8 @@ impl std::fmt::Debug for GivenPassword {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum BackendKind {
     /// A local folder (Joplin's "File system" target).
     Fs,
@@ -83,32 +115,83 @@ pub enum BackendKind {
     Webdav,
 }
 
-/// The password: --password-file, env JOPLIN_RESTORE_PASSWORD, or a terminal prompt. Never argv.
+/// The password: --password-file (or the config's password-file), the config's password-env,
+/// env JOPLIN_RESTORE_PASSWORD, or a terminal prompt. Never argv, never the config file itself.
 fn password(args: &TargetArgs, what: &str) -> Result<String> {
     if let Some(p) = &args.given_password {
         return Ok(p.0.clone());
     }
     if let Some(f) = &args.password_file {
-        let text = std::fs::read_to_string(f).map_err(|e| {
-            anyhow::anyhow!("--password-file {}: cannot read it ({e})", f.display())
-        })?;
+        let text = std::fs::read_to_string(f)
+            .map_err(|e| anyhow::anyhow!("password file {}: cannot read it ({e})", f.display()))?;
         return Ok(text.lines().next().unwrap_or("").to_string());
     }
-    // An empty variable counts as unset (e.g. cleared with `JOPLIN_RESTORE_PASSWORD=`).
-    if let Ok(p) = std::env::var("JOPLIN_RESTORE_PASSWORD") {
-        if !p.is_empty() {
+    let configured = args.named.as_ref().and_then(|n| n.password_env.clone());
+    if let Some(var) = &configured {
+        if let Some(p) = std::env::var(var).ok().filter(|p| !p.is_empty()) {
             return Ok(p);
         }
+    }
+    // An empty variable counts as unset (e.g. cleared with `JOPLIN_RESTORE_PASSWORD=`).
+    let default_var = args
+        .password_env_default
+        .unwrap_or("JOPLIN_RESTORE_PASSWORD");
+    if let Some(p) = std::env::var(default_var).ok().filter(|p| !p.is_empty()) {
+        return Ok(p);
     }
     if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
         return Ok(rpassword::prompt_password(format!(
             "Password for {what}: "
         ))?);
     }
-    bail!(
-        "{what} needs a password: set JOPLIN_RESTORE_PASSWORD, or pass --password-file FILE \
-         (not a terminal, so no prompt)"
-    )
+    match configured {
+        Some(var) => bail!(
+            "{what} needs a password: the config file says password-env = \"{var}\", but ${var} \
+             is not set (nor {default_var}; not a terminal, so no prompt)"
+        ),
+        None => bail!(
+            "{what} needs a password: set {default_var}, or pass --password-file FILE \
+             (not a terminal, so no prompt)"
+        ),
+    }
+}
+
+/// `--target NAME:` → the config file's `[targets.NAME]`, under what the command line and the
+/// environment already set. Any other target comes back as it is.
+pub fn resolve(args: &TargetArgs, pacer: &PacerArgs) -> Result<(TargetArgs, PacerArgs)> {
+    let Some(name) = config::target_name(&args.target) else {
+        return Ok((args.clone(), pacer.clone()));
+    };
+    let cfg = Config::load()?;
+    let t = cfg.get(name)?;
+    let size = |v: &Option<String>| v.as_deref().map(parse_size).transpose();
+    let size_err = |e: String| anyhow::anyhow!("config file {}: {e}", cfg.path.display());
+    let mut a = args.clone();
+    a.target = t.target.clone();
+    a.backend = a.backend.or(t.backend);
+    a.username = a
+        .username
+        .filter(|u| !u.is_empty())
+        .or_else(|| t.username.clone());
+    a.password_file = a.password_file.or_else(|| t.password_file_path());
+    a.endpoint = a.endpoint.or_else(|| t.endpoint.clone());
+    a.region = a.region.or_else(|| t.region.clone());
+    a.path_style |= t.path_style.unwrap_or(false);
+    a.create_bucket |= t.create_bucket.unwrap_or(false);
+    a.multipart_threshold = a
+        .multipart_threshold
+        .or(size(&t.multipart_threshold).map_err(size_err)?);
+    a.named = Some(NamedSettings {
+        name: name.to_string(),
+        password_env: t.password_env.clone(),
+        aws_profile: t.aws_profile.clone(),
+    });
+    let mut p = pacer.clone();
+    p.transfers = p.transfers.or(t.transfers);
+    p.tpslimit = p.tpslimit.or(t.tpslimit);
+    p.bwlimit = p.bwlimit.or(size(&t.bwlimit).map_err(size_err)?);
+    p.retries = p.retries.or(t.retries);
+    Ok((a, p))
 }
 
 fn open_joplin_server(args: &TargetArgs, url: &str) -> Result<Arc<dyn Storage>> {
@@ -139,9 +222,10 @@ pub struct PacerArgs {
     /// Bytes per second, all transfers together (e.g. 512k, 10M).
     #[arg(long, value_name = "BYTES", value_parser = parse_size)]
     pub bwlimit: Option<u64>,
-    /// Retries per request on 429/5xx/connection errors, with backoff honouring Retry-After.
-    #[arg(long, value_name = "N", default_value_t = 10)]
-    pub retries: u32,
+    /// Retries per request on 429/5xx/connection errors, with backoff honouring Retry-After
+    /// (default 10).
+    #[arg(long, value_name = "N")]
+    pub retries: Option<u32>,
 }
 
 /// `512k`, `10M`, `1.5G`, plain bytes; binary multiples like rclone.
@@ -162,8 +246,8 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     Ok((v * mult) as u64)
 }
 
-/// Open the backend named by `--target`, without the pacer.
-pub fn open_storage(args: &TargetArgs) -> Result<Arc<dyn Storage>> {
+/// Open the backend named by `--target` (after [`resolve`]), without the pacer.
+fn open_storage(args: &TargetArgs) -> Result<Arc<dyn Storage>> {
     let t = args.target.trim();
     if let Some(url) = t.strip_prefix("joplin-server+") {
         if !(url.starts_with("http://") || url.starts_with("https://")) {
@@ -203,8 +287,9 @@ pub fn open_storage(args: &TargetArgs) -> Result<Arc<dyn Storage>> {
         o.region = args.region.clone();
         o.path_style = args.path_style;
         o.create_bucket = args.create_bucket;
-        o.multipart_threshold = args.multipart_threshold;
-        o.part_size = args.multipart_threshold.max(backend_s3::MIN_PART_SIZE);
+        o.multipart_threshold = args.multipart_threshold();
+        o.part_size = args.multipart_threshold().max(backend_s3::MIN_PART_SIZE);
+        o.profile = args.named.as_ref().and_then(|n| n.aws_profile.clone());
         return Ok(Arc::new(S3Storage::new(o)?));
     }
     if let Some(rest) = t.strip_prefix("file://") {
@@ -252,15 +337,18 @@ fn open_webdav(args: &TargetArgs, t: &str) -> Result<Arc<dyn Storage>> {
     Ok(Arc::new(storage))
 }
 
-/// The backend wrapped in the pacer, with per-backend defaults.
+/// The backend wrapped in the pacer, with per-backend defaults; `--target NAME:` is looked up
+/// in the config file first.
 pub fn open_paced(args: &TargetArgs, pacer: &PacerArgs) -> Result<Arc<Paced>> {
+    let (args, pacer) = resolve(args, pacer)?;
+    let (args, pacer) = (&args, &pacer);
     let storage = open_storage(args)?;
     let caps = storage.capabilities();
     let opts = PacerOptions {
         tps_limit: pacer.tpslimit,
         bw_limit: pacer.bwlimit,
         transfers: pacer.transfers.unwrap_or(caps.default_transfers).max(1),
-        retries: pacer.retries,
+        retries: pacer.retries.unwrap_or(DEFAULT_RETRIES),
         ..Default::default()
     };
     Ok(Arc::new(Paced::new(storage, opts)))

@@ -97,10 +97,22 @@ pub struct RestoreSummary {
     pub uploaded_bytes: u64,
     pub timings: crate::report::Timings,
     pub pacer: backend_core::pacer::PacerCounts,
+    /// The transfer limits in force (command line, config file or the backend's defaults).
+    pub limits: serde_json::Value,
     pub unchanged: usize,
     pub deleted: usize,
     pub snapshot: Option<PathBuf>,
     pub verify: Option<VerifyReport>,
+}
+
+/// `--transfers`, `--tpslimit`, `--bwlimit`, `--retries` as the pacer applies them.
+pub fn limits_json(o: &backend_core::pacer::PacerOptions) -> serde_json::Value {
+    serde_json::json!({
+        "transfers": o.transfers,
+        "tpslimit": o.tps_limit,
+        "bwlimit": o.bw_limit,
+        "retries": o.retries,
+    })
 }
 
 /// Ask on the terminal; `false` when stdin is not a terminal (scripts must pass --yes).
@@ -288,6 +300,7 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
             uploaded_bytes: 0,
             timings,
             pacer: paced.counts(),
+            limits: limits_json(paced.options()),
             unchanged: plan.unchanged,
             deleted: 0,
             snapshot: None,
@@ -464,6 +477,7 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
         uploaded_bytes: outcome.uploaded_bytes,
         timings,
         pacer: paced.counts(),
+        limits: limits_json(paced.options()),
         unchanged: plan.unchanged,
         deleted: outcome.deleted,
         snapshot,

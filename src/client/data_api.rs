@@ -127,7 +127,7 @@ impl DataApi {
             token,
             limiter,
             bandwidth,
-            retries: pacer.retries,
+            retries: pacer.retries.unwrap_or(crate::open::DEFAULT_RETRIES),
             // The API serves every call against one SQLite database: few at a time is best.
             transfers: pacer.transfers.unwrap_or(2).max(1),
             requests: AtomicU64::new(0),

@@ -65,6 +65,9 @@ pub struct S3Options {
     pub part_size: u64,
     /// Fixed keys instead of the AWS chain (tests and embedding only; the CLI never sets it).
     pub static_credentials: Option<(String, String)>,
+    /// Profile of ~/.aws/config and ~/.aws/credentials to take keys and region from (`None`:
+    /// AWS_PROFILE, else `default`).
+    pub profile: Option<String>,
 }
 
 impl S3Options {
@@ -79,6 +82,7 @@ impl S3Options {
             multipart_threshold: DEFAULT_MULTIPART_THRESHOLD,
             part_size: DEFAULT_PART_SIZE,
             static_credentials: None,
+            profile: None,
         }
     }
 
@@ -117,6 +121,7 @@ impl fmt::Debug for S3Options {
                 "static_credentials",
                 &self.static_credentials.as_ref().map(|_| "<set>"),
             )
+            .field("profile", &self.profile)
             .finish()
     }
 }
@@ -200,13 +205,21 @@ impl S3Storage {
             None => RegionProviderChain::first_try(
                 aws_config::environment::EnvironmentVariableRegionProvider::new(),
             )
-            .or_else(aws_config::profile::ProfileFileRegionProvider::new())
+            .or_else(match &self.opts.profile {
+                Some(p) => aws_config::profile::ProfileFileRegionProvider::builder()
+                    .profile_name(p)
+                    .build(),
+                None => aws_config::profile::ProfileFileRegionProvider::new(),
+            })
             .or_else(Region::from_static("us-east-1")),
         };
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .http_client(http)
             .region(region)
             .retry_config(RetryConfig::disabled());
+        if let Some(p) = &self.opts.profile {
+            loader = loader.profile_name(p);
+        }
         if let Some((ak, sk)) = &self.opts.static_credentials {
             loader =
                 loader.credentials_provider(Credentials::new(ak, sk, None, None, "joplin-restore"));
