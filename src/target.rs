@@ -221,6 +221,16 @@ impl SyncTarget {
             .flatten()
             .and_then(|e| e.modified)
             .map(system_ms)
+            // A 1-second listing (Apache's getlastmodified, S3's LastModified) floors the
+            // server's time: take the end of that second, or every restore would be stamped up
+            // to a second early, older than an edit a client made just before, and lose to it.
+            .map(|r| {
+                if self.storage.capabilities().coarse_mtime {
+                    r - r.rem_euclid(1000) + 999
+                } else {
+                    r
+                }
+            })
             .unwrap_or(local);
         Ok((remote, remote - local))
     }
@@ -500,6 +510,77 @@ mod tests {
     fn info_json_is_tab_indented_like_joplin() {
         let s = String::from_utf8(info_json_bytes(&default_info_json())).unwrap();
         assert!(s.starts_with("{\n\t\"version\": 3,\n\t\"e2ee\": {\n\t\t\"value\": false"));
+    }
+
+    /// A folder whose listing shows whole seconds only, like Apache's `getlastmodified`.
+    #[derive(Debug)]
+    struct WholeSeconds(backend_fs::FsStorage);
+
+    #[async_trait::async_trait]
+    impl Storage for WholeSeconds {
+        fn describe(&self) -> String {
+            self.0.describe()
+        }
+        fn capabilities(&self) -> backend_core::Capabilities {
+            backend_core::Capabilities {
+                coarse_mtime: true,
+                ..self.0.capabilities()
+            }
+        }
+        async fn ensure_root(&self) -> backend_core::Result<()> {
+            self.0.ensure_root().await
+        }
+        async fn list(&self, dir: &str) -> backend_core::Result<Vec<Entry>> {
+            self.0.list(dir).await
+        }
+        async fn get(&self, path: &str) -> backend_core::Result<Bytes> {
+            self.0.get(path).await
+        }
+        async fn put(&self, path: &str, data: Bytes) -> backend_core::Result<()> {
+            self.0.put(path, data).await
+        }
+        async fn delete(&self, path: &str) -> backend_core::Result<()> {
+            self.0.delete(path).await
+        }
+        async fn mkdir(&self, path: &str) -> backend_core::Result<()> {
+            self.0.mkdir(path).await
+        }
+        async fn stat(&self, path: &str) -> backend_core::Result<Option<Entry>> {
+            Ok(self.0.stat(path).await?.map(|mut e| {
+                e.modified = e.modified.map(|m| {
+                    let ms = system_ms(m);
+                    std::time::UNIX_EPOCH
+                        + std::time::Duration::from_millis((ms - ms % 1000) as u64)
+                });
+                e
+            }))
+        }
+    }
+
+    /// The stamp must not come out up to a second early on a 1-second server: a client edit
+    /// made just before the restore would then be newer and win.
+    #[tokio::test]
+    async fn remote_clock_on_whole_second_servers_is_not_floored() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join(TEMP_DIR)).unwrap();
+        let storage = Arc::new(WholeSeconds(backend_fs::FsStorage::new(
+            dir.path().to_path_buf(),
+        )));
+        let target = SyncTarget::new(Arc::new(backend_core::pacer::Paced::new(
+            storage,
+            Default::default(),
+        )));
+        // Away from a second's edges, so flooring would cost at least 200 ms.
+        for _ in 0..200 {
+            if (200..700).contains(&(now_ms() % 1000)) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        let before = now_ms();
+        let (remote, offset) = target.remote_clock().await.unwrap();
+        assert!(remote >= before, "remote clock {remote} < local {before}");
+        assert!(offset < 1000, "{offset}");
     }
 
     #[test]
