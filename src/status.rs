@@ -167,7 +167,10 @@ pub async fn unlock(target_args: &TargetArgs, pacer: &PacerArgs) -> Result<(usiz
     let mut kept = 0;
     for l in locks {
         if l.ours || !l.active {
-            target.storage.delete(&l.path).await?;
+            match &l.server_key {
+                Some(key) => target.storage.remove_server_lock(key).await?,
+                None => target.storage.delete(&l.path).await?,
+            }
             println!("removed {} lock {} ({})", l.kind, l.path, l.owner);
             removed += 1;
         } else {

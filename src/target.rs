@@ -336,6 +336,9 @@ pub const OUR_APP: &str = "joplin-restore";
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct LockInfo {
     pub path: String,
+    /// Set for a lock of the server's own lock service (Joplin Server): its key there.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_key: Option<String>,
     pub kind: &'static str,
     pub owner: String,
     /// Seconds since its last refresh, by the target's clock.
@@ -347,11 +350,30 @@ pub struct LockInfo {
 impl SyncTarget {
     /// Every lock on the target with its age, by the target's clock.
     pub async fn locks(&self, st: &TargetState) -> Result<Vec<LockInfo>> {
+        let mut out = Vec::new();
+        // Joplin Server keeps locks in its own service (`/api/locks`), stamped by its clock.
+        if let Some(server) = self.storage.server_locks().await? {
+            let now = now_ms();
+            for l in server {
+                let age = now - l.updated_ms;
+                let name = format!("{}_{}_{}.json", l.kind, l.client_type, l.client_id);
+                out.push(LockInfo {
+                    path: format!("api/locks/{}", l.key),
+                    server_key: Some(l.key.clone()),
+                    kind: if l.kind == 1 { "sync" } else { "exclusive" },
+                    owner: parse_lock_name(&name)
+                        .map(|n| n.1)
+                        .unwrap_or_else(|| format!("client {}", l.client_id)),
+                    age_secs: age / 1000,
+                    active: age >= -5_000 && (age as u128) < LOCK_TTL.as_millis(),
+                    ours: false,
+                });
+            }
+        }
         if st.locks.is_empty() {
-            return Ok(Vec::new());
+            return Ok(out);
         }
         let (remote_now, _) = self.remote_clock().await?;
-        let mut out = Vec::new();
         for l in &st.locks {
             let Some((kind, owner)) = parse_lock_name(l.name()) else {
                 continue;
@@ -369,6 +391,7 @@ impl SyncTarget {
             };
             out.push(LockInfo {
                 path: l.path.clone(),
+                server_key: None,
                 kind: if kind == 1 { "sync" } else { "exclusive" },
                 owner,
                 age_secs: age / 1000,

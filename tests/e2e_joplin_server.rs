@@ -225,3 +225,52 @@ fn clear_leaves_only_info_json() {
     assert_eq!(emu.names(USER), vec!["info.json".to_string()]);
     assert!(emu.locks(USER).is_empty());
 }
+
+/// `status` shows the server's own locks (`/api/locks`), and `unlock` removes the ones whose
+/// client stopped refreshing them, never an active one.
+#[test]
+fn status_and_unlock_see_the_servers_locks() {
+    let (_rt, emu) = jserver::start(EmulatorConfig::default());
+    let o = jr_server(
+        &emu,
+        PASSWORD,
+        &["restore", sample_jex().to_str().unwrap(), "-q"],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    emu.add_lock(USER, 1, 1, "desktopA");
+    emu.add_lock_at(USER, 2, 2, "phoneB", now - 10 * 60 * 1000);
+
+    let o = jr_server(&emu, PASSWORD, &["--json", "status"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let locks = v["locks"].as_array().unwrap();
+    assert_eq!(locks.len(), 2, "{v}");
+    let desktop = locks
+        .iter()
+        .find(|l| l["server_key"] == "1_1_desktopA")
+        .unwrap();
+    assert_eq!(desktop["kind"], "sync", "{v}");
+    assert_eq!(desktop["active"], true, "{v}");
+    let phone = locks
+        .iter()
+        .find(|l| l["server_key"] == "2_2_phoneB")
+        .unwrap();
+    assert_eq!(phone["kind"], "exclusive", "{v}");
+    assert_eq!(phone["active"], false, "{v}");
+    assert!(phone["age_secs"].as_i64().unwrap() >= 599, "{v}");
+
+    let o = jr_server(&emu, PASSWORD, &["unlock"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("1 lock(s) removed, 1 active"), "{out}");
+    let left: Vec<String> = emu
+        .locks(USER)
+        .iter()
+        .map(|l| l.client_id.clone())
+        .collect();
+    assert_eq!(left, vec!["desktopA".to_string()]);
+}

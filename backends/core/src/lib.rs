@@ -35,6 +35,20 @@ impl Entry {
     }
 }
 
+/// A lock held in a backend's lock service (Joplin Server's `/api/locks`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerLock {
+    /// What [`Storage::remove_server_lock`] takes (`<type>_<clientType>_<clientId>`).
+    pub key: String,
+    /// 1 = sync lock, 2 = exclusive lock (Joplin's `LockType`).
+    pub kind: u32,
+    /// Joplin's `LockClientType`: 1 desktop, 2 mobile, 3 CLI.
+    pub client_type: u32,
+    pub client_id: String,
+    /// Last refresh, in ms since the epoch (server clock).
+    pub updated_ms: i64,
+}
+
 /// Error classes, not error sources: the pacer decides retries from the class alone
 /// (rclone's `shouldRetry` split), the CLI turns each class into advice.
 #[derive(Debug, thiserror::Error)]
@@ -213,6 +227,20 @@ pub trait Storage: Send + Sync + fmt::Debug {
     async fn release_server_lock(&self, client_id: &str) -> Result<()> {
         let _ = client_id;
         Ok(())
+    }
+
+    /// Every lock in the backend's own lock service; `None` when it has none (lock files are
+    /// then listed like any file).
+    async fn server_locks(&self) -> Result<Option<Vec<ServerLock>>> {
+        Ok(None)
+    }
+
+    /// Remove one lock listed by [`Storage::server_locks`] (by its `key`).
+    async fn remove_server_lock(&self, key: &str) -> Result<()> {
+        Err(StorageError::Rejected(format!(
+            "{}: no lock service to remove {key} from",
+            self.describe()
+        )))
     }
 
     /// Write several small files; returns the ones that failed. Backends with a batch call

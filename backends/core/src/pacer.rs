@@ -230,6 +230,12 @@ impl Storage for Paced {
         self.run(0, || self.inner.release_server_lock(client_id))
             .await
     }
+    async fn server_locks(&self) -> Result<Option<Vec<crate::ServerLock>>> {
+        self.run(0, || self.inner.server_locks()).await
+    }
+    async fn remove_server_lock(&self, key: &str) -> Result<()> {
+        self.run(0, || self.inner.remove_server_lock(key)).await
+    }
     async fn delete_many(&self, paths: &[String]) -> Vec<(String, StorageError)> {
         let mut todo: Vec<String> = paths.to_vec();
         let mut attempt = 0u32;

@@ -788,6 +788,51 @@ impl Storage for JoplinServer {
             .await
             .map(|_| ())
     }
+
+    async fn server_locks(&self) -> Result<Option<Vec<backend_core::ServerLock>>> {
+        let url = format!("{}/api/locks", self.base);
+        let body = self.call(reqwest::Method::GET, &url, None, "locks").await?;
+        let v: Value = serde_json::from_slice(&body).map_err(|e| {
+            StorageError::Rejected(format!("{url}: the lock list is not JSON ({e})"))
+        })?;
+        let items = v
+            .get("items")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let num = |l: &Value, k: &str| l.get(k).and_then(Value::as_i64).unwrap_or(0);
+        Ok(Some(
+            items
+                .iter()
+                .map(|l| {
+                    let client_id = l
+                        .get("clientId")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string();
+                    let (kind, client_type) = (num(l, "type") as u32, num(l, "clientType") as u32);
+                    backend_core::ServerLock {
+                        key: format!("{kind}_{client_type}_{client_id}"),
+                        kind,
+                        client_type,
+                        client_id,
+                        updated_ms: num(l, "updatedTime"),
+                    }
+                })
+                .collect(),
+        ))
+    }
+
+    async fn remove_server_lock(&self, key: &str) -> Result<()> {
+        let url = format!(
+            "{}/api/locks/{}",
+            self.base,
+            utf8_percent_encode(key, NAME_SET)
+        );
+        self.call(reqwest::Method::DELETE, &url, None, "locks")
+            .await
+            .map(|_| ())
+    }
 }
 
 /// Build a backend; the shared pointer form the CLI uses.

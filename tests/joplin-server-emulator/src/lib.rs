@@ -314,8 +314,22 @@ impl Emulator {
 
     /// Add a lock as another client would.
     pub fn add_lock(&self, email: &str, kind: u32, client_type: u32, client_id: &str) {
+        let t = self.inner.state.lock().unwrap().tick();
+        self.add_lock_at(email, kind, client_type, client_id, t);
+    }
+
+    /// Add a lock whose `updatedTime` says `updated_time` (ms): a client that stopped refreshing
+    /// it. The server still lists it; clients judge it expired by that time.
+    pub fn add_lock_at(
+        &self,
+        email: &str,
+        kind: u32,
+        client_type: u32,
+        client_id: &str,
+        updated_time: i64,
+    ) {
         let mut st = self.inner.state.lock().unwrap();
-        let t = st.tick();
+        let t = updated_time;
         st.users.entry(email.into()).or_default().locks.push(Lock {
             kind,
             client_type,
