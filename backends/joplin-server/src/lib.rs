@@ -135,6 +135,8 @@ impl JoplinServer {
                 "Joplin Server needs the account's email: pass --username or set JOPLIN_RESTORE_USERNAME".into(),
             ));
         }
+        // ring: no cmake/NASM needed to build, unlike aws-lc-rs. Ignore "already installed".
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let client = reqwest::Client::builder()
             .timeout(cfg.timeout)
             .user_agent(concat!("joplin-restore/", env!("CARGO_PKG_VERSION")))
