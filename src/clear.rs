@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use crate::exit::Refusal;
 use crate::open::{open_paced, PacerArgs, TargetArgs};
 use crate::progress::Progress;
-use crate::restore::{confirm, take_snapshot};
+use crate::safety::{confirm, SafetyArgs};
 use crate::target::{blob_path, item_path, SyncTarget, INFO_JSON};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -18,25 +18,12 @@ pub struct ClearArgs {
     pub target: TargetArgs,
     #[command(flatten)]
     pub pacer: PacerArgs,
+    #[command(flatten)]
+    pub safety: SafetyArgs,
     /// Also delete info.json (sync version, E2EE master keys): clients then treat the target as
     /// brand new. Without it the keys stay.
     #[arg(long)]
     pub full_reset: bool,
-    /// Print what would be deleted; change nothing.
-    #[arg(long, short = 'n')]
-    pub dry_run: bool,
-    /// Do not ask before deleting.
-    #[arg(long, short = 'y')]
-    pub yes: bool,
-    /// Where to keep the snapshot taken before deleting.
-    #[arg(long, value_name = "DIR")]
-    pub snapshot_dir: Option<PathBuf>,
-    /// Do not snapshot the target first (you lose the way back).
-    #[arg(long)]
-    pub no_snapshot: bool,
-    /// Clear even if another client holds a lock or the folder does not look like a sync target.
-    #[arg(long)]
-    pub force: bool,
     /// No progress display.
     #[arg(long, short = 'q')]
     pub quiet: bool,
@@ -53,8 +40,12 @@ pub async fn run(args: &ClearArgs) -> Result<ClearSummary> {
     let transfers = paced.options().transfers;
     let target = SyncTarget::new(paced);
     let state = target.state().await?;
-    target.check_writable(&state, args.force)?;
-    if state.info.is_none() && state.items.is_empty() && state.blobs.is_empty() && !args.force {
+    target.check_writable(&state, args.safety.force)?;
+    if state.info.is_none()
+        && state.items.is_empty()
+        && state.blobs.is_empty()
+        && !args.safety.force
+    {
         return Err(Refusal(format!(
             "{} holds no Joplin sync target (no info.json, no items): nothing to clear. \
              Check the --target path.",
@@ -78,7 +69,7 @@ pub async fn run(args: &ClearArgs) -> Result<ClearSummary> {
             "; info.json stays"
         }
     );
-    if args.dry_run {
+    if args.safety.dry_run {
         for p in paths.iter().take(200) {
             crate::say!("  {p}");
         }
@@ -100,7 +91,7 @@ pub async fn run(args: &ClearArgs) -> Result<ClearSummary> {
          interrupted…\" rather than delete their notes: restore a backup into the target next, \
          or reset those clients."
     );
-    if !args.yes
+    if !args.safety.yes
         && !confirm(&format!(
             "Delete {} file(s) on {}?",
             paths.len(),
@@ -112,14 +103,9 @@ pub async fn run(args: &ClearArgs) -> Result<ClearSummary> {
         )
         .into());
     }
-    let snapshot = if args.no_snapshot {
-        eprintln!("warning: --no-snapshot: the deleted files cannot be brought back");
-        None
-    } else {
-        Some(take_snapshot(&target, args.snapshot_dir.as_deref(), transfers, &progress).await?)
-    };
+    let snapshot = args.safety.snapshot(&target, transfers, &progress).await?;
     let lock = target
-        .acquire_lock(args.force, &[], &crate::item::new_id())
+        .acquire_lock(args.safety.force, &[], &crate::item::new_id())
         .await?;
     progress.phase("deleting", paths.len() as u64);
     let failed = target.storage.delete_many(&paths).await;

@@ -23,6 +23,7 @@ pub mod progress;
 pub mod report;
 pub mod restore;
 pub mod rollback;
+pub mod safety;
 pub mod selection;
 pub mod snapshot;
 pub mod status;

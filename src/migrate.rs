@@ -24,7 +24,7 @@ use crate::journal::{Journal, JournalStart};
 use crate::open::{open_paced, BackendKind, GivenPassword, PacerArgs, TargetArgs};
 use crate::plan::{self, Mode, PlanOptions};
 use crate::progress::Progress;
-use crate::restore::{confirm, take_snapshot};
+use crate::safety::{confirm, JournalArgs, SafetyArgs};
 use crate::target::{blob_path, item_path, SyncTarget, TargetState, INFO_JSON};
 use crate::validate::Validation;
 use crate::verify::{Difference, VerifyReport};
@@ -78,6 +78,10 @@ pub struct MigrateArgs {
     /// Transfer limits; each side gets its own pacer with these limits.
     #[command(flatten)]
     pub pacer: PacerArgs,
+    #[command(flatten)]
+    pub safety: SafetyArgs,
+    #[command(flatten)]
+    pub journal: JournalArgs,
     /// new: refuse a destination that holds items or blobs; mirror: make it an exact copy
     /// (snapshot first, upload first, delete what the source lacks last).
     #[arg(long, value_enum, default_value_t = MigrateMode::New)]
@@ -86,30 +90,9 @@ pub struct MigrateArgs {
     /// info.json as JSON. Exit 3 on any difference. Writes nothing.
     #[arg(long)]
     pub check: bool,
-    /// Print what would be copied and deleted; change nothing.
-    #[arg(long, short = 'n')]
-    pub dry_run: bool,
-    /// Do not ask before replacing or deleting anything on the destination.
-    #[arg(long, short = 'y')]
-    pub yes: bool,
-    /// Where to keep the snapshot of the destination taken before --mode mirror replaces files.
-    #[arg(long, value_name = "DIR")]
-    pub snapshot_dir: Option<PathBuf>,
-    /// Do not snapshot the destination first.
-    #[arg(long)]
-    pub no_snapshot: bool,
-    /// Write even if another client holds a lock on the destination.
-    #[arg(long)]
-    pub force: bool,
     /// Skip the verification pass after copying.
     #[arg(long)]
     pub no_verify: bool,
-    /// Where the resume journal lives (default: ~/.local/state/joplin-restore/journals).
-    #[arg(long, value_name = "DIR")]
-    pub journal_dir: Option<PathBuf>,
-    /// Start over: ignore the journal of an interrupted run of this migration.
-    #[arg(long)]
-    pub fresh: bool,
     /// No progress display.
     #[arg(long, short = 'q')]
     pub quiet: bool,
@@ -498,8 +481,9 @@ pub async fn run(args: &MigrateArgs) -> Result<MigrateSummary> {
         });
     }
 
-    dest.check_writable(&state, args.force)?;
+    dest.check_writable(&state, args.safety.force)?;
     let journal_dir = args
+        .journal
         .journal_dir
         .clone()
         .unwrap_or_else(crate::journal::default_dir);
@@ -509,7 +493,7 @@ pub async fn run(args: &MigrateArgs) -> Result<MigrateSummary> {
         &dest.describe(),
         &format!("migrate mode={:?}", args.mode),
     );
-    let resumed = if args.fresh {
+    let resumed = if args.journal.fresh {
         None
     } else {
         Journal::peek(&journal_dir, &journal_key)
@@ -569,7 +553,7 @@ pub async fn run(args: &MigrateArgs) -> Result<MigrateSummary> {
             ""
         }
     );
-    if args.dry_run {
+    if args.safety.dry_run {
         for (phase, uploads) in &plan.phases {
             crate::say!("copy {} ({}):", phase.label(), uploads.len());
             for u in uploads.iter().take(100) {
@@ -598,7 +582,7 @@ pub async fn run(args: &MigrateArgs) -> Result<MigrateSummary> {
     }
     let destructive = plan.is_destructive() || (info_changes && info_now.is_some() && occupied);
     if destructive
-        && !args.yes
+        && !args.safety.yes
         && !confirm(&format!(
             "This replaces {} and deletes {} file(s) on {}. Continue?",
             plan.overwrites(),
@@ -613,13 +597,7 @@ pub async fn run(args: &MigrateArgs) -> Result<MigrateSummary> {
     }
     let mut snapshot = None;
     if destructive && resumed.is_none() {
-        if args.no_snapshot {
-            eprintln!("warning: --no-snapshot: replaced and deleted files cannot be brought back");
-        } else {
-            snapshot = Some(
-                take_snapshot(&dest, args.snapshot_dir.as_deref(), transfers, &progress).await?,
-            );
-        }
+        snapshot = args.safety.snapshot(&dest, transfers, &progress).await?;
     }
 
     // The source's info.json replaces the default one ensure_layout would write.
@@ -645,7 +623,9 @@ pub async fn run(args: &MigrateArgs) -> Result<MigrateSummary> {
             target: dest.describe(),
         },
     )?;
-    let lock = dest.acquire_lock(args.force, &reclaim, &lock_id).await?;
+    let lock = dest
+        .acquire_lock(args.safety.force, &reclaim, &lock_id)
+        .await?;
     if info_changes {
         if let Some(info) = &view.info_json {
             // Before any item: a client syncing midway already sees the keys.

@@ -1,6 +1,6 @@
 //! The restore pipeline, stage by stage: read → validate → plan → (snapshot) → execute → verify.
 
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -14,6 +14,7 @@ use crate::journal::{Journal, JournalStart};
 use crate::open::{open_paced, PacerArgs, TargetArgs};
 use crate::plan::{self, Mode};
 use crate::progress::Progress;
+use crate::safety::{confirm, JournalArgs, SafetyArgs};
 use crate::target::{now_ms, SyncTarget};
 use crate::validate::{validate, ProblemClass};
 use crate::verify::{self, VerifyReport};
@@ -30,6 +31,10 @@ pub struct RestoreArgs {
     pub target: TargetArgs,
     #[command(flatten)]
     pub pacer: PacerArgs,
+    #[command(flatten)]
+    pub safety: SafetyArgs,
+    #[command(flatten)]
+    pub journal: JournalArgs,
     /// mirror: upload first, delete what the backup lacks last (clients never see an empty
     /// target); clear-first: delete everything first, then upload (the manual procedure).
     #[arg(long, value_enum, default_value_t = Mode::Mirror)]
@@ -50,33 +55,12 @@ pub struct RestoreArgs {
     /// Give every item a new id, like Joplin's own JEX import (every client must then be reset).
     #[arg(long)]
     pub new_ids: bool,
-    /// Print what would be uploaded and deleted; change nothing.
-    #[arg(long, short = 'n')]
-    pub dry_run: bool,
-    /// Do not ask before replacing or deleting anything on the target.
-    #[arg(long, short = 'y')]
-    pub yes: bool,
     /// Accept a class of backup problems (repeatable); see the list under `inspect`.
     #[arg(long = "allow", value_enum, value_name = "PROBLEM")]
     pub allow: Vec<ProblemClass>,
-    /// Where to keep the snapshot taken before anything on the target is replaced.
-    #[arg(long, value_name = "DIR")]
-    pub snapshot_dir: Option<PathBuf>,
-    /// Do not snapshot the target first (you lose the way back).
-    #[arg(long)]
-    pub no_snapshot: bool,
-    /// Write even if another client holds a lock or the folder does not look like a sync target.
-    #[arg(long)]
-    pub force: bool,
     /// Skip the verification pass after writing.
     #[arg(long)]
     pub no_verify: bool,
-    /// Where the resume journal lives (default: ~/.local/state/joplin-restore/journals).
-    #[arg(long, value_name = "DIR")]
-    pub journal_dir: Option<PathBuf>,
-    /// Start over: ignore the journal of an interrupted run of this restore.
-    #[arg(long)]
-    pub fresh: bool,
     /// No progress display.
     #[arg(long, short = 'q')]
     pub quiet: bool,
@@ -115,18 +99,6 @@ pub fn limits_json(o: &backend_core::pacer::PacerOptions) -> serde_json::Value {
     })
 }
 
-/// Ask on the terminal; `false` when stdin is not a terminal (scripts must pass --yes).
-pub fn confirm(question: &str) -> Result<bool> {
-    if !std::io::stdin().is_terminal() {
-        return Ok(false);
-    }
-    eprint!("{question} [y/N] ");
-    std::io::stderr().flush().ok();
-    let mut line = String::new();
-    std::io::stdin().lock().read_line(&mut line)?;
-    Ok(matches!(line.trim(), "y" | "Y" | "yes" | "YES" | "Yes"))
-}
-
 /// Read and validate a backup; refuse (exit 4) on problems the user did not allow.
 pub fn read_and_validate(
     path: &std::path::Path,
@@ -155,7 +127,7 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
     let transfers = paced.options().transfers;
     let target = SyncTarget::new(paced.clone());
     let state = target.state().await?;
-    target.check_writable(&state, args.force)?;
+    target.check_writable(&state, args.safety.force)?;
     let (keyring, new_info) = if args.enable_e2ee && !state.e2ee_enabled() {
         let (info, ring) = enable_e2ee(&target, &state, &args.password).await?;
         (Some(ring), Some(info))
@@ -169,6 +141,7 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
 
     // An interrupted run of this same restore continues where it stopped.
     let journal_dir = args
+        .journal
         .journal_dir
         .clone()
         .unwrap_or_else(crate::journal::default_dir);
@@ -184,7 +157,7 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
             backup.set.as_ref().map(|s| &s.name)
         ),
     );
-    let resumed = if args.fresh {
+    let resumed = if args.journal.fresh {
         None
     } else {
         Journal::peek(&journal_dir, &journal_key)
@@ -292,7 +265,7 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
     tracing::info!("{summary}");
     timings.add("plan", stage);
     stage = std::time::Instant::now();
-    if args.dry_run {
+    if args.safety.dry_run {
         print_dry_run(&backup, &plan);
         return Ok(RestoreSummary {
             target: target.describe(),
@@ -316,7 +289,7 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
             plan.deleted_share() * 100.0
         );
     }
-    if plan.is_destructive() && !args.yes {
+    if plan.is_destructive() && !args.safety.yes {
         let q = format!(
             "This replaces {} and deletes {} file(s) on {}. Continue?",
             plan.overwrites(),
@@ -339,13 +312,7 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
     // snapshot: before the first destructive write.
     let mut snapshot = None;
     if plan.is_destructive() {
-        if args.no_snapshot {
-            eprintln!("warning: --no-snapshot: replaced and deleted files cannot be brought back");
-        } else {
-            snapshot = Some(
-                take_snapshot(&target, args.snapshot_dir.as_deref(), transfers, &progress).await?,
-            );
-        }
+        snapshot = args.safety.snapshot(&target, transfers, &progress).await?;
     }
 
     timings.add("snapshot", stage);
@@ -402,7 +369,9 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
             target: target.describe(),
         },
     )?;
-    let lock = target.acquire_lock(args.force, &reclaim, &lock_id).await?;
+    let lock = target
+        .acquire_lock(args.safety.force, &reclaim, &lock_id)
+        .await?;
     tracing::info!(
         "writing with restore stamp {} (lock {lock_id}, journal {})",
         crate::item::format_time(stamp_ms),
@@ -483,24 +452,6 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
         snapshot,
         verify,
     })
-}
-
-/// Snapshot the whole target before a destructive step; prints where it went.
-pub async fn take_snapshot(
-    target: &SyncTarget,
-    dir: Option<&std::path::Path>,
-    transfers: usize,
-    progress: &Progress,
-) -> Result<PathBuf> {
-    let dir = dir
-        .map(PathBuf::from)
-        .unwrap_or_else(crate::snapshot::default_dir);
-    progress.say(&format!("taking a snapshot into {}", dir.display()));
-    let path = crate::snapshot::take(target, &dir, transfers)
-        .await
-        .context("the snapshot failed, so nothing on the target was changed")?;
-    crate::say!("Snapshot of the target: {}", path.display());
-    Ok(path)
 }
 
 /// The unlocked keys of an end-to-end encrypted target; None for a plain target (or with

@@ -16,7 +16,7 @@ use crate::exit::Refusal;
 use crate::open::{open_paced, PacerArgs, TargetArgs};
 use crate::plan::{self, Mode, PlanOptions};
 use crate::progress::Progress;
-use crate::restore::{confirm, take_snapshot};
+use crate::safety::{confirm, SafetyArgs};
 use crate::target::{now_ms, SyncTarget, INFO_JSON};
 use crate::validate::Validation;
 use crate::verify::{self, VerifyReport};
@@ -30,25 +30,12 @@ pub struct RollbackArgs {
     pub target: TargetArgs,
     #[command(flatten)]
     pub pacer: PacerArgs,
+    #[command(flatten)]
+    pub safety: SafetyArgs,
     /// Write the snapshot's files byte for byte, without the rollback stamp. Only right when no
     /// client synced since the snapshot: clients that did keep their newer copies.
     #[arg(long)]
     pub exact: bool,
-    /// Print what would change; change nothing.
-    #[arg(long, short = 'n')]
-    pub dry_run: bool,
-    /// Do not ask before replacing or deleting.
-    #[arg(long, short = 'y')]
-    pub yes: bool,
-    /// Where to keep the snapshot of the current state taken before rolling back.
-    #[arg(long, value_name = "DIR")]
-    pub snapshot_dir: Option<PathBuf>,
-    /// Do not snapshot the current state first.
-    #[arg(long)]
-    pub no_snapshot: bool,
-    /// Go on even if another client holds a lock.
-    #[arg(long)]
-    pub force: bool,
     /// No progress display.
     #[arg(long, short = 'q')]
     pub quiet: bool,
@@ -69,7 +56,7 @@ pub async fn run(args: &RollbackArgs) -> Result<RollbackSummary> {
     let transfers = paced.options().transfers;
     let target = SyncTarget::new(paced);
     let state = target.state().await?;
-    target.check_writable(&state, args.force)?;
+    target.check_writable(&state, args.safety.force)?;
 
     let everything = Validation::default();
     let set = plan::restore_set(&backup, &everything);
@@ -105,7 +92,7 @@ pub async fn run(args: &RollbackArgs) -> Result<RollbackSummary> {
             ""
         }
     );
-    if args.dry_run {
+    if args.safety.dry_run {
         crate::say!("dry run: nothing was changed");
         return Ok(RollbackSummary {
             uploaded: 0,
@@ -122,7 +109,7 @@ pub async fn run(args: &RollbackArgs) -> Result<RollbackSummary> {
     }
     let destructive = plan.is_destructive() || info_changes;
     if destructive
-        && !args.yes
+        && !args.safety.yes
         && !confirm(&format!(
             "Roll back {}: replace {} and delete {} file(s)?",
             target.describe(),
@@ -135,14 +122,14 @@ pub async fn run(args: &RollbackArgs) -> Result<RollbackSummary> {
         )
         .into());
     }
-    let snapshot = if destructive && !args.no_snapshot {
-        Some(take_snapshot(&target, args.snapshot_dir.as_deref(), transfers, &progress).await?)
+    let snapshot = if destructive {
+        args.safety.snapshot(&target, transfers, &progress).await?
     } else {
         None
     };
     target.ensure_layout(&state).await?;
     let lock = target
-        .acquire_lock(args.force, &[], &crate::item::new_id())
+        .acquire_lock(args.safety.force, &[], &crate::item::new_id())
         .await?;
     if info_changes {
         if let Some(info) = &snap.info_json {

@@ -112,7 +112,7 @@ pub async fn run(cmd: ClientCommand) -> Result<i32> {
             let dir = profiles::choose(profile.as_deref(), home.as_deref())?;
             reset::check(&dir)?;
             if !yes
-                && !crate::restore::confirm(&format!(
+                && !crate::safety::confirm(&format!(
                     "Move {} aside so Joplin starts with a fresh profile?",
                     dir.display()
                 ))?
@@ -141,7 +141,7 @@ pub async fn run(cmd: ClientCommand) -> Result<i32> {
             let api = data_api::connect(&api).await?;
             let (n, f, t, r) = import::inventory(&api).await?;
             if !yes
-                && !crate::restore::confirm(&format!(
+                && !crate::safety::confirm(&format!(
                     "Permanently delete {} note(s), {} notebook(s), {} tag(s) and {} attachment(s) from {}?",
                     n.len(),
                     f.len(),

@@ -1,0 +1,91 @@
+//! What every command that changes a target shares: dry run, confirmation, the snapshot taken
+//! before anything destructive, lock overrides, and the resume journal's options.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+use crate::progress::Progress;
+use crate::target::SyncTarget;
+
+/// `--dry-run`, `--yes`, `--snapshot-dir`, `--no-snapshot`, `--force`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct SafetyArgs {
+    /// Print what would change on the target; change nothing.
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
+    /// Do not ask before replacing or deleting anything on the target.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Where to keep the snapshot of the target taken before anything on it is replaced or
+    /// deleted (default: ~/.local/share/joplin-restore/snapshots).
+    #[arg(long, value_name = "DIR")]
+    pub snapshot_dir: Option<PathBuf>,
+    /// Do not snapshot the target first (you lose the way back).
+    #[arg(long)]
+    pub no_snapshot: bool,
+    /// Go on even if another client holds a lock or the folder does not look like a sync
+    /// target.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `--journal-dir`, `--fresh`: where an interrupted run is picked up from.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct JournalArgs {
+    /// Where the resume journal lives (default: ~/.local/state/joplin-restore/journals).
+    #[arg(long, value_name = "DIR")]
+    pub journal_dir: Option<PathBuf>,
+    /// Start over: ignore the journal of an interrupted run of the same command.
+    #[arg(long)]
+    pub fresh: bool,
+}
+
+impl SafetyArgs {
+    /// The snapshot a destructive step needs (none with `--no-snapshot`).
+    pub async fn snapshot(
+        &self,
+        target: &SyncTarget,
+        transfers: usize,
+        progress: &Progress,
+    ) -> Result<Option<PathBuf>> {
+        if self.no_snapshot {
+            eprintln!("warning: --no-snapshot: replaced and deleted files cannot be brought back");
+            return Ok(None);
+        }
+        Ok(Some(
+            take_snapshot(target, self.snapshot_dir.as_deref(), transfers, progress).await?,
+        ))
+    }
+}
+
+/// Ask on the terminal; `false` when stdin is not a terminal (scripts must pass --yes).
+pub fn confirm(question: &str) -> Result<bool> {
+    if !std::io::stdin().is_terminal() {
+        return Ok(false);
+    }
+    eprint!("{question} [y/N] ");
+    std::io::stderr().flush().ok();
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    Ok(matches!(line.trim(), "y" | "Y" | "yes" | "YES" | "Yes"))
+}
+
+/// Snapshot the whole target before a destructive step; prints where it went.
+pub async fn take_snapshot(
+    target: &SyncTarget,
+    dir: Option<&Path>,
+    transfers: usize,
+    progress: &Progress,
+) -> Result<PathBuf> {
+    let dir = dir
+        .map(PathBuf::from)
+        .unwrap_or_else(crate::snapshot::default_dir);
+    progress.say(&format!("taking a snapshot into {}", dir.display()));
+    let path = crate::snapshot::take(target, &dir, transfers)
+        .await
+        .context("the snapshot failed, so nothing on the target was changed")?;
+    crate::say!("Snapshot of the target: {}", path.display());
+    Ok(path)
+}
