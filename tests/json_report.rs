@@ -208,4 +208,13 @@ fn migrate_reports_counts_and_damaged_items_by_id() {
     assert_eq!(v["blobs"]["already_there"], 3, "{v}");
     assert_eq!(v["damaged"].as_array().unwrap().len(), 0);
     assert_eq!(v["info_json_written"], false, "{v}");
+
+    // --check compares only: nothing to copy, the comparison in `verify`.
+    let (code, v) = migrate(&["--check"]);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["check"], true);
+    assert_eq!(v["items"]["copied"], 0, "{v}");
+    assert_eq!(v["verify"]["checked_items"], 27, "{v}");
+    assert_eq!(v["verify"]["checked_blobs"], 3, "{v}");
+    assert_eq!(v["verify"]["differences"].as_array().unwrap().len(), 0);
 }
