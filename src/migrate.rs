@@ -799,7 +799,13 @@ pub async fn run(args: &MigrateArgs) -> Result<MigrateSummary> {
     summary.deleted = outcome.deleted;
     summary.items.copied = outcome.uploaded - outcome.uploaded_blobs;
     summary.blobs.copied = outcome.uploaded_blobs;
-    for f in &outcome.failures {
+    let deletes: HashSet<&str> = plan.deletes.iter().map(|d| d.path.as_str()).collect();
+    // (A failed delete is listed in `failures` but is no failed copy.)
+    for f in outcome
+        .failures
+        .iter()
+        .filter(|f| !deletes.contains(f.path.as_str()))
+    {
         if f.path.starts_with(".resource/") {
             summary.blobs.failed += 1;
         } else {
