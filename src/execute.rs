@@ -22,6 +22,8 @@ const BATCH_ITEMS: usize = 100;
 #[derive(Debug, Default)]
 pub struct Outcome {
     pub uploaded: usize,
+    /// Of `uploaded`, how many were attachment blobs.
+    pub uploaded_blobs: usize,
     pub uploaded_bytes: u64,
     pub deleted: usize,
     pub failures: Vec<Failure>,
@@ -139,10 +141,11 @@ impl Executor<'_> {
                         }
                     })
                     .await;
+                    let path = blob_path(&u.id);
                     match read {
-                        Ok(Ok(d)) => (blob_path(&u.id), Bytes::from(d)),
-                        Ok(Err(e)) => return (i, 0, Some(failure(&u.id, what, e.to_string()))),
-                        Err(e) => return (i, 0, Some(failure(&u.id, what, e.to_string()))),
+                        Ok(Ok(d)) => (path, Bytes::from(d)),
+                        Ok(Err(e)) => return (i, 0, Some(failure(&path, what, e.to_string()))),
+                        Err(e) => return (i, 0, Some(failure(&path, what, e.to_string()))),
                     }
                 } else {
                     match self.content(u) {
@@ -167,10 +170,11 @@ impl Executor<'_> {
             .buffer_unordered(self.transfers.max(1))
             .collect()
             .await;
-        for (_, n, f) in results {
+        for (i, n, f) in results {
             match f {
                 None => {
                     out.uploaded += 1;
+                    out.uploaded_blobs += usize::from(uploads[i].blob);
                     out.uploaded_bytes += n;
                 }
                 Some(f) => out.failures.push(f),

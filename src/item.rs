@@ -240,7 +240,9 @@ impl Item {
 
     /// True when both items hold the same content, ignoring the restore's stamp fields.
     pub fn same_content(&self, other: &Item) -> bool {
-        if self.title != other.title || self.body != other.body {
+        // No title line equals an empty one: Joplin Server re-serialises an encrypted item
+        // (which has no title line) with an empty title line.
+        if self.title_or_empty() != other.title_or_empty() || self.body != other.body {
             return false;
         }
         // A field absent on one side equals an empty one on the other: Joplin Server
@@ -261,7 +263,7 @@ impl Item {
     /// Names of the fields whose values differ (stamp fields excluded); for reports.
     pub fn differing_fields(&self, other: &Item) -> Vec<String> {
         let mut out = Vec::new();
-        if self.title != other.title {
+        if self.title_or_empty() != other.title_or_empty() {
             out.push("title".into());
         }
         if self.body != other.body {
@@ -413,6 +415,21 @@ mod tests {
         assert_eq!(a.differing_fields(&b), vec!["author".to_string()]);
         b.set("new_field", "1");
         assert!(b.serialize().ends_with("new_field: 1\ntype_: 1"));
+    }
+
+    #[test]
+    fn no_title_line_is_the_same_as_an_empty_title() {
+        // Joplin's encrypted form has no title line; Joplin Server serves it with an empty one.
+        let ours = "id: 0006b457342a4b078515990fa709441b\nencryption_cipher_text: JED01x\n\
+                    encryption_applied: 1\ntype_: 2";
+        let served = format!("\n\n{ours}\nicon: ");
+        let (a, b) = (Item::parse(ours).unwrap(), Item::parse(&served).unwrap());
+        assert_eq!((a.title.as_deref(), b.title.as_deref()), (None, Some("")));
+        assert!(a.same_content(&b));
+        assert!(a.differing_fields(&b).is_empty());
+        let titled = Item::parse(&format!("T\n\n{ours}")).unwrap();
+        assert!(!a.same_content(&titled));
+        assert_eq!(a.differing_fields(&titled), vec!["title".to_string()]);
     }
 
     #[test]

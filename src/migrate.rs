@@ -12,9 +12,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
+use backend_core::pacer::PacerCounts;
 use backend_core::Storage;
 use bytes::Bytes;
 use futures::{stream, StreamExt};
+use serde::Serialize;
 
 use crate::backup::{Backup, BlobLocation, BlobReader, RawEntry};
 use crate::execute::Executor;
@@ -24,6 +26,7 @@ use crate::journal::{Journal, JournalStart};
 use crate::open::{open_paced, BackendKind, GivenPassword, PacerArgs, TargetArgs};
 use crate::plan::{self, Mode, PlanOptions};
 use crate::progress::Progress;
+use crate::report::Timings;
 use crate::safety::{confirm, JournalArgs, SafetyArgs};
 use crate::target::{blob_path, item_path, SyncTarget, TargetState, INFO_JSON};
 use crate::validate::Validation;
@@ -394,16 +397,85 @@ pub fn source_args(args: &MigrateArgs) -> Result<TargetArgs> {
     })
 }
 
+/// Item files or blobs of one migration run, for the `--json` report.
+#[derive(Debug, Default, Clone, Copy, Serialize)]
+pub struct Counts {
+    /// On the source (items: readable ones; blobs: those of resource items).
+    pub source: usize,
+    /// This run had to copy them (not on the destination yet, or different there).
+    pub to_copy: usize,
+    pub copied: usize,
+    /// Already identical on the destination, or copied by an interrupted run (journal).
+    pub already_there: usize,
+    pub failed: usize,
+}
+
 #[derive(Default)]
 pub struct MigrateSummary {
+    pub source: String,
+    pub destination: String,
+    pub items: Counts,
+    pub blobs: Counts,
+    pub bytes_to_copy: u64,
+    pub copied_bytes: u64,
     pub uploaded: usize,
     pub unchanged: usize,
     pub deleted: usize,
     pub snapshot: Option<PathBuf>,
     pub verify: Option<VerifyReport>,
+    /// The source's info.json was written to the destination.
+    pub info_written: bool,
     pub info_differs: bool,
     pub damaged: Vec<Damaged>,
+    pub orphan_blobs: usize,
+    pub foreign: usize,
     pub dry_run: bool,
+    pub timings: Timings,
+    pub source_pacer: PacerCounts,
+    pub destination_pacer: PacerCounts,
+}
+
+fn pacer_json(c: &PacerCounts) -> serde_json::Value {
+    serde_json::json!({
+        "requests": c.requests,
+        "retries": c.retries,
+        "rate_limited": c.rate_limited,
+    })
+}
+
+impl MigrateSummary {
+    /// The `--json` report (README, "Scripting").
+    pub fn json(&self, args: &MigrateArgs) -> serde_json::Value {
+        serde_json::json!({
+            "command": "migrate",
+            "source": self.source,
+            "destination": self.destination,
+            "mode": match args.mode {
+                MigrateMode::New => "new",
+                MigrateMode::Mirror => "mirror",
+            },
+            "check": args.check,
+            "dry_run": self.dry_run,
+            "items": self.items,
+            "blobs": self.blobs,
+            "bytes_to_copy": self.bytes_to_copy,
+            "copied_bytes": self.copied_bytes,
+            "deleted": self.deleted,
+            "damaged": self.damaged.iter().map(|d| serde_json::json!({
+                "id": d.id,
+                "error": d.error,
+            })).collect::<Vec<_>>(),
+            "orphan_blobs": self.orphan_blobs,
+            "foreign_files": self.foreign,
+            "info_json_written": self.info_written,
+            "info_json_differs": self.info_differs,
+            "snapshot": self.snapshot,
+            "verify": self.verify,
+            "timings": self.timings,
+            "source_requests": pacer_json(&self.source_pacer),
+            "destination_requests": pacer_json(&self.destination_pacer),
+        })
+    }
 }
 
 pub async fn run(args: &MigrateArgs) -> Result<MigrateSummary> {
@@ -416,6 +488,7 @@ pub async fn run(args: &MigrateArgs) -> Result<MigrateSummary> {
     let src = SyncTarget::new(src_paced.clone());
     let paced = open_paced(&args.target, &args.pacer).context("opening the destination (--to)")?;
     let transfers = paced.options().transfers;
+    let dest_paced = paced.clone();
     let dest = SyncTarget::new(paced);
     if src.describe() == dest.describe() {
         return Err(Refusal(format!(
@@ -425,8 +498,33 @@ pub async fn run(args: &MigrateArgs) -> Result<MigrateSummary> {
         .into());
     }
 
+    let mut timings = Timings::default();
+    let mut stage = std::time::Instant::now();
     progress.say(&format!("reading the source {}", src.describe()));
     let view = read_source(&src, src_paced.options().transfers).await?;
+    let source_blobs = view
+        .backup
+        .items
+        .iter()
+        .filter(|bi| bi.item.item_type() == ItemType::Resource && !view.blobless.contains(bi.id()))
+        .count();
+    // What every outcome reports; completed below as the run goes.
+    let mut summary = MigrateSummary {
+        source: src.describe(),
+        destination: dest.describe(),
+        items: Counts {
+            source: view.backup.items.len(),
+            ..Default::default()
+        },
+        blobs: Counts {
+            source: source_blobs,
+            ..Default::default()
+        },
+        damaged: view.damaged.clone(),
+        orphan_blobs: view.orphan_blobs.len(),
+        foreign: view.foreign.len(),
+        ..Default::default()
+    };
     for d in &view.damaged {
         eprintln!(
             "warning: source item {} is damaged and is not copied: {}",
@@ -453,6 +551,8 @@ pub async fn run(args: &MigrateArgs) -> Result<MigrateSummary> {
         Err(e) if e.is_not_found() => None,
         Err(e) => return Err(anyhow::Error::new(e).context("reading info.json on the destination")),
     };
+    timings.add("read source", stage);
+    stage = std::time::Instant::now();
     let info_same_json = |a: &Option<Bytes>, b: &Option<Bytes>| match (a, b) {
         (Some(a), Some(b)) => {
             serde_json::from_slice::<serde_json::Value>(a).ok()
@@ -473,11 +573,14 @@ pub async fn run(args: &MigrateArgs) -> Result<MigrateSummary> {
             transfers,
         )
         .await?;
+        timings.add("verify", stage);
         return Ok(MigrateSummary {
             verify: Some(report),
             info_differs: !info_same_json(&view.info_json, &info_now),
-            damaged: view.damaged,
-            ..Default::default()
+            timings,
+            source_pacer: src_paced.counts(),
+            destination_pacer: dest_paced.counts(),
+            ..summary
         });
     }
 
@@ -537,6 +640,16 @@ pub async fn run(args: &MigrateArgs) -> Result<MigrateSummary> {
         skip_done(&mut plan, &backup, &state, &r.done, sizes);
     }
     let info_changes = view.info_json.is_some() && info_now.as_deref() != view.info_json.as_deref();
+    let planned_blobs = plan.uploads().filter(|u| u.blob).count();
+    let planned_items = plan.upload_count() - planned_blobs;
+    summary.items.to_copy = planned_items;
+    summary.items.already_there = summary.items.source.saturating_sub(planned_items);
+    summary.blobs.to_copy = planned_blobs;
+    summary.blobs.already_there = summary.blobs.source.saturating_sub(planned_blobs);
+    summary.bytes_to_copy = plan.upload_bytes();
+    summary.unchanged = plan.unchanged;
+    timings.add("plan", stage);
+    stage = std::time::Instant::now();
     crate::say!(
         "Migrate {} → {}: copy {} file(s) ({} bytes; {} replace existing ones), {} already \
          there, delete {}{}",
@@ -574,10 +687,11 @@ pub async fn run(args: &MigrateArgs) -> Result<MigrateSummary> {
         }
         crate::say!("dry run: nothing was changed");
         return Ok(MigrateSummary {
-            unchanged: plan.unchanged,
-            damaged: view.damaged,
             dry_run: true,
-            ..Default::default()
+            timings,
+            source_pacer: src_paced.counts(),
+            destination_pacer: dest_paced.counts(),
+            ..summary
         });
     }
     let destructive = plan.is_destructive() || (info_changes && info_now.is_some() && occupied);
@@ -599,6 +713,12 @@ pub async fn run(args: &MigrateArgs) -> Result<MigrateSummary> {
     if destructive && resumed.is_none() {
         snapshot = args.safety.snapshot(&dest, transfers, &progress).await?;
     }
+
+    if snapshot.is_some() {
+        timings.add("snapshot", stage);
+        stage = std::time::Instant::now();
+    }
+    summary.snapshot = snapshot.clone();
 
     // The source's info.json replaces the default one ensure_layout would write.
     let mut layout_state = state.clone();
@@ -634,6 +754,7 @@ pub async fn run(args: &MigrateArgs) -> Result<MigrateSummary> {
                 return Err(anyhow::Error::new(e)
                     .context(format!("{}: writing info.json", dest.describe())));
             }
+            summary.info_written = true;
         }
     }
     let exec = Executor {
@@ -656,8 +777,32 @@ pub async fn run(args: &MigrateArgs) -> Result<MigrateSummary> {
             );
         }
     };
+    summary.uploaded = outcome.uploaded;
+    summary.copied_bytes = outcome.uploaded_bytes;
+    summary.deleted = outcome.deleted;
+    summary.items.copied = outcome.uploaded - outcome.uploaded_blobs;
+    summary.blobs.copied = outcome.uploaded_blobs;
+    let deletes: HashSet<&str> = plan.deletes.iter().map(|d| d.path.as_str()).collect();
+    // (A failed delete is listed in `failures` but is no failed copy.)
+    for f in outcome
+        .failures
+        .iter()
+        .filter(|f| !deletes.contains(f.path.as_str()))
+    {
+        if f.path.starts_with(".resource/") {
+            summary.blobs.failed += 1;
+        } else {
+            summary.items.failed += 1;
+        }
+    }
+    timings.add("copy", stage);
+    stage = std::time::Instant::now();
     if !outcome.ok() {
         let _ = lock.release().await;
+        summary.timings = timings;
+        summary.source_pacer = src_paced.counts();
+        summary.destination_pacer = dest_paced.counts();
+        crate::report::set_result(summary.json(args));
         let mut msg = format!(
             "the migration stopped while {}: {} file(s) copied, {} failed.\n",
             outcome.stopped_at.as_deref().unwrap_or("writing"),
@@ -671,7 +816,7 @@ pub async fn run(args: &MigrateArgs) -> Result<MigrateSummary> {
             "Nothing was deleted. Fix the cause and run the same command again: files already \
              copied are skipped.",
         );
-        bail!(msg);
+        return Err(exit::Failed::from_outcome(msg, &outcome).into());
     }
     let verify = if args.no_verify {
         None
@@ -696,17 +841,18 @@ pub async fn run(args: &MigrateArgs) -> Result<MigrateSummary> {
     } else {
         None
     };
+    if verify.is_some() {
+        timings.add("verify", stage);
+    }
     lock.release().await?;
     journal.finish()?;
     Ok(MigrateSummary {
-        uploaded: outcome.uploaded,
-        unchanged: plan.unchanged,
-        deleted: outcome.deleted,
-        snapshot,
         verify,
         info_differs: !info_same_json(&view.info_json, &info_after),
-        damaged: view.damaged,
-        dry_run: false,
+        timings,
+        source_pacer: src_paced.counts(),
+        destination_pacer: dest_paced.counts(),
+        ..summary
     })
 }
 
@@ -823,6 +969,7 @@ pub async fn compare(
 /// Run `migrate` and print its outcome; returns the exit code.
 pub async fn main(args: &MigrateArgs) -> Result<i32> {
     let s = run(args).await?;
+    crate::report::set_result(s.json(args));
     let mut code = exit::OK;
     if !args.check && !s.dry_run {
         crate::say!(

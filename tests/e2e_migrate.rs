@@ -11,7 +11,8 @@ use std::time::Duration;
 use serde_json::Value;
 use support::joplin::{assert_manifest_eq, Profile};
 use support::jserver::{self, EmulatorConfig, USER};
-use support::s3::{jr_s3, S3Kind, S3Server};
+use support::s3::{jr_s3, jr_s3_env, S3Kind, S3Server};
+use support::webdav::{self as dav, DavServer};
 use support::{jr, jr_env, jr_ok, sample_jex, text};
 
 const PW: &str = "migrate-master-pw";
@@ -20,8 +21,14 @@ const PW: &str = "migrate-master-pw";
 /// with E2EE on. Returns the profile and its manifest.
 fn filled(dir: &Path, target: &Path, e2ee: bool) -> (Profile, Value) {
     std::fs::create_dir_all(target).unwrap();
+    fill(dir, folder_config(target), e2ee)
+}
+
+/// A Joplin CLI profile that filled the sync target of `config` with the sample's content,
+/// optionally with E2EE on. Returns the profile and its manifest.
+fn fill(dir: &Path, config: Value, e2ee: bool) -> (Profile, Value) {
     let p = Profile::new(dir.join("owner"));
-    p.use_folder(target);
+    p.configure(config);
     let jex = sample_jex();
     let mut cmds = vec![format!("import \"{}\" --format jex", jex.display())];
     if e2ee {
@@ -73,20 +80,28 @@ fn no_conflicts(p: &Profile, context: &str) {
 }
 
 /// A fresh profile on `config`'s target gets `want` (decrypting with the password if `e2ee`).
-fn fresh_matches(dir: &Path, config: Value, e2ee: bool, want: &Value, context: &str) {
+fn fresh_matches(dir: &Path, mut config: Value, e2ee: bool, want: &Value, context: &str) {
     let p = Profile::new(dir);
-    p.configure(config);
-    p.sync();
-    let mut got = p.manifest();
     if e2ee {
-        p.run(&["config", "encryption.masterPassword", PW]);
-        for _ in 0..3 {
-            p.run(&["e2ee", "decrypt"]);
-            p.sync();
-            got = p.manifest();
-            if &got == want {
-                break;
-            }
+        config["encryption.masterPassword"] = Value::from(PW);
+    }
+    p.configure(config);
+    let mut got = Value::Null;
+    // E2EE: the items are decrypted after the sync that downloaded them, and resources only
+    // once their item is decrypted: a few rounds, each in one CLI start-up.
+    for _ in 0..3 {
+        let out = if e2ee {
+            p.batch(&["sync".into(), "e2ee decrypt".into()])
+        } else {
+            p.sync()
+        };
+        assert!(
+            !out.contains("Last error") && !out.contains("Fail-safe"),
+            "{context}: joplin sync reported an error:\n{out}"
+        );
+        got = p.manifest();
+        if !e2ee || &got == want {
+            break;
         }
     }
     assert_manifest_eq(&got, want, context);
@@ -500,4 +515,294 @@ fn kill_9_mid_migrate_resumes_and_verifies() {
     ]);
     assert!(out.starts_with("OK:"), "{out}");
     assert_eq!(files(&src), files(&dst));
+}
+
+/// Names of the item files and blobs of a folder target.
+fn names(target: &Path) -> Vec<String> {
+    files(target).into_iter().map(|(n, _)| n).collect()
+}
+
+fn webdav_config(url: &str) -> Value {
+    serde_json::json!({
+        "sync.target": 6,
+        "sync.6.path": url,
+        "sync.6.username": dav::USER,
+        "sync.6.password": dav::PASS,
+    })
+}
+
+/// The real Joplin CLI fills a WebDAV collection on Apache; `migrate` copies it to s3s-fs
+/// (byte for byte), and through the Joplin Server emulator on to a folder. Fresh profiles on the
+/// copies get the same content (E2EE: with the master password, on the folder that went through
+/// Joplin Server). Then the profile that filled WebDAV is switched to S3, then to the folder,
+/// each a sync target type it never used: Joplin keeps `sync_items` and `sync.<id>.context` per
+/// type, so it uploads every item once over the identical copy (with E2EE: encrypted afresh)
+/// and the delta changes nothing. It keeps exactly its content, with no conflict copies and no
+/// new file on the target.
+fn webdav_to_s3_and_via_joplin_server_to_a_folder(e2ee: bool) {
+    let started = std::time::Instant::now();
+    let tmp = tempfile::tempdir().unwrap();
+    let srv = DavServer::apache();
+    let dav_dir = srv.make_collection("Joplin");
+    let url = srv.url("Joplin");
+    let (owner, want) = fill(tmp.path(), webdav_config(&url), e2ee);
+    let source = files(&dav_dir);
+    assert!(
+        source.iter().any(|(n, _)| n.starts_with(".resource/")),
+        "{source:?}"
+    );
+    let from = ["--from", url.as_str(), "--from-username", dav::USER];
+    let from_pw = ("JOPLIN_RESTORE_FROM_PASSWORD", dav::PASS.to_string());
+
+    // WebDAV → S3 (s3s-fs keeps objects as plain files: compare bytes).
+    let s3 = S3Server::start(S3Kind::S3sFs);
+    let mut env = s3.env();
+    env.push(from_pw.clone());
+    let mut args = vec!["migrate"];
+    args.extend_from_slice(&from);
+    args.extend_from_slice(&[
+        "--to",
+        "s3://joplin",
+        "--endpoint",
+        &s3.endpoint,
+        "--path-style",
+        "--create-bucket",
+        "-q",
+    ]);
+    let o = jr_s3_env(&env, &args);
+    assert!(o.status.success(), "{}\n{}", text(&o), s3.log());
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("Verified:"),
+        "{}",
+        text(&o)
+    );
+    let bucket = s3.dir.path().join("data/joplin");
+    assert_eq!(files(&bucket), source, "WebDAV → S3: every file verbatim");
+    assert_eq!(
+        std::fs::read(dav_dir.join("info.json")).unwrap(),
+        std::fs::read(bucket.join("info.json")).unwrap()
+    );
+    if e2ee {
+        let (items, blobs) = support::e2ee::assert_no_plaintext(&bucket);
+        assert!(items > 20 && blobs > 0, "{items} items, {blobs} blobs");
+    }
+
+    // WebDAV → Joplin Server → folder.
+    let (_rt, emu) = jserver::start(EmulatorConfig::default());
+    let server = jserver::target(&emu);
+    let mut args = vec!["migrate"];
+    args.extend_from_slice(&from);
+    args.extend_from_slice(&["--to", &server, "--username", USER, "-q"]);
+    let o = jr_env(
+        &args,
+        &[
+            (from_pw.0, dav::PASS),
+            ("JOPLIN_RESTORE_PASSWORD", jserver::PASSWORD),
+        ],
+    );
+    assert!(o.status.success(), "WebDAV → Joplin Server: {}", text(&o));
+    let back = tmp.path().join("back");
+    let o = jr_env(
+        &[
+            "migrate",
+            "--from",
+            &server,
+            "--from-username",
+            USER,
+            "--to",
+            back.to_str().unwrap(),
+            "-q",
+        ],
+        &[(from_pw.0, jserver::PASSWORD)],
+    );
+    assert!(o.status.success(), "Joplin Server → folder: {}", text(&o));
+    assert_eq!(names(&back), names(&dav_dir), "the same files came back");
+    // Blobs are never re-serialised: byte for byte through Joplin Server too.
+    let blobs = |v: Vec<(String, String)>| -> Vec<(String, String)> {
+        v.into_iter()
+            .filter(|(n, _)| n.starts_with(".resource/"))
+            .collect()
+    };
+    assert_eq!(blobs(files(&back)), blobs(source.clone()));
+    eprintln!("filled and migrated in {:?}", started.elapsed());
+
+    // Fresh profiles judge the copies themselves (the owner's first sync on a new target type
+    // uploads everything again). E2EE: the chain through Joplin Server, which re-serialises the
+    // encrypted items; the S3 copy is byte for byte the WebDAV one.
+    let label = if e2ee { "E2EE " } else { "" };
+    if !e2ee {
+        fresh_matches(
+            &tmp.path().join("fresh-s3"),
+            s3.joplin_config("joplin"),
+            e2ee,
+            &want,
+            &format!("{label}fresh profile on S3"),
+        );
+    }
+    fresh_matches(
+        &tmp.path().join("fresh-folder"),
+        folder_config(&back),
+        e2ee,
+        &want,
+        &format!("{label}fresh profile on the folder"),
+    );
+    eprintln!("fresh profiles done in {:?}", started.elapsed());
+
+    // The owner moves to S3, then to the folder.
+    owner.configure(s3.joplin_config("joplin"));
+    owner.sync();
+    owner.sync();
+    let context = format!("{label}owner switched from WebDAV to S3");
+    assert_manifest_eq(&owner.manifest(), &want, &context);
+    no_conflicts(&owner, &context);
+    assert_eq!(
+        names(&bucket),
+        names(&dav_dir),
+        "{context}: no new file on S3"
+    );
+    if e2ee {
+        // The client re-uploaded every item and blob (fresh IVs): nothing counted as synced.
+        let after = files(&bucket);
+        let same: Vec<_> = after.iter().filter(|f| source.contains(f)).collect();
+        assert!(same.is_empty(), "{context}: not re-uploaded: {same:?}");
+    }
+    owner.use_folder(&back);
+    owner.sync();
+    let context = format!("{label}owner switched from S3 to the folder");
+    assert_manifest_eq(&owner.manifest(), &want, &context);
+    no_conflicts(&owner, &context);
+    assert_eq!(names(&back), names(&dav_dir), "{context}: no new file");
+    eprintln!("done in {:?}", started.elapsed());
+}
+
+#[test]
+fn webdav_filled_by_joplin_to_s3_and_via_joplin_server_to_a_folder() {
+    webdav_to_s3_and_via_joplin_server_to_a_folder(false);
+}
+
+#[test]
+fn encrypted_webdav_filled_by_joplin_to_s3_and_via_joplin_server_to_a_folder() {
+    webdav_to_s3_and_via_joplin_server_to_a_folder(true);
+}
+
+/// `migrate --json` of a run that fails midway (the WebDAV server answers 507 Insufficient
+/// Storage) and of its rerun, which resumes.
+fn migrate_json(args: &[&str]) -> (i32, Value, String) {
+    let o = dav::jr_dav(args);
+    let v: Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not one JSON object ({e}):\n{}", text(&o)));
+    (o.status.code().unwrap(), v, text(&o))
+}
+
+/// Folder → Apache WebDAV as the destination: a disk that fills up midway stops the copy with
+/// the failed files listed by path in `--json`; the same command finishes after the disk is
+/// healed (resumed: what landed is not copied again); `--check` finds the two identical and a
+/// fresh Joplin CLI profile on the WebDAV target gets exactly the sample's content.
+#[test]
+fn folder_to_webdav_survives_a_full_disk_and_a_fresh_client_gets_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    let journals = tmp.path().join("journals");
+    let jex = sample_jex();
+    jr_ok(&[
+        "restore",
+        jex.to_str().unwrap(),
+        "--target",
+        src.to_str().unwrap(),
+        "-q",
+    ]);
+    let srv = DavServer::apache();
+    // A few PUTs go through (info.json, the lock, some blobs), then the disk is full.
+    let proxy = dav::FaultProxy::new(srv.port, 6);
+    let url = format!("http://127.0.0.1:{}/dav/Joplin", proxy.port);
+    let args = [
+        "migrate",
+        "--from",
+        src.to_str().unwrap(),
+        "--to",
+        &url,
+        "--username",
+        dav::USER,
+        "--journal-dir",
+        journals.to_str().unwrap(),
+        "--json",
+        "-q",
+    ];
+    let (code, v, all) = migrate_json(&args);
+    assert_eq!(code, 1, "{all}");
+    assert_eq!(v["ok"], false, "{v}");
+    assert_eq!(v["command"], "migrate");
+    assert_eq!(v["source"], format!("folder {}", src.display()), "{v}");
+    assert!(v["destination"].as_str().unwrap().contains(&url), "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("run the same command again"),
+        "{v}"
+    );
+    let failures = v["failures"].as_array().unwrap();
+    assert!(!failures.is_empty(), "{v}");
+    let mut failed_blobs = 0;
+    for f in failures {
+        let path = f["path"].as_str().unwrap();
+        if path.starts_with(".resource/") {
+            failed_blobs += 1;
+        } else {
+            assert!(path.ends_with(".md") && path.len() == 35, "{f}");
+        }
+        assert!(f["error"].as_str().unwrap().contains("HTTP 507"), "{f}");
+    }
+    let n = |v: &Value| v.as_u64().unwrap();
+    let (items, blobs) = (&v["items"], &v["blobs"]);
+    assert_eq!((n(&items["source"]), n(&blobs["source"])), (27, 3), "{v}");
+    assert_eq!(n(&blobs["failed"]), failed_blobs, "{v}");
+    assert_eq!(
+        n(&items["failed"]) + n(&blobs["failed"]),
+        failures.len() as u64
+    );
+    assert!(n(&items["copied"]) + n(&blobs["copied"]) > 0, "{v}");
+    assert!(n(&items["copied"]) < 27, "{v}");
+    assert!(v["verify"].is_null(), "{v}");
+    let landed = (n(&items["copied"]), n(&blobs["copied"]));
+
+    proxy.heal();
+    let (code, v, all) = migrate_json(&args);
+    assert_eq!(code, 0, "{all}");
+    assert_eq!(v["ok"], true);
+    let (items, blobs) = (&v["items"], &v["blobs"]);
+    // Resumed: exactly what landed before is skipped, the rest is copied.
+    assert_eq!(
+        (n(&items["already_there"]), n(&blobs["already_there"])),
+        landed,
+        "{v}"
+    );
+    assert_eq!(n(&items["copied"]) + landed.0, 27, "{v}");
+    assert_eq!(n(&blobs["copied"]) + landed.1, 3, "{v}");
+    assert_eq!((n(&items["failed"]), n(&blobs["failed"])), (0, 0), "{v}");
+    assert_eq!(v["verify"]["checked_items"], 27, "{v}");
+    assert_eq!(v["verify"]["checked_blobs"], 3, "{v}");
+    assert_eq!(v["verify"]["differences"].as_array().unwrap().len(), 0);
+    // The destination is verbatim (Apache stores the files as they came).
+    assert_eq!(files(&srv.data.join("Joplin")), files(&src));
+
+    let o = dav::jr_dav(&[
+        "migrate",
+        "--from",
+        src.to_str().unwrap(),
+        "--to",
+        &srv.url("Joplin"),
+        "--username",
+        dav::USER,
+        "--check",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let p = Profile::new(tmp.path().join("fresh"));
+    dav::use_webdav(&p, &srv.url("Joplin"));
+    p.sync();
+    assert_manifest_eq(
+        &p.manifest(),
+        &support::sample_manifest(),
+        "fresh profile on the WebDAV copy",
+    );
 }

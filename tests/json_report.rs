@@ -107,3 +107,114 @@ fn refusals_report_exit_4_and_inspect_lists_problems() {
         .unwrap()
         .contains("--allow missing-parent"));
 }
+
+#[test]
+fn migrate_reports_counts_and_damaged_items_by_id() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    let dst = tmp.path().join("dst");
+    let jex = sample_jex();
+    let o = jr(&[
+        "restore",
+        jex.to_str().unwrap(),
+        "--target",
+        src.to_str().unwrap(),
+        "-q",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let victim = "2ebc0432f27d42fdb982a925c8734636";
+    let original = std::fs::read(src.join(format!("{victim}.md"))).unwrap();
+    std::fs::write(src.join(format!("{victim}.md")), b"not an item").unwrap();
+    let migrate = |extra: &[&str]| {
+        let mut args = vec![
+            "migrate",
+            "--from",
+            src.to_str().unwrap(),
+            "--to",
+            dst.to_str().unwrap(),
+            "--json",
+            "-q",
+        ];
+        args.extend_from_slice(extra);
+        report(&args)
+    };
+
+    let (code, v) = migrate(&["--dry-run"]);
+    assert_eq!(code, 1, "a damaged item makes the run incomplete: {v}");
+    assert_eq!(v["dry_run"], true);
+    assert_eq!(v["items"]["to_copy"], 26, "{v}");
+    assert_eq!(v["items"]["copied"], 0, "{v}");
+    assert!(!dst.join("info.json").exists());
+
+    let (code, v) = migrate(&[]);
+    assert_eq!(code, 1, "{v}");
+    assert_eq!(v["command"], "migrate");
+    assert_eq!(v["ok"], false);
+    assert_eq!(v["source"], format!("folder {}", src.display()));
+    assert_eq!(v["destination"], format!("folder {}", dst.display()));
+    assert_eq!(v["mode"], "new");
+    assert_eq!(v["check"], false);
+    assert_eq!(v["dry_run"], false);
+    let want_items = serde_json::json!({
+        "source": 26, "to_copy": 26, "copied": 26, "already_there": 0, "failed": 0
+    });
+    assert_eq!(v["items"], want_items, "{v}");
+    let want_blobs = serde_json::json!({
+        "source": 3, "to_copy": 3, "copied": 3, "already_there": 0, "failed": 0
+    });
+    assert_eq!(v["blobs"], want_blobs, "{v}");
+    let size = |dir: &std::path::Path| -> u64 {
+        let mut n = 0;
+        for sub in ["", ".resource"] {
+            for e in std::fs::read_dir(dir.join(sub)).unwrap() {
+                let p = e.unwrap().path();
+                let name = p.file_name().unwrap().to_string_lossy().to_string();
+                if p.is_file() && (!sub.is_empty() || name.ends_with(".md")) {
+                    n += std::fs::metadata(&p).unwrap().len();
+                }
+            }
+        }
+        n
+    };
+    assert_eq!(v["copied_bytes"], size(&dst), "{v}");
+    assert_eq!(v["bytes_to_copy"], v["copied_bytes"]);
+    assert_eq!(v["damaged"][0]["id"], victim, "{v}");
+    assert!(v["damaged"][0]["error"]
+        .as_str()
+        .unwrap()
+        .contains("cannot be parsed"));
+    assert_eq!(v["damaged"].as_array().unwrap().len(), 1);
+    assert_eq!(v["info_json_written"], true);
+    assert_eq!(v["info_json_differs"], false);
+    assert_eq!(v["verify"]["checked_items"], 26);
+    assert_eq!(v["verify"]["differences"].as_array().unwrap().len(), 0);
+    assert!(v["destination_requests"]["requests"].as_u64().unwrap() >= 29);
+    assert!(v["source_requests"]["requests"].as_u64().unwrap() >= 29);
+    let stages: Vec<&str> = v["timings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["stage"].as_str().unwrap())
+        .collect();
+    assert_eq!(stages, ["read source", "plan", "copy", "verify"]);
+
+    // Once the damaged item is repaired, mirror copies just that one.
+    std::fs::write(src.join(format!("{victim}.md")), original).unwrap();
+    let (code, v) = migrate(&["--mode", "mirror", "--yes"]);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["mode"], "mirror");
+    assert_eq!(v["items"]["copied"], 1, "{v}");
+    assert_eq!(v["items"]["already_there"], 26, "{v}");
+    assert_eq!(v["blobs"]["already_there"], 3, "{v}");
+    assert_eq!(v["damaged"].as_array().unwrap().len(), 0);
+    assert_eq!(v["info_json_written"], false, "{v}");
+
+    // --check compares only: nothing to copy, the comparison in `verify`.
+    let (code, v) = migrate(&["--check"]);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["check"], true);
+    assert_eq!(v["items"]["copied"], 0, "{v}");
+    assert_eq!(v["verify"]["checked_items"], 27, "{v}");
+    assert_eq!(v["verify"]["checked_blobs"], 3, "{v}");
+    assert_eq!(v["verify"]["differences"].as_array().unwrap().len(), 0);
+}
