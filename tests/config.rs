@@ -224,6 +224,10 @@ fn named_s3_target_takes_its_keys_from_an_aws_profile() {
         &[],
     );
     assert!(!o.status.success(), "{}", text(&o));
+    // Missing keys are said at once (not retried as a network fault), naming the profile.
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("profile \"nobody\""), "{err}");
+    assert!(err.contains("authentication failed"), "{err}");
 }
 
 #[test]

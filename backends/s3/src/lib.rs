@@ -263,18 +263,32 @@ impl S3Storage {
         let message = e.message().map(str::to_string);
         match &e {
             SdkError::ServiceError(_) | SdkError::ResponseError(_) => {}
-            SdkError::ConstructionFailure(_) => {
-                let detail = DisplayErrorContext(&e).to_string();
-                if detail.contains("credentials") || detail.contains("Credentials") {
-                    return StorageError::Auth(format!(
-                        "no AWS credentials found for {}: set AWS_ACCESS_KEY_ID and \
-                         AWS_SECRET_ACCESS_KEY in the environment, or AWS_PROFILE naming a profile \
-                         in ~/.aws/credentials",
+            SdkError::ConstructionFailure(_) | SdkError::DispatchFailure(_)
+                if DisplayErrorContext(&e)
+                    .to_string()
+                    .to_ascii_lowercase()
+                    .contains("credentials") =>
+            {
+                // Missing keys never fix themselves: no retries, say where keys come from.
+                return StorageError::Auth(match &self.opts.profile {
+                    Some(p) => format!(
+                        "no AWS credentials for {}: profile {p:?} is not in ~/.aws/credentials \
+                         or ~/.aws/config (or AWS_SHARED_CREDENTIALS_FILE / AWS_CONFIG_FILE), or \
+                         has no keys",
                         self.describe()
-                    ));
-                }
+                    ),
+                    None => format!(
+                        "no AWS credentials found for {}: set AWS_ACCESS_KEY_ID and \
+                         AWS_SECRET_ACCESS_KEY in the environment, or AWS_PROFILE naming a \
+                         profile in ~/.aws/credentials",
+                        self.describe()
+                    ),
+                });
+            }
+            SdkError::ConstructionFailure(_) => {
                 return StorageError::Config(format!(
-                    "{path}: cannot build the S3 request: {detail}"
+                    "{path}: cannot build the S3 request: {}",
+                    DisplayErrorContext(&e)
                 ));
             }
             SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => {
