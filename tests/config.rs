@@ -56,6 +56,15 @@ struct Setup {
     config: PathBuf,
 }
 
+impl Setup {
+    fn run(&self, args: &[&str]) -> Output {
+        jr_cfg(&self.home, &self.config, args, &[])
+    }
+    fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        jr_cfg(&self.home, &self.config, args, env)
+    }
+}
+
 fn setup(config_text: &str) -> Setup {
     let tmp = tempfile::tempdir().unwrap();
     let home = tmp.path().join("home");
@@ -80,7 +89,7 @@ fn named_folder_target_carries_its_limits_and_the_command_line_wins() {
         folder.display().to_string(),
         other.display().to_string()
     ));
-    let run = |args: &[&str]| jr_cfg(&s.home, &s.config, args, &[]);
+    let run = |args: &[&str]| s.run(args);
 
     let r = ok(run(&[
         "--json",
@@ -146,42 +155,25 @@ fn named_webdav_target_reads_its_password_from_a_file_or_a_variable() {
          password-env = \"MY_DAV_PASSWORD\"\n"
     ));
     std::fs::write(s.home.join("dav.pass"), format!("{PASS}\n")).unwrap();
-    let r = ok(jr_cfg(
-        &s.home,
-        &s.config,
-        &["--json", "restore", &jex(), "--target", "dav:", "--yes"],
-        &[],
-    ));
+    let r = ok(s.run(&["--json", "restore", &jex(), "--target", "dav:", "--yes"]));
     assert_eq!(r["verify"]["differences"], serde_json::json!([]), "{r}");
     assert_eq!(r["limits"]["tpslimit"], 100.0, "{r}");
     assert!(srv.data.join("Joplin/info.json").is_file());
 
-    let o = jr_cfg(
-        &s.home,
-        &s.config,
+    let o = s.run_env(
         &["verify", &jex(), "--target", "dav-env:"],
         &[("MY_DAV_PASSWORD", PASS)],
     );
     assert!(o.status.success(), "{}", text(&o));
 
     // The variable is not set: the error names it; no prompt without a terminal.
-    let o = jr_cfg(
-        &s.home,
-        &s.config,
-        &["verify", &jex(), "--target", "dav-env:"],
-        &[],
-    );
+    let o = s.run(&["verify", &jex(), "--target", "dav-env:"]);
     assert!(!o.status.success(), "{}", text(&o));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("MY_DAV_PASSWORD"), "{err}");
     // A wrong password in the file is the server's refusal, said as such.
     std::fs::write(s.home.join("dav.pass"), "wrong\n").unwrap();
-    let o = jr_cfg(
-        &s.home,
-        &s.config,
-        &["verify", &jex(), "--target", "dav:"],
-        &[],
-    );
+    let o = s.run(&["verify", &jex(), "--target", "dav:"]);
     assert!(!o.status.success(), "{}", text(&o));
     assert!(!String::from_utf8_lossy(&o.stderr).contains(PASS));
 }
@@ -208,21 +200,11 @@ fn named_s3_target_takes_its_keys_from_an_aws_profile() {
     )
     .unwrap();
     std::fs::write(aws.join("config"), "").unwrap();
-    let r = ok(jr_cfg(
-        &s.home,
-        &s.config,
-        &["--json", "restore", &jex(), "--target", "store:", "--yes"],
-        &[],
-    ));
+    let r = ok(s.run(&["--json", "restore", &jex(), "--target", "store:", "--yes"]));
     assert_eq!(r["verify"]["differences"], serde_json::json!([]), "{r}");
     assert!(server.dir.path().join("data/notes/info.json").is_file());
 
-    let o = jr_cfg(
-        &s.home,
-        &s.config,
-        &["verify", &jex(), "--target", "wrong-profile:"],
-        &[],
-    );
+    let o = s.run(&["verify", &jex(), "--target", "wrong-profile:"]);
     assert!(!o.status.success(), "{}", text(&o));
     // Missing keys are said at once (not retried as a network fault), naming the profile.
     let err = String::from_utf8_lossy(&o.stderr);
@@ -238,12 +220,7 @@ fn unknown_names_and_plain_text_passwords_are_refused_before_anything_is_touched
         "[targets.home]\ntarget = {:?}\n",
         folder.display().to_string()
     ));
-    let o = jr_cfg(
-        &s.home,
-        &s.config,
-        &["restore", &jex(), "--target", "hme:", "--yes"],
-        &[],
-    );
+    let o = s.run(&["restore", &jex(), "--target", "hme:", "--yes"]);
     assert!(!o.status.success(), "{}", text(&o));
     let err = String::from_utf8_lossy(&o.stderr).to_string();
     assert!(err.contains("hme") && err.contains("home:"), "{err}");
@@ -257,12 +234,7 @@ fn unknown_names_and_plain_text_passwords_are_refused_before_anything_is_touched
         ),
     )
     .unwrap();
-    let o = jr_cfg(
-        &s.home,
-        &s.config,
-        &["restore", &jex(), "--target", "home:", "--yes"],
-        &[],
-    );
+    let o = s.run(&["restore", &jex(), "--target", "home:", "--yes"]);
     assert!(!o.status.success(), "{}", text(&o));
     let err = String::from_utf8_lossy(&o.stderr).to_string();
     assert!(err.contains("password-file"), "{err}");
@@ -271,12 +243,7 @@ fn unknown_names_and_plain_text_passwords_are_refused_before_anything_is_touched
 
     // No config file at all: the error says where it looked and how to make one.
     std::fs::remove_file(&s.config).unwrap();
-    let o = jr_cfg(
-        &s.home,
-        &s.config,
-        &["restore", &jex(), "--target", "home:", "--yes"],
-        &[],
-    );
+    let o = s.run(&["restore", &jex(), "--target", "home:", "--yes"]);
     assert!(!o.status.success(), "{}", text(&o));
     let err = String::from_utf8_lossy(&o.stderr).to_string();
     assert!(err.contains(&s.config.display().to_string()), "{err}");

@@ -43,6 +43,17 @@ fn fill(dir: &Path, config: Value, e2ee: bool) -> (Profile, Value) {
     (p, m)
 }
 
+/// The sample restored into the folder `target` (a source to migrate from).
+fn restore_sample(target: &Path) {
+    jr_ok(&[
+        "restore",
+        sample_jex().to_str().unwrap(),
+        "--target",
+        target.to_str().unwrap(),
+        "-q",
+    ]);
+}
+
 /// Item files and blobs of a folder target with the sha256 of their bytes.
 fn files(target: &Path) -> Vec<(String, String)> {
     use sha2::{Digest, Sha256};
@@ -369,14 +380,7 @@ fn a_damaged_source_item_is_reported_and_the_rest_is_copied() {
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
     let dst = tmp.path().join("dst");
-    let jex = sample_jex();
-    jr_ok(&[
-        "restore",
-        jex.to_str().unwrap(),
-        "--target",
-        src.to_str().unwrap(),
-        "-q",
-    ]);
+    restore_sample(&src);
     let victim = "2ebc0432f27d42fdb982a925c8734636";
     assert!(src.join(format!("{victim}.md")).is_file());
     std::fs::write(src.join(format!("{victim}.md")), b"\xff\xfe garbage \x00").unwrap();
@@ -703,14 +707,7 @@ fn folder_to_webdav_survives_a_full_disk_and_a_fresh_client_gets_it() {
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
     let journals = tmp.path().join("journals");
-    let jex = sample_jex();
-    jr_ok(&[
-        "restore",
-        jex.to_str().unwrap(),
-        "--target",
-        src.to_str().unwrap(),
-        "-q",
-    ]);
+    restore_sample(&src);
     let srv = DavServer::apache();
     // A few PUTs go through (info.json, the lock, some blobs), then the disk is full.
     let proxy = dav::FaultProxy::new(srv.port, 6);

@@ -781,14 +781,8 @@ impl Storage for JoplinServer {
     }
 
     async fn release_server_lock(&self, client_id: &str) -> Result<()> {
-        let url = format!(
-            "{}/api/locks/{LOCK_EXCLUSIVE}_{CLIENT_CLI}_{}",
-            self.base,
-            utf8_percent_encode(client_id, NON_ALPHANUMERIC)
-        );
-        self.call(reqwest::Method::DELETE, &url, None, "locks")
+        self.remove_server_lock(&format!("{LOCK_EXCLUSIVE}_{CLIENT_CLI}_{client_id}"))
             .await
-            .map(|_| ())
     }
 
     async fn server_locks(&self) -> Result<Option<Vec<backend_core::ServerLock>>> {
