@@ -136,6 +136,8 @@ struct Sample {
     write_secs: Option<f64>,
     /// Every stage of the restore's JSON report: (stage, seconds).
     stages: Vec<(String, f64)>,
+    /// User + system CPU seconds of the child.
+    cpu_secs: Option<f64>,
 }
 
 #[derive(Debug, Default)]
@@ -217,10 +219,20 @@ fn timed(
     env: &[(String, String)],
     work: &Path,
 ) -> Result<(f64, u64, String)> {
+    timed_cpu(program, args, env, work).map(|(a, b, _, d)| (a, b, d))
+}
+
+/// [`timed`], also returning the child's user + system CPU seconds.
+fn timed_cpu(
+    program: &Path,
+    args: &[String],
+    env: &[(String, String)],
+    work: &Path,
+) -> Result<(f64, u64, f64, String)> {
     let rss_file = work.join("rss.txt");
     let mut c = Command::new("/usr/bin/time");
     c.arg("-f")
-        .arg("%M")
+        .arg("%M %U %S")
         .arg("-o")
         .arg(&rss_file)
         .arg(program)
@@ -250,11 +262,17 @@ fn timed(
                 .collect::<String>()
         );
     }
-    let rss = std::fs::read_to_string(&rss_file)
+    let last = std::fs::read_to_string(&rss_file)
         .ok()
-        .and_then(|s| s.lines().last().and_then(|l| l.trim().parse().ok()))
-        .unwrap_or(0);
-    Ok((secs, rss, stdout))
+        .and_then(|s| s.lines().last().map(str::to_string))
+        .unwrap_or_default();
+    let f: Vec<f64> = last
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let rss = f.first().copied().unwrap_or(0.0) as u64;
+    let cpu = f.get(1).copied().unwrap_or(0.0) + f.get(2).copied().unwrap_or(0.0);
+    Ok((secs, rss, cpu, stdout))
 }
 
 fn timed_env_removed(
@@ -292,7 +310,7 @@ fn timed_env_removed(
 fn jr(args: &[String], env: &[(String, String)], work: &Path) -> Result<(Sample, Value)> {
     let mut a = args.to_vec();
     a.push("--json".into());
-    let (secs, rss, out) = timed(&jr_bin(), &a, env, work)?;
+    let (secs, rss, cpu, out) = timed_cpu(&jr_bin(), &a, env, work)?;
     let v: Value = serde_json::from_str(out.trim()).unwrap_or(Value::Null);
     let stages: Vec<(String, f64)> = v["timings"]
         .as_array()
@@ -315,6 +333,7 @@ fn jr(args: &[String], env: &[(String, String)], work: &Path) -> Result<(Sample,
             rss_kb: Some(rss),
             write_secs,
             stages,
+            cpu_secs: Some(cpu),
         },
         v,
     ))
@@ -1160,6 +1179,10 @@ fn render(cx: &Ctx, rss10: Option<(usize, f64, u64, f64)>) -> String {
                 .collect();
             if !parts.is_empty() {
                 note.push_str(&format!("; {}", parts.join(", ")));
+            }
+            let cpu: Vec<f64> = r.samples.iter().filter_map(|s| s.cpu_secs).collect();
+            if !cpu.is_empty() {
+                note.push_str(&format!("; client CPU {}", fmt_s(median(cpu.into_iter()))));
             }
         }
         o.push_str(&format!(
