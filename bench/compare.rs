@@ -339,9 +339,14 @@ fn jr(args: &[String], env: &[(String, String)], work: &Path) -> Result<(Sample,
     ))
 }
 
+/// Restore arguments; `JR_BENCH_RESTORE_ARGS` (space-separated) adds options to every restore,
+/// for experiments such as `--transfers 8 --no-verify`.
 fn restore_args(jex: &Path, work: &Path, target: &[String]) -> Vec<String> {
     let mut a = vec!["restore".to_string(), jex.display().to_string()];
     a.extend_from_slice(target);
+    if let Ok(extra) = std::env::var("JR_BENCH_RESTORE_ARGS") {
+        a.extend(extra.split_whitespace().map(String::from));
+    }
     a.extend(
         [
             "--yes",
@@ -1124,6 +1129,11 @@ fn render(cx: &Ctx, rss10: Option<(usize, f64, u64, f64)>) -> String {
         cx.opts.runs,
         cx.opts.joplin_runs,
     ));
+    if let Ok(extra) = std::env::var("JR_BENCH_RESTORE_ARGS") {
+        o.push_str(&format!(
+            "Every restore ran with extra options: `{extra}` (JR_BENCH_RESTORE_ARGS).\n\n"
+        ));
+    }
     o.push_str("| what | n | median | min | max | requests | MB/s | × baseline | notes |\n");
     o.push_str("|---|---|---|---|---|---|---|---|---|\n");
     for key in &cx.res.order {

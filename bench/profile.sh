@@ -33,9 +33,9 @@ PERF_SERVER=$!
 kill -INT $PERF_SERVER
 wait $PERF_SERVER 2>/dev/null || true
 perf report -i "$OUT/client.perf" --stdio --no-children --sort dso,symbol 2>/dev/null \
-  | grep -v '^#' | grep -v '^$' | head -40 >"$OUT/client.top"
+  | grep -v '^#' | grep -v '^$' | head -40 | cut -c1-120 >"$OUT/client.top" || true
 perf report -i "$OUT/server.perf" --stdio --no-children --sort dso,symbol 2>/dev/null \
-  | grep -v '^#' | grep -v '^$' | head -40 >"$OUT/server.top"
+  | grep -v '^#' | grep -v '^$' | head -40 | cut -c1-120 >"$OUT/server.top" || true
 echo "== restore report"; cat "$OUT/restore.json"
 echo "== client /usr/bin/time -v"; grep -E 'Elapsed|User time|System time|Maximum resident|Percent of CPU' "$OUT/client.time"
 echo "== client hottest symbols"; head -25 "$OUT/client.top"
