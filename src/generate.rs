@@ -14,7 +14,9 @@ pub struct GenSpec {
     pub notebooks: usize,
     pub tags: usize,
     pub attachments: usize,
-    /// Average attachment size in bytes (sizes spread from 1/8× to 4× of it).
+    /// Average attachment size in bytes. Sizes are skewed like a real notebook's: most
+    /// attachments are small (screenshots, icons), a few are large (PDFs, photos); see
+    /// [`attachment_size`].
     pub attachment_bytes: usize,
     pub seed: u64,
 }
@@ -51,6 +53,20 @@ impl Rng {
 }
 
 const BASE_MS: i64 = 1_700_000_000_000;
+
+/// One attachment size with mean ≈ `avg`: 60 % small (0.05–0.45×), 30 % medium (0.5–1.5×),
+/// 10 % large (2–6×), each range uniform. Mean: 0.6·0.25 + 0.3·1 + 0.1·4 = 0.85, so scaled
+/// by 1/0.85 to make `avg` the real average.
+fn attachment_size(rng: &mut Rng, avg: usize) -> usize {
+    let avg = avg.max(8) as f64 / 0.85;
+    let u = (rng.next() % 1_000_000) as f64 / 1_000_000.0;
+    let (lo, hi) = match rng.below(10) {
+        0..=5 => (0.05, 0.45),
+        6..=8 => (0.5, 1.5),
+        _ => (2.0, 6.0),
+    };
+    ((lo + (hi - lo) * u) * avg).max(1.0) as usize
+}
 
 fn common(id: &str, t: i64) -> String {
     let ts = format_time(t);
@@ -145,8 +161,7 @@ pub fn write_jex(spec: &GenSpec, out: &Path) -> Result<usize> {
     let mut resources = Vec::new();
     for i in 0..spec.attachments {
         let id = rng.id();
-        let avg = spec.attachment_bytes.max(8);
-        let size = avg / 8 + rng.below(avg * 4);
+        let size = attachment_size(&mut rng, spec.attachment_bytes);
         let mut blob = vec![0u8; size];
         for chunk in blob.chunks_mut(8) {
             let v = rng.next().to_le_bytes();
@@ -226,5 +241,18 @@ mod tests {
             assert_eq!(bi.item.serialize().as_bytes(), &bi.raw[..]);
         }
         assert_eq!(b.blobs.len(), 6);
+    }
+
+    #[test]
+    fn attachment_sizes_average_to_the_spec_and_are_skewed() {
+        let mut rng = Rng(12345);
+        let sizes: Vec<usize> = (0..20_000)
+            .map(|_| attachment_size(&mut rng, 100_000))
+            .collect();
+        let mean = sizes.iter().sum::<usize>() as f64 / sizes.len() as f64;
+        assert!((90_000.0..110_000.0).contains(&mean), "mean {mean}");
+        let small = sizes.iter().filter(|&&s| s < 100_000).count();
+        assert!(small > sizes.len() / 2, "most are below the mean");
+        assert!(sizes.iter().any(|&s| s > 400_000), "a few are large");
     }
 }
