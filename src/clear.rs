@@ -116,7 +116,16 @@ pub async fn run(args: &ClearArgs) -> Result<ClearSummary> {
         eprintln!("warning: --no-snapshot: the deleted files cannot be brought back");
         None
     } else {
-        Some(take_snapshot(&target, args.snapshot_dir.as_deref(), transfers, &progress).await?)
+        Some(
+            take_snapshot(
+                &target,
+                args.snapshot_dir.as_deref(),
+                transfers,
+                &progress,
+                Some(&state.files),
+            )
+            .await?,
+        )
     };
     let lock = target
         .acquire_lock(args.force, &[], &crate::item::new_id())

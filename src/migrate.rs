@@ -614,7 +614,14 @@ pub async fn run(args: &MigrateArgs) -> Result<MigrateSummary> {
             eprintln!("warning: --no-snapshot: replaced and deleted files cannot be brought back");
         } else {
             snapshot = Some(
-                take_snapshot(&dest, args.snapshot_dir.as_deref(), transfers, &progress).await?,
+                take_snapshot(
+                    &dest,
+                    args.snapshot_dir.as_deref(),
+                    transfers,
+                    &progress,
+                    None,
+                )
+                .await?,
             );
         }
     }

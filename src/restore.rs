@@ -330,7 +330,14 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
             eprintln!("warning: --no-snapshot: replaced and deleted files cannot be brought back");
         } else {
             snapshot = Some(
-                take_snapshot(&target, args.snapshot_dir.as_deref(), transfers, &progress).await?,
+                take_snapshot(
+                    &target,
+                    args.snapshot_dir.as_deref(),
+                    transfers,
+                    &progress,
+                    Some(&state.files),
+                )
+                .await?,
             );
         }
     }
@@ -477,12 +484,13 @@ pub async fn take_snapshot(
     dir: Option<&std::path::Path>,
     transfers: usize,
     progress: &Progress,
+    listed: Option<&[String]>,
 ) -> Result<PathBuf> {
     let dir = dir
         .map(PathBuf::from)
         .unwrap_or_else(crate::snapshot::default_dir);
     progress.say(&format!("taking a snapshot into {}", dir.display()));
-    let path = crate::snapshot::take(target, &dir, transfers)
+    let path = crate::snapshot::take(target, &dir, transfers, listed)
         .await
         .context("the snapshot failed, so nothing on the target was changed")?;
     crate::say!("Snapshot of the target: {}", path.display());

@@ -136,7 +136,16 @@ pub async fn run(args: &RollbackArgs) -> Result<RollbackSummary> {
         .into());
     }
     let snapshot = if destructive && !args.no_snapshot {
-        Some(take_snapshot(&target, args.snapshot_dir.as_deref(), transfers, &progress).await?)
+        Some(
+            take_snapshot(
+                &target,
+                args.snapshot_dir.as_deref(),
+                transfers,
+                &progress,
+                Some(&state.files),
+            )
+            .await?,
+        )
     } else {
         None
     };

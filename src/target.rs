@@ -60,6 +60,9 @@ pub struct TargetState {
     pub locks: Vec<Entry>,
     /// Root files that are not part of a Joplin target.
     pub foreign: Vec<Entry>,
+    /// Every file the listing showed at the root and in `.resource/` (paths), so a snapshot
+    /// taken right after need not list the target again.
+    pub files: Vec<String>,
 }
 
 impl TargetState {
@@ -125,6 +128,7 @@ impl SyncTarget {
             if e.is_dir {
                 continue;
             }
+            st.files.push(e.path.clone());
             if let Some(id) = name.strip_suffix(".md").filter(|id| is_item_id(id)) {
                 st.items.insert(id.to_string(), e);
             } else if name != INFO_JSON {
@@ -132,6 +136,9 @@ impl SyncTarget {
             }
         }
         for e in self.storage.list(RESOURCE_DIR).await.with_context(ctx)? {
+            if !e.is_dir {
+                st.files.push(e.path.clone());
+            }
             if !e.is_dir && is_item_id(e.name()) {
                 st.blobs.insert(e.name().to_string(), e);
             }

@@ -217,6 +217,22 @@ impl Keyring {
             .map_err(|e| anyhow!("encrypting a blob: {e}"))
     }
 
+    /// [`Keyring::encrypt_blob`] streaming from `input` to `output`; returns the bytes written.
+    pub fn encrypt_blob_stream(
+        &self,
+        input: &mut dyn std::io::Read,
+        output: &mut dyn std::io::Write,
+    ) -> Result<u64> {
+        jed::encrypt_stream(
+            self.file_method,
+            &self.active_id,
+            self.active_key(),
+            input,
+            output,
+        )
+        .map_err(|e| anyhow!("encrypting a blob: {e}"))
+    }
+
     /// Raw bytes of a blob; data without a JED header is already plain (Joplin does the same).
     pub fn decrypt_blob(&self, data: &[u8]) -> Result<Vec<u8>> {
         if !jed::is_jed(data) {
