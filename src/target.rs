@@ -283,8 +283,17 @@ impl SyncTarget {
             }
         }
         let (remote_now, _) = self.remote_clock().await?;
-        let st = self.state().await?;
-        for l in &st.locks {
+        // Only the locks matter here: listing the whole target again would cost a request per
+        // 1,000 files on S3 (and a full PROPFIND on WebDAV).
+        let locks: Vec<Entry> = self
+            .storage
+            .list(LOCKS_DIR)
+            .await
+            .with_context(|| format!("listing {}", self.describe()))?
+            .into_iter()
+            .filter(|e| !e.is_dir)
+            .collect();
+        for l in &locks {
             let Some((kind, who)) = parse_lock_name(l.name()) else {
                 continue;
             };
