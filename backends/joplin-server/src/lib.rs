@@ -646,6 +646,58 @@ impl Storage for JoplinServer {
         .await
     }
 
+    /// Streams the content to the file chunk by chunk (same login retry as every request).
+    async fn get_file(&self, path: &str, dest: &std::path::Path) -> Result<u64> {
+        let url = self.item_url(path, "/content");
+        let mut stale: Option<String> = None;
+        for attempt in 0..2 {
+            let token = self.token(stale.as_deref()).await?;
+            let mut r = self
+                .client
+                .get(&url)
+                .header("X-API-AUTH", &token)
+                .header("X-API-MIN-VERSION", MIN_VERSION)
+                .send()
+                .await
+                .map_err(|e| self.net_err(path, e))?;
+            let status = r.status().as_u16();
+            if status == 403 && attempt == 0 {
+                tracing::debug!("{path}: 403, logging in again");
+                stale = Some(token);
+                continue;
+            }
+            if !(200..300).contains(&status) {
+                let retry_after = r
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(parse_retry_after);
+                let data = r.bytes().await.map_err(|e| self.net_err(path, e))?;
+                return Err(self.classify(
+                    status,
+                    path,
+                    &String::from_utf8_lossy(&data),
+                    retry_after,
+                ));
+            }
+            let mut out = tokio::fs::File::create(dest)
+                .await
+                .map_err(|e| backend_core::local_write_error(path, dest, e))?;
+            let mut n = 0u64;
+            while let Some(chunk) = r.chunk().await.map_err(|e| self.net_err(path, e))? {
+                tokio::io::AsyncWriteExt::write_all(&mut out, &chunk)
+                    .await
+                    .map_err(|e| backend_core::local_write_error(path, dest, e))?;
+                n += chunk.len() as u64;
+            }
+            tokio::io::AsyncWriteExt::flush(&mut out)
+                .await
+                .map_err(|e| backend_core::local_write_error(path, dest, e))?;
+            return Ok(n);
+        }
+        unreachable!("the loop returns on its second pass")
+    }
+
     async fn put(&self, path: &str, data: Bytes) -> Result<()> {
         self.put_one(path, data).await
     }
