@@ -253,13 +253,17 @@ async fn check_blob(
                 "it is end-to-end encrypted: give the master password to compare it".into(),
             ));
         };
-        // Decrypting needs the whole container (one blob at a time per transfer).
-        let remote = match std::fs::read(tmp.path()) {
-            Ok(d) => d,
-            Err(e) => return Some(unreadable(e.to_string())),
-        };
-        match k.decrypt_blob(&remote) {
-            Ok(d) => hex::encode(Sha256::digest(&d)),
+        // Decrypted block by block and hashed as it goes.
+        let decrypted = std::fs::File::open(tmp.path())
+            .map_err(anyhow::Error::from)
+            .and_then(|f| {
+                let mut input = std::io::BufReader::with_capacity(256 * 1024, f);
+                let mut h = Sha256::new();
+                k.decrypt_blob_stream(&mut input, &mut |b| h.update(b))?;
+                Ok(hex::encode(h.finalize()))
+            });
+        match decrypted {
+            Ok(sha) => sha,
             Err(e) => return Some(unreadable(format!("{e:#}"))),
         }
     } else if keyring.is_some() && can_be_encrypted(&bi.item) {

@@ -241,6 +241,15 @@ impl Keyring {
         jed::decrypt_bytes(data, |id| self.key(id)).map_err(|e| anyhow!("{e}"))
     }
 
+    /// [`Keyring::decrypt_blob`] of a JED container read from `input`, chunk by chunk into `sink`.
+    pub fn decrypt_blob_stream(
+        &self,
+        input: &mut dyn std::io::Read,
+        sink: &mut dyn FnMut(&[u8]),
+    ) -> Result<()> {
+        jed::decrypt_stream(input, |id| self.key(id), sink).map_err(|e| anyhow!("{e}"))
+    }
+
     /// Size on the target of an encrypted blob of n plain bytes, for plans: exact for FileV1
     /// (fixed salt, iv and tag sizes), unknown (None) for sjcl methods.
     pub fn blob_len_fn(&self) -> fn(u64) -> Option<u64> {

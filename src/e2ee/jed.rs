@@ -227,6 +227,65 @@ pub fn decrypt_bytes<'k>(
     Ok(out)
 }
 
+/// [`decrypt_bytes`] from a reader, handing each decrypted chunk to `sink`: one block in memory
+/// at a time, for blobs too large to hold whole.
+pub fn decrypt_stream<'k>(
+    input: &mut dyn std::io::Read,
+    key_for: impl Fn(&str) -> Option<&'k str>,
+    sink: &mut dyn FnMut(&[u8]),
+) -> Result<(), JedError> {
+    let io = |e: std::io::Error| JedError::Header(format!("cannot read: {e}"));
+    let mut head = vec![0u8; HEADER_LEN];
+    input.read_exact(&mut head).map_err(|e| match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => JedError::Header("too short".into()),
+        _ => io(e),
+    })?;
+    let head = String::from_utf8(head).map_err(|_| JedError::Header("not ASCII".into()))?;
+    let h = parse_header(&head)?;
+    let key =
+        key_for(&h.master_key_id).ok_or_else(|| JedError::UnknownKey(h.master_key_id.clone()))?;
+    let mut block = Vec::new();
+    // Bounded by the input: every pass consumes a length and its block, or ends.
+    for i in 0.. {
+        let mut len = [0u8; 6];
+        let mut got = 0;
+        while got < len.len() {
+            match input.read(&mut len[got..]).map_err(io)? {
+                0 => break,
+                k => got += k,
+            }
+        }
+        if got == 0 {
+            return Ok(());
+        }
+        if got < len.len() {
+            return Err(JedError::Header("truncated block length".into()));
+        }
+        let n = std::str::from_utf8(&len)
+            .ok()
+            .and_then(|t| usize::from_str_radix(t, 16).ok())
+            .ok_or_else(|| JedError::Header("block length is not hex".into()))?;
+        block.resize(n, 0);
+        input.read_exact(&mut block).map_err(|e| match e.kind() {
+            std::io::ErrorKind::UnexpectedEof => JedError::Header("truncated block".into()),
+            _ => io(e),
+        })?;
+        if n == 0 {
+            continue;
+        }
+        let text = std::str::from_utf8(&block).map_err(|_| JedError::Header("not ASCII".into()))?;
+        let units = cipher::decrypt(h.method, key, text)
+            .map_err(|error| JedError::Block { block: i, error })?;
+        let b64 = String::from_utf16_lossy(&units);
+        let bytes = B64.decode(b64.trim()).map_err(|e| JedError::Block {
+            block: i,
+            error: CipherError::Format(format!("decrypted chunk is not base64: {e}")),
+        })?;
+        sink(&bytes);
+    }
+    Ok(())
+}
+
 /// Exact container size for `n` plaintext bytes with a native method (FileV1): salt, iv and tag
 /// have fixed sizes, so the size tells whether the target already holds this blob's length.
 pub fn native_file_len(n: u64) -> u64 {
@@ -316,6 +375,16 @@ mod tests {
                     &data[..len],
                     "{m:?} {len}"
                 );
+                let mut plain = Vec::new();
+                decrypt_stream(&mut Dribble(&out), keys, &mut |b| {
+                    plain.extend_from_slice(b)
+                })
+                .unwrap();
+                assert_eq!(plain, &data[..len], "stream-decrypted {m:?} {len}");
+                let cut = &out[..out.len().saturating_sub(3).max(HEADER_LEN)];
+                if len > 0 {
+                    assert!(decrypt_stream(&mut Dribble(cut), keys, &mut |_| {}).is_err());
+                }
             }
         }
     }
