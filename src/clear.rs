@@ -103,7 +103,10 @@ pub async fn run(args: &ClearArgs) -> Result<ClearSummary> {
         )
         .into());
     }
-    let snapshot = args.safety.snapshot(&target, transfers, &progress).await?;
+    let snapshot = args
+        .safety
+        .snapshot(&target, transfers, &progress, Some(&state.files))
+        .await?;
     let lock = target
         .acquire_lock(args.safety.force, &[], &crate::item::new_id())
         .await?;

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use anyhow::Result;
-use backend_core::StorageError;
+use backend_core::{FileSlice, StorageError};
 use bytes::Bytes;
 use futures::{stream, StreamExt};
 
@@ -18,6 +18,8 @@ use crate::target::{blob_path, item_path, SyncTarget};
 
 /// Items per batch call on backends with a batch endpoint (Joplin Server).
 const BATCH_ITEMS: usize = 100;
+/// Blobs this large or larger stream from the backup file instead of being read into memory.
+const STREAM_MIN: u64 = 256 * 1024;
 
 #[derive(Debug, Default)]
 pub struct Outcome {
@@ -126,6 +128,17 @@ impl Executor<'_> {
         let results: Vec<(usize, u64, Option<Failure>)> = stream::iter(uploads.iter().enumerate())
             .map(|(i, u)| async move {
                 let what = describe(&self.backup, u);
+                if u.blob {
+                    if let Some(src) = self.backup.blob_file(&u.id).filter(|s| s.len >= STREAM_MIN)
+                    {
+                        let r = self.put_blob_streaming(u, src).await;
+                        self.progress.inc(1);
+                        return match r {
+                            Ok(n) => (i, n, None),
+                            Err(e) => (i, 0, Some(failure(&blob_path(&u.id), what, e))),
+                        };
+                    }
+                }
                 let (path, data) = if u.blob {
                     let backup = self.backup.clone();
                     let id = u.id.clone();
@@ -179,6 +192,48 @@ impl Executor<'_> {
                 }
                 Some(f) => out.failures.push(f),
             }
+        }
+    }
+
+    /// Upload a large blob without holding it in memory: straight from its file slice, or,
+    /// on an encrypted target, encrypted chunk by chunk into a temp file first. Returns the
+    /// bytes sent or the failure text.
+    async fn put_blob_streaming(
+        &self,
+        u: &Upload,
+        src: FileSlice,
+    ) -> std::result::Result<u64, String> {
+        let path = blob_path(&u.id);
+        let keyring = self
+            .keyring
+            .clone()
+            .filter(|_| can_be_encrypted(&self.backup.items[u.index].item));
+        // Keeps the encrypted temp file alive until the upload is done.
+        let mut _encrypted = None;
+        let send = match keyring {
+            None => src,
+            Some(k) => {
+                let made = tokio::task::spawn_blocking(move || encrypt_to_temp(&k, &src)).await;
+                let (tmp, n) = match made {
+                    Ok(Ok(t)) => t,
+                    Ok(Err(e)) => return Err(format!("{e:#}")),
+                    Err(e) => return Err(e.to_string()),
+                };
+                let slice = FileSlice::new(tmp.path(), 0, n);
+                _encrypted = Some(tmp);
+                slice
+            }
+        };
+        let n = send.len;
+        match self.target.storage.put_file(&path, &send).await {
+            Ok(()) => {
+                tracing::debug!("uploaded {path} ({n} bytes, streamed)");
+                if let Some(j) = self.journal {
+                    j.record_done(&path);
+                }
+                Ok(n)
+            }
+            Err(e) => Err(advice(&e)),
         }
     }
 
@@ -247,6 +302,31 @@ impl Executor<'_> {
                 .push(failure(&p, format!("delete {p}"), advice(&e)));
         }
     }
+}
+
+/// Encrypt a blob's file slice into a new temp file; returns it and its length.
+fn encrypt_to_temp(k: &Keyring, src: &FileSlice) -> Result<(tempfile::NamedTempFile, u64)> {
+    use std::io::{Read, Seek, Write};
+    let mut f = std::fs::File::open(&src.path)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", src.path.display()))?;
+    f.seek(std::io::SeekFrom::Start(src.offset))?;
+    let mut input = std::io::BufReader::with_capacity(256 * 1024, f.take(src.len));
+    let mut tmp = tempfile::NamedTempFile::new()
+        .map_err(|e| anyhow::anyhow!("cannot create a temp file to encrypt into: {e}"))?;
+    let n = {
+        let mut out = std::io::BufWriter::with_capacity(256 * 1024, tmp.as_file_mut());
+        let n = k.encrypt_blob_stream(&mut input, &mut out)?;
+        out.flush()?;
+        n
+    };
+    if input.into_inner().limit() != 0 {
+        anyhow::bail!(
+            "{}: the blob ends before its {} bytes (damaged backup)",
+            src.path.display(),
+            src.len
+        );
+    }
+    Ok((tmp, n))
 }
 
 fn failure(path: &str, what: String, error: String) -> Failure {

@@ -711,7 +711,10 @@ pub async fn run(args: &MigrateArgs) -> Result<MigrateSummary> {
     }
     let mut snapshot = None;
     if destructive && resumed.is_none() {
-        snapshot = args.safety.snapshot(&dest, transfers, &progress).await?;
+        snapshot = args
+            .safety
+            .snapshot(&dest, transfers, &progress, None)
+            .await?;
     }
 
     if snapshot.is_some() {

@@ -312,7 +312,10 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
     // snapshot: before the first destructive write.
     let mut snapshot = None;
     if plan.is_destructive() {
-        snapshot = args.safety.snapshot(&target, transfers, &progress).await?;
+        snapshot = args
+            .safety
+            .snapshot(&target, transfers, &progress, Some(&state.files))
+            .await?;
     }
 
     timings.add("snapshot", stage);

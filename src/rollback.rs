@@ -123,7 +123,9 @@ pub async fn run(args: &RollbackArgs) -> Result<RollbackSummary> {
         .into());
     }
     let snapshot = if destructive {
-        args.safety.snapshot(&target, transfers, &progress).await?
+        args.safety
+            .snapshot(&target, transfers, &progress, Some(&state.files))
+            .await?
     } else {
         None
     };

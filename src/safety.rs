@@ -49,13 +49,21 @@ impl SafetyArgs {
         target: &SyncTarget,
         transfers: usize,
         progress: &Progress,
+        listed: Option<&[String]>,
     ) -> Result<Option<PathBuf>> {
         if self.no_snapshot {
             eprintln!("warning: --no-snapshot: replaced and deleted files cannot be brought back");
             return Ok(None);
         }
         Ok(Some(
-            take_snapshot(target, self.snapshot_dir.as_deref(), transfers, progress).await?,
+            take_snapshot(
+                target,
+                self.snapshot_dir.as_deref(),
+                transfers,
+                progress,
+                listed,
+            )
+            .await?,
         ))
     }
 }
@@ -72,18 +80,20 @@ pub fn confirm(question: &str) -> Result<bool> {
     Ok(matches!(line.trim(), "y" | "Y" | "yes" | "YES" | "Yes"))
 }
 
-/// Snapshot the whole target before a destructive step; prints where it went.
+/// Snapshot the whole target before a destructive step; prints where it went. `listed`: the
+/// target's files from a listing just made (saves listing it again).
 pub async fn take_snapshot(
     target: &SyncTarget,
     dir: Option<&Path>,
     transfers: usize,
     progress: &Progress,
+    listed: Option<&[String]>,
 ) -> Result<PathBuf> {
     let dir = dir
         .map(PathBuf::from)
         .unwrap_or_else(crate::snapshot::default_dir);
     progress.say(&format!("taking a snapshot into {}", dir.display()));
-    let path = crate::snapshot::take(target, &dir, transfers)
+    let path = crate::snapshot::take(target, &dir, transfers, listed)
         .await
         .context("the snapshot failed, so nothing on the target was changed")?;
     crate::say!("Snapshot of the target: {}", path.display());

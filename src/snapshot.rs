@@ -43,8 +43,40 @@ fn hex_sha(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }
 
+/// SHA-256 (hex) and length of a local file, read in chunks.
+pub fn file_sha(path: &Path) -> std::io::Result<(String, u64)> {
+    file_slice_sha(&backend_core::FileSlice::new(path, 0, u64::MAX))
+}
+
+/// SHA-256 (hex) and length of a file slice (up to its end), read in chunks.
+pub fn file_slice_sha(s: &backend_core::FileSlice) -> std::io::Result<(String, u64)> {
+    use std::io::{Read, Seek};
+    let mut f = std::fs::File::open(&s.path)?;
+    f.seek(std::io::SeekFrom::Start(s.offset))?;
+    let mut r = f.take(s.len);
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut n = 0u64;
+    loop {
+        let k = r.read(&mut buf)?;
+        if k == 0 {
+            return Ok((hex::encode(h.finalize()), n));
+        }
+        h.update(&buf[..k]);
+        n += k as u64;
+    }
+}
+
 /// Copy the whole target into a new folder under `dir`; returns that folder.
-pub async fn take(target: &SyncTarget, dir: &Path, transfers: usize) -> Result<PathBuf> {
+///
+/// `listed`: the files of a listing just taken (see [`crate::target::TargetState::files`]), so
+/// the target is not listed a second time; `None` lists it here.
+pub async fn take(
+    target: &SyncTarget,
+    dir: &Path,
+    transfers: usize,
+    listed: Option<&[String]>,
+) -> Result<PathBuf> {
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ").to_string();
     let out = dir.join(format!("snapshot-{stamp}"));
     let files_dir = out.join("files");
@@ -55,7 +87,10 @@ pub async fn take(target: &SyncTarget, dir: &Path, transfers: usize) -> Result<P
         )
     })?;
     let mut paths = Vec::new();
-    for dir in ["", RESOURCE_DIR] {
+    if let Some(listed) = listed {
+        paths.extend(listed.iter().cloned());
+    }
+    for dir in ["", RESOURCE_DIR].into_iter().filter(|_| listed.is_none()) {
         for e in target
             .storage
             .list(dir)
@@ -71,29 +106,29 @@ pub async fn take(target: &SyncTarget, dir: &Path, transfers: usize) -> Result<P
         .map(|p| {
             let files_dir = files_dir.clone();
             async move {
-                let data = target
-                    .storage
-                    .get(&p)
-                    .await
-                    .with_context(|| format!("snapshot: downloading {p}"))?;
+                // Streamed to disk, then hashed from disk: a large blob never sits in memory,
+                // and the manifest's hash is of what was actually written.
                 let local = files_dir.join(&p);
-                let sha = hex_sha(&data);
-                tokio::fs::write(&local, &data).await.with_context(|| {
+                let size = target.storage.get_file(&p, &local).await.with_context(|| {
                     format!(
-                        "snapshot: writing {} (disk full? free space or use --snapshot-dir)",
+                        "snapshot: downloading {p} into {} (disk full? free space or use \
+                         --snapshot-dir)",
                         local.display()
                     )
                 })?;
-                let back = tokio::fs::read(&local).await?;
-                if hex_sha(&back) != sha {
+                let hashed = local.clone();
+                let (sha, on_disk) = tokio::task::spawn_blocking(move || file_sha(&hashed))
+                    .await?
+                    .with_context(|| format!("snapshot: reading back {}", local.display()))?;
+                if on_disk != size {
                     bail!(
-                        "snapshot: {} does not read back as written",
+                        "snapshot: {} does not read back as written ({on_disk} of {size} bytes)",
                         local.display()
                     );
                 }
                 Ok(SnapshotFile {
                     path: p,
-                    size: data.len() as u64,
+                    size,
                     sha256: sha,
                 })
             }
@@ -125,6 +160,13 @@ impl crate::backup::BlobReader for FolderBlobs {
     fn read(&self, loc: &crate::backup::BlobLocation) -> std::io::Result<Vec<u8>> {
         std::fs::read(self.root.join(&loc.entry))
     }
+    fn file(&self, loc: &crate::backup::BlobLocation) -> Option<backend_core::FileSlice> {
+        Some(backend_core::FileSlice::new(
+            self.root.join(&loc.entry),
+            0,
+            loc.size,
+        ))
+    }
     fn describe(&self) -> String {
         self.root.display().to_string()
     }
@@ -154,18 +196,21 @@ pub fn open(dir: &Path) -> Result<OpenedSnapshot> {
     let mut blobs = Vec::new();
     let mut info_json = None;
     for f in &manifest.files {
-        let data = std::fs::read(files.join(&f.path))
-            .with_context(|| format!("snapshot file {} is missing", f.path))?;
-        if data.len() as u64 != f.size || hex_sha(&data) != f.sha256 {
-            bail!(
+        let local = files.join(&f.path);
+        let damaged = || {
+            anyhow::anyhow!(
                 "snapshot file {} does not match its manifest (damaged copy); refusing to roll \
                  back from it",
                 f.path
-            );
-        }
-        if f.path == crate::target::INFO_JSON {
-            info_json = Some(data);
-        } else if let Some(id) = f.path.strip_prefix(".resource/") {
+            )
+        };
+        if let Some(id) = f.path.strip_prefix(".resource/") {
+            // Blobs are hashed from disk in chunks, never read whole.
+            let (sha, size) =
+                file_sha(&local).with_context(|| format!("snapshot file {} is missing", f.path))?;
+            if size != f.size || sha != f.sha256 {
+                return Err(damaged());
+            }
             blobs.push((
                 id.to_string(),
                 crate::backup::BlobLocation {
@@ -175,6 +220,15 @@ pub fn open(dir: &Path) -> Result<OpenedSnapshot> {
                     part: 0,
                 },
             ));
+            continue;
+        }
+        let data = std::fs::read(&local)
+            .with_context(|| format!("snapshot file {} is missing", f.path))?;
+        if data.len() as u64 != f.size || hex_sha(&data) != f.sha256 {
+            return Err(damaged());
+        }
+        if f.path == crate::target::INFO_JSON {
+            info_json = Some(data);
         } else if f.path.ends_with(".md") && !f.path.contains('/') {
             entries.push(crate::backup::RawEntry {
                 name: f.path.clone(),

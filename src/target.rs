@@ -60,6 +60,9 @@ pub struct TargetState {
     pub locks: Vec<Entry>,
     /// Root files that are not part of a Joplin target.
     pub foreign: Vec<Entry>,
+    /// Every file the listing showed at the root and in `.resource/` (paths), so a snapshot
+    /// taken right after need not list the target again.
+    pub files: Vec<String>,
 }
 
 impl TargetState {
@@ -125,6 +128,7 @@ impl SyncTarget {
             if e.is_dir {
                 continue;
             }
+            st.files.push(e.path.clone());
             if let Some(id) = name.strip_suffix(".md").filter(|id| is_item_id(id)) {
                 st.items.insert(id.to_string(), e);
             } else if name != INFO_JSON {
@@ -132,6 +136,9 @@ impl SyncTarget {
             }
         }
         for e in self.storage.list(RESOURCE_DIR).await.with_context(ctx)? {
+            if !e.is_dir {
+                st.files.push(e.path.clone());
+            }
             if !e.is_dir && is_item_id(e.name()) {
                 st.blobs.insert(e.name().to_string(), e);
             }
@@ -286,8 +293,17 @@ impl SyncTarget {
             }
         }
         let (remote_now, _) = self.remote_clock().await?;
-        let st = self.state().await?;
-        for l in &st.locks {
+        // Only the locks matter here: listing the whole target again would cost a request per
+        // 1,000 files on S3 (and a full PROPFIND on WebDAV).
+        let locks: Vec<Entry> = self
+            .storage
+            .list(LOCKS_DIR)
+            .await
+            .with_context(|| format!("listing {}", self.describe()))?
+            .into_iter()
+            .filter(|e| !e.is_dir)
+            .collect();
+        for l in &locks {
             let Some((kind, who)) = parse_lock_name(l.name()) else {
                 continue;
             };

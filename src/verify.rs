@@ -217,6 +217,93 @@ async fn check_blob(
     keyring: Option<&Keyring>,
 ) -> Option<Difference> {
     let id = bi.id().to_string();
+    if backup.blob_size(&id).unwrap_or(0) < STREAM_MIN {
+        return check_small_blob(target, backup, bi, keyring).await;
+    }
+    let unreadable = |error: String| Difference::Unreadable {
+        id: id.clone(),
+        what: format!("blob of {}", what(bi)),
+        error,
+    };
+    // Downloaded to a temp file and hashed in chunks: a large blob never sits in memory.
+    let tmp = match tempfile::NamedTempFile::new() {
+        Ok(t) => t,
+        Err(e) => return Some(unreadable(format!("cannot create a temp file: {e}"))),
+    };
+    if target
+        .storage
+        .get_file(&blob_path(&id), tmp.path())
+        .await
+        .is_err()
+    {
+        return Some(Difference::BlobMissing { id, what: what(bi) });
+    }
+    let mut head = [0u8; 8];
+    let head_len = {
+        use std::io::Read;
+        let mut f = match std::fs::File::open(tmp.path()) {
+            Ok(f) => f,
+            Err(e) => return Some(unreadable(e.to_string())),
+        };
+        f.read(&mut head).unwrap_or(0)
+    };
+    let remote_sha = if jed::is_jed(&head[..head_len]) {
+        let Some(k) = keyring else {
+            return Some(unreadable(
+                "it is end-to-end encrypted: give the master password to compare it".into(),
+            ));
+        };
+        // Decrypted block by block and hashed as it goes.
+        let decrypted = std::fs::File::open(tmp.path())
+            .map_err(anyhow::Error::from)
+            .and_then(|f| {
+                let mut input = std::io::BufReader::with_capacity(256 * 1024, f);
+                let mut h = Sha256::new();
+                k.decrypt_blob_stream(&mut input, &mut |b| h.update(b))?;
+                Ok(hex::encode(h.finalize()))
+            });
+        match decrypted {
+            Ok(sha) => sha,
+            Err(e) => return Some(unreadable(format!("{e:#}"))),
+        }
+    } else if keyring.is_some() && can_be_encrypted(&bi.item) {
+        return Some(Difference::NotEncrypted {
+            id,
+            what: format!("blob of {}", what(bi)),
+        });
+    } else {
+        let path = tmp.path().to_path_buf();
+        match tokio::task::spawn_blocking(move || crate::snapshot::file_sha(&path)).await {
+            Ok(Ok((sha, _))) => sha,
+            Ok(Err(e)) => return Some(unreadable(e.to_string())),
+            Err(e) => return Some(unreadable(e.to_string())),
+        }
+    };
+    drop(tmp);
+    let b = backup.clone();
+    let rid = id.clone();
+    let local = tokio::task::spawn_blocking(move || match b.blob_file(&rid) {
+        Some(slice) => crate::snapshot::file_slice_sha(&slice)
+            .map(|(sha, _)| sha)
+            .map_err(anyhow::Error::from),
+        None => b.read_blob(&rid).map(|d| hex::encode(Sha256::digest(&d))),
+    })
+    .await;
+    let same = matches!(local, Ok(Ok(local)) if local == remote_sha);
+    (!same).then(|| Difference::BlobDiffers { id, what: what(bi) })
+}
+
+/// Blobs below this size are compared in memory; larger ones through a temp file.
+const STREAM_MIN: u64 = 1024 * 1024;
+
+/// [`check_blob`] for a small blob: both sides in memory.
+async fn check_small_blob(
+    target: &SyncTarget,
+    backup: &Arc<Backup>,
+    bi: &BackupItem,
+    keyring: Option<&Keyring>,
+) -> Option<Difference> {
+    let id = bi.id().to_string();
     let remote = match target.storage.get(&blob_path(&id)).await {
         Ok(d) => d,
         Err(_) => return Some(Difference::BlobMissing { id, what: what(bi) }),

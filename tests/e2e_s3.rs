@@ -243,3 +243,86 @@ fn missing_bucket_says_create_it() {
     assert!(all.contains("--create-bucket"), "{all}");
     assert!(!server.dir.path().join("data/nosuchbucket").exists());
 }
+
+/// `clear` with its snapshot lists the target once: the snapshot reuses the listing the plan
+/// was made from (before, it listed the root and `.resource/` again), so the only other
+/// listings are the lock check and the final check that the target is empty.
+#[test]
+fn clear_with_snapshot_lists_the_target_only_once() {
+    let server = S3Server::start(S3Kind::S3sFs);
+    server.create_bucket(BUCKET);
+    restore_fresh(&server, &[]); // info.json + 27 items + 3 blobs
+    let extra = 2500 - 30;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let s = S3Storage::new(server.options(BUCKET)).unwrap();
+        let s = &s;
+        let failed: Vec<String> = futures::stream::iter(0..extra)
+            .map(|i| async move {
+                let p = format!("{:032x}.md", 0x5a95_0000_0000u64 + i as u64);
+                s.put(&p, Bytes::from(format!("filler {i}")))
+                    .await
+                    .err()
+                    .map(|e| format!("{p}: {e}"))
+            })
+            .buffer_unordered(16)
+            .filter_map(|r| async move { r })
+            .collect()
+            .await;
+        assert!(failed.is_empty(), "{failed:?}");
+    });
+    let proxy = CountingProxy::start(server.port);
+    let t = vec![
+        "--target".to_string(),
+        format!("s3://{BUCKET}"),
+        "--endpoint".to_string(),
+        proxy.endpoint.clone(),
+        "--path-style".to_string(),
+    ];
+    let snaps = tempfile::tempdir().unwrap();
+    let out = jr_s3_ok(
+        &server,
+        &args(
+            &["clear"],
+            &t,
+            &["--yes", "--snapshot-dir", snaps.path().to_str().unwrap()],
+        ),
+    );
+    assert!(out.contains("Cleared: 2500 file(s) deleted"), "{out}");
+    let requests = proxy.requests();
+    assert!(
+        !requests.iter().any(|l| l.starts_with("UNPARSED")),
+        "the proxy could not follow every request: {requests:?}"
+    );
+    let lists = |prefix: &str| {
+        requests
+            .iter()
+            .filter(|l| {
+                l.contains("list-type=2")
+                    && (l.contains(&format!("prefix={prefix} "))
+                        || l.contains(&format!("prefix={prefix}&")))
+            })
+            .count()
+    };
+    // Root: 3 pages (2,500 keys at 1,000 a page) for the plan, 1 after clearing; neither the
+    // snapshot nor the lock lists it again.
+    assert_eq!(lists(""), 4, "root listings: {requests:#?}");
+    // `.resource/`: once for the plan, once after.
+    assert_eq!(
+        lists(".resource%2F"),
+        2,
+        "`.resource/` listings: {requests:#?}"
+    );
+    // 2,500 keys: 3 DeleteObjects.
+    let bulk = requests
+        .iter()
+        .filter(|l| l.starts_with("POST ") && l.contains("?delete"))
+        .count();
+    assert_eq!(bulk, 3, "{requests:#?}");
+    let gets = requests
+        .iter()
+        .filter(|l| l.starts_with("GET ") && !l.contains("list-type"))
+        .count();
+    // The snapshot downloads every file once (plus info.json reads and the lock checks).
+    assert!((2500..=2510).contains(&gets), "{gets} GETs");
+}

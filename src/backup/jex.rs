@@ -32,6 +32,11 @@ impl BlobReader for JexBlobs {
     fn describe(&self) -> String {
         self.path.display().to_string()
     }
+    fn file(&self, loc: &BlobLocation) -> Option<backend_core::FileSlice> {
+        Some(backend_core::FileSlice::new(
+            &self.path, loc.offset, loc.size,
+        ))
+    }
 }
 
 /// What one pass over the tar found.

@@ -40,6 +40,12 @@ pub struct BlobLocation {
 pub trait BlobReader: Send + Sync {
     fn read(&self, loc: &BlobLocation) -> std::io::Result<Vec<u8>>;
     fn describe(&self) -> String;
+    /// Where the blob's bytes sit in a local file, so uploads can stream them; `None` when
+    /// they are not in a plain local file (then [`BlobReader::read`] is the way).
+    fn file(&self, loc: &BlobLocation) -> Option<backend_core::FileSlice> {
+        let _ = loc;
+        None
+    }
 }
 
 /// One item of the backup.
@@ -156,6 +162,13 @@ impl Backup {
         self.reader.read(loc).map_err(|e| {
             anyhow::anyhow!("{}: cannot read {}: {e}", self.reader.describe(), loc.entry)
         })
+    }
+
+    /// The blob's bytes as a local file slice, when they are in one (JEX, snapshot).
+    pub fn blob_file(&self, resource_id: &str) -> Option<backend_core::FileSlice> {
+        self.blobs
+            .get(resource_id)
+            .and_then(|loc| self.reader.file(loc))
     }
 
     pub fn blob_size(&self, resource_id: &str) -> Option<u64> {

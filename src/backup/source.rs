@@ -244,6 +244,9 @@ impl BlobReader for MultiBlobs {
         part.read(loc)
             .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", part.describe())))
     }
+    fn file(&self, loc: &BlobLocation) -> Option<backend_core::FileSlice> {
+        self.parts.get(loc.part)?.file(loc)
+    }
     fn describe(&self) -> String {
         match self.parts.as_slice() {
             [one] => one.describe(),

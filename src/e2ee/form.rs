@@ -217,12 +217,37 @@ impl Keyring {
             .map_err(|e| anyhow!("encrypting a blob: {e}"))
     }
 
+    /// [`Keyring::encrypt_blob`] streaming from `input` to `output`; returns the bytes written.
+    pub fn encrypt_blob_stream(
+        &self,
+        input: &mut dyn std::io::Read,
+        output: &mut dyn std::io::Write,
+    ) -> Result<u64> {
+        jed::encrypt_stream(
+            self.file_method,
+            &self.active_id,
+            self.active_key(),
+            input,
+            output,
+        )
+        .map_err(|e| anyhow!("encrypting a blob: {e}"))
+    }
+
     /// Raw bytes of a blob; data without a JED header is already plain (Joplin does the same).
     pub fn decrypt_blob(&self, data: &[u8]) -> Result<Vec<u8>> {
         if !jed::is_jed(data) {
             return Ok(data.to_vec());
         }
         jed::decrypt_bytes(data, |id| self.key(id)).map_err(|e| anyhow!("{e}"))
+    }
+
+    /// [`Keyring::decrypt_blob`] of a JED container read from `input`, chunk by chunk into `sink`.
+    pub fn decrypt_blob_stream(
+        &self,
+        input: &mut dyn std::io::Read,
+        sink: &mut dyn FnMut(&[u8]),
+    ) -> Result<()> {
+        jed::decrypt_stream(input, |id| self.key(id), sink).map_err(|e| anyhow!("{e}"))
     }
 
     /// Size on the target of an encrypted blob of n plain bytes, for plans: exact for FileV1

@@ -147,6 +147,45 @@ pub fn encrypt_bytes(
     Ok(out)
 }
 
+/// [`encrypt_bytes`] from a reader to a writer, one chunk in memory at a time: the same output,
+/// for blobs too large to hold (plain and encrypted) in memory.
+pub fn encrypt_stream(
+    method: Method,
+    key_id: &str,
+    key: &str,
+    input: &mut dyn std::io::Read,
+    output: &mut dyn std::io::Write,
+) -> std::io::Result<u64> {
+    let mut written = 0u64;
+    let head = header(method, key_id);
+    output.write_all(head.as_bytes())?;
+    written += head.len() as u64;
+    let mut chunk = vec![0u8; file_chunk(method)];
+    let mut block = String::new();
+    loop {
+        // Fill the chunk fully (short reads happen) so blocks match `encrypt_bytes`.
+        let mut n = 0;
+        while n < chunk.len() {
+            match input.read(&mut chunk[n..])? {
+                0 => break,
+                k => n += k,
+            }
+        }
+        if n == 0 {
+            return Ok(written);
+        }
+        let b64: Vec<u16> = B64.encode(&chunk[..n]).encode_utf16().collect();
+        let enc = cipher::encrypt(method, key, &b64).map_err(std::io::Error::other)?;
+        block.clear();
+        push_block(&mut block, &enc);
+        output.write_all(block.as_bytes())?;
+        written += block.len() as u64;
+        if n < chunk.len() {
+            return Ok(written);
+        }
+    }
+}
+
 /// Decrypt a string container. `key_for` maps a master key id to its unlocked key.
 pub fn decrypt_string<'k>(
     text: &str,
@@ -186,6 +225,65 @@ pub fn decrypt_bytes<'k>(
         out.extend(bytes);
     }
     Ok(out)
+}
+
+/// [`decrypt_bytes`] from a reader, handing each decrypted chunk to `sink`: one block in memory
+/// at a time, for blobs too large to hold whole.
+pub fn decrypt_stream<'k>(
+    input: &mut dyn std::io::Read,
+    key_for: impl Fn(&str) -> Option<&'k str>,
+    sink: &mut dyn FnMut(&[u8]),
+) -> Result<(), JedError> {
+    let io = |e: std::io::Error| JedError::Header(format!("cannot read: {e}"));
+    let mut head = vec![0u8; HEADER_LEN];
+    input.read_exact(&mut head).map_err(|e| match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => JedError::Header("too short".into()),
+        _ => io(e),
+    })?;
+    let head = String::from_utf8(head).map_err(|_| JedError::Header("not ASCII".into()))?;
+    let h = parse_header(&head)?;
+    let key =
+        key_for(&h.master_key_id).ok_or_else(|| JedError::UnknownKey(h.master_key_id.clone()))?;
+    let mut block = Vec::new();
+    // Bounded by the input: every pass consumes a length and its block, or ends.
+    for i in 0.. {
+        let mut len = [0u8; 6];
+        let mut got = 0;
+        while got < len.len() {
+            match input.read(&mut len[got..]).map_err(io)? {
+                0 => break,
+                k => got += k,
+            }
+        }
+        if got == 0 {
+            return Ok(());
+        }
+        if got < len.len() {
+            return Err(JedError::Header("truncated block length".into()));
+        }
+        let n = std::str::from_utf8(&len)
+            .ok()
+            .and_then(|t| usize::from_str_radix(t, 16).ok())
+            .ok_or_else(|| JedError::Header("block length is not hex".into()))?;
+        block.resize(n, 0);
+        input.read_exact(&mut block).map_err(|e| match e.kind() {
+            std::io::ErrorKind::UnexpectedEof => JedError::Header("truncated block".into()),
+            _ => io(e),
+        })?;
+        if n == 0 {
+            continue;
+        }
+        let text = std::str::from_utf8(&block).map_err(|_| JedError::Header("not ASCII".into()))?;
+        let units = cipher::decrypt(h.method, key, text)
+            .map_err(|error| JedError::Block { block: i, error })?;
+        let b64 = String::from_utf16_lossy(&units);
+        let bytes = B64.decode(b64.trim()).map_err(|e| JedError::Block {
+            block: i,
+            error: CipherError::Format(format!("decrypted chunk is not base64: {e}")),
+        })?;
+        sink(&bytes);
+    }
+    Ok(())
 }
 
 /// Exact container size for `n` plaintext bytes with a native method (FileV1): salt, iv and tag
@@ -244,6 +342,51 @@ mod tests {
         let empty = encrypt_bytes(Method::FileV1, KEY_ID, KEY, b"").unwrap();
         assert_eq!(empty.len() as u64, native_file_len(0));
         assert!(decrypt_bytes(empty.as_bytes(), keys).unwrap().is_empty());
+    }
+
+    /// The streaming encryption writes what `encrypt_bytes` writes (same blocks and lengths),
+    /// even when the reader hands out short reads.
+    #[test]
+    fn streaming_encryption_matches_the_buffered_form() {
+        struct Dribble<'a>(&'a [u8]);
+        impl std::io::Read for Dribble<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                let n = buf.len().min(self.0.len()).min(7_777);
+                buf[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        for m in [Method::FileV1, Method::Sjcl1a] {
+            for len in [0, 5_000, 131_072, 300_000] {
+                let mut out = Vec::new();
+                let n =
+                    encrypt_stream(m, KEY_ID, KEY, &mut Dribble(&data[..len]), &mut out).unwrap();
+                assert_eq!(n, out.len() as u64);
+                let buffered = encrypt_bytes(m, KEY_ID, KEY, &data[..len]).unwrap();
+                assert_eq!(out.len(), buffered.len(), "{m:?} {len}");
+                assert_eq!(
+                    blocks(std::str::from_utf8(&out).unwrap()).unwrap().len(),
+                    blocks(&buffered).unwrap().len()
+                );
+                assert_eq!(
+                    decrypt_bytes(&out, keys).unwrap(),
+                    &data[..len],
+                    "{m:?} {len}"
+                );
+                let mut plain = Vec::new();
+                decrypt_stream(&mut Dribble(&out), keys, &mut |b| {
+                    plain.extend_from_slice(b)
+                })
+                .unwrap();
+                assert_eq!(plain, &data[..len], "stream-decrypted {m:?} {len}");
+                let cut = &out[..out.len().saturating_sub(3).max(HEADER_LEN)];
+                if len > 0 {
+                    assert!(decrypt_stream(&mut Dribble(cut), keys, &mut |_| {}).is_err());
+                }
+            }
+        }
     }
 
     #[test]

@@ -11,9 +11,12 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use bytes::Bytes;
 
+pub mod body;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod pacer;
+
+pub use body::FileSlice;
 
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;
 
@@ -146,6 +149,14 @@ pub fn parse_retry_after(value: &str) -> Option<Duration> {
     )
 }
 
+/// A failure writing a download to a local file: not retryable (disk full, permissions).
+pub fn local_write_error(path: &str, dest: &std::path::Path, e: std::io::Error) -> StorageError {
+    StorageError::Config(format!(
+        "{path}: cannot write {}: {e} (disk full? free space or choose another folder)",
+        dest.display()
+    ))
+}
+
 /// What a backend is good at, so callers can pick sensible defaults.
 #[derive(Debug, Clone, Copy)]
 pub struct Capabilities {
@@ -191,8 +202,26 @@ pub trait Storage: Send + Sync + fmt::Debug {
     /// The whole content of a file; [`StorageError::NotFound`] when missing.
     async fn get(&self, path: &str) -> Result<Bytes>;
 
+    /// Download a file into the local file `dest` (created or truncated); returns its length.
+    /// Backends that can stream override it so a large blob never sits in memory whole.
+    async fn get_file(&self, path: &str, dest: &std::path::Path) -> Result<u64> {
+        let data = self.get(path).await?;
+        tokio::fs::write(dest, &data)
+            .await
+            .map_err(|e| local_write_error(path, dest, e))?;
+        Ok(data.len() as u64)
+    }
+
     /// Create or replace a file. Parent directories must exist (see [`Storage::mkdir`]).
     async fn put(&self, path: &str, data: Bytes) -> Result<()>;
+
+    /// Create or replace a file with the bytes of a local file slice. Backends that can stream
+    /// override it so a large blob never sits in memory whole; the default reads the slice and
+    /// calls [`Storage::put`]. Called again on retry: implementations open the slice each time.
+    async fn put_file(&self, path: &str, src: &FileSlice) -> Result<()> {
+        let data = src.read_all().await.map_err(|e| src.error(path, e))?;
+        self.put(path, data).await
+    }
 
     /// Remove a file. Removing a missing file is not an error.
     async fn delete(&self, path: &str) -> Result<()>;

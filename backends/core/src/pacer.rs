@@ -209,9 +209,17 @@ impl Storage for Paced {
         self.take_bytes(data.len() as u64).await;
         Ok(data)
     }
+    async fn get_file(&self, path: &str, dest: &std::path::Path) -> Result<u64> {
+        let n = self.run(0, || self.inner.get_file(path, dest)).await?;
+        self.take_bytes(n).await;
+        Ok(n)
+    }
     async fn put(&self, path: &str, data: Bytes) -> Result<()> {
         let n = data.len() as u64;
         self.run(n, || self.inner.put(path, data.clone())).await
+    }
+    async fn put_file(&self, path: &str, src: &crate::FileSlice) -> Result<()> {
+        self.run(src.len, || self.inner.put_file(path, src)).await
     }
     async fn delete(&self, path: &str) -> Result<()> {
         self.run(0, || self.inner.delete(path)).await

@@ -119,6 +119,30 @@ impl Storage for FsStorage {
         }
     }
 
+    /// A blocking std copy: on Linux it becomes `copy_file_range`, no bytes through memory.
+    async fn get_file(&self, path: &str, dest: &std::path::Path) -> Result<u64> {
+        let local = self.local(path)?;
+        let dest = dest.to_path_buf();
+        let p = path.to_string();
+        tokio::task::spawn_blocking(move || {
+            let mut src = match std::fs::File::open(&local) {
+                Ok(f) => f,
+                Err(e) if e.kind() == ErrorKind::NotFound => {
+                    return Err(StorageError::not_found(p))
+                }
+                Err(e) => return Err(io_err(&p, e)),
+            };
+            if src.metadata().map_err(|e| io_err(&p, e))?.is_dir() {
+                return Err(StorageError::not_found(p));
+            }
+            let mut out = std::fs::File::create(&dest)
+                .map_err(|e| backend_core::local_write_error(&p, &dest, e))?;
+            std::io::copy(&mut src, &mut out).map_err(|e| io_err(&p, e))
+        })
+        .await
+        .map_err(|e| StorageError::transient(format!("{path}: {e}")))?
+    }
+
     async fn put(&self, path: &str, data: Bytes) -> Result<()> {
         let local = self.local(path)?;
         let dir = local.parent().unwrap_or(&self.root).to_path_buf();
@@ -132,6 +156,41 @@ impl Storage for FsStorage {
             return Err(io_err(path, e));
         }
         Ok(())
+    }
+
+    /// A blocking std copy of the slice into a temp file, renamed into place like `put`.
+    async fn put_file(&self, path: &str, src: &backend_core::FileSlice) -> Result<()> {
+        let local = self.local(path)?;
+        let dir = local.parent().unwrap_or(&self.root).to_path_buf();
+        let tmp = dir.join(format!("{TEMP_PREFIX}{:016x}", rand::rng().random::<u64>()));
+        let src = src.clone();
+        let p = path.to_string();
+        tokio::task::spawn_blocking(move || {
+            use std::io::{Read, Seek};
+            let mut input = std::fs::File::open(&src.path).map_err(|e| src.error(&p, e))?;
+            input
+                .seek(std::io::SeekFrom::Start(src.offset))
+                .map_err(|e| src.error(&p, e))?;
+            let mut input = input.take(src.len);
+            let mut write = || {
+                let mut out = std::fs::File::create(&tmp)?;
+                let n = std::io::copy(&mut input, &mut out)?;
+                if n != src.len {
+                    return Err(std::io::Error::new(
+                        ErrorKind::UnexpectedEof,
+                        format!("{}: the local file ended early", src.path.display()),
+                    ));
+                }
+                drop(out);
+                std::fs::rename(&tmp, &local)
+            };
+            write().map_err(|e| {
+                let _ = std::fs::remove_file(&tmp);
+                io_err(&p, e)
+            })
+        })
+        .await
+        .map_err(|e| StorageError::transient(format!("{path}: {e}")))?
     }
 
     async fn delete(&self, path: &str) -> Result<()> {

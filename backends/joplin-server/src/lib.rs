@@ -275,7 +275,7 @@ impl JoplinServer {
         &self,
         method: reqwest::Method,
         url: &str,
-        body: Option<(&'static str, Bytes)>,
+        body: Option<(&'static str, Payload)>,
         path: &str,
     ) -> Result<(u16, reqwest::header::HeaderMap, Bytes)> {
         let mut stale: Option<String> = None;
@@ -286,8 +286,19 @@ impl JoplinServer {
                 .request(method.clone(), url)
                 .header("X-API-AUTH", &token)
                 .header("X-API-MIN-VERSION", MIN_VERSION);
-            if let Some((ctype, data)) = &body {
-                rb = rb.header("Content-Type", *ctype).body(data.clone());
+            match &body {
+                Some((ctype, Payload::Bytes(data))) => {
+                    rb = rb.header("Content-Type", *ctype).body(data.clone());
+                }
+                Some((ctype, Payload::File(src))) => {
+                    // Opened again on each attempt: the body streams and cannot be cloned.
+                    let file = src.body().await.map_err(|e| src.error(path, e))?;
+                    rb = rb
+                        .header("Content-Type", *ctype)
+                        .header("Content-Length", src.len)
+                        .body(reqwest::Body::wrap(file));
+                }
+                None => {}
             }
             let r = rb.send().await.map_err(|e| self.net_err(path, e))?;
             let status = r.status().as_u16();
@@ -308,7 +319,7 @@ impl JoplinServer {
         &self,
         method: reqwest::Method,
         url: &str,
-        body: Option<(&'static str, Bytes)>,
+        body: Option<(&'static str, Payload)>,
         path: &str,
     ) -> Result<Bytes> {
         let (status, headers, data) = self.send(method, url, body, path).await?;
@@ -383,7 +394,7 @@ impl JoplinServer {
             .call(
                 reqwest::Method::PUT,
                 &url,
-                Some(("application/octet-stream", data.clone())),
+                Some(("application/octet-stream", Payload::Bytes(data.clone()))),
                 path,
             )
             .await;
@@ -398,7 +409,7 @@ impl JoplinServer {
                 self.call(
                     reqwest::Method::PUT,
                     &url,
-                    Some(("application/octet-stream", fixed)),
+                    Some(("application/octet-stream", Payload::Bytes(fixed))),
                     path,
                 )
                 .await
@@ -421,7 +432,7 @@ impl JoplinServer {
             .call(
                 reqwest::Method::PUT,
                 &url,
-                Some(("application/json", body)),
+                Some(("application/json", Payload::Bytes(body))),
                 &what,
             )
             .await
@@ -507,6 +518,12 @@ fn is_share_error(msg: &str) -> bool {
 /// Check an upload before it goes out. Items must end right after `type_: N` (a trailing
 /// newline makes the server fail with "Missing required property: type_"); trailing line
 /// breaks carry no content (Joplin trims every property line), so they are dropped.
+/// A request body: bytes in memory, or a local file slice streamed (and reopened per attempt).
+enum Payload {
+    Bytes(Bytes),
+    File(backend_core::FileSlice),
+}
+
 fn prepare(path: &str, data: Bytes) -> Result<Bytes> {
     if !is_item_name(path) {
         return Ok(data);
@@ -631,8 +648,76 @@ impl Storage for JoplinServer {
         .await
     }
 
+    /// Streams the content to the file chunk by chunk (same login retry as every request).
+    async fn get_file(&self, path: &str, dest: &std::path::Path) -> Result<u64> {
+        let url = self.item_url(path, "/content");
+        let mut stale: Option<String> = None;
+        for attempt in 0..2 {
+            let token = self.token(stale.as_deref()).await?;
+            let mut r = self
+                .client
+                .get(&url)
+                .header("X-API-AUTH", &token)
+                .header("X-API-MIN-VERSION", MIN_VERSION)
+                .send()
+                .await
+                .map_err(|e| self.net_err(path, e))?;
+            let status = r.status().as_u16();
+            if status == 403 && attempt == 0 {
+                tracing::debug!("{path}: 403, logging in again");
+                stale = Some(token);
+                continue;
+            }
+            if !(200..300).contains(&status) {
+                let retry_after = r
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(parse_retry_after);
+                let data = r.bytes().await.map_err(|e| self.net_err(path, e))?;
+                return Err(self.classify(
+                    status,
+                    path,
+                    &String::from_utf8_lossy(&data),
+                    retry_after,
+                ));
+            }
+            let mut out = tokio::fs::File::create(dest)
+                .await
+                .map_err(|e| backend_core::local_write_error(path, dest, e))?;
+            let mut n = 0u64;
+            while let Some(chunk) = r.chunk().await.map_err(|e| self.net_err(path, e))? {
+                tokio::io::AsyncWriteExt::write_all(&mut out, &chunk)
+                    .await
+                    .map_err(|e| backend_core::local_write_error(path, dest, e))?;
+                n += chunk.len() as u64;
+            }
+            tokio::io::AsyncWriteExt::flush(&mut out)
+                .await
+                .map_err(|e| backend_core::local_write_error(path, dest, e))?;
+            return Ok(n);
+        }
+        unreachable!("the loop returns on its second pass")
+    }
+
     async fn put(&self, path: &str, data: Bytes) -> Result<()> {
         self.put_one(path, data).await
+    }
+
+    /// Blobs stream from the file; items (small, possibly rewritten by [`prepare`]) are read.
+    async fn put_file(&self, path: &str, src: &backend_core::FileSlice) -> Result<()> {
+        if is_item_name(path) {
+            let data = src.read_all().await.map_err(|e| src.error(path, e))?;
+            return self.put_one(path, data).await;
+        }
+        self.call(
+            reqwest::Method::PUT,
+            &self.item_url(path, "/content"),
+            Some(("application/octet-stream", Payload::File(src.clone()))),
+            path,
+        )
+        .await
+        .map(|_| ())
     }
 
     async fn delete(&self, path: &str) -> Result<()> {
@@ -765,7 +850,7 @@ impl Storage for JoplinServer {
             .call(
                 reqwest::Method::POST,
                 &url,
-                Some(("application/json", Bytes::from(body.to_string()))),
+                Some(("application/json", Payload::Bytes(Bytes::from(body.to_string())))),
                 "locks",
             )
             .await

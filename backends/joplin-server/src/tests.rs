@@ -169,7 +169,7 @@ async fn server_side_validation_500_is_not_retried() {
             &s.item_url(&format!("{}.md", id(1)), "/content"),
             Some((
                 "application/octet-stream",
-                Bytes::from_static(b"plain markdown\n"),
+                Payload::Bytes(Bytes::from_static(b"plain markdown\n")),
             )),
             "x",
         )

@@ -25,14 +25,17 @@ use aws_config::BehaviorVersion;
 use aws_sdk_s3::config::ResponseChecksumValidation;
 use aws_sdk_s3::config::{Credentials, Region, RequestChecksumCalculation};
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::primitives::{ByteStream, Length};
 use aws_sdk_s3::types::{
     BucketLocationConstraint, CompletedMultipartUpload, CompletedPart, CreateBucketConfiguration,
     Delete, ObjectIdentifier,
 };
 use aws_sdk_s3::Client;
-use backend_core::{parse_retry_after, Capabilities, Entry, Result, Storage, StorageError};
+use backend_core::{
+    parse_retry_after, Capabilities, Entry, FileSlice, Result, Storage, StorageError,
+};
 use bytes::Bytes;
+use futures::{stream, StreamExt, TryStreamExt};
 use tokio::sync::OnceCell;
 
 /// S3 allows at most this many keys in one DeleteObjects request.
@@ -43,6 +46,8 @@ pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
 pub const DEFAULT_MULTIPART_THRESHOLD: u64 = 8 * 1024 * 1024;
 /// Default part size of a multipart upload.
 pub const DEFAULT_PART_SIZE: u64 = 8 * 1024 * 1024;
+/// Parts of one multipart upload in flight at once.
+pub const MULTIPART_CONCURRENCY: usize = 4;
 
 /// Where the target is and how to reach it.
 #[derive(Clone)]
@@ -420,7 +425,7 @@ impl S3Storage {
         client: &Client,
         path: &str,
         key: &str,
-        data: Bytes,
+        body: &Body,
     ) -> Result<()> {
         let created = client
             .create_multipart_upload()
@@ -435,31 +440,41 @@ impl S3Storage {
             ))
         })?;
         let parts = async {
-            let mut parts = Vec::new();
-            let size = self.opts.part_size as usize;
-            let mut offset = 0usize;
-            let mut number = 1i32;
-            while offset < data.len() {
-                let end = (offset + size).min(data.len());
-                let done = client
-                    .upload_part()
-                    .bucket(&self.opts.bucket)
-                    .key(key)
-                    .upload_id(&upload_id)
-                    .part_number(number)
-                    .body(ByteStream::from(data.slice(offset..end)))
-                    .send()
-                    .await
-                    .map_err(|e| self.classify(path, e))?;
-                parts.push(
-                    CompletedPart::builder()
-                        .set_e_tag(done.e_tag().map(str::to_string))
-                        .part_number(number)
-                        .build(),
-                );
-                offset = end;
-                number += 1;
-            }
+            let size = self.opts.part_size;
+            let total = body.len();
+            let count = total.div_ceil(size).max(1);
+            // Parts go up a few at a time (each streams from its file range, or is a
+            // zero-copy slice of the buffer), then complete in part-number order.
+            let mut done: Vec<CompletedPart> = stream::iter(0..count)
+                .map(|i| {
+                    let upload_id = &upload_id;
+                    async move {
+                        let offset = i * size;
+                        let len = size.min(total - offset);
+                        let number = i as i32 + 1;
+                        let part = client
+                            .upload_part()
+                            .bucket(&self.opts.bucket)
+                            .key(key)
+                            .upload_id(upload_id)
+                            .part_number(number)
+                            .content_length(len as i64)
+                            .body(body.part(path, offset, len).await?)
+                            .send()
+                            .await
+                            .map_err(|e| self.classify(path, e))?;
+                        Ok::<_, StorageError>(
+                            CompletedPart::builder()
+                                .set_e_tag(part.e_tag().map(str::to_string))
+                                .part_number(number)
+                                .build(),
+                        )
+                    }
+                })
+                .buffer_unordered(MULTIPART_CONCURRENCY)
+                .try_collect()
+                .await?;
+            done.sort_by_key(|p| p.part_number());
             client
                 .complete_multipart_upload()
                 .bucket(&self.opts.bucket)
@@ -467,7 +482,7 @@ impl S3Storage {
                 .upload_id(&upload_id)
                 .multipart_upload(
                     CompletedMultipartUpload::builder()
-                        .set_parts(Some(parts))
+                        .set_parts(Some(done))
                         .build(),
                 )
                 .send()
@@ -493,6 +508,26 @@ impl S3Storage {
             }
             return Err(e);
         }
+        Ok(())
+    }
+
+    /// PutObject, or a multipart upload above the threshold.
+    async fn put_body(&self, path: &str, body: Body) -> Result<()> {
+        let client = self.client().await?;
+        let key = self.key(path);
+        if body.len() > self.opts.multipart_threshold {
+            return self.put_multipart(client, path, &key, &body).await;
+        }
+        let len = body.len();
+        client
+            .put_object()
+            .bucket(&self.opts.bucket)
+            .key(key)
+            .content_length(len as i64)
+            .body(body.part(path, 0, len).await?)
+            .send()
+            .await
+            .map_err(|e| self.classify(path, e))?;
         Ok(())
     }
 
@@ -582,6 +617,45 @@ impl S3Storage {
                         (p.clone(), e)
                     })
                     .collect()
+            }
+        }
+    }
+}
+
+/// What an upload sends: a buffer, or a local file range read part by part.
+enum Body {
+    Bytes(Bytes),
+    File(FileSlice),
+}
+
+impl Body {
+    fn len(&self) -> u64 {
+        match self {
+            Body::Bytes(b) => b.len() as u64,
+            Body::File(f) => f.len,
+        }
+    }
+
+    /// `len` bytes at `offset` as a request body.
+    async fn part(&self, path: &str, offset: u64, len: u64) -> Result<ByteStream> {
+        match self {
+            Body::Bytes(b) => Ok(ByteStream::from(
+                b.slice(offset as usize..(offset + len) as usize),
+            )),
+            Body::File(f) => {
+                let s = f.sub(offset, len);
+                ByteStream::read_from()
+                    .path(&s.path)
+                    .offset(s.offset)
+                    .length(Length::Exact(s.len))
+                    .build()
+                    .await
+                    .map_err(|e| {
+                        StorageError::Rejected(format!(
+                            "{path}: cannot read the local file {}: {e}",
+                            s.path.display()
+                        ))
+                    })
             }
         }
     }
@@ -738,21 +812,43 @@ impl Storage for S3Storage {
         Ok(body.into_bytes())
     }
 
-    async fn put(&self, path: &str, data: Bytes) -> Result<()> {
+    /// Streams the body to the file chunk by chunk.
+    async fn get_file(&self, path: &str, dest: &std::path::Path) -> Result<u64> {
         let client = self.client().await?;
-        let key = self.key(path);
-        if data.len() as u64 > self.opts.multipart_threshold {
-            return self.put_multipart(client, path, &key, data).await;
-        }
-        client
-            .put_object()
+        let mut out = client
+            .get_object()
             .bucket(&self.opts.bucket)
-            .key(key)
-            .body(ByteStream::from(data))
+            .key(self.key(path))
             .send()
             .await
             .map_err(|e| self.classify(path, e))?;
-        Ok(())
+        let mut file = tokio::fs::File::create(dest)
+            .await
+            .map_err(|e| backend_core::local_write_error(path, dest, e))?;
+        let mut n = 0u64;
+        while let Some(chunk) =
+            out.body.try_next().await.map_err(|e| {
+                StorageError::transient(format!("{path}: download interrupted: {e}"))
+            })?
+        {
+            tokio::io::AsyncWriteExt::write_all(&mut file, &chunk)
+                .await
+                .map_err(|e| backend_core::local_write_error(path, dest, e))?;
+            n += chunk.len() as u64;
+        }
+        tokio::io::AsyncWriteExt::flush(&mut file)
+            .await
+            .map_err(|e| backend_core::local_write_error(path, dest, e))?;
+        Ok(n)
+    }
+
+    async fn put(&self, path: &str, data: Bytes) -> Result<()> {
+        self.put_body(path, Body::Bytes(data)).await
+    }
+
+    /// Streams from the file (each multipart part reads its own range).
+    async fn put_file(&self, path: &str, src: &FileSlice) -> Result<()> {
+        self.put_body(path, Body::File(src.clone())).await
     }
 
     async fn delete(&self, path: &str) -> Result<()> {

@@ -421,6 +421,33 @@ impl Storage for WebDavStorage {
             .map_err(|e| self.transport_error(&e, path))
     }
 
+    /// Streams the body to the file chunk by chunk.
+    async fn get_file(&self, path: &str, dest: &std::path::Path) -> Result<u64> {
+        let req = self.request(Method::GET, path).await?;
+        let mut resp = self.send(req, path).await?;
+        if !resp.status().is_success() {
+            return Err(self.status_error(&resp, path));
+        }
+        let mut out = tokio::fs::File::create(dest)
+            .await
+            .map_err(|e| backend_core::local_write_error(path, dest, e))?;
+        let mut n = 0u64;
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| self.transport_error(&e, path))?
+        {
+            tokio::io::AsyncWriteExt::write_all(&mut out, &chunk)
+                .await
+                .map_err(|e| backend_core::local_write_error(path, dest, e))?;
+            n += chunk.len() as u64;
+        }
+        tokio::io::AsyncWriteExt::flush(&mut out)
+            .await
+            .map_err(|e| backend_core::local_write_error(path, dest, e))?;
+        Ok(n)
+    }
+
     async fn put(&self, path: &str, data: Bytes) -> Result<()> {
         let req = self
             .request(Method::PUT, path)
@@ -430,6 +457,25 @@ impl Storage for WebDavStorage {
                 HeaderValue::from_static("application/octet-stream"),
             )
             .body(data);
+        let resp = self.send(req, path).await?;
+        if !resp.status().is_success() {
+            return Err(self.status_error(&resp, path));
+        }
+        Ok(())
+    }
+
+    /// Streams the slice: a large blob never sits in memory whole.
+    async fn put_file(&self, path: &str, src: &backend_core::FileSlice) -> Result<()> {
+        let body = src.body().await.map_err(|e| src.error(path, e))?;
+        let req = self
+            .request(Method::PUT, path)
+            .await?
+            .header(
+                CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            )
+            .header(reqwest::header::CONTENT_LENGTH, src.len)
+            .body(reqwest::Body::wrap(body));
         let resp = self.send(req, path).await?;
         if !resp.status().is_success() {
             return Err(self.status_error(&resp, path));
