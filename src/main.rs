@@ -15,6 +15,7 @@ use joplin_restore::restore::{self, RestoreArgs};
 use joplin_restore::rollback::{self, RollbackArgs};
 use joplin_restore::target::SyncTarget;
 use joplin_restore::validate::{validate, ProblemClass};
+use joplin_restore::verify::VerifyMode;
 use joplin_restore::{inspect, plan, report, status, verify};
 use serde_json::json;
 
@@ -302,6 +303,7 @@ async fn run(cmd: Command) -> Result<i32> {
                 "retries": s.pacer.retries,
                 "rate_limited": s.pacer.rate_limited,
                 "limits": s.limits,
+                "verify_mode": if args.no_verify { VerifyMode::None } else { args.verify },
                 "verify": s.verify,
             }));
             joplin_restore::say!(
@@ -317,6 +319,15 @@ async fn run(cmd: Command) -> Result<i32> {
                 Some(r) if !r.ok() => {
                     print_differences(r);
                     Ok(exit::DIFFERENCES)
+                }
+                Some(r) if args.verify == VerifyMode::Quick && !args.no_verify => {
+                    joplin_restore::say!(
+                        "Checked: {} items and {} blobs are on the target, nothing extra \
+                         (listing only; `verify` reads them back).",
+                        r.checked_items,
+                        r.checked_blobs
+                    );
+                    Ok(exit::OK)
                 }
                 Some(r) => {
                     joplin_restore::say!(

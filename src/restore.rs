@@ -17,7 +17,7 @@ use crate::progress::Progress;
 use crate::safety::{confirm, JournalArgs, SafetyArgs};
 use crate::target::{now_ms, SyncTarget};
 use crate::validate::{validate, ProblemClass};
-use crate::verify::{self, VerifyReport};
+use crate::verify::{self, VerifyMode, VerifyReport};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct RestoreArgs {
@@ -58,7 +58,11 @@ pub struct RestoreArgs {
     /// Accept a class of backup problems (repeatable); see the list under `inspect`.
     #[arg(long = "allow", value_enum, value_name = "PROBLEM")]
     pub allow: Vec<ProblemClass>,
-    /// Skip the verification pass after writing.
+    /// The check after writing: full (read everything back and compare, decrypting E2EE),
+    /// quick (one listing: all there, nothing extra), none.
+    #[arg(long, value_enum, value_name = "MODE", default_value_t = VerifyMode::Full)]
+    pub verify: VerifyMode,
+    /// Same as --verify none.
     #[arg(long)]
     pub no_verify: bool,
     /// No progress display.
@@ -422,23 +426,36 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
     stage = std::time::Instant::now();
 
     // verify
-    let verify = if args.no_verify {
-        None
+    let mode = if args.no_verify {
+        VerifyMode::None
     } else {
-        progress.say("verifying the target against the backup");
-        let after = target.state().await?;
-        Some(
-            verify::verify(
-                &target,
-                backup.clone(),
-                &restored,
-                &protected,
-                &after,
-                transfers,
-                keyring.as_deref(),
+        args.verify
+    };
+    let verify = match mode {
+        VerifyMode::None => None,
+        VerifyMode::Quick => {
+            progress.say("checking the target's listing against the backup");
+            let after = target.state().await?;
+            Some(verify::verify_listing(
+                &backup, &restored, &protected, &after,
+            ))
+        }
+        VerifyMode::Full => {
+            progress.say("verifying the target against the backup");
+            let after = target.state().await?;
+            Some(
+                verify::verify(
+                    &target,
+                    backup.clone(),
+                    &restored,
+                    &protected,
+                    &after,
+                    transfers,
+                    keyring.as_deref(),
+                )
+                .await?,
             )
-            .await?,
-        )
+        }
     };
     timings.add("verify", stage);
     lock.release().await?;

@@ -94,15 +94,26 @@ fn what(bi: &BackupItem) -> String {
 
 /// Compare the target with the items the restore wrote. `protected` ids are neither required
 /// nor reported as extra (items left out for an allowed validation problem).
-pub async fn verify(
-    target: &SyncTarget,
-    backup: Arc<Backup>,
+/// How a restore checks its work afterwards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VerifyMode {
+    /// Read every item and blob back and compare it with the backup (decrypting E2EE).
+    Full,
+    /// List the target once: every item and blob is there and nothing extra (rclone-like; no
+    /// second download of everything).
+    Quick,
+    /// No check.
+    None,
+}
+
+/// The report's counts and the files the target holds beyond the backup (not `protected`).
+fn extras(
+    backup: &Backup,
     restored: &[usize],
     protected: &HashSet<String>,
     state: &TargetState,
-    transfers: usize,
-    keyring: Option<&Keyring>,
-) -> Result<VerifyReport> {
+) -> VerifyReport {
     let mut report = VerifyReport::default();
     let ids: HashSet<&str> = restored.iter().map(|i| backup.items[*i].id()).collect();
     for id in state.items.keys() {
@@ -125,6 +136,48 @@ pub async fn verify(
             });
         }
     }
+    report.checked_items = restored.len();
+    report.checked_blobs = resource_ids.len();
+    report
+}
+
+/// `--verify quick`: from a fresh listing only — every restored item and blob is present,
+/// nothing extra. Catches lost uploads and leftovers, not changed bytes.
+pub fn verify_listing(
+    backup: &Backup,
+    restored: &[usize],
+    protected: &HashSet<String>,
+    state: &TargetState,
+) -> VerifyReport {
+    let mut report = extras(backup, restored, protected, state);
+    for &i in restored {
+        let bi = &backup.items[i];
+        let id = bi.id().to_string();
+        if !state.items.contains_key(&id) {
+            report.differences.push(Difference::Missing {
+                id: id.clone(),
+                what: what(bi),
+            });
+        }
+        if bi.item.item_type() == ItemType::Resource && !state.blobs.contains_key(&id) {
+            report
+                .differences
+                .push(Difference::BlobMissing { id, what: what(bi) });
+        }
+    }
+    report
+}
+
+pub async fn verify(
+    target: &SyncTarget,
+    backup: Arc<Backup>,
+    restored: &[usize],
+    protected: &HashSet<String>,
+    state: &TargetState,
+    transfers: usize,
+    keyring: Option<&Keyring>,
+) -> Result<VerifyReport> {
+    let mut report = extras(&backup, restored, protected, state);
 
     let checks: Vec<Vec<Difference>> = stream::iter(restored.iter().copied())
         .map(|i| {
@@ -188,8 +241,6 @@ pub async fn verify(
         .buffer_unordered(transfers.max(1))
         .collect()
         .await;
-    report.checked_items = restored.len();
-    report.checked_blobs = resource_ids.len();
     for d in checks {
         report.differences.extend(d);
     }
@@ -402,4 +453,74 @@ pub async fn diff_report(target: &SyncTarget, r: &VerifyReport) -> String {
         out.push_str("The target holds exactly the backup.\n");
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use backend_core::Entry;
+
+    fn entry(path: String) -> Entry {
+        Entry {
+            path,
+            size: 1,
+            modified: None,
+            is_dir: false,
+        }
+    }
+
+    /// `--verify quick` finds a lost item, a lost blob and a leftover from the listing alone.
+    #[test]
+    fn listing_check_finds_missing_and_extra_files() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/sample.jex");
+        let backup = Backup::open(&path).unwrap();
+        let restored: Vec<usize> = (0..backup.items.len()).collect();
+        let mut state = TargetState::default();
+        for bi in &backup.items {
+            state
+                .items
+                .insert(bi.id().into(), entry(item_path(bi.id())));
+            if bi.item.item_type() == ItemType::Resource {
+                state
+                    .blobs
+                    .insert(bi.id().into(), entry(blob_path(bi.id())));
+            }
+        }
+        let none = HashSet::new();
+        let r = verify_listing(&backup, &restored, &none, &state);
+        assert!(r.ok(), "{r:?}");
+        assert_eq!(r.checked_items, backup.items.len());
+
+        let note = backup
+            .items
+            .iter()
+            .find(|b| b.item.item_type() == ItemType::Note);
+        let res = backup
+            .items
+            .iter()
+            .find(|b| b.item.item_type() == ItemType::Resource);
+        let (note, res) = (
+            note.unwrap().id().to_string(),
+            res.unwrap().id().to_string(),
+        );
+        state.items.remove(&note);
+        state.blobs.remove(&res);
+        let stray = "0123456789abcdef0123456789abcdef".to_string();
+        state.items.insert(stray.clone(), entry(item_path(&stray)));
+        let r = verify_listing(&backup, &restored, &none, &state);
+        let kinds: Vec<String> = r
+            .differences
+            .iter()
+            .map(|d| {
+                serde_json::to_value(d).unwrap()["kind"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(r.differences.len(), 3, "{:?}", r.differences);
+        assert!(kinds.contains(&"missing".into()), "{kinds:?}");
+        assert!(kinds.contains(&"blob_missing".into()), "{kinds:?}");
+        assert!(kinds.contains(&"extra".into()), "{kinds:?}");
+    }
 }

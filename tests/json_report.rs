@@ -33,6 +33,7 @@ fn restore_verify_and_errors_report_as_documented() {
     assert_eq!(v["deleted"], 0);
     assert_eq!(v["retries"], 0);
     assert!(v["requests"].as_u64().unwrap() >= 30);
+    assert_eq!(v["verify_mode"], "full");
     assert_eq!(v["verify"]["checked_items"], 27);
     assert_eq!(v["verify"]["differences"].as_array().unwrap().len(), 0);
     let stages: Vec<&str> = v["timings"]
@@ -217,4 +218,45 @@ fn migrate_reports_counts_and_damaged_items_by_id() {
     assert_eq!(v["verify"]["checked_items"], 27, "{v}");
     assert_eq!(v["verify"]["checked_blobs"], 3, "{v}");
     assert_eq!(v["verify"]["differences"].as_array().unwrap().len(), 0);
+}
+
+/// `--verify quick` checks from one listing: it reports the same counts, and its reads are
+/// only listings (no item or blob is downloaded again).
+#[test]
+fn quick_verify_reads_no_item_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path().join("target");
+    let jex = sample_jex();
+    let args = |mode: &'static str| {
+        vec![
+            "restore".to_string(),
+            jex.display().to_string(),
+            "--target".into(),
+            t.display().to_string(),
+            "--json".into(),
+            "--fresh".into(),
+            "--verify".into(),
+            mode.into(),
+        ]
+    };
+    let run = |mode| {
+        let a = args(mode);
+        report(&a.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let (code, quick) = run("quick");
+    assert_eq!(code, 0, "{quick}");
+    assert_eq!(quick["verify_mode"], "quick");
+    assert_eq!(quick["verify"]["checked_items"], 27);
+    assert_eq!(quick["verify"]["checked_blobs"], 3);
+    assert_eq!(quick["verify"]["differences"], serde_json::json!([]));
+    // Nothing to upload the second time: the requests left are the plan's and the check's.
+    let (_, quick2) = run("quick");
+    let (_, full2) = run("full");
+    assert_eq!(quick2["uploaded"], 0, "{quick2}");
+    assert!(
+        full2["requests"].as_u64().unwrap() >= quick2["requests"].as_u64().unwrap() + 30,
+        "full re-reads 27 items and 3 blobs: quick {} vs full {}",
+        quick2["requests"],
+        full2["requests"]
+    );
 }
