@@ -112,8 +112,9 @@ fn large_attachments_stream_instead_of_sitting_in_memory() {
     );
 
     // Buffering would need at least the attachments in flight (~130 MiB, twice that while
-    // verifying); streaming stays near the program's own baseline.
-    let limit = 64 << 20;
+    // verifying); streaming stays near the program's own baseline. This checks that property,
+    // not the memory target of issue #11 (that one is measured by bench/run.sh).
+    let limit = blob_bytes / 2;
     assert!(
         restore_peak < limit,
         "restore peaked at {} MiB (limit {} MiB)",
