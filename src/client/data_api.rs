@@ -96,6 +96,9 @@ impl std::fmt::Debug for DataApi {
 }
 
 fn http_client() -> Result<reqwest::Client> {
+    // Plain HTTP on loopback, but reqwest (built with rustls for the backends) sets up TLS
+    // anyway and needs a crypto provider. Ignore "already installed".
+    let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(5))
         .timeout(Duration::from_secs(300))
