@@ -68,14 +68,15 @@ fn dir_bytes(dir: &Path) -> u64 {
 fn large_attachments_stream_instead_of_sitting_in_memory() {
     let tmp = tempfile::tempdir().unwrap();
     let jex = tmp.path().join("big.jex");
-    // Six attachments of 2–64 MiB (~130 MiB): all in flight at once with --transfers 8.
+    // Eight attachments averaging 20 MiB (the generator skews sizes): all in flight at once
+    // with --transfers 8.
     write_jex(
         &GenSpec {
             notes: 20,
             notebooks: 3,
             tags: 2,
-            attachments: 6,
-            attachment_bytes: 16 * 1024 * 1024,
+            attachments: 8,
+            attachment_bytes: 20 * 1024 * 1024,
             seed: 11,
         },
         &jex,
