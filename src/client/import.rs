@@ -386,7 +386,7 @@ pub async fn import(api: &DataApi, backup: &Backup) -> Result<ImportSummary> {
         wanted.entry(tag).or_default().push(note);
     }
     let mut links = Vec::new();
-    for (tag, notes) in wanted {
+    for (tag, notes) in wanted.clone() {
         let path = format!("/tags/{tag}/notes");
         let existing = match api.list_all(&path, &[("fields", "id")]).await {
             Ok(l) => ids(&l),
@@ -410,7 +410,45 @@ pub async fn import(api: &DataApi, backup: &Backup) -> Result<ImportSummary> {
     .await;
     s.created.note_tags += ok;
     s.failures.extend(errs);
+    if s.failures.is_empty() {
+        relink_missing(api, &wanted).await?;
+    }
     Ok(s)
+}
+
+/// Check every wanted note-tag link and add again the ones that vanished. Joplin removes the
+/// links of deleted notes after answering the DELETE, so right after a `client wipe` it can still
+/// be removing old links of the same note ids while the import re-creates them (seen under load).
+async fn relink_missing(api: &DataApi, wanted: &BTreeMap<String, Vec<String>>) -> Result<()> {
+    for round in 1..=4u64 {
+        let mut missing = Vec::new();
+        for (tag, notes) in wanted {
+            let path = format!("/tags/{tag}/notes");
+            let have = ids(&api.list_all(&path, &[("fields", "id")]).await?);
+            missing.extend(
+                notes
+                    .iter()
+                    .filter(|n| !have.contains(*n))
+                    .map(|n| (path.clone(), n.clone())),
+            );
+        }
+        if missing.is_empty() {
+            return Ok(());
+        }
+        tracing::info!(
+            "{} note-tag link(s) vanished after the import (Joplin still cleaning up a wipe?); \
+             adding them again",
+            missing.len()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(300 * round)).await;
+        for (path, note) in missing {
+            api.post(&path, json!({"id": note})).await?;
+        }
+    }
+    anyhow::bail!(
+        "note-tag links keep vanishing from the client after the import: run `client import` \
+         again once Joplin is idle"
+    )
 }
 
 /// Set a note's body (verbatim: `PUT` does no media processing) and other fields.
