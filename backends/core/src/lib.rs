@@ -157,6 +157,45 @@ pub fn local_write_error(path: &str, dest: &std::path::Path, e: std::io::Error) 
     ))
 }
 
+/// A download being written to a local file chunk by chunk (for [`Storage::get_file`]); every
+/// local failure is a [`local_write_error`].
+pub struct Download<'a> {
+    out: tokio::fs::File,
+    path: &'a str,
+    dest: &'a std::path::Path,
+    written: u64,
+}
+
+impl<'a> Download<'a> {
+    pub async fn create(path: &'a str, dest: &'a std::path::Path) -> Result<Download<'a>> {
+        let out = tokio::fs::File::create(dest)
+            .await
+            .map_err(|e| local_write_error(path, dest, e))?;
+        Ok(Download {
+            out,
+            path,
+            dest,
+            written: 0,
+        })
+    }
+
+    pub async fn write(&mut self, chunk: &[u8]) -> Result<()> {
+        tokio::io::AsyncWriteExt::write_all(&mut self.out, chunk)
+            .await
+            .map_err(|e| local_write_error(self.path, self.dest, e))?;
+        self.written += chunk.len() as u64;
+        Ok(())
+    }
+
+    /// Flush; returns the bytes written.
+    pub async fn finish(mut self) -> Result<u64> {
+        tokio::io::AsyncWriteExt::flush(&mut self.out)
+            .await
+            .map_err(|e| local_write_error(self.path, self.dest, e))?;
+        Ok(self.written)
+    }
+}
+
 /// What a backend is good at, so callers can pick sensible defaults.
 #[derive(Debug, Clone, Copy)]
 pub struct Capabilities {

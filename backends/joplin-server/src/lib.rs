@@ -682,20 +682,11 @@ impl Storage for JoplinServer {
                     retry_after,
                 ));
             }
-            let mut out = tokio::fs::File::create(dest)
-                .await
-                .map_err(|e| backend_core::local_write_error(path, dest, e))?;
-            let mut n = 0u64;
+            let mut out = backend_core::Download::create(path, dest).await?;
             while let Some(chunk) = r.chunk().await.map_err(|e| self.net_err(path, e))? {
-                tokio::io::AsyncWriteExt::write_all(&mut out, &chunk)
-                    .await
-                    .map_err(|e| backend_core::local_write_error(path, dest, e))?;
-                n += chunk.len() as u64;
+                out.write(&chunk).await?;
             }
-            tokio::io::AsyncWriteExt::flush(&mut out)
-                .await
-                .map_err(|e| backend_core::local_write_error(path, dest, e))?;
-            return Ok(n);
+            return out.finish().await;
         }
         unreachable!("the loop returns on its second pass")
     }

@@ -822,24 +822,15 @@ impl Storage for S3Storage {
             .send()
             .await
             .map_err(|e| self.classify(path, e))?;
-        let mut file = tokio::fs::File::create(dest)
-            .await
-            .map_err(|e| backend_core::local_write_error(path, dest, e))?;
-        let mut n = 0u64;
+        let mut file = backend_core::Download::create(path, dest).await?;
         while let Some(chunk) =
             out.body.try_next().await.map_err(|e| {
                 StorageError::transient(format!("{path}: download interrupted: {e}"))
             })?
         {
-            tokio::io::AsyncWriteExt::write_all(&mut file, &chunk)
-                .await
-                .map_err(|e| backend_core::local_write_error(path, dest, e))?;
-            n += chunk.len() as u64;
+            file.write(&chunk).await?;
         }
-        tokio::io::AsyncWriteExt::flush(&mut file)
-            .await
-            .map_err(|e| backend_core::local_write_error(path, dest, e))?;
-        Ok(n)
+        file.finish().await
     }
 
     async fn put(&self, path: &str, data: Bytes) -> Result<()> {

@@ -428,24 +428,15 @@ impl Storage for WebDavStorage {
         if !resp.status().is_success() {
             return Err(self.status_error(&resp, path));
         }
-        let mut out = tokio::fs::File::create(dest)
-            .await
-            .map_err(|e| backend_core::local_write_error(path, dest, e))?;
-        let mut n = 0u64;
+        let mut out = backend_core::Download::create(path, dest).await?;
         while let Some(chunk) = resp
             .chunk()
             .await
             .map_err(|e| self.transport_error(&e, path))?
         {
-            tokio::io::AsyncWriteExt::write_all(&mut out, &chunk)
-                .await
-                .map_err(|e| backend_core::local_write_error(path, dest, e))?;
-            n += chunk.len() as u64;
+            out.write(&chunk).await?;
         }
-        tokio::io::AsyncWriteExt::flush(&mut out)
-            .await
-            .map_err(|e| backend_core::local_write_error(path, dest, e))?;
-        Ok(n)
+        out.finish().await
     }
 
     async fn put(&self, path: &str, data: Bytes) -> Result<()> {
