@@ -60,9 +60,9 @@ pub struct Executor<'a> {
     pub keyring: Option<Arc<Keyring>>,
 }
 
+/// The upload for a message (reads the item again for its title: failures only).
 fn describe(backup: &Backup, u: &Upload) -> String {
-    let bi = &backup.items[u.index];
-    let title = bi.item.title_or_empty();
+    let title = backup.title(&backup.items[u.index]);
     if u.blob {
         format!("blob of resource {} ({title:?})", u.id)
     } else if title.is_empty() {
@@ -114,9 +114,9 @@ impl Executor<'_> {
         let bi = &self.backup.items[u.index];
         let Some(ms) = self.stamp_ms else {
             // `rollback --exact`: the snapshot's bytes, already in the target's form.
-            return Ok(Bytes::from(bi.raw.clone()));
+            return Ok(Bytes::from(self.backup.raw(bi)?));
         };
-        let item = stamped(&bi.item, ms);
+        let item = stamped(&self.backup.item(bi)?, ms);
         let item = match &self.keyring {
             Some(k) if can_be_encrypted(&item) => k.encrypt_item(&item)?,
             _ => item,
@@ -127,7 +127,7 @@ impl Executor<'_> {
     async fn upload_each(&self, uploads: &[Upload], out: &mut Outcome) {
         let results: Vec<(usize, u64, Option<Failure>)> = stream::iter(uploads.iter().enumerate())
             .map(|(i, u)| async move {
-                let what = describe(&self.backup, u);
+                let what = || describe(&self.backup, u);
                 if u.blob {
                     if let Some(src) = self.backup.blob_file(&u.id).filter(|s| s.len >= STREAM_MIN)
                     {
@@ -135,7 +135,7 @@ impl Executor<'_> {
                         self.progress.inc(1);
                         return match r {
                             Ok(n) => (i, n, None),
-                            Err(e) => (i, 0, Some(failure(&blob_path(&u.id), what, e))),
+                            Err(e) => (i, 0, Some(failure(&blob_path(&u.id), what(), e))),
                         };
                     }
                 }
@@ -147,7 +147,7 @@ impl Executor<'_> {
                     let read = tokio::task::spawn_blocking(move || {
                         let data = backup.read_blob(&id)?;
                         match keyring {
-                            Some(k) if can_be_encrypted(&backup.items[index].item) => {
+                            Some(k) if can_be_encrypted(&backup.item(&backup.items[index])?) => {
                                 k.encrypt_blob(&data)
                             }
                             _ => Ok(data),
@@ -157,13 +157,13 @@ impl Executor<'_> {
                     let path = blob_path(&u.id);
                     match read {
                         Ok(Ok(d)) => (path, Bytes::from(d)),
-                        Ok(Err(e)) => return (i, 0, Some(failure(&path, what, e.to_string()))),
-                        Err(e) => return (i, 0, Some(failure(&path, what, e.to_string()))),
+                        Ok(Err(e)) => return (i, 0, Some(failure(&path, what(), e.to_string()))),
+                        Err(e) => return (i, 0, Some(failure(&path, what(), e.to_string()))),
                     }
                 } else {
                     match self.content(u) {
                         Ok(d) => (item_path(&u.id), d),
-                        Err(e) => return (i, 0, Some(failure(&u.id, what, e.to_string()))),
+                        Err(e) => return (i, 0, Some(failure(&u.id, what(), e.to_string()))),
                     }
                 };
                 let n = data.len() as u64;
@@ -177,7 +177,7 @@ impl Executor<'_> {
                         }
                         (i, n, None)
                     }
-                    Err(e) => (i, 0, Some(failure(&path, what, advice(&e)))),
+                    Err(e) => (i, 0, Some(failure(&path, what(), advice(&e)))),
                 }
             })
             .buffer_unordered(self.transfers.max(1))
@@ -204,10 +204,13 @@ impl Executor<'_> {
         src: FileSlice,
     ) -> std::result::Result<u64, String> {
         let path = blob_path(&u.id);
-        let keyring = self
-            .keyring
-            .clone()
-            .filter(|_| can_be_encrypted(&self.backup.items[u.index].item));
+        let keyring = match &self.keyring {
+            None => None,
+            Some(k) => match self.backup.item(&self.backup.items[u.index]) {
+                Ok(it) => can_be_encrypted(&it).then(|| k.clone()),
+                Err(e) => return Err(format!("{e:#}")),
+            },
+        };
         // Keeps the encrypted temp file alive until the upload is done.
         let mut _encrypted = None;
         let send = match keyring {

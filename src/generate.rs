@@ -238,7 +238,8 @@ mod tests {
         let v = validate(&b);
         assert!(v.problems.is_empty(), "{:?}", v.problems);
         for bi in &b.items {
-            assert_eq!(bi.item.serialize().as_bytes(), &bi.raw[..]);
+            let raw = b.raw(bi).unwrap();
+            assert_eq!(b.item(bi).unwrap().serialize().as_bytes(), &raw[..]);
         }
         assert_eq!(b.blobs.len(), 6);
     }

@@ -23,7 +23,9 @@ pub struct Counts {
 pub fn counts(backup: &Backup) -> Counts {
     let mut c = Counts::default();
     for bi in &backup.items {
-        let it = &bi.item;
+        let Ok(it) = backup.item(bi) else {
+            continue; // validation reports it
+        };
         if it
             .get("deleted_time")
             .is_some_and(|d| !d.is_empty() && d != "0")
@@ -76,18 +78,24 @@ pub fn report(backup: &Backup, v: &Validation) -> String {
         c.resource_bytes,
         if c.trashed > 0 { format!(", {} in the trash", c.trashed) } else { String::new() }
     );
-    let total: u64 =
-        backup.items.iter().map(|b| b.raw.len() as u64).sum::<u64>() + c.resource_bytes;
+    let total: u64 = backup.items.iter().map(|b| b.size()).sum::<u64>() + c.resource_bytes;
     let _ = writeln!(out, "  {total} bytes in all\n\nNotebooks:");
+    // Notebook titles only: notebooks are few, notes are just counted.
+    let titles: HashMap<&str, String> = backup
+        .items
+        .iter()
+        .filter(|bi| bi.item_type() == ItemType::Folder)
+        .map(|bi| (bi.id(), backup.title(bi)))
+        .collect();
     let mut children: BTreeMap<&str, Vec<(&str, &str)>> = BTreeMap::new();
     let mut notes_in: HashMap<&str, usize> = HashMap::new();
     for bi in &backup.items {
-        match bi.item.item_type() {
+        match bi.item_type() {
             ItemType::Folder => children
-                .entry(bi.item.parent_id())
+                .entry(bi.parent_id())
                 .or_default()
-                .push((bi.item.title_or_empty(), bi.id())),
-            ItemType::Note => *notes_in.entry(bi.item.parent_id()).or_default() += 1,
+                .push((titles[bi.id()].as_str(), bi.id())),
+            ItemType::Note => *notes_in.entry(bi.parent_id()).or_default() += 1,
             _ => {}
         }
     }

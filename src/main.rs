@@ -303,7 +303,7 @@ async fn run(cmd: Command) -> Result<i32> {
                 "retries": s.pacer.retries,
                 "rate_limited": s.pacer.rate_limited,
                 "limits": s.limits,
-                "verify_mode": if args.no_verify { VerifyMode::None } else { args.verify },
+                "verify_mode": s.verify_mode,
                 "verify": s.verify,
             }));
             joplin_restore::say!(
@@ -320,7 +320,7 @@ async fn run(cmd: Command) -> Result<i32> {
                     print_differences(r);
                     Ok(exit::DIFFERENCES)
                 }
-                Some(r) if args.verify == VerifyMode::Quick && !args.no_verify => {
+                Some(r) if s.verify_mode == VerifyMode::Quick => {
                     joplin_restore::say!(
                         "Checked: {} items and {} blobs are on the target, nothing extra \
                          (listing only; `verify` reads them back).",

@@ -228,7 +228,7 @@ pub async fn read_source(src: &SyncTarget, transfers: usize) -> Result<SourceVie
     let resources: HashSet<&str> = backup
         .items
         .iter()
-        .filter(|bi| bi.item.item_type() == ItemType::Resource)
+        .filter(|bi| bi.item_type() == ItemType::Resource)
         .map(|bi| bi.id())
         .collect();
     let damaged_ids: HashSet<&str> = damaged.iter().map(|d| d.id.as_str()).collect();
@@ -277,7 +277,7 @@ async fn fetch_identical(
             state
                 .items
                 .get(bi.id())
-                .is_some_and(|e| !sizes || e.size == bi.raw.len() as u64)
+                .is_some_and(|e| !sizes || e.size == bi.size())
         })
         .map(|(i, _)| i)
         .collect();
@@ -287,7 +287,7 @@ async fn fetch_identical(
             match dest.storage.get(&item_path(bi.id())).await {
                 Ok(data) => Ok(Item::parse_bytes(&data)
                     .ok()
-                    .filter(|it| identical(it, &bi.item))
+                    .filter(|it| backup.item(bi).is_ok_and(|mine| identical(it, &mine)))
                     .map(|it| (bi.id().to_string(), it))),
                 Err(e) if e.is_not_found() => Ok(None),
                 Err(e) => Err(anyhow::Error::new(e)
@@ -327,7 +327,7 @@ fn skip_done(
                 (
                     item_path(&u.id),
                     state.items.get(&u.id),
-                    backup.items[u.index].raw.len() as u64,
+                    backup.items[u.index].size(),
                 )
             };
             let finished = done.contains(&path) && entry.is_some_and(|e| !sizes || e.size == size);
@@ -506,7 +506,7 @@ pub async fn run(args: &MigrateArgs) -> Result<MigrateSummary> {
         .backup
         .items
         .iter()
-        .filter(|bi| bi.item.item_type() == ItemType::Resource && !view.blobless.contains(bi.id()))
+        .filter(|bi| bi.item_type() == ItemType::Resource && !view.blobless.contains(bi.id()))
         .count();
     // What every outcome reports; completed below as the run goes.
     let mut summary = MigrateSummary {
@@ -626,7 +626,7 @@ pub async fn run(args: &MigrateArgs) -> Result<MigrateSummary> {
         mode: Mode::Mirror,
         ..Default::default()
     };
-    let mut plan = plan::plan(&backup, &validation, &state, &existing, &opts);
+    let mut plan = plan::plan(&backup, &validation, &state, &existing, &opts)?;
     // A resource the source holds without its blob is copied as it is: item only.
     for (_, uploads) in plan.phases.iter_mut() {
         uploads.retain(|u| !(u.blob && view.blobless.contains(&u.id)));
@@ -674,7 +674,7 @@ pub async fn run(args: &MigrateArgs) -> Result<MigrateSummary> {
                     "  {}{} {:?}{}",
                     if u.blob { "blob " } else { "" },
                     u.id,
-                    backup.items[u.index].item.title_or_empty(),
+                    backup.title(&backup.items[u.index]),
                     if u.overwrite { " (replaces)" } else { "" }
                 );
             }
@@ -859,12 +859,12 @@ pub async fn run(args: &MigrateArgs) -> Result<MigrateSummary> {
     })
 }
 
-fn what(bi: &crate::backup::BackupItem) -> String {
-    let t = bi.item.title_or_empty();
+fn what(backup: &Backup, bi: &crate::backup::BackupItem) -> String {
+    let t = backup.title(bi);
     if t.is_empty() {
-        format!("{} {}", bi.item.item_type(), bi.id())
+        format!("{} {}", bi.item_type(), bi.id())
     } else {
-        format!("{} {} ({t:?})", bi.item.item_type(), bi.id())
+        format!("{} {} ({t:?})", bi.item_type(), bi.id())
     }
 }
 
@@ -885,7 +885,7 @@ pub async fn compare(
     let resources: HashSet<&str> = backup
         .items
         .iter()
-        .filter(|bi| bi.item.item_type() == ItemType::Resource)
+        .filter(|bi| bi.item_type() == ItemType::Resource)
         .map(|bi| bi.id())
         .collect();
     for id in state.items.keys() {
@@ -907,7 +907,10 @@ pub async fn compare(
             let mut diffs = Vec::new();
             let id = bi.id().to_string();
             if !state.items.contains_key(&id) {
-                diffs.push(Difference::Missing { id, what: what(bi) });
+                diffs.push(Difference::Missing {
+                    id,
+                    what: what(backup, bi),
+                });
                 return diffs;
             }
             match dest
@@ -919,35 +922,45 @@ pub async fn compare(
             {
                 Err(error) => diffs.push(Difference::Unreadable {
                     id: id.clone(),
-                    what: what(bi),
+                    what: what(backup, bi),
                     error,
                 }),
                 Ok(remote) => {
-                    if !identical(&remote, &bi.item) {
-                        let mut fields = bi.item.differing_fields(&remote);
+                    // The source's items are in memory (read from the source target).
+                    let mine = backup
+                        .item(bi)
+                        .unwrap_or_else(|_| Item::from_props(Vec::new()));
+                    if !identical(&remote, &mine) {
+                        let mut fields = mine.differing_fields(&remote);
                         for f in STAMP_FIELDS {
-                            if remote.get(f).unwrap_or("") != bi.item.get(f).unwrap_or("") {
+                            if remote.get(f).unwrap_or("") != mine.get(f).unwrap_or("") {
                                 fields.push(f.to_string());
                             }
                         }
                         diffs.push(Difference::Differs {
                             id: id.clone(),
-                            what: what(bi),
+                            what: what(backup, bi),
                             fields,
                         });
                     }
                 }
             }
-            if bi.item.item_type() == ItemType::Resource && !blobless.contains(&id) {
+            if bi.item_type() == ItemType::Resource && !blobless.contains(&id) {
                 let path = blob_path(&id);
                 match dest.storage.get(&path).await {
-                    Err(_) => diffs.push(Difference::BlobMissing { id, what: what(bi) }),
+                    Err(_) => diffs.push(Difference::BlobMissing {
+                        id,
+                        what: what(backup, bi),
+                    }),
                     Ok(theirs) => match src.storage.get(&path).await {
                         Ok(ours) if ours == theirs => {}
-                        Ok(_) => diffs.push(Difference::BlobDiffers { id, what: what(bi) }),
+                        Ok(_) => diffs.push(Difference::BlobDiffers {
+                            id,
+                            what: what(backup, bi),
+                        }),
                         Err(e) => diffs.push(Difference::Unreadable {
                             id,
-                            what: format!("blob of {} on the source", what(bi)),
+                            what: format!("blob of {} on the source", what(backup, bi)),
                             error: e.to_string(),
                         }),
                     },

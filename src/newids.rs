@@ -7,7 +7,7 @@ use regex::Regex;
 
 use sha2::{Digest, Sha256};
 
-use crate::backup::Backup;
+use crate::backup::{Backup, BackupItem};
 
 /// A new id derived from the run's seed, so a resumed restore maps ids the same way.
 fn derived_id(seed: u64, old: &str) -> String {
@@ -18,15 +18,15 @@ fn derived_id(seed: u64, old: &str) -> String {
 }
 
 /// Give every item of the backup a new id, in place.
-pub fn remap(backup: &mut Backup, seed: u64) -> HashMap<String, String> {
+pub fn remap(backup: &mut Backup, seed: u64) -> anyhow::Result<HashMap<String, String>> {
     let map: HashMap<String, String> = backup
         .items
         .iter()
         .map(|bi| (bi.id().to_string(), derived_id(seed, bi.id())))
         .collect();
     let link = Regex::new(r":/([0-9a-fA-F]{32})").expect("valid regex");
-    for bi in &mut backup.items {
-        let it = &mut bi.item;
+    for index in 0..backup.items.len() {
+        let mut it = backup.item(&backup.items[index])?;
         for key in ["id", "parent_id", "note_id", "tag_id"] {
             if let Some(new) = it.get(key).and_then(|old| map.get(old)).cloned() {
                 it.set(key, new);
@@ -42,13 +42,12 @@ pub fn remap(backup: &mut Backup, seed: u64) -> HashMap<String, String> {
                 })
                 .into_owned();
         }
-        bi.entry = format!("{}.md", it.id());
-        bi.raw = it.serialize().into_bytes();
+        backup.items[index] = BackupItem::from_item(format!("{}.md", it.id()), &it);
     }
     let blobs = std::mem::take(&mut backup.blobs);
     backup.blobs = blobs
         .into_iter()
         .map(|(id, loc)| (map.get(&id).cloned().unwrap_or(id), loc))
         .collect();
-    map
+    Ok(map)
 }

@@ -125,7 +125,7 @@ pub fn stamped(item: &Item, stamp_ms: i64) -> Item {
 }
 
 /// Any 13-digit epoch-ms stamp: every real stamp serialises to the same length.
-const SAMPLE_STAMP: i64 = 1_700_000_000_000;
+pub(crate) const SAMPLE_STAMP: i64 = 1_700_000_000_000;
 
 /// Items the restore writes: everything not skipped by an allowed validation problem.
 pub fn restore_set<'a>(backup: &'a Backup, v: &Validation) -> Vec<(usize, &'a BackupItem)> {
@@ -146,6 +146,7 @@ pub fn restore_set<'a>(backup: &'a Backup, v: &Validation) -> Vec<(usize, &'a Ba
 /// and a copy left in clear is not "unchanged" (it must be re-written encrypted).
 pub async fn fetch_comparable(
     target: &SyncTarget,
+    backup: &Backup,
     set: &[(usize, &BackupItem)],
     state: &TargetState,
     transfers: usize,
@@ -154,17 +155,19 @@ pub async fn fetch_comparable(
 ) -> Result<HashMap<String, Item>> {
     // Joplin Server lists no sizes (and re-serialises items), so every copy is fetched there.
     let sizes = target.storage.capabilities().listing_sizes;
-    let wanted: Vec<String> = set
-        .iter()
-        .filter_map(|(_, bi)| {
-            let e = state.items.get(bi.id())?;
-            if keyring.is_some() {
-                return Some(bi.id().to_string());
-            }
-            let len = stamped(&bi.item, SAMPLE_STAMP).serialize().len() as u64;
-            (all || !sizes || e.size == len).then(|| bi.id().to_string())
-        })
-        .collect();
+    let mut wanted: Vec<String> = Vec::new();
+    for (_, bi) in set {
+        let Some(e) = state.items.get(bi.id()) else {
+            continue;
+        };
+        let fetch = all
+            || keyring.is_some()
+            || !sizes
+            || e.size == stamped(&backup.item(bi)?, SAMPLE_STAMP).serialize().len() as u64;
+        if fetch {
+            wanted.push(bi.id().to_string());
+        }
+    }
     let fetched: Vec<Result<Option<(String, Item)>>> = stream::iter(wanted)
         .map(|id| async move {
             let it = match target.storage.get(&item_path(&id)).await {
@@ -204,8 +207,8 @@ pub async fn fetch_comparable(
 fn folder_depths(set: &[(usize, &BackupItem)]) -> HashMap<String, u32> {
     let parents: HashMap<&str, &str> = set
         .iter()
-        .filter(|(_, bi)| bi.item.item_type() == ItemType::Folder)
-        .map(|(_, bi)| (bi.id(), bi.item.parent_id()))
+        .filter(|(_, bi)| bi.item_type() == ItemType::Folder)
+        .map(|(_, bi)| (bi.id(), bi.parent_id()))
         .collect();
     let mut depths = HashMap::new();
     for id in parents.keys() {
@@ -246,7 +249,7 @@ pub fn plan(
     state: &TargetState,
     existing: &HashMap<String, Item>,
     opts: &PlanOptions,
-) -> Plan {
+) -> Result<Plan> {
     let mut set = restore_set(backup, validation);
     if let Some(only) = &opts.only {
         set.retain(|(_, bi)| only.contains(bi.id()));
@@ -267,7 +270,7 @@ pub fn plan(
 
     for (index, bi) in &set {
         let id = bi.id().to_string();
-        let ty = bi.item.item_type();
+        let ty = bi.item_type();
         let on_target = state.items.contains_key(&id) && !clear_first;
         // A partial restore keeps the target's live copy; one in the trash is brought back.
         let trashed = existing
@@ -278,14 +281,15 @@ pub fn plan(
             kept.push(id);
             continue;
         }
-        let same_item = !clear_first
-            && !opts.rewrite_unchanged
-            && existing.get(&id).is_some_and(|t| t.same_content(&bi.item));
+        let same_item = match existing.get(&id) {
+            Some(t) if !clear_first && !opts.rewrite_unchanged => t.same_content(&backup.item(bi)?),
+            _ => false,
+        };
         let mut blob_needed = false;
         if ty == ItemType::Resource {
             let size = backup.blob_size(&id).unwrap_or(0);
             let on_target = match opts.encrypted_blob_len {
-                Some(f) if can_be_encrypted(&bi.item) => f(size),
+                Some(f) if can_be_encrypted(&backup.item(bi)?) => f(size),
                 _ => Some(size),
             };
             let blob_same = !clear_first
@@ -323,7 +327,7 @@ pub fn plan(
             item_type: ty,
             blob: false,
             overwrite: on_target,
-            bytes: bi.raw.len() as u64,
+            bytes: bi.size(),
         });
     }
 
@@ -342,7 +346,7 @@ pub fn plan(
     }
     let resource_ids: HashSet<&str> = set
         .iter()
-        .filter(|(_, bi)| bi.item.item_type() == ItemType::Resource)
+        .filter(|(_, bi)| bi.item_type() == ItemType::Resource)
         .map(|(_, bi)| bi.id())
         .collect();
     for id in state.blobs.keys().filter(|_| !merge) {
@@ -360,7 +364,7 @@ pub fn plan(
 
     let mut phases: Vec<(Phase, Vec<Upload>)> = phases.into_iter().collect();
     phases.sort_by_key(|(p, _)| *p);
-    Plan {
+    Ok(Plan {
         clear_first,
         phases,
         deletes,
@@ -369,7 +373,7 @@ pub fn plan(
         restored_ids,
         protected_ids,
         kept,
-    }
+    })
 }
 
 /// Drop uploads an interrupted run already finished (per its journal), after checking the
@@ -385,14 +389,16 @@ pub fn skip_done(
         uploads.retain(|u| {
             let (path, entry, size) = if u.blob {
                 let p = blob_path(&u.id);
-                (p, state.blobs.get(&u.id), u.bytes)
+                (p, state.blobs.get(&u.id), Some(u.bytes))
             } else {
-                let len = stamped(&backup.items[u.index].item, stamp_ms)
-                    .serialize()
-                    .len() as u64;
+                // Unreadable now: upload it again, the executor then says why.
+                let len = backup
+                    .item(&backup.items[u.index])
+                    .ok()
+                    .map(|it| stamped(&it, stamp_ms).serialize().len() as u64);
                 (item_path(&u.id), state.items.get(&u.id), len)
             };
-            let finished = done.contains(&path) && entry.is_some_and(|e| e.size == size);
+            let finished = done.contains(&path) && entry.is_some_and(|e| Some(e.size) == size);
             if finished {
                 plan.unchanged += 1;
             }

@@ -58,10 +58,12 @@ pub struct RestoreArgs {
     /// Accept a class of backup problems (repeatable); see the list under `inspect`.
     #[arg(long = "allow", value_enum, value_name = "PROBLEM")]
     pub allow: Vec<ProblemClass>,
-    /// The check after writing: full (read everything back and compare, decrypting E2EE),
-    /// quick (one listing: all there, nothing extra), none.
-    #[arg(long, value_enum, value_name = "MODE", default_value_t = VerifyMode::Full)]
-    pub verify: VerifyMode,
+    /// The check after writing: quick (one listing: every file there with the size written,
+    /// nothing extra), full (read everything back and compare, decrypting E2EE; the same as a
+    /// `verify` run afterwards), none. Default: quick, or full on an encrypted target (only
+    /// decrypting shows every item is encrypted with the right key).
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub verify: Option<VerifyMode>,
     /// Same as --verify none.
     #[arg(long)]
     pub no_verify: bool,
@@ -90,6 +92,8 @@ pub struct RestoreSummary {
     pub unchanged: usize,
     pub deleted: usize,
     pub snapshot: Option<PathBuf>,
+    /// The check that ran after writing (`--verify`, or the default for this target).
+    pub verify_mode: VerifyMode,
     pub verify: Option<VerifyReport>,
 }
 
@@ -142,6 +146,12 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
         let k = keyring_for(&target, &state, &args.password, args.allow_plaintext).await?;
         (k, None)
     };
+    let verify_mode = match (args.no_verify, args.verify) {
+        (true, _) => VerifyMode::None,
+        (false, Some(m)) => m,
+        (false, None) if keyring.is_some() => VerifyMode::Full,
+        (false, None) => VerifyMode::Quick,
+    };
 
     // An interrupted run of this same restore continues where it stopped.
     let journal_dir = args
@@ -174,7 +184,7 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
         .map(|r| r.id_seed)
         .unwrap_or_else(rand::random);
     if args.new_ids {
-        crate::newids::remap(&mut backup, id_seed);
+        crate::newids::remap(&mut backup, id_seed)?;
     }
     let backup = Arc::new(backup);
     timings.add("read and validate", stage);
@@ -195,6 +205,7 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
     };
     let existing = plan::fetch_comparable(
         &target,
+        &backup,
         &set,
         &state,
         transfers,
@@ -214,7 +225,7 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
         overwrite: args.overwrite,
         encrypted_blob_len: keyring.as_ref().map(|k| k.blob_len_fn()),
     };
-    let mut plan = plan::plan(&backup, &validation, &state, &existing, &opts);
+    let mut plan = plan::plan(&backup, &validation, &state, &existing, &opts)?;
     if let Some(r) = &resumed {
         plan::skip_done(&mut plan, &backup, &state, &r.done, r.stamp_ms);
     }
@@ -250,8 +261,8 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
                 .items
                 .iter()
                 .find(|bi| bi.id() == id)
-                .map(|bi| bi.item.title_or_empty())
-                .unwrap_or("");
+                .map(|bi| backup.title(bi))
+                .unwrap_or_default();
             crate::say!("  {id} {title:?}");
         }
     }
@@ -281,6 +292,7 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
             unchanged: plan.unchanged,
             deleted: 0,
             snapshot: None,
+            verify_mode: VerifyMode::None,
             verify: None,
         });
     }
@@ -426,18 +438,17 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
     stage = std::time::Instant::now();
 
     // verify
-    let mode = if args.no_verify {
-        VerifyMode::None
-    } else {
-        args.verify
-    };
+    let mode = verify_mode;
     let verify = match mode {
         VerifyMode::None => None,
         VerifyMode::Quick => {
             progress.say("checking the target's listing against the backup");
             let after = target.state().await?;
+            // Sizes say nothing on an encrypted target (ciphertext lengths) or where the
+            // listing has none (Joplin Server).
+            let sizes = keyring.is_none() && target.storage.capabilities().listing_sizes;
             Some(verify::verify_listing(
-                &backup, &restored, &protected, &after,
+                &backup, &restored, &protected, &after, sizes,
             ))
         }
         VerifyMode::Full => {
@@ -470,6 +481,7 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
         unchanged: plan.unchanged,
         deleted: outcome.deleted,
         snapshot,
+        verify_mode,
         verify,
     })
 }
@@ -552,7 +564,7 @@ fn print_dry_run(backup: &Backup, plan: &plan::Plan) {
                 "  {}{} {:?}{}",
                 if u.blob { "blob " } else { "" },
                 u.id,
-                bi.item.title_or_empty(),
+                backup.title(bi),
                 if u.overwrite { " (replaces)" } else { "" }
             );
         }

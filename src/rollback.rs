@@ -60,14 +60,15 @@ pub async fn run(args: &RollbackArgs) -> Result<RollbackSummary> {
 
     let everything = Validation::default();
     let set = plan::restore_set(&backup, &everything);
-    let existing = plan::fetch_comparable(&target, &set, &state, transfers, false, None).await?;
+    let existing =
+        plan::fetch_comparable(&target, &backup, &set, &state, transfers, false, None).await?;
     let opts = PlanOptions {
         mode: Mode::Mirror,
         // Exact mode cannot trust "same apart from the stamp": it must put the bytes back.
         rewrite_unchanged: args.exact,
         ..Default::default()
     };
-    let plan = plan::plan(&backup, &everything, &state, &existing, &opts);
+    let plan = plan::plan(&backup, &everything, &state, &existing, &opts)?;
     let info_now = target.storage.get(INFO_JSON).await.ok();
     let info_changes = match (&snap.info_json, &info_now) {
         (Some(want), Some(have)) => want[..] != have[..],

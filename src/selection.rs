@@ -7,7 +7,7 @@ use anyhow::{bail, Result};
 use regex::Regex;
 
 use crate::backup::Backup;
-use crate::item::{is_item_id, ItemType};
+use crate::item::{is_item_id, Item, ItemType};
 
 /// One `--only` value: `notebook:Work/Projects`, `note:<id or title>`, `tag:<title>`, or a bare
 /// value tried as an id, a notebook path, a note title, then a tag title.
@@ -51,7 +51,7 @@ struct Index<'a> {
     body: HashMap<&'a str, &'a str>,
 }
 
-fn index(backup: &Backup) -> Index<'_> {
+fn index(items: &[Item]) -> Index<'_> {
     let mut ix = Index {
         kind: HashMap::new(),
         title: HashMap::new(),
@@ -62,8 +62,7 @@ fn index(backup: &Backup) -> Index<'_> {
         notes_of_tag: HashMap::new(),
         body: HashMap::new(),
     };
-    for bi in &backup.items {
-        let it = &bi.item;
+    for it in items {
         let id = it.id();
         ix.kind.insert(id, it.item_type());
         ix.title.insert(id, it.title_or_empty());
@@ -115,7 +114,13 @@ fn notebooks_by_path<'a>(ix: &Index<'a>, path: &str) -> Vec<&'a str> {
 
 /// Resolve selectors to the ids a partial restore writes.
 pub fn resolve(backup: &Backup, selectors: &[Selector]) -> Result<HashSet<String>> {
-    let ix = index(backup);
+    // Titles and bodies of every item, for the time of the lookup.
+    let items: Vec<Item> = backup
+        .items
+        .iter()
+        .map(|bi| backup.item(bi))
+        .collect::<Result<_>>()?;
+    let ix = index(&items);
     let mut folders: Vec<&str> = Vec::new();
     let mut notes: Vec<&str> = Vec::new();
     let mut tags: Vec<&str> = Vec::new();

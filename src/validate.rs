@@ -180,8 +180,21 @@ pub fn validate(backup: &Backup) -> Validation {
     let mut seen: HashMap<&str, &str> = HashMap::new();
     let mut by_type: HashMap<ItemType, HashSet<&str>> = HashMap::new();
     for bi in &backup.items {
-        let it = &bi.item;
-        let id = it.id();
+        let it = match backup.item(bi) {
+            Ok(it) => it,
+            Err(e) => {
+                push(
+                    &mut v,
+                    ProblemClass::UnreadableItem,
+                    &bi.entry,
+                    bi.id(),
+                    "",
+                    format!("{e:#}"),
+                );
+                continue;
+            }
+        };
+        let id = bi.id();
         let title = it.title_or_empty();
         let file_id = bi.entry.trim_end_matches(".md");
         if !is_item_id(id) {
@@ -260,11 +273,13 @@ pub fn validate(backup: &Backup) -> Validation {
     let tags = by_type.get(&ItemType::Tag).unwrap_or(&empty);
     let mut extra = Vec::new();
     for bi in &backup.items {
-        let it = &bi.item;
-        let id = it.id();
+        let id = bi.id();
         if seen.get(id).is_none_or(|e| *e != bi.entry) {
             continue; // already reported
         }
+        let Ok(it) = backup.item(bi) else {
+            continue; // reported above
+        };
         match it.item_type() {
             ItemType::Note | ItemType::Folder => {
                 let parent = it.parent_id();
@@ -324,7 +339,7 @@ pub fn validate(backup: &Backup) -> Validation {
             class,
             &bi.entry,
             bi.id(),
-            bi.item.title_or_empty(),
+            &backup.title(bi),
             message,
         );
     }

@@ -83,12 +83,13 @@ impl VerifyReport {
     }
 }
 
-fn what(bi: &BackupItem) -> String {
-    let t = bi.item.title_or_empty();
+/// The item for a message (reads it again for its title: differences only).
+fn what(backup: &Backup, bi: &BackupItem) -> String {
+    let t = backup.title(bi);
     if t.is_empty() {
-        format!("{} {}", bi.item.item_type(), bi.id())
+        format!("{} {}", bi.item_type(), bi.id())
     } else {
-        format!("{} {} ({t:?})", bi.item.item_type(), bi.id())
+        format!("{} {} ({t:?})", bi.item_type(), bi.id())
     }
 }
 
@@ -126,7 +127,7 @@ fn extras(
     let resource_ids: HashSet<&str> = restored
         .iter()
         .map(|i| &backup.items[*i])
-        .filter(|bi| bi.item.item_type() == ItemType::Resource)
+        .filter(|bi| bi.item_type() == ItemType::Resource)
         .map(|bi| bi.id())
         .collect();
     for id in state.blobs.keys() {
@@ -141,31 +142,65 @@ fn extras(
     report
 }
 
-/// `--verify quick`: from a fresh listing only — every restored item and blob is present,
-/// nothing extra. Catches lost uploads and leftovers, not changed bytes.
+/// `--verify quick`: from a fresh listing only — every restored item and blob is present with
+/// the size the restore wrote, nothing extra. With `sizes` false (a listing without sizes, or
+/// an encrypted target whose file sizes the backup cannot predict) only presence is checked.
+/// Catches lost and truncated uploads and leftovers, not bytes changed in place.
 pub fn verify_listing(
     backup: &Backup,
     restored: &[usize],
     protected: &HashSet<String>,
     state: &TargetState,
+    sizes: bool,
 ) -> VerifyReport {
     let mut report = extras(backup, restored, protected, state);
     for &i in restored {
         let bi = &backup.items[i];
         let id = bi.id().to_string();
-        if !state.items.contains_key(&id) {
-            report.differences.push(Difference::Missing {
+        match state.items.get(&id) {
+            None => report.differences.push(Difference::Missing {
                 id: id.clone(),
-                what: what(bi),
-            });
+                what: what(backup, bi),
+            }),
+            Some(e) if sizes => {
+                let written = backup.item(bi).map(|it| written_len(&it));
+                if written.as_ref().ok() != Some(&e.size) {
+                    report.differences.push(Difference::Differs {
+                        id: id.clone(),
+                        what: what(backup, bi),
+                        fields: vec![match written {
+                            Ok(n) => format!("size ({} bytes on the target, {n} written)", e.size),
+                            Err(err) => format!("size (the backup's copy: {err:#})"),
+                        }],
+                    })
+                }
+            }
+            Some(_) => {}
         }
-        if bi.item.item_type() == ItemType::Resource && !state.blobs.contains_key(&id) {
-            report
-                .differences
-                .push(Difference::BlobMissing { id, what: what(bi) });
+        if bi.item_type() == ItemType::Resource {
+            match state.blobs.get(&id) {
+                None => report.differences.push(Difference::BlobMissing {
+                    id,
+                    what: what(backup, bi),
+                }),
+                Some(e) if sizes && Some(e.size) != backup.blob_size(&id) => {
+                    report.differences.push(Difference::BlobDiffers {
+                        id,
+                        what: what(backup, bi),
+                    })
+                }
+                Some(_) => {}
+            }
         }
     }
     report
+}
+
+/// Length of the item file a restore writes for `item` (any stamp serialises to one length).
+fn written_len(item: &Item) -> u64 {
+    crate::plan::stamped(item, crate::plan::SAMPLE_STAMP)
+        .serialize()
+        .len() as u64
 }
 
 pub async fn verify(
@@ -187,19 +222,22 @@ pub async fn verify(
                 let mut diffs = Vec::new();
                 let id = bi.id().to_string();
                 if !state.items.contains_key(&id) {
-                    diffs.push(Difference::Missing { id, what: what(bi) });
+                    diffs.push(Difference::Missing {
+                        id,
+                        what: what(&backup, bi),
+                    });
                     return diffs;
                 }
                 match target.storage.get(&item_path(&id)).await {
                     Err(e) => diffs.push(Difference::Unreadable {
                         id: id.clone(),
-                        what: what(bi),
+                        what: what(&backup, bi),
                         error: e.to_string(),
                     }),
                     Ok(data) => match Item::parse_bytes(&data) {
                         Err(e) => diffs.push(Difference::Unreadable {
                             id: id.clone(),
-                            what: what(bi),
+                            what: what(&backup, bi),
                             error: e.to_string(),
                         }),
                         Ok(remote) => {
@@ -208,7 +246,7 @@ pub async fn verify(
                                     if clear && keyring.is_some() && can_be_encrypted(&r) {
                                         diffs.push(Difference::NotEncrypted {
                                             id: id.clone(),
-                                            what: what(bi),
+                                            what: what(&backup, bi),
                                         });
                                     }
                                     r
@@ -216,23 +254,29 @@ pub async fn verify(
                                 Err(error) => {
                                     diffs.push(Difference::Unreadable {
                                         id: id.clone(),
-                                        what: what(bi),
+                                        what: what(&backup, bi),
                                         error,
                                     });
                                     return diffs;
                                 }
                             };
-                            if !remote.same_content(&bi.item) {
-                                diffs.push(Difference::Differs {
+                            match backup.item(bi) {
+                                Ok(local) if remote.same_content(&local) => {}
+                                Ok(local) => diffs.push(Difference::Differs {
                                     id: id.clone(),
-                                    what: what(bi),
-                                    fields: bi.item.differing_fields(&remote),
-                                });
+                                    what: what(&backup, bi),
+                                    fields: local.differing_fields(&remote),
+                                }),
+                                Err(e) => diffs.push(Difference::Differs {
+                                    id: id.clone(),
+                                    what: what(&backup, bi),
+                                    fields: vec![format!("(the backup's copy: {e:#})")],
+                                }),
                             }
                         }
                     },
                 }
-                if bi.item.item_type() == ItemType::Resource {
+                if bi.item_type() == ItemType::Resource {
                     diffs.extend(check_blob(target, &backup, bi, keyring).await);
                 }
                 diffs
@@ -273,7 +317,7 @@ async fn check_blob(
     }
     let unreadable = |error: String| Difference::Unreadable {
         id: id.clone(),
-        what: format!("blob of {}", what(bi)),
+        what: format!("blob of {}", what(backup, bi)),
         error,
     };
     // Downloaded to a temp file and hashed in chunks: a large blob never sits in memory.
@@ -287,7 +331,10 @@ async fn check_blob(
         .await
         .is_err()
     {
-        return Some(Difference::BlobMissing { id, what: what(bi) });
+        return Some(Difference::BlobMissing {
+            id,
+            what: what(backup, bi),
+        });
     }
     let mut head = [0u8; 8];
     let head_len = {
@@ -317,10 +364,10 @@ async fn check_blob(
             Ok(sha) => sha,
             Err(e) => return Some(unreadable(format!("{e:#}"))),
         }
-    } else if keyring.is_some() && can_be_encrypted(&bi.item) {
+    } else if keyring.is_some() && encryptable(backup, bi) {
         return Some(Difference::NotEncrypted {
             id,
-            what: format!("blob of {}", what(bi)),
+            what: format!("blob of {}", what(backup, bi)),
         });
     } else {
         let path = tmp.path().to_path_buf();
@@ -341,7 +388,15 @@ async fn check_blob(
     })
     .await;
     let same = matches!(local, Ok(Ok(local)) if local == remote_sha);
-    (!same).then(|| Difference::BlobDiffers { id, what: what(bi) })
+    (!same).then(|| Difference::BlobDiffers {
+        id,
+        what: what(backup, bi),
+    })
+}
+
+/// Whether the restore writes this item's blob encrypted (on an encrypted target).
+fn encryptable(backup: &Backup, bi: &BackupItem) -> bool {
+    backup.item(bi).is_ok_and(|it| can_be_encrypted(&it))
 }
 
 /// Blobs below this size are compared in memory; larger ones through a temp file.
@@ -357,13 +412,18 @@ async fn check_small_blob(
     let id = bi.id().to_string();
     let remote = match target.storage.get(&blob_path(&id)).await {
         Ok(d) => d,
-        Err(_) => return Some(Difference::BlobMissing { id, what: what(bi) }),
+        Err(_) => {
+            return Some(Difference::BlobMissing {
+                id,
+                what: what(backup, bi),
+            })
+        }
     };
     let remote = if jed::is_jed(&remote) {
         let Some(k) = keyring else {
             return Some(Difference::Unreadable {
                 id,
-                what: format!("blob of {}", what(bi)),
+                what: format!("blob of {}", what(backup, bi)),
                 error: "it is end-to-end encrypted: give the master password to compare it".into(),
             });
         };
@@ -372,15 +432,15 @@ async fn check_small_blob(
             Err(e) => {
                 return Some(Difference::Unreadable {
                     id,
-                    what: format!("blob of {}", what(bi)),
+                    what: format!("blob of {}", what(backup, bi)),
                     error: format!("{e:#}"),
                 })
             }
         }
-    } else if keyring.is_some() && can_be_encrypted(&bi.item) {
+    } else if keyring.is_some() && encryptable(backup, bi) {
         return Some(Difference::NotEncrypted {
             id,
-            what: format!("blob of {}", what(bi)),
+            what: format!("blob of {}", what(backup, bi)),
         });
     } else {
         remote
@@ -392,7 +452,10 @@ async fn check_small_blob(
         Ok(Ok(local)) => Sha256::digest(&local) == Sha256::digest(&remote),
         _ => false,
     };
-    (!same).then(|| Difference::BlobDiffers { id, what: what(bi) })
+    (!same).then(|| Difference::BlobDiffers {
+        id,
+        what: what(backup, bi),
+    })
 }
 
 /// `diff`: the differences grouped as a restore would act on them, with titles.
@@ -480,25 +543,25 @@ mod tests {
             state
                 .items
                 .insert(bi.id().into(), entry(item_path(bi.id())));
-            if bi.item.item_type() == ItemType::Resource {
+            if bi.item_type() == ItemType::Resource {
                 state
                     .blobs
                     .insert(bi.id().into(), entry(blob_path(bi.id())));
             }
         }
         let none = HashSet::new();
-        let r = verify_listing(&backup, &restored, &none, &state);
+        let r = verify_listing(&backup, &restored, &none, &state, false);
         assert!(r.ok(), "{r:?}");
         assert_eq!(r.checked_items, backup.items.len());
 
         let note = backup
             .items
             .iter()
-            .find(|b| b.item.item_type() == ItemType::Note);
+            .find(|b| b.item_type() == ItemType::Note);
         let res = backup
             .items
             .iter()
-            .find(|b| b.item.item_type() == ItemType::Resource);
+            .find(|b| b.item_type() == ItemType::Resource);
         let (note, res) = (
             note.unwrap().id().to_string(),
             res.unwrap().id().to_string(),
@@ -507,7 +570,7 @@ mod tests {
         state.blobs.remove(&res);
         let stray = "0123456789abcdef0123456789abcdef".to_string();
         state.items.insert(stray.clone(), entry(item_path(&stray)));
-        let r = verify_listing(&backup, &restored, &none, &state);
+        let r = verify_listing(&backup, &restored, &none, &state, false);
         let kinds: Vec<String> = r
             .differences
             .iter()
@@ -522,5 +585,50 @@ mod tests {
         assert!(kinds.contains(&"missing".into()), "{kinds:?}");
         assert!(kinds.contains(&"blob_missing".into()), "{kinds:?}");
         assert!(kinds.contains(&"extra".into()), "{kinds:?}");
+    }
+
+    /// With sizes, a truncated item or blob is found; the sizes a restore writes pass.
+    #[test]
+    fn listing_check_compares_sizes() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/sample.jex");
+        let backup = Backup::open(&path).unwrap();
+        let restored: Vec<usize> = (0..backup.items.len()).collect();
+        let mut state = TargetState::default();
+        for bi in &backup.items {
+            let mut e = entry(item_path(bi.id()));
+            e.size = written_len(&backup.item(bi).unwrap());
+            state.items.insert(bi.id().into(), e);
+            if bi.item_type() == ItemType::Resource {
+                let mut e = entry(blob_path(bi.id()));
+                e.size = backup.blob_size(bi.id()).unwrap();
+                state.blobs.insert(bi.id().into(), e);
+            }
+        }
+        let none = HashSet::new();
+        assert!(verify_listing(&backup, &restored, &none, &state, true).ok());
+        let note = backup
+            .items
+            .iter()
+            .find(|b| b.item_type() == ItemType::Note)
+            .unwrap()
+            .id()
+            .to_string();
+        let res = state.blobs.keys().next().unwrap().clone();
+        state.items.get_mut(&note).unwrap().size -= 1;
+        state.blobs.get_mut(&res).unwrap().size += 1;
+        let r = verify_listing(&backup, &restored, &none, &state, true);
+        let kinds: Vec<String> = r
+            .differences
+            .iter()
+            .map(|d| {
+                serde_json::to_value(d).unwrap()["kind"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(kinds, ["differs", "blob_differs"], "{:?}", r.differences);
+        // Without sizes (encrypted target, Joplin Server) presence is all that counts.
+        assert!(verify_listing(&backup, &restored, &none, &state, false).ok());
     }
 }

@@ -118,7 +118,7 @@ fn every_layout_restores_into_a_folder_target_and_verifies() {
             name,
         );
         assert!(
-            out.contains("Verified: 27 items and 3 blobs"),
+            out.contains("Checked: 27 items and 3 blobs"),
             "{name}: {out}"
         );
         let v = ok(
@@ -143,7 +143,7 @@ fn restore_and_sync(tmp: &Path, backup: &Path, extra: &[&str], env: &[(&str, &st
     let mut args = vec!["restore", s(backup), "--target", s(&target)];
     args.extend_from_slice(extra);
     let out = ok(jr_env(&args, env), "restore");
-    assert!(out.contains("Verified: 27 items and 3 blobs"), "{out}");
+    assert!(out.contains("Checked: 27 items and 3 blobs"), "{out}");
     let p = Profile::new(tmp.join("client"));
     p.use_folder(&target);
     p.sync();

@@ -218,11 +218,12 @@ fn export_of_an_encrypted_target_decrypts_everything() {
             .iter()
             .find(|g| g.id() == w.id())
             .unwrap_or_else(|| panic!("{} missing from the export", w.id()));
+        let (g, w) = (got.item(g).unwrap(), want.item(w).unwrap());
         assert!(
-            g.item.same_content(&w.item),
+            g.same_content(&w),
             "{} differs: {:?}",
             w.id(),
-            g.item.differing_fields(&w.item)
+            g.differing_fields(&w)
         );
     }
     for id in want.blobs.keys() {

@@ -15,7 +15,7 @@ fn fresh_client_syncs_exactly_the_backup_with_original_ids() {
         "--target",
         target.to_str().unwrap(),
     ]);
-    assert!(out.contains("Verified: 27 items and 3 blobs"), "{out}");
+    assert!(out.contains("Checked: 27 items and 3 blobs"), "{out}");
     jr_ok(&[
         "verify",
         sample_jex().to_str().unwrap(),

@@ -13,7 +13,7 @@ fn restore_then_verify_the_sample() {
     let o = jr_server(&emu, PASSWORD, &["restore", jex.to_str().unwrap()]);
     assert!(o.status.success(), "{}", text(&o));
     let out = String::from_utf8_lossy(&o.stdout);
-    assert!(out.contains("Verified: 27 items and 3 blobs"), "{out}");
+    assert!(out.contains("Checked: 27 items and 3 blobs"), "{out}");
     let st = emu.stats();
     assert_eq!(st.logins, 1, "one login per run: {st:?}");
     assert!(st.json_puts.is_empty(), "{st:?}");
@@ -65,7 +65,7 @@ fn five_thousand_items_go_in_batches() {
     );
     assert!(o.status.success(), "{}", text(&o));
     assert!(
-        String::from_utf8_lossy(&o.stdout).contains("Verified: 5000 items"),
+        String::from_utf8_lossy(&o.stdout).contains("Checked: 5000 items"),
         "{}",
         text(&o)
     );

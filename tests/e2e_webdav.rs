@@ -35,7 +35,7 @@ fn fresh_client_syncs_exactly_the_backup_with_original_ids() {
     // The collection does not exist yet: the restore creates it (Joplin's driver would not).
     let url = srv.url("Joplin");
     let out = restore(&url, &[]);
-    assert!(out.contains("Verified: 27 items and 3 blobs"), "{out}");
+    assert!(out.contains("Checked: 27 items and 3 blobs"), "{out}");
     // The webdav:// form and the username from the environment reach the same target.
     let o = jr_env(
         &[
@@ -68,7 +68,7 @@ fn fresh_client_syncs_the_backup_from_rclone() {
     let srv = DavServer::rclone();
     let url = srv.url("Joplin");
     let out = restore(&url, &[]);
-    assert!(out.contains("Verified: 27 items and 3 blobs"), "{out}");
+    assert!(out.contains("Checked: 27 items and 3 blobs"), "{out}");
     let p = Profile::new(tmp.path().join("fresh"));
     use_webdav(&p, &url);
     p.sync();
@@ -228,7 +228,7 @@ fn insufficient_storage_mid_upload_stops_and_a_rerun_finishes() {
 
     proxy.heal();
     let out = jr_dav_ok(&args);
-    assert!(out.contains("Verified: 27 items and 3 blobs"), "{out}");
+    assert!(out.contains("Checked: 27 items and 3 blobs"), "{out}");
     let p = Profile::new(tmp.path().join("fresh"));
     use_webdav(&p, &srv.url("Joplin"));
     p.sync();

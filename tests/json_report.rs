@@ -33,7 +33,7 @@ fn restore_verify_and_errors_report_as_documented() {
     assert_eq!(v["deleted"], 0);
     assert_eq!(v["retries"], 0);
     assert!(v["requests"].as_u64().unwrap() >= 30);
-    assert_eq!(v["verify_mode"], "full");
+    assert_eq!(v["verify_mode"], "quick");
     assert_eq!(v["verify"]["checked_items"], 27);
     assert_eq!(v["verify"]["differences"].as_array().unwrap().len(), 0);
     let stages: Vec<&str> = v["timings"]

@@ -39,7 +39,7 @@ fn progress_bars_show_on_a_terminal_and_stay_quiet_otherwise() {
         screen.contains("10/10"),
         "the notes bar reaches 10/10:\n{screen}"
     );
-    assert!(screen.contains("Verified: 27 items"), "{screen}");
+    assert!(screen.contains("Checked: 27 items"), "{screen}");
 
     // Not a terminal: plain phase lines, no bar drawing.
     let o = support::jr(&[

@@ -1,7 +1,8 @@
 //! JEX reader: a JEX is a flat POSIX tar of `<id>.md` items and `resources/<id>.<ext>` blobs.
 //!
-//! The tar is indexed in one pass: item files (small) are read as they pass, blobs are only
-//! located (offset, size) and read on demand later, so a multi-GB backup never sits in memory.
+//! The tar is indexed in one pass: item files are handed to the caller as they pass (it keeps
+//! what it needs and their location), blobs are only located (offset, size); both are read on
+//! demand later, so a multi-GB backup never sits in memory.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -10,7 +11,7 @@ use std::sync::Mutex;
 
 use anyhow::{bail, Context, Result};
 
-use super::{BlobLocation, BlobReader, RawEntry};
+use super::{BlobLocation, BlobReader};
 
 /// Largest item file we accept; real notes are far smaller, a larger one is a damaged header.
 const MAX_ITEM_BYTES: u64 = 64 * 1024 * 1024;
@@ -39,9 +40,16 @@ impl BlobReader for JexBlobs {
     }
 }
 
-/// What one pass over the tar found.
+/// An item file passing by during [`index`]: its bytes, and where they are in the JEX.
+pub struct ItemEntry {
+    pub name: String,
+    pub data: Vec<u8>,
+    pub offset: u64,
+    pub size: u64,
+}
+
+/// What one pass over the tar found (items went to the caller).
 pub struct JexIndex {
-    pub items: Vec<RawEntry>,
     pub blobs: Vec<(String, BlobLocation)>,
     pub warnings: Vec<String>,
     pub reader: JexBlobs,
@@ -82,13 +90,13 @@ fn sniff(path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Index a JEX file. Unsafe or malformed entries are errors that name the entry.
-pub fn index(path: &Path) -> Result<JexIndex> {
+/// Index a JEX file, handing each item file to `on_item`. Unsafe or malformed entries are
+/// errors that name the entry.
+pub fn index(path: &Path, mut on_item: impl FnMut(ItemEntry)) -> Result<JexIndex> {
     sniff(path)?;
     let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let file_len = file.metadata()?.len();
     let mut archive = tar::Archive::new(file);
-    let mut items = Vec::new();
     let mut blobs = Vec::new();
     let mut warnings = Vec::new();
     let entries = archive
@@ -154,7 +162,12 @@ pub fn index(path: &Path) -> Result<JexIndex> {
                     path.display()
                 );
             }
-            items.push(RawEntry { name, data });
+            on_item(ItemEntry {
+                name,
+                data,
+                offset,
+                size,
+            });
         } else {
             warnings.push(format!(
                 "{}: ignoring {name:?}, which is not part of the JEX layout",
@@ -167,7 +180,6 @@ pub fn index(path: &Path) -> Result<JexIndex> {
         file: Mutex::new(File::open(path)?),
     };
     Ok(JexIndex {
-        items,
         blobs,
         warnings,
         reader,

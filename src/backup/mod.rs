@@ -1,6 +1,7 @@
-//! Read a backup into one [`Backup`] view: parsed items in memory, blobs located and read on
-//! demand. [`source`] opens every layout the Backup plugin writes (folders, sets, per-notebook
-//! JEX files, 7z archives with or without a password, hand-made zips).
+//! Read a backup into one [`Backup`] view: a few fields per item in memory, items and blobs
+//! located in the container and read on demand. [`source`] opens every layout the Backup
+//! plugin writes (folders, sets, per-notebook JEX files, 7z archives with or without a
+//! password, hand-made zips).
 
 pub mod archive;
 pub mod jex;
@@ -17,9 +18,9 @@ use std::sync::Arc;
 
 use anyhow::Result;
 
-use crate::item::{Item, ParseError};
+use crate::item::{Item, ItemType, ParseError};
 
-/// An item file as it came out of the archive.
+/// An item file read into memory (a target's files read by `migrate`, a snapshot folder).
 pub struct RawEntry {
     pub name: String,
     pub data: Vec<u8>,
@@ -48,19 +49,75 @@ pub trait BlobReader: Send + Sync {
     }
 }
 
-/// One item of the backup.
+/// Where an item's bytes are. Items read from a JEX stay in the file and are read again (and
+/// parsed) when a stage needs them, so memory holds only a few fields per item however large
+/// the backup; items made or rewritten here (recreated notebooks, `--new-ids`, a target read
+/// by `migrate`) are held in memory.
+#[derive(Debug, Clone)]
+enum ItemBytes {
+    Memory(Arc<[u8]>),
+    Stored { part: u32, offset: u64, size: u32 },
+}
+
+/// One item of the backup: the fields every stage needs to find and order it; the whole item
+/// through [`Backup::item`], its bytes through [`Backup::raw`].
 #[derive(Debug, Clone)]
 pub struct BackupItem {
     /// Entry name inside the container (`<id>.md`).
     pub entry: String,
-    pub item: Item,
-    /// The bytes as stored, so unchanged items can be compared and written verbatim.
-    pub raw: Vec<u8>,
+    id: String,
+    item_type: ItemType,
+    parent_id: String,
+    bytes: ItemBytes,
 }
 
 impl BackupItem {
+    /// An item held in memory (serialised from `item`).
+    pub fn from_item(entry: String, item: &Item) -> BackupItem {
+        BackupItem::in_memory(entry, item, item.serialize().into_bytes())
+    }
+
+    fn in_memory(entry: String, item: &Item, raw: Vec<u8>) -> BackupItem {
+        BackupItem {
+            entry,
+            id: item.id().to_string(),
+            item_type: item.item_type(),
+            parent_id: item.parent_id().to_string(),
+            bytes: ItemBytes::Memory(raw.into()),
+        }
+    }
+
+    /// An item whose bytes stay in the container at `loc` (`item` was parsed from them).
+    pub fn stored(entry: String, item: &Item, loc: &BlobLocation) -> BackupItem {
+        BackupItem {
+            entry,
+            id: item.id().to_string(),
+            item_type: item.item_type(),
+            parent_id: item.parent_id().to_string(),
+            bytes: ItemBytes::Stored {
+                part: loc.part as u32,
+                offset: loc.offset,
+                // jex::index refuses items over 64 MiB.
+                size: loc.size as u32,
+            },
+        }
+    }
+
     pub fn id(&self) -> &str {
-        self.item.id()
+        &self.id
+    }
+    pub fn item_type(&self) -> ItemType {
+        self.item_type
+    }
+    pub fn parent_id(&self) -> &str {
+        &self.parent_id
+    }
+    /// Size of the item file as stored in the backup.
+    pub fn size(&self) -> u64 {
+        match &self.bytes {
+            ItemBytes::Memory(b) => b.len() as u64,
+            ItemBytes::Stored { size, .. } => *size as u64,
+        }
     }
 }
 
@@ -129,17 +186,23 @@ impl Backup {
         let mut unreadable = Vec::new();
         for e in entries {
             match Item::parse_bytes(&e.data) {
-                Ok(item) => items.push(BackupItem {
-                    entry: e.name,
-                    item,
-                    raw: e.data,
-                }),
+                Ok(item) => items.push(BackupItem::in_memory(e.name, &item, e.data)),
                 Err(error) => unreadable.push(Unreadable {
                     entry: e.name,
                     error,
                 }),
             }
         }
+        Backup::with_items(source, items, unreadable, reader)
+    }
+
+    /// A backup of items already indexed (see [`BackupItem::stored`]).
+    pub fn with_items(
+        source: &Path,
+        items: Vec<BackupItem>,
+        unreadable: Vec<Unreadable>,
+        reader: Arc<dyn BlobReader>,
+    ) -> Backup {
         Backup {
             source: source.to_path_buf(),
             items,
@@ -153,6 +216,48 @@ impl Backup {
             reader,
             _temps: Vec::new(),
         }
+    }
+
+    /// The item's bytes as stored in the backup.
+    pub fn raw(&self, bi: &BackupItem) -> Result<Vec<u8>> {
+        match &bi.bytes {
+            ItemBytes::Memory(b) => Ok(b.to_vec()),
+            &ItemBytes::Stored { part, offset, size } => {
+                let loc = BlobLocation {
+                    entry: bi.entry.clone(),
+                    offset,
+                    size: size as u64,
+                    part: part as usize,
+                };
+                self.reader.read(&loc).map_err(|e| {
+                    anyhow::anyhow!(
+                        "{}: cannot read {} again: {e} (was the backup moved or changed while \
+                         this ran?)",
+                        self.reader.describe(),
+                        bi.entry
+                    )
+                })
+            }
+        }
+    }
+
+    /// The whole item, parsed from its bytes (it parsed when the backup was opened).
+    pub fn item(&self, bi: &BackupItem) -> Result<Item> {
+        let raw = self.raw(bi)?;
+        Item::parse_bytes(&raw).map_err(|e| {
+            anyhow::anyhow!(
+                "{}: {} no longer parses ({e}): was the backup changed while this ran?",
+                self.reader.describe(),
+                bi.entry
+            )
+        })
+    }
+
+    /// The item's title for messages (empty when it has none or cannot be read).
+    pub fn title(&self, bi: &BackupItem) -> String {
+        self.item(bi)
+            .map(|it| it.title_or_empty().to_string())
+            .unwrap_or_default()
     }
 
     pub fn read_blob(&self, resource_id: &str) -> Result<Vec<u8>> {
@@ -188,12 +293,14 @@ mod tests {
         assert_eq!(b.items.len(), 27);
         assert!(b.unreadable.is_empty());
         for bi in &b.items {
+            let raw = b.raw(bi).unwrap();
             assert_eq!(
-                bi.item.serialize().as_bytes(),
-                &bi.raw[..],
+                b.item(bi).unwrap().serialize().as_bytes(),
+                &raw[..],
                 "{} does not round-trip",
                 bi.entry
             );
+            assert_eq!(bi.size(), raw.len() as u64);
         }
         assert_eq!(b.blobs.len(), 3);
         assert_eq!(

@@ -12,8 +12,9 @@ use super::archive::{extract_7z, extract_zip, sniff, temp_dir, Magic};
 use super::jex::{self, JexBlobs};
 use super::locate::{choose, is_per_item_7z, is_set_dir, list_sets, SetInfo};
 use super::password::PasswordSource;
-use super::{Backup, BackupItem, BlobLocation, BlobReader, RawEntry};
-use crate::item::{parse_time, Item, ItemType};
+use super::{Backup, BackupItem, BlobLocation, BlobReader, Unreadable};
+use crate::item::{parse_time, Item, ItemType, ParseError};
+use sha2::{Digest, Sha256};
 
 /// How to open a backup; shared by every command that takes a BACKUP.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -285,25 +286,29 @@ pub fn open(path: &Path, opts: &BackupOptions) -> Result<Backup> {
     Ok(backup)
 }
 
-fn updated(data: &[u8]) -> i64 {
-    Item::parse_bytes(data)
-        .ok()
-        .and_then(|i| i.get("updated_time").and_then(parse_time))
-        .unwrap_or(i64::MIN)
+/// What `read_parts` remembers of an item name in a multi-JEX set, to collapse repeats.
+struct Seen {
+    part: usize,
+    digest: [u8; 32],
+    updated: i64,
+    /// Index into the backup's items (`None`: the entry did not parse).
+    index: Option<usize>,
 }
 
 /// Read every JEX of a set into one backup. Per-notebook sets repeat items (parent notebooks,
 /// tags, shared resources) in several files: identical copies collapse into one; differing
-/// ones keep the newest `updated_time`, with a warning.
+/// ones keep the newest `updated_time`, with a warning. Items are parsed as they pass and only
+/// their location and a few fields are kept.
 fn read_parts(source: &Path, jexes: &[PathBuf]) -> Result<Backup> {
-    let mut order: Vec<String> = Vec::new();
-    let mut items: HashMap<String, (usize, Vec<u8>)> = HashMap::new();
+    let mut items: Vec<BackupItem> = Vec::new();
+    let mut unreadable: Vec<Unreadable> = Vec::new();
+    // Only a multi-JEX set can repeat a name legitimately; in one JEX a repeat is damage that
+    // validation reports, so both copies are kept.
+    let multi = jexes.len() > 1;
+    let mut seen: HashMap<String, Seen> = HashMap::new();
     let mut blobs: HashMap<String, BlobLocation> = HashMap::new();
     let mut warnings = Vec::new();
     let mut readers = Vec::new();
-    // The same name twice inside one JEX is damage, not a per-notebook repeat: keep both so
-    // validation reports the duplicate.
-    let mut same_part_repeats: Vec<RawEntry> = Vec::new();
     // folder id → the JEX files holding it, to name notebooks the plugin left out.
     let mut folder_parts: HashMap<String, Vec<usize>> = HashMap::new();
     let label = |i: usize| {
@@ -314,10 +319,26 @@ fn read_parts(source: &Path, jexes: &[PathBuf]) -> Result<Backup> {
             .into_owned()
     };
     for (part, path) in jexes.iter().enumerate() {
-        let idx = jex::index(path)?;
-        warnings.extend(idx.warnings);
-        for RawEntry { name, data } in idx.items {
-            if let Ok(it) = Item::parse_bytes(&data) {
+        let idx = jex::index(path, |e| {
+            let parsed = Item::parse_bytes(&e.data);
+            let loc = BlobLocation {
+                entry: String::new(),
+                offset: e.offset,
+                size: e.size,
+                part,
+            };
+            let stored = |it: &Item| BackupItem::stored(e.name.clone(), it, &loc);
+            if !multi {
+                match parsed {
+                    Ok(it) => items.push(stored(&it)),
+                    Err(error) => unreadable.push(Unreadable {
+                        entry: e.name,
+                        error,
+                    }),
+                }
+                return;
+            }
+            if let Ok(it) = &parsed {
                 if it.item_type() == ItemType::Folder {
                     folder_parts
                         .entry(it.id().to_string())
@@ -325,41 +346,77 @@ fn read_parts(source: &Path, jexes: &[PathBuf]) -> Result<Backup> {
                         .push(part);
                 }
             }
-            match items.get_mut(&name) {
+            let digest: [u8; 32] = Sha256::digest(&e.data).into();
+            let updated = parsed
+                .as_ref()
+                .ok()
+                .and_then(|i| i.get("updated_time").and_then(parse_time))
+                .unwrap_or(i64::MIN);
+            let mut add = |parsed: Result<Item, ParseError>| match parsed {
+                Ok(it) => {
+                    items.push(stored(&it));
+                    Some(items.len() - 1)
+                }
+                Err(error) => {
+                    unreadable.push(Unreadable {
+                        entry: e.name.clone(),
+                        error,
+                    });
+                    None
+                }
+            };
+            match seen.get_mut(&e.name) {
                 None => {
-                    order.push(name.clone());
-                    items.insert(name, (part, data));
+                    let index = add(parsed);
+                    seen.insert(
+                        e.name.clone(),
+                        Seen {
+                            part,
+                            digest,
+                            updated,
+                            index,
+                        },
+                    );
                 }
-                Some((prev_part, _)) if *prev_part == part => {
-                    same_part_repeats.push(RawEntry { name, data });
+                Some(prev) if prev.part == part => {
+                    add(parsed);
                 }
-                Some((_, prev)) if *prev == data => {}
-                Some((prev_part, prev)) => {
-                    let keep_new = updated(&data) > updated(prev);
+                Some(prev) if prev.digest == digest => {}
+                Some(prev) => {
+                    let keep_new = updated > prev.updated;
                     warnings.push(format!(
-                        "{name} differs between {} and {}; keeping the one from {} (newer)",
-                        label(*prev_part),
+                        "{} differs between {} and {}; keeping the one from {} (newer)",
+                        e.name,
+                        label(prev.part),
                         label(part),
                         if keep_new {
                             label(part)
                         } else {
-                            label(*prev_part)
+                            label(prev.part)
                         }
                     ));
                     if keep_new {
-                        *prev_part = part;
-                        *prev = data;
+                        if let (Some(i), Ok(it)) = (prev.index, &parsed) {
+                            items[i] = stored(it);
+                            *prev = Seen {
+                                part,
+                                digest,
+                                updated,
+                                index: Some(i),
+                            };
+                        }
                     }
                 }
             }
-        }
+        })?;
+        warnings.extend(idx.warnings);
         for (id, mut loc) in idx.blobs {
             loc.part = part;
             match blobs.get(&id) {
                 None => {
                     blobs.insert(id, loc);
                 }
-                Some(prev) if jexes.len() > 1 && prev.size == loc.size && prev.part != part => {}
+                Some(prev) if multi && prev.size == loc.size && prev.part != part => {}
                 Some(prev) => warnings.push(format!(
                     "two blobs for resource {id}: {} in {} and {} in {}; using the first",
                     prev.entry,
@@ -371,18 +428,16 @@ fn read_parts(source: &Path, jexes: &[PathBuf]) -> Result<Backup> {
         }
         readers.push(idx.reader);
     }
-    let entries = order
-        .into_iter()
-        .map(|name| {
-            let (_, data) = items.remove(&name).expect("listed");
-            RawEntry { name, data }
-        })
-        .chain(same_part_repeats)
-        .collect();
-    let mut backup = Backup::from_entries(source, entries, Arc::new(MultiBlobs { parts: readers }));
+    drop(seen);
+    let mut backup = Backup::with_items(
+        source,
+        items,
+        unreadable,
+        Arc::new(MultiBlobs { parts: readers }),
+    );
     backup.blobs = blobs;
     backup.warnings = warnings;
-    if jexes.len() > 1 {
+    if multi {
         add_missing_notebooks(&mut backup, jexes, &folder_parts);
     }
     Ok(backup)
@@ -410,7 +465,7 @@ fn add_missing_notebooks(
         .items
         .iter()
         .enumerate()
-        .filter(|(_, b)| b.item.item_type() == ItemType::Folder)
+        .filter(|(_, b)| b.item_type() == ItemType::Folder)
         .map(|(i, b)| (b.id().to_string(), i))
         .collect();
     // missing parent id → (title, template child index)
@@ -419,7 +474,9 @@ fn add_missing_notebooks(
     ids.sort();
     for id in ids {
         let i = folders[id];
-        let child = &backup.items[i].item;
+        let Ok(child) = backup.item(&backup.items[i]) else {
+            continue;
+        };
         let pid = child.parent_id();
         if pid.is_empty() || folders.contains_key(pid) || missing.iter().any(|m| m.0 == pid) {
             continue;
@@ -448,7 +505,9 @@ fn add_missing_notebooks(
     }
     missing.sort();
     for (pid, title, template) in missing {
-        let mut item = backup.items[template].item.clone();
+        let Ok(mut item) = backup.item(&backup.items[template]) else {
+            continue;
+        };
         item.title = Some(title.clone());
         item.set("id", pid.clone());
         item.set("parent_id", "");
@@ -459,12 +518,9 @@ fn add_missing_notebooks(
              recreated it at the top level as {title:?} (title taken from the file names) so the \
              notebooks under it keep their place"
         ));
-        let raw = item.serialize().into_bytes();
-        backup.items.push(BackupItem {
-            entry: format!("{pid}.md"),
-            item,
-            raw,
-        });
+        backup
+            .items
+            .push(BackupItem::from_item(format!("{pid}.md"), &item));
     }
 }
 

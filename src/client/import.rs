@@ -14,7 +14,7 @@ use futures::stream::{self, StreamExt};
 use serde_json::{json, Map, Value};
 
 use super::data_api::DataApi;
-use crate::backup::{Backup, BackupItem};
+use crate::backup::Backup;
 use crate::item::{parse_time, Item, ItemType};
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -169,6 +169,17 @@ fn encrypted(item: &Item) -> bool {
     item.get("encryption_applied") == Some("1")
 }
 
+/// An item of the backup, read whole.
+struct Loaded {
+    item: Item,
+}
+
+impl Loaded {
+    fn id(&self) -> &str {
+        self.item.id()
+    }
+}
+
 fn in_trash(item: &Item) -> bool {
     item.get("deleted_time")
         .is_some_and(|t| !t.is_empty() && t != "0")
@@ -178,8 +189,14 @@ fn in_trash(item: &Item) -> bool {
 pub async fn import(api: &DataApi, backup: &Backup) -> Result<ImportSummary> {
     let mut s = ImportSummary::default();
     let transfers = api.transfers;
-    let mut by_type: HashMap<ItemType, Vec<&BackupItem>> = HashMap::new();
-    for bi in &backup.items {
+    // Every field of every item goes through the API: read them all once.
+    let loaded: Vec<Loaded> = backup
+        .items
+        .iter()
+        .map(|bi| backup.item(bi).map(|item| Loaded { item }))
+        .collect::<Result<_>>()?;
+    let mut by_type: HashMap<ItemType, Vec<&Loaded>> = HashMap::new();
+    for bi in &loaded {
         let it = &bi.item;
         if encrypted(it) {
             s.warnings.push(format!(
@@ -268,9 +285,9 @@ pub async fn import(api: &DataApi, backup: &Backup) -> Result<ImportSummary> {
         .iter()
         .map(|f| (f.id().to_string(), f.item.parent_id().to_string()))
         .collect();
-    let folder_by_id: HashMap<&str, &BackupItem> = folders.iter().map(|f| (f.id(), *f)).collect();
+    let folder_by_id: HashMap<&str, &Loaded> = folders.iter().map(|f| (f.id(), *f)).collect();
     for (_, level) in levels(&parents) {
-        let todo: Vec<&BackupItem> = level
+        let todo: Vec<&Loaded> = level
             .iter()
             .filter_map(|id| folder_by_id.get(id.as_str()).copied())
             .filter(|f| {
@@ -293,7 +310,7 @@ pub async fn import(api: &DataApi, backup: &Backup) -> Result<ImportSummary> {
     }
 
     // Resources: blob and metadata in one multipart call.
-    let resources: Vec<&BackupItem> = of(ItemType::Resource)
+    let resources: Vec<&Loaded> = of(ItemType::Resource)
         .into_iter()
         .filter(|r| {
             let skip = have_resources.contains(r.id());
@@ -349,7 +366,7 @@ pub async fn import(api: &DataApi, backup: &Backup) -> Result<ImportSummary> {
     s.failures.extend(errs);
 
     // Tags.
-    let tags: Vec<&BackupItem> = of(ItemType::Tag)
+    let tags: Vec<&Loaded> = of(ItemType::Tag)
         .into_iter()
         .filter(|t| {
             let skip = have_tags.contains(t.id());
@@ -452,7 +469,7 @@ async fn relink_missing(api: &DataApi, wanted: &BTreeMap<String, Vec<String>>) -
 }
 
 /// Set a note's body (verbatim: `PUT` does no media processing) and other fields.
-async fn put_note(api: &DataApi, n: &BackupItem) -> Result<()> {
+async fn put_note(api: &DataApi, n: &Loaded) -> Result<()> {
     let mut update = props(&n.item, NOTE_UPDATE);
     update.insert("title".into(), json!(n.item.title_or_empty()));
     update.insert("body".into(), json!(n.item.body));

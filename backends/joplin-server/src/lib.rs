@@ -759,7 +759,9 @@ impl Storage for JoplinServer {
                 let r = self.delete(&p).await;
                 (p, r)
             })
-            .buffer_unordered(4)
+            // No bulk delete on Joplin Server: one DELETE per file, as many side by side as
+            // a raw keep-alive client would run.
+            .buffer_unordered(8)
             .collect()
             .await;
         results

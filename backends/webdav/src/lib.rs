@@ -73,8 +73,10 @@ impl fmt::Debug for WebDavStorage {
 const PROPFIND_BODY: &str = r#"<?xml version="1.0" encoding="utf-8"?>
 <d:propfind xmlns:d="DAV:"><d:prop><d:resourcetype/><d:getlastmodified/><d:getcontentlength/></d:prop></d:propfind>"#;
 
-/// Parallel requests: what Joplin itself uses (`sync.maxConcurrentConnections` = 5).
-const DEFAULT_TRANSFERS: usize = 5;
+/// Parallel requests. Joplin itself uses 5 (`sync.maxConcurrentConnections`); 8 keeps a
+/// CPU-bound server (bcrypt Basic auth on every request) busy, and the pacer backs off when a
+/// host throttles (429/503). Shared hosting: `--transfers 2 --tpslimit 4`.
+const DEFAULT_TRANSFERS: usize = 8;
 
 fn propfind() -> Method {
     Method::from_bytes(b"PROPFIND").expect("valid method")
