@@ -24,7 +24,7 @@ use crate::exit::{self, Refusal};
 use crate::item::{Item, ItemType, STAMP_FIELDS};
 use crate::journal::{Journal, JournalStart};
 use crate::open::{open_paced, BackendKind, GivenPassword, PacerArgs, TargetArgs};
-use crate::plan::{self, Mode, PlanOptions};
+use crate::plan::{self, Mode, PlanOptions, TargetCopy};
 use crate::progress::Progress;
 use crate::report::Timings;
 use crate::safety::{confirm, JournalArgs, SafetyArgs};
@@ -267,7 +267,7 @@ async fn fetch_identical(
     backup: &Backup,
     state: &TargetState,
     transfers: usize,
-) -> Result<HashMap<String, Item>> {
+) -> Result<HashMap<String, TargetCopy>> {
     let sizes = dest.storage.capabilities().listing_sizes;
     let wanted: Vec<usize> = backup
         .items
@@ -281,14 +281,14 @@ async fn fetch_identical(
         })
         .map(|(i, _)| i)
         .collect();
-    let fetched: Vec<Result<Option<(String, Item)>>> = stream::iter(wanted)
+    let fetched: Vec<Result<Option<(String, TargetCopy)>>> = stream::iter(wanted)
         .map(|i| async move {
             let bi = &backup.items[i];
             match dest.storage.get(&item_path(bi.id())).await {
-                Ok(data) => Ok(Item::parse_bytes(&data)
-                    .ok()
-                    .filter(|it| backup.item(bi).is_ok_and(|mine| identical(it, &mine)))
-                    .map(|it| (bi.id().to_string(), it))),
+                Ok(data) => Ok(Item::parse_bytes(&data).ok().and_then(|it| {
+                    let mine = backup.item(bi).ok()?;
+                    identical(&it, &mine).then(|| (bi.id().to_string(), TargetCopy::of(&it, &mine)))
+                })),
                 Err(e) if e.is_not_found() => Ok(None),
                 Err(e) => Err(anyhow::Error::new(e)
                     .context(format!("reading {} on the destination", item_path(bi.id())))),

@@ -139,11 +139,34 @@ pub fn restore_set<'a>(backup: &'a Backup, v: &Validation) -> Vec<(usize, &'a Ba
         .collect()
 }
 
+/// What the plan needs of the target's copy of an item the backup also holds (compared as it
+/// is fetched, so a large target's items are never all held at once).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TargetCopy {
+    /// Same content as the backup's item, apart from the restore stamp.
+    pub same: bool,
+    /// In the target's trash (`deleted_time` set).
+    pub trashed: bool,
+}
+
+impl TargetCopy {
+    /// The target's copy `theirs` of the backup's item `ours`.
+    pub fn of(theirs: &Item, ours: &Item) -> TargetCopy {
+        TargetCopy {
+            same: theirs.same_content(ours),
+            trashed: theirs
+                .get("deleted_time")
+                .is_some_and(|d| !d.is_empty() && d != "0"),
+        }
+    }
+}
+
 /// Fetch the target's copies of items the backup also holds, where a size check cannot already
-/// tell they differ (a stamped item has the same length as the backup's, whatever the stamp).
-/// With `all`, fetch every one (a partial restore needs to see which are in the trash).
-/// On an encrypted target (`keyring`) sizes say nothing: every copy is fetched and decrypted,
-/// and a copy left in clear is not "unchanged" (it must be re-written encrypted).
+/// tell they differ (a stamped item has the same length as the backup's, whatever the stamp),
+/// and compare each with the backup's. With `all`, fetch every one (a partial restore needs to
+/// see which are in the trash). On an encrypted target (`keyring`) sizes say nothing: every
+/// copy is fetched and decrypted, and a copy left in clear is not "unchanged" (it must be
+/// re-written encrypted).
 pub async fn fetch_comparable(
     target: &SyncTarget,
     backup: &Backup,
@@ -152,10 +175,10 @@ pub async fn fetch_comparable(
     transfers: usize,
     all: bool,
     keyring: Option<&Keyring>,
-) -> Result<HashMap<String, Item>> {
+) -> Result<HashMap<String, TargetCopy>> {
     // Joplin Server lists no sizes (and re-serialises items), so every copy is fetched there.
     let sizes = target.storage.capabilities().listing_sizes;
-    let mut wanted: Vec<String> = Vec::new();
+    let mut wanted: Vec<&BackupItem> = Vec::new();
     for (_, bi) in set {
         let Some(e) = state.items.get(bi.id()) else {
             continue;
@@ -165,12 +188,13 @@ pub async fn fetch_comparable(
             || !sizes
             || e.size == stamped(&backup.item(bi)?, SAMPLE_STAMP).serialize().len() as u64;
         if fetch {
-            wanted.push(bi.id().to_string());
+            wanted.push(bi);
         }
     }
-    let fetched: Vec<Result<Option<(String, Item)>>> = stream::iter(wanted)
-        .map(|id| async move {
-            let it = match target.storage.get(&item_path(&id)).await {
+    let fetched: Vec<Result<Option<(String, TargetCopy)>>> = stream::iter(wanted)
+        .map(|bi| async move {
+            let id = bi.id();
+            let it = match target.storage.get(&item_path(id)).await {
                 Ok(data) => Item::parse_bytes(&data).ok(),
                 Err(e) if e.is_not_found() => None,
                 Err(e) => {
@@ -190,15 +214,21 @@ pub async fn fetch_comparable(
                 (Some(it), Some(_)) if can_be_encrypted(&it) => None,
                 (it, _) => it,
             };
-            Ok(it.map(|it| (id, it)))
+            match it {
+                None => Ok(None),
+                Some(theirs) => {
+                    let ours = backup.item(bi)?;
+                    Ok(Some((id.to_string(), TargetCopy::of(&theirs, &ours))))
+                }
+            }
         })
         .buffer_unordered(transfers.max(1))
         .collect()
         .await;
     let mut out = HashMap::new();
     for r in fetched {
-        if let Some((id, it)) = r? {
-            out.insert(id, it);
+        if let Some((id, copy)) = r? {
+            out.insert(id, copy);
         }
     }
     Ok(out)
@@ -247,7 +277,7 @@ pub fn plan(
     backup: &Backup,
     validation: &Validation,
     state: &TargetState,
-    existing: &HashMap<String, Item>,
+    existing: &HashMap<String, TargetCopy>,
     opts: &PlanOptions,
 ) -> Result<Plan> {
     let mut set = restore_set(backup, validation);
@@ -273,18 +303,13 @@ pub fn plan(
         let ty = bi.item_type();
         let on_target = state.items.contains_key(&id) && !clear_first;
         // A partial restore keeps the target's live copy; one in the trash is brought back.
-        let trashed = existing
-            .get(&id)
-            .and_then(|t| t.get("deleted_time"))
-            .is_some_and(|d| !d.is_empty() && d != "0");
+        let trashed = existing.get(&id).is_some_and(|t| t.trashed);
         if merge && on_target && !opts.overwrite && !trashed {
             kept.push(id);
             continue;
         }
-        let same_item = match existing.get(&id) {
-            Some(t) if !clear_first && !opts.rewrite_unchanged => t.same_content(&backup.item(bi)?),
-            _ => false,
-        };
+        let same_item =
+            !clear_first && !opts.rewrite_unchanged && existing.get(&id).is_some_and(|t| t.same);
         let mut blob_needed = false;
         if ty == ItemType::Resource {
             let size = backup.blob_size(&id).unwrap_or(0);
