@@ -105,7 +105,7 @@ pub async fn run(args: &ClearArgs) -> Result<ClearSummary> {
     }
     let snapshot = args
         .safety
-        .snapshot(&target, transfers, &progress, Some(&state.files))
+        .snapshot(&target, transfers, &progress, Some(&state.files()))
         .await?;
     let lock = target
         .acquire_lock(args.safety.force, &[], &crate::item::new_id())

@@ -330,7 +330,7 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
     if plan.is_destructive() {
         snapshot = args
             .safety
-            .snapshot(&target, transfers, &progress, Some(&state.files))
+            .snapshot(&target, transfers, &progress, Some(&state.files()))
             .await?;
     }
 
@@ -436,6 +436,11 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
 
     timings.add("write", stage);
     stage = std::time::Instant::now();
+    // The plan and the first listing are done with: on a large target they are as big as the
+    // listing verify is about to take.
+    let unchanged = plan.unchanged;
+    drop(plan);
+    drop(state);
 
     // verify
     let mode = verify_mode;
@@ -478,7 +483,7 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
         timings,
         pacer: paced.counts(),
         limits: limits_json(paced.options()),
-        unchanged: plan.unchanged,
+        unchanged,
         deleted: outcome.deleted,
         snapshot,
         verify_mode,

@@ -125,7 +125,7 @@ pub async fn run(args: &RollbackArgs) -> Result<RollbackSummary> {
     }
     let snapshot = if destructive {
         args.safety
-            .snapshot(&target, transfers, &progress, Some(&state.files))
+            .snapshot(&target, transfers, &progress, Some(&state.files()))
             .await?
     } else {
         None

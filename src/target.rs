@@ -60,12 +60,30 @@ pub struct TargetState {
     pub locks: Vec<Entry>,
     /// Root files that are not part of a Joplin target.
     pub foreign: Vec<Entry>,
-    /// Every file the listing showed at the root and in `.resource/` (paths), so a snapshot
-    /// taken right after need not list the target again.
-    pub files: Vec<String>,
+    /// Files in `.resource/` whose name is not a resource id.
+    pub foreign_blobs: Vec<Entry>,
+    /// Whether the root listing showed `info.json`.
+    pub info_listed: bool,
 }
 
 impl TargetState {
+    /// Every file the listing showed at the root and in `.resource/` (paths), so a snapshot
+    /// taken right after need not list the target again.
+    pub fn files(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .items
+            .values()
+            .chain(&self.foreign)
+            .chain(self.blobs.values())
+            .chain(&self.foreign_blobs)
+            .map(|e| e.path.clone())
+            .collect();
+        if self.info_listed {
+            out.push(INFO_JSON.to_string());
+        }
+        out
+    }
+
     pub fn is_empty(&self) -> bool {
         self.info.is_none() && self.items.is_empty() && self.blobs.is_empty()
     }
@@ -128,19 +146,22 @@ impl SyncTarget {
             if e.is_dir {
                 continue;
             }
-            st.files.push(e.path.clone());
             if let Some(id) = name.strip_suffix(".md").filter(|id| is_item_id(id)) {
                 st.items.insert(id.to_string(), e);
-            } else if name != INFO_JSON {
+            } else if name == INFO_JSON {
+                st.info_listed = true;
+            } else {
                 st.foreign.push(e);
             }
         }
         for e in self.storage.list(RESOURCE_DIR).await.with_context(ctx)? {
-            if !e.is_dir {
-                st.files.push(e.path.clone());
+            if e.is_dir {
+                continue;
             }
-            if !e.is_dir && is_item_id(e.name()) {
+            if is_item_id(e.name()) {
                 st.blobs.insert(e.name().to_string(), e);
+            } else {
+                st.foreign_blobs.push(e);
             }
         }
         st.locks = self

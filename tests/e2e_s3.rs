@@ -304,9 +304,20 @@ fn clear_with_snapshot_lists_the_target_only_once() {
             })
             .count()
     };
-    // Root: 3 pages (2,500 keys at 1,000 a page) for the plan; neither the snapshot, the
-    // lock nor an after-check lists it again.
+    // Root, listed once for the plan (neither the snapshot, the lock nor an after-check lists
+    // it again): a first page of 1,000 names, then the rest side by side — one listing per hex
+    // digit from the first page's last id on (here every id starts with 0: that digit takes 2
+    // pages for its 1,500 remaining ids) and the gaps between '9' and 'a' and after 'f'.
     assert_eq!(lists(""), 3, "root listings: {requests:#?}");
+    let by_digit: Vec<usize> = "0123456789abcdef"
+        .chars()
+        .map(|c| lists(&c.to_string()))
+        .collect();
+    assert_eq!(
+        by_digit,
+        [2, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1],
+        "listings per first digit"
+    );
     // `.resource/`: once, for the plan.
     assert_eq!(
         lists(".resource%2F"),
