@@ -70,6 +70,12 @@ impl fmt::Debug for WebDavStorage {
     }
 }
 
+/// Read the rest of a small answer (Apache sends an HTML page with 201 Created): a response
+/// dropped unread closes its connection, and every request then pays a new one.
+async fn drain(resp: Response) {
+    let _ = resp.bytes().await;
+}
+
 const PROPFIND_BODY: &str = r#"<?xml version="1.0" encoding="utf-8"?>
 <d:propfind xmlns:d="DAV:"><d:prop><d:resourcetype/><d:getlastmodified/><d:getcontentlength/></d:prop></d:propfind>"#;
 
@@ -454,6 +460,7 @@ impl Storage for WebDavStorage {
         if !resp.status().is_success() {
             return Err(self.status_error(&resp, path));
         }
+        drain(resp).await;
         Ok(())
     }
 
@@ -473,6 +480,7 @@ impl Storage for WebDavStorage {
         if !resp.status().is_success() {
             return Err(self.status_error(&resp, path));
         }
+        drain(resp).await;
         Ok(())
     }
 
@@ -480,7 +488,10 @@ impl Storage for WebDavStorage {
         let req = self.request(Method::DELETE, path).await?;
         let resp = self.send(req, path).await?;
         match resp.status() {
-            s if s.is_success() || s == StatusCode::NOT_FOUND => Ok(()),
+            s if s.is_success() || s == StatusCode::NOT_FOUND => {
+                drain(resp).await;
+                Ok(())
+            }
             _ => Err(self.status_error(&resp, path)),
         }
     }
@@ -491,7 +502,10 @@ impl Storage for WebDavStorage {
         let resp = self.send(req, path).await?;
         match resp.status().as_u16() {
             // 405 Method Not Allowed: the collection exists (RFC 4918 §9.3.1).
-            200..=299 | 405 => Ok(()),
+            200..=299 | 405 => {
+                drain(resp).await;
+                Ok(())
+            }
             _ => Err(self.status_error(&resp, path)),
         }
     }
