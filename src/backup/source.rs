@@ -395,16 +395,26 @@ fn read_parts(source: &Path, jexes: &[PathBuf]) -> Result<Backup> {
                             label(prev.part)
                         }
                     ));
-                    if keep_new {
-                        if let (Some(i), Ok(it)) = (prev.index, &parsed) {
-                            items[i] = stored(it);
-                            *prev = Seen {
-                                part,
-                                digest,
-                                updated,
-                                index: Some(i),
-                            };
-                        }
+                    // (An unparsable copy never counts as newer.)
+                    if let (true, Ok(it)) = (keep_new, &parsed) {
+                        let index = match prev.index {
+                            Some(i) => {
+                                items[i] = stored(it);
+                                i
+                            }
+                            // The earlier copy was damaged: this one replaces its report.
+                            None => {
+                                unreadable.retain(|u| u.entry != e.name);
+                                items.push(stored(it));
+                                items.len() - 1
+                            }
+                        };
+                        *prev = Seen {
+                            part,
+                            digest,
+                            updated,
+                            index: Some(index),
+                        };
                     }
                 }
             }
@@ -527,6 +537,75 @@ fn add_missing_notebooks(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A tar holding `files` (name, bytes) at `path`.
+    fn jex(path: &Path, files: &[(&str, &[u8])]) {
+        let mut b = tar::Builder::new(std::fs::File::create(path).unwrap());
+        for (name, data) in files {
+            let mut h = tar::Header::new_ustar();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            h.set_cksum();
+            b.append_data(&mut h, name, *data).unwrap();
+        }
+        b.finish().unwrap();
+    }
+
+    /// Per-notebook sets repeat items: an identical repeat collapses, a newer differing copy
+    /// wins, and a good copy replaces a damaged one from another file.
+    #[test]
+    fn repeats_across_the_files_of_a_set_collapse() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = |c: char| c.to_string().repeat(32);
+        let folder = |c: char, title: &str, t: &str| {
+            format!(
+                "{title}\n\nid: {}\nparent_id: \nupdated_time: {t}\ntype_: 2",
+                id(c)
+            )
+        };
+        let (a, b) = (dir.path().join("A.jex"), dir.path().join("B.jex"));
+        let same = folder('a', "Same", "2024-01-01T00:00:00.000Z");
+        let old = folder('b', "Old", "2024-01-01T00:00:00.000Z");
+        let new = folder('b', "New", "2024-02-01T00:00:00.000Z");
+        let good = folder('c', "Good", "2024-01-01T00:00:00.000Z");
+        let (na, nb, nc) = (
+            format!("{}.md", id('a')),
+            format!("{}.md", id('b')),
+            format!("{}.md", id('c')),
+        );
+        jex(
+            &a,
+            &[
+                (&na, same.as_bytes()),
+                (&nb, old.as_bytes()),
+                (&nc, b"no properties at all"),
+            ],
+        );
+        jex(
+            &b,
+            &[
+                (&na, same.as_bytes()),
+                (&nb, new.as_bytes()),
+                (&nc, good.as_bytes()),
+            ],
+        );
+        let backup = read_parts(dir.path(), &[a, b]).unwrap();
+        assert!(backup.unreadable.is_empty(), "{:?}", backup.unreadable);
+        let titles: Vec<(String, String)> = backup
+            .items
+            .iter()
+            .map(|bi| (bi.id().to_string(), backup.title(bi)))
+            .collect();
+        assert_eq!(
+            titles,
+            [
+                (id('a'), "Same".to_string()),
+                (id('b'), "New".to_string()),
+                (id('c'), "Good".to_string())
+            ]
+        );
+        assert_eq!(backup.warnings.len(), 2, "{:?}", backup.warnings);
+    }
 
     #[test]
     fn notebook_file_names_replace_what_the_plugin_replaces() {
