@@ -62,13 +62,11 @@ pub struct Executor<'a> {
 
 /// The upload for a message (reads the item again for its title: failures only).
 fn describe(backup: &Backup, u: &Upload) -> String {
-    let title = backup.title(&backup.items[u.index]);
+    let bi = &backup.items[u.index];
     if u.blob {
-        format!("blob of resource {} ({title:?})", u.id)
-    } else if title.is_empty() {
-        format!("{} {}", u.item_type, u.id)
+        format!("blob of resource {} ({:?})", u.id, backup.title(bi))
     } else {
-        format!("{} {} ({title:?})", u.item_type, u.id)
+        backup.describe(bi)
     }
 }
 

@@ -859,15 +859,6 @@ pub async fn run(args: &MigrateArgs) -> Result<MigrateSummary> {
     })
 }
 
-fn what(backup: &Backup, bi: &crate::backup::BackupItem) -> String {
-    let t = backup.title(bi);
-    if t.is_empty() {
-        format!("{} {}", bi.item_type(), bi.id())
-    } else {
-        format!("{} {} ({t:?})", bi.item_type(), bi.id())
-    }
-}
-
 /// Destination × source: items by parsed fields as stored (encrypted ones stay encrypted, so no
 /// password is needed; Joplin Server re-serialises items), blobs byte for byte. `skip` ids (damaged
 /// on the source) are neither required nor extra; `blobless` resources need no blob.
@@ -909,7 +900,7 @@ pub async fn compare(
             if !state.items.contains_key(&id) {
                 diffs.push(Difference::Missing {
                     id,
-                    what: what(backup, bi),
+                    what: backup.describe(bi),
                 });
                 return diffs;
             }
@@ -922,7 +913,7 @@ pub async fn compare(
             {
                 Err(error) => diffs.push(Difference::Unreadable {
                     id: id.clone(),
-                    what: what(backup, bi),
+                    what: backup.describe(bi),
                     error,
                 }),
                 Ok(remote) => {
@@ -939,7 +930,7 @@ pub async fn compare(
                         }
                         diffs.push(Difference::Differs {
                             id: id.clone(),
-                            what: what(backup, bi),
+                            what: backup.describe(bi),
                             fields,
                         });
                     }
@@ -950,17 +941,17 @@ pub async fn compare(
                 match dest.storage.get(&path).await {
                     Err(_) => diffs.push(Difference::BlobMissing {
                         id,
-                        what: what(backup, bi),
+                        what: backup.describe(bi),
                     }),
                     Ok(theirs) => match src.storage.get(&path).await {
                         Ok(ours) if ours == theirs => {}
                         Ok(_) => diffs.push(Difference::BlobDiffers {
                             id,
-                            what: what(backup, bi),
+                            what: backup.describe(bi),
                         }),
                         Err(e) => diffs.push(Difference::Unreadable {
                             id,
-                            what: format!("blob of {} on the source", what(backup, bi)),
+                            what: format!("blob of {} on the source", backup.describe(bi)),
                             error: e.to_string(),
                         }),
                     },

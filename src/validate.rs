@@ -277,13 +277,13 @@ pub fn validate(backup: &Backup) -> Validation {
         if seen.get(id).is_none_or(|e| *e != bi.entry) {
             continue; // already reported
         }
-        let Ok(it) = backup.item(bi) else {
-            continue; // reported above
-        };
-        match it.item_type() {
+        // Only resources and note-tag links need more than the index holds: notes, the bulk
+        // of a backup, are not read a second time.
+        let item = || backup.item(bi).ok(); // unreadable: reported above
+        match bi.item_type() {
             ItemType::Note | ItemType::Folder => {
-                let parent = it.parent_id();
-                let needs_parent = it.item_type() == ItemType::Note || !parent.is_empty();
+                let parent = bi.parent_id();
+                let needs_parent = bi.item_type() == ItemType::Note || !parent.is_empty();
                 if needs_parent && !folders.contains(parent) {
                     extra.push((
                         ProblemClass::MissingParent,
@@ -302,6 +302,7 @@ pub fn validate(backup: &Backup) -> Validation {
                     format!("no blob resources/{id}.* in the backup"),
                 )),
                 Some(actual) => {
+                    let Some(it) = item() else { continue };
                     if let Some(declared) = it.get("size").and_then(|s| s.parse::<i64>().ok()) {
                         if declared >= 0 && declared as u64 != actual {
                             extra.push((
@@ -314,6 +315,7 @@ pub fn validate(backup: &Backup) -> Validation {
                 }
             },
             ItemType::NoteTag => {
+                let Some(it) = item() else { continue };
                 let note = it.get("note_id").unwrap_or("");
                 let tag = it.get("tag_id").unwrap_or("");
                 if !notes.contains(note) {

@@ -83,26 +83,14 @@ impl VerifyReport {
     }
 }
 
-/// The item for a message (reads it again for its title: differences only).
-fn what(backup: &Backup, bi: &BackupItem) -> String {
-    let t = backup.title(bi);
-    if t.is_empty() {
-        format!("{} {}", bi.item_type(), bi.id())
-    } else {
-        format!("{} {} ({t:?})", bi.item_type(), bi.id())
-    }
-}
-
-/// Compare the target with the items the restore wrote. `protected` ids are neither required
-/// nor reported as extra (items left out for an allowed validation problem).
 /// How a restore checks its work afterwards.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum VerifyMode {
     /// Read every item and blob back and compare it with the backup (decrypting E2EE).
     Full,
-    /// List the target once: every item and blob is there and nothing extra (rclone-like; no
-    /// second download of everything).
+    /// List the target once: every item and blob is there with the size written and nothing
+    /// extra (rclone-like; no second download of everything).
     Quick,
     /// No check.
     None,
@@ -160,14 +148,14 @@ pub fn verify_listing(
         match state.items.get(&id) {
             None => report.differences.push(Difference::Missing {
                 id: id.clone(),
-                what: what(backup, bi),
+                what: backup.describe(bi),
             }),
             Some(e) if sizes => {
                 let written = backup.item(bi).map(|it| written_len(&it));
                 if written.as_ref().ok() != Some(&e.size) {
                     report.differences.push(Difference::Differs {
                         id: id.clone(),
-                        what: what(backup, bi),
+                        what: backup.describe(bi),
                         fields: vec![match written {
                             Ok(n) => format!("size ({} bytes on the target, {n} written)", e.size),
                             Err(err) => format!("size (the backup's copy: {err:#})"),
@@ -181,12 +169,12 @@ pub fn verify_listing(
             match state.blobs.get(&id) {
                 None => report.differences.push(Difference::BlobMissing {
                     id,
-                    what: what(backup, bi),
+                    what: backup.describe(bi),
                 }),
                 Some(e) if sizes && Some(e.size) != backup.blob_size(&id) => {
                     report.differences.push(Difference::BlobDiffers {
                         id,
-                        what: what(backup, bi),
+                        what: backup.describe(bi),
                     })
                 }
                 Some(_) => {}
@@ -203,6 +191,9 @@ fn written_len(item: &Item) -> u64 {
         .len() as u64
 }
 
+/// Compare the target with the items the restore wrote, reading every one back. `protected`
+/// ids are neither required nor reported as extra (items left out for an allowed validation
+/// problem).
 pub async fn verify(
     target: &SyncTarget,
     backup: Arc<Backup>,
@@ -224,20 +215,20 @@ pub async fn verify(
                 if !state.items.contains_key(&id) {
                     diffs.push(Difference::Missing {
                         id,
-                        what: what(&backup, bi),
+                        what: backup.describe(bi),
                     });
                     return diffs;
                 }
                 match target.storage.get(&item_path(&id)).await {
                     Err(e) => diffs.push(Difference::Unreadable {
                         id: id.clone(),
-                        what: what(&backup, bi),
+                        what: backup.describe(bi),
                         error: e.to_string(),
                     }),
                     Ok(data) => match Item::parse_bytes(&data) {
                         Err(e) => diffs.push(Difference::Unreadable {
                             id: id.clone(),
-                            what: what(&backup, bi),
+                            what: backup.describe(bi),
                             error: e.to_string(),
                         }),
                         Ok(remote) => {
@@ -246,7 +237,7 @@ pub async fn verify(
                                     if clear && keyring.is_some() && can_be_encrypted(&r) {
                                         diffs.push(Difference::NotEncrypted {
                                             id: id.clone(),
-                                            what: what(&backup, bi),
+                                            what: backup.describe(bi),
                                         });
                                     }
                                     r
@@ -254,7 +245,7 @@ pub async fn verify(
                                 Err(error) => {
                                     diffs.push(Difference::Unreadable {
                                         id: id.clone(),
-                                        what: what(&backup, bi),
+                                        what: backup.describe(bi),
                                         error,
                                     });
                                     return diffs;
@@ -264,12 +255,12 @@ pub async fn verify(
                                 Ok(local) if remote.same_content(&local) => {}
                                 Ok(local) => diffs.push(Difference::Differs {
                                     id: id.clone(),
-                                    what: what(&backup, bi),
+                                    what: backup.describe(bi),
                                     fields: local.differing_fields(&remote),
                                 }),
                                 Err(e) => diffs.push(Difference::Differs {
                                     id: id.clone(),
-                                    what: what(&backup, bi),
+                                    what: backup.describe(bi),
                                     fields: vec![format!("(the backup's copy: {e:#})")],
                                 }),
                             }
@@ -317,7 +308,7 @@ async fn check_blob(
     }
     let unreadable = |error: String| Difference::Unreadable {
         id: id.clone(),
-        what: format!("blob of {}", what(backup, bi)),
+        what: format!("blob of {}", backup.describe(bi)),
         error,
     };
     // Downloaded to a temp file and hashed in chunks: a large blob never sits in memory.
@@ -333,7 +324,7 @@ async fn check_blob(
     {
         return Some(Difference::BlobMissing {
             id,
-            what: what(backup, bi),
+            what: backup.describe(bi),
         });
     }
     let mut head = [0u8; 8];
@@ -367,7 +358,7 @@ async fn check_blob(
     } else if keyring.is_some() && encryptable(backup, bi) {
         return Some(Difference::NotEncrypted {
             id,
-            what: format!("blob of {}", what(backup, bi)),
+            what: format!("blob of {}", backup.describe(bi)),
         });
     } else {
         let path = tmp.path().to_path_buf();
@@ -390,7 +381,7 @@ async fn check_blob(
     let same = matches!(local, Ok(Ok(local)) if local == remote_sha);
     (!same).then(|| Difference::BlobDiffers {
         id,
-        what: what(backup, bi),
+        what: backup.describe(bi),
     })
 }
 
@@ -415,7 +406,7 @@ async fn check_small_blob(
         Err(_) => {
             return Some(Difference::BlobMissing {
                 id,
-                what: what(backup, bi),
+                what: backup.describe(bi),
             })
         }
     };
@@ -423,7 +414,7 @@ async fn check_small_blob(
         let Some(k) = keyring else {
             return Some(Difference::Unreadable {
                 id,
-                what: format!("blob of {}", what(backup, bi)),
+                what: format!("blob of {}", backup.describe(bi)),
                 error: "it is end-to-end encrypted: give the master password to compare it".into(),
             });
         };
@@ -432,7 +423,7 @@ async fn check_small_blob(
             Err(e) => {
                 return Some(Difference::Unreadable {
                     id,
-                    what: format!("blob of {}", what(backup, bi)),
+                    what: format!("blob of {}", backup.describe(bi)),
                     error: format!("{e:#}"),
                 })
             }
@@ -440,7 +431,7 @@ async fn check_small_blob(
     } else if keyring.is_some() && encryptable(backup, bi) {
         return Some(Difference::NotEncrypted {
             id,
-            what: format!("blob of {}", what(backup, bi)),
+            what: format!("blob of {}", backup.describe(bi)),
         });
     } else {
         remote
@@ -454,7 +445,7 @@ async fn check_small_blob(
     };
     (!same).then(|| Difference::BlobDiffers {
         id,
-        what: what(backup, bi),
+        what: backup.describe(bi),
     })
 }
 
@@ -523,56 +514,39 @@ mod tests {
     use super::*;
     use backend_core::Entry;
 
-    fn entry(path: String) -> Entry {
+    fn entry(path: String, size: u64) -> Entry {
         Entry {
             path,
-            size: 1,
+            size,
             modified: None,
             is_dir: false,
         }
     }
 
-    /// `--verify quick` finds a lost item, a lost blob and a leftover from the listing alone.
-    #[test]
-    fn listing_check_finds_missing_and_extra_files() {
+    /// The sample backup, every item restored, and the listing of a target holding exactly
+    /// what a restore of it writes (sizes included).
+    fn restored_sample() -> (Backup, Vec<usize>, TargetState) {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/sample.jex");
         let backup = Backup::open(&path).unwrap();
         let restored: Vec<usize> = (0..backup.items.len()).collect();
         let mut state = TargetState::default();
         for bi in &backup.items {
+            let size = written_len(&backup.item(bi).unwrap());
             state
                 .items
-                .insert(bi.id().into(), entry(item_path(bi.id())));
+                .insert(bi.id().into(), entry(item_path(bi.id()), size));
             if bi.item_type() == ItemType::Resource {
+                let size = backup.blob_size(bi.id()).unwrap();
                 state
                     .blobs
-                    .insert(bi.id().into(), entry(blob_path(bi.id())));
+                    .insert(bi.id().into(), entry(blob_path(bi.id()), size));
             }
         }
-        let none = HashSet::new();
-        let r = verify_listing(&backup, &restored, &none, &state, false);
-        assert!(r.ok(), "{r:?}");
-        assert_eq!(r.checked_items, backup.items.len());
+        (backup, restored, state)
+    }
 
-        let note = backup
-            .items
-            .iter()
-            .find(|b| b.item_type() == ItemType::Note);
-        let res = backup
-            .items
-            .iter()
-            .find(|b| b.item_type() == ItemType::Resource);
-        let (note, res) = (
-            note.unwrap().id().to_string(),
-            res.unwrap().id().to_string(),
-        );
-        state.items.remove(&note);
-        state.blobs.remove(&res);
-        let stray = "0123456789abcdef0123456789abcdef".to_string();
-        state.items.insert(stray.clone(), entry(item_path(&stray)));
-        let r = verify_listing(&backup, &restored, &none, &state, false);
-        let kinds: Vec<String> = r
-            .differences
+    fn kinds(r: &VerifyReport) -> Vec<String> {
+        r.differences
             .iter()
             .map(|d| {
                 serde_json::to_value(d).unwrap()["kind"]
@@ -580,7 +554,33 @@ mod tests {
                     .unwrap()
                     .to_string()
             })
-            .collect();
+            .collect()
+    }
+
+    fn first_of(backup: &Backup, t: ItemType) -> String {
+        let bi = backup.items.iter().find(|b| b.item_type() == t).unwrap();
+        bi.id().to_string()
+    }
+
+    /// `--verify quick` finds a lost item, a lost blob and a leftover from the listing alone.
+    #[test]
+    fn listing_check_finds_missing_and_extra_files() {
+        let (backup, restored, mut state) = restored_sample();
+        let none = HashSet::new();
+        let r = verify_listing(&backup, &restored, &none, &state, false);
+        assert!(r.ok(), "{r:?}");
+        assert_eq!(r.checked_items, backup.items.len());
+
+        let note = first_of(&backup, ItemType::Note);
+        let res = first_of(&backup, ItemType::Resource);
+        state.items.remove(&note);
+        state.blobs.remove(&res);
+        let stray = "0123456789abcdef0123456789abcdef".to_string();
+        state
+            .items
+            .insert(stray.clone(), entry(item_path(&stray), 1));
+        let r = verify_listing(&backup, &restored, &none, &state, false);
+        let kinds = kinds(&r);
         assert_eq!(r.differences.len(), 3, "{:?}", r.differences);
         assert!(kinds.contains(&"missing".into()), "{kinds:?}");
         assert!(kinds.contains(&"blob_missing".into()), "{kinds:?}");
@@ -590,44 +590,20 @@ mod tests {
     /// With sizes, a truncated item or blob is found; the sizes a restore writes pass.
     #[test]
     fn listing_check_compares_sizes() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/sample.jex");
-        let backup = Backup::open(&path).unwrap();
-        let restored: Vec<usize> = (0..backup.items.len()).collect();
-        let mut state = TargetState::default();
-        for bi in &backup.items {
-            let mut e = entry(item_path(bi.id()));
-            e.size = written_len(&backup.item(bi).unwrap());
-            state.items.insert(bi.id().into(), e);
-            if bi.item_type() == ItemType::Resource {
-                let mut e = entry(blob_path(bi.id()));
-                e.size = backup.blob_size(bi.id()).unwrap();
-                state.blobs.insert(bi.id().into(), e);
-            }
-        }
+        let (backup, restored, mut state) = restored_sample();
         let none = HashSet::new();
         assert!(verify_listing(&backup, &restored, &none, &state, true).ok());
-        let note = backup
-            .items
-            .iter()
-            .find(|b| b.item_type() == ItemType::Note)
-            .unwrap()
-            .id()
-            .to_string();
+        let note = first_of(&backup, ItemType::Note);
         let res = state.blobs.keys().next().unwrap().clone();
         state.items.get_mut(&note).unwrap().size -= 1;
         state.blobs.get_mut(&res).unwrap().size += 1;
         let r = verify_listing(&backup, &restored, &none, &state, true);
-        let kinds: Vec<String> = r
-            .differences
-            .iter()
-            .map(|d| {
-                serde_json::to_value(d).unwrap()["kind"]
-                    .as_str()
-                    .unwrap()
-                    .to_string()
-            })
-            .collect();
-        assert_eq!(kinds, ["differs", "blob_differs"], "{:?}", r.differences);
+        assert_eq!(
+            kinds(&r),
+            ["differs", "blob_differs"],
+            "{:?}",
+            r.differences
+        );
         // Without sizes (encrypted target, Joplin Server) presence is all that counts.
         assert!(verify_listing(&backup, &restored, &none, &state, false).ok());
     }

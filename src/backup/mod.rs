@@ -78,28 +78,27 @@ impl BackupItem {
     }
 
     fn in_memory(entry: String, item: &Item, raw: Vec<u8>) -> BackupItem {
-        BackupItem {
-            entry,
-            id: item.id().to_string(),
-            item_type: item.item_type(),
-            parent_id: item.parent_id().to_string(),
-            bytes: ItemBytes::Memory(raw.into()),
-        }
+        BackupItem::new(entry, item, ItemBytes::Memory(raw.into()))
     }
 
     /// An item whose bytes stay in the container at `loc` (`item` was parsed from them).
     pub fn stored(entry: String, item: &Item, loc: &BlobLocation) -> BackupItem {
+        let bytes = ItemBytes::Stored {
+            part: loc.part as u32,
+            offset: loc.offset,
+            // jex::index refuses items over 64 MiB.
+            size: loc.size as u32,
+        };
+        BackupItem::new(entry, item, bytes)
+    }
+
+    fn new(entry: String, item: &Item, bytes: ItemBytes) -> BackupItem {
         BackupItem {
             entry,
             id: item.id().to_string(),
             item_type: item.item_type(),
             parent_id: item.parent_id().to_string(),
-            bytes: ItemBytes::Stored {
-                part: loc.part as u32,
-                offset: loc.offset,
-                // jex::index refuses items over 64 MiB.
-                size: loc.size as u32,
-            },
+            bytes,
         }
     }
 
@@ -251,6 +250,17 @@ impl Backup {
                 bi.entry
             )
         })
+    }
+
+    /// The item for a message: `note <id> ("title")` (reads it again for its title, so for
+    /// reports of problems, not for every item).
+    pub fn describe(&self, bi: &BackupItem) -> String {
+        let t = self.title(bi);
+        if t.is_empty() {
+            format!("{} {}", bi.item_type(), bi.id())
+        } else {
+            format!("{} {} ({t:?})", bi.item_type(), bi.id())
+        }
     }
 
     /// The item's title for messages (empty when it has none or cannot be read).

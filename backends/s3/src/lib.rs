@@ -1025,7 +1025,7 @@ impl Shard {
             out.push(Shard {
                 folder: folder.to_string(),
                 prefix: folder.to_string(),
-                start_after: if lead == '\0' { from } else { resume(from) },
+                start_after: resume(from),
                 after,
                 before,
             });
