@@ -364,6 +364,9 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
             offset as f64 / 1000.0
         );
     }
+    target
+        .wait_past_newest_second(&state, remote_now, offset)
+        .await;
     // A resumed run keeps its first stamp, so what it already wrote still counts as done.
     let stamp_ms = resumed
         .as_ref()

@@ -263,6 +263,31 @@ impl SyncTarget {
         Ok((remote, remote - local))
     }
 
+    /// On a target whose listings give whole seconds, a client that synced during the second
+    /// of the newest file recorded the files of that second as seen, and skips them on its next
+    /// sync while their time still reads that second (Joplin's delta: `filesAtTimestamp`). So
+    /// before writing, wait until the target's clock is past that second (at most ~2 s, only
+    /// when a file is that recent). `remote_now`/`offset` come from [`Self::remote_clock`].
+    pub async fn wait_past_newest_second(&self, state: &TargetState, remote_now: i64, offset: i64) {
+        if !self.storage.capabilities().coarse_mtime {
+            return;
+        }
+        let newest = state
+            .items
+            .values()
+            .chain(state.blobs.values())
+            .filter_map(|e| e.modified.map(system_ms))
+            .max();
+        if let Some(wait) = wait_for_next_second(newest, remote_now, offset, now_ms()) {
+            tracing::info!(
+                "{}: files written this second; waiting {} ms so clients see ours as newer",
+                self.describe(),
+                wait.as_millis()
+            );
+            tokio::time::sleep(wait).await;
+        }
+    }
+
     /// Take Joplin's exclusive sync lock (advisory: only clients ≤ 3.1 honour it).
     ///
     /// `reclaim` names the client ids of locks interrupted runs of ours left (from the
@@ -551,6 +576,25 @@ impl Drop for TargetLock {
     }
 }
 
+/// How long to wait (local clock `now`) until a target whose clock reads `remote_now` (the end
+/// of a whole second, `offset` ahead of ours) is past the second of `newest_ms`; `None` when it
+/// already is. The offset was measured against the end of the probe's second, so it can be up
+/// to a second high: wait one more second's worth, bounded.
+fn wait_for_next_second(
+    newest_ms: Option<i64>,
+    remote_now: i64,
+    offset: i64,
+    now: i64,
+) -> Option<std::time::Duration> {
+    let newest_second = newest_ms?.div_euclid(1000);
+    if newest_second < remote_now.div_euclid(1000) {
+        return None;
+    }
+    let until = (newest_second + 1) * 1000 - offset + 1000;
+    let wait = (until - now).clamp(0, 2_000);
+    (wait > 0).then(|| std::time::Duration::from_millis(wait as u64))
+}
+
 pub fn now_ms() -> i64 {
     system_ms(SystemTime::now())
 }
@@ -564,6 +608,23 @@ pub fn system_ms(t: SystemTime) -> i64 {
 
 #[cfg(test)]
 mod tests {
+    /// A file from the probe's own second makes the restore wait for the next one; an older one
+    /// does not; the wait is bounded.
+    #[test]
+    fn writes_wait_for_the_second_after_the_newest_file() {
+        let (second, offset) = (1_700_000_000_000i64, 0);
+        let end = second + 999;
+        assert_eq!(wait_for_next_second(None, end, offset, second + 500), None);
+        assert_eq!(
+            wait_for_next_second(Some(second - 1), end, offset, second + 500),
+            None
+        );
+        let w = wait_for_next_second(Some(second + 200), end, offset, second + 500).unwrap();
+        assert!(w.as_millis() > 500 && w.as_millis() <= 2_000, "{w:?}");
+        let w = wait_for_next_second(Some(second + 200), end, -60_000, second + 500).unwrap();
+        assert_eq!(w.as_millis(), 2_000);
+    }
+
     use super::*;
 
     #[test]
