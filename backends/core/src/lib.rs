@@ -208,6 +208,9 @@ pub struct Capabilities {
     /// Whether `list`/`stat` report real sizes. Joplin Server's listing has no size (0 is
     /// reported), so callers must not compare sizes to decide whether content changed.
     pub listing_sizes: bool,
+    /// Whether `delete_many` is a real bulk call (S3 DeleteObjects) rather than one request
+    /// per file; the pacer then paces the call, not each file.
+    pub bulk_delete: bool,
 }
 
 impl Default for Capabilities {
@@ -217,6 +220,7 @@ impl Default for Capabilities {
             batch_put: false,
             coarse_mtime: false,
             listing_sizes: true,
+            bulk_delete: false,
         }
     }
 }
@@ -272,15 +276,11 @@ pub trait Storage: Send + Sync + fmt::Debug {
     /// Size and time of one file, `None` when missing.
     async fn stat(&self, path: &str) -> Result<Option<Entry>>;
 
-    /// Remove several files; returns the ones that failed. Backends with a bulk call override it.
+    /// Remove several files; returns the ones that failed. Here one DELETE per file, as many
+    /// side by side as suit the server (`default_transfers`); backends with a bulk call
+    /// override it and say so in [`Capabilities::bulk_delete`].
     async fn delete_many(&self, paths: &[String]) -> Vec<(String, StorageError)> {
-        let mut failed = Vec::new();
-        for p in paths {
-            if let Err(e) = self.delete(p).await {
-                failed.push((p.clone(), e));
-            }
-        }
-        failed
+        delete_each(self, paths, self.capabilities().default_transfers).await
     }
 
     /// Take or refresh the target's own exclusive sync lock for `client_id` (Joplin Server's
@@ -322,6 +322,24 @@ pub trait Storage: Send + Sync + fmt::Debug {
         }
         failed
     }
+}
+
+/// `storage.delete(p)` for every path, `in_flight` at a time; the paths that failed.
+pub async fn delete_each<S: Storage + ?Sized>(
+    storage: &S,
+    paths: &[String],
+    in_flight: usize,
+) -> Vec<(String, StorageError)> {
+    use futures::StreamExt;
+    let failed: Vec<Option<(String, StorageError)>> = futures::stream::iter(paths.iter().cloned())
+        .map(|p| async move {
+            let r = storage.delete(&p).await;
+            r.err().map(|e| (p, e))
+        })
+        .buffer_unordered(in_flight.max(1))
+        .collect()
+        .await;
+    failed.into_iter().flatten().collect()
 }
 
 #[cfg(test)]

@@ -245,6 +245,11 @@ impl Storage for Paced {
         self.run(0, || self.inner.remove_server_lock(key)).await
     }
     async fn delete_many(&self, paths: &[String]) -> Vec<(String, StorageError)> {
+        if !self.inner.capabilities().bulk_delete {
+            // One request per file: each one goes through the limits and retries on its own
+            // (one paced call for all of them would let thousands past --tpslimit).
+            return crate::delete_each(self, paths, self.opts.transfers).await;
+        }
         let mut todo: Vec<String> = paths.to_vec();
         let mut attempt = 0u32;
         loop {
@@ -415,5 +420,100 @@ mod tests {
         p.put("a", Bytes::new()).await.unwrap();
         assert!(t.elapsed() >= Duration::from_millis(300));
         assert_eq!(p.counts().rate_limited, 1);
+    }
+
+    /// A storage without a bulk delete that records how many deletes ran at once, and fails
+    /// the first delete of `flaky` once with a 503.
+    #[derive(Debug, Default)]
+    struct Deletes {
+        in_flight: std::sync::atomic::AtomicUsize,
+        most_at_once: std::sync::atomic::AtomicUsize,
+        calls: std::sync::atomic::AtomicUsize,
+        flaky: Mutex<Option<String>>,
+    }
+
+    #[async_trait]
+    impl Storage for Deletes {
+        fn describe(&self) -> String {
+            "deletes".into()
+        }
+        async fn ensure_root(&self) -> Result<()> {
+            Ok(())
+        }
+        async fn list(&self, _: &str) -> Result<Vec<Entry>> {
+            Ok(vec![])
+        }
+        async fn get(&self, p: &str) -> Result<Bytes> {
+            Err(StorageError::not_found(p))
+        }
+        async fn put(&self, _: &str, _: Bytes) -> Result<()> {
+            Ok(())
+        }
+        async fn delete(&self, p: &str) -> Result<()> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+            self.most_at_once.fetch_max(now, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
+            let mut flaky = self.flaky.lock().unwrap();
+            if flaky.as_deref() == Some(p) {
+                *flaky = None;
+                return Err(StorageError::transient("503"));
+            }
+            Ok(())
+        }
+        async fn mkdir(&self, _: &str) -> Result<()> {
+            Ok(())
+        }
+        async fn stat(&self, _: &str) -> Result<Option<Entry>> {
+            Ok(None)
+        }
+    }
+
+    fn paths(n: usize) -> Vec<String> {
+        (0..n).map(|i| format!("{i:032x}.md")).collect()
+    }
+
+    #[tokio::test]
+    async fn deletes_without_a_bulk_call_are_paced_one_by_one() {
+        let inner = Arc::new(Deletes {
+            flaky: Mutex::new(Some(paths(30)[7].clone())),
+            ..Default::default()
+        });
+        let p = Paced::new(
+            inner.clone(),
+            PacerOptions {
+                transfers: 3,
+                ..fast()
+            },
+        );
+        assert!(p.delete_many(&paths(30)).await.is_empty());
+        // 30 files, one retried alone: every DELETE counted, never more than --transfers.
+        assert_eq!(inner.calls.load(Ordering::SeqCst), 31);
+        assert_eq!(p.counts().requests, 31);
+        assert_eq!(p.counts().retries, 1);
+        let most = inner.most_at_once.load(Ordering::SeqCst);
+        assert!((2..=3).contains(&most), "{most} deletes at once");
+    }
+
+    #[tokio::test]
+    async fn deletes_without_a_bulk_call_keep_to_the_tpslimit() {
+        let inner = Arc::new(Deletes::default());
+        let p = Paced::new(
+            inner,
+            PacerOptions {
+                tps_limit: Some(50.0),
+                ..fast()
+            },
+        );
+        let t = std::time::Instant::now();
+        assert!(p.delete_many(&paths(11)).await.is_empty());
+        // 11 requests at 50/s with a burst of one: at least 10 gaps of 20 ms.
+        assert!(
+            t.elapsed() >= Duration::from_millis(200),
+            "{:?}",
+            t.elapsed()
+        );
+        assert_eq!(p.counts().requests, 11);
     }
 }

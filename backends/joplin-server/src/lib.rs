@@ -13,7 +13,8 @@
 //!   in UTF-16 units (JS string length) including names; per-item errors are read back;
 //! - items are parsed by the server: no trailing newline, `updated_time` and `type_` present, and
 //!   a `share_id` the server does not know is refused (422), so it is blanked and sent again;
-//! - listings are paginated with an *offset* cursor (100 per page, the maximum);
+//! - listings are paginated by offset (100 per page, the maximum): pages are asked for by
+//!   number in name order, several at a time;
 //! - locks are the server's own (`/api/locks`), not lock files.
 
 use std::sync::Arc;
@@ -35,6 +36,8 @@ pub const BATCH_LIMIT_UNITS: usize = 1_000_000;
 pub const PAGE_LIMIT: usize = 100;
 /// Upper bound on listing pages followed in one `list` (10 million names).
 const MAX_PAGES: usize = 100_000;
+/// Listing pages requested side by side (as many as the transfers of a raw keep-alive client).
+const LISTING_PAGES_IN_FLIGHT: usize = 8;
 /// Joplin lock types and client types (`LockType.Exclusive`, `LockClientType.Cli`).
 const LOCK_EXCLUSIVE: u32 = 2;
 const CLIENT_CLI: u32 = 3;
@@ -333,9 +336,12 @@ impl JoplinServer {
         Err(self.classify(status, path, &String::from_utf8_lossy(&data), retry_after))
     }
 
-    /// Every name under a prefix (`""` = all), following the offset cursor to the end.
-    /// `list` reads all pages before anyone deletes anything: deleting while following the
-    /// cursor would skip items (the pages shift under it), so clearing re-lists from page 1.
+    /// Every name under a prefix (`""` = all). Pages are asked for by number in name order,
+    /// `LISTING_PAGES_IN_FLIGHT` side by side: the server's offset pages are independent
+    /// requests, and a unique sort key keeps them from overlapping while nothing writes (the
+    /// default `updated_time` order ties on items written in the same millisecond). `list`
+    /// reads all pages before anyone deletes anything: deleting while paging shifts the pages
+    /// under it and skips items.
     async fn all_names(&self, dir: &str) -> Result<Vec<(String, i64)>> {
         let base = if dir.is_empty() {
             format!("{}/api/items/root:/:/children", self.base)
@@ -346,44 +352,63 @@ impl JoplinServer {
                 utf8_percent_encode(dir.trim_end_matches('/'), NAME_SET)
             )
         };
-        let mut out = Vec::new();
-        let mut url = format!("{base}?limit={PAGE_LIMIT}");
-        for _ in 0..MAX_PAGES {
-            let data = self
-                .call(
-                    reqwest::Method::GET,
-                    &url,
-                    None,
-                    &format!("{dir}/ (listing)"),
-                )
-                .await?;
-            let v: Value = serde_json::from_slice(&data).map_err(|e| {
-                StorageError::transient(format!("listing {dir:?}: unexpected answer ({e})"))
-            })?;
-            let items = v
-                .get("items")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default();
-            for it in &items {
-                if let Some(name) = it.get("name").and_then(Value::as_str) {
-                    let t = it.get("updated_time").and_then(Value::as_i64).unwrap_or(0);
-                    out.push((name.to_string(), t));
-                }
-            }
-            let more = v.get("has_more").and_then(Value::as_bool).unwrap_or(false);
-            let cursor = v.get("cursor").and_then(Value::as_str);
-            match cursor {
-                Some(c) if more && !items.is_empty() => {
-                    url = format!("{base}?cursor={}", utf8_percent_encode(c, NON_ALPHANUMERIC));
-                }
-                _ => return Ok(out),
+        let (mut out, more) = self.listing_page(&base, dir, 1).await?;
+        if !more {
+            return Ok(out);
+        }
+        // Pages after the first go side by side; the stream stops at the first page that is
+        // not full (the pages asked for beyond it are dropped unsent or unread).
+        let mut pages = stream::iter(2..=MAX_PAGES)
+            .map(|n| self.listing_page(&base, dir, n))
+            .buffered(LISTING_PAGES_IN_FLIGHT);
+        while let Some(page) = pages.next().await {
+            let (names, more) = page?;
+            out.extend(names);
+            if !more {
+                // A write between two page requests can shift a name onto the next page too.
+                let mut seen = std::collections::HashSet::with_capacity(out.len());
+                out.retain(|(n, _)| seen.insert(n.clone()));
+                return Ok(out);
             }
         }
         Err(StorageError::Rejected(format!(
             "listing {dir:?}: more than {} pages; stopping",
             MAX_PAGES
         )))
+    }
+
+    /// One page of a listing (1-based) in name order: its names and `updated_time`s, and
+    /// whether it was full (the server's `has_more`: a next page may hold more).
+    async fn listing_page(
+        &self,
+        base: &str,
+        dir: &str,
+        page: usize,
+    ) -> Result<(Vec<(String, i64)>, bool)> {
+        let url = format!("{base}?limit={PAGE_LIMIT}&order_by=name&order_dir=asc&page={page}");
+        let data = self
+            .call(
+                reqwest::Method::GET,
+                &url,
+                None,
+                &format!("{dir}/ (listing page {page})"),
+            )
+            .await?;
+        let v: Value = serde_json::from_slice(&data).map_err(|e| {
+            StorageError::transient(format!("listing {dir:?}: unexpected answer ({e})"))
+        })?;
+        let items = v.get("items").and_then(Value::as_array);
+        let names: Vec<(String, i64)> = items
+            .into_iter()
+            .flatten()
+            .filter_map(|it| {
+                let name = it.get("name").and_then(Value::as_str)?;
+                let t = it.get("updated_time").and_then(Value::as_i64).unwrap_or(0);
+                Some((name.to_string(), t))
+            })
+            .collect();
+        let more = v.get("has_more").and_then(Value::as_bool).unwrap_or(false) && !names.is_empty();
+        Ok((names, more))
     }
 
     /// A single upload, with the share retry (see [`blank_share`]).
@@ -594,6 +619,8 @@ impl Storage for JoplinServer {
             batch_put: true,
             coarse_mtime: false,
             listing_sizes: false,
+            // No bulk delete: one DELETE per item.
+            bulk_delete: false,
         }
     }
 
@@ -750,24 +777,6 @@ impl Storage for JoplinServer {
             Err(e) if e.is_not_found() => Ok(None),
             Err(e) => Err(e),
         }
-    }
-
-    /// One DELETE per name (the server has no bulk delete), a few at a time.
-    async fn delete_many(&self, paths: &[String]) -> Vec<(String, StorageError)> {
-        let results: Vec<(String, Result<()>)> = stream::iter(paths.iter().cloned())
-            .map(|p| async move {
-                let r = self.delete(&p).await;
-                (p, r)
-            })
-            // No bulk delete on Joplin Server: one DELETE per file, as many side by side as
-            // a raw keep-alive client would run.
-            .buffer_unordered(8)
-            .collect()
-            .await;
-        results
-            .into_iter()
-            .filter_map(|(p, r)| r.err().map(|e| (p, e)))
-            .collect()
     }
 
     /// Items through `PUT /api/batch_items` in batches under the 1 MB limit; anything that is

@@ -279,9 +279,10 @@ async fn oversized_item_fails_alone_with_413() {
 }
 
 #[tokio::test]
-async fn listing_follows_the_offset_cursor_and_clearing_gets_everything() {
+async fn listing_reads_every_page_side_by_side_and_clearing_gets_everything() {
     let emu = Emulator::start(EmulatorConfig::default()).await;
-    for i in 0..250 {
+    // 950 + 30 names: 10 pages for the root, so the pages after the first go in two windows.
+    for i in 0..950 {
         emu.insert_raw(USER, &format!("{}.md", id(i)), b"x");
     }
     for i in 0..30 {
@@ -290,11 +291,19 @@ async fn listing_follows_the_offset_cursor_and_clearing_gets_everything() {
     let s = backend(&emu.url(), "admin");
     let root = s.list("").await.unwrap();
     let files: Vec<_> = root.iter().filter(|e| !e.is_dir).collect();
-    assert_eq!(files.len(), 250);
+    let unique: std::collections::BTreeSet<&str> = files.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(files.len(), 950, "every name once");
+    assert_eq!(unique.len(), 950);
     assert!(root.iter().any(|e| e.is_dir && e.path == ".resource"));
+    let listings_root = emu.stats().listings;
+    // 10 pages hold names; at most the rest of the last window of 8 is asked for beyond them.
+    assert!((10..=10 + 7).contains(&listings_root), "{listings_root}");
     assert_eq!(s.list(".resource").await.unwrap().len(), 30);
-    // 250 + 30 = 280 names → 3 pages for the root, 1 for .resource.
-    assert_eq!(emu.stats().listings, 4);
+    assert_eq!(
+        emu.stats().listings,
+        listings_root + 1,
+        "one page: no more asked"
+    );
     let mut all: Vec<String> = files.iter().map(|e| e.path.clone()).collect();
     all.extend(
         s.list(".resource")

@@ -770,6 +770,8 @@ impl Storage for S3Storage {
             batch_put: false,
             // LastModified has 1-second resolution on AWS and most stores.
             coarse_mtime: true,
+            // DeleteObjects: up to 1,000 keys a request.
+            bulk_delete: true,
             ..Default::default()
         }
     }

@@ -13,7 +13,6 @@ use std::time::Duration;
 use async_trait::async_trait;
 use backend_core::{parse_retry_after, Capabilities, Entry, Result, Storage, StorageError};
 use bytes::Bytes;
-use futures::{stream, StreamExt};
 use reqwest::header::{HeaderValue, CONTENT_TYPE, LOCATION, RETRY_AFTER};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use url::Url;
@@ -335,6 +334,8 @@ impl Storage for WebDavStorage {
             coarse_mtime: true,
             // getcontentlength is reported for every file.
             listing_sizes: true,
+            // No bulk delete: one DELETE per file.
+            bulk_delete: false,
         }
     }
 
@@ -520,22 +521,6 @@ impl Storage for WebDavStorage {
             modified: r.modified,
             is_dir: r.is_dir,
         }))
-    }
-
-    async fn delete_many(&self, paths: &[String]) -> Vec<(String, StorageError)> {
-        // WebDAV has no bulk delete: run DELETEs side by side on the keep-alive pool.
-        let results: Vec<(String, Result<()>)> = stream::iter(paths.iter().cloned())
-            .map(|p| async move {
-                let r = self.delete(&p).await;
-                (p, r)
-            })
-            .buffer_unordered(DEFAULT_TRANSFERS)
-            .collect()
-            .await;
-        results
-            .into_iter()
-            .filter_map(|(p, r)| r.err().map(|e| (p, e)))
-            .collect()
     }
 }
 
