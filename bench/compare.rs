@@ -188,6 +188,27 @@ impl Results {
     }
 }
 
+/// "stage 1.23 s" for each stage of the row's first sample that `keep` accepts, median over
+/// the samples.
+fn stage_medians(r: &Row, keep: impl Fn(&str) -> bool) -> Vec<String> {
+    let Some(first) = r.samples.first() else {
+        return Vec::new();
+    };
+    first
+        .stages
+        .iter()
+        .map(|s| s.0.as_str())
+        .filter(|n| keep(n))
+        .map(|n| {
+            let v = r
+                .samples
+                .iter()
+                .filter_map(|s| s.stages.iter().find(|x| x.0 == n).map(|x| x.1));
+            format!("{n} {}", fmt_s(median(v)))
+        })
+        .collect()
+}
+
 fn median(v: impl Iterator<Item = f64>) -> f64 {
     let mut v: Vec<f64> = v.collect();
     v.sort_by(|a, b| a.total_cmp(b));
@@ -1164,6 +1185,13 @@ fn render(cx: &Ctx, rss10: Option<(usize, f64, u64, f64)>) -> String {
         };
         let mut note = r.note.clone();
         let writes: Vec<f64> = r.samples.iter().filter_map(|s| s.write_secs).collect();
+        if is_clear && r.samples.first().is_some_and(|s| !s.stages.is_empty()) {
+            // A clear's stages (list, snapshot, lock, delete), median per stage.
+            if !note.is_empty() {
+                note.push_str("; ");
+            }
+            note.push_str(&stage_medians(r, |_| true).join(", "));
+        }
         if !writes.is_empty() && !is_clear {
             let w = median(writes.into_iter());
             let extra = match r.baseline.and_then(|b| cx.res.median(b)) {
@@ -1175,18 +1203,7 @@ fn render(cx: &Ctx, rss10: Option<(usize, f64, u64, f64)>) -> String {
             }
             note.push_str(&format!("write stage {}{extra}", fmt_s(w)));
             // The other stages, median per stage.
-            let names: Vec<String> = r.samples[0].stages.iter().map(|s| s.0.clone()).collect();
-            let parts: Vec<String> = names
-                .iter()
-                .filter(|n| n.as_str() != "write")
-                .map(|n| {
-                    let v = r
-                        .samples
-                        .iter()
-                        .filter_map(|s| s.stages.iter().find(|x| &x.0 == n).map(|x| x.1));
-                    format!("{n} {}", fmt_s(median(v)))
-                })
-                .collect();
+            let parts = stage_medians(r, |n| n != "write");
             if !parts.is_empty() {
                 note.push_str(&format!("; {}", parts.join(", ")));
             }

@@ -9,6 +9,7 @@ use anyhow::Result;
 use crate::exit::Refusal;
 use crate::open::{open_paced, PacerArgs, TargetArgs};
 use crate::progress::Progress;
+use crate::report::Timings;
 use crate::safety::{confirm, SafetyArgs};
 use crate::target::{blob_path, item_path, SyncTarget, INFO_JSON};
 
@@ -32,6 +33,8 @@ pub struct ClearArgs {
 pub struct ClearSummary {
     pub deleted: usize,
     pub snapshot: Option<PathBuf>,
+    /// Seconds per stage: list, snapshot, lock, delete (what ran of them).
+    pub timings: Timings,
 }
 
 pub async fn run(args: &ClearArgs) -> Result<ClearSummary> {
@@ -39,7 +42,10 @@ pub async fn run(args: &ClearArgs) -> Result<ClearSummary> {
     let paced = open_paced(&args.target, &args.pacer)?;
     let transfers = paced.options().transfers;
     let target = SyncTarget::new(paced);
+    let mut timings = Timings::default();
+    let t = std::time::Instant::now();
     let state = target.state().await?;
+    timings.add("list", t);
     target.check_writable(&state, args.safety.force)?;
     if state.info.is_none()
         && state.items.is_empty()
@@ -77,6 +83,7 @@ pub async fn run(args: &ClearArgs) -> Result<ClearSummary> {
         return Ok(ClearSummary {
             deleted: 0,
             snapshot: None,
+            timings,
         });
     }
     if paths.is_empty() {
@@ -84,6 +91,7 @@ pub async fn run(args: &ClearArgs) -> Result<ClearSummary> {
         return Ok(ClearSummary {
             deleted: 0,
             snapshot: None,
+            timings,
         });
     }
     eprintln!(
@@ -103,18 +111,24 @@ pub async fn run(args: &ClearArgs) -> Result<ClearSummary> {
         )
         .into());
     }
+    let t = std::time::Instant::now();
     let snapshot = args
         .safety
         .snapshot(&target, transfers, &progress, Some(&state.files()))
         .await?;
+    timings.add("snapshot", t);
+    let t = std::time::Instant::now();
     let lock = target
         .acquire_lock(args.safety.force, &[], &crate::item::new_id())
         .await?;
+    timings.add("lock", t);
+    let t = std::time::Instant::now();
     progress.phase("deleting", paths.len() as u64);
     let failed = target.storage.delete_many(&paths).await;
     progress.inc(paths.len() as u64);
     progress.finish();
     let _ = lock.release().await;
+    timings.add("delete", t);
     if !failed.is_empty() {
         let mut msg = format!("{} of {} deletions failed:\n", failed.len(), paths.len());
         for (p, e) in failed.iter().take(20) {
@@ -128,5 +142,6 @@ pub async fn run(args: &ClearArgs) -> Result<ClearSummary> {
     Ok(ClearSummary {
         deleted: paths.len(),
         snapshot,
+        timings,
     })
 }

@@ -347,6 +347,7 @@ async fn run(cmd: Command) -> Result<i32> {
                 "command": "clear",
                 "deleted": s.deleted,
                 "snapshot": s.snapshot,
+                "timings": s.timings,
             }));
             joplin_restore::say!("Cleared: {} file(s) deleted.", s.deleted);
             if let Some(snap) = &s.snapshot {

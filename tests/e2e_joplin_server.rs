@@ -200,8 +200,9 @@ fn target_url_must_say_its_kind() {
 fn clear_leaves_only_info_json() {
     let tmp = tempfile::tempdir().unwrap();
     let jex = tmp.path().join("big.jex");
-    // 250 items: more than two listing pages, so clearing must not skip any.
-    jserver::write_jex(&jex, 249, None);
+    // 1,000 items: more listing pages than are asked for at once, so clearing must not skip
+    // any page beyond the first window.
+    jserver::write_jex(&jex, 999, None);
     let (_rt, emu) = jserver::start(EmulatorConfig::default());
     let o = jr_server(
         &emu,
@@ -209,14 +210,19 @@ fn clear_leaves_only_info_json() {
         &["restore", jex.to_str().unwrap(), "--quiet"],
     );
     assert!(o.status.success(), "{}", text(&o));
+    let before = emu.names(USER).len();
+    assert!(before > 1000, "{before}");
     let snaps = tmp.path().join("snaps");
     let o = jr_server(
         &emu,
         PASSWORD,
         &[
+            "--json",
             "clear",
             "--yes",
             "--quiet",
+            "--transfers",
+            "2",
             "--snapshot-dir",
             snaps.to_str().unwrap(),
         ],
@@ -224,6 +230,15 @@ fn clear_leaves_only_info_json() {
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(emu.names(USER), vec!["info.json".to_string()]);
     assert!(emu.locks(USER).is_empty());
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["deleted"], before - 1, "{v}");
+    let stages: Vec<&str> = v["timings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["stage"].as_str().unwrap())
+        .collect();
+    assert_eq!(stages, ["list", "snapshot", "lock", "delete"], "{v}");
 }
 
 /// `status` shows the server's own locks (`/api/locks`), and `unlock` removes the ones whose
