@@ -381,9 +381,13 @@ fn restore_args(jex: &Path, work: &Path, target: &[String]) -> Vec<String> {
     a
 }
 
+/// Clear arguments; `JR_BENCH_CLEAR_ARGS` (space-separated) adds options to every clear.
 fn clear_args(target: &[String]) -> Vec<String> {
     let mut a = vec!["clear".to_string()];
     a.extend_from_slice(target);
+    if let Ok(extra) = std::env::var("JR_BENCH_CLEAR_ARGS") {
+        a.extend(extra.split_whitespace().map(String::from));
+    }
     a.extend(["--yes", "--no-snapshot", "--quiet"].map(String::from));
     a
 }
@@ -1153,6 +1157,11 @@ fn render(cx: &Ctx, rss10: Option<(usize, f64, u64, f64)>) -> String {
     if let Ok(extra) = std::env::var("JR_BENCH_RESTORE_ARGS") {
         o.push_str(&format!(
             "Every restore ran with extra options: `{extra}` (JR_BENCH_RESTORE_ARGS).\n\n"
+        ));
+    }
+    if let Ok(extra) = std::env::var("JR_BENCH_CLEAR_ARGS") {
+        o.push_str(&format!(
+            "Every clear ran with extra options: `{extra}` (JR_BENCH_CLEAR_ARGS).\n\n"
         ));
     }
     o.push_str("| what | n | median | min | max | requests | MB/s | × baseline | notes |\n");

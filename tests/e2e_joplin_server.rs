@@ -232,13 +232,11 @@ fn clear_leaves_only_info_json() {
     assert!(emu.locks(USER).is_empty());
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["deleted"], before - 1, "{v}");
-    let stages: Vec<&str> = v["timings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["stage"].as_str().unwrap())
-        .collect();
-    assert_eq!(stages, ["list", "snapshot", "lock", "delete"], "{v}");
+    assert_eq!(
+        support::stage_names(&v),
+        ["list", "snapshot", "lock", "delete"],
+        "{v}"
+    );
 }
 
 /// `status` shows the server's own locks (`/api/locks`), and `unlock` removes the ones whose

@@ -36,14 +36,8 @@ fn restore_verify_and_errors_report_as_documented() {
     assert_eq!(v["verify_mode"], "quick");
     assert_eq!(v["verify"]["checked_items"], 27);
     assert_eq!(v["verify"]["differences"].as_array().unwrap().len(), 0);
-    let stages: Vec<&str> = v["timings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["stage"].as_str().unwrap())
-        .collect();
     assert_eq!(
-        stages,
+        support::stage_names(&v),
         ["read and validate", "plan", "snapshot", "write", "verify"]
     );
 

@@ -68,6 +68,16 @@ pub fn jr_ok(args: &[&str]) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// The stage names of a `--json` report's `timings`, in order.
+pub fn stage_names(report: &serde_json::Value) -> Vec<String> {
+    report["timings"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no timings in {report}"))
+        .iter()
+        .map(|s| s["stage"].as_str().unwrap().to_string())
+        .collect()
+}
+
 /// Every file below `dir` with its sha256, for before/after comparisons.
 pub fn tree_hashes(dir: &Path) -> Vec<(String, String)> {
     use sha2::{Digest, Sha256};

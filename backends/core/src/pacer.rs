@@ -314,18 +314,43 @@ mod tests {
     use super::*;
     use std::sync::Mutex;
 
-    /// A storage that fails the first `fail_first` calls of `put` with the given error.
+    /// A storage that fails the first `fail_first` calls of `put` with `make_err`, and records
+    /// its deletes (how many, how many at once), failing the one of `flaky_delete` once (503).
     #[derive(Debug)]
-    struct Flaky {
+    struct Mock {
         fail_first: u32,
         calls: Mutex<u32>,
         make_err: fn() -> StorageError,
+        deletes: AtomicU64,
+        in_flight: AtomicU64,
+        most_at_once: AtomicU64,
+        flaky_delete: Mutex<Option<String>>,
+    }
+
+    impl Mock {
+        fn failing_puts(fail_first: u32, make_err: fn() -> StorageError) -> Arc<Mock> {
+            Arc::new(Mock {
+                fail_first,
+                calls: Mutex::new(0),
+                make_err,
+                deletes: AtomicU64::new(0),
+                in_flight: AtomicU64::new(0),
+                most_at_once: AtomicU64::new(0),
+                flaky_delete: Mutex::new(None),
+            })
+        }
+
+        fn failing_delete(path: Option<String>) -> Arc<Mock> {
+            let m = Mock::failing_puts(0, || StorageError::transient("unused"));
+            *m.flaky_delete.lock().unwrap() = path;
+            m
+        }
     }
 
     #[async_trait]
-    impl Storage for Flaky {
+    impl Storage for Mock {
         fn describe(&self) -> String {
-            "flaky".into()
+            "mock".into()
         }
         async fn ensure_root(&self) -> Result<()> {
             Ok(())
@@ -345,7 +370,17 @@ mod tests {
                 Ok(())
             }
         }
-        async fn delete(&self, _: &str) -> Result<()> {
+        async fn delete(&self, p: &str) -> Result<()> {
+            self.deletes.fetch_add(1, Ordering::SeqCst);
+            let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+            self.most_at_once.fetch_max(now, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
+            let mut flaky = self.flaky_delete.lock().unwrap();
+            if flaky.as_deref() == Some(p) {
+                *flaky = None;
+                return Err(StorageError::transient("503"));
+            }
             Ok(())
         }
         async fn mkdir(&self, _: &str) -> Result<()> {
@@ -367,11 +402,7 @@ mod tests {
 
     #[tokio::test]
     async fn retries_transient_errors_until_success() {
-        let inner = Arc::new(Flaky {
-            fail_first: 3,
-            calls: Mutex::new(0),
-            make_err: || StorageError::transient("503"),
-        });
+        let inner = Mock::failing_puts(3, || StorageError::transient("503"));
         let p = Paced::new(inner.clone(), fast());
         p.put("a", Bytes::from_static(b"x")).await.unwrap();
         assert_eq!(*inner.calls.lock().unwrap(), 4);
@@ -380,11 +411,7 @@ mod tests {
 
     #[tokio::test]
     async fn gives_up_after_the_retry_budget() {
-        let inner = Arc::new(Flaky {
-            fail_first: 10,
-            calls: Mutex::new(0),
-            make_err: || StorageError::transient("503"),
-        });
+        let inner = Mock::failing_puts(10, || StorageError::transient("503"));
         let p = Paced::new(inner.clone(), fast());
         assert!(p.put("a", Bytes::new()).await.is_err());
         assert_eq!(*inner.calls.lock().unwrap(), 4);
@@ -392,11 +419,7 @@ mod tests {
 
     #[tokio::test]
     async fn never_retries_auth_errors() {
-        let inner = Arc::new(Flaky {
-            fail_first: 10,
-            calls: Mutex::new(0),
-            make_err: || StorageError::Auth("401".into()),
-        });
+        let inner = Mock::failing_puts(10, || StorageError::Auth("401".into()));
         let p = Paced::new(inner.clone(), fast());
         assert!(matches!(
             p.put("a", Bytes::new()).await,
@@ -407,13 +430,9 @@ mod tests {
 
     #[tokio::test]
     async fn honours_retry_after() {
-        let inner = Arc::new(Flaky {
-            fail_first: 1,
-            calls: Mutex::new(0),
-            make_err: || StorageError::RateLimited {
-                message: "429".into(),
-                retry_after: Some(Duration::from_millis(300)),
-            },
+        let inner = Mock::failing_puts(1, || StorageError::RateLimited {
+            message: "429".into(),
+            retry_after: Some(Duration::from_millis(300)),
         });
         let p = Paced::new(inner, fast());
         let t = std::time::Instant::now();
@@ -422,64 +441,13 @@ mod tests {
         assert_eq!(p.counts().rate_limited, 1);
     }
 
-    /// A storage without a bulk delete that records how many deletes ran at once, and fails
-    /// the first delete of `flaky` once with a 503.
-    #[derive(Debug, Default)]
-    struct Deletes {
-        in_flight: std::sync::atomic::AtomicUsize,
-        most_at_once: std::sync::atomic::AtomicUsize,
-        calls: std::sync::atomic::AtomicUsize,
-        flaky: Mutex<Option<String>>,
-    }
-
-    #[async_trait]
-    impl Storage for Deletes {
-        fn describe(&self) -> String {
-            "deletes".into()
-        }
-        async fn ensure_root(&self) -> Result<()> {
-            Ok(())
-        }
-        async fn list(&self, _: &str) -> Result<Vec<Entry>> {
-            Ok(vec![])
-        }
-        async fn get(&self, p: &str) -> Result<Bytes> {
-            Err(StorageError::not_found(p))
-        }
-        async fn put(&self, _: &str, _: Bytes) -> Result<()> {
-            Ok(())
-        }
-        async fn delete(&self, p: &str) -> Result<()> {
-            self.calls.fetch_add(1, Ordering::SeqCst);
-            let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
-            self.most_at_once.fetch_max(now, Ordering::SeqCst);
-            tokio::time::sleep(Duration::from_millis(5)).await;
-            self.in_flight.fetch_sub(1, Ordering::SeqCst);
-            let mut flaky = self.flaky.lock().unwrap();
-            if flaky.as_deref() == Some(p) {
-                *flaky = None;
-                return Err(StorageError::transient("503"));
-            }
-            Ok(())
-        }
-        async fn mkdir(&self, _: &str) -> Result<()> {
-            Ok(())
-        }
-        async fn stat(&self, _: &str) -> Result<Option<Entry>> {
-            Ok(None)
-        }
-    }
-
     fn paths(n: usize) -> Vec<String> {
         (0..n).map(|i| format!("{i:032x}.md")).collect()
     }
 
     #[tokio::test]
     async fn deletes_without_a_bulk_call_are_paced_one_by_one() {
-        let inner = Arc::new(Deletes {
-            flaky: Mutex::new(Some(paths(30)[7].clone())),
-            ..Default::default()
-        });
+        let inner = Mock::failing_delete(Some(paths(30)[7].clone()));
         let p = Paced::new(
             inner.clone(),
             PacerOptions {
@@ -489,7 +457,7 @@ mod tests {
         );
         assert!(p.delete_many(&paths(30)).await.is_empty());
         // 30 files, one retried alone: every DELETE counted, never more than --transfers.
-        assert_eq!(inner.calls.load(Ordering::SeqCst), 31);
+        assert_eq!(inner.deletes.load(Ordering::SeqCst), 31);
         assert_eq!(p.counts().requests, 31);
         assert_eq!(p.counts().retries, 1);
         let most = inner.most_at_once.load(Ordering::SeqCst);
@@ -498,7 +466,7 @@ mod tests {
 
     #[tokio::test]
     async fn deletes_without_a_bulk_call_keep_to_the_tpslimit() {
-        let inner = Arc::new(Deletes::default());
+        let inner = Mock::failing_delete(None);
         let p = Paced::new(
             inner,
             PacerOptions {
