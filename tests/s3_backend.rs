@@ -3,6 +3,7 @@
 
 mod support;
 
+use backend_core::pacer::{Paced, PacerOptions};
 use backend_core::{Storage, StorageError};
 use backend_s3::S3Storage;
 use bytes::Bytes;
@@ -83,6 +84,24 @@ async fn joplin_layout_and_pagination() {
     let res = s.list(".resource").await.unwrap();
     assert_eq!(res.len(), 1);
     assert_eq!(res[0].name(), "0123456789abcdef0123456789abcdef");
+
+    // Through the pacer the key-range listings after the first page are paced requests too:
+    // counted, and no more at once than --transfers.
+    let inner: std::sync::Arc<dyn Storage> = std::sync::Arc::new(s);
+    let paced = Paced::new(
+        inner,
+        PacerOptions {
+            transfers: 2,
+            ..Default::default()
+        },
+    );
+    let again = paced.list("").await.unwrap();
+    assert_eq!(again.len(), root.len());
+    assert!(
+        paced.counts().requests > 2,
+        "the first page and every range listed after it: {:?}",
+        paced.counts()
+    );
 }
 
 #[tokio::test]

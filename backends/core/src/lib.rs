@@ -225,6 +225,29 @@ impl Default for Capabilities {
     }
 }
 
+/// Paces the extra requests of one call that sends several (the pages of a listing fetched
+/// side by side): the pacer admitted the call itself as one request, and each further request
+/// waits here for the request-rate limit and is counted, so `--tpslimit` and `--transfers`
+/// hold inside the call too.
+#[async_trait]
+pub trait ExtraRequests: Send + Sync {
+    /// Wait until one more request may go, and count it.
+    async fn admit(&self);
+    /// How many of them may be in flight at once.
+    fn at_once(&self) -> usize;
+}
+
+/// No limits: a backend called directly, without a pacer.
+pub struct Unpaced;
+
+#[async_trait]
+impl ExtraRequests for Unpaced {
+    async fn admit(&self) {}
+    fn at_once(&self) -> usize {
+        usize::MAX
+    }
+}
+
 /// A sync target's storage. Implementations must be safe to call concurrently.
 #[async_trait]
 pub trait Storage: Send + Sync + fmt::Debug {
@@ -241,6 +264,14 @@ pub trait Storage: Send + Sync + fmt::Debug {
     /// Files and directories directly inside `dir` (`""` is the root). A missing `dir` lists as
     /// empty. Order is unspecified.
     async fn list(&self, dir: &str) -> Result<Vec<Entry>>;
+
+    /// [`Storage::list`], with every request after the first admitted by `extra`. Backends
+    /// whose listing sends several requests at once override it (and `list` calls it with
+    /// [`Unpaced`]); the pacer calls this one.
+    async fn list_paced(&self, dir: &str, extra: &dyn ExtraRequests) -> Result<Vec<Entry>> {
+        let _ = extra;
+        self.list(dir).await
+    }
 
     /// The whole content of a file; [`StorageError::NotFound`] when missing.
     async fn get(&self, path: &str) -> Result<Bytes>;

@@ -15,7 +15,7 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use rand::Rng;
 use tokio::sync::Semaphore;
 
-use crate::{Capabilities, Entry, Result, Storage, StorageError};
+use crate::{Capabilities, Entry, ExtraRequests, Result, Storage, StorageError};
 
 /// Limits and retry policy; the CLI maps `--tpslimit`, `--bwlimit`, `--transfers`, `--retries`.
 #[derive(Debug, Clone)]
@@ -190,6 +190,21 @@ impl Paced {
     }
 }
 
+/// The extra requests of a listing: the request-rate limit and the count, and no more at once
+/// than `--transfers` (the call's own slot is held while they run, so they take none).
+#[async_trait]
+impl ExtraRequests for Paced {
+    async fn admit(&self) {
+        if let Some(l) = &self.requests {
+            l.until_ready().await;
+        }
+        self.stats.requests.fetch_add(1, Ordering::Relaxed);
+    }
+    fn at_once(&self) -> usize {
+        self.opts.transfers.max(1)
+    }
+}
+
 #[async_trait]
 impl Storage for Paced {
     fn describe(&self) -> String {
@@ -202,7 +217,7 @@ impl Storage for Paced {
         self.run(0, || self.inner.ensure_root()).await
     }
     async fn list(&self, dir: &str) -> Result<Vec<Entry>> {
-        self.run(0, || self.inner.list(dir)).await
+        self.run(0, || self.inner.list_paced(dir, self)).await
     }
     async fn get(&self, path: &str) -> Result<Bytes> {
         let data = self.run(0, || self.inner.get(path)).await?;

@@ -21,7 +21,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use backend_core::{parse_retry_after, Capabilities, Entry, Result, Storage, StorageError};
+use backend_core::{
+    parse_retry_after, Capabilities, Entry, ExtraRequests, Result, Storage, StorageError, Unpaced,
+};
 use bytes::Bytes;
 use futures::{stream, StreamExt};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
@@ -342,7 +344,7 @@ impl JoplinServer {
     /// default `updated_time` order ties on items written in the same millisecond). `list`
     /// reads all pages before anyone deletes anything: deleting while paging shifts the pages
     /// under it and skips items.
-    async fn all_names(&self, dir: &str) -> Result<Vec<(String, i64)>> {
+    async fn all_names(&self, dir: &str, extra: &dyn ExtraRequests) -> Result<Vec<(String, i64)>> {
         let base = if dir.is_empty() {
             format!("{}/api/items/root:/:/children", self.base)
         } else {
@@ -358,9 +360,13 @@ impl JoplinServer {
         }
         // Pages after the first go side by side; the stream stops at the first page that is
         // not full (the pages asked for beyond it are dropped unsent or unread).
+        let base = base.as_str();
         let mut pages = stream::iter(2..=MAX_PAGES)
-            .map(|n| self.listing_page(&base, dir, n))
-            .buffered(LISTING_PAGES_IN_FLIGHT);
+            .map(|n| async move {
+                extra.admit().await;
+                self.listing_page(base, dir, n).await
+            })
+            .buffered(LISTING_PAGES_IN_FLIGHT.min(extra.at_once()));
         while let Some(page) = pages.next().await {
             let (names, more) = page?;
             out.extend(names);
@@ -630,8 +636,12 @@ impl Storage for JoplinServer {
     }
 
     async fn list(&self, dir: &str) -> Result<Vec<Entry>> {
+        self.list_paced(dir, &Unpaced).await
+    }
+
+    async fn list_paced(&self, dir: &str, extra: &dyn ExtraRequests) -> Result<Vec<Entry>> {
         let dir = dir.trim_matches('/');
-        let names = self.all_names(dir).await?;
+        let names = self.all_names(dir, extra).await?;
         let prefix = if dir.is_empty() {
             String::new()
         } else {

@@ -316,6 +316,34 @@ async fn listing_reads_every_page_side_by_side_and_clearing_gets_everything() {
     assert!(emu.names(USER).is_empty(), "{:?}", emu.names(USER));
 }
 
+/// Through the pacer, every page of a listing is a paced request: counted, and sent no faster
+/// than `--tpslimit` (the pages after the first go side by side inside one `list` call).
+#[tokio::test]
+async fn listing_pages_keep_to_the_pacers_limits() {
+    let emu = Emulator::start(EmulatorConfig::default()).await;
+    for i in 0..950 {
+        emu.insert_raw(USER, &format!("{}.md", id(i)), b"x");
+    }
+    let inner: Arc<dyn Storage> = Arc::new(backend(&emu.url(), "admin"));
+    inner.ensure_root().await.unwrap();
+    let paced = Paced::new(
+        inner,
+        PacerOptions {
+            tps_limit: Some(40.0),
+            transfers: 2,
+            ..Default::default()
+        },
+    );
+    let t = std::time::Instant::now();
+    assert_eq!(paced.list("").await.unwrap().len(), 950);
+    let pages = emu.stats().listings;
+    assert!(pages >= 10, "{pages}");
+    // Each page went through the pacer: counted, and no burst past 40 a second.
+    assert_eq!(paced.counts().requests, pages);
+    let least = Duration::from_secs_f64((pages - 1) as f64 / 40.0);
+    assert!(t.elapsed() >= least, "{:?} < {least:?}", t.elapsed());
+}
+
 #[tokio::test]
 async fn locks_go_through_the_api_and_conflicts_say_who() {
     let emu = Emulator::start(EmulatorConfig::default()).await;

@@ -32,7 +32,8 @@ use aws_sdk_s3::types::{
 };
 use aws_sdk_s3::Client;
 use backend_core::{
-    parse_retry_after, Capabilities, Entry, FileSlice, Result, Storage, StorageError,
+    parse_retry_after, Capabilities, Entry, ExtraRequests, FileSlice, Result, Storage,
+    StorageError, Unpaced,
 };
 use bytes::Bytes;
 use futures::{stream, StreamExt, TryStreamExt};
@@ -251,12 +252,14 @@ impl S3Storage {
         key.strip_prefix(self.prefix.as_str())
     }
 
-    /// List one [`Shard`] into `out`, at most `max_pages` pages. Returns the greatest name
-    /// (relative to the folder) of the last page when the listing stopped with more to come.
+    /// List one [`Shard`] into `out`, at most `max_pages` pages, each page admitted by `extra`
+    /// when given. Returns the greatest name (relative to the folder) of the last page when
+    /// the listing stopped with more to come.
     async fn list_shard(
         &self,
         shard: &Shard,
         max_pages: Option<usize>,
+        extra: Option<&dyn ExtraRequests>,
         out: &mut Vec<Entry>,
         what: &str,
     ) -> Result<Option<String>> {
@@ -264,6 +267,9 @@ impl S3Storage {
         let mut token: Option<String> = None;
         // Bounded: 1000 keys a page, so 100 000 pages is 100 million keys.
         for n in 1..=100_000usize {
+            if let Some(extra) = extra {
+                extra.admit().await;
+            }
             let page = match client
                 .list_objects_v2()
                 .bucket(&self.opts.bucket)
@@ -821,6 +827,10 @@ impl Storage for S3Storage {
     /// [`Shard`]): a target of 14,000 items is ~15 sequential pages otherwise, and servers
     /// that scan the folder for every page (s3s-fs) pay that scan per page.
     async fn list(&self, dir: &str) -> Result<Vec<Entry>> {
+        self.list_paced(dir, &Unpaced).await
+    }
+
+    async fn list_paced(&self, dir: &str, extra: &dyn ExtraRequests) -> Result<Vec<Entry>> {
         let dir = dir.trim_matches('/');
         let prefix = if dir.is_empty() {
             self.prefix.clone()
@@ -830,17 +840,21 @@ impl Storage for S3Storage {
         let what = if dir.is_empty() { "/" } else { dir };
         let mut out = Vec::new();
         let first = Shard::everything(&prefix);
-        let Some(last) = self.list_shard(&first, Some(1), &mut out, what).await? else {
+        let Some(last) = self
+            .list_shard(&first, Some(1), None, &mut out, what)
+            .await?
+        else {
             return Ok(out);
         };
         let shards = Shard::after(&prefix, &last);
         let parts: Vec<Result<Vec<Entry>>> = stream::iter(shards)
             .map(|shard| async move {
                 let mut part = Vec::new();
-                self.list_shard(&shard, None, &mut part, what).await?;
+                self.list_shard(&shard, None, Some(extra), &mut part, what)
+                    .await?;
                 Ok(part)
             })
-            .buffer_unordered(LIST_SHARDS_AT_ONCE)
+            .buffer_unordered(LIST_SHARDS_AT_ONCE.min(extra.at_once()))
             .collect()
             .await;
         for part in parts {

@@ -11,7 +11,8 @@
 //!   `share_id` → 422, and GET returns the server's re-serialisation (fields in lib order,
 //!   missing ones empty, unknown ones dropped),
 //! - batch uploads limited to 1,048,576 UTF-16 units (names + bodies) → 413, per-item errors,
-//! - listings: offset cursor, `updated_time desc`, 100-item page limit (`limit=101` → 400),
+//! - listings: offset cursor or `page=N`, `updated_time desc` by default or any `order_by`
+//!   (`name` is read in index order), 100-item page limit (`limit=101` → 400),
 //! - login rate limit (10 per 60 s → 429 + `Retry-After`),
 //! - advisory locks with 409 `hasSyncLock` / `hasExclusiveLock`, 3-minute TTL,
 //! - `X-API-MIN-VERSION` → 412, 403 on missing/expired sessions.
