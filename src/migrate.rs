@@ -306,40 +306,6 @@ async fn fetch_identical(
     Ok(out)
 }
 
-/// Drop uploads an interrupted run finished (per its journal) and that the destination still
-/// lists (at the same size where it lists sizes).
-fn skip_done(
-    plan: &mut plan::Plan,
-    backup: &Backup,
-    state: &TargetState,
-    done: &HashSet<String>,
-    sizes: bool,
-) {
-    for (_, uploads) in plan.phases.iter_mut() {
-        uploads.retain(|u| {
-            let (path, entry, size) = if u.blob {
-                (
-                    blob_path(&u.id),
-                    state.blobs.get(&u.id),
-                    backup.blob_size(&u.id).unwrap_or(0),
-                )
-            } else {
-                (
-                    item_path(&u.id),
-                    state.items.get(&u.id),
-                    backup.items[u.index].size(),
-                )
-            };
-            let finished = done.contains(&path) && entry.is_some_and(|e| !sizes || e.size == size);
-            if finished {
-                plan.unchanged += 1;
-            }
-            !finished
-        });
-    }
-    plan.phases.retain(|(_, u)| !u.is_empty());
-}
-
 /// Read the source's password, only when the source has a user name.
 fn source_password(args: &MigrateArgs) -> Result<Option<GivenPassword>> {
     let Some(user) = args.from_username.as_ref().filter(|u| !u.is_empty()) else {
@@ -637,7 +603,10 @@ pub async fn run(args: &MigrateArgs) -> Result<MigrateSummary> {
     }
     if let Some(r) = &resumed {
         let sizes = dest.storage.capabilities().listing_sizes;
-        skip_done(&mut plan, &backup, &state, &r.done, sizes);
+        // Items are copied as they are.
+        plan::skip_done(&mut plan, &state, &r.done, sizes, |u| {
+            Some(backup.items[u.index].size())
+        });
     }
     let info_changes = view.info_json.is_some() && info_now.as_deref() != view.info_json.as_deref();
     let planned_blobs = plan.uploads().filter(|u| u.blob).count();

@@ -402,28 +402,26 @@ pub fn plan(
 }
 
 /// Drop uploads an interrupted run already finished (per its journal), after checking the
-/// target still has them at the size that run wrote.
+/// target still has them at the size that run wrote (`item_size`: of an item file as written;
+/// `None` = unknown, upload again). A target that lists no sizes (Joplin Server) is trusted
+/// with the journal and the name listed: the journal records a file only after the server
+/// acknowledged the whole of it.
 pub fn skip_done(
     plan: &mut Plan,
-    backup: &Backup,
     state: &TargetState,
     done: &HashSet<String>,
-    stamp_ms: i64,
+    listing_sizes: bool,
+    item_size: impl Fn(&Upload) -> Option<u64>,
 ) {
     for (_, uploads) in plan.phases.iter_mut() {
         uploads.retain(|u| {
             let (path, entry, size) = if u.blob {
-                let p = blob_path(&u.id);
-                (p, state.blobs.get(&u.id), Some(u.bytes))
+                (blob_path(&u.id), state.blobs.get(&u.id), Some(u.bytes))
             } else {
-                // Unreadable now: upload it again, the executor then says why.
-                let len = backup
-                    .item(&backup.items[u.index])
-                    .ok()
-                    .map(|it| stamped(&it, stamp_ms).serialize().len() as u64);
-                (item_path(&u.id), state.items.get(&u.id), len)
+                (item_path(&u.id), state.items.get(&u.id), item_size(u))
             };
-            let finished = done.contains(&path) && entry.is_some_and(|e| Some(e.size) == size);
+            let finished = done.contains(&path)
+                && entry.is_some_and(|e| !listing_sizes || Some(e.size) == size);
             if finished {
                 plan.unchanged += 1;
             }

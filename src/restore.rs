@@ -227,7 +227,13 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
     };
     let mut plan = plan::plan(&backup, &validation, &state, &existing, &opts)?;
     if let Some(r) = &resumed {
-        plan::skip_done(&mut plan, &backup, &state, &r.done, r.stamp_ms);
+        let sizes = target.storage.capabilities().listing_sizes;
+        // An item is written stamped; one unreadable now is uploaded again (the executor
+        // then says why).
+        plan::skip_done(&mut plan, &state, &r.done, sizes, |u| {
+            let it = backup.item(&backup.items[u.index]).ok()?;
+            Some(plan::stamped(&it, r.stamp_ms).serialize().len() as u64)
+        });
     }
     // What verify checks: everything written or already identical; in a partial restore only
     // the selection, minus the target's own copies it kept.

@@ -173,3 +173,79 @@ fn mirror_restore_survives_kill_9_at_random_points() {
 fn clear_first_restore_survives_kill_9_during_clear_and_upload() {
     kill_and_resume("clear-first", 23);
 }
+
+/// Joplin Server lists no sizes: a rerun after a kill still skips the attachment blobs the
+/// journal recorded as done (they are on the server), instead of sending every blob again.
+#[test]
+fn joplin_server_resume_sends_no_finished_blob_again() {
+    use support::jserver::{self, EmulatorConfig, PASSWORD, USER};
+    let tmp = tempfile::tempdir().unwrap();
+    let journals = tmp.path().join("journals");
+    let backup = generated(tmp.path(), 31, 200);
+    let (_rt, emu) = jserver::start(EmulatorConfig::default());
+    let target = jserver::target(&emu);
+    let args = [
+        "restore",
+        backup.to_str().unwrap(),
+        "--target",
+        &target,
+        "--username",
+        USER,
+        "--yes",
+        "-q",
+        "--no-snapshot",
+        "--journal-dir",
+        journals.to_str().unwrap(),
+    ];
+    // Blobs go first; 10 a second gives time to stop the run among them.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_joplin-restore"))
+        .args(args)
+        .args(["--tpslimit", "10"])
+        .env("JOPLIN_RESTORE_PASSWORD", PASSWORD)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let blobs_done = || {
+        journal_done(&journals)
+            .into_iter()
+            .filter(|p| p.starts_with(".resource/"))
+            .count()
+    };
+    for _ in 0..600 {
+        if blobs_done() >= 5 || child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let done = blobs_done() as u64;
+    assert!(
+        (5..40).contains(&done),
+        "{done} blobs done when stopped: the run must stop among the 40 blobs"
+    );
+
+    emu.reset_stats();
+    let o = support::jr_env(&args, &[("JOPLIN_RESTORE_PASSWORD", PASSWORD)]);
+    assert!(o.status.success(), "rerun: {}", text(&o));
+    // The rerun sends the 40 blobs less the finished ones, and at most info.json besides.
+    let singles = emu.stats().single_puts;
+    assert!(
+        singles <= 40 - done + 1,
+        "{singles} single PUTs after {done} blobs were done: finished blobs were sent again"
+    );
+    let out = support::jr_env(
+        &[
+            "verify",
+            backup.to_str().unwrap(),
+            "--target",
+            &target,
+            "--username",
+            USER,
+        ],
+        &[("JOPLIN_RESTORE_PASSWORD", PASSWORD)],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+}
