@@ -188,6 +188,14 @@ impl Results {
     }
 }
 
+/// "; client CPU 1.23 s" (median user + system time of our binary), when measured.
+fn push_cpu(note: &mut String, r: &Row) {
+    let cpu: Vec<f64> = r.samples.iter().filter_map(|s| s.cpu_secs).collect();
+    if !cpu.is_empty() {
+        note.push_str(&format!("; client CPU {}", fmt_s(median(cpu.into_iter()))));
+    }
+}
+
 /// "stage 1.23 s" for each stage of the row's first sample that `keep` accepts, median over
 /// the samples.
 fn stage_medians(r: &Row, keep: impl Fn(&str) -> bool) -> Vec<String> {
@@ -1200,6 +1208,7 @@ fn render(cx: &Ctx, rss10: Option<(usize, f64, u64, f64)>) -> String {
                 note.push_str("; ");
             }
             note.push_str(&stage_medians(r, |_| true).join(", "));
+            push_cpu(&mut note, r);
         }
         if !writes.is_empty() && !is_clear {
             let w = median(writes.into_iter());
@@ -1216,10 +1225,7 @@ fn render(cx: &Ctx, rss10: Option<(usize, f64, u64, f64)>) -> String {
             if !parts.is_empty() {
                 note.push_str(&format!("; {}", parts.join(", ")));
             }
-            let cpu: Vec<f64> = r.samples.iter().filter_map(|s| s.cpu_secs).collect();
-            if !cpu.is_empty() {
-                note.push_str(&format!("; client CPU {}", fmt_s(median(cpu.into_iter()))));
-            }
+            push_cpu(&mut note, r);
         }
         o.push_str(&format!(
             "| {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",

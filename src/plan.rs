@@ -3,6 +3,7 @@
 //! thing.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use anyhow::Result;
 use futures::{stream, StreamExt};
@@ -147,6 +148,9 @@ pub struct TargetCopy {
     pub same: bool,
     /// In the target's trash (`deleted_time` set).
     pub trashed: bool,
+    /// A resource's blob compared byte for byte with the backup's, where the listing has no
+    /// sizes to tell (Joplin Server); `None`: not compared, sizes decide.
+    pub blob_same: Option<bool>,
 }
 
 impl TargetCopy {
@@ -157,6 +161,7 @@ impl TargetCopy {
             trashed: theirs
                 .get("deleted_time")
                 .is_some_and(|d| !d.is_empty() && d != "0"),
+            blob_same: None,
         }
     }
 }
@@ -166,10 +171,12 @@ impl TargetCopy {
 /// and compare each with the backup's. With `all`, fetch every one (a partial restore needs to
 /// see which are in the trash). On an encrypted target (`keyring`) sizes say nothing: every
 /// copy is fetched and decrypted, and a copy left in clear is not "unchanged" (it must be
-/// re-written encrypted).
+/// re-written encrypted). Where the listing has no sizes (Joplin Server), the blob of an
+/// unchanged resource is downloaded and compared too: uploading it again would make every
+/// client download it again.
 pub async fn fetch_comparable(
     target: &SyncTarget,
-    backup: &Backup,
+    backup: &Arc<Backup>,
     set: &[(usize, &BackupItem)],
     state: &TargetState,
     transfers: usize,
@@ -214,13 +221,16 @@ pub async fn fetch_comparable(
                 (Some(it), Some(_)) if can_be_encrypted(&it) => None,
                 (it, _) => it,
             };
-            match it {
-                None => Ok(None),
-                Some(theirs) => {
-                    let ours = backup.item(bi)?;
-                    Ok(Some((id.to_string(), TargetCopy::of(&theirs, &ours))))
-                }
+            let Some(theirs) = it else {
+                return Ok(None);
+            };
+            let ours = backup.item(bi)?;
+            let mut copy = TargetCopy::of(&theirs, &ours);
+            if !sizes && copy.same && state.blobs.contains_key(id) {
+                let differs = crate::verify::check_blob(target, backup, bi, keyring).await;
+                copy.blob_same = Some(differs.is_none());
             }
+            Ok(Some((id.to_string(), copy)))
         })
         .buffer_unordered(transfers.max(1))
         .collect()
@@ -317,12 +327,15 @@ pub fn plan(
                 Some(f) if can_be_encrypted(&backup.item(bi)?) => f(size),
                 _ => Some(size),
             };
+            let checked = existing.get(&id).and_then(|t| t.blob_same);
             let blob_same = !clear_first
-                && state
-                    .blobs
-                    .get(&id)
-                    .is_some_and(|e| Some(e.size) == on_target)
-                && same_item;
+                && same_item
+                && checked.unwrap_or_else(|| {
+                    state
+                        .blobs
+                        .get(&id)
+                        .is_some_and(|e| Some(e.size) == on_target)
+                });
             if !blob_same {
                 blob_needed = true;
                 phases.entry(Phase::Blobs).or_default().push(Upload {

@@ -296,7 +296,9 @@ fn plain_view(remote: Item, keyring: Option<&Keyring>) -> Result<(Item, bool), S
     }
 }
 
-async fn check_blob(
+/// The target's blob of `bi` compared with the backup's (decrypted on an encrypted target);
+/// `None` when they are the same.
+pub(crate) async fn check_blob(
     target: &SyncTarget,
     backup: &Arc<Backup>,
     bi: &BackupItem,
