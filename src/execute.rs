@@ -123,7 +123,9 @@ impl Executor<'_> {
     }
 
     async fn upload_each(&self, uploads: &[Upload], out: &mut Outcome) {
-        let results: Vec<(usize, u64, Option<Failure>)> = stream::iter(uploads.iter().enumerate())
+        // Counted as they finish: a result per upload kept until the end would grow with the
+        // backup (about 100 bytes an item).
+        let mut results = stream::iter(uploads.iter().enumerate())
             .map(|(i, u)| async move {
                 let what = || describe(&self.backup, u);
                 if u.blob {
@@ -178,10 +180,8 @@ impl Executor<'_> {
                     Err(e) => (i, 0, Some(failure(&path, what(), advice(&e)))),
                 }
             })
-            .buffer_unordered(self.transfers.max(1))
-            .collect()
-            .await;
-        for (i, n, f) in results {
+            .buffer_unordered(self.transfers.max(1));
+        while let Some((i, n, f)) = results.next().await {
             match f {
                 None => {
                     out.uploaded += 1;
@@ -239,8 +239,7 @@ impl Executor<'_> {
     }
 
     async fn upload_batched(&self, uploads: &[Upload], out: &mut Outcome) {
-        let chunks: Vec<&[Upload]> = uploads.chunks(BATCH_ITEMS).collect();
-        let results: Vec<Vec<Result<u64, Failure>>> = stream::iter(chunks)
+        let mut results = stream::iter(uploads.chunks(BATCH_ITEMS))
             .map(|chunk| async move {
                 let mut files = Vec::with_capacity(chunk.len());
                 let mut results = Vec::with_capacity(chunk.len());
@@ -273,16 +272,16 @@ impl Executor<'_> {
                 }));
                 results
             })
-            .buffer_unordered(self.transfers.max(1))
-            .collect()
-            .await;
-        for r in results.into_iter().flatten() {
-            match r {
-                Ok(n) => {
-                    out.uploaded += 1;
-                    out.uploaded_bytes += n;
+            .buffer_unordered(self.transfers.max(1));
+        while let Some(batch) = results.next().await {
+            for r in batch {
+                match r {
+                    Ok(n) => {
+                        out.uploaded += 1;
+                        out.uploaded_bytes += n;
+                    }
+                    Err(f) => out.failures.push(f),
                 }
-                Err(f) => out.failures.push(f),
             }
         }
     }

@@ -439,6 +439,8 @@ fn read_parts(source: &Path, jexes: &[PathBuf]) -> Result<Backup> {
         readers.push(idx.reader);
     }
     drop(seen);
+    // The index grew by doubling: give the unused part back before the stages run.
+    items.shrink_to_fit();
     let mut backup = Backup::with_items(
         source,
         items,
