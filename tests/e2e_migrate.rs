@@ -119,6 +119,16 @@ fn fresh_matches(dir: &Path, mut config: Value, e2ee: bool, want: &Value, contex
     no_conflicts(&p, context);
 }
 
+/// The owner's profile, pointed at `config`'s target, syncs (twice: the first may upload what
+/// the new target type lacks) and holds `want`, with no conflict copies.
+fn switched_matches(owner: &Profile, config: Value, want: &Value, context: &str) {
+    owner.configure(config);
+    owner.sync();
+    owner.sync();
+    assert_manifest_eq(&owner.manifest(), want, context);
+    no_conflicts(owner, context);
+}
+
 fn folder_config(path: &Path) -> Value {
     serde_json::json!({"sync.target": 2, "sync.2.path": path.to_str().unwrap()})
 }
@@ -182,11 +192,12 @@ fn folder_to_folder_keeps_bytes_and_the_client_just_switches() {
     assert!(text(&o).contains("--mode mirror"), "{}", text(&o));
 
     // The same profile points at the new folder and syncs: nothing lost, nothing duplicated.
-    owner.use_folder(&dst);
-    owner.sync();
-    owner.sync();
-    assert_manifest_eq(&owner.manifest(), &want, "owner switched to the copy");
-    no_conflicts(&owner, "owner switched to the copy");
+    switched_matches(
+        &owner,
+        folder_config(&dst),
+        &want,
+        "owner switched to the copy",
+    );
     fresh_matches(
         &tmp.path().join("fresh"),
         folder_config(&dst),
@@ -303,11 +314,12 @@ fn encrypted_folder_to_s3_stays_encrypted_and_clients_follow() {
         std::fs::read(bucket.join("info.json")).unwrap()
     );
 
-    owner.configure(server.joplin_config("joplin"));
-    owner.sync();
-    owner.sync();
-    assert_manifest_eq(&owner.manifest(), &want, "owner switched to S3");
-    no_conflicts(&owner, "owner switched to S3");
+    switched_matches(
+        &owner,
+        server.joplin_config("joplin"),
+        &want,
+        "owner switched to S3",
+    );
     fresh_matches(
         &tmp.path().join("fresh"),
         server.joplin_config("joplin"),
@@ -361,11 +373,12 @@ fn folder_to_joplin_server_and_back_to_a_folder() {
     ]);
     assert!(o.status.success(), "{}", text(&o));
     // Joplin Server re-serialises items, so compare parsed content: the CLI is the judge.
-    owner.use_folder(&back);
-    owner.sync();
-    owner.sync();
-    assert_manifest_eq(&owner.manifest(), &want, "owner switched to the round trip");
-    no_conflicts(&owner, "owner switched to the round trip");
+    switched_matches(
+        &owner,
+        folder_config(&back),
+        &want,
+        "owner switched to the round trip",
+    );
     fresh_matches(
         &tmp.path().join("fresh"),
         folder_config(&back),
@@ -653,12 +666,8 @@ fn webdav_to_s3_and_via_joplin_server_to_a_folder(e2ee: bool) {
     eprintln!("fresh profiles done in {:?}", started.elapsed());
 
     // The owner moves to S3, then to the folder.
-    owner.configure(s3.joplin_config("joplin"));
-    owner.sync();
-    owner.sync();
     let context = format!("{label}owner switched from WebDAV to S3");
-    assert_manifest_eq(&owner.manifest(), &want, &context);
-    no_conflicts(&owner, &context);
+    switched_matches(&owner, s3.joplin_config("joplin"), &want, &context);
     assert_eq!(
         names(&bucket),
         names(&dav_dir),
