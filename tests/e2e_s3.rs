@@ -127,21 +127,23 @@ fn stale_client_converges_to_the_backup_on_s3() {
     verify(&server);
 }
 
-/// `clear` of a 3,000-object target deletes with DeleteObjects, 1000 keys a request: at most
-/// 5 delete requests on the wire, counted by a proxy between our binary and the server.
-#[test]
-fn clear_of_3000_objects_uses_at_most_5_delete_requests() {
+/// A bucket holding the restored sample plus filler items up to `objects` in all (ids from
+/// `first_id` on), and the target options that reach it through a request-counting proxy.
+fn filled_behind_a_counting_proxy(
+    objects: usize,
+    first_id: u64,
+) -> (S3Server, CountingProxy, Vec<String>) {
     let server = S3Server::start(S3Kind::S3sFs);
     server.create_bucket(BUCKET);
     restore_fresh(&server, &[]); // info.json + 27 items + 3 blobs
-    let extra = 3000 - 30;
+    let extra = objects - 30;
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let s = S3Storage::new(server.options(BUCKET)).unwrap();
         let s = &s;
         let failed: Vec<String> = futures::stream::iter(0..extra)
             .map(|i| async move {
-                let p = format!("{:032x}.md", 0xc1ea_0000_0000u64 + i as u64);
+                let p = format!("{:032x}.md", first_id + i as u64);
                 s.put(&p, Bytes::from(format!("filler {i}")))
                     .await
                     .err()
@@ -153,7 +155,6 @@ fn clear_of_3000_objects_uses_at_most_5_delete_requests() {
             .await;
         assert!(failed.is_empty(), "{failed:?}");
     });
-
     let proxy = CountingProxy::start(server.port);
     let t = vec![
         "--target".to_string(),
@@ -162,6 +163,14 @@ fn clear_of_3000_objects_uses_at_most_5_delete_requests() {
         proxy.endpoint.clone(),
         "--path-style".to_string(),
     ];
+    (server, proxy, t)
+}
+
+/// `clear` of a 3,000-object target deletes with DeleteObjects, 1000 keys a request: at most
+/// 5 delete requests on the wire, counted by a proxy between our binary and the server.
+#[test]
+fn clear_of_3000_objects_uses_at_most_5_delete_requests() {
+    let (server, proxy, t) = filled_behind_a_counting_proxy(3000, 0xc1ea_0000_0000);
     let out = jr_s3_ok(&server, &args(&["clear"], &t, &["--yes", "--no-snapshot"]));
     assert!(out.contains("Cleared: 3000 file(s) deleted"), "{out}");
 
@@ -183,7 +192,7 @@ fn clear_of_3000_objects_uses_at_most_5_delete_requests() {
     assert!(single <= 2, "{single} single DELETE requests: {requests:?}");
 
     // What is left: info.json only.
-    rt.block_on(async {
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
         let s = S3Storage::new(server.options(BUCKET)).unwrap();
         let left: Vec<String> = s
             .list("")
@@ -249,36 +258,7 @@ fn missing_bucket_says_create_it() {
 /// listings are the lock check and the final check that the target is empty.
 #[test]
 fn clear_with_snapshot_lists_the_target_only_once() {
-    let server = S3Server::start(S3Kind::S3sFs);
-    server.create_bucket(BUCKET);
-    restore_fresh(&server, &[]); // info.json + 27 items + 3 blobs
-    let extra = 2500 - 30;
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        let s = S3Storage::new(server.options(BUCKET)).unwrap();
-        let s = &s;
-        let failed: Vec<String> = futures::stream::iter(0..extra)
-            .map(|i| async move {
-                let p = format!("{:032x}.md", 0x5a95_0000_0000u64 + i as u64);
-                s.put(&p, Bytes::from(format!("filler {i}")))
-                    .await
-                    .err()
-                    .map(|e| format!("{p}: {e}"))
-            })
-            .buffer_unordered(16)
-            .filter_map(|r| async move { r })
-            .collect()
-            .await;
-        assert!(failed.is_empty(), "{failed:?}");
-    });
-    let proxy = CountingProxy::start(server.port);
-    let t = vec![
-        "--target".to_string(),
-        format!("s3://{BUCKET}"),
-        "--endpoint".to_string(),
-        proxy.endpoint.clone(),
-        "--path-style".to_string(),
-    ];
+    let (server, proxy, t) = filled_behind_a_counting_proxy(2500, 0x5a95_0000_0000);
     let snaps = tempfile::tempdir().unwrap();
     let out = jr_s3_ok(
         &server,
