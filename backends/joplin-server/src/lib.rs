@@ -371,9 +371,10 @@ impl JoplinServer {
             let (names, more) = page?;
             out.extend(names);
             if !more {
-                // A write between two page requests can shift a name onto the next page too.
-                let mut seen = std::collections::HashSet::with_capacity(out.len());
-                out.retain(|(n, _)| seen.insert(n.clone()));
+                // A write between two page requests can shift a name onto the next page too;
+                // the pages are in name order, so a sort brings such twins together.
+                out.sort_by(|a, b| a.0.cmp(&b.0));
+                out.dedup_by(|a, b| a.0 == b.0);
                 return Ok(out);
             }
         }

@@ -252,14 +252,14 @@ impl S3Storage {
         key.strip_prefix(self.prefix.as_str())
     }
 
-    /// List one [`Shard`] into `out`, at most `max_pages` pages, each page admitted by `extra`
-    /// when given. Returns the greatest name (relative to the folder) of the last page when
-    /// the listing stopped with more to come.
+    /// List one [`Shard`] into `out`, at most `max_pages` pages, each page admitted by `extra`.
+    /// Returns the greatest name (relative to the folder) of the last page when the listing
+    /// stopped with more to come.
     async fn list_shard(
         &self,
         shard: &Shard,
         max_pages: Option<usize>,
-        extra: Option<&dyn ExtraRequests>,
+        extra: &dyn ExtraRequests,
         out: &mut Vec<Entry>,
         what: &str,
     ) -> Result<Option<String>> {
@@ -267,9 +267,7 @@ impl S3Storage {
         let mut token: Option<String> = None;
         // Bounded: 1000 keys a page, so 100 000 pages is 100 million keys.
         for n in 1..=100_000usize {
-            if let Some(extra) = extra {
-                extra.admit().await;
-            }
+            extra.admit().await;
             let page = match client
                 .list_objects_v2()
                 .bucket(&self.opts.bucket)
@@ -840,8 +838,9 @@ impl Storage for S3Storage {
         let what = if dir.is_empty() { "/" } else { dir };
         let mut out = Vec::new();
         let first = Shard::everything(&prefix);
+        // The first page is the call's own request, which the pacer already admitted.
         let Some(last) = self
-            .list_shard(&first, Some(1), None, &mut out, what)
+            .list_shard(&first, Some(1), &Unpaced, &mut out, what)
             .await?
         else {
             return Ok(out);
@@ -850,7 +849,7 @@ impl Storage for S3Storage {
         let parts: Vec<Result<Vec<Entry>>> = stream::iter(shards)
             .map(|shard| async move {
                 let mut part = Vec::new();
-                self.list_shard(&shard, None, Some(extra), &mut part, what)
+                self.list_shard(&shard, None, extra, &mut part, what)
                     .await?;
                 Ok(part)
             })
