@@ -216,10 +216,16 @@ fn main() -> ExitCode {
             .with_writer(std::io::stderr)
             .init(),
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    // `clear` sends thousands of small bodiless requests and has no work of its own to spread
+    // over cores: on one thread a request and the connection task that sends it run side by
+    // side, with no cross-thread wake-up per request (a third less CPU and time against the
+    // Joplin Server emulator; bench/README.md). Every other command reads, hashes, encrypts or
+    // signs, and keeps the multi-threaded runtime.
+    let mut runtime = match cli.command {
+        Command::Clear(_) => tokio::runtime::Builder::new_current_thread(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    };
+    let rt = runtime.enable_all().build().expect("tokio runtime");
     joplin_restore::report::set_json(cli.json);
     if let Some(c) = &cli.config {
         joplin_restore::config::set_path(c.clone());
