@@ -1124,7 +1124,10 @@ fn bench_rss(cx: &mut Ctx) -> Result<(usize, f64, u64, f64)> {
     let secs = sample.secs;
     let rss = sample.rss_kb.unwrap_or(0);
     let _ = std::fs::remove_dir_all(&target);
-    let _ = std::fs::remove_file(&jex);
+    if !cx.opts.keep {
+        // 10× is gigabytes; --keep leaves it for a heap profile (bench/README.md).
+        let _ = std::fs::remove_file(&jex);
+    }
     Ok((items, secs, rss, bytes as f64 / 1e6))
 }
 

@@ -85,7 +85,7 @@ pub async fn run(args: &ExportArgs) -> Result<ExportSummary> {
         );
     }
     let keyring = crate::restore::keyring_for(&target, &state, &args.password, false).await?;
-    let ids: Vec<String> = state.items.keys().cloned().collect();
+    let ids: Vec<String> = state.items.keys().map(|id| id.to_string()).collect();
     let fetched: Vec<Result<(String, Vec<u8>)>> = stream::iter(ids)
         .map(|id| {
             let target = &target;

@@ -12,6 +12,7 @@ pub mod execute;
 pub mod exit;
 pub mod export;
 pub mod generate;
+pub mod id;
 pub mod inspect;
 pub mod item;
 pub mod journal;

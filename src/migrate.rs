@@ -168,7 +168,7 @@ pub async fn read_source(src: &SyncTarget, transfers: usize) -> Result<SourceVie
                 .with_context(|| format!("reading info.json on the source {}", src.describe()))
         }
     };
-    let ids: Vec<String> = state.items.keys().cloned().collect();
+    let ids: Vec<String> = state.items.keys().map(|id| id.to_string()).collect();
     let fetched: Vec<(String, Result<Bytes, backend_core::StorageError>)> = stream::iter(ids)
         .map(|id| async move {
             let r = src.storage.get(&item_path(&id)).await;
@@ -203,7 +203,8 @@ pub async fn read_source(src: &SyncTarget, transfers: usize) -> Result<SourceVie
         });
     }
     backup.items.retain(|bi| {
-        let file_id = bi.entry.trim_end_matches(".md");
+        let entry = bi.entry();
+        let file_id = entry.trim_end_matches(".md");
         if bi.id() == file_id {
             return true;
         }
@@ -216,7 +217,7 @@ pub async fn read_source(src: &SyncTarget, transfers: usize) -> Result<SourceVie
     damaged.sort_by(|a, b| a.id.cmp(&b.id));
     for (id, e) in &state.blobs {
         backup.blobs.insert(
-            id.clone(),
+            id.to_string(),
             BlobLocation {
                 entry: blob_path(id),
                 offset: 0,
@@ -236,7 +237,7 @@ pub async fn read_source(src: &SyncTarget, transfers: usize) -> Result<SourceVie
         .blobs
         .keys()
         .filter(|id| !resources.contains(id.as_str()) && !damaged_ids.contains(id.as_str()))
-        .cloned()
+        .map(|id| id.to_string())
         .collect();
     let blobless = resources
         .iter()
@@ -595,7 +596,7 @@ pub async fn run(args: &MigrateArgs) -> Result<MigrateSummary> {
     let mut plan = plan::plan(&backup, &validation, &state, &existing, &opts)?;
     // A resource the source holds without its blob is copied as it is: item only.
     for (_, uploads) in plan.phases.iter_mut() {
-        uploads.retain(|u| !(u.blob && view.blobless.contains(&u.id)));
+        uploads.retain(|u| !(u.blob && view.blobless.contains(u.id.as_str())));
     }
     plan.phases.retain(|(_, u)| !u.is_empty());
     if args.mode == MigrateMode::New {
@@ -849,14 +850,14 @@ pub async fn compare(
         .map(|bi| bi.id())
         .collect();
     for id in state.items.keys() {
-        if !ids.contains(id.as_str()) && !skip.contains(id) {
+        if !ids.contains(id.as_str()) && !skip.contains(id.as_str()) {
             report.differences.push(Difference::Extra {
                 path: item_path(id),
             });
         }
     }
     for id in state.blobs.keys() {
-        if !resources.contains(id.as_str()) && !skip.contains(id) {
+        if !resources.contains(id.as_str()) && !skip.contains(id.as_str()) {
             report.differences.push(Difference::Extra {
                 path: blob_path(id),
             });
@@ -866,7 +867,7 @@ pub async fn compare(
         .map(|bi| async move {
             let mut diffs = Vec::new();
             let id = bi.id().to_string();
-            if !state.items.contains_key(&id) {
+            if !state.items.contains_key(id.as_str()) {
                 diffs.push(Difference::Missing {
                     id,
                     what: backup.describe(bi),

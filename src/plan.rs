@@ -10,6 +10,7 @@ use futures::{stream, StreamExt};
 
 use crate::backup::{Backup, BackupItem};
 use crate::e2ee::{can_be_encrypted, is_encrypted, Keyring};
+use crate::id::Id;
 use crate::item::{format_time, Item, ItemType};
 use crate::target::{blob_path, item_path, SyncTarget, TargetState};
 use crate::validate::Validation;
@@ -53,7 +54,7 @@ impl Phase {
 pub struct Upload {
     /// Index into `Backup::items`.
     pub index: usize,
-    pub id: String,
+    pub id: Id,
     pub item_type: ItemType,
     /// The attachment blob rather than the item file.
     pub blob: bool,
@@ -78,8 +79,6 @@ pub struct Plan {
     pub unchanged: usize,
     /// Item files on the target before the restore.
     pub target_items: usize,
-    /// Ids of items the backup restores (after validation skips).
-    pub restored_ids: HashSet<String>,
     /// Ids the restore must leave alone on the target (allowed problem items).
     pub protected_ids: HashSet<String>,
     /// Partial restore: ids the target already had and keeps (no `--overwrite`).
@@ -135,7 +134,8 @@ pub fn restore_set<'a>(backup: &'a Backup, v: &Validation) -> Vec<(usize, &'a Ba
         .iter()
         .enumerate()
         .filter(|(_, bi)| {
-            !v.skipped_entries.contains(&bi.entry) && !v.skipped_ids.contains(bi.id())
+            (v.skipped_entries.is_empty() || !v.skipped_entries.contains(bi.entry().as_ref()))
+                && !v.skipped_ids.contains(bi.id())
         })
         .collect()
 }
@@ -300,26 +300,27 @@ pub fn plan(
     let depths = folder_depths(&set);
     let mut phases: HashMap<Phase, Vec<Upload>> = HashMap::new();
     let mut unchanged = 0;
-    let restored_ids: HashSet<String> = set.iter().map(|(_, bi)| bi.id().to_string()).collect();
+    let restored_ids: HashSet<&str> = set.iter().map(|(_, bi)| bi.id()).collect();
     let protected_ids: HashSet<String> = validation
         .skipped_ids
         .iter()
-        .filter(|id| !restored_ids.contains(*id))
+        .filter(|id| !restored_ids.contains(id.as_str()))
         .cloned()
         .collect();
 
     for (index, bi) in &set {
-        let id = bi.id().to_string();
+        let id = Id::new(bi.id());
         let ty = bi.item_type();
-        let on_target = state.items.contains_key(&id) && !clear_first;
+        let on_target = state.items.contains_key(id.as_str()) && !clear_first;
         // A partial restore keeps the target's live copy; one in the trash is brought back.
-        let trashed = existing.get(&id).is_some_and(|t| t.trashed);
+        let trashed = existing.get(id.as_str()).is_some_and(|t| t.trashed);
         if merge && on_target && !opts.overwrite && !trashed {
-            kept.push(id);
+            kept.push(id.to_string());
             continue;
         }
-        let same_item =
-            !clear_first && !opts.rewrite_unchanged && existing.get(&id).is_some_and(|t| t.same);
+        let same_item = !clear_first
+            && !opts.rewrite_unchanged
+            && existing.get(id.as_str()).is_some_and(|t| t.same);
         let mut blob_needed = false;
         if ty == ItemType::Resource {
             let size = backup.blob_size(&id).unwrap_or(0);
@@ -327,13 +328,13 @@ pub fn plan(
                 Some(f) if can_be_encrypted(&backup.item(bi)?) => f(size),
                 _ => Some(size),
             };
-            let checked = existing.get(&id).and_then(|t| t.blob_same);
+            let checked = existing.get(id.as_str()).and_then(|t| t.blob_same);
             let blob_same = !clear_first
                 && same_item
                 && checked.unwrap_or_else(|| {
                     state
                         .blobs
-                        .get(&id)
+                        .get(id.as_str())
                         .is_some_and(|e| Some(e.size) == on_target)
                 });
             if !blob_same {
@@ -343,7 +344,7 @@ pub fn plan(
                     id: id.clone(),
                     item_type: ty,
                     blob: true,
-                    overwrite: state.blobs.contains_key(&id) && !clear_first,
+                    overwrite: state.blobs.contains_key(id.as_str()) && !clear_first,
                     bytes: size,
                 });
             }
@@ -354,7 +355,7 @@ pub fn plan(
         }
         let phase = match ty {
             ItemType::Resource => Phase::Resources,
-            ItemType::Folder => Phase::Folders(depths.get(&id).copied().unwrap_or(0)),
+            ItemType::Folder => Phase::Folders(depths.get(id.as_str()).copied().unwrap_or(0)),
             ItemType::Tag => Phase::Tags,
             ItemType::Note => Phase::Notes,
             _ => Phase::NoteTags,
@@ -371,13 +372,13 @@ pub fn plan(
 
     let mut deletes = Vec::new();
     for id in state.items.keys().filter(|_| !merge) {
-        if protected_ids.contains(id) {
+        if protected_ids.contains(id.as_str()) {
             continue;
         }
-        if clear_first || !restored_ids.contains(id) {
+        if clear_first || !restored_ids.contains(id.as_str()) {
             deletes.push(Delete {
                 path: item_path(id),
-                id: id.clone(),
+                id: id.to_string(),
                 is_blob: false,
             });
         }
@@ -388,13 +389,13 @@ pub fn plan(
         .map(|(_, bi)| bi.id())
         .collect();
     for id in state.blobs.keys().filter(|_| !merge) {
-        if protected_ids.contains(id) {
+        if protected_ids.contains(id.as_str()) {
             continue;
         }
         if clear_first || !resource_ids.contains(id.as_str()) {
             deletes.push(Delete {
                 path: blob_path(id),
-                id: id.clone(),
+                id: id.to_string(),
                 is_blob: true,
             });
         }
@@ -408,7 +409,6 @@ pub fn plan(
         deletes,
         unchanged,
         target_items: state.items.len(),
-        restored_ids,
         protected_ids,
         kept,
     })
@@ -429,9 +429,17 @@ pub fn skip_done(
     for (_, uploads) in plan.phases.iter_mut() {
         uploads.retain(|u| {
             let (path, entry, size) = if u.blob {
-                (blob_path(&u.id), state.blobs.get(&u.id), Some(u.bytes))
+                (
+                    blob_path(&u.id),
+                    state.blobs.get(u.id.as_str()),
+                    Some(u.bytes),
+                )
             } else {
-                (item_path(&u.id), state.items.get(&u.id), item_size(u))
+                (
+                    item_path(&u.id),
+                    state.items.get(u.id.as_str()),
+                    item_size(u),
+                )
             };
             let finished = done.contains(&path)
                 && entry.is_some_and(|e| !listing_sizes || Some(e.size) == size);

@@ -254,7 +254,7 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
                 .keys()
                 .chain(state.blobs.keys())
                 .filter(|id| !written.contains(id.as_str()))
-                .cloned(),
+                .map(|id| id.to_string()),
         );
     }
     if !plan.kept.is_empty() {

@@ -10,6 +10,7 @@ use backend_core::{Entry, Storage};
 use bytes::Bytes;
 use serde_json::{json, Value};
 
+use crate::id::Id;
 use crate::item::is_item_id;
 
 pub const INFO_JSON: &str = "info.json";
@@ -49,14 +50,31 @@ pub fn info_json_bytes(v: &Value) -> Vec<u8> {
     out
 }
 
+/// What a listing says of one item file or blob; its path follows from its id
+/// ([`item_path`], [`blob_path`]). Kept small: a listing holds one per file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listed {
+    pub size: u64,
+    pub modified: Option<SystemTime>,
+}
+
+impl From<&Entry> for Listed {
+    fn from(e: &Entry) -> Listed {
+        Listed {
+            size: e.size,
+            modified: e.modified,
+        }
+    }
+}
+
 /// Everything a listing of the target shows.
 #[derive(Debug, Default, Clone)]
 pub struct TargetState {
     pub info: Option<Value>,
-    /// Item id → listing entry of `<id>.md`.
-    pub items: BTreeMap<String, Entry>,
-    /// Resource id → listing entry of `.resource/<id>`.
-    pub blobs: BTreeMap<String, Entry>,
+    /// Item id → what the listing showed of `<id>.md`.
+    pub items: BTreeMap<Id, Listed>,
+    /// Resource id → what the listing showed of `.resource/<id>`.
+    pub blobs: BTreeMap<Id, Listed>,
     pub locks: Vec<Entry>,
     /// Root files that are not part of a Joplin target.
     pub foreign: Vec<Entry>,
@@ -72,11 +90,11 @@ impl TargetState {
     pub fn files(&self) -> Vec<String> {
         let mut out: Vec<String> = self
             .items
-            .values()
-            .chain(&self.foreign)
-            .chain(self.blobs.values())
-            .chain(&self.foreign_blobs)
-            .map(|e| e.path.clone())
+            .keys()
+            .map(|id| item_path(id))
+            .chain(self.foreign.iter().map(|e| e.path.clone()))
+            .chain(self.blobs.keys().map(|id| blob_path(id)))
+            .chain(self.foreign_blobs.iter().map(|e| e.path.clone()))
             .collect();
         if self.info_listed {
             out.push(INFO_JSON.to_string());
@@ -147,7 +165,7 @@ impl SyncTarget {
                 continue;
             }
             if let Some(id) = name.strip_suffix(".md").filter(|id| is_item_id(id)) {
-                st.items.insert(id.to_string(), e);
+                st.items.insert(Id::new(id), Listed::from(&e));
             } else if name == INFO_JSON {
                 st.info_listed = true;
             } else {
@@ -159,7 +177,7 @@ impl SyncTarget {
                 continue;
             }
             if is_item_id(e.name()) {
-                st.blobs.insert(e.name().to_string(), e);
+                st.blobs.insert(Id::new(e.name()), Listed::from(&e));
             } else {
                 st.foreign_blobs.push(e);
             }

@@ -177,16 +177,18 @@ pub fn validate(backup: &Backup) -> Validation {
         );
     }
 
-    let mut seen: HashMap<&str, &str> = HashMap::new();
+    // Id → index of the first item with it.
+    let mut seen: HashMap<&str, usize> = HashMap::new();
     let mut by_type: HashMap<ItemType, HashSet<&str>> = HashMap::new();
-    for bi in &backup.items {
+    for (index, bi) in backup.items.iter().enumerate() {
+        let entry = bi.entry();
         let it = match backup.item(bi) {
             Ok(it) => it,
             Err(e) => {
                 push(
                     &mut v,
                     ProblemClass::UnreadableItem,
-                    &bi.entry,
+                    &entry,
                     bi.id(),
                     "",
                     format!("{e:#}"),
@@ -196,12 +198,12 @@ pub fn validate(backup: &Backup) -> Validation {
         };
         let id = bi.id();
         let title = it.title_or_empty();
-        let file_id = bi.entry.trim_end_matches(".md");
+        let file_id = entry.trim_end_matches(".md");
         if !is_item_id(id) {
             push(
                 &mut v,
                 ProblemClass::BadId,
-                &bi.entry,
+                &entry,
                 id,
                 title,
                 format!("id {id:?} is not 32 lowercase hex digits"),
@@ -212,30 +214,38 @@ pub fn validate(backup: &Backup) -> Validation {
             push(
                 &mut v,
                 ProblemClass::BadId,
-                &bi.entry,
+                &entry,
                 id,
                 title,
                 format!("the item's id {id} differs from its file name"),
             );
             continue;
         }
-        if let Some(first) = seen.insert(id, &bi.entry) {
-            push(
-                &mut v,
-                ProblemClass::DuplicateId,
-                &bi.entry,
-                id,
-                title,
-                format!("id {id} is also used by {first}"),
-            );
-            continue;
+        match seen.entry(id) {
+            std::collections::hash_map::Entry::Occupied(first) => {
+                push(
+                    &mut v,
+                    ProblemClass::DuplicateId,
+                    &entry,
+                    id,
+                    title,
+                    format!(
+                        "id {id} is also used by {}",
+                        backup.items[*first.get()].entry()
+                    ),
+                );
+                continue;
+            }
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(index);
+            }
         }
         let ty = it.item_type();
         if !ty.is_restorable() {
             push(
                 &mut v,
                 ProblemClass::UnknownType,
-                &bi.entry,
+                &entry,
                 id,
                 title,
                 format!(
@@ -256,7 +266,7 @@ pub fn validate(backup: &Backup) -> Validation {
                     push(
                         &mut v,
                         ProblemClass::BadDate,
-                        &bi.entry,
+                        &entry,
                         id,
                         title,
                         format!("{key} {val:?} is not a date like 2024-01-31T12:00:00.000Z"),
@@ -272,9 +282,9 @@ pub fn validate(backup: &Backup) -> Validation {
     let notes = by_type.get(&ItemType::Note).unwrap_or(&empty);
     let tags = by_type.get(&ItemType::Tag).unwrap_or(&empty);
     let mut extra = Vec::new();
-    for bi in &backup.items {
+    for (index, bi) in backup.items.iter().enumerate() {
         let id = bi.id();
-        if seen.get(id).is_none_or(|e| *e != bi.entry) {
+        if seen.get(id) != Some(&index) {
             continue; // already reported
         }
         // Only resources and note-tag links need more than the index holds: notes, the bulk
@@ -339,7 +349,7 @@ pub fn validate(backup: &Backup) -> Validation {
         push(
             &mut v,
             class,
-            &bi.entry,
+            &bi.entry(),
             bi.id(),
             &backup.title(bi),
             message,

@@ -106,7 +106,7 @@ fn extras(
     let mut report = VerifyReport::default();
     let ids: HashSet<&str> = restored.iter().map(|i| backup.items[*i].id()).collect();
     for id in state.items.keys() {
-        if !ids.contains(id.as_str()) && !protected.contains(id) {
+        if !ids.contains(id.as_str()) && !protected.contains(id.as_str()) {
             report.differences.push(Difference::Extra {
                 path: item_path(id),
             });
@@ -119,7 +119,7 @@ fn extras(
         .map(|bi| bi.id())
         .collect();
     for id in state.blobs.keys() {
-        if !resource_ids.contains(id.as_str()) && !protected.contains(id) {
+        if !resource_ids.contains(id.as_str()) && !protected.contains(id.as_str()) {
             report.differences.push(Difference::Extra {
                 path: blob_path(id),
             });
@@ -145,7 +145,7 @@ pub fn verify_listing(
     for &i in restored {
         let bi = &backup.items[i];
         let id = bi.id().to_string();
-        match state.items.get(&id) {
+        match state.items.get(id.as_str()) {
             None => report.differences.push(Difference::Missing {
                 id: id.clone(),
                 what: backup.describe(bi),
@@ -166,7 +166,7 @@ pub fn verify_listing(
             Some(_) => {}
         }
         if bi.item_type() == ItemType::Resource {
-            match state.blobs.get(&id) {
+            match state.blobs.get(id.as_str()) {
                 None => report.differences.push(Difference::BlobMissing {
                     id,
                     what: backup.describe(bi),
@@ -212,7 +212,7 @@ pub async fn verify(
                 let bi = &backup.items[i];
                 let mut diffs = Vec::new();
                 let id = bi.id().to_string();
-                if !state.items.contains_key(&id) {
+                if !state.items.contains_key(id.as_str()) {
                     diffs.push(Difference::Missing {
                         id,
                         what: backup.describe(bi),
@@ -514,14 +514,12 @@ pub async fn diff_report(target: &SyncTarget, r: &VerifyReport) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use backend_core::Entry;
+    use crate::target::Listed;
 
-    fn entry(path: String, size: u64) -> Entry {
-        Entry {
-            path,
+    fn listed(size: u64) -> Listed {
+        Listed {
             size,
             modified: None,
-            is_dir: false,
         }
     }
 
@@ -534,14 +532,10 @@ mod tests {
         let mut state = TargetState::default();
         for bi in &backup.items {
             let size = written_len(&backup.item(bi).unwrap());
-            state
-                .items
-                .insert(bi.id().into(), entry(item_path(bi.id()), size));
+            state.items.insert(bi.id().into(), listed(size));
             if bi.item_type() == ItemType::Resource {
                 let size = backup.blob_size(bi.id()).unwrap();
-                state
-                    .blobs
-                    .insert(bi.id().into(), entry(blob_path(bi.id()), size));
+                state.blobs.insert(bi.id().into(), listed(size));
             }
         }
         (backup, restored, state)
@@ -575,12 +569,10 @@ mod tests {
 
         let note = first_of(&backup, ItemType::Note);
         let res = first_of(&backup, ItemType::Resource);
-        state.items.remove(&note);
-        state.blobs.remove(&res);
+        state.items.remove(note.as_str());
+        state.blobs.remove(res.as_str());
         let stray = "0123456789abcdef0123456789abcdef".to_string();
-        state
-            .items
-            .insert(stray.clone(), entry(item_path(&stray), 1));
+        state.items.insert(stray.as_str().into(), listed(1));
         let r = verify_listing(&backup, &restored, &none, &state, false);
         let kinds = kinds(&r);
         assert_eq!(r.differences.len(), 3, "{:?}", r.differences);
@@ -597,7 +589,7 @@ mod tests {
         assert!(verify_listing(&backup, &restored, &none, &state, true).ok());
         let note = first_of(&backup, ItemType::Note);
         let res = state.blobs.keys().next().unwrap().clone();
-        state.items.get_mut(&note).unwrap().size -= 1;
+        state.items.get_mut(note.as_str()).unwrap().size -= 1;
         state.blobs.get_mut(&res).unwrap().size += 1;
         let r = verify_listing(&backup, &restored, &none, &state, true);
         assert_eq!(

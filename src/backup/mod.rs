@@ -12,12 +12,14 @@ pub mod source;
 pub use locate::SetInfo;
 pub use source::{BackupOptions, ProfileFiles};
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Result;
 
+use crate::id::Id;
 use crate::item::{Item, ItemType, ParseError};
 
 /// An item file read into memory (a target's files read by `migrate`, a snapshot folder).
@@ -60,14 +62,15 @@ enum ItemBytes {
 }
 
 /// One item of the backup: the fields every stage needs to find and order it; the whole item
-/// through [`Backup::item`], its bytes through [`Backup::raw`].
+/// through [`Backup::item`], its bytes through [`Backup::raw`]. Kept small (ids inline, the
+/// entry name only when it is not `<id>.md`): a backup index holds one per item.
 #[derive(Debug, Clone)]
 pub struct BackupItem {
-    /// Entry name inside the container (`<id>.md`).
-    pub entry: String,
-    id: String,
+    /// Entry name inside the container when it is not `<id>.md` (see [`BackupItem::entry`]).
+    odd_entry: Option<Box<str>>,
+    id: Id,
     item_type: ItemType,
-    parent_id: String,
+    parent_id: Id,
     bytes: ItemBytes,
 }
 
@@ -93,23 +96,32 @@ impl BackupItem {
     }
 
     fn new(entry: String, item: &Item, bytes: ItemBytes) -> BackupItem {
+        let id = Id::new(item.id());
+        let usual = entry.strip_suffix(".md") == Some(id.as_str());
         BackupItem {
-            entry,
-            id: item.id().to_string(),
+            odd_entry: (!usual).then(|| entry.into_boxed_str()),
+            id,
             item_type: item.item_type(),
-            parent_id: item.parent_id().to_string(),
+            parent_id: Id::new(item.parent_id()),
             bytes,
         }
     }
 
+    /// Entry name inside the container (`<id>.md`).
+    pub fn entry(&self) -> Cow<'_, str> {
+        match &self.odd_entry {
+            Some(e) => Cow::Borrowed(e),
+            None => Cow::Owned(format!("{}.md", self.id)),
+        }
+    }
     pub fn id(&self) -> &str {
-        &self.id
+        self.id.as_str()
     }
     pub fn item_type(&self) -> ItemType {
         self.item_type
     }
     pub fn parent_id(&self) -> &str {
-        &self.parent_id
+        self.parent_id.as_str()
     }
     /// Size of the item file as stored in the backup.
     pub fn size(&self) -> u64 {
@@ -223,7 +235,7 @@ impl Backup {
             ItemBytes::Memory(b) => Ok(b.to_vec()),
             &ItemBytes::Stored { part, offset, size } => {
                 let loc = BlobLocation {
-                    entry: bi.entry.clone(),
+                    entry: bi.entry().into_owned(),
                     offset,
                     size: size as u64,
                     part: part as usize,
@@ -233,7 +245,7 @@ impl Backup {
                         "{}: cannot read {} again: {e} (was the backup moved or changed while \
                          this ran?)",
                         self.reader.describe(),
-                        bi.entry
+                        bi.entry()
                     )
                 })
             }
@@ -247,7 +259,7 @@ impl Backup {
             anyhow::anyhow!(
                 "{}: {} no longer parses ({e}): was the backup changed while this ran?",
                 self.reader.describe(),
-                bi.entry
+                bi.entry()
             )
         })
     }
@@ -308,7 +320,7 @@ mod tests {
                 b.item(bi).unwrap().serialize().as_bytes(),
                 &raw[..],
                 "{} does not round-trip",
-                bi.entry
+                bi.entry()
             );
             assert_eq!(bi.size(), raw.len() as u64);
         }
