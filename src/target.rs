@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
-use backend_core::{Entry, Storage};
+use backend_core::{Entry, ListSink, Storage, Unpaced};
 use bytes::Bytes;
 use serde_json::{json, Value};
 
@@ -120,6 +120,53 @@ impl TargetState {
     }
 }
 
+/// Sorts the root listing into a [`TargetState`].
+struct RootSink<'a>(&'a mut TargetState);
+
+impl ListSink for RootSink<'_> {
+    fn add(&mut self, e: Entry) {
+        if e.is_dir {
+            return;
+        }
+        let st = &mut *self.0;
+        let name = e.name();
+        if let Some(id) = name.strip_suffix(".md").filter(|id| is_item_id(id)) {
+            st.items.insert(Id::new(id), Listed::from(&e));
+        } else if name == INFO_JSON {
+            st.info_listed = true;
+        } else {
+            st.foreign.push(e);
+        }
+    }
+    fn restart(&mut self) {
+        let st = &mut *self.0;
+        st.items.clear();
+        st.foreign.clear();
+        st.info_listed = false;
+    }
+}
+
+/// Sorts the listing of `.resource/` into a [`TargetState`].
+struct ResourceSink<'a>(&'a mut TargetState);
+
+impl ListSink for ResourceSink<'_> {
+    fn add(&mut self, e: Entry) {
+        if e.is_dir {
+            return;
+        }
+        let st = &mut *self.0;
+        if is_item_id(e.name()) {
+            st.blobs.insert(Id::new(e.name()), Listed::from(&e));
+        } else {
+            st.foreign_blobs.push(e);
+        }
+    }
+    fn restart(&mut self) {
+        self.0.blobs.clear();
+        self.0.foreign_blobs.clear();
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct SyncTarget {
     pub storage: Arc<dyn Storage>,
@@ -159,29 +206,15 @@ impl SyncTarget {
             info: self.read_info().await?,
             ..Default::default()
         };
-        for e in self.storage.list("").await.with_context(ctx)? {
-            let name = e.name().to_string();
-            if e.is_dir {
-                continue;
-            }
-            if let Some(id) = name.strip_suffix(".md").filter(|id| is_item_id(id)) {
-                st.items.insert(Id::new(id), Listed::from(&e));
-            } else if name == INFO_JSON {
-                st.info_listed = true;
-            } else {
-                st.foreign.push(e);
-            }
-        }
-        for e in self.storage.list(RESOURCE_DIR).await.with_context(ctx)? {
-            if e.is_dir {
-                continue;
-            }
-            if is_item_id(e.name()) {
-                st.blobs.insert(Id::new(e.name()), Listed::from(&e));
-            } else {
-                st.foreign_blobs.push(e);
-            }
-        }
+        // Sorted as they come: a large target's listing is never held whole next to the maps.
+        self.storage
+            .list_each("", &Unpaced, &mut RootSink(&mut st))
+            .await
+            .with_context(ctx)?;
+        self.storage
+            .list_each(RESOURCE_DIR, &Unpaced, &mut ResourceSink(&mut st))
+            .await
+            .with_context(ctx)?;
         st.locks = self
             .storage
             .list(LOCKS_DIR)

@@ -300,7 +300,8 @@ struct Seen {
 /// ones keep the newest `updated_time`, with a warning. Items are parsed as they pass and only
 /// their location and a few fields are kept.
 fn read_parts(source: &Path, jexes: &[PathBuf]) -> Result<Backup> {
-    let mut items: Vec<BackupItem> = Vec::new();
+    let mut items: Vec<BackupItem> =
+        Vec::with_capacity(jexes.iter().map(|p| jex::count_items(p)).sum());
     let mut unreadable: Vec<Unreadable> = Vec::new();
     // Only a multi-JEX set can repeat a name legitimately; in one JEX a repeat is damage that
     // validation reports, so both copies are kept.

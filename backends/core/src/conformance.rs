@@ -5,7 +5,7 @@
 
 use bytes::Bytes;
 
-use crate::{Storage, StorageError};
+use crate::{Entry, Storage, StorageError};
 
 fn names(entries: &[crate::Entry]) -> Vec<String> {
     let mut v: Vec<String> = entries.iter().map(|e| e.path.clone()).collect();
@@ -242,6 +242,21 @@ async fn stat_and_list_sizes(s: &dyn Storage, who: &str) {
     assert!(!st.is_dir);
     assert!(st.modified.is_some(), "{who}: stat must report a time");
     let root = s.list("").await.unwrap();
+    // The streamed listing hands over the same entries.
+    let mut each: Vec<Entry> = Vec::new();
+    s.list_each("", &crate::Unpaced, &mut each)
+        .await
+        .unwrap_or_else(|e| panic!("{who}: list_each root: {e}"));
+    let sorted = |v: &[Entry]| {
+        let mut v = v.to_vec();
+        v.sort_by(|a, b| a.path.cmp(&b.path));
+        v
+    };
+    assert_eq!(
+        sorted(&each),
+        sorted(&root),
+        "{who}: list_each differs from list"
+    );
     let a = root.iter().find(|e| e.path == "a.md").unwrap();
     if sizes {
         assert_eq!(a.size, 1, "{who}: listing size");

@@ -237,6 +237,23 @@ pub trait ExtraRequests: Send + Sync {
     fn at_once(&self) -> usize;
 }
 
+/// Where [`Storage::list_each`] hands a listing's entries, as they come.
+pub trait ListSink: Send {
+    fn add(&mut self, entry: Entry);
+    /// The listing starts over (the pacer retries one that failed part way): forget what was
+    /// added so far.
+    fn restart(&mut self);
+}
+
+impl ListSink for Vec<Entry> {
+    fn add(&mut self, entry: Entry) {
+        self.push(entry);
+    }
+    fn restart(&mut self) {
+        self.clear();
+    }
+}
+
 /// No limits: a backend called directly, without a pacer.
 pub struct Unpaced;
 
@@ -271,6 +288,22 @@ pub trait Storage: Send + Sync + fmt::Debug {
     async fn list_paced(&self, dir: &str, extra: &dyn ExtraRequests) -> Result<Vec<Entry>> {
         let _ = extra;
         self.list(dir).await
+    }
+
+    /// [`Storage::list_paced`], handing each entry to `sink` as it comes instead of returning
+    /// them all, so the listing of a large target never sits in memory whole next to what the
+    /// caller makes of it. Backends that read a listing in pieces override it (and `list`
+    /// collects it); the default hands over what [`Storage::list_paced`] returns.
+    async fn list_each(
+        &self,
+        dir: &str,
+        extra: &dyn ExtraRequests,
+        sink: &mut dyn ListSink,
+    ) -> Result<()> {
+        for e in self.list_paced(dir, extra).await? {
+            sink.add(e);
+        }
+        Ok(())
     }
 
     /// The whole content of a file; [`StorageError::NotFound`] when missing.

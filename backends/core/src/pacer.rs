@@ -154,6 +154,36 @@ impl Paced {
         capped.mul_f64(factor)
     }
 
+    /// Wait for a slot, the request rate and the upload's bytes; count the request. The slot
+    /// is held until the returned permit drops.
+    async fn admit_request(&self, upload_bytes: u64) -> tokio::sync::SemaphorePermit<'_> {
+        let slot = self.slots.acquire().await.expect("semaphore never closed");
+        if let Some(l) = &self.requests {
+            l.until_ready().await;
+        }
+        if upload_bytes > 0 {
+            self.take_bytes(upload_bytes).await;
+        }
+        self.stats.requests.fetch_add(1, Ordering::Relaxed);
+        slot
+    }
+
+    /// Whether a request that failed with `e` goes again; if so, after waiting its backoff.
+    async fn retry_after_failure(&self, e: &StorageError, attempt: &mut u32) -> bool {
+        if !e.is_retryable() || *attempt >= self.opts.retries {
+            return false;
+        }
+        if matches!(e, StorageError::RateLimited { .. }) {
+            self.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
+        }
+        self.stats.retries.fetch_add(1, Ordering::Relaxed);
+        let wait = self.backoff(*attempt, e);
+        tracing::debug!("retry {} after {:?}: {e}", *attempt + 1, wait);
+        tokio::time::sleep(wait).await;
+        *attempt += 1;
+        true
+    }
+
     /// Run one request under the limits, retrying retryable failures.
     async fn run<T, F, Fut>(&self, upload_bytes: u64, op: F) -> Result<T>
     where
@@ -163,27 +193,11 @@ impl Paced {
         let mut attempt = 0u32;
         loop {
             let outcome = {
-                let _slot = self.slots.acquire().await.expect("semaphore never closed");
-                if let Some(l) = &self.requests {
-                    l.until_ready().await;
-                }
-                if upload_bytes > 0 {
-                    self.take_bytes(upload_bytes).await;
-                }
-                self.stats.requests.fetch_add(1, Ordering::Relaxed);
+                let _slot = self.admit_request(upload_bytes).await;
                 op().await
             };
             match outcome {
-                Err(e) if e.is_retryable() && attempt < self.opts.retries => {
-                    if matches!(e, StorageError::RateLimited { .. }) {
-                        self.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
-                    }
-                    self.stats.retries.fetch_add(1, Ordering::Relaxed);
-                    let wait = self.backoff(attempt, &e);
-                    tracing::debug!("retry {} after {:?}: {e}", attempt + 1, wait);
-                    tokio::time::sleep(wait).await;
-                    attempt += 1;
-                }
+                Err(e) if self.retry_after_failure(&e, &mut attempt).await => {}
                 other => return other,
             }
         }
@@ -217,7 +231,29 @@ impl Storage for Paced {
         self.run(0, || self.inner.ensure_root()).await
     }
     async fn list(&self, dir: &str) -> Result<Vec<Entry>> {
-        self.run(0, || self.inner.list_paced(dir, self)).await
+        let mut all = Vec::new();
+        self.list_each(dir, &crate::Unpaced, &mut all).await?;
+        Ok(all)
+    }
+    /// One request for the pacer (its extra requests are paced through `self`); a retry starts
+    /// the sink over.
+    async fn list_each(
+        &self,
+        dir: &str,
+        _extra: &dyn ExtraRequests,
+        sink: &mut dyn crate::ListSink,
+    ) -> Result<()> {
+        let mut attempt = 0u32;
+        loop {
+            let outcome = {
+                let _slot = self.admit_request(0).await;
+                self.inner.list_each(dir, self, sink).await
+            };
+            match outcome {
+                Err(e) if self.retry_after_failure(&e, &mut attempt).await => sink.restart(),
+                other => return other,
+            }
+        }
     }
     async fn get(&self, path: &str) -> Result<Bytes> {
         let data = self.run(0, || self.inner.get(path)).await?;
@@ -269,11 +305,7 @@ impl Storage for Paced {
         let mut attempt = 0u32;
         loop {
             let failed = {
-                let _slot = self.slots.acquire().await.expect("semaphore never closed");
-                if let Some(l) = &self.requests {
-                    l.until_ready().await;
-                }
-                self.stats.requests.fetch_add(1, Ordering::Relaxed);
+                let _slot = self.admit_request(0).await;
                 self.inner.delete_many(&todo).await
             };
             let (retry, fatal): (Vec<_>, Vec<_>) =
@@ -299,12 +331,7 @@ impl Storage for Paced {
         loop {
             let n: u64 = todo.iter().map(|(_, d)| d.len() as u64).sum();
             let failed = {
-                let _slot = self.slots.acquire().await.expect("semaphore never closed");
-                if let Some(l) = &self.requests {
-                    l.until_ready().await;
-                }
-                self.take_bytes(n).await;
-                self.stats.requests.fetch_add(1, Ordering::Relaxed);
+                let _slot = self.admit_request(n).await;
                 self.inner.put_many(todo.clone()).await
             };
             let (retry, fatal): (Vec<_>, Vec<_>) =
@@ -340,6 +367,9 @@ mod tests {
         in_flight: AtomicU64,
         most_at_once: AtomicU64,
         flaky_delete: Mutex<Option<String>>,
+        /// What `list_each` hands over; the first listing fails (503) after `list_fails_after`.
+        listing: Vec<&'static str>,
+        list_fails_after: Mutex<Option<usize>>,
     }
 
     impl Mock {
@@ -352,7 +382,17 @@ mod tests {
                 in_flight: AtomicU64::new(0),
                 most_at_once: AtomicU64::new(0),
                 flaky_delete: Mutex::new(None),
+                listing: Vec::new(),
+                list_fails_after: Mutex::new(None),
             })
+        }
+
+        fn flaky_listing(listing: Vec<&'static str>, fails_after: usize) -> Arc<Mock> {
+            let mut m = Mock::failing_puts(0, || StorageError::transient("unused"));
+            let m_ref = Arc::get_mut(&mut m).expect("new");
+            m_ref.listing = listing;
+            m_ref.list_fails_after = Mutex::new(Some(fails_after));
+            m
         }
 
         fn failing_delete(path: Option<String>) -> Arc<Mock> {
@@ -372,6 +412,26 @@ mod tests {
         }
         async fn list(&self, _: &str) -> Result<Vec<Entry>> {
             Ok(vec![])
+        }
+        async fn list_each(
+            &self,
+            _: &str,
+            _: &dyn ExtraRequests,
+            sink: &mut dyn crate::ListSink,
+        ) -> Result<()> {
+            let fail_after = self.list_fails_after.lock().unwrap().take();
+            for (i, name) in self.listing.iter().enumerate() {
+                if fail_after == Some(i) {
+                    return Err(StorageError::transient("503 in the middle of a listing"));
+                }
+                sink.add(Entry {
+                    path: name.to_string(),
+                    size: 1,
+                    modified: None,
+                    is_dir: false,
+                });
+            }
+            Ok(())
         }
         async fn get(&self, p: &str) -> Result<Bytes> {
             Err(StorageError::not_found(p))
@@ -413,6 +473,19 @@ mod tests {
             retries: 3,
             ..Default::default()
         }
+    }
+
+    /// A listing that fails part way is retried from the start, and what it had handed over
+    /// is dropped: every file once, none twice.
+    #[tokio::test]
+    async fn a_retried_listing_starts_over() {
+        let inner = Mock::flaky_listing(vec!["a.md", "b.md", "c.md"], 2);
+        let p = Paced::new(inner.clone(), fast());
+        let listed = p.list("").await.unwrap();
+        let names: Vec<&str> = listed.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(names, ["a.md", "b.md", "c.md"]);
+        assert_eq!(p.counts().requests, 2);
+        assert_eq!(p.counts().retries, 1);
     }
 
     #[tokio::test]
