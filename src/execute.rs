@@ -64,7 +64,7 @@ pub struct Executor<'a> {
 fn describe(backup: &Backup, u: &Upload) -> String {
     let bi = &backup.items[u.index];
     if u.blob {
-        format!("blob of resource {} ({:?})", u.id, backup.title(bi))
+        format!("blob of resource {} ({:?})", bi.id(), backup.title(bi))
     } else {
         backup.describe(bi)
     }
@@ -129,19 +129,26 @@ impl Executor<'_> {
             .map(|(i, u)| async move {
                 let what = || describe(&self.backup, u);
                 if u.blob {
-                    if let Some(src) = self.backup.blob_file(&u.id).filter(|s| s.len >= STREAM_MIN)
+                    if let Some(src) = self
+                        .backup
+                        .blob_file(u.id(&self.backup))
+                        .filter(|s| s.len >= STREAM_MIN)
                     {
                         let r = self.put_blob_streaming(u, src).await;
                         self.progress.inc(1);
                         return match r {
                             Ok(n) => (i, n, None),
-                            Err(e) => (i, 0, Some(failure(&blob_path(&u.id), what(), e))),
+                            Err(e) => (
+                                i,
+                                0,
+                                Some(failure(&blob_path(u.id(&self.backup)), what(), e)),
+                            ),
                         };
                     }
                 }
                 let (path, data) = if u.blob {
                     let backup = self.backup.clone();
-                    let id = u.id.clone();
+                    let id = u.id(&self.backup).to_string();
                     let index = u.index;
                     let keyring = self.keyring.clone();
                     let read = tokio::task::spawn_blocking(move || {
@@ -154,7 +161,7 @@ impl Executor<'_> {
                         }
                     })
                     .await;
-                    let path = blob_path(&u.id);
+                    let path = blob_path(u.id(&self.backup));
                     match read {
                         Ok(Ok(d)) => (path, Bytes::from(d)),
                         Ok(Err(e)) => return (i, 0, Some(failure(&path, what(), e.to_string()))),
@@ -162,8 +169,14 @@ impl Executor<'_> {
                     }
                 } else {
                     match self.content(u) {
-                        Ok(d) => (item_path(&u.id), d),
-                        Err(e) => return (i, 0, Some(failure(&u.id, what(), e.to_string()))),
+                        Ok(d) => (item_path(u.id(&self.backup)), d),
+                        Err(e) => {
+                            return (
+                                i,
+                                0,
+                                Some(failure(u.id(&self.backup), what(), e.to_string())),
+                            )
+                        }
                     }
                 };
                 let n = data.len() as u64;
@@ -201,7 +214,7 @@ impl Executor<'_> {
         u: &Upload,
         src: FileSlice,
     ) -> std::result::Result<u64, String> {
-        let path = blob_path(&u.id);
+        let path = blob_path(u.id(&self.backup));
         let keyring = match &self.keyring {
             None => None,
             Some(k) => match self.backup.item(&self.backup.items[u.index]) {
@@ -247,11 +260,11 @@ impl Executor<'_> {
                 for u in chunk {
                     match self.content(u) {
                         Ok(d) => {
-                            sent.push((item_path(&u.id), d.len() as u64, u));
-                            files.push((item_path(&u.id), d));
+                            sent.push((item_path(u.id(&self.backup)), d.len() as u64, u));
+                            files.push((item_path(u.id(&self.backup)), d));
                         }
                         Err(e) => results.push(Err(failure(
-                            &item_path(&u.id),
+                            &item_path(u.id(&self.backup)),
                             describe(&self.backup, u),
                             format!("{e:#}"),
                         ))),

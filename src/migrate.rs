@@ -596,7 +596,7 @@ pub async fn run(args: &MigrateArgs) -> Result<MigrateSummary> {
     let mut plan = plan::plan(&backup, &validation, &state, &existing, &opts)?;
     // A resource the source holds without its blob is copied as it is: item only.
     for (_, uploads) in plan.phases.iter_mut() {
-        uploads.retain(|u| !(u.blob && view.blobless.contains(u.id.as_str())));
+        uploads.retain(|u| !(u.blob && view.blobless.contains(u.id(&backup))));
     }
     plan.phases.retain(|(_, u)| !u.is_empty());
     if args.mode == MigrateMode::New {
@@ -605,7 +605,7 @@ pub async fn run(args: &MigrateArgs) -> Result<MigrateSummary> {
     if let Some(r) = &resumed {
         let sizes = dest.storage.capabilities().listing_sizes;
         // Items are copied as they are.
-        plan::skip_done(&mut plan, &state, &r.done, sizes, |u| {
+        plan::skip_done(&mut plan, &backup, &state, &r.done, sizes, |u| {
             Some(backup.items[u.index].size())
         });
     }
@@ -643,7 +643,7 @@ pub async fn run(args: &MigrateArgs) -> Result<MigrateSummary> {
                 crate::say!(
                     "  {}{} {:?}{}",
                     if u.blob { "blob " } else { "" },
-                    u.id,
+                    u.id(&backup),
                     backup.title(&backup.items[u.index]),
                     if u.overwrite { " (replaces)" } else { "" }
                 );

@@ -10,7 +10,6 @@ use futures::{stream, StreamExt};
 
 use crate::backup::{Backup, BackupItem};
 use crate::e2ee::{can_be_encrypted, is_encrypted, Keyring};
-use crate::id::Id;
 use crate::item::{format_time, Item, ItemType};
 use crate::target::{blob_path, item_path, SyncTarget, TargetState};
 use crate::validate::Validation;
@@ -52,15 +51,20 @@ impl Phase {
 
 #[derive(Debug, Clone)]
 pub struct Upload {
-    /// Index into `Backup::items`.
+    /// Index into `Backup::items` (the id is there: see [`Upload::id`]).
     pub index: usize,
-    pub id: Id,
     pub item_type: ItemType,
     /// The attachment blob rather than the item file.
     pub blob: bool,
     /// The target already has this path (so this write replaces something).
     pub overwrite: bool,
     pub bytes: u64,
+}
+
+impl Upload {
+    pub fn id<'a>(&self, backup: &'a Backup) -> &'a str {
+        backup.items[self.index].id()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -300,51 +304,55 @@ pub fn plan(
     let depths = folder_depths(&set);
     let mut phases: HashMap<Phase, Vec<Upload>> = HashMap::new();
     let mut unchanged = 0;
-    let restored_ids: HashSet<&str> = set.iter().map(|(_, bi)| bi.id()).collect();
-    let protected_ids: HashSet<String> = validation
-        .skipped_ids
-        .iter()
-        .filter(|id| !restored_ids.contains(id.as_str()))
-        .cloned()
-        .collect();
+    // Skipped ids that no restored item carries (a duplicate's first copy is restored).
+    let mut protected_ids: HashSet<String> = validation.skipped_ids.clone();
+    if !protected_ids.is_empty() {
+        for (_, bi) in &set {
+            protected_ids.remove(bi.id());
+        }
+    }
+    // What stays, to find what goes: only a target that holds items needs it.
+    let restored_ids: HashSet<&str> = if merge || state.items.is_empty() {
+        HashSet::new()
+    } else {
+        set.iter().map(|(_, bi)| bi.id()).collect()
+    };
 
     for (index, bi) in &set {
-        let id = Id::new(bi.id());
+        let id = bi.id();
         let ty = bi.item_type();
-        let on_target = state.items.contains_key(id.as_str()) && !clear_first;
+        let on_target = state.items.contains_key(id) && !clear_first;
         // A partial restore keeps the target's live copy; one in the trash is brought back.
-        let trashed = existing.get(id.as_str()).is_some_and(|t| t.trashed);
+        let trashed = existing.get(id).is_some_and(|t| t.trashed);
         if merge && on_target && !opts.overwrite && !trashed {
             kept.push(id.to_string());
             continue;
         }
-        let same_item = !clear_first
-            && !opts.rewrite_unchanged
-            && existing.get(id.as_str()).is_some_and(|t| t.same);
+        let same_item =
+            !clear_first && !opts.rewrite_unchanged && existing.get(id).is_some_and(|t| t.same);
         let mut blob_needed = false;
         if ty == ItemType::Resource {
-            let size = backup.blob_size(&id).unwrap_or(0);
+            let size = backup.blob_size(id).unwrap_or(0);
             let on_target = match opts.encrypted_blob_len {
                 Some(f) if can_be_encrypted(&backup.item(bi)?) => f(size),
                 _ => Some(size),
             };
-            let checked = existing.get(id.as_str()).and_then(|t| t.blob_same);
+            let checked = existing.get(id).and_then(|t| t.blob_same);
             let blob_same = !clear_first
                 && same_item
                 && checked.unwrap_or_else(|| {
                     state
                         .blobs
-                        .get(id.as_str())
+                        .get(id)
                         .is_some_and(|e| Some(e.size) == on_target)
                 });
             if !blob_same {
                 blob_needed = true;
                 phases.entry(Phase::Blobs).or_default().push(Upload {
                     index: *index,
-                    id: id.clone(),
                     item_type: ty,
                     blob: true,
-                    overwrite: state.blobs.contains_key(id.as_str()) && !clear_first,
+                    overwrite: state.blobs.contains_key(id) && !clear_first,
                     bytes: size,
                 });
             }
@@ -355,14 +363,13 @@ pub fn plan(
         }
         let phase = match ty {
             ItemType::Resource => Phase::Resources,
-            ItemType::Folder => Phase::Folders(depths.get(id.as_str()).copied().unwrap_or(0)),
+            ItemType::Folder => Phase::Folders(depths.get(id).copied().unwrap_or(0)),
             ItemType::Tag => Phase::Tags,
             ItemType::Note => Phase::Notes,
             _ => Phase::NoteTags,
         };
         phases.entry(phase).or_default().push(Upload {
             index: *index,
-            id,
             item_type: ty,
             blob: false,
             overwrite: on_target,
@@ -421,6 +428,7 @@ pub fn plan(
 /// acknowledged the whole of it.
 pub fn skip_done(
     plan: &mut Plan,
+    backup: &Backup,
     state: &TargetState,
     done: &HashSet<String>,
     listing_sizes: bool,
@@ -430,14 +438,14 @@ pub fn skip_done(
         uploads.retain(|u| {
             let (path, entry, size) = if u.blob {
                 (
-                    blob_path(&u.id),
-                    state.blobs.get(u.id.as_str()),
+                    blob_path(u.id(backup)),
+                    state.blobs.get(u.id(backup)),
                     Some(u.bytes),
                 )
             } else {
                 (
-                    item_path(&u.id),
-                    state.items.get(u.id.as_str()),
+                    item_path(u.id(backup)),
+                    state.items.get(u.id(backup)),
                     item_size(u),
                 )
             };

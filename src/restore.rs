@@ -230,7 +230,7 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
         let sizes = target.storage.capabilities().listing_sizes;
         // An item is written stamped; one unreadable now is uploaded again (the executor
         // then says why).
-        plan::skip_done(&mut plan, &state, &r.done, sizes, |u| {
+        plan::skip_done(&mut plan, &backup, &state, &r.done, sizes, |u| {
             let it = backup.item(&backup.items[u.index]).ok()?;
             Some(plan::stamped(&it, r.stamp_ms).serialize().len() as u64)
         });
@@ -577,7 +577,7 @@ fn print_dry_run(backup: &Backup, plan: &plan::Plan) {
             crate::say!(
                 "  {}{} {:?}{}",
                 if u.blob { "blob " } else { "" },
-                u.id,
+                u.id(backup),
                 backup.title(bi),
                 if u.overwrite { " (replaces)" } else { "" }
             );
