@@ -22,7 +22,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use backend_core::{
-    parse_retry_after, Capabilities, Entry, ExtraRequests, Result, Storage, StorageError, Unpaced,
+    parse_retry_after, Capabilities, Entry, ExtraRequests, ListSink, Result, Storage, StorageError,
+    Unpaced,
 };
 use bytes::Bytes;
 use futures::{stream, StreamExt};
@@ -100,6 +101,27 @@ pub fn is_item_name(name: &str) -> bool {
 
 fn utf16_len(s: &str) -> usize {
     s.encode_utf16().count()
+}
+
+/// The names of a listing read page by page in name order: a name that does not sort after
+/// the one before it was shifted onto the next page by a write between the two requests, and
+/// is a twin.
+#[derive(Default)]
+struct NameOrder {
+    last: Option<String>,
+}
+
+impl NameOrder {
+    fn is_next(&mut self, name: &str) -> bool {
+        if self.last.as_deref().is_some_and(|l| name <= l) {
+            return false;
+        }
+        match &mut self.last {
+            Some(l) => name.clone_into(l),
+            None => self.last = Some(name.to_string()),
+        }
+        true
+    }
 }
 
 fn ms_to_time(ms: i64) -> Option<SystemTime> {
@@ -344,7 +366,15 @@ impl JoplinServer {
     /// default `updated_time` order ties on items written in the same millisecond). `list`
     /// reads all pages before anyone deletes anything: deleting while paging shifts the pages
     /// under it and skips items.
-    async fn all_names(&self, dir: &str, extra: &dyn ExtraRequests) -> Result<Vec<(String, i64)>> {
+    /// Every name under `dir` with its `updated_time`, handed to `each` page by page in name
+    /// order. A write between two page requests can shift a name onto the next page too, so a
+    /// name that does not sort after the one before it is a twin and skipped.
+    async fn each_name(
+        &self,
+        dir: &str,
+        extra: &dyn ExtraRequests,
+        mut each: impl FnMut(String, i64) + Send,
+    ) -> Result<()> {
         let base = if dir.is_empty() {
             format!("{}/api/items/root:/:/children", self.base)
         } else {
@@ -354,12 +384,22 @@ impl JoplinServer {
                 utf8_percent_encode(dir.trim_end_matches('/'), NAME_SET)
             )
         };
-        let (mut out, more) = self.listing_page(&base, dir, 1).await?;
+        let mut order = NameOrder::default();
+        let mut hand_over = |names: Vec<(String, i64)>| {
+            for (name, t) in names {
+                if order.is_next(&name) {
+                    each(name, t);
+                }
+            }
+        };
+        let (first, more) = self.listing_page(&base, dir, 1).await?;
+        hand_over(first);
         if !more {
-            return Ok(out);
+            return Ok(());
         }
-        // Pages after the first go side by side; the stream stops at the first page that is
-        // not full (the pages asked for beyond it are dropped unsent or unread).
+        // Pages after the first go side by side, handed over in page order; the stream stops
+        // at the first page that is not full (the pages asked for beyond it are dropped unsent
+        // or unread).
         let base = base.as_str();
         let mut pages = stream::iter(2..=MAX_PAGES)
             .map(|n| async move {
@@ -369,13 +409,9 @@ impl JoplinServer {
             .buffered(LISTING_PAGES_IN_FLIGHT.min(extra.at_once()));
         while let Some(page) = pages.next().await {
             let (names, more) = page?;
-            out.extend(names);
+            hand_over(names);
             if !more {
-                // A write between two page requests can shift a name onto the next page too;
-                // the pages are in name order, so a sort brings such twins together.
-                out.sort_by(|a, b| a.0.cmp(&b.0));
-                out.dedup_by(|a, b| a.0 == b.0);
-                return Ok(out);
+                return Ok(());
             }
         }
         Err(StorageError::Rejected(format!(
@@ -641,39 +677,54 @@ impl Storage for JoplinServer {
     }
 
     async fn list_paced(&self, dir: &str, extra: &dyn ExtraRequests) -> Result<Vec<Entry>> {
+        let mut all = Vec::new();
+        self.list_each(dir, extra, &mut all).await?;
+        Ok(all)
+    }
+
+    /// Entries are handed over as the pages come (a large account's listing is never held
+    /// whole); the directories, which are only name prefixes here, at the end.
+    async fn list_each(
+        &self,
+        dir: &str,
+        extra: &dyn ExtraRequests,
+        sink: &mut dyn ListSink,
+    ) -> Result<()> {
         let dir = dir.trim_matches('/');
-        let names = self.all_names(dir, extra).await?;
         let prefix = if dir.is_empty() {
             String::new()
         } else {
             format!("{dir}/")
         };
-        let mut out = Vec::new();
         let mut dirs = std::collections::BTreeSet::new();
-        for (name, t) in names {
+        self.each_name(dir, extra, |name, t| {
             let Some(rest) = name.strip_prefix(&prefix) else {
-                continue;
+                return;
             };
-            match rest.split_once('/') {
-                // Directories do not exist on the server; show each name prefix once.
-                Some((d, _)) => {
-                    dirs.insert(format!("{prefix}{d}"));
+            // Directories do not exist on the server; show each name prefix once.
+            if let Some((d, _)) = rest.split_once('/') {
+                if !dirs.contains(d) {
+                    dirs.insert(d.to_string());
                 }
-                None => out.push(Entry {
-                    path: name.clone(),
-                    size: 0,
-                    modified: ms_to_time(t),
-                    is_dir: false,
-                }),
+                return;
             }
+            sink.add(Entry {
+                path: name,
+                size: 0,
+                modified: ms_to_time(t),
+                is_dir: false,
+            });
+        })
+        .await?;
+        for d in dirs {
+            sink.add(Entry {
+                path: format!("{prefix}{d}"),
+                size: 0,
+                modified: None,
+                is_dir: true,
+            });
         }
-        out.extend(dirs.into_iter().map(|path| Entry {
-            path,
-            size: 0,
-            modified: None,
-            is_dir: true,
-        }));
-        Ok(out)
+        Ok(())
     }
 
     async fn get(&self, path: &str) -> Result<Bytes> {

@@ -388,3 +388,22 @@ fn debug_hides_the_password() {
     let s = backend("http://127.0.0.1:1", "secret-pass");
     assert!(!format!("{s:?}").contains("secret-pass"));
 }
+
+/// Pages read side by side can repeat a name at their border (a write shifted it): each name
+/// is handed over once, in order.
+#[test]
+fn a_name_shifted_onto_the_next_page_is_handed_over_once() {
+    let pages = [
+        vec!["a.md", "b.md", "c.md"],
+        vec!["c.md", "d.md"],
+        vec!["e.md"],
+    ];
+    let mut order = NameOrder::default();
+    let kept: Vec<&str> = pages
+        .iter()
+        .flatten()
+        .copied()
+        .filter(|n| order.is_next(n))
+        .collect();
+    assert_eq!(kept, ["a.md", "b.md", "c.md", "d.md", "e.md"]);
+}
