@@ -360,15 +360,14 @@ impl JoplinServer {
         Err(self.classify(status, path, &String::from_utf8_lossy(&data), retry_after))
     }
 
-    /// Every name under a prefix (`""` = all). Pages are asked for by number in name order,
-    /// `LISTING_PAGES_IN_FLIGHT` side by side: the server's offset pages are independent
-    /// requests, and a unique sort key keeps them from overlapping while nothing writes (the
-    /// default `updated_time` order ties on items written in the same millisecond). `list`
-    /// reads all pages before anyone deletes anything: deleting while paging shifts the pages
-    /// under it and skips items.
-    /// Every name under `dir` with its `updated_time`, handed to `each` page by page in name
-    /// order. A write between two page requests can shift a name onto the next page too, so a
-    /// name that does not sort after the one before it is a twin and skipped.
+    /// Every name under `dir` (`""` = all) with its `updated_time`, handed to `each` page by
+    /// page in name order. Pages are asked for by number, `LISTING_PAGES_IN_FLIGHT` side by
+    /// side: the server's offset pages are independent requests, and a unique sort key keeps
+    /// them from overlapping while nothing writes (the default `updated_time` order ties on
+    /// items written in the same millisecond). A write between two page requests can shift a
+    /// name onto the next page too, so a name that does not sort after the one before it is a
+    /// twin and skipped. Callers finish the listing before deleting: deleting while paging
+    /// shifts the pages under it and skips items.
     async fn each_name(
         &self,
         dir: &str,
