@@ -243,6 +243,8 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
         .filter(|(_, bi)| !plan.kept.iter().any(|k| k == bi.id()))
         .map(|(i, _)| *i)
         .collect();
+    // One entry per item, not needed past this point (it would stay until verify).
+    drop(set);
     let mut protected = plan.protected_ids.clone();
     if opts.only.is_some() {
         // A partial restore leaves everything else on the target alone.
