@@ -103,24 +103,23 @@ fn utf16_len(s: &str) -> usize {
     s.encode_utf16().count()
 }
 
-/// The names of a listing read page by page in name order: a name that does not sort after
-/// the one before it was shifted onto the next page by a write between the two requests, and
-/// is a twin.
+/// The pages of a listing read one after another: a write between two page requests can
+/// shift a name from the end of one page onto the start of the next, and that twin is dropped.
+/// Compared with the page before, not by sort order: the server's order (case-insensitive on a
+/// real Joplin Server) need not be Rust's byte order.
 #[derive(Default)]
-struct NameOrder {
-    last: Option<String>,
+struct PageTwins {
+    previous: std::collections::HashSet<String>,
 }
 
-impl NameOrder {
-    fn is_next(&mut self, name: &str) -> bool {
-        if self.last.as_deref().is_some_and(|l| name <= l) {
-            return false;
-        }
-        match &mut self.last {
-            Some(l) => name.clone_into(l),
-            None => self.last = Some(name.to_string()),
-        }
-        true
+impl PageTwins {
+    /// The entries of `page` not already handed over with the page before it.
+    fn fresh(&mut self, page: Vec<(String, i64)>) -> Vec<(String, i64)> {
+        let names = page.iter().map(|(n, _)| n.clone()).collect();
+        let previous = std::mem::replace(&mut self.previous, names);
+        page.into_iter()
+            .filter(|(n, _)| !previous.contains(n))
+            .collect()
     }
 }
 
@@ -365,9 +364,9 @@ impl JoplinServer {
     /// side: the server's offset pages are independent requests, and a unique sort key keeps
     /// them from overlapping while nothing writes (the default `updated_time` order ties on
     /// items written in the same millisecond). A write between two page requests can shift a
-    /// name onto the next page too, so a name that does not sort after the one before it is a
-    /// twin and skipped. Callers finish the listing before deleting: deleting while paging
-    /// shifts the pages under it and skips items.
+    /// name onto the next page too: that twin is skipped ([`PageTwins`]). Callers finish the
+    /// listing before deleting: deleting while paging shifts the pages under it and skips
+    /// items.
     async fn each_name(
         &self,
         dir: &str,
@@ -383,12 +382,10 @@ impl JoplinServer {
                 utf8_percent_encode(dir.trim_end_matches('/'), NAME_SET)
             )
         };
-        let mut order = NameOrder::default();
+        let mut twins = PageTwins::default();
         let mut hand_over = |names: Vec<(String, i64)>| {
-            for (name, t) in names {
-                if order.is_next(&name) {
-                    each(name, t);
-                }
+            for (name, t) in twins.fresh(names) {
+                each(name, t);
             }
         };
         let (first, more) = self.listing_page(&base, dir, 1).await?;
