@@ -171,16 +171,9 @@ async fn compare(a: &CompareArgs) -> Result<(SyncTarget, verify::VerifyReport)> 
     let state = t.state().await?;
     let keyring = restore::keyring_for(&t, &state, &a.password, false).await?;
     let set: Vec<usize> = plan::restore_set(&b, &v).iter().map(|(i, _)| *i).collect();
-    let r = verify::verify(
-        &t,
-        b.clone(),
-        &set,
-        &v.skipped_ids,
-        &state,
-        transfers,
-        keyring.as_deref(),
-    )
-    .await?;
+    let seen = verify::Seen::from_state(&b, &set, &v.skipped_ids, &state);
+    drop(state);
+    let r = verify::verify(&t, b.clone(), &set, &seen, transfers, keyring.as_deref()).await?;
     Ok((t, r))
 }
 

@@ -459,24 +459,21 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
         VerifyMode::None => None,
         VerifyMode::Quick => {
             progress.say("checking the target's listing against the backup");
-            let after = target.state().await?;
+            let seen = verify::Seen::list(&target, &backup, &restored, &protected).await?;
             // Sizes say nothing on an encrypted target (ciphertext lengths) or where the
             // listing has none (Joplin Server).
             let sizes = keyring.is_none() && target.storage.capabilities().listing_sizes;
-            Some(verify::verify_listing(
-                &backup, &restored, &protected, &after, sizes,
-            ))
+            Some(verify::verify_listing(&backup, &restored, &seen, sizes))
         }
         VerifyMode::Full => {
             progress.say("verifying the target against the backup");
-            let after = target.state().await?;
+            let seen = verify::Seen::list(&target, &backup, &restored, &protected).await?;
             Some(
                 verify::verify(
                     &target,
                     backup.clone(),
                     &restored,
-                    &protected,
-                    &after,
+                    &seen,
                     transfers,
                     keyring.as_deref(),
                 )

@@ -171,14 +171,13 @@ pub async fn run(args: &RollbackArgs) -> Result<RollbackSummary> {
         msg.push_str("Run the same command again to finish.");
         return Err(crate::exit::Failed::from_outcome(msg, &outcome).into());
     }
-    let after = target.state().await?;
     let restored: Vec<usize> = set.iter().map(|(i, _)| *i).collect();
+    let seen = verify::Seen::list(&target, &backup, &restored, &Default::default()).await?;
     let verify = verify::verify(
         &target,
         backup.clone(),
         &restored,
-        &Default::default(),
-        &after,
+        &seen,
         transfers,
         // The snapshot holds the target's own (possibly encrypted) form: compare as stored.
         None,

@@ -29,6 +29,16 @@ pub fn blob_path(id: &str) -> String {
     format!("{RESOURCE_DIR}/{id}")
 }
 
+/// The item id of a root file name `<id>.md`; `None` for any other root file.
+pub fn item_file_id(name: &str) -> Option<&str> {
+    name.strip_suffix(".md").filter(|id| is_item_id(id))
+}
+
+/// The resource id of a file name in `.resource/`; `None` for a name that is not one.
+pub fn blob_file_id(name: &str) -> Option<&str> {
+    Some(name).filter(|id| is_item_id(id))
+}
+
 /// The `info.json` a Joplin client writes on a fresh unencrypted target.
 pub fn default_info_json() -> Value {
     json!({
@@ -130,7 +140,7 @@ impl ListSink for RootSink<'_> {
         }
         let st = &mut *self.0;
         let name = e.name();
-        if let Some(id) = name.strip_suffix(".md").filter(|id| is_item_id(id)) {
+        if let Some(id) = item_file_id(name) {
             st.items.insert(Id::new(id), Listed::from(&e));
         } else if name == INFO_JSON {
             st.info_listed = true;
@@ -155,8 +165,8 @@ impl ListSink for ResourceSink<'_> {
             return;
         }
         let st = &mut *self.0;
-        if is_item_id(e.name()) {
-            st.blobs.insert(Id::new(e.name()), Listed::from(&e));
+        if let Some(id) = blob_file_id(e.name()) {
+            st.blobs.insert(Id::new(id), Listed::from(&e));
         } else {
             st.foreign_blobs.push(e);
         }

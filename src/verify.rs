@@ -4,14 +4,17 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
+use backend_core::{Entry, ListSink, Unpaced};
 use futures::{stream, StreamExt};
 use sha2::{Digest, Sha256};
 
 use crate::backup::{Backup, BackupItem};
 use crate::e2ee::{can_be_encrypted, is_encrypted, jed, Keyring};
 use crate::item::{Item, ItemType};
-use crate::target::{blob_path, item_path, SyncTarget, TargetState};
+use crate::target::{
+    blob_file_id, blob_path, item_file_id, item_path, SyncTarget, TargetState, RESOURCE_DIR,
+};
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -96,76 +99,196 @@ pub enum VerifyMode {
     None,
 }
 
-/// The report's counts and the files the target holds beyond the backup (not `protected`).
-fn extras(
-    backup: &Backup,
-    restored: &[usize],
-    protected: &HashSet<String>,
-    state: &TargetState,
-) -> VerifyReport {
-    let mut report = VerifyReport::default();
-    // The restored items in id order, looked up by binary search: 4 bytes an item, where a
-    // set of their ids took about 30 (this runs beside the target's whole listing).
-    let id_of = |i: u32| backup.items[i as usize].id();
-    let mut by_id: Vec<u32> = restored.iter().map(|&i| i as u32).collect();
-    by_id.sort_unstable_by(|a, b| id_of(*a).cmp(id_of(*b)));
-    let find = |id: &str| {
-        by_id
-            .binary_search_by(|i| id_of(*i).cmp(id))
-            .ok()
-            .map(|k| &backup.items[by_id[k] as usize])
-    };
-    for id in state.items.keys() {
-        if find(id).is_none() && !protected.contains(id.as_str()) {
-            report.differences.push(Difference::Extra {
-                path: item_path(id),
-            });
-        }
-    }
-    let is_resource = |bi: &BackupItem| bi.item_type() == ItemType::Resource;
-    for id in state.blobs.keys() {
-        if !find(id).is_some_and(is_resource) && !protected.contains(id.as_str()) {
-            report.differences.push(Difference::Extra {
-                path: blob_path(id),
-            });
-        }
-    }
-    report.checked_items = restored.len();
-    report.checked_blobs = by_id
-        .iter()
-        .filter(|i| is_resource(&backup.items[**i as usize]))
-        .count();
-    report
+/// A size slot of [`Seen`] whose file the listing did not show.
+const ABSENT: u64 = u64::MAX;
+
+/// What a listing of the target showed of the restored items: one slot per item (an index and
+/// two sizes, 20 bytes, where a map of the listing took about 85 a file), and the files of ids
+/// the backup lacks, noted as they went by. Verify never holds the target's whole listing.
+pub struct Seen {
+    /// The restored items' indexes in id order, looked up by binary search.
+    by_id: Vec<u32>,
+    /// Per slot of `by_id`: the listed size of `<id>.md`, or [`ABSENT`].
+    item_size: Vec<u64>,
+    /// Per slot of `by_id`: the listed size of `.resource/<id>`, or [`ABSENT`].
+    blob_size: Vec<u64>,
+    /// Paths of files the backup lacks (not `protected`).
+    extra_items: Vec<String>,
+    extra_blobs: Vec<String>,
 }
 
-/// `--verify quick`: from a fresh listing only — every restored item and blob is present with
-/// the size the restore wrote, nothing extra. With `sizes` false (a listing without sizes, or
+impl Seen {
+    fn empty(backup: &Backup, restored: &[usize]) -> Seen {
+        let id_of = |i: u32| backup.items[i as usize].id();
+        let mut by_id: Vec<u32> = restored.iter().map(|&i| i as u32).collect();
+        by_id.sort_unstable_by(|a, b| id_of(*a).cmp(id_of(*b)));
+        let n = by_id.len();
+        Seen {
+            by_id,
+            item_size: vec![ABSENT; n],
+            blob_size: vec![ABSENT; n],
+            extra_items: Vec::new(),
+            extra_blobs: Vec::new(),
+        }
+    }
+
+    /// The slot of a restored item.
+    fn slot(&self, backup: &Backup, id: &str) -> Option<usize> {
+        self.by_id
+            .binary_search_by(|i| backup.items[*i as usize].id().cmp(id))
+            .ok()
+    }
+
+    fn saw_item(&mut self, backup: &Backup, protected: &HashSet<String>, id: &str, size: u64) {
+        match self.slot(backup, id) {
+            Some(k) => self.item_size[k] = size,
+            None if protected.contains(id) => {}
+            None => self.extra_items.push(item_path(id)),
+        }
+    }
+
+    /// A blob is expected only for a restored resource.
+    fn saw_blob(&mut self, backup: &Backup, protected: &HashSet<String>, id: &str, size: u64) {
+        let slot = self
+            .slot(backup, id)
+            .filter(|k| backup.items[self.by_id[*k] as usize].item_type() == ItemType::Resource);
+        match slot {
+            Some(k) => self.blob_size[k] = size,
+            None if protected.contains(id) => {}
+            None => self.extra_blobs.push(blob_path(id)),
+        }
+    }
+
+    /// From a listing already taken.
+    pub fn from_state(
+        backup: &Backup,
+        restored: &[usize],
+        protected: &HashSet<String>,
+        state: &TargetState,
+    ) -> Seen {
+        let mut seen = Seen::empty(backup, restored);
+        for (id, l) in &state.items {
+            seen.saw_item(backup, protected, id, l.size);
+        }
+        for (id, l) in &state.blobs {
+            seen.saw_blob(backup, protected, id, l.size);
+        }
+        seen
+    }
+
+    /// List the target's root and `.resource/` into slots as the names arrive.
+    pub async fn list(
+        target: &SyncTarget,
+        backup: &Backup,
+        restored: &[usize],
+        protected: &HashSet<String>,
+    ) -> Result<Seen> {
+        let mut seen = Seen::empty(backup, restored);
+        let ctx = || format!("listing {}", target.describe());
+        let mut sink = SeenSink {
+            seen: &mut seen,
+            backup,
+            protected,
+            blobs: false,
+        };
+        target
+            .storage
+            .list_each("", &Unpaced, &mut sink)
+            .await
+            .with_context(ctx)?;
+        sink.blobs = true;
+        target
+            .storage
+            .list_each(RESOURCE_DIR, &Unpaced, &mut sink)
+            .await
+            .with_context(ctx)?;
+        Ok(seen)
+    }
+
+    fn size_of(&self, sizes: &[u64], backup: &Backup, id: &str) -> Option<u64> {
+        self.slot(backup, id)
+            .map(|k| sizes[k])
+            .filter(|s| *s != ABSENT)
+    }
+
+    /// The report's counts and the extra files.
+    fn report(&self, backup: &Backup, restored: &[usize]) -> VerifyReport {
+        let mut report = VerifyReport::default();
+        report.differences.extend(
+            self.extra_items
+                .iter()
+                .chain(&self.extra_blobs)
+                .map(|path| Difference::Extra { path: path.clone() }),
+        );
+        report.checked_items = restored.len();
+        report.checked_blobs = restored
+            .iter()
+            .filter(|i| backup.items[**i].item_type() == ItemType::Resource)
+            .count();
+        report
+    }
+}
+
+/// Feeds one listing (the root, or `.resource/` when `blobs`) into a [`Seen`].
+struct SeenSink<'a> {
+    seen: &'a mut Seen,
+    backup: &'a Backup,
+    protected: &'a HashSet<String>,
+    blobs: bool,
+}
+
+impl ListSink for SeenSink<'_> {
+    fn add(&mut self, e: Entry) {
+        if e.is_dir {
+            return;
+        }
+        if self.blobs {
+            if let Some(id) = blob_file_id(e.name()) {
+                self.seen.saw_blob(self.backup, self.protected, id, e.size);
+            }
+        } else if let Some(id) = item_file_id(e.name()) {
+            self.seen.saw_item(self.backup, self.protected, id, e.size);
+        }
+    }
+    fn restart(&mut self) {
+        let seen = &mut *self.seen;
+        if self.blobs {
+            seen.blob_size.fill(ABSENT);
+            seen.extra_blobs.clear();
+        } else {
+            seen.item_size.fill(ABSENT);
+            seen.extra_items.clear();
+        }
+    }
+}
+
+/// `--verify quick`: from a fresh listing only ([`Seen::list`]) — every restored item and blob
+/// is present with the size the restore wrote, nothing extra. With `sizes` false (a listing without sizes, or
 /// an encrypted target whose file sizes the backup cannot predict) only presence is checked.
 /// Catches lost and truncated uploads and leftovers, not bytes changed in place.
 pub fn verify_listing(
     backup: &Backup,
     restored: &[usize],
-    protected: &HashSet<String>,
-    state: &TargetState,
+    seen: &Seen,
     sizes: bool,
 ) -> VerifyReport {
-    let mut report = extras(backup, restored, protected, state);
+    let mut report = seen.report(backup, restored);
     for &i in restored {
         let bi = &backup.items[i];
         let id = bi.id().to_string();
-        match state.items.get(id.as_str()) {
+        match seen.size_of(&seen.item_size, backup, &id) {
             None => report.differences.push(Difference::Missing {
                 id: id.clone(),
                 what: backup.describe(bi),
             }),
-            Some(e) if sizes => {
+            Some(size) if sizes => {
                 let written = backup.item(bi).map(|it| written_len(&it));
-                if written.as_ref().ok() != Some(&e.size) {
+                if written.as_ref().ok() != Some(&size) {
                     report.differences.push(Difference::Differs {
                         id: id.clone(),
                         what: backup.describe(bi),
                         fields: vec![match written {
-                            Ok(n) => format!("size ({} bytes on the target, {n} written)", e.size),
+                            Ok(n) => format!("size ({size} bytes on the target, {n} written)"),
                             Err(err) => format!("size (the backup's copy: {err:#})"),
                         }],
                     })
@@ -174,12 +297,12 @@ pub fn verify_listing(
             Some(_) => {}
         }
         if bi.item_type() == ItemType::Resource {
-            match state.blobs.get(id.as_str()) {
+            match seen.size_of(&seen.blob_size, backup, &id) {
                 None => report.differences.push(Difference::BlobMissing {
                     id,
                     what: backup.describe(bi),
                 }),
-                Some(e) if sizes && Some(e.size) != backup.blob_size(&id) => {
+                Some(size) if sizes && Some(size) != backup.blob_size(&id) => {
                     report.differences.push(Difference::BlobDiffers {
                         id,
                         what: backup.describe(bi),
@@ -199,19 +322,18 @@ fn written_len(item: &Item) -> u64 {
         .len() as u64
 }
 
-/// Compare the target with the items the restore wrote, reading every one back. `protected`
-/// ids are neither required nor reported as extra (items left out for an allowed validation
-/// problem).
+/// Compare the target with the items the restore wrote, reading every one back; `seen` is a
+/// listing of it taken with the same `restored` and the ids neither required nor reported as
+/// extra (items left out for an allowed validation problem).
 pub async fn verify(
     target: &SyncTarget,
     backup: Arc<Backup>,
     restored: &[usize],
-    protected: &HashSet<String>,
-    state: &TargetState,
+    seen: &Seen,
     transfers: usize,
     keyring: Option<&Keyring>,
 ) -> Result<VerifyReport> {
-    let mut report = extras(&backup, restored, protected, state);
+    let mut report = seen.report(&backup, restored);
 
     let checks: Vec<Vec<Difference>> = stream::iter(restored.iter().copied())
         .map(|i| {
@@ -220,7 +342,7 @@ pub async fn verify(
                 let bi = &backup.items[i];
                 let mut diffs = Vec::new();
                 let id = bi.id().to_string();
-                if !state.items.contains_key(id.as_str()) {
+                if seen.size_of(&seen.item_size, &backup, &id).is_none() {
                     diffs.push(Difference::Missing {
                         id,
                         what: backup.describe(bi),
@@ -549,6 +671,17 @@ mod tests {
         (backup, restored, state)
     }
 
+    /// `--verify quick` of `state`, nothing protected.
+    fn quick(
+        backup: &Backup,
+        restored: &[usize],
+        state: &TargetState,
+        sizes: bool,
+    ) -> VerifyReport {
+        let seen = Seen::from_state(backup, restored, &HashSet::new(), state);
+        verify_listing(backup, restored, &seen, sizes)
+    }
+
     fn kinds(r: &VerifyReport) -> Vec<String> {
         r.differences
             .iter()
@@ -570,8 +703,7 @@ mod tests {
     #[test]
     fn listing_check_finds_missing_and_extra_files() {
         let (backup, restored, mut state) = restored_sample();
-        let none = HashSet::new();
-        let r = verify_listing(&backup, &restored, &none, &state, false);
+        let r = quick(&backup, &restored, &state, false);
         assert!(r.ok(), "{r:?}");
         assert_eq!(r.checked_items, backup.items.len());
 
@@ -581,7 +713,7 @@ mod tests {
         state.blobs.remove(res.as_str());
         let stray = "0123456789abcdef0123456789abcdef".to_string();
         state.items.insert(stray.as_str().into(), listed(1));
-        let r = verify_listing(&backup, &restored, &none, &state, false);
+        let r = quick(&backup, &restored, &state, false);
         let kinds = kinds(&r);
         assert_eq!(r.differences.len(), 3, "{:?}", r.differences);
         assert!(kinds.contains(&"missing".into()), "{kinds:?}");
@@ -598,7 +730,7 @@ mod tests {
             .count();
         state.blobs.insert(note.as_str().into(), listed(1));
         state.blobs.insert(stray.as_str().into(), listed(1));
-        let r = verify_listing(&backup, &restored, &none, &state, false);
+        let r = quick(&backup, &restored, &state, false);
         assert_eq!(r.checked_blobs, resources);
         let extra: Vec<String> = r
             .differences
@@ -618,13 +750,12 @@ mod tests {
     #[test]
     fn listing_check_compares_sizes() {
         let (backup, restored, mut state) = restored_sample();
-        let none = HashSet::new();
-        assert!(verify_listing(&backup, &restored, &none, &state, true).ok());
+        assert!(quick(&backup, &restored, &state, true).ok());
         let note = first_of(&backup, ItemType::Note);
         let res = state.blobs.keys().next().unwrap().clone();
         state.items.get_mut(note.as_str()).unwrap().size -= 1;
         state.blobs.get_mut(&res).unwrap().size += 1;
-        let r = verify_listing(&backup, &restored, &none, &state, true);
+        let r = quick(&backup, &restored, &state, true);
         assert_eq!(
             kinds(&r),
             ["differs", "blob_differs"],
@@ -632,6 +763,84 @@ mod tests {
             r.differences
         );
         // Without sizes (encrypted target, Joplin Server) presence is all that counts.
-        assert!(verify_listing(&backup, &restored, &none, &state, false).ok());
+        assert!(quick(&backup, &restored, &state, false).ok());
+    }
+
+    /// The quick check lists a real folder straight into slots: what a restore wrote passes,
+    /// a truncated blob and a stray item are found, files that are not items are not counted.
+    #[tokio::test]
+    async fn seen_lists_a_target_into_slots() {
+        let (backup, restored, state) = restored_sample();
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join(RESOURCE_DIR)).unwrap();
+        for (id, l) in &state.items {
+            std::fs::write(root.join(item_path(id)), vec![b'x'; l.size as usize]).unwrap();
+        }
+        for (id, l) in &state.blobs {
+            std::fs::write(root.join(blob_path(id)), vec![b'x'; l.size as usize]).unwrap();
+        }
+        std::fs::write(root.join("info.json"), b"{}").unwrap();
+        std::fs::write(root.join("notes.txt"), b"mine").unwrap();
+        let target = SyncTarget::new(Arc::new(backend_core::pacer::Paced::new(
+            Arc::new(backend_fs::FsStorage::new(root.to_path_buf())),
+            Default::default(),
+        )));
+        let none = HashSet::new();
+        let seen = Seen::list(&target, &backup, &restored, &none)
+            .await
+            .unwrap();
+        let r = verify_listing(&backup, &restored, &seen, true);
+        assert!(r.ok(), "{:?}", r.differences);
+
+        let res = state.blobs.keys().next().unwrap().to_string();
+        let stray = "0123456789abcdef0123456789abcdef";
+        std::fs::write(root.join(blob_path(&res)), b"short").unwrap();
+        std::fs::write(root.join(item_path(stray)), b"x").unwrap();
+        let seen = Seen::list(&target, &backup, &restored, &none)
+            .await
+            .unwrap();
+        let r = verify_listing(&backup, &restored, &seen, true);
+        assert_eq!(kinds(&r), ["extra", "blob_differs"], "{:?}", r.differences);
+        // A protected id is neither required nor extra.
+        let protected: HashSet<String> = [stray.to_string()].into();
+        let seen = Seen::list(&target, &backup, &restored, &protected)
+            .await
+            .unwrap();
+        assert_eq!(
+            kinds(&verify_listing(&backup, &restored, &seen, true)),
+            ["blob_differs"]
+        );
+    }
+
+    /// A listing the pacer starts over forgets what its first try showed, and only for its
+    /// own folder.
+    #[test]
+    fn a_restarted_listing_forgets_its_first_try() {
+        let (backup, restored, state) = restored_sample();
+        let none = HashSet::new();
+        let mut seen = Seen::from_state(&backup, &restored, &none, &state);
+        let entry = |path: &str| Entry {
+            path: path.into(),
+            size: 1,
+            modified: None,
+            is_dir: false,
+        };
+        let mut sink = SeenSink {
+            seen: &mut seen,
+            backup: &backup,
+            protected: &none,
+            blobs: false,
+        };
+        sink.add(entry("0123456789abcdef0123456789abcdef.md"));
+        sink.restart();
+        let r = verify_listing(&backup, &restored, &seen, false);
+        let missing = backup.items.len();
+        assert_eq!(kinds(&r), vec!["missing".to_string(); missing]);
+        // The blobs' slots were not touched by the root's restart.
+        assert!(r
+            .differences
+            .iter()
+            .all(|d| !matches!(d, Difference::BlobMissing { .. })));
     }
 }
