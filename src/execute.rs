@@ -62,7 +62,7 @@ pub struct Executor<'a> {
 
 /// The upload for a message (reads the item again for its title: failures only).
 fn describe(backup: &Backup, u: &Upload) -> String {
-    let bi = &backup.items[u.index];
+    let bi = u.item(backup);
     if u.blob {
         format!("blob of resource {} ({:?})", bi.id(), backup.title(bi))
     } else {
@@ -109,7 +109,7 @@ impl Executor<'_> {
     }
 
     fn content(&self, u: &Upload) -> Result<Bytes> {
-        let bi = &self.backup.items[u.index];
+        let bi = u.item(&self.backup);
         let Some(ms) = self.stamp_ms else {
             // `rollback --exact`: the snapshot's bytes, already in the target's form.
             return Ok(Bytes::from(self.backup.raw(bi)?));
@@ -149,7 +149,7 @@ impl Executor<'_> {
                 let (path, data) = if u.blob {
                     let backup = self.backup.clone();
                     let id = u.id(&self.backup).to_string();
-                    let index = u.index;
+                    let index = u.index as usize;
                     let keyring = self.keyring.clone();
                     let read = tokio::task::spawn_blocking(move || {
                         let data = backup.read_blob(&id)?;
@@ -217,7 +217,7 @@ impl Executor<'_> {
         let path = blob_path(u.id(&self.backup));
         let keyring = match &self.keyring {
             None => None,
-            Some(k) => match self.backup.item(&self.backup.items[u.index]) {
+            Some(k) => match self.backup.item(u.item(&self.backup)) {
                 Ok(it) => can_be_encrypted(&it).then(|| k.clone()),
                 Err(e) => return Err(format!("{e:#}")),
             },

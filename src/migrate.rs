@@ -593,7 +593,9 @@ pub async fn run(args: &MigrateArgs) -> Result<MigrateSummary> {
         mode: Mode::Mirror,
         ..Default::default()
     };
-    let mut plan = plan::plan(&backup, &validation, &state, &existing, &opts)?;
+    let set = plan::restore_set(&backup, &validation);
+    let mut plan = plan::plan(&backup, &validation, &set, &state, &existing, &opts)?;
+    drop(set);
     // A resource the source holds without its blob is copied as it is: item only.
     for (_, uploads) in plan.phases.iter_mut() {
         uploads.retain(|u| !(u.blob && view.blobless.contains(u.id(&backup))));
@@ -606,7 +608,7 @@ pub async fn run(args: &MigrateArgs) -> Result<MigrateSummary> {
         let sizes = dest.storage.capabilities().listing_sizes;
         // Items are copied as they are.
         plan::skip_done(&mut plan, &backup, &state, &r.done, sizes, |u| {
-            Some(backup.items[u.index].size())
+            Some(u.item(&backup).size())
         });
     }
     let info_changes = view.info_json.is_some() && info_now.as_deref() != view.info_json.as_deref();
@@ -644,7 +646,7 @@ pub async fn run(args: &MigrateArgs) -> Result<MigrateSummary> {
                     "  {}{} {:?}{}",
                     if u.blob { "blob " } else { "" },
                     u.id(&backup),
-                    backup.title(&backup.items[u.index]),
+                    backup.title(u.item(&backup)),
                     if u.overwrite { " (replaces)" } else { "" }
                 );
             }

@@ -49,11 +49,11 @@ impl Phase {
     }
 }
 
+/// One file to write. 16 bytes: a plan holds one per item and one per blob.
 #[derive(Debug, Clone)]
 pub struct Upload {
-    /// Index into `Backup::items` (the id is there: see [`Upload::id`]).
-    pub index: usize,
-    pub item_type: ItemType,
+    /// Index into `Backup::items` (see [`Upload::item`]).
+    pub index: u32,
     /// The attachment blob rather than the item file.
     pub blob: bool,
     /// The target already has this path (so this write replaces something).
@@ -61,9 +61,15 @@ pub struct Upload {
     pub bytes: u64,
 }
 
+// A plan holds one per file: keep it at 16 bytes.
+const _: () = assert!(std::mem::size_of::<Upload>() == 16);
+
 impl Upload {
+    pub fn item<'a>(&self, backup: &'a Backup) -> &'a BackupItem {
+        &backup.items[self.index as usize]
+    }
     pub fn id<'a>(&self, backup: &'a Backup) -> &'a str {
-        backup.items[self.index].id()
+        self.item(backup).id()
     }
 }
 
@@ -248,6 +254,17 @@ pub async fn fetch_comparable(
     Ok(out)
 }
 
+/// The phase that writes `bi`'s item file.
+fn item_phase(bi: &BackupItem, depths: &HashMap<String, u32>) -> Phase {
+    match bi.item_type() {
+        ItemType::Resource => Phase::Resources,
+        ItemType::Folder => Phase::Folders(depths.get(bi.id()).copied().unwrap_or(0)),
+        ItemType::Tag => Phase::Tags,
+        ItemType::Note => Phase::Notes,
+        _ => Phase::NoteTags,
+    }
+}
+
 fn folder_depths(set: &[(usize, &BackupItem)]) -> HashMap<String, u32> {
     let parents: HashMap<&str, &str> = set
         .iter()
@@ -287,27 +304,50 @@ pub struct PlanOptions {
     pub encrypted_blob_len: Option<fn(u64) -> Option<u64>>,
 }
 
+/// The writes and deletes that make the target hold `set` (the [`restore_set`] of `backup`
+/// under `validation`).
 pub fn plan(
     backup: &Backup,
     validation: &Validation,
+    set: &[(usize, &BackupItem)],
     state: &TargetState,
     existing: &HashMap<String, TargetCopy>,
     opts: &PlanOptions,
 ) -> Result<Plan> {
-    let mut set = restore_set(backup, validation);
-    if let Some(only) = &opts.only {
-        set.retain(|(_, bi)| only.contains(bi.id()));
-    }
+    let selected: Vec<(usize, &BackupItem)>;
+    let set = match &opts.only {
+        Some(only) => {
+            selected = set
+                .iter()
+                .filter(|(_, bi)| only.contains(bi.id()))
+                .copied()
+                .collect();
+            &selected[..]
+        }
+        None => set,
+    };
     let merge = opts.only.is_some();
     let mut kept = Vec::new();
     let clear_first = opts.mode == Mode::ClearFirst;
-    let depths = folder_depths(&set);
-    let mut phases: HashMap<Phase, Vec<Upload>> = HashMap::new();
+    let depths = folder_depths(set);
+    // Each phase sized for every item it could get, so no list grows by doubling (on a
+    // large backup the plan was the peak of memory).
+    let mut room: HashMap<Phase, usize> = HashMap::new();
+    for (_, bi) in set {
+        *room.entry(item_phase(bi, &depths)).or_default() += 1;
+        if bi.item_type() == ItemType::Resource {
+            *room.entry(Phase::Blobs).or_default() += 1;
+        }
+    }
+    let mut phases: HashMap<Phase, Vec<Upload>> = room
+        .into_iter()
+        .map(|(phase, n)| (phase, Vec::with_capacity(n)))
+        .collect();
     let mut unchanged = 0;
     // Skipped ids that no restored item carries (a duplicate's first copy is restored).
     let mut protected_ids: HashSet<String> = validation.skipped_ids.clone();
     if !protected_ids.is_empty() {
-        for (_, bi) in &set {
+        for (_, bi) in set {
             protected_ids.remove(bi.id());
         }
     }
@@ -318,7 +358,7 @@ pub fn plan(
         set.iter().map(|(_, bi)| bi.id()).collect()
     };
 
-    for (index, bi) in &set {
+    for (index, bi) in set {
         let id = bi.id();
         let ty = bi.item_type();
         let on_target = state.items.contains_key(id) && !clear_first;
@@ -349,8 +389,7 @@ pub fn plan(
             if !blob_same {
                 blob_needed = true;
                 phases.entry(Phase::Blobs).or_default().push(Upload {
-                    index: *index,
-                    item_type: ty,
+                    index: *index as u32,
                     blob: true,
                     overwrite: state.blobs.contains_key(id) && !clear_first,
                     bytes: size,
@@ -361,20 +400,15 @@ pub fn plan(
             unchanged += 1;
             continue;
         }
-        let phase = match ty {
-            ItemType::Resource => Phase::Resources,
-            ItemType::Folder => Phase::Folders(depths.get(id).copied().unwrap_or(0)),
-            ItemType::Tag => Phase::Tags,
-            ItemType::Note => Phase::Notes,
-            _ => Phase::NoteTags,
-        };
-        phases.entry(phase).or_default().push(Upload {
-            index: *index,
-            item_type: ty,
-            blob: false,
-            overwrite: on_target,
-            bytes: bi.size(),
-        });
+        phases
+            .entry(item_phase(bi, &depths))
+            .or_default()
+            .push(Upload {
+                index: *index as u32,
+                blob: false,
+                overwrite: on_target,
+                bytes: bi.size(),
+            });
     }
 
     let mut deletes = Vec::new();
@@ -408,7 +442,15 @@ pub fn plan(
         }
     }
 
-    let mut phases: Vec<(Phase, Vec<Upload>)> = phases.into_iter().collect();
+    let mut phases: Vec<(Phase, Vec<Upload>)> = phases
+        .into_iter()
+        .filter(|(_, uploads)| !uploads.is_empty())
+        .map(|(phase, mut uploads)| {
+            // An unchanged item leaves its room unused.
+            uploads.shrink_to_fit();
+            (phase, uploads)
+        })
+        .collect();
     phases.sort_by_key(|(p, _)| *p);
     Ok(Plan {
         clear_first,

@@ -225,13 +225,13 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
         overwrite: args.overwrite,
         encrypted_blob_len: keyring.as_ref().map(|k| k.blob_len_fn()),
     };
-    let mut plan = plan::plan(&backup, &validation, &state, &existing, &opts)?;
+    let mut plan = plan::plan(&backup, &validation, &set, &state, &existing, &opts)?;
     if let Some(r) = &resumed {
         let sizes = target.storage.capabilities().listing_sizes;
         // An item is written stamped; one unreadable now is uploaded again (the executor
         // then says why).
         plan::skip_done(&mut plan, &backup, &state, &r.done, sizes, |u| {
-            let it = backup.item(&backup.items[u.index]).ok()?;
+            let it = backup.item(u.item(&backup)).ok()?;
             Some(plan::stamped(&it, r.stamp_ms).serialize().len() as u64)
         });
     }
@@ -572,7 +572,7 @@ fn print_dry_run(backup: &Backup, plan: &plan::Plan) {
     for (phase, uploads) in &plan.phases {
         crate::say!("upload {} ({}):", phase.label(), uploads.len());
         for u in uploads.iter().take(200) {
-            let bi = &backup.items[u.index];
+            let bi = u.item(backup);
             crate::say!(
                 "  {}{} {:?}{}",
                 if u.blob { "blob " } else { "" },

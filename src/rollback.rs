@@ -68,7 +68,7 @@ pub async fn run(args: &RollbackArgs) -> Result<RollbackSummary> {
         rewrite_unchanged: args.exact,
         ..Default::default()
     };
-    let plan = plan::plan(&backup, &everything, &state, &existing, &opts)?;
+    let plan = plan::plan(&backup, &everything, &set, &state, &existing, &opts)?;
     let info_now = target.storage.get(INFO_JSON).await.ok();
     let info_changes = match (&snap.info_json, &info_now) {
         (Some(want), Some(have)) => want[..] != have[..],
