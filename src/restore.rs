@@ -237,12 +237,15 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
     }
     // What verify checks: everything written or already identical; in a partial restore only
     // the selection, minus the target's own copies it kept.
-    let restored: Vec<usize> = set
-        .iter()
-        .filter(|(_, bi)| opts.only.as_ref().is_none_or(|o| o.contains(bi.id())))
-        .filter(|(_, bi)| !plan.kept.iter().any(|k| k == bi.id()))
-        .map(|(i, _)| *i)
-        .collect();
+    let mut restored: Vec<usize> = Vec::with_capacity(set.len());
+    restored.extend(
+        set.iter()
+            .filter(|(_, bi)| opts.only.as_ref().is_none_or(|o| o.contains(bi.id())))
+            .filter(|(_, bi)| !plan.kept.iter().any(|k| k == bi.id()))
+            .map(|(i, _)| *i),
+    );
+    // A partial restore writes a few of many: no room kept for the rest.
+    restored.shrink_to_fit();
     // One entry per item, not needed past this point (it would stay until verify).
     drop(set);
     let mut protected = plan.protected_ids.clone();

@@ -19,8 +19,7 @@ use std::sync::Arc;
 
 use anyhow::Result;
 
-use crate::id::Id;
-use crate::item::{Item, ItemType, ParseError};
+use crate::item::{is_item_id, Item, ItemType, ParseError};
 
 /// An item file read into memory (a target's files read by `migrate`, a snapshot folder).
 pub struct RawEntry {
@@ -62,16 +61,43 @@ enum ItemBytes {
 }
 
 /// One item of the backup: the fields every stage needs to find and order it; the whole item
-/// through [`Backup::item`], its bytes through [`Backup::raw`]. Kept small (ids inline, the
-/// entry name only when it is not `<id>.md`): a backup index holds one per item.
+/// through [`Backup::item`], its bytes through [`Backup::raw`]. Kept small, as a backup index
+/// holds one per item: the two ids inline as their 32 hex digits, whatever is unusual (an
+/// entry name other than `<id>.md`, an id that is not a Joplin id) behind one pointer.
 #[derive(Debug, Clone)]
 pub struct BackupItem {
-    /// Entry name inside the container when it is not `<id>.md` (see [`BackupItem::entry`]).
-    odd_entry: Option<Box<str>>,
-    id: Id,
-    item_type: ItemType,
-    parent_id: Id,
+    /// The id's text when `odd` holds none.
+    id: [u8; 32],
+    /// The parent id's text; all zero bytes for none (or when `odd` holds it).
+    parent_id: [u8; 32],
+    odd: Option<Box<Odd>>,
     bytes: ItemBytes,
+    /// `type_`, as [`ItemType::code`].
+    type_code: u32,
+}
+
+// A backup index holds one per item: keep it at 104 bytes (it was 128).
+const _: () = assert!(std::mem::size_of::<BackupItem>() <= 104);
+
+/// What few items have, kept out of line.
+#[derive(Debug, Clone, Default)]
+struct Odd {
+    /// Entry name inside the container when it is not `<id>.md`.
+    entry: Option<Box<str>>,
+    /// The id when it is not a Joplin id.
+    id: Option<Box<str>>,
+    /// The parent id when it is neither empty nor a Joplin id.
+    parent_id: Option<Box<str>>,
+}
+
+/// A Joplin id's text, inline.
+fn inline_id(s: &str) -> Option<[u8; 32]> {
+    is_item_id(s).then(|| s.as_bytes().try_into().expect("a Joplin id is 32 bytes"))
+}
+
+/// The text of an inline id ([`inline_id`] checked it is ASCII).
+fn inline_str(b: &[u8; 32]) -> &str {
+    std::str::from_utf8(b).expect("an inline id is ASCII")
 }
 
 impl BackupItem {
@@ -96,32 +122,63 @@ impl BackupItem {
     }
 
     fn new(entry: String, item: &Item, bytes: ItemBytes) -> BackupItem {
-        let id = Id::new(item.id());
-        let usual = entry.strip_suffix(".md") == Some(id.as_str());
-        BackupItem {
-            odd_entry: (!usual).then(|| entry.into_boxed_str()),
-            id,
-            item_type: item.item_type(),
-            parent_id: Id::new(item.parent_id()),
-            bytes,
+        let mut odd = Odd::default();
+        let id = inline_id(item.id()).unwrap_or_else(|| {
+            odd.id = Some(item.id().into());
+            [0; 32]
+        });
+        let parent = item.parent_id();
+        let parent_id = match inline_id(parent) {
+            Some(p) => p,
+            None => {
+                if !parent.is_empty() {
+                    odd.parent_id = Some(parent.into());
+                }
+                [0; 32]
+            }
+        };
+        if entry.strip_suffix(".md") != Some(item.id()) {
+            odd.entry = Some(entry.into_boxed_str());
         }
+        let usual = odd.entry.is_none() && odd.id.is_none() && odd.parent_id.is_none();
+        BackupItem {
+            id,
+            parent_id,
+            odd: (!usual).then(|| Box::new(odd)),
+            bytes,
+            type_code: item.item_type().code(),
+        }
+    }
+
+    fn odd(&self) -> Option<&Odd> {
+        self.odd.as_deref()
     }
 
     /// Entry name inside the container (`<id>.md`).
     pub fn entry(&self) -> Cow<'_, str> {
-        match &self.odd_entry {
+        match self.odd().and_then(|o| o.entry.as_deref()) {
             Some(e) => Cow::Borrowed(e),
-            None => Cow::Owned(format!("{}.md", self.id)),
+            None => Cow::Owned(format!("{}.md", self.id())),
         }
     }
     pub fn id(&self) -> &str {
-        self.id.as_str()
+        match self.odd().and_then(|o| o.id.as_deref()) {
+            Some(id) => id,
+            None => inline_str(&self.id),
+        }
     }
     pub fn item_type(&self) -> ItemType {
-        self.item_type
+        ItemType::from_code(self.type_code)
     }
     pub fn parent_id(&self) -> &str {
-        self.parent_id.as_str()
+        if let Some(p) = self.odd().and_then(|o| o.parent_id.as_deref()) {
+            return p;
+        }
+        if self.parent_id == [0; 32] {
+            ""
+        } else {
+            inline_str(&self.parent_id)
+        }
     }
     /// Size of the item file as stored in the backup.
     pub fn size(&self) -> u64 {
@@ -331,5 +388,36 @@ mod tests {
                 .len(),
             14
         );
+    }
+
+    /// Ids, parent ids and entry names come back as written, usual or not.
+    #[test]
+    fn index_fields_round_trip_usual_and_odd() {
+        let hex = "0123456789abcdef0123456789abcdef";
+        let parent = "fedcba9876543210fedcba9876543210";
+        let item = |id: &str, parent_id: &str, ty: u32| {
+            Item::parse_bytes(
+                format!("T\n\nid: {id}\nparent_id: {parent_id}\ntype_: {ty}").as_bytes(),
+            )
+            .unwrap()
+        };
+        let cases = [
+            (format!("{hex}.md"), item(hex, parent, 1)),
+            (format!("{hex}.md"), item(hex, "", 2)),
+            ("renamed.md".to_string(), item(hex, parent, 5)),
+            ("x.md".to_string(), item("NOT-AN-ID", "also not", 6)),
+            (format!("{hex}.md"), item(hex, parent, 77)),
+        ];
+        for (entry, it) in &cases {
+            let bi = BackupItem::from_item(entry.clone(), it);
+            assert_eq!(bi.id(), it.id());
+            assert_eq!(bi.parent_id(), it.parent_id());
+            assert_eq!(bi.entry(), entry.as_str());
+            assert_eq!(bi.item_type(), it.item_type());
+            assert_eq!(bi.size(), it.serialize().len() as u64);
+        }
+        assert!(BackupItem::from_item(cases[0].0.clone(), &cases[0].1)
+            .odd
+            .is_none());
     }
 }
