@@ -1,157 +1,214 @@
-//! [`Id`]: an item id kept without a heap allocation. A large restore holds several tables with
-//! one id per item (the backup index, the target listing, the plan); as `String`s each id costs
-//! 72 bytes (24 inline and a 48-byte allocation), as an `Id` 40.
+//! Item ids kept without a heap allocation. A large restore holds tables with one id per item
+//! (the backup index, the target's listing); as `String`s each id costs 72 bytes (24 inline and
+//! a 48-byte allocation), as a [`JoplinId`] 32, and an [`IdTable`] keeps its ids in one sorted
+//! vector (a `BTreeMap` adds about half again in nodes).
 
-use std::borrow::Borrow;
-use std::cmp::Ordering;
 use std::fmt;
-use std::hash::{Hash, Hasher};
 use std::ops::Deref;
 
 use crate::item::is_item_id;
 
-/// An item id: inline when it is a Joplin id (32 lowercase hex digits), as nearly every one is;
-/// anything else (a damaged backup's ids, which validation reports) as written. Compares,
-/// hashes and borrows as its text, so maps keyed by `Id` are looked up with a `&str`.
-#[derive(Clone)]
-pub enum Id {
-    Joplin([u8; 32]),
-    Other(Box<str>),
-}
+/// A Joplin id (32 lowercase hex digits) as its text, inline. Orders as its text.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct JoplinId([u8; 32]);
 
-impl Id {
-    pub fn new(s: &str) -> Id {
-        if is_item_id(s) {
-            let mut b = [0u8; 32];
-            b.copy_from_slice(s.as_bytes());
-            Id::Joplin(b)
-        } else {
-            Id::Other(s.into())
-        }
+impl JoplinId {
+    /// `None` for anything that is not a Joplin id.
+    pub fn parse(s: &str) -> Option<JoplinId> {
+        is_item_id(s).then(|| JoplinId(s.as_bytes().try_into().expect("32 bytes")))
     }
 
     pub fn as_str(&self) -> &str {
-        match self {
-            // Only built from a checked id: 32 ASCII hex digits.
-            Id::Joplin(b) => std::str::from_utf8(b).expect("an Id holds ASCII"),
-            Id::Other(s) => s,
-        }
+        // Only built from a checked id: 32 ASCII hex digits.
+        std::str::from_utf8(&self.0).expect("a JoplinId holds ASCII")
     }
 }
 
-impl From<&str> for Id {
-    fn from(s: &str) -> Id {
-        Id::new(s)
-    }
-}
-
-impl Deref for Id {
+impl Deref for JoplinId {
     type Target = str;
     fn deref(&self) -> &str {
         self.as_str()
     }
 }
 
-impl Borrow<str> for Id {
-    fn borrow(&self) -> &str {
-        self.as_str()
-    }
-}
-
-impl AsRef<str> for Id {
-    fn as_ref(&self) -> &str {
-        self.as_str()
-    }
-}
-
-// By text, as `Borrow<str>` requires (an `Other` may sort between two `Joplin` ids).
-impl PartialEq for Id {
-    fn eq(&self, other: &Id) -> bool {
-        self.as_str() == other.as_str()
-    }
-}
-impl Eq for Id {}
-impl PartialOrd for Id {
-    fn partial_cmp(&self, other: &Id) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Id {
-    fn cmp(&self, other: &Id) -> Ordering {
-        self.as_str().cmp(other.as_str())
-    }
-}
-impl Hash for Id {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.as_str().hash(state)
-    }
-}
-impl PartialEq<str> for Id {
-    fn eq(&self, other: &str) -> bool {
-        self.as_str() == other
-    }
-}
-impl PartialEq<&str> for Id {
-    fn eq(&self, other: &&str) -> bool {
-        self.as_str() == *other
-    }
-}
-
-impl fmt::Display for Id {
+impl fmt::Display for JoplinId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
 }
-impl fmt::Debug for Id {
+impl fmt::Debug for JoplinId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+/// A map from Joplin ids to `V`, in one vector sorted by id. Built by [`IdTable::push`] in any
+/// order and [`IdTable::finish`] once (a listing arrives unsorted), or by
+/// [`IdTable::insert`] one at a time.
+#[derive(Debug, Clone)]
+pub struct IdTable<V> {
+    entries: Vec<(JoplinId, V)>,
+    /// Entries were pushed since the last sort.
+    unsorted: bool,
+}
+
+impl<V> Default for IdTable<V> {
+    fn default() -> Self {
+        IdTable {
+            entries: Vec::new(),
+            unsorted: false,
+        }
+    }
+}
+
+impl<V> IdTable<V> {
+    /// Add an entry without keeping the order; [`IdTable::finish`] before looking anything up.
+    pub fn push(&mut self, id: JoplinId, v: V) {
+        self.entries.push((id, v));
+        self.unsorted = true;
+    }
+
+    /// Sort what [`IdTable::push`] added; of one id pushed twice the last one stays.
+    pub fn finish(&mut self) {
+        if !self.unsorted {
+            return;
+        }
+        // Stable: equal ids keep their push order, and dedup keeps the first of a run.
+        self.entries.sort_by_key(|(id, _)| *id);
+        self.entries.reverse();
+        self.entries.dedup_by_key(|(id, _)| *id);
+        self.entries.reverse();
+        self.entries.shrink_to_fit();
+        self.unsorted = false;
+    }
+
+    fn find(&self, id: &str) -> Result<usize, usize> {
+        assert!(!self.unsorted, "IdTable looked up before finish()");
+        self.entries.binary_search_by(|(k, _)| k.as_str().cmp(id))
+    }
+
+    /// Add or replace, keeping the order.
+    pub fn insert(&mut self, id: JoplinId, v: V) -> Option<V> {
+        match self.find(&id) {
+            Ok(k) => Some(std::mem::replace(&mut self.entries[k].1, v)),
+            Err(k) => {
+                self.entries.insert(k, (id, v));
+                None
+            }
+        }
+    }
+
+    pub fn remove(&mut self, id: &str) -> Option<V> {
+        self.find(id).ok().map(|k| self.entries.remove(k).1)
+    }
+
+    pub fn get(&self, id: &str) -> Option<&V> {
+        self.find(id).ok().map(|k| &self.entries[k].1)
+    }
+
+    pub fn get_mut(&mut self, id: &str) -> Option<&mut V> {
+        self.find(id).ok().map(|k| &mut self.entries[k].1)
+    }
+
+    pub fn contains_key(&self, id: &str) -> bool {
+        self.find(id).is_ok()
+    }
+
+    /// In id order.
+    pub fn iter(&self) -> impl Iterator<Item = (&JoplinId, &V)> {
+        self.entries.iter().map(|(k, v)| (k, v))
+    }
+
+    /// In id order.
+    pub fn keys(&self) -> impl Iterator<Item = &JoplinId> {
+        self.entries.iter().map(|(k, _)| k)
+    }
+
+    pub fn values(&self) -> impl Iterator<Item = &V> {
+        self.entries.iter().map(|(_, v)| v)
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn clear(&mut self) {
+        self.entries.clear();
+        self.unsorted = false;
+    }
+}
+
+impl<'a, V> IntoIterator for &'a IdTable<V> {
+    type Item = (&'a JoplinId, &'a V);
+    type IntoIter = std::iter::Map<
+        std::slice::Iter<'a, (JoplinId, V)>,
+        fn(&'a (JoplinId, V)) -> (&'a JoplinId, &'a V),
+    >;
+    fn into_iter(self) -> Self::IntoIter {
+        self.entries.iter().map(|(k, v)| (k, v))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::{BTreeMap, HashSet};
 
     #[test]
-    fn joplin_ids_are_inline_and_others_kept_as_written() {
-        let j = Id::new("0006b457342a4b078515990fa709441b");
-        assert!(matches!(j, Id::Joplin(_)));
+    fn only_joplin_ids_parse_and_they_read_back_as_written() {
+        let j = JoplinId::parse("0006b457342a4b078515990fa709441b").unwrap();
         assert_eq!(j.as_str(), "0006b457342a4b078515990fa709441b");
+        assert_eq!(std::mem::size_of::<JoplinId>(), 32);
         for odd in [
             "",
             "0006B457342A4B078515990FA709441B",
             "abc",
             "not an id at all",
         ] {
-            let o = Id::new(odd);
-            assert!(matches!(o, Id::Other(_)), "{odd:?}");
-            assert_eq!(o.as_str(), odd);
+            assert!(JoplinId::parse(odd).is_none(), "{odd:?}");
         }
-        assert!(std::mem::size_of::<Id>() <= 40);
     }
 
+    /// Pushed in any order with repeats, then found by text, in text order, the last push of
+    /// an id winning; inserts and removes keep the order.
     #[test]
-    fn maps_keyed_by_id_are_looked_up_by_text_in_text_order() {
+    fn a_table_pushed_unsorted_is_looked_up_by_text() {
         let ids = [
             "ffffffffffffffffffffffffffffffff",
-            "Zebra",
             "0006b457342a4b078515990fa709441b",
-            "a",
+            "a0000000000000000000000000000000",
+            "0006b457342a4b078515990fa709441b",
         ];
-        let map: BTreeMap<Id, usize> = ids
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (Id::new(s), i))
-            .collect();
+        let mut t = IdTable::default();
         for (i, s) in ids.iter().enumerate() {
-            assert_eq!(map.get(*s), Some(&i));
+            t.push(JoplinId::parse(s).unwrap(), i);
         }
-        let mut sorted: Vec<&str> = ids.to_vec();
+        t.finish();
+        assert_eq!(t.len(), 3);
+        assert_eq!(t.get(ids[1]), Some(&3), "the last push wins");
+        assert_eq!(t.get(ids[0]), Some(&0));
+        assert_eq!(t.get("0006b457342a4b078515990fa709441c"), None);
+        let keys: Vec<&str> = t.keys().map(|k| k.as_str()).collect();
+        let mut sorted = keys.clone();
         sorted.sort();
-        assert_eq!(map.keys().map(Id::as_str).collect::<Vec<_>>(), sorted);
-        let set: HashSet<Id> = ids.iter().map(|s| Id::new(s)).collect();
-        assert!(ids.iter().all(|s| set.contains(*s)));
-        assert!(!set.contains("0006b457342a4b078515990fa709441c"));
+        assert_eq!(keys, sorted);
+
+        let new = JoplinId::parse("1111111111111111111111111111111f").unwrap();
+        assert_eq!(t.insert(new, 9), None);
+        assert_eq!(t.insert(new, 10), Some(9));
+        *t.get_mut(ids[2]).unwrap() += 100;
+        assert_eq!(t.get(ids[2]), Some(&102));
+        assert_eq!(t.remove(ids[0]), Some(0));
+        assert!(!t.contains_key(ids[0]));
+        let keys: Vec<&str> = t.keys().map(|k| k.as_str()).collect();
+        assert_eq!(
+            keys,
+            [ids[1], "1111111111111111111111111111111f", ids[2]].to_vec()
+        );
+        t.clear();
+        assert!(t.is_empty());
     }
 }

@@ -7,7 +7,7 @@
 //! run: plan → (snapshot) → execute with the items' own bytes (`stamp_ms: None`) → verify.
 //! A damaged source item is reported by id and left out; the copy then counts as incomplete.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -24,7 +24,7 @@ use crate::exit::{self, Refusal};
 use crate::item::{Item, ItemType, STAMP_FIELDS};
 use crate::journal::{Journal, JournalStart};
 use crate::open::{open_paced, BackendKind, GivenPassword, PacerArgs, TargetArgs};
-use crate::plan::{self, Mode, PlanOptions, TargetCopy};
+use crate::plan::{self, Comparisons, Mode, PlanOptions, TargetCopy};
 use crate::progress::Progress;
 use crate::report::Timings;
 use crate::safety::{confirm, JournalArgs, SafetyArgs};
@@ -241,7 +241,7 @@ pub async fn read_source(src: &SyncTarget, transfers: usize) -> Result<SourceVie
         .collect();
     let blobless = resources
         .iter()
-        .filter(|id| !state.blobs.contains_key(**id))
+        .filter(|id| !state.blobs.contains_key(id))
         .map(|id| id.to_string())
         .collect();
     Ok(SourceView {
@@ -268,7 +268,7 @@ async fn fetch_identical(
     backup: &Backup,
     state: &TargetState,
     transfers: usize,
-) -> Result<HashMap<String, TargetCopy>> {
+) -> Result<Comparisons> {
     let sizes = dest.storage.capabilities().listing_sizes;
     let wanted: Vec<usize> = backup
         .items
@@ -282,29 +282,21 @@ async fn fetch_identical(
         })
         .map(|(i, _)| i)
         .collect();
-    let fetched: Vec<Result<Option<(String, TargetCopy)>>> = stream::iter(wanted)
+    let fetched = stream::iter(wanted)
         .map(|i| async move {
             let bi = &backup.items[i];
             match dest.storage.get(&item_path(bi.id())).await {
                 Ok(data) => Ok(Item::parse_bytes(&data).ok().and_then(|it| {
                     let mine = backup.item(bi).ok()?;
-                    identical(&it, &mine).then(|| (bi.id().to_string(), TargetCopy::of(&it, &mine)))
+                    identical(&it, &mine).then(|| (i, TargetCopy::of(&it, &mine)))
                 })),
                 Err(e) if e.is_not_found() => Ok(None),
                 Err(e) => Err(anyhow::Error::new(e)
                     .context(format!("reading {} on the destination", item_path(bi.id())))),
             }
         })
-        .buffer_unordered(transfers.max(1))
-        .collect()
-        .await;
-    let mut out = HashMap::new();
-    for r in fetched {
-        if let Some((id, it)) = r? {
-            out.insert(id, it);
-        }
-    }
-    Ok(out)
+        .buffer_unordered(transfers.max(1));
+    Comparisons::gather(fetched).await
 }
 
 /// Read the source's password, only when the source has a user name.

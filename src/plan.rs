@@ -174,6 +174,38 @@ impl TargetCopy {
     }
 }
 
+/// What [`fetch_comparable`] found of the target's copies, by backup item index: 8 bytes a
+/// copy (a map by id took about 190 on a large target, the peak of a restore into one).
+#[derive(Debug, Default)]
+pub struct Comparisons(Vec<(u32, TargetCopy)>);
+
+impl Comparisons {
+    /// The comparison of the target's copy of `backup.items[index]`, if it was fetched.
+    pub fn get(&self, index: usize) -> Option<&TargetCopy> {
+        let index = u32::try_from(index).ok()?;
+        self.0
+            .binary_search_by_key(&index, |(i, _)| *i)
+            .ok()
+            .map(|k| &self.0[k].1)
+    }
+
+    /// Collect comparisons as the fetches finish (in any order); the first error ends it.
+    pub async fn gather(
+        results: impl futures::Stream<Item = Result<Option<(usize, TargetCopy)>>>,
+    ) -> Result<Comparisons> {
+        let mut out = Vec::new();
+        let mut results = std::pin::pin!(results);
+        while let Some(r) = results.next().await {
+            if let Some((index, copy)) = r? {
+                out.push((index as u32, copy));
+            }
+        }
+        out.sort_unstable_by_key(|(i, _)| *i);
+        out.shrink_to_fit();
+        Ok(Comparisons(out))
+    }
+}
+
 /// Fetch the target's copies of items the backup also holds, where a size check cannot already
 /// tell they differ (a stamped item has the same length as the backup's, whatever the stamp),
 /// and compare each with the backup's. With `all`, fetch every one (a partial restore needs to
@@ -190,11 +222,11 @@ pub async fn fetch_comparable(
     transfers: usize,
     all: bool,
     keyring: Option<&Keyring>,
-) -> Result<HashMap<String, TargetCopy>> {
+) -> Result<Comparisons> {
     // Joplin Server lists no sizes (and re-serialises items), so every copy is fetched there.
     let sizes = target.storage.capabilities().listing_sizes;
-    let mut wanted: Vec<&BackupItem> = Vec::new();
-    for (_, bi) in set {
+    let mut wanted: Vec<(usize, &BackupItem)> = Vec::new();
+    for &(index, bi) in set {
         let Some(e) = state.items.get(bi.id()) else {
             continue;
         };
@@ -203,11 +235,11 @@ pub async fn fetch_comparable(
             || !sizes
             || e.size == stamped(&backup.item(bi)?, SAMPLE_STAMP).serialize().len() as u64;
         if fetch {
-            wanted.push(bi);
+            wanted.push((index, bi));
         }
     }
-    let fetched: Vec<Result<Option<(String, TargetCopy)>>> = stream::iter(wanted)
-        .map(|bi| async move {
+    let fetched = stream::iter(wanted)
+        .map(|(index, bi)| async move {
             let id = bi.id();
             let it = match target.storage.get(&item_path(id)).await {
                 Ok(data) => Item::parse_bytes(&data).ok(),
@@ -238,18 +270,10 @@ pub async fn fetch_comparable(
                 let differs = crate::verify::check_blob(target, backup, bi, keyring).await;
                 copy.blob_same = Some(differs.is_none());
             }
-            Ok(Some((id.to_string(), copy)))
+            Ok(Some((index, copy)))
         })
-        .buffer_unordered(transfers.max(1))
-        .collect()
-        .await;
-    let mut out = HashMap::new();
-    for r in fetched {
-        if let Some((id, copy)) = r? {
-            out.insert(id, copy);
-        }
-    }
-    Ok(out)
+        .buffer_unordered(transfers.max(1));
+    Comparisons::gather(fetched).await
 }
 
 /// The phase that writes `bi`'s item file.
@@ -309,7 +333,7 @@ pub fn plan(
     validation: &Validation,
     set: &[(usize, &BackupItem)],
     state: &TargetState,
-    existing: &HashMap<String, TargetCopy>,
+    existing: &Comparisons,
     opts: &PlanOptions,
 ) -> Result<Plan> {
     let selected: Vec<(usize, &BackupItem)>;
@@ -361,13 +385,13 @@ pub fn plan(
         let ty = bi.item_type();
         let on_target = state.items.contains_key(id) && !clear_first;
         // A partial restore keeps the target's live copy; one in the trash is brought back.
-        let trashed = existing.get(id).is_some_and(|t| t.trashed);
+        let trashed = existing.get(*index).is_some_and(|t| t.trashed);
         if merge && on_target && !opts.overwrite && !trashed {
             kept.push(id.to_string());
             continue;
         }
         let same_item =
-            !clear_first && !opts.rewrite_unchanged && existing.get(id).is_some_and(|t| t.same);
+            !clear_first && !opts.rewrite_unchanged && existing.get(*index).is_some_and(|t| t.same);
         let mut blob_needed = false;
         if ty == ItemType::Resource {
             let size = backup.blob_size(id).unwrap_or(0);
@@ -375,7 +399,7 @@ pub fn plan(
                 Some(f) if can_be_encrypted(&backup.item(bi)?) => f(size),
                 _ => Some(size),
             };
-            let checked = existing.get(id).and_then(|t| t.blob_same);
+            let checked = existing.get(*index).and_then(|t| t.blob_same);
             let blob_same = !clear_first
                 && same_item
                 && checked.unwrap_or_else(|| {
@@ -498,4 +522,36 @@ pub fn skip_done(
         });
     }
     plan.phases.retain(|(_, u)| !u.is_empty());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn copy(same: bool) -> TargetCopy {
+        TargetCopy {
+            same,
+            trashed: !same,
+            blob_same: None,
+        }
+    }
+
+    /// Fetches finish in any order; each comparison is found by its item's index, and an
+    /// index not fetched has none.
+    #[tokio::test]
+    async fn comparisons_are_found_by_item_index_whatever_order_they_came_in() {
+        let done = [(7, true), (2, false), (40_000, true), (3, true)];
+        let results = stream::iter(done.map(|(i, same)| Ok(Some((i, copy(same))))))
+            .chain(stream::iter([Ok(None)]));
+        let c = Comparisons::gather(results).await.unwrap();
+        for (i, same) in done {
+            assert_eq!(c.get(i), Some(&copy(same)), "item {i}");
+        }
+        for i in [0, 4, 8, 39_999, usize::MAX] {
+            assert_eq!(c.get(i), None, "item {i}");
+        }
+        let failed = stream::iter([Ok(Some((1, copy(true)))), Err(anyhow::anyhow!("gone"))]);
+        let e = Comparisons::gather(failed).await.unwrap_err();
+        assert_eq!(e.to_string(), "gone");
+    }
 }

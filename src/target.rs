@@ -1,7 +1,6 @@
 //! Sync-target semantics (layout v3) on top of any [`Storage`]: `info.json`, what is on the
 //! target, the remote clock, and the advisory sync lock.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -10,7 +9,7 @@ use backend_core::{Entry, ListSink, Storage, Unpaced};
 use bytes::Bytes;
 use serde_json::{json, Value};
 
-use crate::id::Id;
+use crate::id::{IdTable, JoplinId};
 use crate::item::is_item_id;
 
 pub const INFO_JSON: &str = "info.json";
@@ -65,15 +64,11 @@ pub fn info_json_bytes(v: &Value) -> Vec<u8> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Listed {
     pub size: u64,
-    pub modified: Option<SystemTime>,
 }
 
 impl From<&Entry> for Listed {
     fn from(e: &Entry) -> Listed {
-        Listed {
-            size: e.size,
-            modified: e.modified,
-        }
+        Listed { size: e.size }
     }
 }
 
@@ -82,9 +77,9 @@ impl From<&Entry> for Listed {
 pub struct TargetState {
     pub info: Option<Value>,
     /// Item id → what the listing showed of `<id>.md`.
-    pub items: BTreeMap<Id, Listed>,
+    pub items: IdTable<Listed>,
     /// Resource id → what the listing showed of `.resource/<id>`.
-    pub blobs: BTreeMap<Id, Listed>,
+    pub blobs: IdTable<Listed>,
     pub locks: Vec<Entry>,
     /// Root files that are not part of a Joplin target.
     pub foreign: Vec<Entry>,
@@ -92,6 +87,9 @@ pub struct TargetState {
     pub foreign_blobs: Vec<Entry>,
     /// Whether the root listing showed `info.json`.
     pub info_listed: bool,
+    /// The newest modification time (ms) the listing showed of an item file, of a blob.
+    pub newest_item_ms: Option<i64>,
+    pub newest_blob_ms: Option<i64>,
 }
 
 impl TargetState {
@@ -114,6 +112,10 @@ impl TargetState {
 
     pub fn is_empty(&self) -> bool {
         self.info.is_none() && self.items.is_empty() && self.blobs.is_empty()
+    }
+    /// The newest modification time (ms) of an item file or blob.
+    pub fn newest_ms(&self) -> Option<i64> {
+        self.newest_item_ms.max(self.newest_blob_ms)
     }
     pub fn e2ee_enabled(&self) -> bool {
         self.info
@@ -140,8 +142,9 @@ impl ListSink for RootSink<'_> {
         }
         let st = &mut *self.0;
         let name = e.name();
-        if let Some(id) = item_file_id(name) {
-            st.items.insert(Id::new(id), Listed::from(&e));
+        if let Some(id) = item_file_id(name).and_then(JoplinId::parse) {
+            st.items.push(id, Listed::from(&e));
+            st.newest_item_ms = st.newest_item_ms.max(e.modified.map(system_ms));
         } else if name == INFO_JSON {
             st.info_listed = true;
         } else {
@@ -153,6 +156,7 @@ impl ListSink for RootSink<'_> {
         st.items.clear();
         st.foreign.clear();
         st.info_listed = false;
+        st.newest_item_ms = None;
     }
 }
 
@@ -165,8 +169,9 @@ impl ListSink for ResourceSink<'_> {
             return;
         }
         let st = &mut *self.0;
-        if let Some(id) = blob_file_id(e.name()) {
-            st.blobs.insert(Id::new(id), Listed::from(&e));
+        if let Some(id) = blob_file_id(e.name()).and_then(JoplinId::parse) {
+            st.blobs.push(id, Listed::from(&e));
+            st.newest_blob_ms = st.newest_blob_ms.max(e.modified.map(system_ms));
         } else {
             st.foreign_blobs.push(e);
         }
@@ -174,6 +179,7 @@ impl ListSink for ResourceSink<'_> {
     fn restart(&mut self) {
         self.0.blobs.clear();
         self.0.foreign_blobs.clear();
+        self.0.newest_blob_ms = None;
     }
 }
 
@@ -225,6 +231,8 @@ impl SyncTarget {
             .list_each(RESOURCE_DIR, &Unpaced, &mut ResourceSink(&mut st))
             .await
             .with_context(ctx)?;
+        st.items.finish();
+        st.blobs.finish();
         st.locks = self
             .storage
             .list(LOCKS_DIR)
@@ -333,13 +341,7 @@ impl SyncTarget {
         if !self.storage.capabilities().coarse_mtime {
             return;
         }
-        let newest = state
-            .items
-            .values()
-            .chain(state.blobs.values())
-            .filter_map(|e| e.modified.map(system_ms))
-            .max();
-        if let Some(wait) = wait_for_next_second(newest, remote_now, offset, now_ms()) {
+        if let Some(wait) = wait_for_next_second(state.newest_ms(), remote_now, offset, now_ms()) {
             tracing::info!(
                 "{}: files written this second; waiting {} ms so clients see ours as newer",
                 self.describe(),
@@ -763,6 +765,62 @@ mod tests {
         let (remote, offset) = target.remote_clock().await.unwrap();
         assert!(remote >= before, "remote clock {remote} < local {before}");
         assert!(offset < 1000, "{offset}");
+    }
+
+    /// A listing sorts item files and blobs by id and keeps the newest time of those only; a
+    /// restarted listing forgets its first try.
+    #[tokio::test]
+    async fn state_lists_items_and_blobs_with_the_newest_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join(RESOURCE_DIR)).unwrap();
+        let at = |secs: u64| UNIX_EPOCH + Duration::from_secs(secs);
+        let write = |path: &str, body: &[u8], secs: u64| {
+            let p = root.join(path);
+            std::fs::write(&p, body).unwrap();
+            let f = std::fs::File::options().write(true).open(&p).unwrap();
+            f.set_modified(at(secs)).unwrap();
+        };
+        let (a, b) = ("b".repeat(32), "a".repeat(32));
+        write(&item_path(&a), b"12345", 1_000);
+        write(&item_path(&b), b"1", 3_000);
+        write(&blob_path(&b), b"123", 2_000);
+        write("notes.txt", b"mine", 9_000);
+        write(&blob_path("thumbs.db"), b"x", 9_000);
+        let target = SyncTarget::new(Arc::new(backend_core::pacer::Paced::new(
+            Arc::new(backend_fs::FsStorage::new(root.to_path_buf())),
+            Default::default(),
+        )));
+        let st = target.state().await.unwrap();
+        let ids: Vec<&str> = st.items.keys().map(|k| k.as_str()).collect();
+        assert_eq!(ids, [b.as_str(), a.as_str()]);
+        assert_eq!(st.items.get(&a), Some(&Listed { size: 5 }));
+        assert_eq!(st.blobs.get(&b), Some(&Listed { size: 3 }));
+        assert_eq!(st.foreign.len(), 1);
+        assert_eq!(st.foreign_blobs.len(), 1);
+        assert_eq!(
+            st.newest_ms(),
+            Some(3_000_000),
+            "foreign files do not count"
+        );
+
+        let mut st = TargetState::default();
+        let entry = |path: String, secs| Entry {
+            path,
+            size: 1,
+            modified: Some(at(secs)),
+            is_dir: false,
+        };
+        let mut root_sink = RootSink(&mut st);
+        root_sink.add(entry(item_path(&a), 5_000));
+        root_sink.restart();
+        root_sink.add(entry(item_path(&b), 4_000));
+        ResourceSink(&mut st).add(entry(blob_path(&b), 1_000));
+        st.items.finish();
+        st.blobs.finish();
+        assert_eq!(st.items.len(), 1);
+        assert!(st.items.contains_key(&b));
+        assert_eq!(st.newest_ms(), Some(4_000_000));
     }
 
     #[test]

@@ -646,11 +646,12 @@ mod tests {
     use super::*;
     use crate::target::Listed;
 
+    fn jid(s: &str) -> crate::id::JoplinId {
+        crate::id::JoplinId::parse(s).unwrap()
+    }
+
     fn listed(size: u64) -> Listed {
-        Listed {
-            size,
-            modified: None,
-        }
+        Listed { size }
     }
 
     /// The sample backup, every item restored, and the listing of a target holding exactly
@@ -662,10 +663,10 @@ mod tests {
         let mut state = TargetState::default();
         for bi in &backup.items {
             let size = written_len(&backup.item(bi).unwrap());
-            state.items.insert(bi.id().into(), listed(size));
+            state.items.insert(jid(bi.id()), listed(size));
             if bi.item_type() == ItemType::Resource {
                 let size = backup.blob_size(bi.id()).unwrap();
-                state.blobs.insert(bi.id().into(), listed(size));
+                state.blobs.insert(jid(bi.id()), listed(size));
             }
         }
         (backup, restored, state)
@@ -712,7 +713,7 @@ mod tests {
         state.items.remove(note.as_str());
         state.blobs.remove(res.as_str());
         let stray = "0123456789abcdef0123456789abcdef".to_string();
-        state.items.insert(stray.as_str().into(), listed(1));
+        state.items.insert(jid(stray.as_str()), listed(1));
         let r = quick(&backup, &restored, &state, false);
         let kinds = kinds(&r);
         assert_eq!(r.differences.len(), 3, "{:?}", r.differences);
@@ -728,8 +729,8 @@ mod tests {
             .iter()
             .filter(|bi| bi.item_type() == ItemType::Resource)
             .count();
-        state.blobs.insert(note.as_str().into(), listed(1));
-        state.blobs.insert(stray.as_str().into(), listed(1));
+        state.blobs.insert(jid(note.as_str()), listed(1));
+        state.blobs.insert(jid(stray.as_str()), listed(1));
         let r = quick(&backup, &restored, &state, false);
         assert_eq!(r.checked_blobs, resources);
         let extra: Vec<String> = r
@@ -752,7 +753,7 @@ mod tests {
         let (backup, restored, mut state) = restored_sample();
         assert!(quick(&backup, &restored, &state, true).ok());
         let note = first_of(&backup, ItemType::Note);
-        let res = state.blobs.keys().next().unwrap().clone();
+        let res = *state.blobs.keys().next().unwrap();
         state.items.get_mut(note.as_str()).unwrap().size -= 1;
         state.blobs.get_mut(&res).unwrap().size += 1;
         let r = quick(&backup, &restored, &state, true);
