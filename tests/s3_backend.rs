@@ -74,6 +74,9 @@ async fn joplin_layout_and_pagination() {
     let root = s.list("").await.unwrap();
     let files = root.iter().filter(|e| !e.is_dir).count();
     assert_eq!(files, 1235, "1234 items + info.json over two listing pages");
+    let unique: std::collections::HashSet<&str> = root.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(unique.len(), root.len(), "an entry listed twice");
+    assert!(unique.contains(format!("{:032x}.md", 1233).as_str()));
     let dirs: Vec<&str> = root
         .iter()
         .filter(|e| e.is_dir)

@@ -32,7 +32,7 @@ use aws_sdk_s3::types::{
 };
 use aws_sdk_s3::Client;
 use backend_core::{
-    parse_retry_after, Capabilities, Entry, ExtraRequests, FileSlice, Result, Storage,
+    parse_retry_after, Capabilities, Entry, ExtraRequests, FileSlice, ListSink, Result, Storage,
     StorageError, Unpaced,
 };
 use bytes::Bytes;
@@ -252,15 +252,15 @@ impl S3Storage {
         key.strip_prefix(self.prefix.as_str())
     }
 
-    /// List one [`Shard`] into `out`, at most `max_pages` pages, each page admitted by `extra`.
-    /// Returns the greatest name (relative to the folder) of the last page when the listing
-    /// stopped with more to come.
+    /// List one [`Shard`], handing each entry to `out` as its page arrives, at most `max_pages`
+    /// pages, each page admitted by `extra`. Returns the greatest name (relative to the folder)
+    /// of the last page when the listing stopped with more to come.
     async fn list_shard(
         &self,
         shard: &Shard,
         max_pages: Option<usize>,
         extra: &dyn ExtraRequests,
-        out: &mut Vec<Entry>,
+        out: &mut (dyn FnMut(Entry) + Send),
         what: &str,
     ) -> Result<Option<String>> {
         let client = self.client().await?;
@@ -311,7 +311,7 @@ impl S3Storage {
                 match object {
                     // A "directory object" some tools create for the folder itself.
                     Some(_) if name.is_empty() || key.ends_with('/') => {}
-                    Some(o) => out.push(Entry {
+                    Some(o) => out(Entry {
                         path: path.to_string(),
                         size: o.size().unwrap_or(0).max(0) as u64,
                         modified: to_system_time(o.last_modified()),
@@ -320,7 +320,7 @@ impl S3Storage {
                     None => {
                         let path = path.trim_end_matches('/');
                         if !path.is_empty() {
-                            out.push(Entry {
+                            out(Entry {
                                 path: path.to_string(),
                                 size: 0,
                                 modified: None,
@@ -829,6 +829,19 @@ impl Storage for S3Storage {
     }
 
     async fn list_paced(&self, dir: &str, extra: &dyn ExtraRequests) -> Result<Vec<Entry>> {
+        let mut out = Vec::new();
+        self.list_each(dir, extra, &mut out).await?;
+        Ok(out)
+    }
+
+    /// Entries reach the sink as their pages arrive (from all shards at once, so in no
+    /// particular order): a large bucket's listing is never held whole.
+    async fn list_each(
+        &self,
+        dir: &str,
+        extra: &dyn ExtraRequests,
+        sink: &mut dyn ListSink,
+    ) -> Result<()> {
         let dir = dir.trim_matches('/');
         let prefix = if dir.is_empty() {
             self.prefix.clone()
@@ -836,33 +849,47 @@ impl Storage for S3Storage {
             format!("{}{dir}/", self.prefix)
         };
         let what = if dir.is_empty() { "/" } else { dir };
-        let mut out = Vec::new();
+        // A folder ("common prefix") can show up again after a start-after inside it.
+        let mut seen_dirs = std::collections::HashSet::new();
+        let mut hand = |e: Entry| {
+            if !e.is_dir || seen_dirs.insert(e.path.clone()) {
+                sink.add(e);
+            }
+        };
         let first = Shard::everything(&prefix);
         // The first page is the call's own request, which the pacer already admitted.
         let Some(last) = self
-            .list_shard(&first, Some(1), &Unpaced, &mut out, what)
+            .list_shard(&first, Some(1), &Unpaced, &mut hand, what)
             .await?
         else {
-            return Ok(out);
+            return Ok(());
         };
         let shards = Shard::after(&prefix, &last);
-        let parts: Vec<Result<Vec<Entry>>> = stream::iter(shards)
-            .map(|shard| async move {
-                let mut part = Vec::new();
-                self.list_shard(&shard, None, extra, &mut part, what)
-                    .await?;
-                Ok(part)
-            })
-            .buffer_unordered(LIST_SHARDS_AT_ONCE.min(extra.at_once()))
-            .collect()
-            .await;
-        for part in parts {
-            out.extend(part?);
-        }
-        // A folder ("common prefix") can show up again after a start-after inside it.
-        let mut seen_dirs = std::collections::HashSet::new();
-        out.retain(|e| !e.is_dir || seen_dirs.insert(e.path.clone()));
-        Ok(out)
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Entry>();
+        // Each shard owns a sender: the receiver ends when the last shard is done (or dropped
+        // after a failure).
+        let jobs: Vec<_> = shards.into_iter().map(|s| (s, tx.clone())).collect();
+        drop(tx);
+        let producers = async {
+            let mut running = stream::iter(jobs)
+                .map(|(shard, tx)| async move {
+                    // A send fails only once the receiver is gone: the listing failed.
+                    let mut send = |e: Entry| drop(tx.send(e));
+                    self.list_shard(&shard, None, extra, &mut send, what).await
+                })
+                .buffer_unordered(LIST_SHARDS_AT_ONCE.min(extra.at_once()));
+            while let Some(done) = running.next().await {
+                done?;
+            }
+            Ok(())
+        };
+        let consume = async {
+            while let Some(e) = rx.recv().await {
+                hand(e);
+            }
+        };
+        let (listed, ()) = futures::join!(producers, consume);
+        listed
     }
 
     async fn get(&self, path: &str) -> Result<Bytes> {
