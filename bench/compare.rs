@@ -1100,8 +1100,20 @@ fn joplin_fs(cx: &mut Ctx, run: usize) -> Result<()> {
     Ok(())
 }
 
-/// Peak RSS of a filesystem restore of a backup `rss_scale` times as big.
-fn bench_rss(cx: &mut Ctx) -> Result<(usize, f64, u64, f64)> {
+/// The `rss_scale`× runs: a fresh restore into an empty folder, then the same restore again
+/// into the full one (it lists the target and compares every copy: the plan's tables).
+struct ScaleRss {
+    items: usize,
+    mb: f64,
+    secs: f64,
+    rss_kb: u64,
+    again_secs: f64,
+    again_rss_kb: u64,
+}
+
+/// Peak RSS of a filesystem restore of a backup `rss_scale` times as big, and of the same
+/// restore again.
+fn bench_rss(cx: &mut Ctx) -> Result<ScaleRss> {
     let scale = cx.opts.rss_scale;
     let jex = cx.work.join(format!("backup-x{scale}.jex"));
     let t = Instant::now();
@@ -1121,14 +1133,25 @@ fn bench_rss(cx: &mut Ctx) -> Result<(usize, f64, u64, f64)> {
         sample.secs,
         sample.rss_kb.unwrap_or(0)
     ));
-    let secs = sample.secs;
-    let rss = sample.rss_kb.unwrap_or(0);
+    let (again, _) = jr(&restore_args(&jex, &cx.work, &t), &[], &cx.work)?;
+    log(&format!(
+        "restore {scale}× again → filesystem: {:.1} s, peak RSS {} KiB",
+        again.secs,
+        again.rss_kb.unwrap_or(0)
+    ));
     let _ = std::fs::remove_dir_all(&target);
     if !cx.opts.keep {
         // 10× is gigabytes; --keep leaves it for a heap profile (bench/README.md).
         let _ = std::fs::remove_file(&jex);
     }
-    Ok((items, secs, rss, bytes as f64 / 1e6))
+    Ok(ScaleRss {
+        items,
+        mb: bytes as f64 / 1e6,
+        secs: sample.secs,
+        rss_kb: sample.rss_kb.unwrap_or(0),
+        again_secs: again.secs,
+        again_rss_kb: again.rss_kb.unwrap_or(0),
+    })
 }
 
 fn fmt_s(x: f64) -> String {
@@ -1141,7 +1164,7 @@ fn fmt_s(x: f64) -> String {
     }
 }
 
-fn render(cx: &Ctx, rss10: Option<(usize, f64, u64, f64)>) -> String {
+fn render(cx: &Ctx, rss10: Option<ScaleRss>) -> String {
     let mut o = String::new();
     let mb = cx.bytes as f64 / 1e6;
     let (tar_files, tar_blobs) = (
@@ -1254,12 +1277,20 @@ fn render(cx: &Ctx, rss10: Option<(usize, f64, u64, f64)>) -> String {
             ));
         }
     }
-    if let Some((items, secs, rss, mbx)) = rss10 {
+    if let Some(r) = &rss10 {
         o.push_str(&format!(
-            "| restore → filesystem, {}× backup ({items} items, {mbx:.0} MB) | {:.1} MiB (in {}) |\n",
+            "| restore → filesystem, {}× backup ({} items, {:.0} MB) | {:.1} MiB (in {}) |\n",
             cx.opts.rss_scale,
-            rss as f64 / 1024.0,
-            fmt_s(secs)
+            r.items,
+            r.mb,
+            r.rss_kb as f64 / 1024.0,
+            fmt_s(r.secs)
+        ));
+        o.push_str(&format!(
+            "| restore again (unchanged) → the same folder, {}× | {:.1} MiB (in {}) |\n",
+            cx.opts.rss_scale,
+            r.again_rss_kb as f64 / 1024.0,
+            fmt_s(r.again_secs)
         ));
     }
     // Verdicts.
@@ -1301,8 +1332,9 @@ fn render(cx: &Ctx, rss10: Option<(usize, f64, u64, f64)>) -> String {
     ));
     let fs1 = cx.res.median_rss("fs");
     let growth = rss10
+        .as_ref()
         .zip(fs1)
-        .map(|((_, _, big, _), small)| big as f64 / small - 1.0);
+        .map(|(r, small)| r.rss_kb as f64 / small - 1.0);
     o.push_str(&format!(
         "- peak RSS grows < 10 % from 1× to {}×: {} ({})\n",
         cx.opts.rss_scale,
