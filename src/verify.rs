@@ -211,15 +211,20 @@ impl Seen {
             .filter(|s| *s != ABSENT)
     }
 
-    /// The report's counts and the extra files.
+    /// The report's counts and the extra files (item files, then blobs, each in path order and
+    /// once, should a listing have shown a name twice).
     fn report(&self, backup: &Backup, restored: &[usize]) -> VerifyReport {
         let mut report = VerifyReport::default();
-        report.differences.extend(
-            self.extra_items
-                .iter()
-                .chain(&self.extra_blobs)
-                .map(|path| Difference::Extra { path: path.clone() }),
-        );
+        for extras in [&self.extra_items, &self.extra_blobs] {
+            let mut paths: Vec<&String> = extras.iter().collect();
+            paths.sort();
+            paths.dedup();
+            report.differences.extend(
+                paths
+                    .into_iter()
+                    .map(|path| Difference::Extra { path: path.clone() }),
+            );
+        }
         report.checked_items = restored.len();
         report.checked_blobs = restored
             .iter()
@@ -263,8 +268,9 @@ impl ListSink for SeenSink<'_> {
 }
 
 /// `--verify quick`: from a fresh listing only ([`Seen::list`]) — every restored item and blob
-/// is present with the size the restore wrote, nothing extra. With `sizes` false (a listing without sizes, or
-/// an encrypted target whose file sizes the backup cannot predict) only presence is checked.
+/// is present with the size the restore wrote, nothing extra. With `sizes` false (a listing
+/// without sizes, or an encrypted target whose file sizes the backup cannot predict) only
+/// presence is checked.
 /// Catches lost and truncated uploads and leftovers, not bytes changed in place.
 pub fn verify_listing(
     backup: &Backup,
@@ -843,5 +849,16 @@ mod tests {
             .differences
             .iter()
             .all(|d| !matches!(d, Difference::BlobMissing { .. })));
+        // A name a listing shows twice is one extra file.
+        let mut sink = SeenSink {
+            seen: &mut seen,
+            backup: &backup,
+            protected: &none,
+            blobs: false,
+        };
+        sink.add(entry("0123456789abcdef0123456789abcdef.md"));
+        sink.add(entry("0123456789abcdef0123456789abcdef.md"));
+        let r = verify_listing(&backup, &restored, &seen, false);
+        assert_eq!(kinds(&r).iter().filter(|k| *k == "extra").count(), 1);
     }
 }
