@@ -820,6 +820,19 @@ mod tests {
         );
     }
 
+    fn root_sink<'a>(
+        seen: &'a mut Seen,
+        backup: &'a Backup,
+        protected: &'a HashSet<String>,
+    ) -> SeenSink<'a> {
+        SeenSink {
+            seen,
+            backup,
+            protected,
+            blobs: false,
+        }
+    }
+
     /// A listing the pacer starts over forgets what its first try showed, and only for its
     /// own folder.
     #[test]
@@ -833,12 +846,7 @@ mod tests {
             modified: None,
             is_dir: false,
         };
-        let mut sink = SeenSink {
-            seen: &mut seen,
-            backup: &backup,
-            protected: &none,
-            blobs: false,
-        };
+        let mut sink = root_sink(&mut seen, &backup, &none);
         sink.add(entry("0123456789abcdef0123456789abcdef.md"));
         sink.restart();
         let r = verify_listing(&backup, &restored, &seen, false);
@@ -850,12 +858,7 @@ mod tests {
             .iter()
             .all(|d| !matches!(d, Difference::BlobMissing { .. })));
         // A name a listing shows twice is one extra file.
-        let mut sink = SeenSink {
-            seen: &mut seen,
-            backup: &backup,
-            protected: &none,
-            blobs: false,
-        };
+        let mut sink = root_sink(&mut seen, &backup, &none);
         sink.add(entry("0123456789abcdef0123456789abcdef.md"));
         sink.add(entry("0123456789abcdef0123456789abcdef.md"));
         let r = verify_listing(&backup, &restored, &seen, false);

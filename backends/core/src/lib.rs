@@ -254,6 +254,13 @@ impl ListSink for Vec<Entry> {
     }
 }
 
+/// [`Storage::list`] of a backend whose [`Storage::list_each`] streams: all it hands over.
+pub async fn list_through_each<S: Storage + ?Sized>(s: &S, dir: &str) -> Result<Vec<Entry>> {
+    let mut all = Vec::new();
+    s.list_each(dir, &Unpaced, &mut all).await?;
+    Ok(all)
+}
+
 /// No limits: a backend called directly, without a pacer.
 pub struct Unpaced;
 
@@ -282,25 +289,20 @@ pub trait Storage: Send + Sync + fmt::Debug {
     /// empty. Order is unspecified.
     async fn list(&self, dir: &str) -> Result<Vec<Entry>>;
 
-    /// [`Storage::list`], with every request after the first admitted by `extra`. Backends
-    /// whose listing sends several requests at once override it (and `list` calls it with
-    /// [`Unpaced`]); the pacer calls this one.
-    async fn list_paced(&self, dir: &str, extra: &dyn ExtraRequests) -> Result<Vec<Entry>> {
-        let _ = extra;
-        self.list(dir).await
-    }
-
-    /// [`Storage::list_paced`], handing each entry to `sink` as it comes instead of returning
-    /// them all, so the listing of a large target never sits in memory whole next to what the
-    /// caller makes of it. Backends that read a listing in pieces override it (and `list`
-    /// collects it); the default hands over what [`Storage::list_paced`] returns.
+    /// [`Storage::list`], handing each entry to `sink` as it comes instead of returning them
+    /// all, so the listing of a large target never sits in memory whole next to what the
+    /// caller makes of it; every request after the first is admitted by `extra` (the pacer
+    /// calls this one). Backends that read a listing in pieces override it (and `list`
+    /// collects it: [`list_through_each`]); the default hands over what [`Storage::list`]
+    /// returns.
     async fn list_each(
         &self,
         dir: &str,
         extra: &dyn ExtraRequests,
         sink: &mut dyn ListSink,
     ) -> Result<()> {
-        for e in self.list_paced(dir, extra).await? {
+        let _ = extra;
+        for e in self.list(dir).await? {
             sink.add(e);
         }
         Ok(())

@@ -231,9 +231,7 @@ impl Storage for Paced {
         self.run(0, || self.inner.ensure_root()).await
     }
     async fn list(&self, dir: &str) -> Result<Vec<Entry>> {
-        let mut all = Vec::new();
-        self.list_each(dir, &crate::Unpaced, &mut all).await?;
-        Ok(all)
+        crate::list_through_each(self, dir).await
     }
     /// One request for the pacer (its extra requests are paced through `self`); a retry starts
     /// the sink over.

@@ -23,7 +23,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use backend_core::{
     parse_retry_after, Capabilities, Entry, ExtraRequests, ListSink, Result, Storage, StorageError,
-    Unpaced,
 };
 use bytes::Bytes;
 use futures::{stream, StreamExt};
@@ -669,13 +668,7 @@ impl Storage for JoplinServer {
     }
 
     async fn list(&self, dir: &str) -> Result<Vec<Entry>> {
-        self.list_paced(dir, &Unpaced).await
-    }
-
-    async fn list_paced(&self, dir: &str, extra: &dyn ExtraRequests) -> Result<Vec<Entry>> {
-        let mut all = Vec::new();
-        self.list_each(dir, extra, &mut all).await?;
-        Ok(all)
+        backend_core::list_through_each(self, dir).await
     }
 
     /// Entries are handed over as the pages come (a large account's listing is never held

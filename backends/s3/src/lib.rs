@@ -821,21 +821,15 @@ impl Storage for S3Storage {
         }
     }
 
+    async fn list(&self, dir: &str) -> Result<Vec<Entry>> {
+        backend_core::list_through_each(self, dir).await
+    }
+
     /// One page, then — when the folder has more — the rest in parallel by key range (see
     /// [`Shard`]): a target of 14,000 items is ~15 sequential pages otherwise, and servers
-    /// that scan the folder for every page (s3s-fs) pay that scan per page.
-    async fn list(&self, dir: &str) -> Result<Vec<Entry>> {
-        self.list_paced(dir, &Unpaced).await
-    }
-
-    async fn list_paced(&self, dir: &str, extra: &dyn ExtraRequests) -> Result<Vec<Entry>> {
-        let mut out = Vec::new();
-        self.list_each(dir, extra, &mut out).await?;
-        Ok(out)
-    }
-
-    /// Entries reach the sink as their pages arrive (from all shards at once, so in no
-    /// particular order): a large bucket's listing is never held whole.
+    /// that scan the folder for every page (s3s-fs) pay that scan per page. Entries reach the
+    /// sink as their pages arrive (from all shards at once, so in no particular order): a
+    /// large bucket's listing is never held whole.
     async fn list_each(
         &self,
         dir: &str,
