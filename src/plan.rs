@@ -141,9 +141,10 @@ pub(crate) const SAMPLE_STAMP: i64 = 1_700_000_000_000;
 pub fn restore_set<'a>(backup: &'a Backup, v: &Validation) -> Vec<(usize, &'a BackupItem)> {
     // Sized for every item: collecting a filter grows by doubling, up to twice the room.
     let mut set = Vec::with_capacity(backup.items.len());
-    set.extend(backup.items.iter().enumerate().filter(|(_, bi)| {
+    set.extend(backup.items.iter().enumerate().filter(|(index, bi)| {
         (v.skipped_entries.is_empty() || !v.skipped_entries.contains(bi.entry().as_ref()))
             && !v.skipped_ids.contains(bi.id())
+            && !v.skipped_copies.contains(index)
     }));
     set
 }

@@ -101,6 +101,9 @@ pub struct Validation {
     pub skipped_ids: HashSet<String>,
     /// Entries left out (unparsable ones have no id).
     pub skipped_entries: HashSet<String>,
+    /// Later copies of a duplicated id (indexes into `Backup::items`): left out, the first copy
+    /// is restored. By index, as copies in one archive can share their entry name.
+    pub skipped_copies: HashSet<usize>,
 }
 
 impl Validation {
@@ -271,6 +274,7 @@ pub fn validate(backup: &Backup) -> Validation {
     }
     by_id.retain(|i| passed[*i as usize]);
     held.retain(|(index, _)| copies.binary_search_by_key(index, |c| c.0).is_err());
+    v.skipped_copies = copies.iter().map(|(later, _)| *later as usize).collect();
     for &(later, first) in &copies {
         let bi = &backup.items[later as usize];
         let message = format!(
@@ -372,20 +376,14 @@ pub fn validate(backup: &Backup) -> Validation {
         );
     }
 
-    // What an allowed problem does to its item.
+    // What an allowed problem does to its item (a duplicate's later copies are skipped by
+    // index above: the first copy is restored).
     let skips: Vec<(String, String)> = v
         .problems
         .iter()
         .filter(|p| p.class.when_allowed() == Disposition::Skip)
-        // A duplicate skips only its second entry: the first one is restored.
-        .map(|p| {
-            let id = if p.class == ProblemClass::DuplicateId {
-                String::new()
-            } else {
-                p.id.clone()
-            };
-            (p.entry.clone(), id)
-        })
+        .filter(|p| p.class != ProblemClass::DuplicateId)
+        .map(|p| (p.entry.clone(), p.id.clone()))
         .collect();
     for (entry, id) in skips {
         v.skipped_entries.insert(entry);
@@ -522,10 +520,29 @@ mod tests {
             dup.message
         );
         assert!(!dup.title.is_empty(), "a duplicate is named by its title");
-        // Skipped: the duplicates' second entries (not their ids), the odd type, the bad id.
+        // Skipped: the duplicates' later copies by index (not their ids, not their entry names,
+        // which the first copies share), the odd type and the bad id by entry.
         assert!(v.skipped_ids.contains(odd_type));
         assert!(!v.skipped_ids.contains(tag_entry.trim_end_matches(".md")));
-        assert_eq!(v.skipped_entries.len(), 4, "{:?}", v.skipped_entries);
+        assert_eq!(v.skipped_entries.len(), 2, "{:?}", v.skipped_entries);
+        let n = sample.items.len();
+        assert_eq!(v.skipped_copies, [n, n + 2].into());
+        // The restore keeps the first copies.
+        let set: Vec<usize> = crate::plan::restore_set(&backup, &v)
+            .iter()
+            .map(|(i, _)| *i)
+            .collect();
+        for entry in [&tag_entry, &note_entry] {
+            let first = sample
+                .items
+                .iter()
+                .position(|b| b.entry() == entry.as_str());
+            assert!(
+                set.contains(&first.unwrap()),
+                "{entry}: first copy not restored"
+            );
+        }
+        assert!(!set.contains(&n) && !set.contains(&(n + 2)));
     }
 
     /// Note-tag links and parents are checked against the items that passed, and only an

@@ -347,6 +347,37 @@ fn note_tag_to_missing_tag() {
     );
 }
 
+/// An archive holding one item file twice: allowed, the first copy is restored (the copies
+/// share their entry name, which must not make the restore leave out both and then delete the
+/// target's copy).
+#[test]
+fn allowed_duplicate_restores_the_first_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = filled_target(dir.path());
+    let mut e = sample_entries();
+    let dup = e.iter().find(|(n, _)| n == TAG).unwrap().clone();
+    e.push(dup);
+    let file = dir.path().join("dup.jex");
+    std::fs::write(&file, tar_bytes(&e, &[])).unwrap();
+    let o = jr(&[
+        "restore",
+        file.to_str().unwrap(),
+        "--target",
+        target.to_str().unwrap(),
+        "--allow",
+        "duplicate-id",
+        "--yes",
+        "--snapshot-dir",
+        dir.path().join("snaps").to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let tag = std::fs::read_to_string(target.join(TAG)).expect("the tag is on the target");
+    assert!(
+        tag.contains("id: 7241f91bc84849938247fa679a076b7b"),
+        "{tag}"
+    );
+}
+
 /// Allowing a class restores the rest and leaves the problem item alone on the target.
 #[test]
 fn allowed_problem_is_skipped_and_the_rest_restored() {
