@@ -82,6 +82,36 @@ async fn wrong_password_is_an_auth_error_naming_the_user() {
     assert!(!srv.data.join("Joplin/a.md").exists());
 }
 
+/// A folder whose PROPFIND answer is over a MiB (parsed from a temp file, not memory) lists
+/// every file once with its size, whether collected or streamed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_folder_lists_every_file_once() {
+    let srv = DavServer::apache();
+    let s = storage(&srv.url("Joplin"), PASS);
+    s.ensure_root().await.unwrap();
+    let n = 5_000;
+    let files: Vec<(String, Bytes)> = (0..n)
+        .map(|i| (format!("{i:032x}.md"), Bytes::from(vec![b'x'; i % 50])))
+        .collect();
+    let failed = s.put_many(files).await;
+    assert!(failed.is_empty(), "{failed:?}");
+    let listed = s.list("").await.unwrap();
+    assert_eq!(listed.len(), n);
+    let mut names: Vec<&str> = listed.iter().map(|e| e.path.as_str()).collect();
+    names.sort();
+    names.dedup();
+    assert_eq!(names.len(), n, "a file listed twice");
+    for e in &listed {
+        let i = usize::from_str_radix(e.path.trim_end_matches(".md"), 16).unwrap();
+        assert_eq!(e.size, (i % 50) as u64, "{}", e.path);
+    }
+    let mut streamed = Vec::new();
+    s.list_each("", &backend_core::Unpaced, &mut streamed)
+        .await
+        .unwrap();
+    assert_eq!(streamed.len(), n);
+}
+
 /// Modification times are what Joplin's delta compares: they must be current, to the second.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn listing_times_are_current() {

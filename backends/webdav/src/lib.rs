@@ -11,7 +11,9 @@ use std::fmt;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use backend_core::{parse_retry_after, Capabilities, Entry, Result, Storage, StorageError};
+use backend_core::{
+    parse_retry_after, Capabilities, Entry, ExtraRequests, ListSink, Result, Storage, StorageError,
+};
 use bytes::Bytes;
 use reqwest::header::{HeaderValue, CONTENT_TYPE, LOCATION, RETRY_AFTER};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
@@ -74,6 +76,9 @@ impl fmt::Debug for WebDavStorage {
 async fn drain(resp: Response) {
     let _ = resp.bytes().await;
 }
+
+/// A PROPFIND answer up to this size is parsed from memory, a larger one from a temp file.
+const SPOOL_IN_MEMORY: usize = 1 << 20;
 
 const PROPFIND_BODY: &str = r#"<?xml version="1.0" encoding="utf-8"?>
 <d:propfind xmlns:d="DAV:"><d:prop><d:resourcetype/><d:getlastmodified/><d:getcontentlength/></d:prop></d:propfind>"#;
@@ -223,12 +228,8 @@ impl WebDavStorage {
         StorageError::from_http(status.as_u16(), &self.url_of(path), &detail, retry_after)
     }
 
-    /// PROPFIND with our property list; `None` on 404.
-    async fn propfind(
-        &self,
-        path: &str,
-        depth: &'static str,
-    ) -> Result<Option<Vec<multistatus::DavResponse>>> {
+    /// PROPFIND with our property list: the 207 answer, `None` on 404.
+    async fn propfind_answer(&self, path: &str, depth: &'static str) -> Result<Option<Response>> {
         let req = self
             .request(propfind(), path)
             .await?
@@ -255,16 +256,66 @@ impl WebDavStorage {
             }
             return Err(self.status_error(&resp, path));
         }
+        Ok(Some(resp))
+    }
+
+    fn unreadable_listing(&self, path: &str, e: String) -> StorageError {
+        StorageError::Rejected(format!(
+            "{}: cannot read the server's listing: {e}",
+            self.url_of(path)
+        ))
+    }
+
+    /// PROPFIND with our property list; `None` on 404.
+    async fn propfind(
+        &self,
+        path: &str,
+        depth: &'static str,
+    ) -> Result<Option<Vec<multistatus::DavResponse>>> {
+        let Some(resp) = self.propfind_answer(path, depth).await? else {
+            return Ok(None);
+        };
         let body = resp
             .bytes()
             .await
             .map_err(|e| self.transport_error(&e, path))?;
-        multistatus::parse(&body).map(Some).map_err(|e| {
-            StorageError::Rejected(format!(
-                "{}: cannot read the server's listing: {e}",
+        multistatus::parse(&body)
+            .map(Some)
+            .map_err(|e| self.unreadable_listing(path, e))
+    }
+
+    /// [`Self::propfind`], handing each response to `on` as it is read; `false` on 404. The
+    /// answer is spooled (in memory up to a few MiB, then to a temp file) and parsed from
+    /// there: a folder of 100,000 files answers tens of MB of XML.
+    async fn propfind_each(
+        &self,
+        path: &str,
+        depth: &'static str,
+        on: &mut (dyn FnMut(multistatus::DavResponse) + Send),
+    ) -> Result<bool> {
+        use std::io::{Seek, Write};
+        let Some(mut resp) = self.propfind_answer(path, depth).await? else {
+            return Ok(false);
+        };
+        let local = |e: std::io::Error| {
+            StorageError::Config(format!(
+                "cannot keep the listing of {} in a temp file: {e} (is the temp folder full? \
+                 set TMPDIR)",
                 self.url_of(path)
             ))
-        })
+        };
+        let mut spool = tempfile::spooled_tempfile(SPOOL_IN_MEMORY);
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| self.transport_error(&e, path))?
+        {
+            spool.write_all(&chunk).map_err(local)?;
+        }
+        spool.rewind().map_err(local)?;
+        multistatus::parse_each(std::io::BufReader::new(spool), on)
+            .map_err(|e| self.unreadable_listing(path, e))?;
+        Ok(true)
     }
 
     /// MKCOL on an absolute URL; `Ok(true)` when created or already there, `Ok(false)` on 409
@@ -385,38 +436,54 @@ impl Storage for WebDavStorage {
     }
 
     async fn list(&self, dir: &str) -> Result<Vec<Entry>> {
+        backend_core::list_through_each(self, dir).await
+    }
+
+    /// One PROPFIND (Depth 1), each entry handed over as the answer is read.
+    async fn list_each(
+        &self,
+        dir: &str,
+        _extra: &dyn ExtraRequests,
+        sink: &mut dyn ListSink,
+    ) -> Result<()> {
         let dir = dir.trim_matches('/');
         let req_path = if dir.is_empty() {
             String::new()
         } else {
             format!("{dir}/")
         };
-        let Some(responses) = self.propfind(&req_path, "1").await? else {
-            return Ok(vec![]);
-        };
         let self_path = if dir.is_empty() {
             self.base_path.clone()
         } else {
             format!("{}/{dir}", self.base_path)
         };
-        let mut out: Vec<Entry> = Vec::with_capacity(responses.len());
         let mut saw_self = false;
-        for r in &responses {
-            if r.path == self_path {
-                saw_self = true;
-                continue;
+        let mut first_is_dir = None;
+        // The first entry waits for the end: a server behind a path-rewriting proxy reports
+        // other hrefs than we asked for, and then it is the collection itself (listed first).
+        let mut first: Option<Entry> = None;
+        {
+            let mut on = |r: multistatus::DavResponse| {
+                first_is_dir.get_or_insert(r.is_dir);
+                if r.path == self_path {
+                    saw_self = true;
+                } else if r.name().is_empty() {
+                } else if first.is_none() {
+                    first = Some(self.to_entry(dir, &r));
+                } else {
+                    sink.add(self.to_entry(dir, &r));
+                }
+            };
+            if !self.propfind_each(&req_path, "1", &mut on).await? {
+                return Ok(());
             }
-            if r.name().is_empty() {
-                continue;
+        }
+        if let Some(e) = first {
+            if saw_self || first_is_dir != Some(true) {
+                sink.add(e);
             }
-            out.push(self.to_entry(dir, r));
         }
-        // A server behind a path-rewriting proxy reports other hrefs than we asked for; it
-        // still lists the collection itself first.
-        if !saw_self && responses.first().is_some_and(|r| r.is_dir) && !out.is_empty() {
-            out.remove(0);
-        }
-        Ok(out)
+        Ok(())
     }
 
     async fn get(&self, path: &str) -> Result<Bytes> {
