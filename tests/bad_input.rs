@@ -347,6 +347,24 @@ fn note_tag_to_missing_tag() {
     );
 }
 
+/// Restore a JEX of `entries` into `target` accepting problems of `class`; it must succeed.
+fn restore_allowing(dir: &Path, entries: &[(String, Vec<u8>)], target: &Path, class: &str) {
+    let file = dir.join(format!("{class}.jex"));
+    std::fs::write(&file, tar_bytes(entries, &[])).unwrap();
+    let o = jr(&[
+        "restore",
+        file.to_str().unwrap(),
+        "--target",
+        target.to_str().unwrap(),
+        "--allow",
+        class,
+        "--yes",
+        "--snapshot-dir",
+        dir.join("snaps").to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+}
+
 /// An archive holding one item file twice: allowed, the first copy is restored (the copies
 /// share their entry name, which must not make the restore leave out both and then delete the
 /// target's copy).
@@ -357,20 +375,7 @@ fn allowed_duplicate_restores_the_first_copy() {
     let mut e = sample_entries();
     let dup = e.iter().find(|(n, _)| n == TAG).unwrap().clone();
     e.push(dup);
-    let file = dir.path().join("dup.jex");
-    std::fs::write(&file, tar_bytes(&e, &[])).unwrap();
-    let o = jr(&[
-        "restore",
-        file.to_str().unwrap(),
-        "--target",
-        target.to_str().unwrap(),
-        "--allow",
-        "duplicate-id",
-        "--yes",
-        "--snapshot-dir",
-        dir.path().join("snaps").to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", text(&o));
+    restore_allowing(dir.path(), &e, &target, "duplicate-id");
     let tag = std::fs::read_to_string(target.join(TAG)).expect("the tag is on the target");
     assert!(
         tag.contains("id: 7241f91bc84849938247fa679a076b7b"),
@@ -385,22 +390,9 @@ fn allowed_problem_is_skipped_and_the_rest_restored() {
     let target = filled_target(dir.path());
     let mut e = sample_entries();
     e.retain(|(n, _)| n != BLOB);
-    let file = dir.path().join("noblob.jex");
-    std::fs::write(&file, tar_bytes(&e, &[])).unwrap();
     let blob_before =
         std::fs::read(target.join(".resource/8c9f67d46dce4ef0af0f5826f53330a6")).unwrap();
-    let o = jr(&[
-        "restore",
-        file.to_str().unwrap(),
-        "--target",
-        target.to_str().unwrap(),
-        "--allow",
-        "missing-blob",
-        "--yes",
-        "--snapshot-dir",
-        dir.path().join("snaps").to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", text(&o));
+    restore_allowing(dir.path(), &e, &target, "missing-blob");
     // The resource the backup could not restore keeps its target copy, blob included.
     assert_eq!(
         std::fs::read(target.join(".resource/8c9f67d46dce4ef0af0f5826f53330a6")).unwrap(),
