@@ -707,6 +707,66 @@ fn migrate_json(args: &[&str]) -> (i32, Value, String) {
     (o.status.code().unwrap(), v, text(&o))
 }
 
+/// A blob written just before a kill whose journal line never made it (the window between the
+/// write and the line): the resumed run finds it on the destination with the source's bytes,
+/// so it neither asks to replace it (no terminal here: asking would fail the run) nor copies it
+/// again.
+#[test]
+fn resume_takes_an_unjournaled_blob_with_the_same_bytes_as_copied() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    let journals = tmp.path().join("journals");
+    restore_sample(&src);
+    let srv = DavServer::apache();
+    // info.json, the lock and some blobs go through, then the disk is full.
+    let proxy = dav::FaultProxy::new(srv.port, 6);
+    let url = format!("http://127.0.0.1:{}/dav/Joplin", proxy.port);
+    let args = [
+        "migrate",
+        "--from",
+        src.to_str().unwrap(),
+        "--to",
+        &url,
+        "--username",
+        dav::USER,
+        "--journal-dir",
+        journals.to_str().unwrap(),
+        "-q",
+    ];
+    let o = dav::jr_dav(&args);
+    assert!(!o.status.success(), "{}", text(&o));
+    // Forget the journal line of a blob that landed without its resource item.
+    let dest = srv.data.join("Joplin");
+    let journal = std::fs::read_dir(&journals)
+        .unwrap()
+        .next()
+        .expect("a journal")
+        .unwrap()
+        .path();
+    let lines = std::fs::read_to_string(&journal).unwrap();
+    let lost = lines
+        .lines()
+        .find(|l| {
+            l.contains("\"done\"")
+                && l.split(".resource/")
+                    .nth(1)
+                    .and_then(|rest| rest.get(..32))
+                    .is_some_and(|id| !dest.join(format!("{id}.md")).exists())
+        })
+        .unwrap_or_else(|| panic!("no blob landed without its resource item:\n{lines}"))
+        .to_string();
+    let kept: String = lines
+        .lines()
+        .filter(|l| *l != lost)
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&journal, kept).unwrap();
+    proxy.heal();
+    let o = dav::jr_dav(&args);
+    assert!(o.status.success(), "resumed run: {}", text(&o));
+    assert_eq!(files(&dest), files(&src));
+}
+
 /// Folder → Apache WebDAV as the destination: a disk that fills up midway stops the copy with
 /// the failed files listed by path in `--json`; the same command finishes after the disk is
 /// healed (resumed: what landed is not copied again); `--check` finds the two identical and a
