@@ -4,7 +4,7 @@
 
 mod support;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -707,37 +707,69 @@ fn migrate_json(args: &[&str]) -> (i32, Value, String) {
     (o.status.code().unwrap(), v, text(&o))
 }
 
+/// The sample in a folder, migrating to Apache WebDAV through a proxy whose disk fills up after
+/// six PUTs (info.json, the lock, some blobs).
+struct FullDisk {
+    tmp: tempfile::TempDir,
+    src: PathBuf,
+    journals: PathBuf,
+    srv: DavServer,
+    proxy: dav::FaultProxy,
+    url: String,
+}
+
+impl FullDisk {
+    fn new() -> FullDisk {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path().join("src");
+        let journals = tmp.path().join("journals");
+        restore_sample(&src);
+        let srv = DavServer::apache();
+        let proxy = dav::FaultProxy::new(srv.port, 6);
+        let url = format!("http://127.0.0.1:{}/dav/Joplin", proxy.port);
+        FullDisk {
+            tmp,
+            src,
+            journals,
+            srv,
+            proxy,
+            url,
+        }
+    }
+
+    /// `migrate` from the folder to the proxy, then `extra`.
+    fn args<'a>(&'a self, extra: &[&'a str]) -> Vec<&'a str> {
+        let mut a = vec![
+            "migrate",
+            "--from",
+            self.src.to_str().unwrap(),
+            "--to",
+            &self.url,
+            "--username",
+            dav::USER,
+            "--journal-dir",
+            self.journals.to_str().unwrap(),
+        ];
+        a.extend_from_slice(extra);
+        a
+    }
+}
+
 /// A blob written just before a kill whose journal line never made it (the window between the
 /// write and the line): the resumed run finds it on the destination with the source's bytes,
 /// so it neither asks to replace it (no terminal here: asking would fail the run) nor copies it
 /// again.
 #[test]
 fn resume_takes_an_unjournaled_blob_with_the_same_bytes_as_copied() {
-    let tmp = tempfile::tempdir().unwrap();
-    let src = tmp.path().join("src");
-    let journals = tmp.path().join("journals");
-    restore_sample(&src);
-    let srv = DavServer::apache();
-    // info.json, the lock and some blobs go through, then the disk is full.
-    let proxy = dav::FaultProxy::new(srv.port, 6);
-    let url = format!("http://127.0.0.1:{}/dav/Joplin", proxy.port);
-    let args = [
-        "migrate",
-        "--from",
-        src.to_str().unwrap(),
-        "--to",
-        &url,
-        "--username",
-        dav::USER,
-        "--journal-dir",
-        journals.to_str().unwrap(),
-        "-q",
-    ];
+    let fd = FullDisk::new();
+    let (srv, proxy) = (&fd.srv, &fd.proxy);
+    let (src, journals) = (&fd.src, &fd.journals);
+    let args = fd.args(&["-q"]);
     let o = dav::jr_dav(&args);
     assert!(!o.status.success(), "{}", text(&o));
     // Forget the journal line of a blob that landed without its resource item.
     let dest = srv.data.join("Joplin");
-    let journal = std::fs::read_dir(&journals)
+    let journal = std::fs::read_dir(journals)
         .unwrap()
         .next()
         .expect("a journal")
@@ -764,7 +796,7 @@ fn resume_takes_an_unjournaled_blob_with_the_same_bytes_as_copied() {
     proxy.heal();
     let o = dav::jr_dav(&args);
     assert!(o.status.success(), "resumed run: {}", text(&o));
-    assert_eq!(files(&dest), files(&src));
+    assert_eq!(files(&dest), files(src));
 }
 
 /// Folder → Apache WebDAV as the destination: a disk that fills up midway stops the copy with
@@ -773,33 +805,19 @@ fn resume_takes_an_unjournaled_blob_with_the_same_bytes_as_copied() {
 /// fresh Joplin CLI profile on the WebDAV target gets exactly the sample's content.
 #[test]
 fn folder_to_webdav_survives_a_full_disk_and_a_fresh_client_gets_it() {
-    let tmp = tempfile::tempdir().unwrap();
-    let src = tmp.path().join("src");
-    let journals = tmp.path().join("journals");
-    restore_sample(&src);
-    let srv = DavServer::apache();
-    // A few PUTs go through (info.json, the lock, some blobs), then the disk is full.
-    let proxy = dav::FaultProxy::new(srv.port, 6);
-    let url = format!("http://127.0.0.1:{}/dav/Joplin", proxy.port);
-    let args = [
-        "migrate",
-        "--from",
-        src.to_str().unwrap(),
-        "--to",
-        &url,
-        "--username",
-        dav::USER,
-        "--journal-dir",
-        journals.to_str().unwrap(),
-        "--json",
-        "-q",
-    ];
+    let fd = FullDisk::new();
+    let (tmp, srv, proxy, url) = (&fd.tmp, &fd.srv, &fd.proxy, &fd.url);
+    let src = &fd.src;
+    let args = fd.args(&["--json", "-q"]);
     let (code, v, all) = migrate_json(&args);
     assert_eq!(code, 1, "{all}");
     assert_eq!(v["ok"], false, "{v}");
     assert_eq!(v["command"], "migrate");
     assert_eq!(v["source"], format!("folder {}", src.display()), "{v}");
-    assert!(v["destination"].as_str().unwrap().contains(&url), "{v}");
+    assert!(
+        v["destination"].as_str().unwrap().contains(url.as_str()),
+        "{v}"
+    );
     assert!(
         v["error"]
             .as_str()
@@ -850,7 +868,7 @@ fn folder_to_webdav_survives_a_full_disk_and_a_fresh_client_gets_it() {
     assert_eq!(v["verify"]["checked_blobs"], 3, "{v}");
     assert_eq!(v["verify"]["differences"].as_array().unwrap().len(), 0);
     // The destination is verbatim (Apache stores the files as they came).
-    assert_eq!(files(&srv.data.join("Joplin")), files(&src));
+    assert_eq!(files(&srv.data.join("Joplin")), files(src));
 
     let o = dav::jr_dav(&[
         "migrate",
