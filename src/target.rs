@@ -10,7 +10,6 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 
 use crate::id::{IdTable, JoplinId};
-use crate::item::is_item_id;
 
 pub const INFO_JSON: &str = "info.json";
 pub const RESOURCE_DIR: &str = ".resource";
@@ -29,13 +28,13 @@ pub fn blob_path(id: &str) -> String {
 }
 
 /// The item id of a root file name `<id>.md`; `None` for any other root file.
-pub fn item_file_id(name: &str) -> Option<&str> {
-    name.strip_suffix(".md").filter(|id| is_item_id(id))
+pub fn item_file_id(name: &str) -> Option<JoplinId> {
+    name.strip_suffix(".md").and_then(JoplinId::parse)
 }
 
 /// The resource id of a file name in `.resource/`; `None` for a name that is not one.
-pub fn blob_file_id(name: &str) -> Option<&str> {
-    Some(name).filter(|id| is_item_id(id))
+pub fn blob_file_id(name: &str) -> Option<JoplinId> {
+    JoplinId::parse(name)
 }
 
 /// The `info.json` a Joplin client writes on a fresh unencrypted target.
@@ -142,7 +141,7 @@ impl ListSink for RootSink<'_> {
         }
         let st = &mut *self.0;
         let name = e.name();
-        if let Some(id) = item_file_id(name).and_then(JoplinId::parse) {
+        if let Some(id) = item_file_id(name) {
             st.items.push(id, Listed::from(&e));
             st.newest_item_ms = st.newest_item_ms.max(e.modified.map(system_ms));
         } else if name == INFO_JSON {
@@ -169,7 +168,7 @@ impl ListSink for ResourceSink<'_> {
             return;
         }
         let st = &mut *self.0;
-        if let Some(id) = blob_file_id(e.name()).and_then(JoplinId::parse) {
+        if let Some(id) = blob_file_id(e.name()) {
             st.blobs.push(id, Listed::from(&e));
             st.newest_blob_ms = st.newest_blob_ms.max(e.modified.map(system_ms));
         } else {

@@ -7,7 +7,7 @@
 use std::collections::HashSet;
 use std::fmt;
 
-use crate::backup::Backup;
+use crate::backup::{Backup, IdOrder};
 use crate::item::{is_item_id, parse_time, ItemType};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, clap::ValueEnum)]
@@ -149,14 +149,15 @@ impl Validation {
 
 pub fn validate(backup: &Backup) -> Validation {
     let mut v = Validation::default();
+    let problem = |class, entry: &str, id: &str, title: &str, message| Problem {
+        class,
+        entry: entry.to_string(),
+        id: id.to_string(),
+        title: title.to_string(),
+        message,
+    };
     let push = |v: &mut Validation, class, entry: &str, id: &str, title: &str, message| {
-        v.problems.push(Problem {
-            class,
-            entry: entry.to_string(),
-            id: id.to_string(),
-            title: title.to_string(),
-            message,
-        });
+        v.problems.push(problem(class, entry, id, title, message));
     };
 
     for u in &backup.unreadable {
@@ -186,13 +187,6 @@ pub fn validate(backup: &Backup) -> Validation {
     // Whether the item passed the id checks (after the duplicates: and is the first copy).
     let mut passed = vec![false; n];
     let mut held: Vec<(u32, Problem)> = Vec::new();
-    let problem = |class, entry: &str, id: &str, title: &str, message| Problem {
-        class,
-        entry: entry.to_string(),
-        id: id.to_string(),
-        title: title.to_string(),
-        message,
-    };
     for (index, bi) in backup.items.iter().enumerate() {
         let entry = bi.entry();
         let mut hold = |class, title: &str, message| {
@@ -261,10 +255,10 @@ pub fn validate(backup: &Backup) -> Validation {
     // The items that passed in id order (4 bytes an item, where maps of their ids took about
     // 100 on a large backup): copies of one id side by side, the first copy first.
     let id_of = |i: u32| backup.items[i as usize].id();
-    let mut by_id: Vec<u32> = (0..n as u32).filter(|i| passed[*i as usize]).collect();
-    by_id.sort_by(|a, b| id_of(*a).cmp(id_of(*b)));
+    let mut by_id = IdOrder::new(backup, (0..n).filter(|i| passed[*i]));
     // (later copy, first copy), in item order.
     let mut copies: Vec<(u32, u32)> = by_id
+        .indexes()
         .chunk_by(|a, b| id_of(*a) == id_of(*b))
         .flat_map(|group| group[1..].iter().map(move |later| (*later, group[0])))
         .collect();
@@ -298,8 +292,8 @@ pub fn validate(backup: &Backup) -> Validation {
 
     let is_a = |id: &str, ty: ItemType| {
         by_id
-            .binary_search_by(|i| id_of(*i).cmp(id))
-            .is_ok_and(|k| backup.items[by_id[k] as usize].item_type() == ty)
+            .find(backup, id)
+            .is_some_and(|bi| bi.item_type() == ty)
     };
     let mut extra = Vec::new();
     for (index, bi) in backup.items.iter().enumerate() {

@@ -9,7 +9,7 @@ use backend_core::{Entry, ListSink, Unpaced};
 use futures::{stream, StreamExt};
 use sha2::{Digest, Sha256};
 
-use crate::backup::{Backup, BackupItem};
+use crate::backup::{Backup, BackupItem, IdOrder};
 use crate::e2ee::{can_be_encrypted, is_encrypted, jed, Keyring};
 use crate::item::{Item, ItemType};
 use crate::target::{
@@ -107,7 +107,7 @@ const ABSENT: u64 = u64::MAX;
 /// the backup lacks, noted as they went by. Verify never holds the target's whole listing.
 pub struct Seen {
     /// The restored items' indexes in id order, looked up by binary search.
-    by_id: Vec<u32>,
+    by_id: IdOrder,
     /// Per slot of `by_id`: the listed size of `<id>.md`, or [`ABSENT`].
     item_size: Vec<u64>,
     /// Per slot of `by_id`: the listed size of `.resource/<id>`, or [`ABSENT`].
@@ -119,9 +119,7 @@ pub struct Seen {
 
 impl Seen {
     fn empty(backup: &Backup, restored: &[usize]) -> Seen {
-        let id_of = |i: u32| backup.items[i as usize].id();
-        let mut by_id: Vec<u32> = restored.iter().map(|&i| i as u32).collect();
-        by_id.sort_unstable_by(|a, b| id_of(*a).cmp(id_of(*b)));
+        let by_id = IdOrder::new(backup, restored.iter().copied());
         let n = by_id.len();
         Seen {
             by_id,
@@ -134,9 +132,7 @@ impl Seen {
 
     /// The slot of a restored item.
     fn slot(&self, backup: &Backup, id: &str) -> Option<usize> {
-        self.by_id
-            .binary_search_by(|i| backup.items[*i as usize].id().cmp(id))
-            .ok()
+        self.by_id.position(backup, id)
     }
 
     fn saw_item(&mut self, backup: &Backup, protected: &HashSet<String>, id: &str, size: u64) {
@@ -149,9 +145,10 @@ impl Seen {
 
     /// A blob is expected only for a restored resource.
     fn saw_blob(&mut self, backup: &Backup, protected: &HashSet<String>, id: &str, size: u64) {
-        let slot = self
-            .slot(backup, id)
-            .filter(|k| backup.items[self.by_id[*k] as usize].item_type() == ItemType::Resource);
+        let slot = self.slot(backup, id).filter(|k| {
+            let index = self.by_id.indexes()[*k] as usize;
+            backup.items[index].item_type() == ItemType::Resource
+        });
         match slot {
             Some(k) => self.blob_size[k] = size,
             None if protected.contains(id) => {}
@@ -249,10 +246,10 @@ impl ListSink for SeenSink<'_> {
         }
         if self.blobs {
             if let Some(id) = blob_file_id(e.name()) {
-                self.seen.saw_blob(self.backup, self.protected, id, e.size);
+                self.seen.saw_blob(self.backup, self.protected, &id, e.size);
             }
         } else if let Some(id) = item_file_id(e.name()) {
-            self.seen.saw_item(self.backup, self.protected, id, e.size);
+            self.seen.saw_item(self.backup, self.protected, &id, e.size);
         }
     }
     fn restart(&mut self) {

@@ -19,7 +19,8 @@ use std::sync::Arc;
 
 use anyhow::Result;
 
-use crate::item::{is_item_id, Item, ItemType, ParseError};
+use crate::id::JoplinId;
+use crate::item::{Item, ItemType, ParseError};
 
 /// An item file read into memory (a target's files read by `migrate`, a snapshot folder).
 pub struct RawEntry {
@@ -62,14 +63,14 @@ enum ItemBytes {
 
 /// One item of the backup: the fields every stage needs to find and order it; the whole item
 /// through [`Backup::item`], its bytes through [`Backup::raw`]. Kept small, as a backup index
-/// holds one per item: the two ids inline as their 32 hex digits, whatever is unusual (an
-/// entry name other than `<id>.md`, an id that is not a Joplin id) behind one pointer.
+/// holds one per item: the two ids inline as [`JoplinId`]s, whatever is unusual (an entry
+/// name other than `<id>.md`, an id that is not a Joplin id) behind one pointer.
 #[derive(Debug, Clone)]
 pub struct BackupItem {
-    /// The id's text when `odd` holds none.
-    id: [u8; 32],
-    /// The parent id's text; all zero bytes for none (or when `odd` holds it).
-    parent_id: [u8; 32],
+    /// The id, when it is a Joplin id (else `odd` holds it).
+    id: Option<JoplinId>,
+    /// The parent id, when it is a Joplin id (else `odd` holds it, or there is none).
+    parent_id: Option<JoplinId>,
     odd: Option<Box<Odd>>,
     bytes: ItemBytes,
     /// `type_`, as [`ItemType::code`].
@@ -88,16 +89,6 @@ struct Odd {
     id: Option<Box<str>>,
     /// The parent id when it is neither empty nor a Joplin id.
     parent_id: Option<Box<str>>,
-}
-
-/// A Joplin id's text, inline.
-fn inline_id(s: &str) -> Option<[u8; 32]> {
-    is_item_id(s).then(|| s.as_bytes().try_into().expect("a Joplin id is 32 bytes"))
-}
-
-/// The text of an inline id ([`inline_id`] checked it is ASCII).
-fn inline_str(b: &[u8; 32]) -> &str {
-    std::str::from_utf8(b).expect("an inline id is ASCII")
 }
 
 impl BackupItem {
@@ -123,20 +114,15 @@ impl BackupItem {
 
     fn new(entry: String, item: &Item, bytes: ItemBytes) -> BackupItem {
         let mut odd = Odd::default();
-        let id = inline_id(item.id()).unwrap_or_else(|| {
+        let id = JoplinId::parse(item.id());
+        if id.is_none() {
             odd.id = Some(item.id().into());
-            [0; 32]
-        });
+        }
         let parent = item.parent_id();
-        let parent_id = match inline_id(parent) {
-            Some(p) => p,
-            None => {
-                if !parent.is_empty() {
-                    odd.parent_id = Some(parent.into());
-                }
-                [0; 32]
-            }
-        };
+        let parent_id = JoplinId::parse(parent);
+        if parent_id.is_none() && !parent.is_empty() {
+            odd.parent_id = Some(parent.into());
+        }
         if entry.strip_suffix(".md") != Some(item.id()) {
             odd.entry = Some(entry.into_boxed_str());
         }
@@ -162,22 +148,21 @@ impl BackupItem {
         }
     }
     pub fn id(&self) -> &str {
-        match self.odd().and_then(|o| o.id.as_deref()) {
-            Some(id) => id,
-            None => inline_str(&self.id),
+        match &self.id {
+            Some(id) => id.as_str(),
+            None => self.odd().and_then(|o| o.id.as_deref()).unwrap_or(""),
         }
     }
     pub fn item_type(&self) -> ItemType {
         ItemType::from_code(self.type_code)
     }
     pub fn parent_id(&self) -> &str {
-        if let Some(p) = self.odd().and_then(|o| o.parent_id.as_deref()) {
-            return p;
-        }
-        if self.parent_id == [0; 32] {
-            ""
-        } else {
-            inline_str(&self.parent_id)
+        match &self.parent_id {
+            Some(p) => p.as_str(),
+            None => self
+                .odd()
+                .and_then(|o| o.parent_id.as_deref())
+                .unwrap_or(""),
         }
     }
     /// Size of the item file as stored in the backup.
@@ -186,6 +171,54 @@ impl BackupItem {
             ItemBytes::Memory(b) => b.len() as u64,
             ItemBytes::Stored { size, .. } => *size as u64,
         }
+    }
+}
+
+/// Indexes of backup items in id order (4 bytes an item): stages find items by id with a
+/// binary search instead of holding a map of ids.
+#[derive(Debug, Default)]
+pub struct IdOrder(Vec<u32>);
+
+impl IdOrder {
+    /// `indexes` in id order; items of one id stay in the order given.
+    pub fn new(backup: &Backup, indexes: impl IntoIterator<Item = usize>) -> IdOrder {
+        let mut order: Vec<u32> = indexes.into_iter().map(|i| i as u32).collect();
+        order.sort_by(|a, b| {
+            backup.items[*a as usize]
+                .id()
+                .cmp(backup.items[*b as usize].id())
+        });
+        IdOrder(order)
+    }
+
+    /// The position of an item with this id.
+    pub fn position(&self, backup: &Backup, id: &str) -> Option<usize> {
+        self.0
+            .binary_search_by(|i| backup.items[*i as usize].id().cmp(id))
+            .ok()
+    }
+
+    /// The item with this id.
+    pub fn find<'a>(&self, backup: &'a Backup, id: &str) -> Option<&'a BackupItem> {
+        self.position(backup, id)
+            .map(|k| &backup.items[self.0[k] as usize])
+    }
+
+    /// The item indexes, in id order.
+    pub fn indexes(&self) -> &[u32] {
+        &self.0
+    }
+
+    pub fn retain(&mut self, keep: impl FnMut(&u32) -> bool) {
+        self.0.retain(keep);
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 }
 
