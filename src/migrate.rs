@@ -602,36 +602,11 @@ pub async fn run(args: &MigrateArgs) -> Result<MigrateSummary> {
         plan::skip_done(&mut plan, &backup, &state, &r.done, sizes, |u| {
             Some(u.item(&backup).size())
         });
-        // A blob the interrupted run wrote but had not journaled yet (killed in between) is on
-        // the destination with the source's bytes, while its resource item is not: neither a
-        // replacement to confirm nor a copy to make again.
-        let candidates: Vec<u32> = plan
-            .uploads()
-            .filter(|u| u.blob && u.overwrite)
-            .filter(|u| {
-                let id = u.id(&backup);
-                !sizes || state.blobs.get(id).map(|l| l.size) == backup.blob_size(id)
-            })
-            .map(|u| u.index)
-            .collect();
-        let copied: HashSet<u32> = stream::iter(candidates)
-            .map(|index| {
-                let backup = backup.clone();
-                let dest = &dest;
-                async move {
-                    let bi = &backup.items[index as usize];
-                    let same = crate::verify::check_blob(dest, &backup, bi, None).await;
-                    same.is_none().then_some(index)
-                }
-            })
-            .buffer_unordered(transfers.max(1))
-            .filter_map(|same| async move { same })
-            .collect()
-            .await;
-        for (_, uploads) in plan.phases.iter_mut() {
-            uploads.retain(|u| !(u.blob && copied.contains(&u.index)));
-        }
-        plan.phases.retain(|(_, u)| !u.is_empty());
+        // A blob written just before a kill, whose journal line never made it.
+        plan::skip_identical_blobs(&mut plan, &dest, &backup, &state, None, transfers, |id| {
+            backup.blob_size(id)
+        })
+        .await;
     }
     let info_changes = view.info_json.is_some() && info_now.as_deref() != view.info_json.as_deref();
     let planned_blobs = plan.uploads().filter(|u| u.blob).count();

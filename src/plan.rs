@@ -525,6 +525,53 @@ pub fn skip_done(
     plan.phases.retain(|(_, u)| !u.is_empty());
 }
 
+/// Drop blob uploads that would replace a blob already holding the backup's bytes: a run
+/// killed between writing a blob and journaling it (blobs land before their resource items)
+/// leaves one behind, and the resumed run must neither count it as a replacement to confirm
+/// (without a terminal that stops the run) nor copy it again. Only blobs whose listed size is
+/// the expected one are downloaded and compared (`blob_len`: the size on the target of the
+/// blob of a resource id, `None` = unknown, compare anyway); every blob is compared where the
+/// listing has no sizes.
+pub async fn skip_identical_blobs(
+    plan: &mut Plan,
+    target: &SyncTarget,
+    backup: &Arc<Backup>,
+    state: &TargetState,
+    keyring: Option<&Keyring>,
+    transfers: usize,
+    blob_len: impl Fn(&str) -> Option<u64>,
+) {
+    let sizes = target.storage.capabilities().listing_sizes;
+    let candidates: Vec<u32> = plan
+        .uploads()
+        .filter(|u| u.blob && u.overwrite)
+        .filter(|u| {
+            let id = u.id(backup);
+            !sizes
+                || blob_len(id).is_none_or(|len| state.blobs.get(id).is_some_and(|l| l.size == len))
+        })
+        .map(|u| u.index)
+        .collect();
+    if candidates.is_empty() {
+        return;
+    }
+    let same: HashSet<u32> = stream::iter(candidates)
+        .map(|index| async move {
+            let bi = &backup.items[index as usize];
+            let differs = crate::verify::check_blob(target, backup, bi, keyring).await;
+            differs.is_none().then_some(index)
+        })
+        .buffer_unordered(transfers.max(1))
+        .filter_map(|same| async move { same })
+        .collect()
+        .await;
+    for (_, uploads) in plan.phases.iter_mut() {
+        uploads.retain(|u| !(u.blob && same.contains(&u.index)));
+    }
+    plan.unchanged += same.len();
+    plan.phases.retain(|(_, u)| !u.is_empty());
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

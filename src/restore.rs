@@ -234,6 +234,21 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
             let it = backup.item(u.item(&backup)).ok()?;
             Some(plan::stamped(&it, r.stamp_ms).serialize().len() as u64)
         });
+        // A blob written just before a kill, whose journal line never made it.
+        let encrypted_len = opts.encrypted_blob_len;
+        plan::skip_identical_blobs(
+            &mut plan,
+            &target,
+            &backup,
+            &state,
+            keyring.as_deref(),
+            transfers,
+            |id| {
+                let size = backup.blob_size(id)?;
+                encrypted_len.map_or(Some(size), |f| f(size))
+            },
+        )
+        .await;
     }
     // What verify checks: everything written or already identical; in a partial restore only
     // the selection, minus the target's own copies it kept.

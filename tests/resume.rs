@@ -249,3 +249,89 @@ fn joplin_server_resume_sends_no_finished_blob_again() {
     );
     assert!(out.status.success(), "{}", text(&out));
 }
+
+/// A kill can fall between writing a blob and journaling it (blobs land before their resource
+/// items). The rerun, without `--yes` and without a terminal, finds that blob with the backup's
+/// bytes: it neither asks to replace it (asking would stop the run) nor writes it again.
+#[test]
+fn resume_takes_an_unjournaled_blob_with_the_backups_bytes_as_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let target = tmp.path().join("target");
+    let journals = tmp.path().join("journals");
+    let backup = generated(tmp.path(), 41, 200);
+    let args = [
+        "restore",
+        backup.to_str().unwrap(),
+        "--target",
+        target.to_str().unwrap(),
+        "-q",
+        "--journal-dir",
+        journals.to_str().unwrap(),
+    ];
+    // Blobs go first; 10 a second gives time to stop the run among them.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_joplin-restore"))
+        .args(args)
+        .args(["--tpslimit", "10"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let blobs_done = || {
+        journal_done(&journals)
+            .into_iter()
+            .filter(|p| p.starts_with(".resource/"))
+            .collect::<Vec<_>>()
+    };
+    for _ in 0..600 {
+        if blobs_done().len() >= 3 || child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let done = blobs_done();
+    assert!(
+        (3..40).contains(&done.len()),
+        "{} blobs done when stopped: the run must stop among the 40 blobs",
+        done.len()
+    );
+    // Forget the journal line of one blob, as if the kill had come just before it.
+    let lost = done[0].clone();
+    let id = lost.trim_start_matches(".resource/");
+    assert!(
+        !target.join(format!("{id}.md")).exists(),
+        "the resource item of {lost} is not written yet"
+    );
+    let journal = std::fs::read_dir(&journals)
+        .unwrap()
+        .next()
+        .expect("a journal")
+        .unwrap()
+        .path();
+    let kept: String = std::fs::read_to_string(&journal)
+        .unwrap()
+        .lines()
+        .filter(|l| !(l.contains("\"done\"") && l.contains(&lost)))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&journal, kept).unwrap();
+    assert!(!journal_done(&journals).contains(&lost));
+    let before = mtimes(&target, std::slice::from_ref(&lost));
+
+    let o = support::jr(&args);
+    assert!(o.status.success(), "resumed run: {}", text(&o));
+    assert_eq!(
+        mtimes(&target, std::slice::from_ref(&lost)),
+        before,
+        "{lost} was written again"
+    );
+    let out = jr_ok(&[
+        "verify",
+        backup.to_str().unwrap(),
+        "--target",
+        target.to_str().unwrap(),
+    ]);
+    assert!(out.starts_with("OK:"), "{out}");
+}
