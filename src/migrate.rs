@@ -262,10 +262,12 @@ fn identical(a: &Item, b: &Item) -> bool {
             .all(|f| a.get(f).unwrap_or("") == b.get(f).unwrap_or(""))
 }
 
-/// The destination's copies that are already identical to the source's items.
+/// The destination's copies that are already identical to the source's items. Where the
+/// listing has no sizes (Joplin Server), the blob of an identical resource is compared too:
+/// otherwise a second `--mode mirror` run would copy every blob again as a replacement.
 async fn fetch_identical(
     dest: &SyncTarget,
-    backup: &Backup,
+    backup: &Arc<Backup>,
     state: &TargetState,
     transfers: usize,
 ) -> Result<Comparisons> {
@@ -285,15 +287,27 @@ async fn fetch_identical(
     let fetched = stream::iter(wanted)
         .map(|i| async move {
             let bi = &backup.items[i];
-            match dest.storage.get(&item_path(bi.id())).await {
-                Ok(data) => Ok(Item::parse_bytes(&data).ok().and_then(|it| {
-                    let mine = backup.item(bi).ok()?;
-                    identical(&it, &mine).then(|| (i, TargetCopy::of(&it, &mine)))
-                })),
-                Err(e) if e.is_not_found() => Ok(None),
-                Err(e) => Err(anyhow::Error::new(e)
-                    .context(format!("reading {} on the destination", item_path(bi.id())))),
+            let data = match dest.storage.get(&item_path(bi.id())).await {
+                Ok(data) => data,
+                Err(e) if e.is_not_found() => return Ok(None),
+                Err(e) => {
+                    return Err(anyhow::Error::new(e)
+                        .context(format!("reading {} on the destination", item_path(bi.id()))))
+                }
+            };
+            let Some((theirs, mine)) = Item::parse_bytes(&data)
+                .ok()
+                .zip(backup.item(bi).ok())
+                .filter(|(theirs, mine)| identical(theirs, mine))
+            else {
+                return Ok(None);
+            };
+            let mut copy = TargetCopy::of(&theirs, &mine);
+            if !sizes && state.blobs.contains_key(bi.id()) {
+                let differs = crate::verify::check_blob(dest, backup, bi, None).await;
+                copy.blob_same = Some(differs.is_none());
             }
+            Ok(Some((i, copy)))
         })
         .buffer_unordered(transfers.max(1));
     Comparisons::gather(fetched).await

@@ -356,6 +356,32 @@ fn folder_to_joplin_server_and_back_to_a_folder() {
         "{}",
         text(&o)
     );
+    // Again, as a mirror: the server lists no sizes, yet nothing is copied or replaced (the
+    // blobs are compared), so it needs no confirmation (no terminal here) and writes nothing.
+    emu.reset_stats();
+    let o = jr_env(
+        &[
+            "migrate",
+            "--from",
+            src.to_str().unwrap(),
+            "--to",
+            &server,
+            "--username",
+            USER,
+            "--mode",
+            "mirror",
+            "-q",
+        ],
+        &[("JOPLIN_RESTORE_PASSWORD", jserver::PASSWORD)],
+    );
+    assert!(o.status.success(), "second migrate: {}", text(&o));
+    let st = emu.stats();
+    assert_eq!(
+        (st.single_puts, st.batch_puts, st.deletes),
+        (0, 0, 0),
+        "the second migrate wrote or deleted: {}",
+        text(&o)
+    );
 
     let pwfile = tmp.path().join("pw");
     std::fs::write(&pwfile, format!("{}\n", jserver::PASSWORD)).unwrap();
