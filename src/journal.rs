@@ -50,7 +50,6 @@ pub struct Resume {
 pub struct JournalStart {
     pub stamp_ms: i64,
     pub id_seed: u64,
-    pub lock_id: String,
     pub backup: PathBuf,
     pub target: String,
 }
@@ -60,6 +59,9 @@ pub struct Journal {
     file: Mutex<File>,
     /// `Some` when this run continues an interrupted one.
     pub resumed: Option<Resume>,
+    /// Client id of this run's lock on the target. The journal names it before the lock
+    /// exists, so a kill at any point leaves a lock the next run recognises as its own.
+    pub lock_id: String,
 }
 
 /// Default place: `$XDG_STATE_HOME/joplin-restore/journals` (or `~/.local/state/…`).
@@ -156,13 +158,14 @@ impl Journal {
             )
         })?;
         let path = dir.join(format!("{key}.jsonl"));
+        let lock_id = crate::item::new_id();
         // Rewrite the journal compactly, so a torn line from a killed run is gone.
         let mut text = serde_json::to_string(&Line::Start {
             backup: start.backup.display().to_string(),
             target: start.target,
             stamp_ms: start.stamp_ms,
             id_seed: start.id_seed,
-            lock_id: Some(start.lock_id),
+            lock_id: Some(lock_id.clone()),
         })?;
         text.push('\n');
         if let Some(r) = &resumed {
@@ -188,7 +191,13 @@ impl Journal {
             path,
             file: Mutex::new(file),
             resumed,
+            lock_id,
         })
+    }
+
+    /// The lock ids of the interrupted runs this one continues: theirs to reclaim.
+    pub fn earlier_locks(&self) -> &[String] {
+        self.resumed.as_ref().map_or(&[], |r| &r.lock_ids)
     }
 
     fn append(&self, line: &Line) {
@@ -233,7 +242,6 @@ mod tests {
         JournalStart {
             stamp_ms,
             id_seed,
-            lock_id: "L".into(),
             backup: "b".into(),
             target: "t".into(),
         }
@@ -245,6 +253,8 @@ mod tests {
         let d = dir.path();
         assert!(Journal::peek(d, "k").is_none());
         let j = Journal::begin(d, "k", None, start(42, 7)).unwrap();
+        assert!(j.earlier_locks().is_empty());
+        let first_lock = j.lock_id.clone();
         j.record_cleared();
         j.record_done("a.md");
         j.record_done(".resource/b");
@@ -254,16 +264,19 @@ mod tests {
         f.write_all(b"{\"done\":{\"pa").unwrap();
         let r = Journal::peek(d, "k").unwrap();
         assert_eq!((r.stamp_ms, r.id_seed, r.cleared), (42, 7, true));
-        assert_eq!(r.lock_ids, vec!["L".to_string()]);
+        assert_eq!(r.lock_ids, vec![first_lock.clone()]);
         assert_eq!(r.done.len(), 2);
         let j = Journal::begin(d, "k", Some(r), start(42, 7)).unwrap();
+        assert_eq!(j.earlier_locks(), std::slice::from_ref(&first_lock));
+        assert_ne!(j.lock_id, first_lock);
+        let second_lock = j.lock_id.clone();
         // Lines recorded after a torn one still count on the next resume, and every lock id
         // used so far is remembered.
         j.record_done("c.md");
         drop(j);
         let r = Journal::peek(d, "k").unwrap();
         assert_eq!(r.done.len(), 3);
-        assert_eq!(r.lock_ids, vec!["L".to_string()]);
+        assert_eq!(r.lock_ids, vec![second_lock, first_lock]);
         let j = Journal::begin(d, "k", None, start(1, 1)).unwrap();
         j.finish().unwrap();
         assert!(!p.exists());

@@ -712,11 +712,6 @@ pub async fn run(args: &MigrateArgs) -> Result<MigrateSummary> {
         layout_state.info = Some(serde_json::Value::Null);
     }
     dest.ensure_layout(&layout_state).await?;
-    let reclaim = resumed
-        .as_ref()
-        .map(|r| r.lock_ids.clone())
-        .unwrap_or_default();
-    let lock_id = crate::item::new_id();
     let journal = Journal::begin(
         &journal_dir,
         &journal_key,
@@ -724,13 +719,12 @@ pub async fn run(args: &MigrateArgs) -> Result<MigrateSummary> {
         JournalStart {
             stamp_ms: 0,
             id_seed: 0,
-            lock_id: lock_id.clone(),
             backup: from_key,
             target: dest.describe(),
         },
     )?;
     let lock = dest
-        .acquire_lock(args.safety.force, &reclaim, &lock_id)
+        .acquire_lock(args.safety.force, journal.earlier_locks(), &journal.lock_id)
         .await?;
     if info_changes {
         if let Some(info) = &view.info_json {

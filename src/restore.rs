@@ -398,13 +398,6 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
         .as_ref()
         .map(|r| r.stamp_ms)
         .unwrap_or_else(|| now_ms().min(remote_now));
-    let reclaim = resumed
-        .as_ref()
-        .map(|r| r.lock_ids.clone())
-        .unwrap_or_default();
-    // The journal names our lock before the lock exists, so a kill at any point leaves a lock
-    // the next run recognises as its own.
-    let lock_id = crate::item::new_id();
     let journal = Journal::begin(
         &journal_dir,
         &journal_key,
@@ -412,17 +405,17 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
         JournalStart {
             stamp_ms,
             id_seed,
-            lock_id: lock_id.clone(),
             backup: args.backup.clone(),
             target: target.describe(),
         },
     )?;
     let lock = target
-        .acquire_lock(args.safety.force, &reclaim, &lock_id)
+        .acquire_lock(args.safety.force, journal.earlier_locks(), &journal.lock_id)
         .await?;
     tracing::info!(
-        "writing with restore stamp {} (lock {lock_id}, journal {})",
+        "writing with restore stamp {} (lock {}, journal {})",
         crate::item::format_time(stamp_ms),
+        journal.lock_id,
         journal.path().display()
     );
     let exec = Executor {
