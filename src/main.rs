@@ -316,7 +316,7 @@ async fn run(cmd: Command) -> Result<i32> {
             }
             match &s.verify {
                 Some(r) if !r.ok() => {
-                    print_differences(r);
+                    print_differences(r, RESTORE_CHECKSUM_HINT);
                     Ok(exit::DIFFERENCES)
                 }
                 Some(r) if s.verify_mode == VerifyMode::Quick => {
@@ -378,7 +378,10 @@ async fn run(cmd: Command) -> Result<i32> {
                 joplin_restore::say!("Verified: the target matches the snapshot.");
                 Ok(exit::OK)
             } else {
-                print_differences(&s.verify);
+                print_differences(
+                    &s.verify,
+                    "Run the rollback again with --exact to put back every file's bytes.",
+                );
                 Ok(exit::DIFFERENCES)
             }
         }
@@ -511,7 +514,7 @@ async fn run(cmd: Command) -> Result<i32> {
                 );
                 Ok(exit::OK)
             } else {
-                print_differences(&r);
+                print_differences(&r, RESTORE_CHECKSUM_HINT);
                 Ok(exit::DIFFERENCES)
             }
         }
@@ -546,7 +549,8 @@ fn write_stdout(data: &[u8]) -> Result<()> {
     }
 }
 
-fn print_differences(r: &verify::VerifyReport) {
+/// The differences, then `blob_hint` when a blob differs: what replaces it.
+fn print_differences(r: &verify::VerifyReport, blob_hint: &str) {
     joplin_restore::say!(
         "{} difference(s) between the target and the backup:",
         r.differences.len()
@@ -554,4 +558,12 @@ fn print_differences(r: &verify::VerifyReport) {
     for d in &r.differences {
         joplin_restore::say!("  {d}");
     }
+    if r.blob_damaged() {
+        joplin_restore::say!("{blob_hint}");
+    }
 }
+
+/// After a restore or verify: a blob of the right size is trusted unless its bytes are read.
+const RESTORE_CHECKSUM_HINT: &str = "A blob whose size is right is kept as it is: run the \
+     restore again with --checksum to compare every blob byte for byte and replace those that \
+     differ.";

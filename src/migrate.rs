@@ -93,6 +93,11 @@ pub struct MigrateArgs {
     /// info.json as JSON. Exit 3 on any difference. Writes nothing.
     #[arg(long)]
     pub check: bool,
+    /// With --mode mirror: compare every blob already on the destination with the source's
+    /// byte for byte (downloads both) instead of trusting a matching size, and replace those
+    /// that differ: repairs blobs damaged in place.
+    #[arg(long)]
+    pub checksum: bool,
     /// Skip the verification pass after copying.
     #[arg(long)]
     pub no_verify: bool,
@@ -264,12 +269,14 @@ fn identical(a: &Item, b: &Item) -> bool {
 
 /// The destination's copies that are already identical to the source's items. Where the
 /// listing has no sizes (Joplin Server), the blob of an identical resource is compared too:
-/// otherwise a second `--mode mirror` run would copy every blob again as a replacement.
+/// otherwise a second `--mode mirror` run would copy every blob again as a replacement. With
+/// `checksum` blobs are compared on every destination, so one damaged in place is replaced.
 async fn fetch_identical(
     dest: &SyncTarget,
     backup: &Arc<Backup>,
     state: &TargetState,
     transfers: usize,
+    checksum: bool,
 ) -> Result<Comparisons> {
     let sizes = dest.storage.capabilities().listing_sizes;
     let wanted: Vec<usize> = backup
@@ -303,7 +310,7 @@ async fn fetch_identical(
                 return Ok(None);
             };
             let mut copy = TargetCopy::of(&theirs, &mine);
-            if !sizes && state.blobs.contains_key(bi.id()) {
+            if (!sizes || checksum) && state.blobs.contains_key(bi.id()) {
                 let differs = crate::verify::check_blob(dest, backup, bi, None).await;
                 copy.blob_same = Some(differs.is_none());
             }
@@ -590,7 +597,7 @@ pub async fn run(args: &MigrateArgs) -> Result<MigrateSummary> {
         .into());
     }
 
-    let existing = fetch_identical(&dest, &backup, &state, transfers).await?;
+    let existing = fetch_identical(&dest, &backup, &state, transfers, args.checksum).await?;
     let validation = Validation {
         skipped_ids: damaged_ids.clone(),
         ..Default::default()
@@ -928,7 +935,7 @@ pub async fn compare(
                         }),
                         Err(e) => diffs.push(Difference::Unreadable {
                             id,
-                            what: format!("blob of {} on the source", backup.describe(bi)),
+                            what: format!("the source's blob of {}", backup.describe(bi)),
                             error: e.to_string(),
                         }),
                     },
@@ -982,6 +989,13 @@ pub async fn main(args: &MigrateArgs) -> Result<i32> {
             }
             for d in &r.differences {
                 crate::say!("  {d}");
+            }
+            if r.blob_damaged() {
+                crate::say!(
+                    "A blob whose size is right is kept as it is: run `migrate --mode mirror \
+                     --checksum` to compare every blob byte for byte and replace those that \
+                     differ."
+                );
             }
             code = exit::DIFFERENCES;
         }

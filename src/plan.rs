@@ -207,6 +207,15 @@ impl Comparisons {
     }
 }
 
+/// Which of the target's copies [`fetch_comparable`] reads.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Compare {
+    /// Every item's copy, not only those a size check cannot already tell apart.
+    pub all: bool,
+    /// Every unchanged resource's blob too, byte for byte, whatever its listed size.
+    pub checksum: bool,
+}
+
 /// Fetch the target's copies of items the backup also holds, where a size check cannot already
 /// tell they differ (a stamped item has the same length as the backup's, whatever the stamp),
 /// and compare each with the backup's. With `all`, fetch every one (a partial restore needs to
@@ -214,16 +223,18 @@ impl Comparisons {
 /// copy is fetched and decrypted, and a copy left in clear is not "unchanged" (it must be
 /// re-written encrypted). Where the listing has no sizes (Joplin Server), the blob of an
 /// unchanged resource is downloaded and compared too: uploading it again would make every
-/// client download it again.
+/// client download it again. With `checksum` that is done on every target, so a blob damaged
+/// in place (same size, other bytes) is replaced.
 pub async fn fetch_comparable(
     target: &SyncTarget,
     backup: &Arc<Backup>,
     set: &[(usize, &BackupItem)],
     state: &TargetState,
     transfers: usize,
-    all: bool,
+    compare: Compare,
     keyring: Option<&Keyring>,
 ) -> Result<Comparisons> {
+    let Compare { all, checksum } = compare;
     // Joplin Server lists no sizes (and re-serialises items), so every copy is fetched there.
     let sizes = target.storage.capabilities().listing_sizes;
     let mut wanted: Vec<(usize, &BackupItem)> = Vec::new();
@@ -267,7 +278,7 @@ pub async fn fetch_comparable(
             };
             let ours = backup.item(bi)?;
             let mut copy = TargetCopy::of(&theirs, &ours);
-            if !sizes && copy.same && state.blobs.contains_key(id) {
+            if (!sizes || checksum) && copy.same && state.blobs.contains_key(id) {
                 let differs = crate::verify::check_blob(target, backup, bi, keyring).await;
                 copy.blob_same = Some(differs.is_none());
             }

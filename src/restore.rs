@@ -44,6 +44,11 @@ pub struct RestoreArgs {
     /// such unsynced edits stay the current version.
     #[arg(long)]
     pub rewrite_unchanged: bool,
+    /// Compare every attachment blob already on the target with the backup's byte for byte
+    /// (downloads them) instead of trusting a matching size, and replace those that differ:
+    /// repairs blobs damaged in place.
+    #[arg(long)]
+    pub checksum: bool,
     /// Restore only these (repeatable): notebook:PATH/TO/NOTEBOOK (with sub-notebooks),
     /// note:ID-OR-TITLE, tag:TITLE, or a bare id/path/title. Merges into the target: deletes
     /// nothing, brings parent notebooks, attachments, tags and links along.
@@ -209,7 +214,10 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
         &set,
         &state,
         transfers,
-        only.is_some(),
+        plan::Compare {
+            all: only.is_some(),
+            checksum: args.checksum,
+        },
         keyring.as_deref(),
     )
     .await?;

@@ -60,8 +60,16 @@ pub async fn run(args: &RollbackArgs) -> Result<RollbackSummary> {
 
     let everything = Validation::default();
     let set = plan::restore_set(&backup, &everything);
-    let existing =
-        plan::fetch_comparable(&target, &backup, &set, &state, transfers, false, None).await?;
+    let existing = plan::fetch_comparable(
+        &target,
+        &backup,
+        &set,
+        &state,
+        transfers,
+        plan::Compare::default(),
+        None,
+    )
+    .await?;
     let opts = PlanOptions {
         mode: Mode::Mirror,
         // Exact mode cannot trust "same apart from the stamp": it must put the bytes back.

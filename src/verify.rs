@@ -84,7 +84,21 @@ impl VerifyReport {
     pub fn ok(&self) -> bool {
         self.differences.is_empty()
     }
+
+    /// A blob on the target has other bytes than the backup's (or cannot be decrypted) while
+    /// its resource item is the same: a restore that compares sizes keeps such a blob when
+    /// its size is right; only `--checksum` compares its bytes and replaces it.
+    pub fn blob_damaged(&self) -> bool {
+        self.differences.iter().any(|d| match d {
+            Difference::BlobDiffers { .. } => true,
+            Difference::Unreadable { what, .. } => what.starts_with(BLOB_OF),
+            _ => false,
+        })
+    }
 }
+
+/// How an unreadable blob is described (`blob of <item>`).
+const BLOB_OF: &str = "blob of ";
 
 /// How a restore checks its work afterwards.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
@@ -443,7 +457,7 @@ pub(crate) async fn check_blob(
     }
     let unreadable = |error: String| Difference::Unreadable {
         id: id.clone(),
-        what: format!("blob of {}", backup.describe(bi)),
+        what: format!("{BLOB_OF}{}", backup.describe(bi)),
         error,
     };
     // Downloaded to a temp file and hashed in chunks: a large blob never sits in memory.
@@ -493,7 +507,7 @@ pub(crate) async fn check_blob(
     } else if keyring.is_some() && encryptable(backup, bi) {
         return Some(Difference::NotEncrypted {
             id,
-            what: format!("blob of {}", backup.describe(bi)),
+            what: format!("{BLOB_OF}{}", backup.describe(bi)),
         });
     } else {
         let path = tmp.path().to_path_buf();
@@ -549,7 +563,7 @@ async fn check_small_blob(
         let Some(k) = keyring else {
             return Some(Difference::Unreadable {
                 id,
-                what: format!("blob of {}", backup.describe(bi)),
+                what: format!("{BLOB_OF}{}", backup.describe(bi)),
                 error: "it is end-to-end encrypted: give the master password to compare it".into(),
             });
         };
@@ -558,7 +572,7 @@ async fn check_small_blob(
             Err(e) => {
                 return Some(Difference::Unreadable {
                     id,
-                    what: format!("blob of {}", backup.describe(bi)),
+                    what: format!("{BLOB_OF}{}", backup.describe(bi)),
                     error: format!("{e:#}"),
                 })
             }
@@ -566,7 +580,7 @@ async fn check_small_blob(
     } else if keyring.is_some() && encryptable(backup, bi) {
         return Some(Difference::NotEncrypted {
             id,
-            what: format!("blob of {}", backup.describe(bi)),
+            what: format!("{BLOB_OF}{}", backup.describe(bi)),
         });
     } else {
         remote

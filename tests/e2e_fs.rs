@@ -265,3 +265,80 @@ fn clear_leaves_only_info_json_and_a_fresh_client_sees_nothing() {
     assert_eq!(m["counts"]["notes"], 0);
     assert_eq!(m["counts"]["folders"], 0);
 }
+
+/// A blob damaged in place (same size, other bytes) and synced by a client: a restore trusts
+/// the size and keeps it, `verify` finds it and names `--checksum`, and a restore with
+/// `--checksum` writes that blob and its resource item (stamped, so the client fetches the
+/// blob again) and nothing else; the client then holds intact attachments. `migrate --mode
+/// mirror --checksum` repairs a migrated copy the same way.
+#[test]
+fn a_blob_damaged_in_place_is_replaced_with_checksum() {
+    let tmp = tempfile::tempdir().unwrap();
+    let target = tmp.path().join("target");
+    let (jex, t) = (sample_jex(), target.to_str().unwrap().to_string());
+    let jex = jex.to_str().unwrap();
+    jr_ok(&["restore", jex, "--target", &t, "-q"]);
+    let pristine = support::tree_hashes(&target);
+    let id = "57802a35e45342b38b20b51a9d7004c0";
+    let blob = target.join(".resource").join(id);
+    let flip = |path: &std::path::Path| {
+        let mut b = std::fs::read(path).unwrap();
+        let mid = b.len() / 2;
+        b[mid] ^= 1;
+        std::fs::write(path, b).unwrap();
+    };
+    flip(&blob);
+    let p = Profile::new(tmp.path().join("client"));
+    p.use_folder(&target);
+    p.sync();
+    assert_ne!(
+        p.manifest(),
+        sample_manifest(),
+        "the client got the damaged blob"
+    );
+
+    let out = jr_ok(&["restore", jex, "--target", &t, "--yes"]);
+    assert!(out.contains("0 file(s) uploaded"), "{out}");
+    let o = jr(&["verify", jex, "--target", &t]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    let said = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        said.contains("blob differs") && said.contains("--checksum"),
+        "{said}"
+    );
+
+    let out = jr_ok(&["restore", jex, "--target", &t, "--yes", "--checksum"]);
+    assert!(out.contains("2 file(s) uploaded"), "{out}");
+    jr_ok(&["verify", jex, "--target", &t]);
+    let repaired = support::tree_hashes(&target);
+    let changed: Vec<&str> = repaired
+        .iter()
+        .filter(|f| !pristine.contains(f))
+        .map(|(name, _)| name.as_str())
+        .collect();
+    assert_eq!(
+        changed,
+        [format!("{id}.md")],
+        "only the resource item is new"
+    );
+    p.sync();
+    assert_manifest_eq(&p.manifest(), &sample_manifest(), "client after --checksum");
+
+    let copy = tmp.path().join("copy");
+    let c = copy.to_str().unwrap();
+    jr_ok(&["migrate", "--from", &t, "--to", c, "-q"]);
+    flip(&copy.join(".resource").join(id));
+    let mirror = [
+        "migrate", "--from", &t, "--to", c, "--mode", "mirror", "--yes",
+    ];
+    let o = jr(&mirror);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("--checksum"),
+        "{}",
+        text(&o)
+    );
+    let o = jr(&[&mirror[..], &["--checksum"]].concat());
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(support::tree_hashes(&copy), repaired);
+}
