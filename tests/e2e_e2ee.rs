@@ -100,6 +100,19 @@ fn fresh_client_decrypts_exactly_the_backup() {
     let p = Profile::new(tmp.path().join("fresh"));
     p.use_folder(&target);
     p.sync();
+    // The profile listing reads the state the client keeps (syncInfoCache), as Joplin does.
+    let listed = jr_env(
+        &[
+            "client",
+            "profiles",
+            "--json",
+            "--profile",
+            p.dir.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(listed["profiles"][0]["e2ee"], true, "{listed}");
     p.run(&["config", "encryption.masterPassword", PASSWORD]);
     let want = sample_manifest();
     let mut got = serde_json::Value::Null;

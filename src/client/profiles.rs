@@ -254,10 +254,18 @@ pub fn describe(dir: &Path, root: &Path, kind: &str) -> ProfileInfo {
                 location: location.filter(|s| !s.is_empty()),
             }
         });
-    let e2ee = setting("encryption.enabled").map(|v| match v {
-        Value::Bool(b) => b,
-        other => matches!(as_string(&other).as_deref(), Some("1" | "true")),
-    });
+    // Joplin 2+ keeps the state in `syncInfoCache` (the target's info.json as last synced,
+    // `e2ee.value`); `encryption.enabled` is what older versions wrote.
+    let e2ee = setting("syncInfoCache")
+        .and_then(|v| as_string(&v))
+        .and_then(|s| serde_json::from_str::<Value>(&s).ok())
+        .and_then(|info| info.pointer("/e2ee/value").and_then(Value::as_bool))
+        .or_else(|| {
+            setting("encryption.enabled").map(|v| match v {
+                Value::Bool(b) => b,
+                other => matches!(as_string(&other).as_deref(), Some("1" | "true")),
+            })
+        });
     ProfileInfo {
         path: dir.to_path_buf(),
         kind: kind.to_string(),
@@ -354,7 +362,8 @@ fn read_db(db: &Path) -> Result<(u64, Vec<(String, String)>)> {
         .context("cannot count notes")?;
     let mut settings = Vec::new();
     if let Ok(mut st) = conn.prepare(
-        "SELECT key, value FROM settings WHERE key IN ('sync.target', 'encryption.enabled') \
+        "SELECT key, value FROM settings \
+         WHERE key IN ('sync.target', 'encryption.enabled', 'syncInfoCache') \
          OR key LIKE 'sync._.path' OR key LIKE 'sync.__.path' OR key = 'sync.8.url'",
     ) {
         let rows = st.query_map([], |r| {
