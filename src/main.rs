@@ -536,7 +536,7 @@ fn command_name(c: &Command) -> &'static str {
         Command::Man => "man",
         Command::Verify(_) => "verify",
         Command::Targets => "targets",
-        Command::Client { .. } => "client",
+        Command::Client { cmd } => cmd.name(),
     }
 }
 

@@ -103,8 +103,13 @@ fn import_keeps_ids_resumes_and_wipe_empties_everything() {
     assert_eq!(refused.status.code(), Some(4), "{}", text(&refused));
     assert_eq!(count(&p, "SELECT count(*) FROM notes"), 10);
 
-    let out = jr_ok(&["client", "wipe", "--profile", dir, "--yes"]);
-    assert!(out.contains("Wiped"), "{out}");
+    let o = jr(&["--json", "client", "wipe", "--profile", dir, "--yes"]);
+    let out = text(&o);
+    assert!(o.status.success() && out.contains("Wiped"), "{out}");
+    let v: serde_json::Value =
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(v["command"], "client wipe", "{v}");
+    assert_eq!(v["deleted"]["notes"], 10, "{v}");
     for table in ["notes", "folders", "tags", "resources", "note_tags"] {
         assert_eq!(
             count(&p, &format!("SELECT count(*) FROM {table}")),
@@ -113,14 +118,22 @@ fn import_keeps_ids_resumes_and_wipe_empties_everything() {
         );
     }
 
-    // Import again into the wiped client: the same IDs come back, nothing stale.
-    jr_ok(&[
+    // Import again into the wiped client: the same IDs come back, nothing stale. With
+    // --json, stdout is one report with the counts (the human lines go to stderr).
+    let out = jr_ok(&[
+        "--json",
         "client",
         "import",
         sample_jex().to_str().unwrap(),
         "--profile",
         dir,
     ]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(v["command"], "client import", "{v}");
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(v["created"]["notes"], 10, "{v}");
+    assert_eq!(v["skipped"]["notes"], 0, "{v}");
+    assert!(!out.contains(&server.token));
     assert_manifest_eq(&p.manifest(), &sample_manifest(), "import after wipe");
 }
 

@@ -455,3 +455,61 @@ fn customise_refuses_while_joplin_runs_and_names_a_bad_source() {
         "{t}"
     );
 }
+
+/// With `--json`, `client reset` and `client customise` print one JSON report on stdout (the
+/// human lines go to stderr), naming what moved where and what was put back.
+#[test]
+fn reset_and_customise_report_json() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("joplin-desktop");
+    fake_profile(&root, 1, json!({"sync.target": 9}), &[]);
+    let o = jr(&[
+        "--json",
+        "client",
+        "reset",
+        "--profile",
+        root.to_str().unwrap(),
+        "--yes",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let v: Value =
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&o)));
+    assert_eq!(v["command"], "client reset", "{v}");
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(v["from"], root.to_str().unwrap(), "{v}");
+    let moved = PathBuf::from(v["moved_to"].as_str().unwrap());
+    assert!(
+        moved.join("database.sqlite").is_file() && !root.exists(),
+        "{v}"
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("To undo"),
+        "{}",
+        text(&o)
+    );
+
+    fake_profile(&root, 1, json!({"sync.target": 9}), &[]);
+    let o = jr(&[
+        "--json",
+        "client",
+        "customise",
+        "--from",
+        fixture_set().to_str().unwrap(),
+        "--profile",
+        root.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let v: Value =
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&o)));
+    assert_eq!(v["command"], "client customise", "{v}");
+    let written: Vec<&str> = v["summary"]["written"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    assert!(
+        written.contains(&root.join("userstyle.css").to_str().unwrap()),
+        "{v}"
+    );
+}

@@ -71,6 +71,19 @@ pub enum ClientCommand {
     },
 }
 
+impl ClientCommand {
+    /// The command as `--json` reports name it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ClientCommand::Profiles { .. } => "client profiles",
+            ClientCommand::Reset { .. } => "client reset",
+            ClientCommand::Customise { .. } => "client customise",
+            ClientCommand::Wipe { .. } => "client wipe",
+            ClientCommand::Import { .. } => "client import",
+        }
+    }
+}
+
 pub async fn run(cmd: ClientCommand) -> Result<i32> {
     match cmd {
         ClientCommand::Profiles {
@@ -123,7 +136,14 @@ pub async fn run(cmd: ClientCommand) -> Result<i32> {
                 .into());
             }
             let o = reset::reset(&dir)?;
-            print!("{}", reset::undo_hint(&o));
+            for line in reset::undo_hint(&o).lines() {
+                crate::say!("{line}");
+            }
+            crate::report::set_result(serde_json::json!({
+                "command": "client reset",
+                "from": o.from,
+                "moved_to": o.moved_to,
+            }));
             Ok(exit::OK)
         }
         ClientCommand::Customise {
@@ -135,6 +155,11 @@ pub async fn run(cmd: ClientCommand) -> Result<i32> {
             let dir = profiles::choose(profile.as_deref(), home.as_deref())?;
             let s = customise::customise(&from, &dir, settings)?;
             customise::print(&s);
+            crate::report::set_result(serde_json::json!({
+                "command": "client customise",
+                "profile": dir,
+                "summary": s,
+            }));
             Ok(exit::OK)
         }
         ClientCommand::Wipe { api, yes } => {
@@ -153,7 +178,12 @@ pub async fn run(cmd: ClientCommand) -> Result<i32> {
                 return Err(Refusal("not confirmed: nothing was deleted (pass --yes to skip the question)".into()).into());
             }
             let s = import::wipe(&api).await?;
-            println!("Wiped {}: deleted {}.", api.describe(), s.deleted);
+            crate::say!("Wiped {}: deleted {}.", api.describe(), s.deleted);
+            crate::report::set_result(serde_json::json!({
+                "command": "client wipe",
+                "api": api.describe(),
+                "deleted": s.deleted,
+            }));
             Ok(exit::OK)
         }
         ClientCommand::Import {
@@ -171,15 +201,26 @@ pub async fn run(cmd: ClientCommand) -> Result<i32> {
             for w in &s.warnings {
                 eprintln!("warning: {w}");
             }
-            println!("Imported into {}: created {}.", api.describe(), s.created);
-            println!("Already there (skipped): {}.", s.skipped);
+            crate::say!("Imported into {}: created {}.", api.describe(), s.created);
+            crate::say!("Already there (skipped): {}.", s.skipped);
             if s.repaired > 0 {
-                println!(
+                crate::say!(
                     "{} note(s) left empty by an earlier run got their body.",
                     s.repaired
                 );
             }
-            println!("{} API call(s), {} retried.", api.requests(), api.retried());
+            crate::say!("{} API call(s), {} retried.", api.requests(), api.retried());
+            crate::report::set_result(serde_json::json!({
+                "command": "client import",
+                "api": api.describe(),
+                "created": s.created,
+                "skipped": s.skipped,
+                "repaired": s.repaired,
+                "warnings": s.warnings,
+                "failures": s.failures,
+                "requests": api.requests(),
+                "retried": api.retried(),
+            }));
             if !s.failures.is_empty() {
                 anyhow::bail!(
                     "{} item(s) could not be imported (run the same command again to resume; \

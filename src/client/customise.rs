@@ -28,7 +28,7 @@ enum Dest {
     Root,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize)]
 pub struct CustomiseSummary {
     /// Files written (destination paths).
     pub written: Vec<PathBuf>,
@@ -177,15 +177,15 @@ fn collect(s: &Path, d: &Path, out: &mut Vec<(PathBuf, PathBuf)>, depth: usize) 
 
 pub fn print(s: &CustomiseSummary) {
     for p in &s.written {
-        println!("put back {}", p.display());
+        crate::say!("put back {}", p.display());
     }
-    println!(
+    crate::say!(
         "{} file(s) put back, {} already identical.",
         s.written.len(),
         s.unchanged.len()
     );
     if let Some(b) = &s.backup_dir {
-        println!(
+        crate::say!(
             "{} file(s) they replaced were saved in {} (copy them back to undo).",
             s.backed_up.len(),
             b.display()

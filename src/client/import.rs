@@ -17,7 +17,7 @@ use super::data_api::DataApi;
 use crate::backup::Backup;
 use crate::item::{parse_time, Item, ItemType};
 
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone, Copy, serde::Serialize)]
 pub struct Counts {
     pub folders: usize,
     pub notes: usize,

@@ -12,7 +12,7 @@ use anyhow::{Context, Result};
 use super::profiles::{root_of, running};
 use crate::exit::Refusal;
 
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize)]
 pub struct ResetOutcome {
     pub from: PathBuf,
     pub moved_to: PathBuf,
