@@ -513,3 +513,62 @@ fn reset_and_customise_report_json() {
         "{v}"
     );
 }
+
+/// A Joplin CLI (or a desktop before 3.3) leaves no lock file: a running process whose
+/// `--profile` is the profile is found in the process list, and reset refuses while it runs.
+#[cfg(target_os = "linux")]
+#[test]
+fn reset_refuses_while_a_joplin_process_uses_the_profile() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("joplin");
+    fake_profile(&root, 1, json!({"sync.target": 2}), &[]);
+    // Stands in for `node …/bin/joplin --profile DIR`: an interpreter running a script named
+    // joplin (NUL-separated arguments, as /proc shows them).
+    let bin = tmp.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let script = bin.join("joplin");
+    std::fs::write(&script, "#!/bin/sh\nwhile :; do sleep 0.2; done\n").unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = Kill(
+        std::process::Command::new("/bin/sh")
+            .arg(&script)
+            .arg("--profile")
+            .arg(&root)
+            .spawn()
+            .unwrap(),
+    );
+    let pid = child.0.id();
+    let reset = || {
+        jr(&[
+            "client",
+            "reset",
+            "--profile",
+            root.to_str().unwrap(),
+            "--yes",
+        ])
+    };
+    let o = reset();
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(4), "{t}");
+    assert!(
+        t.contains("Joplin is running") && t.contains(&format!("process {pid}")),
+        "{t}"
+    );
+    assert!(root.join("database.sqlite").is_file(), "{t}");
+    let listed = profiles_json(&["--profile", root.to_str().unwrap()]);
+    assert_eq!(listed[0]["running"]["running"], true, "{listed:#?}");
+
+    let _ = child.0.kill();
+    let _ = child.0.wait();
+    let o = reset();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(!root.exists());
+}

@@ -450,10 +450,101 @@ pub fn running(dir: &Path) -> Running {
             }
         }
     }
+    if let Some((pid, cmdline)) = joplin_process_on(dir, &root) {
+        return Running {
+            running: true,
+            evidence: format!("process {pid} runs Joplin on this profile: {cmdline}"),
+        };
+    }
     Running {
         running: false,
-        evidence: format!("no fresh {} and no live clipper-pid.txt", lock.display()),
+        evidence: format!(
+            "no fresh {}, no live clipper-pid.txt and no Joplin process on it",
+            lock.display()
+        ),
     }
+}
+
+/// A running Joplin (CLI, or a desktop without the lock file: 3.2 and older) whose profile is
+/// `dir` or its root `root`: its pid and command line. Linux only (`/proc`); elsewhere None.
+/// A process without `--profile` uses the default profile of its kind (`~/.config/joplin`
+/// for the CLI, `~/.config/joplin-desktop` for the desktop app): either counts.
+fn joplin_process_on(dir: &Path, root: &Path) -> Option<(u32, String)> {
+    let canon = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    let ours = [canon(dir), canon(root)];
+    let defaults: Vec<PathBuf> = home_dir(None)
+        .map(|h| {
+            ["joplin", "joplin-desktop"]
+                .iter()
+                .map(|d| canon(&h.join(".config").join(d)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let me = std::process::id();
+    for entry in std::fs::read_dir("/proc").ok()?.flatten().take(100_000) {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let Ok(raw) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<String> = raw
+            .split(|b| *b == 0)
+            .filter(|a| !a.is_empty())
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        if !runs_joplin(&args) {
+            continue;
+        }
+        // On the root, on `dir`, or (when `dir` is the root) on one of its sub-profiles.
+        let on_ours = match profile_arg(&args) {
+            Some(p) => {
+                let p = canon(Path::new(&p));
+                p == ours[1] || p.starts_with(&ours[0])
+            }
+            None => defaults.contains(&ours[1]),
+        };
+        if on_ours {
+            return Some((pid, args.join(" ")));
+        }
+    }
+    None
+}
+
+/// The program (or the script an interpreter such as node runs) is Joplin: the CLI's `joplin`
+/// (or its package's `main.js`), the desktop's `@joplinapp-desktop`, `joplin-desktop` (snap)
+/// or `Joplin-*.AppImage`. Not this tool, nor anything else named joplin-something.
+fn runs_joplin(args: &[String]) -> bool {
+    args.iter().take(2).any(|a| {
+        let path = Path::new(a);
+        let base = path
+            .file_name()
+            .map(|b| b.to_string_lossy().to_lowercase())
+            .unwrap_or_default();
+        base == "joplin"
+            || base.starts_with("joplin-desktop")
+            || base.starts_with("@joplinapp")
+            || (base.starts_with("joplin") && base.ends_with(".appimage"))
+            || (base == "main.js" && a.to_lowercase().contains("/joplin/"))
+    })
+}
+
+/// The value of `--profile DIR` / `--profile=DIR`.
+fn profile_arg(args: &[String]) -> Option<String> {
+    args.iter().enumerate().find_map(|(i, a)| {
+        if a == "--profile" {
+            args.get(i + 1).cloned()
+        } else {
+            a.strip_prefix("--profile=").map(str::to_string)
+        }
+    })
 }
 
 /// Linux: the process exists and looks like node/joplin. Elsewhere we cannot tell cheaply and
