@@ -572,3 +572,67 @@ fn reset_refuses_while_a_joplin_process_uses_the_profile() {
     assert!(o.status.success(), "{}", text(&o));
     assert!(!root.exists());
 }
+
+/// The README's "fully resetting a machine": reset, then customise before Joplin starts again.
+/// The reset profile does not exist any more: customise creates it (the default one, or the
+/// --profile given) and puts the files in; a --profile whose parent is missing is refused.
+#[test]
+fn customise_right_after_a_reset_creates_the_profile() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let root = home.join(".config/joplin-desktop");
+    fake_profile(&root, 2, json!({"sync.target": 2}), &[]);
+    let h = home.to_str().unwrap();
+    let out = jr_ok(&["client", "reset", "--home", h, "--yes"]);
+    assert!(!root.exists(), "{out}");
+    assert!(out.contains("client customise --from"), "{out}");
+
+    let set = fixture_set();
+    let out = jr_ok(&[
+        "client",
+        "customise",
+        "--from",
+        set.to_str().unwrap(),
+        "--home",
+        h,
+    ]);
+    assert!(out.contains("Created the profile folder"), "{out}");
+    for f in [
+        "keymap-desktop.json",
+        "userstyle.css",
+        "plugins/com.example.plugin.jpl",
+    ] {
+        assert_eq!(
+            read(&root.join(f)),
+            read(&set.join("profile").join(f)),
+            "{f}: {out}"
+        );
+    }
+
+    let sub = tmp.path().join("elsewhere/joplin");
+    let o = jr(&[
+        "client",
+        "customise",
+        "--from",
+        set.to_str().unwrap(),
+        "--profile",
+        sub.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("neither it nor its parent folder exists"),
+        "{}",
+        text(&o)
+    );
+    assert!(!sub.exists());
+    std::fs::create_dir_all(sub.parent().unwrap()).unwrap();
+    jr_ok(&[
+        "client",
+        "customise",
+        "--from",
+        set.to_str().unwrap(),
+        "--profile",
+        sub.to_str().unwrap(),
+    ]);
+    assert!(sub.join("keymap-desktop.json").is_file());
+}

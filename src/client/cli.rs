@@ -25,7 +25,8 @@ pub enum ClientCommand {
     },
     /// Move a profile aside (to a timestamped sibling; never deleted) so Joplin starts fresh.
     Reset {
-        /// The profile folder (default: ~/.config/joplin-desktop, else ~/.config/joplin).
+        /// The profile folder (default: ~/.config/joplin-desktop, else ~/.config/joplin). One
+        /// that does not exist yet (just reset) is created, so this can run before Joplin starts.
         #[arg(long, value_name = "DIR")]
         profile: Option<PathBuf>,
         #[arg(long, value_name = "DIR", hide = true)]
@@ -39,7 +40,8 @@ pub enum ClientCommand {
         /// The backup set folder (holding profile/) or its profile/ folder.
         #[arg(long, value_name = "BACKUP_SET")]
         from: PathBuf,
-        /// The profile folder (default: ~/.config/joplin-desktop, else ~/.config/joplin).
+        /// The profile folder (default: ~/.config/joplin-desktop, else ~/.config/joplin). One
+        /// that does not exist yet (just reset) is created, so this can run before Joplin starts.
         #[arg(long, value_name = "DIR")]
         profile: Option<PathBuf>,
         #[arg(long, value_name = "DIR", hide = true)]
@@ -152,7 +154,13 @@ pub async fn run(cmd: ClientCommand) -> Result<i32> {
             home,
             settings,
         } => {
-            let dir = profiles::choose(profile.as_deref(), home.as_deref())?;
+            let (dir, created) = profiles::choose_or_create(profile.as_deref(), home.as_deref())?;
+            if created {
+                crate::say!(
+                    "Created the profile folder {} (Joplin fills it in when it starts).",
+                    dir.display()
+                );
+            }
             let s = customise::customise(&from, &dir, settings)?;
             customise::print(&s);
             crate::report::set_result(serde_json::json!({

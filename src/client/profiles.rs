@@ -648,6 +648,42 @@ pub fn choose(profile: Option<&Path>, home: Option<&Path>) -> Result<PathBuf> {
     }
 }
 
+/// The profile `client customise` writes into: as [`choose`], but a profile that does not
+/// exist yet (just reset: Joplin has not started since) is created, so customisations can go
+/// back before the first start: the `--profile` folder given (its parent must exist), or the
+/// desktop's default `~/.config/joplin-desktop` when no profile is found. `true` when created.
+pub fn choose_or_create(profile: Option<&Path>, home: Option<&Path>) -> Result<(PathBuf, bool)> {
+    let missing = match profile {
+        Some(p) if !p.exists() => {
+            if !p
+                .parent()
+                .is_some_and(|d| d.as_os_str().is_empty() || d.is_dir())
+            {
+                anyhow::bail!(
+                    "--profile {}: neither it nor its parent folder exists. Run \
+                     `joplin-restore client profiles` to list the profiles found.",
+                    p.display()
+                );
+            }
+            p.to_path_buf()
+        }
+        Some(_) => return Ok((choose(profile, home)?, false)),
+        None => {
+            let h = home_dir(home).context(
+                "cannot tell your home folder (HOME is not set): pass --profile DIR or --home DIR",
+            )?;
+            let portable = std::env::var_os("PORTABLE_EXECUTABLE_DIR").map(PathBuf::from);
+            if let Some((p, _)) = candidate_roots(&h, portable.as_deref()).first() {
+                return Ok((p.clone(), false));
+            }
+            h.join(".config").join("joplin-desktop")
+        }
+    };
+    std::fs::create_dir_all(&missing)
+        .with_context(|| format!("cannot create the profile folder {}", missing.display()))?;
+    Ok((missing, true))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

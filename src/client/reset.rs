@@ -71,7 +71,9 @@ pub fn reset(dir: &Path) -> Result<ResetOutcome> {
 pub fn undo_hint(o: &ResetOutcome) -> String {
     let sub = root_of(&o.from) != o.from;
     let mut s = format!(
-        "Moved {} to {}.\nStart Joplin now to get a fresh profile{}.\n\
+        "Moved {} to {}.\nStart Joplin now to get a fresh profile{} (to put your \
+         customisations back first: `joplin-restore client customise --from BACKUP_SET \
+         --profile '{}'`).\n\
          To undo (with Joplin closed): remove the fresh {} if Joplin created one, then move the old one back:\n",
         o.from.display(),
         o.moved_to.display(),
@@ -80,6 +82,7 @@ pub fn undo_hint(o: &ResetOutcome) -> String {
         } else {
             ""
         },
+        o.from.display(),
         o.from.display(),
     );
     if cfg!(windows) {
