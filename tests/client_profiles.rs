@@ -636,3 +636,58 @@ fn customise_right_after_a_reset_creates_the_profile() {
     ]);
     assert!(sub.join("keymap-desktop.json").is_file());
 }
+
+/// `customise --from` takes every form `restore` takes: the plugin's folder of sets (newest),
+/// a set archived as one 7z, per-item 7z archives (`profile.7z`), a password-protected set
+/// (password from the environment, never from argv); each puts back the same profile files
+/// as the unpacked set.
+#[test]
+fn customise_from_archived_sets_and_the_plugins_folder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sets = repo().join("tests/fixtures/backup-sets");
+    let want = sets.join("folder/JoplinBackup/default/202611241200/profile");
+    let password = std::fs::read_to_string(sets.join("one-7z-password/PASSWORD.txt")).unwrap();
+    let password = password.trim().rsplit(": ").next().unwrap().to_string();
+    for (name, from) in [
+        ("plugin-folder", sets.join("folder/JoplinBackup")),
+        ("one-7z", sets.join("one-7z/JoplinBackup/202611241200.7z")),
+        ("per-item-7z", sets.join("per-item-7z/JoplinBackup")),
+        ("password", sets.join("one-7z-password/JoplinBackup")),
+    ] {
+        let dir = tmp.path().join(name);
+        fake_profile(&dir, 1, json!({"sync.target": 2}), &[]);
+        let o = support::jr_env(
+            &[
+                "client",
+                "customise",
+                "--from",
+                from.to_str().unwrap(),
+                "--profile",
+                dir.to_str().unwrap(),
+            ],
+            &[("JOPLIN_RESTORE_BACKUP_PASSWORD", &password)],
+        );
+        assert!(o.status.success(), "{name}: {}", text(&o));
+        for f in ["keymap-desktop.json", "userstyle.css", "userchrome.css"] {
+            assert_eq!(read(&dir.join(f)), read(&want.join(f)), "{name}: {f}");
+        }
+    }
+    // Without the password: refused with what to do, nothing put back.
+    let dir = tmp.path().join("no-password");
+    fake_profile(&dir, 1, json!({"sync.target": 2}), &[]);
+    let o = support::jr(&[
+        "client",
+        "customise",
+        "--from",
+        sets.join("one-7z-password/JoplinBackup").to_str().unwrap(),
+        "--profile",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("JOPLIN_RESTORE_BACKUP_PASSWORD"),
+        "{}",
+        text(&o)
+    );
+    assert!(!dir.join("keymap-desktop.json").exists());
+}

@@ -37,9 +37,13 @@ pub enum ClientCommand {
     },
     /// Put back keymap, CSS, templates and plugins from a backup set's profile/ folder.
     Customise {
-        /// The backup set folder (holding profile/) or its profile/ folder.
+        /// The backup: a set folder (holding profile/) or its profile/ folder, a .7z/.zip
+        /// set (password-protected too), or the Backup plugin's folder of sets (newest, or
+        /// --set).
         #[arg(long, value_name = "BACKUP_SET")]
         from: PathBuf,
+        #[command(flatten)]
+        opts: crate::backup::BackupOptions,
         /// The profile folder (default: ~/.config/joplin-desktop, else ~/.config/joplin). One
         /// that does not exist yet (just reset) is created, so this can run before Joplin starts.
         #[arg(long, value_name = "DIR")]
@@ -150,10 +154,40 @@ pub async fn run(cmd: ClientCommand) -> Result<i32> {
         }
         ClientCommand::Customise {
             from,
+            opts,
             profile,
             home,
             settings,
         } => {
+            // An unpacked set is read in place; anything else is opened as `restore` opens a
+            // backup (archives unpacked to a temp folder, kept until the end).
+            let opened;
+            let from = match customise::source_dir(&from) {
+                Ok(src) => src,
+                Err(not_unpacked) => {
+                    opened = match crate::backup::Backup::open_with(&from, &opts) {
+                        Ok(b) => b,
+                        // A folder that is no backup either: say what customise takes.
+                        Err(_)
+                            if from.is_dir()
+                                && !crate::backup::locate::is_set_dir(&from)
+                                && crate::backup::locate::list_sets(&from)
+                                    .map_or(true, |sets| sets.is_empty()) =>
+                        {
+                            return Err(not_unpacked)
+                        }
+                        Err(e) => return Err(e.context(format!("--from {}", from.display()))),
+                    };
+                    match opened.profile_files() {
+                        Some(p) => p.dir.clone(),
+                        None => anyhow::bail!(
+                            "--from {}: the backup set has no profile/ folder (the Backup \
+                             plugin was set not to copy the profile): nothing to put back",
+                            from.display()
+                        ),
+                    }
+                }
+            };
             let (dir, created) = profiles::choose_or_create(profile.as_deref(), home.as_deref())?;
             if created {
                 crate::say!(

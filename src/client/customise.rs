@@ -58,8 +58,8 @@ pub fn source_dir(from: &Path) -> Result<PathBuf> {
     }
     bail!(
         "--from {}: no profile/ folder in it and no keymap, CSS, templates or plugins either. \
-         Give the backup set folder (holding profile/) or the profile/ folder itself; for a \
-         7z set, extract profile.7z first.",
+         Give the backup set folder (holding profile/), its profile/ folder, a .7z/.zip set \
+         or the Backup plugin's folder.",
         from.display()
     )
 }
