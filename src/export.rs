@@ -68,10 +68,12 @@ fn is_set(item: &Item, key: &str) -> bool {
 
 pub async fn run(args: &ExportArgs) -> Result<ExportSummary> {
     if args.out.exists() && !args.overwrite {
-        bail!(
-            "{} exists; pass --overwrite to replace it, or choose another file",
+        return Err(crate::exit::Refusal(format!(
+            "{} exists; nothing was written. Pass --overwrite to replace it, or choose another \
+             file",
             args.out.display()
-        );
+        ))
+        .into());
     }
     let paced = open_paced(&args.target, &args.pacer)?;
     let transfers = paced.options().transfers;
@@ -84,7 +86,7 @@ pub async fn run(args: &ExportArgs) -> Result<ExportSummary> {
             target.describe()
         );
     }
-    let keyring = crate::restore::keyring_for(&target, &state, &args.password, false).await?;
+    let keyring = crate::restore::keyring_for(&target, &state, &args.password, None).await?;
     let ids: Vec<String> = state.items.keys().map(|id| id.to_string()).collect();
     let fetched: Vec<Result<(String, Vec<u8>)>> = stream::iter(ids)
         .map(|id| {

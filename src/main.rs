@@ -169,7 +169,7 @@ async fn compare(a: &CompareArgs) -> Result<(SyncTarget, verify::VerifyReport)> 
     let transfers = paced.options().transfers;
     let t = SyncTarget::new(paced);
     let state = t.state().await?;
-    let keyring = restore::keyring_for(&t, &state, &a.password, false).await?;
+    let keyring = restore::keyring_for(&t, &state, &a.password, None).await?;
     let set: Vec<usize> = plan::restore_set(&b, &v).iter().map(|(i, _)| *i).collect();
     let seen = verify::Seen::from_state(&b, &set, &v.skipped_ids, &state);
     drop(state);
@@ -305,6 +305,10 @@ async fn run(cmd: Command) -> Result<i32> {
                 "verify_mode": s.verify_mode,
                 "verify": s.verify,
             }));
+            if args.safety.dry_run {
+                // The plan was printed; "Restored: 0 …" would read as a restore that did nothing.
+                return Ok(exit::OK);
+            }
             joplin_restore::say!(
                 "Restored: {} file(s) uploaded, {} already up to date, {} deleted.",
                 s.uploaded,

@@ -988,7 +988,11 @@ pub async fn main(args: &MigrateArgs) -> Result<i32> {
                 crate::say!("  info.json differs");
             }
             for d in &r.differences {
-                crate::say!("  {d}");
+                match d {
+                    // The source stands where the other commands have a backup.
+                    Difference::Extra { path } => crate::say!("  not on the source: {path}"),
+                    d => crate::say!("  {d}"),
+                }
             }
             if r.blob_damaged() {
                 crate::say!(

@@ -148,7 +148,7 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
         if args.enable_e2ee {
             progress.say("the target is already end-to-end encrypted: using its master key");
         }
-        let k = keyring_for(&target, &state, &args.password, args.allow_plaintext).await?;
+        let k = keyring_for(&target, &state, &args.password, Some(args.allow_plaintext)).await?;
         (k, None)
     };
     let verify_mode = match (args.no_verify, args.verify) {
@@ -519,19 +519,20 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
 }
 
 /// The unlocked keys of an end-to-end encrypted target; None for a plain target (or with
-/// `allow_plaintext`). Refuses, before anything is written, when the password is missing or wrong.
+/// `--allow-plaintext`: `Some(true)`; `None` for commands without that option). Refuses, before
+/// anything is written, when the password is missing or wrong.
 pub async fn keyring_for(
     target: &SyncTarget,
     state: &crate::target::TargetState,
     password: &PasswordArgs,
-    allow_plaintext: bool,
+    allow_plaintext: Option<bool>,
 ) -> Result<Option<Arc<Keyring>>> {
     if !state.e2ee_enabled() {
         return Ok(None);
     }
     let info = E2eeInfo::from_info(state.info.as_ref().expect("e2ee flag comes from info.json"));
     let where_ = target.describe();
-    if allow_plaintext {
+    if allow_plaintext == Some(true) {
         eprintln!(
             "warning: --allow-plaintext: {where_} is end-to-end encrypted, but this restore \
              writes your notes and attachments in clear; whoever hosts the target can read them"
@@ -543,7 +544,12 @@ pub async fn keyring_for(
             "{where_} uses end-to-end encryption and no master password was given, so nothing \
              was changed. Give the master password (the one set in Joplin's Encryption settings) \
              in the environment variable {PASSWORD_ENV}, in a file with --master-password-file, \
-             or run from a terminal to be asked; --allow-plaintext writes unencrypted instead."
+             or run from a terminal to be asked{}.",
+            if allow_plaintext.is_some() {
+                "; --allow-plaintext writes unencrypted instead"
+            } else {
+                ""
+            }
         ))
         .into());
     };

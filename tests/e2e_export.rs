@@ -113,7 +113,7 @@ fn export_refuses_to_overwrite_and_to_read_a_non_target() {
         tmp.path().to_str().unwrap(),
         out.to_str().unwrap(),
     ]);
-    assert!(!o.status.success());
+    assert_eq!(o.status.code(), Some(4), "refused: {}", text(&o));
     assert!(text(&o).contains("--overwrite"), "{}", text(&o));
     assert_eq!(std::fs::read_to_string(&out).unwrap(), "keep me");
     let empty = tmp.path().join("empty");
@@ -189,6 +189,8 @@ fn export_of_an_encrypted_target_decrypts_everything() {
     ]);
     assert!(!o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("master password"), "{}", text(&o));
+    // Only restore has --allow-plaintext: export does not suggest it.
+    assert!(!text(&o).contains("--allow-plaintext"), "{}", text(&o));
     assert!(!out.exists());
     let o = support::jr_env(
         &[

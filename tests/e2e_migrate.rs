@@ -252,13 +252,16 @@ fn mirror_mode_makes_a_different_destination_an_exact_copy() {
     assert!(out.contains("Verified:"), "{out}");
     assert_eq!(files(&src), files(&dst));
 
-    // --check compares only, and reports a changed item by id with exit 3.
+    // --check compares only, and reports a changed item by id and an extra one as not on
+    // the source, with exit 3.
     let (name, _) = files(&dst)
         .into_iter()
         .find(|(n, _)| n.ends_with(".md"))
         .unwrap();
     let text0 = std::fs::read_to_string(dst.join(&name)).unwrap();
     std::fs::write(dst.join(&name), format!("Changed title\n{text0}")).unwrap();
+    let stray = format!("{}.md", "e".repeat(32));
+    std::fs::write(dst.join(&stray), &text0).unwrap();
     let o = jr(&[
         "migrate",
         "--from",
@@ -270,6 +273,11 @@ fn mirror_mode_makes_a_different_destination_an_exact_copy() {
     assert_eq!(o.status.code(), Some(3), "{}", text(&o));
     assert!(
         text(&o).contains(name.trim_end_matches(".md")),
+        "{}",
+        text(&o)
+    );
+    assert!(
+        text(&o).contains(&format!("not on the source: {stray}")),
         "{}",
         text(&o)
     );

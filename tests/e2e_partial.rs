@@ -133,5 +133,9 @@ fn dry_run_lists_what_a_partial_restore_adds() {
         "{out}"
     );
     assert!(out.contains("delete 0"), "{out}");
+    assert!(
+        out.contains("dry run: nothing was changed") && !out.contains("Restored:"),
+        "{out}"
+    );
     assert_eq!(before, tree_hashes(&target));
 }
