@@ -259,6 +259,11 @@ fn reset_refuses_while_the_lock_is_fresh_and_moves_aside_otherwise() {
         out.contains(&format!("mv '{}' '{}'", moved[0].display(), root.display())),
         "{out}"
     );
+    // The root carries its sub-profile: said before it moves.
+    assert!(
+        out.contains("its 1 other profile(s) (Work)") && out.contains("move with it"),
+        "{out}"
+    );
 }
 
 #[test]

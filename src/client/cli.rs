@@ -130,9 +130,32 @@ pub async fn run(cmd: ClientCommand) -> Result<i32> {
         ClientCommand::Reset { profile, home, yes } => {
             let dir = profiles::choose(profile.as_deref(), home.as_deref())?;
             reset::check(&dir)?;
+            // The root carries its sub-profiles and what they share: say so before moving it.
+            let subs: Vec<String> = if profiles::root_of(&dir) == dir {
+                profiles::sub_profiles(&dir)
+                    .0
+                    .into_iter()
+                    .filter(|(id, _)| id != "default")
+                    .map(|(_, name)| name)
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            let with = if subs.is_empty() {
+                String::new()
+            } else {
+                crate::say!(
+                    "{} is the root profile: its {} other profile(s) ({}) and the plugins and \
+                     CSS they share move with it.",
+                    dir.display(),
+                    subs.len(),
+                    subs.join(", ")
+                );
+                format!(" (and its {} other profile(s))", subs.len())
+            };
             if !yes
                 && !crate::safety::confirm(&format!(
-                    "Move {} aside so Joplin starts with a fresh profile?",
+                    "Move {}{with} aside so Joplin starts with a fresh profile?",
                     dir.display()
                 ))?
             {
