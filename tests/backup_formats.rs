@@ -301,3 +301,27 @@ fn set_option_chooses_a_set_and_unknown_names_are_listed() {
     let o = jr(&["inspect", s(&layout("per-notebook")), "--set", "x"]);
     refused(&o, &["--set x", "single backup"]);
 }
+
+/// A JEX unpacked and packed again with `tar -cf x.jex .` names its entries `./…`; the Joplin
+/// CLI imports it, and so the restore reads it as the same backup (not as an empty one).
+#[test]
+fn jex_repacked_with_dot_slash_names_is_the_same_backup() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dot = tmp.path().join("dot.jex");
+    {
+        let mut src = tar::Archive::new(std::fs::File::open(sample_jex()).unwrap());
+        let mut out = tar::Builder::new(std::fs::File::create(&dot).unwrap());
+        for e in src.entries().unwrap() {
+            let mut e = e.unwrap();
+            let name = format!("./{}", e.path().unwrap().display());
+            let mut h = e.header().clone();
+            out.append_data(&mut h, name, &mut e).unwrap();
+        }
+        out.finish().unwrap();
+    }
+    let out = ok(jr(&["inspect", s(&dot)]), "inspect");
+    assert!(out.contains(COUNTS), "{out}");
+    assert!(!out.contains("ignoring"), "{out}");
+    let p = restore_and_sync(tmp.path(), &dot, &[], &[]);
+    assert_manifest_eq(&p.manifest(), &sample_manifest(), "./-named JEX");
+}

@@ -104,8 +104,9 @@ pub fn count_items(path: &Path) -> usize {
     entries
         .map_while(|e| e.ok())
         .filter(|e| {
-            let name = e.path_bytes();
-            name.ends_with(b".md") && !name.contains(&b'/') && e.header().entry_type().is_file()
+            let name = String::from_utf8_lossy(&e.path_bytes()).into_owned();
+            let name = layout_name(&name);
+            name.ends_with(".md") && !name.contains('/') && e.header().entry_type().is_file()
         })
         .count()
 }
@@ -133,6 +134,8 @@ pub fn index(path: &Path, mut on_item: impl FnMut(ItemEntry)) -> Result<JexIndex
         let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
         let kind = entry.header().entry_type();
         check_name(&name).with_context(|| format!("{}: entry {name:?}", path.display()))?;
+        // Entries are read by offset, so the name only places them in the layout.
+        let name = layout_name(&name).to_string();
         if kind.is_dir() {
             continue;
         }
@@ -204,6 +207,16 @@ pub fn index(path: &Path, mut on_item: impl FnMut(ItemEntry)) -> Result<JexIndex
         warnings,
         reader,
     })
+}
+
+/// An entry's place in the JEX layout: a JEX unpacked and packed again with `tar -cf x.jex .`
+/// names its entries `./<id>.md`, `./resources/…`; Joplin imports those the same.
+fn layout_name(name: &str) -> &str {
+    let mut n = name;
+    while let Some(rest) = n.strip_prefix("./") {
+        n = rest;
+    }
+    n
 }
 
 /// Refuse names that could escape a folder if anything ever extracted them.
