@@ -360,13 +360,19 @@ async fn run(cmd: Command) -> Result<i32> {
         }
         Command::Rollback(args) => {
             let s = rollback::run(&args).await?;
+            let dry_run = args.safety.dry_run;
             report::set_result(json!({
                 "command": "rollback",
+                "dry_run": dry_run,
                 "uploaded": s.uploaded,
                 "deleted": s.deleted,
                 "snapshot": s.snapshot,
-                "verify": s.verify,
+                // A dry run checks nothing: no report rather than an empty (passing) one.
+                "verify": (!dry_run).then_some(&s.verify),
             }));
+            if dry_run {
+                return Ok(exit::OK);
+            }
             joplin_restore::say!(
                 "Rolled back: {} file(s) written, {} deleted.",
                 s.uploaded,

@@ -66,6 +66,23 @@ fn rollback_brings_a_client_that_synced_the_restore_back() {
         "client after the restore",
     );
 
+    // A dry run shows the plan, changes nothing and claims no verification.
+    let restored = support::tree_hashes(&target);
+    let out = jr_ok(&["rollback", &snap, "--target", t, "--dry-run"]);
+    assert!(out.contains("dry run: nothing was changed"), "{out}");
+    assert!(
+        !out.contains("Verified") && !out.contains("Rolled back"),
+        "{out}"
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&jr_ok(&["--json", "rollback", &snap, "--target", t, "-n"])).unwrap();
+    assert_eq!(
+        (v["dry_run"].clone(), v["verify"].clone()),
+        (true.into(), serde_json::Value::Null),
+        "{v}"
+    );
+    assert_eq!(support::tree_hashes(&target), restored);
+
     let out = jr_ok(&[
         "rollback",
         &snap,
