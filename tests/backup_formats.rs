@@ -330,3 +330,34 @@ fn jex_repacked_with_dot_slash_names_is_the_same_backup() {
     let p = restore_and_sync(tmp.path(), &dot, &[], &[]);
     assert_manifest_eq(&p.manifest(), &sample_manifest(), "./-named JEX");
 }
+
+/// 7-Zip's `-p` without `-mhe` encrypts the contents but not the list of names: such an
+/// archive opens without a password and fails at its first entry. The password is then asked
+/// for (here: from the environment) and the backup reads; without one the refusal says how to
+/// give it.
+#[test]
+fn password_7z_with_plain_headers_asks_for_the_password() {
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = tmp.path().join("plain-headers.7z");
+    let o = std::process::Command::new("7z")
+        .args(["a", "-mhe=off", "-pSecret 42"])
+        .arg(&archive)
+        .arg(sample_jex())
+        .output()
+        .expect("7z (p7zip-full) is installed by scripts/install-test-deps.sh");
+    assert!(o.status.success(), "{}", text(&o));
+    let none = jr(&["inspect", s(&archive)]);
+    assert!(!none.status.success(), "{}", text(&none));
+    assert!(
+        text(&none).contains("password-protected") && text(&none).contains(PASSWORD_ENV),
+        "{}",
+        text(&none)
+    );
+    let out = ok(
+        jr_env(&["inspect", s(&archive)], &[(PASSWORD_ENV, "Secret 42")]),
+        "inspect with the password",
+    );
+    assert!(out.contains(COUNTS), "{out}");
+    let wrong = jr_env(&["inspect", s(&archive)], &[(PASSWORD_ENV, "nope")]);
+    assert!(text(&wrong).contains("wrong password"), "{}", text(&wrong));
+}

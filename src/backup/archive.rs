@@ -68,19 +68,41 @@ fn write_entry(path: &Path, reader: &mut dyn Read) -> std::io::Result<u64> {
     Ok(n)
 }
 
-/// Unpack a 7z archive into `dest`, asking `passwords` only if the archive is encrypted.
+/// Unpack a 7z archive into `dest`, asking `passwords` only if the archive is encrypted: its
+/// headers (7-Zip's `-mhe`, as the Backup plugin writes) or only its contents (7-Zip's default
+/// `-p` without `-mhe`, which opens without a password and fails at the first entry).
 pub fn extract_7z(archive: &Path, dest: &Path, passwords: &PasswordSource) -> Result<()> {
-    let (mut reader, secret) = match ArchiveReader::open(archive, Password::empty()) {
-        Ok(r) => (r, None),
+    let mut secret: Option<Secret> = None;
+    let mut reader = match ArchiveReader::open(archive, Password::empty()) {
+        Ok(r) => r,
         Err(SzError::PasswordRequired) => {
-            let secret = passwords.get(archive)?;
-            let r = ArchiveReader::open(archive, Password::new(&secret.value))
-                .map_err(|e| sz_error(archive, e, Some(&secret)))?;
-            (r, Some(secret))
+            let s = passwords.get(archive)?;
+            let r = ArchiveReader::open(archive, Password::new(&s.value))
+                .map_err(|e| sz_error(archive, e, Some(&s)))?;
+            secret = Some(s);
+            r
         }
         Err(e) => return Err(sz_error(archive, e, None)),
     };
-    // Entry errors happen inside the closure; keep ours (they name the entry) over the crate's.
+    match unpack_7z(&mut reader, archive, dest)? {
+        Err(SzError::PasswordRequired) if secret.is_none() => {
+            let s = passwords.get(archive)?;
+            let mut reader = ArchiveReader::open(archive, Password::new(&s.value))
+                .map_err(|e| sz_error(archive, e, Some(&s)))?;
+            unpack_7z(&mut reader, archive, dest)?.map_err(|e| sz_error(archive, e, Some(&s)))
+        }
+        res => res.map_err(|e| sz_error(archive, e, secret.as_ref())),
+    }
+}
+
+/// Write every entry of `reader` under `dest`. Our own errors (they name the entry) come out
+/// as the outer `Err`; the crate's (password, damage) as the inner one, for the caller to
+/// classify.
+fn unpack_7z(
+    reader: &mut ArchiveReader<File>,
+    archive: &Path,
+    dest: &Path,
+) -> Result<std::result::Result<(), SzError>> {
     let mut ours: Option<anyhow::Error> = None;
     let res = reader.for_each_entries(|entry, data| {
         if entry.is_anti_item {
@@ -115,10 +137,10 @@ pub fn extract_7z(archive: &Path, dest: &Path, passwords: &PasswordSource) -> Re
             }
         }
     });
-    if let Some(e) = ours {
-        return Err(e);
+    match ours {
+        Some(e) => Err(e),
+        None => Ok(res),
     }
-    res.map_err(|e| sz_error(archive, e, secret.as_ref()))
 }
 
 /// Turn a 7z error into a message that names the archive and says what to do.
