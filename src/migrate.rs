@@ -700,6 +700,10 @@ pub async fn run(args: &MigrateArgs) -> Result<MigrateSummary> {
         .into());
     }
     let mut snapshot = None;
+    if destructive && !args.safety.force {
+        let ours = resumed.as_ref().map_or(&[][..], |r| &r.lock_ids[..]);
+        dest.refuse_active_locks(&state, ours).await?;
+    }
     if destructive && resumed.is_none() {
         snapshot = args
             .safety

@@ -361,6 +361,10 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
 
     // snapshot: before the first destructive write.
     let mut snapshot = None;
+    if plan.is_destructive() && !args.safety.force {
+        let ours = resumed.as_ref().map_or(&[][..], |r| &r.lock_ids[..]);
+        target.refuse_active_locks(&state, ours).await?;
+    }
     if plan.is_destructive() {
         snapshot = args
             .safety

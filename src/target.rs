@@ -525,6 +525,35 @@ impl SyncTarget {
         }
         Ok(out)
     }
+
+    /// Refuse, as taking the lock would, while another client holds an active lock (`reclaim`:
+    /// lock ids of our own interrupted runs, not counted). Called before the snapshot, so a
+    /// client mid-sync stops the run before a whole copy of the target is made for nothing.
+    pub async fn refuse_active_locks(&self, st: &TargetState, reclaim: &[String]) -> Result<()> {
+        for l in self.locks(st).await? {
+            let ours = reclaim
+                .iter()
+                .any(|id| l.owner.ends_with(&format!(" {id}")));
+            if l.active && !ours {
+                bail!(
+                    "{}: another Joplin client holds an active {} lock ({}, refreshed {}s ago); \
+                     nothing was changed. Wait for its sync to finish (a lock expires 3 minutes \
+                     after its last refresh), or pass --force if that client is gone{}.",
+                    self.describe(),
+                    l.kind,
+                    l.owner,
+                    l.age_secs,
+                    if l.ours {
+                        " (it is joplin-restore's own: `joplin-restore status` shows it, \
+                         `joplin-restore unlock` removes it)"
+                    } else {
+                        ""
+                    }
+                );
+            }
+        }
+        Ok(())
+    }
 }
 
 /// `<type>_<clientType>_<clientId>.json` → (type, "client type/id").

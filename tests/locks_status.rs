@@ -114,3 +114,38 @@ fn our_lock_is_released_after_a_restore() {
     let t = restored(dir.path());
     assert_eq!(std::fs::read_dir(t.join("locks")).unwrap().count(), 0);
 }
+
+/// A restore that replaces files is refused for an active lock before its snapshot: no copy
+/// of the whole target is made (and left behind) for a run that cannot go on.
+#[test]
+fn an_active_lock_stops_a_destructive_restore_before_the_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = restored(dir.path());
+    let note = t.join("7241f91bc84849938247fa679a076b7b.md");
+    let text0 = std::fs::read_to_string(&note).unwrap();
+    std::fs::write(&note, format!("Edited elsewhere\n{text0}")).unwrap();
+    put_lock(&t, "1_1_deadbeef.json", Duration::from_secs(10));
+    let snaps = dir.path().join("snaps");
+    let jex = sample_jex();
+    let args = [
+        "restore",
+        jex.to_str().unwrap(),
+        "--target",
+        t.to_str().unwrap(),
+        "--yes",
+        "--snapshot-dir",
+        snaps.to_str().unwrap(),
+    ];
+    let o = jr(&args);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("active sync lock (desktop client deadbeef"),
+        "{}",
+        text(&o)
+    );
+    let made = std::fs::read_dir(&snaps).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(made, 0, "a snapshot was made: {}", text(&o));
+    let o = jr(&[&args[..], &["--force"]].concat());
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("Snapshot"), "{}", text(&o));
+}
