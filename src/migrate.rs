@@ -759,7 +759,7 @@ pub async fn run(args: &MigrateArgs) -> Result<MigrateSummary> {
     };
     let outcome = tokio::select! {
         o = exec.run(&plan) => o,
-        _ = tokio::signal::ctrl_c() => {
+        _ = crate::safety::interrupted() => {
             let _ = lock.release().await;
             bail!(
                 "interrupted: nothing more is being copied; nothing was deleted. Run the same \

@@ -441,7 +441,7 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
     };
     let outcome = tokio::select! {
         o = exec.run(&plan) => o,
-        _ = tokio::signal::ctrl_c() => {
+        _ = crate::safety::interrupted() => {
             let _ = lock.release().await;
             anyhow::bail!(
                 "interrupted: nothing more is being written; nothing the backup lacks was deleted. \

@@ -68,6 +68,23 @@ impl SafetyArgs {
     }
 }
 
+/// Resolves on Ctrl-C or, on Unix, SIGTERM (what `kill`, systemd and container runtimes send):
+/// the run then stops writing, releases its lock and keeps its journal to resume from.
+pub async fn interrupted() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
 /// Ask on the terminal; `false` when stdin is not a terminal (scripts must pass --yes).
 pub fn confirm(question: &str) -> Result<bool> {
     if !std::io::stdin().is_terminal() {

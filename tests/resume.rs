@@ -335,3 +335,70 @@ fn resume_takes_an_unjournaled_blob_with_the_backups_bytes_as_written() {
     ]);
     assert!(out.starts_with("OK:"), "{out}");
 }
+
+/// SIGTERM (`kill`, systemd, a container stop) is an interruption like Ctrl-C: the run stops
+/// writing, says how to resume, and releases its lock, so the next run (or another client)
+/// is not blocked by it; the same command then finishes.
+#[cfg(unix)]
+#[test]
+fn sigterm_releases_the_lock_and_the_rerun_finishes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let target = tmp.path().join("target");
+    let journals = tmp.path().join("journals");
+    let backup = generated(tmp.path(), 53, 200);
+    let args = [
+        "restore",
+        backup.to_str().unwrap(),
+        "--target",
+        target.to_str().unwrap(),
+        "-q",
+        "--journal-dir",
+        journals.to_str().unwrap(),
+    ];
+    let child = Command::new(env!("CARGO_BIN_EXE_joplin-restore"))
+        .args(args)
+        .args(["--tpslimit", "10"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    for _ in 0..600 {
+        if journal_done(&journals).len() >= 3 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        journal_done(&journals).len() >= 3,
+        "the run never started writing"
+    );
+    let locks = || {
+        std::fs::read_dir(target.join("locks"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    assert_eq!(locks(), 1, "the run holds its lock");
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("interrupted") && err.contains("resume"),
+        "{err}"
+    );
+    assert_eq!(locks(), 0, "the lock was left: {err}");
+    let o = support::jr(&args);
+    assert!(o.status.success(), "rerun: {}", text(&o));
+    let out = jr_ok(&[
+        "verify",
+        backup.to_str().unwrap(),
+        "--target",
+        target.to_str().unwrap(),
+    ]);
+    assert!(out.starts_with("OK:"), "{out}");
+}
