@@ -296,6 +296,25 @@ fn reset_of_a_subprofile_moves_only_its_folder() {
     assert!(text(&o).contains("does not look like a Joplin profile"));
 }
 
+/// `client customise --from FROM --profile PROFILE`.
+fn customise(from: &Path, profile: &Path) -> std::process::Output {
+    jr(&[
+        "client",
+        "customise",
+        "--from",
+        from.to_str().unwrap(),
+        "--profile",
+        profile.to_str().unwrap(),
+    ])
+}
+
+/// [`customise`], which must succeed; its stdout.
+fn customise_ok(from: &Path, profile: &Path) -> String {
+    let o = customise(from, profile);
+    assert!(o.status.success(), "{}", text(&o));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
 fn fixture_set() -> PathBuf {
     repo().join("tests/fixtures/client/backup-set")
 }
@@ -313,14 +332,7 @@ fn customise_round_trip_with_backup_of_what_it_replaces() {
     let settings_before = read(&root.join("settings.json"));
     let fx = fixture_set().join("profile");
 
-    let out = jr_ok(&[
-        "client",
-        "customise",
-        "--from",
-        fixture_set().to_str().unwrap(),
-        "--profile",
-        root.to_str().unwrap(),
-    ]);
+    let out = customise_ok(&fixture_set(), &root);
     for f in [
         "keymap-desktop.json",
         "userchrome.css",
@@ -351,14 +363,7 @@ fn customise_round_trip_with_backup_of_what_it_replaces() {
         .readonly());
 
     // Again, from the profile/ folder itself: nothing to do, nothing backed up.
-    let out = jr_ok(&[
-        "client",
-        "customise",
-        "--from",
-        fx.to_str().unwrap(),
-        "--profile",
-        root.to_str().unwrap(),
-    ]);
+    let out = customise_ok(&fx, &root);
     assert!(
         out.contains("0 file(s) put back, 4 already identical"),
         "{out}"
@@ -403,14 +408,7 @@ fn customise_a_subprofile_puts_shared_files_in_the_root() {
         std::fs::copy(fx.join(f), set.join("profile").join(f)).unwrap();
     }
     std::fs::write(set.join("profile/templates/meeting.md"), "# Meeting\n").unwrap();
-    jr_ok(&[
-        "client",
-        "customise",
-        "--from",
-        set.to_str().unwrap(),
-        "--profile",
-        sub.to_str().unwrap(),
-    ]);
+    customise_ok(&set, &sub);
     assert_eq!(
         read(&sub.join("keymap-desktop.json")),
         read(&fx.join("keymap-desktop.json"))
@@ -431,28 +429,14 @@ fn customise_refuses_while_joplin_runs_and_names_a_bad_source() {
     fake_profile(&root, 1, json!({}), &[]);
     set_lock(&root, Duration::from_secs(1));
     let before = tree_hashes(&root);
-    let o = jr(&[
-        "client",
-        "customise",
-        "--from",
-        fixture_set().to_str().unwrap(),
-        "--profile",
-        root.to_str().unwrap(),
-    ]);
+    let o = customise(&fixture_set(), &root);
     assert_eq!(o.status.code(), Some(4), "{}", text(&o));
     assert_eq!(tree_hashes(&root), before);
 
     std::fs::remove_file(root.join("lock")).unwrap();
     let empty = tmp.path().join("not-a-set");
     std::fs::create_dir_all(&empty).unwrap();
-    let o = jr(&[
-        "client",
-        "customise",
-        "--from",
-        empty.to_str().unwrap(),
-        "--profile",
-        root.to_str().unwrap(),
-    ]);
+    let o = customise(&empty, &root);
     let t = text(&o);
     assert_eq!(o.status.code(), Some(1), "{t}");
     assert!(
@@ -615,14 +599,7 @@ fn customise_right_after_a_reset_creates_the_profile() {
     }
 
     let sub = tmp.path().join("elsewhere/joplin");
-    let o = jr(&[
-        "client",
-        "customise",
-        "--from",
-        set.to_str().unwrap(),
-        "--profile",
-        sub.to_str().unwrap(),
-    ]);
+    let o = customise(&set, &sub);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(
         text(&o).contains("neither it nor its parent folder exists"),
@@ -631,14 +608,7 @@ fn customise_right_after_a_reset_creates_the_profile() {
     );
     assert!(!sub.exists());
     std::fs::create_dir_all(sub.parent().unwrap()).unwrap();
-    jr_ok(&[
-        "client",
-        "customise",
-        "--from",
-        set.to_str().unwrap(),
-        "--profile",
-        sub.to_str().unwrap(),
-    ]);
+    customise_ok(&set, &sub);
     assert!(sub.join("keymap-desktop.json").is_file());
 }
 
@@ -680,14 +650,7 @@ fn customise_from_archived_sets_and_the_plugins_folder() {
     // Without the password: refused with what to do, nothing put back.
     let dir = tmp.path().join("no-password");
     fake_profile(&dir, 1, json!({"sync.target": 2}), &[]);
-    let o = support::jr(&[
-        "client",
-        "customise",
-        "--from",
-        sets.join("one-7z-password/JoplinBackup").to_str().unwrap(),
-        "--profile",
-        dir.to_str().unwrap(),
-    ]);
+    let o = customise(&sets.join("one-7z-password/JoplinBackup"), &dir);
     assert!(!o.status.success(), "{}", text(&o));
     assert!(
         text(&o).contains("JOPLIN_RESTORE_BACKUP_PASSWORD"),

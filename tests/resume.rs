@@ -250,48 +250,84 @@ fn joplin_server_resume_sends_no_finished_blob_again() {
     assert!(out.status.success(), "{}", text(&out));
 }
 
+/// A 200-note restore (40 attachments) into a folder, with its own journal folder.
+struct FolderRestore {
+    _tmp: tempfile::TempDir,
+    target: PathBuf,
+    journals: PathBuf,
+    backup: PathBuf,
+}
+
+impl FolderRestore {
+    fn new(seed: u64) -> FolderRestore {
+        let tmp = tempfile::tempdir().unwrap();
+        FolderRestore {
+            target: tmp.path().join("target"),
+            journals: tmp.path().join("journals"),
+            backup: generated(tmp.path(), seed, 200),
+            _tmp: tmp,
+        }
+    }
+
+    fn args(&self) -> Vec<&str> {
+        vec![
+            "restore",
+            self.backup.to_str().unwrap(),
+            "--target",
+            self.target.to_str().unwrap(),
+            "-q",
+            "--journal-dir",
+            self.journals.to_str().unwrap(),
+        ]
+    }
+
+    /// Started at 10 requests a second: blobs go first, so there is time to stop the run
+    /// among them. Its stderr is kept.
+    fn start_slow(&self) -> std::process::Child {
+        Command::new(env!("CARGO_BIN_EXE_joplin-restore"))
+            .args(self.args())
+            .args(["--tpslimit", "10"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+}
+
+/// Wait (30 s at most, or until the run ends) for `n` journaled files that `which` accepts.
+fn wait_for_done(
+    journals: &Path,
+    child: &mut std::process::Child,
+    n: usize,
+    which: impl Fn(&str) -> bool,
+) {
+    for _ in 0..600 {
+        let done = journal_done(journals).iter().filter(|p| which(p)).count();
+        if done >= n || child.try_wait().unwrap().is_some() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// A kill can fall between writing a blob and journaling it (blobs land before their resource
 /// items). The rerun, without `--yes` and without a terminal, finds that blob with the backup's
 /// bytes: it neither asks to replace it (asking would stop the run) nor writes it again.
 #[test]
 fn resume_takes_an_unjournaled_blob_with_the_backups_bytes_as_written() {
-    let tmp = tempfile::tempdir().unwrap();
-    let target = tmp.path().join("target");
-    let journals = tmp.path().join("journals");
-    let backup = generated(tmp.path(), 41, 200);
-    let args = [
-        "restore",
-        backup.to_str().unwrap(),
-        "--target",
-        target.to_str().unwrap(),
-        "-q",
-        "--journal-dir",
-        journals.to_str().unwrap(),
-    ];
-    // Blobs go first; 10 a second gives time to stop the run among them.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_joplin-restore"))
-        .args(args)
-        .args(["--tpslimit", "10"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let blobs_done = || {
-        journal_done(&journals)
-            .into_iter()
-            .filter(|p| p.starts_with(".resource/"))
-            .collect::<Vec<_>>()
-    };
-    for _ in 0..600 {
-        if blobs_done().len() >= 3 || child.try_wait().unwrap().is_some() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let r = FolderRestore::new(41);
+    let (target, journals, backup) = (&r.target, &r.journals, &r.backup);
+    let args = r.args();
+    let mut child = r.start_slow();
+    let is_blob = |p: &str| p.starts_with(".resource/");
+    wait_for_done(journals, &mut child, 3, is_blob);
     child.kill().unwrap();
     child.wait().unwrap();
-    let done = blobs_done();
+    let done: Vec<String> = journal_done(journals)
+        .into_iter()
+        .filter(|p| is_blob(p))
+        .collect();
     assert!(
         (3..40).contains(&done.len()),
         "{} blobs done when stopped: the run must stop among the 40 blobs",
@@ -304,7 +340,7 @@ fn resume_takes_an_unjournaled_blob_with_the_backups_bytes_as_written() {
         !target.join(format!("{id}.md")).exists(),
         "the resource item of {lost} is not written yet"
     );
-    let journal = std::fs::read_dir(&journals)
+    let journal = std::fs::read_dir(journals)
         .unwrap()
         .next()
         .expect("a journal")
@@ -317,13 +353,13 @@ fn resume_takes_an_unjournaled_blob_with_the_backups_bytes_as_written() {
         .map(|l| format!("{l}\n"))
         .collect();
     std::fs::write(&journal, kept).unwrap();
-    assert!(!journal_done(&journals).contains(&lost));
-    let before = mtimes(&target, std::slice::from_ref(&lost));
+    assert!(!journal_done(journals).contains(&lost));
+    let before = mtimes(target, std::slice::from_ref(&lost));
 
     let o = support::jr(&args);
     assert!(o.status.success(), "resumed run: {}", text(&o));
     assert_eq!(
-        mtimes(&target, std::slice::from_ref(&lost)),
+        mtimes(target, std::slice::from_ref(&lost)),
         before,
         "{lost} was written again"
     );
@@ -342,35 +378,13 @@ fn resume_takes_an_unjournaled_blob_with_the_backups_bytes_as_written() {
 #[cfg(unix)]
 #[test]
 fn sigterm_releases_the_lock_and_the_rerun_finishes() {
-    let tmp = tempfile::tempdir().unwrap();
-    let target = tmp.path().join("target");
-    let journals = tmp.path().join("journals");
-    let backup = generated(tmp.path(), 53, 200);
-    let args = [
-        "restore",
-        backup.to_str().unwrap(),
-        "--target",
-        target.to_str().unwrap(),
-        "-q",
-        "--journal-dir",
-        journals.to_str().unwrap(),
-    ];
-    let child = Command::new(env!("CARGO_BIN_EXE_joplin-restore"))
-        .args(args)
-        .args(["--tpslimit", "10"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    for _ in 0..600 {
-        if journal_done(&journals).len() >= 3 {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let r = FolderRestore::new(53);
+    let (target, journals, backup) = (&r.target, &r.journals, &r.backup);
+    let args = r.args();
+    let mut child = r.start_slow();
+    wait_for_done(journals, &mut child, 3, |_| true);
     assert!(
-        journal_done(&journals).len() >= 3,
+        journal_done(journals).len() >= 3,
         "the run never started writing"
     );
     let locks = || {
