@@ -25,8 +25,7 @@ pub enum ClientCommand {
     },
     /// Move a profile aside (to a timestamped sibling; never deleted) so Joplin starts fresh.
     Reset {
-        /// The profile folder (default: ~/.config/joplin-desktop, else ~/.config/joplin). One
-        /// that does not exist yet (just reset) is created, so this can run before Joplin starts.
+        /// The profile folder (default: ~/.config/joplin-desktop, else ~/.config/joplin).
         #[arg(long, value_name = "DIR")]
         profile: Option<PathBuf>,
         #[arg(long, value_name = "DIR", hide = true)]
