@@ -165,7 +165,16 @@ pub async fn run(args: &RollbackArgs) -> Result<RollbackSummary> {
         journal: None,
         keyring: None,
     };
-    let outcome = exec.run(&plan).await;
+    let outcome = tokio::select! {
+        o = exec.run(&plan) => o,
+        _ = crate::safety::interrupted() => {
+            let _ = lock.release().await;
+            anyhow::bail!(
+                "interrupted: the target is partly rolled back. Run the same command again to \
+                 finish (files already back are skipped)."
+            );
+        }
+    };
     if !outcome.ok() {
         let _ = lock.release().await;
         let mut msg = format!(

@@ -110,9 +110,16 @@ pub async fn take_snapshot(
         .map(PathBuf::from)
         .unwrap_or_else(crate::snapshot::default_dir);
     progress.say(&format!("taking a snapshot into {}", dir.display()));
-    let path = crate::snapshot::take(target, &dir, transfers, listed)
-        .await
-        .context("the snapshot failed, so nothing on the target was changed")?;
+    let path = tokio::select! {
+        taken = crate::snapshot::take(target, &dir, transfers, listed) => {
+            taken.context("the snapshot failed, so nothing on the target was changed")?
+        }
+        // Dropping `take` removes its half-written folder.
+        _ = interrupted() => anyhow::bail!(
+            "interrupted while taking the snapshot: nothing on the target was changed and the \
+             unfinished snapshot was removed. Run the same command again to start over."
+        ),
+    };
     crate::say!("Snapshot of the target: {}", path.display());
     Ok(path)
 }

@@ -78,7 +78,12 @@ pub async fn take(
     listed: Option<&[String]>,
 ) -> Result<PathBuf> {
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ").to_string();
-    let out = dir.join(format!("snapshot-{stamp}"));
+    let done = dir.join(format!("snapshot-{stamp}"));
+    warn_of_incomplete(dir);
+    // Written under a `.partial` name and renamed once complete, so a folder named like a
+    // snapshot always is one; removed again if this run fails or is stopped (`Partial`).
+    let partial = Partial::new(dir.join(format!("snapshot-{stamp}{PARTIAL_SUFFIX}")));
+    let out = partial.path.clone();
     let files_dir = out.join("files");
     std::fs::create_dir_all(files_dir.join(RESOURCE_DIR)).with_context(|| {
         format!(
@@ -148,7 +153,68 @@ pub async fn take(
     };
     std::fs::write(out.join(MANIFEST), serde_json::to_vec_pretty(&manifest)?)
         .with_context(|| format!("snapshot: writing {}", out.join(MANIFEST).display()))?;
-    Ok(out)
+    partial.finish(&done)?;
+    Ok(done)
+}
+
+/// Ends the name of a snapshot folder still being written (or left by a run killed meanwhile).
+pub const PARTIAL_SUFFIX: &str = ".partial";
+
+/// A snapshot folder being written: removed when dropped unfinished (an error, or the run's
+/// future dropped on Ctrl-C/SIGTERM), renamed to its final name by `finish`.
+struct Partial {
+    path: PathBuf,
+    finished: bool,
+}
+
+impl Partial {
+    fn new(path: PathBuf) -> Partial {
+        Partial {
+            path,
+            finished: false,
+        }
+    }
+
+    fn finish(mut self, done: &Path) -> Result<()> {
+        std::fs::rename(&self.path, done).with_context(|| {
+            format!(
+                "snapshot: renaming {} to {}",
+                self.path.display(),
+                done.display()
+            )
+        })?;
+        self.finished = true;
+        Ok(())
+    }
+}
+
+impl Drop for Partial {
+    fn drop(&mut self) {
+        if !self.finished {
+            // Our own half-copy, not user data: nothing on the target was changed yet.
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+/// Snapshots a killed run (`kill -9`, power loss) left half-written cannot be cleaned by that
+/// run: say where they are, so the space is not lost unnoticed. Never deleted here: another
+/// run may be writing one right now.
+fn warn_of_incomplete(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with("snapshot-") && name.ends_with(PARTIAL_SUFFIX) {
+            eprintln!(
+                "note: {} is an incomplete snapshot (a run was stopped while taking it, or is \
+                 taking it now); it cannot be rolled back from. Delete it once no other \
+                 joplin-restore runs.",
+                e.path().display()
+            );
+        }
+    }
 }
 
 /// Reads blobs from a snapshot's `files/` folder.
@@ -182,6 +248,17 @@ pub struct OpenedSnapshot {
 
 pub fn open(dir: &Path) -> Result<OpenedSnapshot> {
     let manifest_path = dir.join(MANIFEST);
+    let partial = dir
+        .file_name()
+        .is_some_and(|n| n.to_string_lossy().ends_with(PARTIAL_SUFFIX));
+    if partial || (!manifest_path.exists() && dir.join("files").is_dir()) {
+        bail!(
+            "{} is an incomplete snapshot: the run taking it was stopped before it finished, \
+             so it does not hold the whole target. Roll back from a complete one (a folder \
+             snapshot-… without {PARTIAL_SUFFIX}, next to it) and delete this one.",
+            dir.display()
+        );
+    }
     let manifest: SnapshotManifest =
         serde_json::from_slice(&std::fs::read(&manifest_path).with_context(|| {
             format!(

@@ -1,4 +1,4 @@
-//! Interrupted restores resume: kill -9 at random points (during clear and during upload), rerun
+//! Interrupted runs resume: kill -9 at random points (during clear and during upload), rerun
 //! until done, verify; nothing the journal recorded as done is uploaded again.
 
 mod support;
@@ -408,6 +408,207 @@ fn sigterm_releases_the_lock_and_the_rerun_finishes() {
     assert_eq!(locks(), 0, "the lock was left: {err}");
     let o = support::jr(&args);
     assert!(o.status.success(), "rerun: {}", text(&o));
+    let out = jr_ok(&[
+        "verify",
+        backup.to_str().unwrap(),
+        "--target",
+        target.to_str().unwrap(),
+    ]);
+    assert!(out.starts_with("OK:"), "{out}");
+}
+
+/// Entries of the snapshot folder `dir` named `snapshot-…`: (complete, partial).
+fn snapshots_in(dir: &Path) -> (Vec<PathBuf>, Vec<PathBuf>) {
+    let mut all: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|d| d.map(|e| e.unwrap().path()).collect())
+        .unwrap_or_default();
+    all.retain(|p| {
+        p.file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("snapshot-")
+    });
+    all.into_iter()
+        .partition(|p| !p.to_string_lossy().ends_with(".partial"))
+}
+
+/// Files copied so far into the (first) half-written snapshot under `dir`.
+fn partial_files(dir: &Path) -> usize {
+    let (_, partial) = snapshots_in(dir);
+    partial
+        .first()
+        .and_then(|p| std::fs::read_dir(p.join("files")).ok())
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// Wait (30 s at most, or until the run ends) until `ready` holds.
+fn wait_until(child: &mut std::process::Child, ready: impl Fn() -> bool) {
+    for _ in 0..600 {
+        if ready() || child.try_wait().unwrap().is_some() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn signal(child: &std::process::Child, sig: &str) {
+    let kill = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+}
+
+/// `clear` stopped at each point leaves the target recoverable and no snapshot that pretends
+/// to be whole: kill -9 mid-snapshot leaves a folder marked `.partial` that rollback refuses;
+/// SIGTERM mid-snapshot removes its half-copy and changes nothing; SIGTERM mid-delete releases
+/// the lock and names the rollback; the rerun finishes; the rollback, stopped by SIGTERM and run
+/// again, brings everything back.
+#[cfg(unix)]
+#[test]
+fn clear_stopped_mid_snapshot_or_mid_delete_leaves_the_target_recoverable() {
+    let r = FolderRestore::new(67);
+    let (target, backup) = (&r.target, &r.backup);
+    jr_ok(&r.args());
+    let snaps = r._tmp.path().join("snapshots");
+    let filled = support::tree_hashes(target);
+    let locks = || {
+        std::fs::read_dir(target.join("locks"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    let clear = |tps: &str| {
+        Command::new(env!("CARGO_BIN_EXE_joplin-restore"))
+            .args(["clear", "--target", target.to_str().unwrap(), "--yes", "-q"])
+            .args(["--snapshot-dir", snaps.to_str().unwrap(), "--tpslimit", tps])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+
+    // kill -9 while the snapshot is being copied.
+    let mut child = clear("10");
+    wait_until(&mut child, || partial_files(&snaps) >= 3);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let (complete, partial) = snapshots_in(&snaps);
+    assert!(
+        complete.is_empty(),
+        "a killed snapshot looks complete: {complete:?}"
+    );
+    assert_eq!(partial.len(), 1, "{partial:?}");
+    assert_eq!(
+        support::tree_hashes(target),
+        filled,
+        "the target was changed"
+    );
+    let o = support::jr(&[
+        "rollback",
+        partial[0].to_str().unwrap(),
+        "--target",
+        target.to_str().unwrap(),
+        "--yes",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("incomplete snapshot"), "{}", text(&o));
+
+    // SIGTERM while the snapshot is being copied.
+    let mut child = clear("10");
+    wait_until(&mut child, || {
+        let (_, partial) = snapshots_in(&snaps);
+        partial.len() == 2
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    signal(&child, "-TERM");
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("interrupted while taking the snapshot"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&*partial[0].to_string_lossy()) && err.contains("incomplete snapshot"),
+        "the earlier half-written snapshot is not pointed out: {err}"
+    );
+    assert_eq!(
+        snapshots_in(&snaps),
+        (vec![], partial.clone()),
+        "the interrupted snapshot was left behind"
+    );
+    assert_eq!(
+        support::tree_hashes(target),
+        filled,
+        "the target was changed"
+    );
+    assert_eq!(locks(), 0);
+    std::fs::remove_dir_all(&partial[0]).unwrap();
+
+    // SIGTERM while deleting.
+    let items = || {
+        std::fs::read_dir(target)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|x| x == "md")
+            })
+            .count()
+    };
+    let before = items();
+    let mut child = clear("40");
+    wait_until(&mut child, || items() + 5 <= before);
+    signal(&child, "-TERM");
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let (complete, _) = snapshots_in(&snaps);
+    assert_eq!(complete.len(), 1, "{err}");
+    let snapshot = complete[0].to_str().unwrap();
+    assert!(
+        err.contains("interrupted") && err.contains(&format!("rollback {snapshot}")),
+        "{err}"
+    );
+    assert!(items() > 0, "the clear finished before the signal: {err}");
+    assert_eq!(locks(), 0, "the lock was left: {err}");
+    jr_ok(&[
+        "clear",
+        "--target",
+        target.to_str().unwrap(),
+        "--yes",
+        "--no-snapshot",
+    ]);
+    assert_eq!(items(), 0);
+
+    // SIGTERM while rolling back: the lock goes, the rerun finishes.
+    let rollback = [
+        "rollback",
+        snapshot,
+        "--target",
+        target.to_str().unwrap(),
+        "--yes",
+    ];
+    let mut child = Command::new(env!("CARGO_BIN_EXE_joplin-restore"))
+        .args(rollback)
+        .args(["-q", "--tpslimit", "20"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until(&mut child, || items() >= 5);
+    signal(&child, "-TERM");
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("partly rolled back"), "{err}");
+    assert_eq!(locks(), 0, "the lock was left: {err}");
+    jr_ok(&rollback);
     let out = jr_ok(&[
         "verify",
         backup.to_str().unwrap(),
