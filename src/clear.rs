@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 
 use crate::exit::Refusal;
-use crate::open::{open_paced, PacerArgs, TargetArgs};
+use crate::open::{open_paced, Folder, PacerArgs, TargetArgs};
 use crate::progress::Progress;
 use crate::report::Timings;
 use crate::safety::{confirm, SafetyArgs};
@@ -39,7 +39,7 @@ pub struct ClearSummary {
 
 pub async fn run(args: &ClearArgs) -> Result<ClearSummary> {
     let progress = Progress::new(args.quiet);
-    let paced = open_paced(&args.target, &args.pacer)?;
+    let paced = open_paced(&args.target, &args.pacer, Folder::Existing)?;
     let transfers = paced.options().transfers;
     let target = SyncTarget::new(paced);
     let mut timings = Timings::default();

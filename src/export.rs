@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 use futures::{stream, StreamExt};
 
 use crate::item::{Item, ItemType};
-use crate::open::{open_paced, PacerArgs, TargetArgs};
+use crate::open::{open_paced, Folder, PacerArgs, TargetArgs};
 use crate::target::{blob_path, item_path, SyncTarget};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -75,7 +75,7 @@ pub async fn run(args: &ExportArgs) -> Result<ExportSummary> {
         ))
         .into());
     }
-    let paced = open_paced(&args.target, &args.pacer)?;
+    let paced = open_paced(&args.target, &args.pacer, Folder::Existing)?;
     let transfers = paced.options().transfers;
     let target = SyncTarget::new(paced);
     let state = target.state().await?;

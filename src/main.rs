@@ -10,7 +10,7 @@ use joplin_restore::clear::{self, ClearArgs};
 use joplin_restore::e2ee::PasswordArgs;
 use joplin_restore::exit;
 use joplin_restore::export::{self, ExportArgs};
-use joplin_restore::open::{open_paced, PacerArgs, TargetArgs};
+use joplin_restore::open::{open_paced, Folder, PacerArgs, TargetArgs};
 use joplin_restore::restore::{self, RestoreArgs};
 use joplin_restore::rollback::{self, RollbackArgs};
 use joplin_restore::target::SyncTarget;
@@ -165,7 +165,7 @@ struct CompareArgs {
 async fn compare(a: &CompareArgs) -> Result<(SyncTarget, verify::VerifyReport)> {
     let (b, v) = restore::read_and_validate(&a.backup, &a.opts, &a.allow)?;
     let b = Arc::new(b);
-    let paced = open_paced(&a.target, &a.pacer)?;
+    let paced = open_paced(&a.target, &a.pacer, Folder::Existing)?;
     let transfers = paced.options().transfers;
     let t = SyncTarget::new(paced);
     let state = t.state().await?;

@@ -23,7 +23,7 @@ use crate::execute::Executor;
 use crate::exit::{self, Refusal};
 use crate::item::{Item, ItemType, STAMP_FIELDS};
 use crate::journal::{Journal, JournalStart};
-use crate::open::{open_paced, BackendKind, GivenPassword, PacerArgs, TargetArgs};
+use crate::open::{open_paced, BackendKind, Folder, GivenPassword, PacerArgs, TargetArgs};
 use crate::plan::{self, Comparisons, Mode, PlanOptions, TargetCopy};
 use crate::progress::Progress;
 use crate::report::Timings;
@@ -461,12 +461,13 @@ impl MigrateSummary {
 pub async fn run(args: &MigrateArgs) -> Result<MigrateSummary> {
     let progress = Progress::new(args.quiet);
     let src_args = source_args(args)?;
-    let src_paced = open_paced(&src_args, &args.pacer).context(
+    let src_paced = open_paced(&src_args, &args.pacer, Folder::Existing).context(
         "opening the source (--from; its options are --from-backend, --from-username, \
          --from-password-file, --from-endpoint, --from-region, --from-path-style)",
     )?;
     let src = SyncTarget::new(src_paced.clone());
-    let paced = open_paced(&args.target, &args.pacer).context("opening the destination (--to)")?;
+    let paced = open_paced(&args.target, &args.pacer, Folder::CreatedIfMissing)
+        .context("opening the destination (--to)")?;
     let transfers = paced.options().transfers;
     let dest_paced = paced.clone();
     let dest = SyncTarget::new(paced);

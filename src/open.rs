@@ -292,8 +292,8 @@ fn open_storage(args: &TargetArgs) -> Result<Arc<dyn Storage>> {
         o.profile = args.named.as_ref().and_then(|n| n.aws_profile.clone());
         return Ok(Arc::new(S3Storage::new(o)?));
     }
-    if let Some(rest) = t.strip_prefix("file://") {
-        return Ok(Arc::new(FsStorage::new(PathBuf::from(rest))));
+    if let Some(dir) = local_folder(t) {
+        return Ok(Arc::new(FsStorage::new(dir)));
     }
     if let Some((scheme, _)) = t.split_once("://") {
         bail!(
@@ -302,10 +302,71 @@ fn open_storage(args: &TargetArgs) -> Result<Arc<dyn Storage>> {
              joplin-server+http(s)://host:port/."
         );
     }
-    if t.is_empty() {
-        bail!("--target is empty: give the folder your Joplin clients sync to");
+    bail!("--target is empty: give the folder your Joplin clients sync to")
+}
+
+/// The folder of a filesystem target (`/path` or `file:///path`), once URLs, S3 and Joplin
+/// Server were ruled out.
+fn local_folder(t: &str) -> Option<PathBuf> {
+    if let Some(rest) = t.strip_prefix("file://") {
+        return Some(PathBuf::from(rest));
     }
-    Ok(Arc::new(FsStorage::new(PathBuf::from(t))))
+    (!t.is_empty() && !t.contains("://")).then(|| PathBuf::from(t))
+}
+
+/// What a command expects of a filesystem target's folder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Folder {
+    /// Read (verify, status, export, clear, a migration's source): a missing folder is a
+    /// mistyped path, not an empty target.
+    Existing,
+    /// Written (restore, rollback, a migration's destination): created when missing, but only
+    /// inside an existing folder, so a typo in a parent (or an unmounted disk) is not silently
+    /// turned into a new tree of folders.
+    CreatedIfMissing,
+}
+
+fn check_folder(args: &TargetArgs, folder: Folder) -> Result<()> {
+    let t = args.target.trim();
+    let remote = t.starts_with("joplin-server+")
+        || t.starts_with("s3://")
+        || args.backend == Some(BackendKind::JoplinServer)
+        || backend_webdav::is_webdav_url(t);
+    let Some(dir) = local_folder(t).filter(|_| !remote) else {
+        return Ok(());
+    };
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if dir.exists() {
+        bail!(
+            "{}: this is a file, not a folder. Give the folder your Joplin clients sync \
+             to.",
+            dir.display()
+        );
+    }
+    match folder {
+        Folder::Existing => bail!(
+            "{}: no such folder. Check the path (the folder your Joplin clients sync \
+             to; see `joplin-restore targets` for named targets).",
+            dir.display()
+        ),
+        Folder::CreatedIfMissing => {
+            let parent = dir
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(std::path::Path::new("."));
+            if !parent.is_dir() {
+                bail!(
+                    "{}: its parent folder {} does not exist. Check the path (is a disk \
+                     not mounted?), or create the parent first if a new target there is meant.",
+                    dir.display(),
+                    parent.display()
+                );
+            }
+            Ok(())
+        }
+    }
 }
 
 /// WebDAV: the URL's collection; username from --username (or the URL); the password only
@@ -339,9 +400,11 @@ fn open_webdav(args: &TargetArgs, t: &str) -> Result<Arc<dyn Storage>> {
 
 /// The backend wrapped in the pacer, with per-backend defaults; `--target NAME:` is looked up
 /// in the config file first.
-pub fn open_paced(args: &TargetArgs, pacer: &PacerArgs) -> Result<Arc<Paced>> {
+/// `folder`: whether a filesystem target must exist already.
+pub fn open_paced(args: &TargetArgs, pacer: &PacerArgs, folder: Folder) -> Result<Arc<Paced>> {
     let (args, pacer) = resolve(args, pacer)?;
     let (args, pacer) = (&args, &pacer);
+    check_folder(args, folder)?;
     let storage = open_storage(args)?;
     let caps = storage.capabilities();
     let opts = PacerOptions {

@@ -11,7 +11,7 @@ use crate::e2ee::{E2eeInfo, Keyring, PasswordArgs, PASSWORD_ENV};
 use crate::execute::Executor;
 use crate::exit::Refusal;
 use crate::journal::{Journal, JournalStart};
-use crate::open::{open_paced, PacerArgs, TargetArgs};
+use crate::open::{open_paced, Folder, PacerArgs, TargetArgs};
 use crate::plan::{self, Mode};
 use crate::progress::Progress;
 use crate::safety::{confirm, JournalArgs, SafetyArgs};
@@ -136,7 +136,7 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
         progress.say(&format!("warning: {w}"));
     }
 
-    let paced = open_paced(&args.target, &args.pacer)?;
+    let paced = open_paced(&args.target, &args.pacer, Folder::CreatedIfMissing)?;
     let transfers = paced.options().transfers;
     let target = SyncTarget::new(paced.clone());
     let state = target.state().await?;

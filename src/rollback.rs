@@ -13,7 +13,7 @@ use bytes::Bytes;
 
 use crate::execute::Executor;
 use crate::exit::Refusal;
-use crate::open::{open_paced, PacerArgs, TargetArgs};
+use crate::open::{open_paced, Folder, PacerArgs, TargetArgs};
 use crate::plan::{self, Mode, PlanOptions};
 use crate::progress::Progress;
 use crate::safety::{confirm, SafetyArgs};
@@ -52,7 +52,7 @@ pub async fn run(args: &RollbackArgs) -> Result<RollbackSummary> {
     let progress = Progress::new(args.quiet);
     let snap = crate::snapshot::open(&args.snapshot)?;
     let backup = Arc::new(snap.backup);
-    let paced = open_paced(&args.target, &args.pacer)?;
+    let paced = open_paced(&args.target, &args.pacer, Folder::CreatedIfMissing)?;
     let transfers = paced.options().transfers;
     let target = SyncTarget::new(paced);
     let state = target.state().await?;

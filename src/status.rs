@@ -8,7 +8,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::item::Item;
-use crate::open::{open_paced, PacerArgs, TargetArgs};
+use crate::open::{open_paced, Folder, PacerArgs, TargetArgs};
 use crate::target::{item_path, LockInfo, SyncTarget};
 
 #[derive(Debug, Serialize)]
@@ -34,7 +34,7 @@ pub struct Status {
 }
 
 pub async fn status(target_args: &TargetArgs, pacer: &PacerArgs) -> Result<Status> {
-    let paced = open_paced(target_args, pacer)?;
+    let paced = open_paced(target_args, pacer, Folder::Existing)?;
     let transfers = paced.options().transfers;
     let target = SyncTarget::new(paced);
     let st = target.state().await?;
@@ -159,7 +159,7 @@ pub fn print(s: &Status) {
 
 /// Remove our own locks and stale ones; never another client's active lock.
 pub async fn unlock(target_args: &TargetArgs, pacer: &PacerArgs) -> Result<(usize, usize)> {
-    let paced = open_paced(target_args, pacer)?;
+    let paced = open_paced(target_args, pacer, Folder::Existing)?;
     let target = SyncTarget::new(paced);
     let st = target.state().await?;
     let locks = target.locks(&st).await?;

@@ -508,3 +508,72 @@ fn dry_run_changes_nothing_and_non_interactive_needs_yes() {
     assert!(text(&o).contains("--yes"), "{}", text(&o));
     assert_eq!(before, tree_hashes(&target));
 }
+
+/// A mistyped folder target: commands that read a target say it does not exist instead of
+/// reporting an empty target; restore creates a new target folder only inside an existing one
+/// (a typo in a parent, or an unmounted disk, must not become a fresh tree of folders).
+#[test]
+fn a_missing_target_folder_is_named_not_taken_for_an_empty_target() {
+    let tmp = tempfile::tempdir().unwrap();
+    let missing = tmp.path().join("no-such-sync-folder");
+    let m = missing.to_str().unwrap();
+    let sample = sample_jex();
+    let s = sample.to_str().unwrap();
+    let out = tmp.path().join("export.jex");
+    for args in [
+        vec!["verify", s, "--target", m],
+        vec!["diff", s, "--target", m],
+        vec!["status", "--target", m],
+        vec!["unlock", "--target", m],
+        vec!["clear", "--target", m, "--yes"],
+        vec!["export", "--target", m, out.to_str().unwrap()],
+        vec![
+            "migrate",
+            "--from",
+            m,
+            "--target",
+            tmp.path().join("to").to_str().unwrap(),
+            "--yes",
+        ],
+    ] {
+        let o = jr(&args);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {}", text(&o));
+        assert!(
+            text(&o).contains(&format!("{m}: no such folder")),
+            "{args:?}: {}",
+            text(&o)
+        );
+    }
+    assert!(!missing.exists() && !out.exists() && !tmp.path().join("to").exists());
+
+    let typo = tmp.path().join("mnt-typo").join("joplin");
+    let o = jr(&["restore", s, "--target", typo.to_str().unwrap(), "--yes"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("its parent folder") && text(&o).contains("mnt-typo"),
+        "{}",
+        text(&o)
+    );
+    assert!(
+        !tmp.path().join("mnt-typo").exists(),
+        "restore made the typo's folders"
+    );
+
+    let file = tmp.path().join("a-file");
+    std::fs::write(&file, "x").unwrap();
+    let o = jr(&["restore", s, "--target", file.to_str().unwrap(), "--yes"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("is a file, not a folder"), "{}", text(&o));
+
+    // A new folder inside an existing one is the normal first restore.
+    let fresh = tmp.path().join("new-sync-folder");
+    jr_ok(&[
+        "restore",
+        s,
+        "--target",
+        fresh.to_str().unwrap(),
+        "--yes",
+        "-q",
+    ]);
+    assert!(fresh.join("info.json").is_file());
+}
