@@ -157,11 +157,14 @@ pub async fn read_source(src: &SyncTarget, transfers: usize) -> Result<SourceVie
         ))
         .into());
     }
-    if let Some(v) = state.version().filter(|v| *v != 3) {
+    if let Some(v) = state
+        .version()
+        .filter(|v| *v != crate::target::SYNC_VERSION)
+    {
         return Err(Refusal(format!(
-            "the source {} is sync version {v}; this tool copies version 3 (Joplin 2.x–3.x). \
-             Sync it once with a current Joplin client, then rerun.",
-            src.describe()
+            "the source {}: {}",
+            src.describe(),
+            crate::target::unsupported_version(v)
         ))
         .into());
     }

@@ -11,6 +11,27 @@ use serde_json::{json, Value};
 
 use crate::id::{IdTable, JoplinId};
 
+/// The sync format version this tool reads and writes (Joplin 2.x–3.x).
+pub const SYNC_VERSION: i64 = 3;
+
+/// Why a target of sync version `v` is not handled, and what to do about it: an older target is
+/// upgraded by a current Joplin client; a newer one needs a newer joplin-restore.
+pub fn unsupported_version(v: i64) -> String {
+    if v < SYNC_VERSION {
+        format!(
+            "info.json says sync version {v}, from an older Joplin; this tool handles version \
+             {SYNC_VERSION} (Joplin 2.x–3.x). Upgrade the target by syncing it once with a \
+             current Joplin client, then rerun."
+        )
+    } else {
+        format!(
+            "info.json says sync version {v}, written by a Joplin newer than this tool knows \
+             (it handles version {SYNC_VERSION}, Joplin 2.x–3.x). Update joplin-restore; until \
+             then nothing is written to this target."
+        )
+    }
+}
+
 pub const INFO_JSON: &str = "info.json";
 pub const RESOURCE_DIR: &str = ".resource";
 pub const LOCKS_DIR: &str = "locks";
@@ -40,7 +61,7 @@ pub fn blob_file_id(name: &str) -> Option<JoplinId> {
 /// The `info.json` a Joplin client writes on a fresh unencrypted target.
 pub fn default_info_json() -> Value {
     json!({
-        "version": 3,
+        "version": SYNC_VERSION,
         "e2ee": {"value": false, "updatedTime": 0},
         "activeMasterKeyId": {"value": "", "updatedTime": 0},
         "masterKeys": [],
@@ -246,12 +267,8 @@ impl SyncTarget {
     /// Refuse targets we must not write to. `force` skips the "not a Joplin target" guard.
     pub fn check_writable(&self, st: &TargetState, force: bool) -> Result<()> {
         if let Some(v) = st.version() {
-            if v != 3 {
-                bail!(
-                    "{}: info.json says sync version {v}; this tool writes version 3 (Joplin 2.x–3.x). \
-                     Upgrade the target by syncing it once with a current Joplin client, then rerun.",
-                    self.describe()
-                );
+            if v != SYNC_VERSION {
+                bail!("{}: {}", self.describe(), unsupported_version(v));
             }
         } else if st.info.is_some() {
             bail!(
@@ -717,6 +734,21 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn an_older_target_is_upgraded_by_joplin_a_newer_one_needs_a_newer_tool() {
+        let older = unsupported_version(2);
+        assert!(
+            older.contains("version 2") && older.contains("syncing it once"),
+            "{older}"
+        );
+        let newer = unsupported_version(4);
+        assert!(
+            newer.contains("version 4") && newer.contains("Update joplin-restore"),
+            "{newer}"
+        );
+        assert!(!newer.contains("Upgrade the target"), "{newer}");
+    }
 
     #[test]
     fn info_json_is_tab_indented_like_joplin() {

@@ -415,7 +415,17 @@ fn target_with_another_sync_version() {
     refuses_target(
         "version",
         |t| std::fs::write(t.join("info.json"), r#"{"version": 2}"#).unwrap(),
-        &["sync version 2"],
+        &["sync version 2", "syncing it once with a current Joplin"],
+    );
+}
+
+/// A target a newer Joplin wrote: the tool is what is old, not the target.
+#[test]
+fn target_with_a_newer_sync_version() {
+    refuses_target(
+        "newer",
+        |t| std::fs::write(t.join("info.json"), r#"{"version": 4}"#).unwrap(),
+        &["sync version 4", "Update joplin-restore"],
     );
 }
 
