@@ -35,13 +35,14 @@ pub struct ClearSummary {
     pub snapshot: Option<PathBuf>,
     /// Seconds per stage: list, snapshot, lock, delete (what ran of them).
     pub timings: Timings,
+    pub pacer: backend_core::pacer::PacerCounts,
 }
 
 pub async fn run(args: &ClearArgs) -> Result<ClearSummary> {
     let progress = Progress::new(args.quiet);
     let paced = open_paced(&args.target, &args.pacer, Folder::Existing)?;
     let transfers = paced.options().transfers;
-    let target = SyncTarget::new(paced);
+    let target = SyncTarget::new(paced.clone());
     let mut timings = Timings::default();
     let t = std::time::Instant::now();
     let state = target.state().await?;
@@ -84,6 +85,7 @@ pub async fn run(args: &ClearArgs) -> Result<ClearSummary> {
             deleted: 0,
             snapshot: None,
             timings,
+            pacer: paced.counts(),
         });
     }
     if paths.is_empty() {
@@ -92,6 +94,7 @@ pub async fn run(args: &ClearArgs) -> Result<ClearSummary> {
             deleted: 0,
             snapshot: None,
             timings,
+            pacer: paced.counts(),
         });
     }
     eprintln!(
@@ -156,5 +159,6 @@ pub async fn run(args: &ClearArgs) -> Result<ClearSummary> {
         deleted: paths.len(),
         snapshot,
         timings,
+        pacer: paced.counts(),
     })
 }

@@ -351,6 +351,9 @@ async fn run(cmd: Command) -> Result<i32> {
                 "deleted": s.deleted,
                 "snapshot": s.snapshot,
                 "timings": s.timings,
+                "requests": s.pacer.requests,
+                "retries": s.pacer.retries,
+                "rate_limited": s.pacer.rate_limited,
             }));
             joplin_restore::say!("Cleared: {} file(s) deleted.", s.deleted);
             if let Some(snap) = &s.snapshot {
@@ -369,6 +372,10 @@ async fn run(cmd: Command) -> Result<i32> {
                 "snapshot": s.snapshot,
                 // A dry run checks nothing: no report rather than an empty (passing) one.
                 "verify": (!dry_run).then_some(&s.verify),
+                "timings": s.timings,
+                "requests": s.pacer.requests,
+                "retries": s.pacer.retries,
+                "rate_limited": s.pacer.rate_limited,
             }));
             if dry_run {
                 return Ok(exit::OK);

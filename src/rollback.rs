@@ -16,6 +16,7 @@ use crate::exit::Refusal;
 use crate::open::{open_paced, Folder, PacerArgs, TargetArgs};
 use crate::plan::{self, Mode, PlanOptions};
 use crate::progress::Progress;
+use crate::report::Timings;
 use crate::safety::{confirm, SafetyArgs};
 use crate::target::{now_ms, SyncTarget, INFO_JSON};
 use crate::validate::Validation;
@@ -46,17 +47,26 @@ pub struct RollbackSummary {
     pub deleted: usize,
     pub snapshot: Option<PathBuf>,
     pub verify: VerifyReport,
+    /// Seconds per stage: read snapshot, list, plan, snapshot, write, verify (what ran).
+    pub timings: Timings,
+    pub pacer: backend_core::pacer::PacerCounts,
 }
 
 pub async fn run(args: &RollbackArgs) -> Result<RollbackSummary> {
     let progress = Progress::new(args.quiet);
+    let mut timings = Timings::default();
+    let t = std::time::Instant::now();
     let snap = crate::snapshot::open(&args.snapshot)?;
+    timings.add("read snapshot", t);
     let backup = Arc::new(snap.backup);
     let paced = open_paced(&args.target, &args.pacer, Folder::CreatedIfMissing)?;
     let transfers = paced.options().transfers;
-    let target = SyncTarget::new(paced);
+    let target = SyncTarget::new(paced.clone());
+    let t = std::time::Instant::now();
     let state = target.state().await?;
+    timings.add("list", t);
     target.check_writable(&state, args.safety.force)?;
+    let t = std::time::Instant::now();
 
     let everything = Validation::default();
     let set = plan::restore_set(&backup, &everything);
@@ -77,6 +87,7 @@ pub async fn run(args: &RollbackArgs) -> Result<RollbackSummary> {
         ..Default::default()
     };
     let plan = plan::plan(&backup, &everything, &set, &state, &existing, &opts)?;
+    timings.add("plan", t);
     let info_now = target.storage.get(INFO_JSON).await.ok();
     let info_changes = match (&snap.info_json, &info_now) {
         (Some(want), Some(have)) => want[..] != have[..],
@@ -108,6 +119,8 @@ pub async fn run(args: &RollbackArgs) -> Result<RollbackSummary> {
             deleted: 0,
             snapshot: None,
             verify: VerifyReport::default(),
+            timings,
+            pacer: paced.counts(),
         });
     }
     if args.exact {
@@ -131,6 +144,7 @@ pub async fn run(args: &RollbackArgs) -> Result<RollbackSummary> {
         )
         .into());
     }
+    let t = std::time::Instant::now();
     let snapshot = if destructive {
         args.safety
             .snapshot(&target, transfers, &progress, Some(&state.files()))
@@ -138,6 +152,10 @@ pub async fn run(args: &RollbackArgs) -> Result<RollbackSummary> {
     } else {
         None
     };
+    if snapshot.is_some() {
+        timings.add("snapshot", t);
+    }
+    let t = std::time::Instant::now();
     target.ensure_layout(&state).await?;
     let lock = target
         .acquire_lock(args.safety.force, &[], &crate::item::new_id())
@@ -188,6 +206,8 @@ pub async fn run(args: &RollbackArgs) -> Result<RollbackSummary> {
         msg.push_str("Run the same command again to finish.");
         return Err(crate::exit::Failed::from_outcome(msg, &outcome).into());
     }
+    timings.add("write", t);
+    let t = std::time::Instant::now();
     let restored: Vec<usize> = set.iter().map(|(i, _)| *i).collect();
     let seen = verify::Seen::list(&target, &backup, &restored, &Default::default()).await?;
     let verify = verify::verify(
@@ -201,10 +221,13 @@ pub async fn run(args: &RollbackArgs) -> Result<RollbackSummary> {
     )
     .await?;
     lock.release().await?;
+    timings.add("verify", t);
     Ok(RollbackSummary {
         uploaded: outcome.uploaded,
         deleted: outcome.deleted,
         snapshot,
         verify,
+        timings,
+        pacer: paced.counts(),
     })
 }

@@ -118,7 +118,8 @@ fn exact_rollback_without_a_sync_in_between_is_byte_identical() {
     ]);
     assert_ne!(before, tree_hashes(&target));
     let snap = snapshot_path(&out);
-    jr_ok(&[
+    let v: serde_json::Value = serde_json::from_str(&jr_ok(&[
+        "--json",
         "rollback",
         &snap,
         "--target",
@@ -126,8 +127,19 @@ fn exact_rollback_without_a_sync_in_between_is_byte_identical() {
         "--exact",
         "--yes",
         "--no-snapshot",
-    ]);
+    ]))
+    .unwrap();
     assert_eq!(before, tree_hashes(&target));
+    assert_eq!(
+        support::stage_names(&v),
+        ["read snapshot", "list", "plan", "write", "verify"],
+        "{v}"
+    );
+    let written = v["uploaded"].as_u64().unwrap() + v["deleted"].as_u64().unwrap();
+    assert!(
+        written > 0 && v["requests"].as_u64().unwrap() > written,
+        "every write and the listings are requests: {v}"
+    );
 }
 
 #[test]

@@ -576,14 +576,25 @@ fn clear_stopped_mid_snapshot_or_mid_delete_leaves_the_target_recoverable() {
     );
     assert!(items() > 0, "the clear finished before the signal: {err}");
     assert_eq!(locks(), 0, "the lock was left: {err}");
-    jr_ok(&[
+    let left = items();
+    let v: serde_json::Value = serde_json::from_str(&jr_ok(&[
+        "--json",
         "clear",
         "--target",
         target.to_str().unwrap(),
         "--yes",
         "--no-snapshot",
-    ]);
+    ]))
+    .unwrap();
     assert_eq!(items(), 0);
+    assert_eq!(
+        support::stage_names(&v),
+        ["list", "snapshot", "lock", "delete"],
+        "{v}"
+    );
+    let deleted = v["deleted"].as_u64().unwrap();
+    assert!(deleted >= left as u64, "{v}");
+    assert!(v["requests"].as_u64().unwrap() > deleted, "{v}");
 
     // SIGTERM while rolling back: the lock goes, the rerun finishes.
     let rollback = [
