@@ -587,3 +587,55 @@ fn a_missing_target_folder_is_named_not_taken_for_an_empty_target() {
     ]);
     assert!(fresh.join("info.json").is_file());
 }
+
+/// An empty 7z is only its signature header; it must be called empty, not damaged.
+#[test]
+fn empty_7z_archive() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = filled_target(dir.path());
+    let mut bytes = vec![b'7', b'z', 0xBC, 0xAF, 0x27, 0x1C, 0, 4];
+    bytes.extend_from_slice(&0x0fd5_9b8d_u32.to_le_bytes()); // CRC32 of the 20 zero bytes after it
+    bytes.extend_from_slice(&[0; 20]);
+    let file = dir.path().join("backup.7z");
+    std::fs::write(&file, &bytes).unwrap();
+    let snaps = dir.path().join("snaps");
+    restore_is_refused(
+        "empty 7z",
+        &file,
+        &target,
+        &snaps,
+        &["backup.7z is an empty 7z archive", "holds no files"],
+    );
+    assert!(!snaps.exists());
+}
+
+/// A zip of something else is named as the file the user gave, not the temp folder it was
+/// unpacked to.
+#[test]
+fn zip_without_a_backup() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let target = filled_target(dir.path());
+    let file = dir.path().join("photos.zip");
+    let mut zip = zip::ZipWriter::new(std::fs::File::create(&file).unwrap());
+    let opts = zip::write::SimpleFileOptions::default();
+    zip.start_file("holiday/readme.txt", opts).unwrap();
+    zip.write_all(b"not a backup").unwrap();
+    zip.finish().unwrap();
+    let snaps = dir.path().join("snaps");
+    restore_is_refused(
+        "zip without a backup",
+        &file,
+        &target,
+        &snaps,
+        &["photos.zip holds no backup", "no .jex"],
+    );
+    let o = jr(&["inspect", file.to_str().unwrap()]);
+    let out = text(&o);
+    assert!(!o.status.success(), "{out}");
+    assert!(
+        !out.contains("joplin-restore-"),
+        "the temp folder must not be named:\n{out}"
+    );
+    assert!(!snaps.exists());
+}

@@ -72,6 +72,13 @@ fn write_entry(path: &Path, reader: &mut dyn Read) -> std::io::Result<u64> {
 /// headers (7-Zip's `-mhe`, as the Backup plugin writes) or only its contents (7-Zip's default
 /// `-p` without `-mhe`, which opens without a password and fails at the first entry).
 pub fn extract_7z(archive: &Path, dest: &Path, passwords: &PasswordSource) -> Result<()> {
+    if is_empty_7z(archive) {
+        bail!(
+            "{} is an empty 7z archive: it holds no files. Use another copy of the backup, \
+             or the .jex file itself.",
+            archive.display()
+        );
+    }
     let mut secret: Option<Secret> = None;
     let mut reader = match ArchiveReader::open(archive, Password::empty()) {
         Ok(r) => r,
@@ -93,6 +100,21 @@ pub fn extract_7z(archive: &Path, dest: &Path, passwords: &PasswordSource) -> Re
         }
         res => res.map_err(|e| sz_error(archive, e, secret.as_ref())),
     }
+}
+
+/// An archive of no files is only its 32-byte signature header, with a next-header size of
+/// 0; the crate reports it as a read error ("failed to fill whole buffer"), which would send
+/// the user looking for damage.
+fn is_empty_7z(archive: &Path) -> bool {
+    if std::fs::metadata(archive).map(|m| m.len()).ok() != Some(32) {
+        return false;
+    }
+    let Ok(bytes) = std::fs::read(archive) else {
+        return false;
+    };
+    bytes.len() == 32
+        && bytes[..6] == [b'7', b'z', 0xBC, 0xAF, 0x27, 0x1C]
+        && bytes[20..28] == [0u8; 8]
 }
 
 /// Write every entry of `reader` under `dest`. Our own errors (they name the entry) come out

@@ -146,6 +146,16 @@ impl Opener<'_> {
                         dir = only;
                     }
                 }
+                // Said here, by the archive's name: the temp folder it went to means nothing
+                // to the user.
+                if !is_set_dir(&dir) && list_sets(&dir)?.is_empty() {
+                    bail!(
+                        "{} holds no backup: no .jex, no backup set folder, no .7z inside it. \
+                         Give a .jex file, a backup set folder, or the Backup plugin's backup \
+                         folder (or a .7z/.zip of one).",
+                        path.display()
+                    );
+                }
                 self.resolve(&dir, depth + 1)
                     .with_context(|| format!("inside {}", path.display()))
             }
