@@ -211,16 +211,7 @@ fn insufficient_storage_mid_upload_stops_and_a_rerun_finishes() {
     assert!(all.contains("HTTP 507"), "{all}");
     assert!(all.contains("file(s) uploaded"), "{all}");
     assert!(all.contains("run the same command again"), "{all}");
-    let partial = std::fs::read_dir(srv.data.join("Joplin"))
-        .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .path()
-                .extension()
-                .is_some_and(|x| x == "md")
-        })
-        .count();
+    let partial = support::count_items(&srv.data.join("Joplin"));
     assert!(
         partial < 27,
         "only part of the items may be there, got {partial}"

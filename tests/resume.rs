@@ -151,13 +151,7 @@ fn kill_and_resume(mode: &str, seed: u64) {
         let o = support::jr(&args.iter().map(|s| s.as_str()).collect::<Vec<_>>());
         assert!(o.status.success(), "final run: {}", text(&o));
     }
-    let out = jr_ok(&[
-        "verify",
-        backup.to_str().unwrap(),
-        "--target",
-        target.to_str().unwrap(),
-    ]);
-    assert!(out.starts_with("OK:"), "{out}");
+    support::assert_verified(&backup, &target);
     assert!(
         journal_done(&journals).is_empty(),
         "a finished restore leaves no journal"
@@ -363,13 +357,7 @@ fn resume_takes_an_unjournaled_blob_with_the_backups_bytes_as_written() {
         before,
         "{lost} was written again"
     );
-    let out = jr_ok(&[
-        "verify",
-        backup.to_str().unwrap(),
-        "--target",
-        target.to_str().unwrap(),
-    ]);
-    assert!(out.starts_with("OK:"), "{out}");
+    support::assert_verified(backup, target);
 }
 
 /// SIGTERM (`kill`, systemd, a container stop) is an interruption like Ctrl-C: the run stops
@@ -408,13 +396,7 @@ fn sigterm_releases_the_lock_and_the_rerun_finishes() {
     assert_eq!(locks(), 0, "the lock was left: {err}");
     let o = support::jr(&args);
     assert!(o.status.success(), "rerun: {}", text(&o));
-    let out = jr_ok(&[
-        "verify",
-        backup.to_str().unwrap(),
-        "--target",
-        target.to_str().unwrap(),
-    ]);
-    assert!(out.starts_with("OK:"), "{out}");
+    support::assert_verified(backup, target);
 }
 
 /// Entries of the snapshot folder `dir` named `snapshot-…`: (complete, partial).
@@ -548,18 +530,7 @@ fn clear_stopped_mid_snapshot_or_mid_delete_leaves_the_target_recoverable() {
     std::fs::remove_dir_all(&partial[0]).unwrap();
 
     // SIGTERM while deleting.
-    let items = || {
-        std::fs::read_dir(target)
-            .unwrap()
-            .filter(|e| {
-                e.as_ref()
-                    .unwrap()
-                    .path()
-                    .extension()
-                    .is_some_and(|x| x == "md")
-            })
-            .count()
-    };
+    let items = || support::count_items(target);
     let before = items();
     let mut child = clear("40");
     wait_until(&mut child, || items() + 5 <= before);
@@ -620,11 +591,5 @@ fn clear_stopped_mid_snapshot_or_mid_delete_leaves_the_target_recoverable() {
     assert!(err.contains("partly rolled back"), "{err}");
     assert_eq!(locks(), 0, "the lock was left: {err}");
     jr_ok(&rollback);
-    let out = jr_ok(&[
-        "verify",
-        backup.to_str().unwrap(),
-        "--target",
-        target.to_str().unwrap(),
-    ]);
-    assert!(out.starts_with("OK:"), "{out}");
+    support::assert_verified(backup, target);
 }

@@ -68,6 +68,31 @@ pub fn jr_ok(args: &[&str]) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// Assert `verify BACKUP --target TARGET` (a folder) finds no difference.
+pub fn assert_verified(backup: &Path, target: &Path) {
+    let out = jr_ok(&[
+        "verify",
+        backup.to_str().unwrap(),
+        "--target",
+        target.to_str().unwrap(),
+    ]);
+    assert!(out.starts_with("OK:"), "{out}");
+}
+
+/// How many item files (`*.md`) a sync folder holds.
+pub fn count_items(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "md")
+        })
+        .count()
+}
+
 /// The stage names of a `--json` report's `timings`, in order.
 pub fn stage_names(report: &serde_json::Value) -> Vec<String> {
     report["timings"]
