@@ -23,6 +23,10 @@ enum Line {
         /// Client id of our lock, so a resumed run can remove the lock a killed one left.
         #[serde(default)]
         lock_id: Option<String>,
+        /// The snapshot taken before the first run changed anything: the way back for every
+        /// run that continues it (a later snapshot would hold a half-restored target).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        snapshot: Option<PathBuf>,
     },
     /// A lock id an earlier, killed run used (it may still be on the target).
     OldLock {
@@ -44,6 +48,8 @@ pub struct Resume {
     pub lock_ids: Vec<String>,
     pub cleared: bool,
     pub done: HashSet<String>,
+    /// The snapshot taken before the first of these runs changed anything.
+    pub snapshot: Option<PathBuf>,
 }
 
 /// What a run records when it starts.
@@ -52,6 +58,8 @@ pub struct JournalStart {
     pub id_seed: u64,
     pub backup: PathBuf,
     pub target: String,
+    /// The snapshot of the target before anything was changed (the earlier run's on resume).
+    pub snapshot: Option<PathBuf>,
 }
 
 pub struct Journal {
@@ -107,12 +115,14 @@ fn read(path: &Path) -> Option<Resume> {
                 stamp_ms,
                 id_seed,
                 lock_id,
+                snapshot,
                 ..
             }) => {
                 r = Some(Resume {
                     stamp_ms,
                     id_seed,
                     lock_ids: lock_id.into_iter().collect(),
+                    snapshot,
                     ..Default::default()
                 })
             }
@@ -166,6 +176,7 @@ impl Journal {
             stamp_ms: start.stamp_ms,
             id_seed: start.id_seed,
             lock_id: Some(lock_id.clone()),
+            snapshot: start.snapshot,
         })?;
         text.push('\n');
         if let Some(r) = &resumed {
@@ -244,6 +255,7 @@ mod tests {
             id_seed,
             backup: "b".into(),
             target: "t".into(),
+            snapshot: None,
         }
     }
 
@@ -280,5 +292,38 @@ mod tests {
         let j = Journal::begin(d, "k", None, start(1, 1)).unwrap();
         j.finish().unwrap();
         assert!(!p.exists());
+    }
+
+    #[test]
+    fn the_first_runs_snapshot_is_kept_across_resumes() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let first = JournalStart {
+            snapshot: Some(PathBuf::from("/snaps/snapshot-1")),
+            ..start(5, 6)
+        };
+        drop(Journal::begin(d, "k", None, first).unwrap());
+        let r = Journal::peek(d, "k").unwrap();
+        assert_eq!(r.snapshot.as_deref(), Some(Path::new("/snaps/snapshot-1")));
+        // The resumed run passes it on, so a third run still finds it.
+        let again = JournalStart {
+            snapshot: r.snapshot.clone(),
+            ..start(5, 6)
+        };
+        drop(Journal::begin(d, "k", Some(r), again).unwrap());
+        let r = Journal::peek(d, "k").unwrap();
+        assert_eq!(r.snapshot.as_deref(), Some(Path::new("/snaps/snapshot-1")));
+        // A journal written before snapshots were recorded still reads.
+        let p = d.join("old.jsonl");
+        std::fs::write(
+            &p,
+            "{\"start\":{\"backup\":\"b\",\"target\":\"t\",\"stamp_ms\":1,\"id_seed\":2}}\n",
+        )
+        .unwrap();
+        let r = Journal::peek(d, "old").unwrap();
+        assert_eq!((r.stamp_ms, r.snapshot), (1, None));
+        // A fresh start forgets the earlier snapshot.
+        drop(Journal::begin(d, "k", None, start(1, 1)).unwrap());
+        assert_eq!(Journal::peek(d, "k").unwrap().snapshot, None);
     }
 }

@@ -708,10 +708,20 @@ pub async fn run(args: &MigrateArgs) -> Result<MigrateSummary> {
         let ours = resumed.as_ref().map_or(&[][..], |r| &r.lock_ids[..]);
         dest.refuse_active_locks(&state, ours).await?;
     }
-    if destructive && resumed.is_none() {
+    // A resumed run keeps the first run's snapshot; without one, a new snapshot would only
+    // hold the half-migrated destination.
+    let earlier = resumed.as_ref().and_then(|r| r.snapshot.clone());
+    if (destructive && resumed.is_none()) || earlier.is_some() {
         snapshot = args
             .safety
-            .snapshot(&dest, transfers, &progress, None)
+            .snapshot_resuming(
+                earlier.as_deref(),
+                destructive && resumed.is_none(),
+                &dest,
+                transfers,
+                &progress,
+                None,
+            )
             .await?;
     }
 
@@ -736,6 +746,7 @@ pub async fn run(args: &MigrateArgs) -> Result<MigrateSummary> {
             id_seed: 0,
             backup: from_key,
             target: dest.describe(),
+            snapshot: snapshot.clone(),
         },
     )?;
     let lock = dest

@@ -365,10 +365,18 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
         let ours = resumed.as_ref().map_or(&[][..], |r| &r.lock_ids[..]);
         target.refuse_active_locks(&state, ours).await?;
     }
-    if plan.is_destructive() {
+    let earlier = resumed.as_ref().and_then(|r| r.snapshot.clone());
+    if plan.is_destructive() || earlier.is_some() {
         snapshot = args
             .safety
-            .snapshot(&target, transfers, &progress, Some(&state.files()))
+            .snapshot_resuming(
+                earlier.as_deref(),
+                plan.is_destructive(),
+                &target,
+                transfers,
+                &progress,
+                Some(&state.files()),
+            )
             .await?;
     }
 
@@ -419,6 +427,7 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
             id_seed,
             backup: args.backup.clone(),
             target: target.describe(),
+            snapshot: snapshot.clone(),
         },
     )?;
     let lock = target

@@ -66,6 +66,38 @@ impl SafetyArgs {
             .await?,
         ))
     }
+
+    /// The snapshot of a run that may continue an interrupted one: the earlier run's snapshot
+    /// (taken before anything was changed) when it is still there, since a new one would hold
+    /// the half-written target; else a new one when `needed`.
+    pub async fn snapshot_resuming(
+        &self,
+        earlier: Option<&Path>,
+        needed: bool,
+        target: &SyncTarget,
+        transfers: usize,
+        progress: &Progress,
+        listed: Option<&[String]>,
+    ) -> Result<Option<PathBuf>> {
+        if let Some(first) = earlier {
+            if crate::snapshot::is_complete(first) {
+                progress.say(&format!(
+                    "keeping the snapshot taken before the interrupted run changed anything: {}",
+                    first.display()
+                ));
+                return Ok(Some(first.to_path_buf()));
+            }
+            eprintln!(
+                "warning: {} (the snapshot taken before the interrupted run changed anything) \
+                 is gone; a new snapshot can only hold the target as that run left it",
+                first.display()
+            );
+        }
+        if !needed {
+            return Ok(None);
+        }
+        self.snapshot(target, transfers, progress, listed).await
+    }
 }
 
 /// Resolves on Ctrl-C or, on Unix, SIGTERM (what `kill`, systemd and container runtimes send):

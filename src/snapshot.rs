@@ -246,6 +246,11 @@ pub struct OpenedSnapshot {
     pub manifest: SnapshotManifest,
 }
 
+/// A finished snapshot is there: its manifest written and its folder renamed from `.partial`.
+pub fn is_complete(dir: &Path) -> bool {
+    !dir.to_string_lossy().ends_with(PARTIAL_SUFFIX) && dir.join(MANIFEST).is_file()
+}
+
 pub fn open(dir: &Path) -> Result<OpenedSnapshot> {
     let manifest_path = dir.join(MANIFEST);
     let partial = dir

@@ -593,3 +593,108 @@ fn clear_stopped_mid_snapshot_or_mid_delete_leaves_the_target_recoverable() {
     jr_ok(&rollback);
     support::assert_verified(backup, target);
 }
+
+/// A restore killed while it deletes what the backup lacks, then run again: the rerun keeps
+/// and names the snapshot the first run took before it changed anything (a new one would hold
+/// the half-pruned target), and rolling back from it brings back every deleted note.
+#[cfg(unix)]
+#[test]
+fn a_resumed_restore_keeps_the_first_runs_snapshot() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = |n: &str| tmp.path().join(n).to_str().unwrap().to_string();
+    let (target, snaps, journals) = (p("target"), p("snaps"), p("journals"));
+    let backup = support::sample_jex();
+    let backup = backup.to_str().unwrap();
+    jr_ok(&[
+        "restore",
+        backup,
+        "--target",
+        &target,
+        "-q",
+        "--no-snapshot",
+    ]);
+    // 20 notes the backup lacks, copies of one of its notes under new ids: pruned last.
+    let target_dir = Path::new(&target);
+    let (note_id, note) = std::fs::read_dir(target_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "md"))
+        .map(|p| {
+            let id = p.file_stem().unwrap().to_string_lossy().into_owned();
+            (id, std::fs::read_to_string(&p).unwrap())
+        })
+        .find(|(_, text)| text.ends_with("\ntype_: 1"))
+        .expect("a note");
+    let extras: Vec<(PathBuf, String)> = (0..20)
+        .map(|i| {
+            let id = format!("{:032x}", 0xe0e0_0000_u64 + i);
+            (
+                target_dir.join(format!("{id}.md")),
+                note.replace(&note_id, &id),
+            )
+        })
+        .collect();
+    for (path, text) in &extras {
+        std::fs::write(path, text).unwrap();
+    }
+    let items = support::count_items(target_dir);
+    let args = [
+        "restore",
+        backup,
+        "--target",
+        &target,
+        "--yes",
+        "-q",
+        "--snapshot-dir",
+        &snaps,
+        "--journal-dir",
+        &journals,
+    ];
+    let mut child = Command::new(env!("CARGO_BIN_EXE_joplin-restore"))
+        .args(args)
+        .args(["--tpslimit", "5"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until(&mut child, || support::count_items(target_dir) + 5 <= items);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let left = support::count_items(target_dir);
+    assert!(left + 5 <= items, "the kill came before any delete");
+    assert!(left + 20 > items, "the restore finished before the kill");
+    let (first, _) = snapshots_in(Path::new(&snaps));
+    assert_eq!(first.len(), 1, "{first:?}");
+
+    let mut json = vec!["--json"];
+    json.extend(args);
+    let v: serde_json::Value = serde_json::from_str(&jr_ok(&json)).unwrap();
+    assert_eq!(
+        v["snapshot"].as_str(),
+        first[0].to_str(),
+        "the rerun must name the first run's snapshot: {v}"
+    );
+    assert_eq!(support::count_items(target_dir) + 20, items);
+    let (all, _) = snapshots_in(Path::new(&snaps));
+    assert_eq!(all, first, "no second snapshot of the half-pruned target");
+
+    jr_ok(&[
+        "rollback",
+        first[0].to_str().unwrap(),
+        "--target",
+        &target,
+        "--yes",
+        "-q",
+        "--exact",
+        "--no-snapshot",
+    ]);
+    for (path, text) in &extras {
+        assert_eq!(
+            std::fs::read_to_string(path).ok().as_deref(),
+            Some(text.as_str()),
+            "{} not brought back",
+            path.display()
+        );
+    }
+}
