@@ -372,16 +372,19 @@ pub fn validate(backup: &Backup) -> Validation {
 
     // What an allowed problem does to its item (a duplicate's later copies are skipped by
     // index above: the first copy is restored).
-    let skips: Vec<(String, String)> = v
+    let skips: Vec<(String, String, ProblemClass)> = v
         .problems
         .iter()
         .filter(|p| p.class.when_allowed() == Disposition::Skip)
         .filter(|p| p.class != ProblemClass::DuplicateId)
-        .map(|p| (p.entry.clone(), p.id.clone()))
+        .map(|p| (p.entry.clone(), p.id.clone(), p.class))
         .collect();
-    for (entry, id) in skips {
+    for (entry, id, class) in skips {
         v.skipped_entries.insert(entry);
-        if !id.is_empty() {
+        // A misnamed file whose id belongs to an intact item of its own (a stray copy) must
+        // not take that item out with it: only the misnamed entry is left out.
+        let stray_copy = class == ProblemClass::BadId && by_id.find(backup, &id).is_some();
+        if !id.is_empty() && !stray_copy {
             v.skipped_ids.insert(id);
         }
     }

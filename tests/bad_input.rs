@@ -383,6 +383,30 @@ fn allowed_duplicate_restores_the_first_copy() {
     );
 }
 
+/// A stray copy of an item under another file name (its id differs from the name): allowed,
+/// only the misnamed file is left out; the item's own file is still restored.
+#[test]
+fn allowed_misnamed_copy_leaves_the_item_itself_restored() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("fresh");
+    let mut e = sample_entries();
+    let (_, tag) = e.iter().find(|(n, _)| n == TAG).unwrap().clone();
+    e.push(("ffffffffffffffffffffffffffffffff.md".into(), tag));
+    restore_allowing(dir.path(), &e, &target, "bad-id");
+    let tag = std::fs::read_to_string(target.join(TAG)).expect("the tag is on the target");
+    assert!(
+        tag.contains("id: 7241f91bc84849938247fa679a076b7b"),
+        "{tag}"
+    );
+    assert!(!target.join("ffffffffffffffffffffffffffffffff.md").exists());
+    jr_ok(&[
+        "verify",
+        sample_jex().to_str().unwrap(),
+        "--target",
+        target.to_str().unwrap(),
+    ]);
+}
+
 /// Allowing a class restores the rest and leaves the problem item alone on the target.
 #[test]
 fn allowed_problem_is_skipped_and_the_rest_restored() {
