@@ -283,7 +283,7 @@ async fn run(cmd: Command) -> Result<i32> {
             if report::json() {
                 eprint!("{text}");
             } else {
-                print!("{text}");
+                report::out(&text);
             }
             Ok(exit::OK)
         }
@@ -429,14 +429,14 @@ async fn run(cmd: Command) -> Result<i32> {
             }));
             if !report::json() {
                 if !cfg.exists {
-                    println!(
+                    joplin_restore::say!(
                         "No config file at {} (see `joplin-restore targets --help`).",
                         cfg.path.display()
                     );
                 } else {
-                    println!("Config file: {}", cfg.path.display());
+                    joplin_restore::say!("Config file: {}", cfg.path.display());
                     if cfg.targets.is_empty() {
-                        println!("No [targets.NAME] tables in it.");
+                        joplin_restore::say!("No [targets.NAME] tables in it.");
                     }
                     for (name, t) in &cfg.targets {
                         let mut extra = Vec::new();
@@ -457,7 +457,7 @@ async fn run(cmd: Command) -> Result<i32> {
                         } else {
                             format!("  ({})", extra.join(", "))
                         };
-                        println!("{name}:  {}  {}{extra}", t.kind(), t.target);
+                        joplin_restore::say!("{name}:  {}  {}{extra}", t.kind(), t.target);
                     }
                 }
             }
@@ -514,7 +514,7 @@ async fn run(cmd: Command) -> Result<i32> {
             if report::json() {
                 eprint!("{text}");
             } else {
-                print!("{text}");
+                report::out(&text);
             }
             Ok(if r.ok() { exit::OK } else { exit::DIFFERENCES })
         }

@@ -22,8 +22,18 @@ pub fn say_line(line: &str) {
     if json() {
         eprintln!("{line}");
     } else {
-        println!("{line}");
+        out(&format!("{line}\n"));
     }
+}
+
+/// Text for people on stdout. A reader that went away (`| head -1`) is no reason to stop, let
+/// alone to panic halfway through a restore (`println!` does): the run goes on unread.
+pub fn out(text: &str) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout
+        .write_all(text.as_bytes())
+        .and_then(|_| stdout.flush());
 }
 
 /// `say!("…", args)`: like `println!`, through [`say_line`].

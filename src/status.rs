@@ -106,17 +106,17 @@ pub async fn status(target_args: &TargetArgs, pacer: &PacerArgs) -> Result<Statu
 }
 
 pub fn print(s: &Status) {
-    println!("Target: {}", s.target);
+    crate::say!("Target: {}", s.target);
     match s.sync_version {
-        Some(v) => println!("Sync version: {v}"),
-        None => println!("Sync version: none (no info.json: empty or not a Joplin target)"),
+        Some(v) => crate::say!("Sync version: {v}"),
+        None => crate::say!("Sync version: none (no info.json: empty or not a Joplin target)"),
     }
-    println!(
+    crate::say!(
         "End-to-end encryption: {}",
         if s.e2ee { "on" } else { "off" }
     );
     for k in &s.master_keys {
-        println!(
+        crate::say!(
             "  master key {}{} (method {})",
             k.id,
             if k.active { " (active)" } else { "" },
@@ -125,20 +125,20 @@ pub fn print(s: &Status) {
                 .unwrap_or_else(|| "?".into())
         );
     }
-    println!("Items:");
+    crate::say!("Items:");
     for (t, n) in &s.items {
-        println!("  {t}: {n}");
+        crate::say!("  {t}: {n}");
     }
     if s.unreadable_items > 0 {
-        println!("  unreadable: {}", s.unreadable_items);
+        crate::say!("  unreadable: {}", s.unreadable_items);
     }
-    println!("Attachment blobs: {}", s.blobs);
-    println!("Total bytes: {}", s.total_bytes);
+    crate::say!("Attachment blobs: {}", s.blobs);
+    crate::say!("Total bytes: {}", s.total_bytes);
     if s.locks.is_empty() {
-        println!("Locks: none");
+        crate::say!("Locks: none");
     }
     for l in &s.locks {
-        println!(
+        crate::say!(
             "Lock: {} {} by {}, refreshed {} s ago{}{}",
             if l.active { "active" } else { "stale" },
             l.kind,
@@ -153,7 +153,7 @@ pub fn print(s: &Status) {
         );
     }
     if s.other_files > 0 {
-        println!("Other files at the root: {}", s.other_files);
+        crate::say!("Other files at the root: {}", s.other_files);
     }
 }
 
@@ -171,12 +171,14 @@ pub async fn unlock(target_args: &TargetArgs, pacer: &PacerArgs) -> Result<(usiz
                 Some(key) => target.storage.remove_server_lock(key).await?,
                 None => target.storage.delete(&l.path).await?,
             }
-            println!("removed {} lock {} ({})", l.kind, l.path, l.owner);
+            crate::say!("removed {} lock {} ({})", l.kind, l.path, l.owner);
             removed += 1;
         } else {
-            println!(
+            crate::say!(
                 "kept active {} lock of {} (refreshed {} s ago): that client is syncing",
-                l.kind, l.owner, l.age_secs
+                l.kind,
+                l.owner,
+                l.age_secs
             );
             kept += 1;
         }

@@ -75,3 +75,40 @@ fn log_file_records_the_run() {
     assert!(text.contains("uploading notes: 10"), "{text}");
     assert!(!text.contains('\u{1b}'), "no colour codes in the file");
 }
+
+/// `joplin-restore … | head -1`: a reader that goes away must not stop a run halfway (it
+/// panicked with "failed printing to stdout: Broken pipe", exit 101, after the snapshot and
+/// before writing anything), nor the read-only commands.
+#[test]
+fn a_closed_stdout_does_not_stop_a_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let target = tmp.path().join("target");
+    let (backup, t) = (sample_jex(), target.to_str().unwrap().to_string());
+    let b = backup.to_str().unwrap();
+    let snaps = tmp.path().join("snaps");
+    let s = snaps.to_str().unwrap();
+    let runs: [&[&str]; 4] = [
+        &["restore", b, "--target", &t, "--yes", "--snapshot-dir", s],
+        &["inspect", b],
+        &["status", "--target", &t],
+        &["verify", b, "--target", &t],
+    ];
+    for args in runs {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_joplin-restore"))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Close our end of the pipe before the child writes anything.
+        drop(child.stdout.take());
+        let o = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+    // The restore ran to the end.
+    let o = support::jr(&["verify", b, "--target", &t]);
+    assert!(o.status.success(), "{}", support::text(&o));
+}

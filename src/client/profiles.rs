@@ -579,7 +579,7 @@ pub fn human_size(b: u64) -> String {
 /// The text report of `client profiles`.
 pub fn print(profiles: &[ProfileInfo]) {
     if profiles.is_empty() {
-        println!("No Joplin profile found.");
+        crate::say!("No Joplin profile found.");
         return;
     }
     for p in profiles {
@@ -588,14 +588,14 @@ pub fn print(profiles: &[ProfileInfo]) {
             .as_ref()
             .map(|n| format!(" \"{n}\""))
             .unwrap_or_default();
-        println!("{} ({}{name})", p.path.display(), p.kind);
-        println!("  size: {}", human_size(p.size_bytes));
+        crate::say!("{} ({}{name})", p.path.display(), p.kind);
+        crate::say!("  size: {}", human_size(p.size_bytes));
         match p.notes {
-            Some(n) => println!("  notes: {n}"),
-            None => println!("  notes: unknown (no database.sqlite)"),
+            Some(n) => crate::say!("  notes: {n}"),
+            None => crate::say!("  notes: unknown (no database.sqlite)"),
         }
         match &p.sync_target {
-            Some(t) => println!(
+            Some(t) => crate::say!(
                 "  sync target: {} ({}){}",
                 t.name,
                 t.id,
@@ -604,20 +604,20 @@ pub fn print(profiles: &[ProfileInfo]) {
                     .map(|l| format!(" {l}"))
                     .unwrap_or_default()
             ),
-            None => println!("  sync target: none"),
+            None => crate::say!("  sync target: none"),
         }
         match p.e2ee {
-            Some(true) => println!("  end-to-end encryption: on"),
-            Some(false) => println!("  end-to-end encryption: off"),
-            None => println!("  end-to-end encryption: unknown"),
+            Some(true) => crate::say!("  end-to-end encryption: on"),
+            Some(false) => crate::say!("  end-to-end encryption: off"),
+            None => crate::say!("  end-to-end encryption: unknown"),
         }
-        println!(
+        crate::say!(
             "  running: {} ({})",
             if p.running.running { "yes" } else { "no" },
             p.running.evidence
         );
         for w in &p.warnings {
-            println!("  warning: {w}");
+            crate::say!("  warning: {w}");
         }
     }
 }
