@@ -287,3 +287,51 @@ fn stale_client_of_an_encrypted_target_converges_to_the_backup() {
     );
     assert!(owner.conflict_bodies().is_empty(), "no conflict expected");
 }
+
+/// A rollback needs no master password: the snapshot holds the target's encrypted form, which
+/// is written back and compared as stored (its check called every encrypted item unreadable
+/// and exited 3 before).
+#[test]
+fn rollback_of_an_encrypted_target_needs_no_password() {
+    let tmp = tempfile::tempdir().unwrap();
+    let target = encrypted_target(tmp.path());
+    let t = target.to_str().unwrap();
+    let o = restore(&target, &[(ENV, PASSWORD)], &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    let snaps = tmp.path().join("snaps");
+    let s = snaps.to_str().unwrap();
+    let o = jr_env(
+        &["clear", "--target", t, "--yes", "-q", "--snapshot-dir", s],
+        &[],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let snapshot = std::fs::read_dir(&snaps)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let o = jr_env(
+        &[
+            "--json",
+            "rollback",
+            snapshot.to_str().unwrap(),
+            "--target",
+            t,
+            "--yes",
+            "-q",
+        ],
+        &[],
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(o.status.code(), Some(0), "{v}\n{}", text(&o));
+    assert_eq!(v["verify"]["differences"], serde_json::json!([]), "{v}");
+    assert_eq!(v["verify"]["checked_items"], 27, "{v}");
+    assert_eq!(assert_no_plaintext(&target), (27, 3));
+    // Decrypted, every item is the backup's again.
+    let o = jr_env(
+        &["verify", sample_jex().to_str().unwrap(), "--target", t],
+        &[(ENV, PASSWORD)],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+}
