@@ -10,7 +10,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use backend_core::pacer::{Paced, PacerOptions};
 use backend_core::Storage;
 use backend_fs::FsStorage;
@@ -292,7 +292,7 @@ fn open_storage(args: &TargetArgs) -> Result<Arc<dyn Storage>> {
         o.profile = args.named.as_ref().and_then(|n| n.aws_profile.clone());
         return Ok(Arc::new(S3Storage::new(o)?));
     }
-    if let Some(dir) = local_folder(t) {
+    if let Some(dir) = local_folder(t)? {
         return Ok(Arc::new(FsStorage::new(dir)));
     }
     if let Some((scheme, _)) = t.split_once("://") {
@@ -307,11 +307,21 @@ fn open_storage(args: &TargetArgs) -> Result<Arc<dyn Storage>> {
 
 /// The folder of a filesystem target (`/path` or `file:///path`), once URLs, S3 and Joplin
 /// Server were ruled out.
-fn local_folder(t: &str) -> Option<PathBuf> {
-    if let Some(rest) = t.strip_prefix("file://") {
-        return Some(PathBuf::from(rest));
+fn local_folder(t: &str) -> Result<Option<PathBuf>> {
+    if t.starts_with("file://") {
+        // A URL: percent-escapes decoded (`my%20notes`), `file://localhost/…` is local.
+        let path = url::Url::parse(t)
+            .ok()
+            .and_then(|u| u.to_file_path().ok())
+            .with_context(|| {
+                format!(
+                    "--target {t}: not a local file URL. Write it as file:///absolute/path \
+                     (three slashes), or give the folder path itself."
+                )
+            })?;
+        return Ok(Some(path));
     }
-    (!t.is_empty() && !t.contains("://")).then(|| PathBuf::from(t))
+    Ok((!t.is_empty() && !t.contains("://")).then(|| PathBuf::from(t)))
 }
 
 /// What a command expects of a filesystem target's folder.
@@ -332,7 +342,7 @@ fn check_folder(args: &TargetArgs, folder: Folder) -> Result<()> {
         || t.starts_with("s3://")
         || args.backend == Some(BackendKind::JoplinServer)
         || backend_webdav::is_webdav_url(t);
-    let Some(dir) = local_folder(t).filter(|_| !remote) else {
+    let Some(dir) = local_folder(t)?.filter(|_| !remote) else {
         return Ok(());
     };
     if dir.is_dir() {
@@ -428,5 +438,26 @@ mod tests {
         assert_eq!(parse_size("100"), Ok(100));
         assert!(parse_size("fast").is_err());
         assert!(parse_size("0").is_err());
+    }
+
+    #[test]
+    fn local_folders() {
+        let f = |t: &str| local_folder(t).unwrap();
+        assert_eq!(f("/srv/sync"), Some(PathBuf::from("/srv/sync")));
+        assert_eq!(f("rel/dir"), Some(PathBuf::from("rel/dir")));
+        assert_eq!(f("file:///srv/sync"), Some(PathBuf::from("/srv/sync")));
+        // Percent-escapes are decoded, as in any file URL a file manager copies.
+        assert_eq!(
+            f("file:///srv/my%20notes%20%C3%A9"),
+            Some(PathBuf::from("/srv/my notes é"))
+        );
+        assert_eq!(f("file://localhost/srv/x"), Some(PathBuf::from("/srv/x")));
+        assert_eq!(f("https://dav.example/x"), None);
+        assert_eq!(f(""), None);
+        // Another host, or a relative URL, is no local folder: said, not guessed.
+        for t in ["file://nas/share", "file://srv/sync"] {
+            let e = local_folder(t).unwrap_err().to_string();
+            assert!(e.contains("file:///absolute/path"), "{t}: {e}");
+        }
     }
 }

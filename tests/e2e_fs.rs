@@ -342,3 +342,20 @@ fn a_blob_damaged_in_place_is_replaced_with_checksum() {
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(support::tree_hashes(&copy), repaired);
 }
+
+/// A `file://` URL as a file manager copies it (spaces and accents percent-encoded) names the
+/// folder itself, not a new folder called `my%20notes`.
+#[test]
+fn a_file_url_target_is_decoded() {
+    let tmp = tempfile::tempdir().unwrap();
+    let folder = tmp.path().join("my notes é");
+    std::fs::create_dir(&folder).unwrap();
+    let url = format!(
+        "file://{}/my%20notes%20%C3%A9",
+        tmp.path().to_str().unwrap()
+    );
+    jr_ok(&["restore", sample_jex().to_str().unwrap(), "--target", &url]);
+    assert!(folder.join("info.json").is_file());
+    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 1);
+    jr_ok(&["verify", sample_jex().to_str().unwrap(), "--target", &url]);
+}
