@@ -266,25 +266,27 @@ impl SyncTarget {
 
     /// Refuse targets we must not write to. `force` skips the "not a Joplin target" guard.
     pub fn check_writable(&self, st: &TargetState, force: bool) -> Result<()> {
+        // Refusals (exit 4): nothing was wrong with the run, the target is unsafe to write.
+        let refuse = |msg: String| Err(crate::exit::Refusal(msg).into());
         if let Some(v) = st.version() {
             if v != SYNC_VERSION {
-                bail!("{}: {}", self.describe(), unsupported_version(v));
+                return refuse(format!("{}: {}", self.describe(), unsupported_version(v)));
             }
         } else if st.info.is_some() {
-            bail!(
+            return refuse(format!(
                 "{}: info.json has no sync version. The target is damaged or not a Joplin target.",
                 self.describe()
-            );
+            ));
         }
         if st.info.is_none() && !st.foreign.is_empty() && !force {
             let names: Vec<&str> = st.foreign.iter().take(5).map(|e| e.path.as_str()).collect();
-            bail!(
+            return refuse(format!(
                 "{} is not empty and is not a Joplin sync target (no info.json; it holds {:?}…). \
                  Refusing to write into it. Point --target at the folder Joplin syncs to, or at a \
                  new empty folder, or pass --force if you are sure.",
                 self.describe(),
                 names
-            );
+            ));
         }
         Ok(())
     }

@@ -199,9 +199,11 @@ fn missing_or_wrong_password_is_refused_and_nothing_is_written() {
 
     let none = jr(&args);
     refused(&none, &[s(&archive), "password-protected", PASSWORD_ENV]);
+    assert_eq!(none.status.code(), Some(4), "refused: {}", text(&none));
 
     let wrong = jr_env(&args, &[(PASSWORD_ENV, "not the password")]);
     refused(&wrong, &[s(&archive), "wrong password", PASSWORD_ENV]);
+    assert_eq!(wrong.status.code(), Some(4), "refused: {}", text(&wrong));
     assert!(
         !String::from_utf8_lossy(&wrong.stderr).contains("not the password"),
         "the password must never be printed"

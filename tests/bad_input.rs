@@ -86,7 +86,13 @@ fn refuses(case: &str, backup: &[u8], needles: &[&str]) {
 
 /// Restore `backup` into `target`; assert it fails, mentions every `needles`, and left the
 /// target untouched.
-fn restore_is_refused(case: &str, backup: &Path, target: &Path, snaps: &Path, needles: &[&str]) {
+fn restore_is_refused(
+    case: &str,
+    backup: &Path,
+    target: &Path,
+    snaps: &Path,
+    needles: &[&str],
+) -> Option<i32> {
     let before = tree_hashes(target);
     let o = jr(&[
         "restore",
@@ -106,6 +112,7 @@ fn restore_is_refused(case: &str, backup: &Path, target: &Path, snaps: &Path, ne
         );
     }
     assert_eq!(before, tree_hashes(target), "{case}: the target changed");
+    o.status.code()
 }
 
 #[test]
@@ -425,13 +432,16 @@ fn allowed_problem_is_skipped_and_the_rest_restored() {
     assert!(target.join(RESOURCE).exists());
 }
 
-fn refuses_target(case: &str, prepare: impl Fn(&Path), needles: &[&str]) {
+/// A target the restore must not write to: refused with `code` (4 for an unsafe target, 1 for
+/// a damaged one that cannot be read).
+fn refuses_target(case: &str, prepare: impl Fn(&Path), needles: &[&str], code: i32) {
     let dir = tempfile::tempdir().unwrap();
     let target = dir.path().join("target");
     std::fs::create_dir_all(&target).unwrap();
     prepare(&target);
     let snaps = dir.path().join("snaps");
-    restore_is_refused(case, &sample_jex(), &target, &snaps, needles);
+    let got = restore_is_refused(case, &sample_jex(), &target, &snaps, needles);
+    assert_eq!(got, Some(code), "{case}: exit code");
 }
 
 #[test]
@@ -440,6 +450,7 @@ fn target_with_another_sync_version() {
         "version",
         |t| std::fs::write(t.join("info.json"), r#"{"version": 2}"#).unwrap(),
         &["sync version 2", "syncing it once with a current Joplin"],
+        4,
     );
 }
 
@@ -450,6 +461,7 @@ fn target_with_a_newer_sync_version() {
         "newer",
         |t| std::fs::write(t.join("info.json"), r#"{"version": 4}"#).unwrap(),
         &["sync version 4", "Update joplin-restore"],
+        4,
     );
 }
 
@@ -459,6 +471,7 @@ fn target_with_unreadable_info_json() {
         "badinfo",
         |t| std::fs::write(t.join("info.json"), "{not json").unwrap(),
         &["info.json is not valid JSON"],
+        1,
     );
 }
 
@@ -471,6 +484,7 @@ fn target_that_is_not_a_sync_target() {
             std::fs::write(t.join("photo.jpg"), "jpeg").unwrap();
         },
         &["not a Joplin sync target", "thesis.docx"],
+        4,
     );
 }
 

@@ -175,11 +175,11 @@ fn sz_error(archive: &Path, e: SzError, secret: Option<&Secret>) -> anyhow::Erro
             SzError::FileOpen(io, _) => anyhow::anyhow!("cannot open {a}: {io}"),
             other => {
                 tracing::debug!("{a}: 7z error with a password: {other}");
-                anyhow::anyhow!(
+                anyhow::Error::from(crate::exit::Refusal(format!(
                     "{a}: wrong password (from {}), or the archive is damaged. Check the \
                      password the Backup plugin was set to use.",
                     s.origin
-                )
+                )))
             }
         };
     }

@@ -8,7 +8,7 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 
 pub const PASSWORD_ENV: &str = "JOPLIN_RESTORE_BACKUP_PASSWORD";
 
@@ -88,10 +88,11 @@ impl PasswordSource {
                 origin: "the password typed at the prompt".into(),
             });
         }
-        bail!(
+        Err(crate::exit::Refusal(format!(
             "{} is password-protected and no password was given. Set {PASSWORD_ENV}, or pass \
              --backup-password-file FILE, or run in a terminal to be asked.",
             archive.display()
-        )
+        ))
+        .into())
     }
 }
