@@ -4,7 +4,8 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use anyhow::{bail, Context, Result};
+use crate::exit::Refusal;
+use anyhow::{Context, Result};
 use backend_core::{Entry, ListSink, Storage, Unpaced};
 use bytes::Bytes;
 use serde_json::{json, Value};
@@ -267,7 +268,7 @@ impl SyncTarget {
     /// Refuse targets we must not write to. `force` skips the "not a Joplin target" guard.
     pub fn check_writable(&self, st: &TargetState, force: bool) -> Result<()> {
         // Refusals (exit 4): nothing was wrong with the run, the target is unsafe to write.
-        let refuse = |msg: String| Err(crate::exit::Refusal(msg).into());
+        let refuse = |msg: String| Err(Refusal(msg).into());
         if let Some(v) = st.version() {
             if v != SYNC_VERSION {
                 return refuse(format!("{}: {}", self.describe(), unsupported_version(v)));
@@ -447,14 +448,9 @@ impl SyncTarget {
                 .unwrap_or(i64::MAX);
             let active = age >= -5_000 && (age as u128) < LOCK_TTL.as_millis();
             if active && !force {
-                bail!(
-                    "{}: another Joplin client holds an active {} lock ({who}, refreshed {}s ago). \
-                     Wait for its sync to finish (a lock expires 3 minutes after its last refresh), \
-                     or pass --force if that client is gone.",
-                    self.describe(),
-                    if kind == 1 { "sync" } else { "exclusive" },
-                    age / 1000
-                );
+                let ours = self.is_our_lock(&l.path).await;
+                let kind = if kind == 1 { "sync" } else { "exclusive" };
+                return Err(self.lock_held(kind, &who, age / 1000, ours));
             }
         }
         let lock = TargetLock {
@@ -525,13 +521,7 @@ impl SyncTarget {
                 .modified
                 .map(|m| remote_now - system_ms(m))
                 .unwrap_or(i64::MAX);
-            let ours = match self.storage.get(&l.path).await {
-                Ok(b) => serde_json::from_slice::<Value>(&b)
-                    .ok()
-                    .and_then(|v| v.get("app").and_then(Value::as_str).map(|a| a == OUR_APP))
-                    .unwrap_or(false),
-                Err(_) => false,
-            };
+            let ours = self.is_our_lock(&l.path).await;
             out.push(LockInfo {
                 path: l.path.clone(),
                 server_key: None,
@@ -554,24 +544,45 @@ impl SyncTarget {
                 .iter()
                 .any(|id| l.owner.ends_with(&format!(" {id}")));
             if l.active && !ours {
-                bail!(
-                    "{}: another Joplin client holds an active {} lock ({}, refreshed {}s ago); \
-                     nothing was changed. Wait for its sync to finish (a lock expires 3 minutes \
-                     after its last refresh), or pass --force if that client is gone{}.",
-                    self.describe(),
-                    l.kind,
-                    l.owner,
-                    l.age_secs,
-                    if l.ours {
-                        " (it is joplin-restore's own: `joplin-restore status` shows it, \
-                         `joplin-restore unlock` removes it)"
-                    } else {
-                        ""
-                    }
-                );
+                return Err(self.lock_held(l.kind, &l.owner, l.age_secs, l.ours));
             }
         }
         Ok(())
+    }
+
+    /// Whether a lock file was written by joplin-restore (its body names our app).
+    async fn is_our_lock(&self, path: &str) -> bool {
+        match self.storage.get(path).await {
+            Ok(b) => serde_json::from_slice::<Value>(&b)
+                .ok()
+                .and_then(|v| v.get("app").and_then(Value::as_str).map(|a| a == OUR_APP))
+                .unwrap_or(false),
+            Err(_) => false,
+        }
+    }
+
+    /// The refusal for an active lock held by someone else: a client mid-sync, or another run
+    /// of ours (writing now, or killed less than a lock's lifetime ago).
+    fn lock_held(&self, kind: &str, who: &str, age_secs: i64, ours: bool) -> anyhow::Error {
+        let msg = if ours {
+            format!(
+                "{}: another joplin-restore run holds an active {kind} lock ({who}, refreshed \
+                 {age_secs}s ago): a restore, clear, rollback or migrate is writing to this \
+                 target now, or one was killed less than 3 minutes ago. Nothing was changed. \
+                 Wait for it to finish; if none is running, `joplin-restore unlock` with the \
+                 same target removes its lock (`joplin-restore status` shows it).",
+                self.describe()
+            )
+        } else {
+            format!(
+                "{}: another Joplin client holds an active {kind} lock ({who}, refreshed \
+                 {age_secs}s ago); nothing was changed. Wait for its sync to finish (a lock \
+                 expires 3 minutes after its last refresh), or pass --force if that client is \
+                 gone.",
+                self.describe()
+            )
+        };
+        Refusal(msg).into()
     }
 }
 

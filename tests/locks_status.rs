@@ -149,3 +149,48 @@ fn an_active_lock_stops_a_destructive_restore_before_the_snapshot() {
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("Snapshot"), "{}", text(&o));
 }
+
+/// A lock a killed joplin-restore run left (not this restore's: no journal names it) is called
+/// ours, with `unlock` as the way out, both where a restore checks before its snapshot and where
+/// it takes the lock; the refusal exits 4.
+#[test]
+fn a_lock_of_another_joplin_restore_run_is_named_as_ours() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = restored(dir.path());
+    std::fs::write(
+        t.join("locks/2_3_killed0.json"),
+        r#"{"type":2,"clientType":3,"clientId":"killed0","app":"joplin-restore"}"#,
+    )
+    .unwrap();
+    let jex = sample_jex();
+    let args = [
+        "restore",
+        jex.to_str().unwrap(),
+        "--target",
+        t.to_str().unwrap(),
+        "--yes",
+        "--no-snapshot",
+    ];
+    let note = t.join("7241f91bc84849938247fa679a076b7b.md");
+    let text0 = std::fs::read_to_string(&note).unwrap();
+    // Only an upload (the lock is met when taken), then a replacement (met before the snapshot).
+    let prepare: [&dyn Fn(); 2] = [&|| std::fs::remove_file(&note).unwrap(), &|| {
+        std::fs::write(&note, format!("Edited elsewhere\n{text0}")).unwrap()
+    }];
+    for change in prepare {
+        change();
+        let o = jr(&args);
+        let out = text(&o);
+        assert_eq!(o.status.code(), Some(4), "{out}");
+        assert!(
+            out.contains("another joplin-restore run holds an active exclusive lock")
+                && out.contains("joplin-restore unlock"),
+            "{out}"
+        );
+        assert!(!out.contains("Joplin client"), "{out}");
+    }
+    jr_ok(&["unlock", "--target", t.to_str().unwrap()]);
+    jr_ok(&args);
+    let back = std::fs::read_to_string(&note).unwrap();
+    assert!(back.starts_with("urgent\n\nid: 7241f91b"), "{back}");
+}
