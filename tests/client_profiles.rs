@@ -564,13 +564,17 @@ fn reset_refuses_while_a_joplin_process_uses_the_profile() {
 
 /// The README's "fully resetting a machine": reset, then customise before Joplin starts again.
 /// The reset profile does not exist any more: customise creates it (the default one, or the
-/// --profile given) and puts the files in; a --profile whose parent is missing is refused.
+/// --profile given) and puts the files in, not into another profile that still exists (the
+/// CLI's); a --profile whose parent is missing is refused.
 #[test]
 fn customise_right_after_a_reset_creates_the_profile() {
     let tmp = tempfile::tempdir().unwrap();
     let home = tmp.path().join("home");
     let root = home.join(".config/joplin-desktop");
     fake_profile(&root, 2, json!({"sync.target": 2}), &[]);
+    let cli = home.join(".config/joplin");
+    fake_profile(&cli, 1, json!({"sync.target": 2}), &[]);
+    let cli_before = support::tree_hashes(&cli);
     let h = home.to_str().unwrap();
     let out = jr_ok(&["client", "reset", "--home", h, "--yes"]);
     assert!(!root.exists(), "{out}");
@@ -597,6 +601,11 @@ fn customise_right_after_a_reset_creates_the_profile() {
             "{f}: {out}"
         );
     }
+    assert_eq!(
+        support::tree_hashes(&cli),
+        cli_before,
+        "the CLI profile changed: {out}"
+    );
 
     let sub = tmp.path().join("elsewhere/joplin");
     let o = customise(&set, &sub);

@@ -43,8 +43,9 @@ pub enum ClientCommand {
         from: PathBuf,
         #[command(flatten)]
         opts: crate::backup::BackupOptions,
-        /// The profile folder (default: ~/.config/joplin-desktop, else ~/.config/joplin). One
-        /// that does not exist yet (just reset) is created, so this can run before Joplin starts.
+        /// The profile folder (default: the one `client reset` just moved aside, else
+        /// ~/.config/joplin-desktop, else ~/.config/joplin). One that does not exist yet (just
+        /// reset) is created, so this can run before Joplin starts.
         #[arg(long, value_name = "DIR")]
         profile: Option<PathBuf>,
         #[arg(long, value_name = "DIR", hide = true)]

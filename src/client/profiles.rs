@@ -672,16 +672,40 @@ pub fn choose_or_create(profile: Option<&Path>, home: Option<&Path>) -> Result<(
             let h = home_dir(home).context(
                 "cannot tell your home folder (HOME is not set): pass --profile DIR or --home DIR",
             )?;
-            let portable = std::env::var_os("PORTABLE_EXECUTABLE_DIR").map(PathBuf::from);
-            if let Some((p, _)) = candidate_roots(&h, portable.as_deref()).first() {
-                return Ok((p.clone(), false));
+            // A default profile `client reset` just moved aside comes first: customising right
+            // after a reset is for that profile, even when another one (the CLI's) exists.
+            let config = h.join(".config");
+            let reset = ["joplin-desktop", "joplin"]
+                .into_iter()
+                .map(|name| config.join(name))
+                .find(|p| !p.exists() && moved_aside_by_reset(p));
+            match reset {
+                Some(p) => p,
+                None => {
+                    let portable = std::env::var_os("PORTABLE_EXECUTABLE_DIR").map(PathBuf::from);
+                    if let Some((p, _)) = candidate_roots(&h, portable.as_deref()).first() {
+                        return Ok((p.clone(), false));
+                    }
+                    config.join("joplin-desktop")
+                }
             }
-            h.join(".config").join("joplin-desktop")
         }
     };
     std::fs::create_dir_all(&missing)
         .with_context(|| format!("cannot create the profile folder {}", missing.display()))?;
     Ok((missing, true))
+}
+
+/// Whether `client reset` moved the profile `dir` aside (a `<name>.reset-<time>` next to it).
+fn moved_aside_by_reset(dir: &Path) -> bool {
+    let (Some(parent), Some(name)) = (dir.parent(), dir.file_name()) else {
+        return false;
+    };
+    let prefix = format!("{}.reset-", name.to_string_lossy());
+    std::fs::read_dir(parent).is_ok_and(|rd| {
+        rd.flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+    })
 }
 
 #[cfg(test)]
