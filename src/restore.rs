@@ -433,6 +433,26 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
     let lock = target
         .acquire_lock(args.safety.force, journal.earlier_locks(), &journal.lock_id)
         .await?;
+    // The plan was made from a listing taken before the lock: a writer in between (another
+    // joplin-restore run that held the lock meanwhile) would leave it stale, and the copies it
+    // skipped as unchanged may not be the backup's any more. Listed again, now under the lock.
+    if plan.upload_count() > 0 || !plan.deletes.is_empty() {
+        let now = target.state().await?;
+        if !state.unchanged_in(&now) {
+            let _ = lock.release().await;
+            if journal.resumed.is_none() {
+                // Nothing was written: the rerun starts afresh, with its own snapshot.
+                let _ = journal.finish();
+            }
+            return Err(Refusal(format!(
+                "{} changed after this run read it (another joplin-restore run, or a client, \
+                 wrote to it meanwhile); nothing was written. Run the same command again: it \
+                 reads the target afresh.",
+                target.describe()
+            ))
+            .into());
+        }
+    }
     tracing::info!(
         "writing with restore stamp {} (lock {}, journal {})",
         crate::item::format_time(stamp_ms),

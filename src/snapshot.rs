@@ -114,13 +114,22 @@ pub async fn take(
                 // Streamed to disk, then hashed from disk: a large blob never sits in memory,
                 // and the manifest's hash is of what was actually written.
                 let local = files_dir.join(&p);
-                let size = target.storage.get_file(&p, &local).await.with_context(|| {
-                    format!(
-                        "snapshot: downloading {p} into {} (disk full? free space or use \
-                         --snapshot-dir)",
-                        local.display()
-                    )
-                })?;
+                let size = match target.storage.get_file(&p, &local).await {
+                    Ok(size) => size,
+                    // Listed a moment ago, gone now: someone else is writing to the target.
+                    Err(e) if e.is_not_found() => bail!(
+                        "snapshot: {p} was deleted from the target while the snapshot was \
+                         taken: another joplin-restore run or a Joplin client is writing to it. \
+                         Run again once it has finished."
+                    ),
+                    Err(e) => {
+                        return Err(anyhow::Error::new(e).context(format!(
+                            "snapshot: downloading {p} into {} (disk full? free space or use \
+                             --snapshot-dir)",
+                            local.display()
+                        )))
+                    }
+                };
                 let hashed = local.clone();
                 let (sha, on_disk) = tokio::task::spawn_blocking(move || file_sha(&hashed))
                     .await?

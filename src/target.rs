@@ -114,6 +114,15 @@ pub struct TargetState {
 }
 
 impl TargetState {
+    /// Whether `later`, a listing taken after this one, shows the same item files and blobs
+    /// (ids, sizes, newest times): nobody wrote items to the target in between.
+    pub fn unchanged_in(&self, later: &TargetState) -> bool {
+        self.newest_item_ms == later.newest_item_ms
+            && self.newest_blob_ms == later.newest_blob_ms
+            && self.items.iter().eq(later.items.iter())
+            && self.blobs.iter().eq(later.blobs.iter())
+    }
+
     /// Every file the listing showed at the root and in `.resource/` (paths), so a snapshot
     /// taken right after need not list the target again.
     pub fn files(&self) -> Vec<String> {

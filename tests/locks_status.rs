@@ -194,3 +194,143 @@ fn a_lock_of_another_joplin_restore_run_is_named_as_ours() {
     let back = std::fs::read_to_string(&note).unwrap();
     assert!(back.starts_with("urgent\n\nid: 7241f91b"), "{back}");
 }
+
+/// Another writer between a restore's listing and its lock (a client syncing a new note, or a
+/// second joplin-restore run, while the first takes its snapshot): the first run's plan is
+/// stale and its snapshot lacks the new note, which the restore would then delete. It is
+/// refused (exit 4) with nothing written; its rerun snapshots the note and restores. A writer
+/// that deletes files the snapshot is copying stops the snapshot with a message saying so.
+#[test]
+fn a_restore_whose_target_changed_before_it_took_the_lock_writes_nothing() {
+    use joplin_restore::generate::{write_jex, GenSpec};
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let t = restored(dir.path());
+    let target = t.to_str().unwrap();
+    let gen = |seed: u64| {
+        let p = dir.path().join(format!("gen-{seed}.jex"));
+        let spec = GenSpec {
+            notes: 30,
+            notebooks: 3,
+            tags: 2,
+            attachments: 2,
+            attachment_bytes: 1000,
+            seed,
+        };
+        write_jex(&spec, &p).unwrap();
+        p
+    };
+    let (first, second) = (gen(1), gen(2));
+    let snaps = dir.path().join("snaps");
+    let journals = dir.path().join("journals");
+    let first_args = [
+        "restore",
+        first.to_str().unwrap(),
+        "--target",
+        target,
+        "--yes",
+        "--snapshot-dir",
+        snaps.to_str().unwrap(),
+        "--journal-dir",
+        journals.to_str().unwrap(),
+    ];
+    let snapshotting = || {
+        std::fs::read_dir(&snaps).is_ok_and(|d| {
+            d.flatten()
+                .any(|e| e.file_name().to_string_lossy().ends_with(".partial"))
+        })
+    };
+    // Slow: its snapshot of the sample's 31 files takes seconds at 4 requests a second; `meddle`
+    // runs as soon as it started.
+    let run_first_while = |meddle: &dyn Fn()| {
+        let child = Command::new(env!("CARGO_BIN_EXE_joplin-restore"))
+            .args(first_args)
+            .args(["--tpslimit", "4"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        for _ in 0..200 {
+            if snapshotting() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(
+            snapshotting(),
+            "the first restore never started its snapshot"
+        );
+        meddle();
+        child.wait_with_output().unwrap()
+    };
+
+    // A client syncs a new note meanwhile.
+    let before = tree_hashes(&t);
+    let new_note = t.join("0123456789abcdef0123456789abcdef.md");
+    let note = std::fs::read_to_string(t.join("2ebc0432f27d42fdb982a925c8734636.md")).unwrap();
+    let o = run_first_while(&|| {
+        std::fs::write(
+            &new_note,
+            note.replace(
+                "2ebc0432f27d42fdb982a925c8734636",
+                "0123456789abcdef0123456789abcdef",
+            ),
+        )
+        .unwrap()
+    });
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(4), "{out}");
+    assert!(
+        out.contains("changed after this run read it") && out.contains("nothing was written"),
+        "{out}"
+    );
+    assert!(new_note.exists(), "{out}");
+    let files = |mut h: Vec<(String, String)>| {
+        h.retain(|(p, _)| !p.starts_with("locks/") && !p.starts_with("0123456789abcdef"));
+        h
+    };
+    assert_eq!(files(tree_hashes(&t)), files(before), "{out}");
+    // Nothing to resume: the rerun reads the target afresh, its snapshot holds the new note.
+    let out = jr_ok(&first_args);
+    jr_ok(&["verify", first.to_str().unwrap(), "--target", target]);
+    let kept = std::fs::read_dir(&snaps)
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.path()
+                .join("files/0123456789abcdef0123456789abcdef.md")
+                .is_file()
+        })
+        .count();
+    assert_eq!(kept, 1, "the new note is in no snapshot: {out}");
+
+    // A second restore deletes files while the first copies them.
+    jr_ok(&[
+        "restore",
+        sample_jex().to_str().unwrap(),
+        "--target",
+        target,
+        "--yes",
+        "-q",
+    ]);
+    let o = run_first_while(&|| {
+        jr_ok(&[
+            "restore",
+            second.to_str().unwrap(),
+            "--target",
+            target,
+            "--yes",
+            "-q",
+            "--no-snapshot",
+        ]);
+    });
+    let out = text(&o);
+    assert!(!o.status.success(), "{out}");
+    assert!(
+        out.contains("was deleted from the target while the snapshot was taken")
+            && !out.contains("disk full"),
+        "{out}"
+    );
+    jr_ok(&["verify", second.to_str().unwrap(), "--target", target]);
+}
