@@ -49,9 +49,11 @@ impl Outcome {
 pub struct Executor<'a> {
     pub target: &'a SyncTarget,
     pub backup: Arc<Backup>,
-    /// Restore time written into every item; `None` writes the items' bytes verbatim
-    /// (`rollback --exact`).
+    /// Restore time at `started`, written into every item advanced by the time elapsed since
+    /// (a client that syncs an edit while the run is under way has an older copy than what
+    /// the run then writes); `None` writes the items' bytes verbatim (`rollback --exact`).
     pub stamp_ms: Option<i64>,
+    pub started: std::time::Instant,
     pub transfers: usize,
     pub progress: &'a Progress,
     /// Records each finished upload (and the clear) so an interrupted run can resume.
@@ -114,7 +116,8 @@ impl Executor<'_> {
             // `rollback --exact`: the snapshot's bytes, already in the target's form.
             return Ok(Bytes::from(self.backup.raw(bi)?));
         };
-        let item = stamped(&self.backup.item(bi)?, ms);
+        let elapsed = i64::try_from(self.started.elapsed().as_millis()).unwrap_or(0);
+        let item = stamped(&self.backup.item(bi)?, ms + elapsed);
         let item = match &self.keyring {
             Some(k) if can_be_encrypted(&item) => k.encrypt_item(&item)?,
             _ => item,

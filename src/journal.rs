@@ -1,5 +1,5 @@
 //! The resume journal: a local, append-only record of one restore into one target, so a rerun
-//! after a crash or Ctrl-C keeps the same restore stamp, does not clear again, and skips what
+//! after a crash or Ctrl-C keeps the snapshot and lock ids, does not clear again, and skips what
 //! is done. One JSON object per line; a torn last line (kill -9) is ignored.
 
 use std::collections::HashSet;

@@ -765,6 +765,7 @@ pub async fn run(args: &MigrateArgs) -> Result<MigrateSummary> {
     }
     let exec = Executor {
         target: &dest,
+        started: std::time::Instant::now(),
         backup: backup.clone(),
         stamp_ms: None,
         transfers,

@@ -413,11 +413,10 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
     target
         .wait_past_newest_second(&state, remote_now, offset)
         .await;
-    // A resumed run keeps its first stamp, so what it already wrote still counts as done.
-    let stamp_ms = resumed
-        .as_ref()
-        .map(|r| r.stamp_ms)
-        .unwrap_or_else(|| now_ms().min(remote_now));
+    // A resumed run stamps afresh too: a client that synced an edit since the interrupted run
+    // would ignore a copy stamped before it. (What that run wrote still counts as done: every
+    // stamp serialises to the same length, which is what `skip_done` compares.)
+    let stamp_ms = now_ms().min(remote_now);
     let journal = Journal::begin(
         &journal_dir,
         &journal_key,
@@ -461,6 +460,7 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
     );
     let exec = Executor {
         target: &target,
+        started: std::time::Instant::now(),
         backup: backup.clone(),
         stamp_ms: Some(stamp_ms),
         transfers,

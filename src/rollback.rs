@@ -176,6 +176,7 @@ pub async fn run(args: &RollbackArgs) -> Result<RollbackSummary> {
     };
     let exec = Executor {
         target: &target,
+        started: std::time::Instant::now(),
         backup: backup.clone(),
         stamp_ms: stamp,
         transfers,

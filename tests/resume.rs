@@ -698,3 +698,70 @@ fn a_resumed_restore_keeps_the_first_runs_snapshot() {
         );
     }
 }
+
+/// A client that syncs an edit between an interrupted restore and its rerun: the rerun's copy
+/// must be newer than that edit, or the client keeps it for good while every other client gets
+/// the backup's (the rerun reused the first run's stamp). Judged by the real Joplin CLI.
+#[cfg(unix)]
+#[test]
+fn a_client_edit_synced_between_the_kill_and_the_rerun_is_replaced() {
+    use support::joplin::{assert_manifest_eq, Profile};
+    let tmp = tempfile::tempdir().unwrap();
+    let target = tmp.path().join("target");
+    let journals = tmp.path().join("journals");
+    let backup = support::sample_jex();
+    let t = target.to_str().unwrap();
+    jr_ok(&["restore", backup.to_str().unwrap(), "--target", t, "-q"]);
+    let client = Profile::new(tmp.path().join("client"));
+    client.use_folder(&target);
+    client.sync();
+    let args = [
+        "restore",
+        backup.to_str().unwrap(),
+        "--target",
+        t,
+        "--yes",
+        "-q",
+        "--no-snapshot",
+        "--rewrite-unchanged",
+        "--journal-dir",
+        journals.to_str().unwrap(),
+    ];
+    let mut child = Command::new(env!("CARGO_BIN_EXE_joplin-restore"))
+        .args(args)
+        .args(["--tpslimit", "4"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_done(&journals, &mut child, 3, |_| true);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let done = journal_done(&journals);
+    assert!((3..27).contains(&done.len()), "kill not mid-run: {done:?}");
+    // A note the killed run had not rewritten yet, edited and synced by the client.
+    let manifest = support::sample_manifest();
+    let note = manifest["notes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["id"].as_str().unwrap().to_string())
+        .find(|id| !done.contains(&format!("{id}.md")))
+        .expect("a note not rewritten yet");
+    std::thread::sleep(Duration::from_millis(50));
+    client.run(&[
+        "set",
+        &note,
+        "body",
+        "edited between the kill and the rerun",
+    ]);
+    client.sync();
+    jr_ok(&args);
+    client.sync();
+    assert_manifest_eq(
+        &client.manifest(),
+        &manifest,
+        "client after the resumed restore",
+    );
+}
