@@ -307,7 +307,7 @@ impl Executor<'_> {
             return;
         }
         self.progress
-            .phase("deleting what the backup lacks", plan.deletes.len() as u64);
+            .phase("deleting extra files", plan.deletes.len() as u64);
         let paths: Vec<String> = plan.deletes.iter().map(|d| d.path.clone()).collect();
         let failed = self.target.storage.delete_many(&paths).await;
         self.progress.inc(paths.len() as u64);

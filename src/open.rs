@@ -293,6 +293,8 @@ fn open_storage(args: &TargetArgs) -> Result<Arc<dyn Storage>> {
         return Ok(Arc::new(S3Storage::new(o)?));
     }
     if let Some(dir) = local_folder(t)? {
+        // Absolute, so the target reads the same in snapshots and journals from any folder.
+        let dir = std::path::absolute(&dir).unwrap_or(dir);
         return Ok(Arc::new(FsStorage::new(dir)));
     }
     if let Some((scheme, _)) = t.split_once("://") {

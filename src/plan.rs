@@ -121,6 +121,20 @@ impl Plan {
             items as f64 / self.target_items as f64
         }
     }
+
+    /// Warn (stderr) when the plan deletes most of the target's items: clients that synced
+    /// them stop at Joplin's fail-safe instead of following.
+    pub fn warn_of_fail_safe(&self) {
+        if self.deleted_share() >= 0.9 && self.target_items > 0 {
+            eprintln!(
+                "warning: this deletes {:.0} % of the items on the target. Joplin clients that \
+                 synced the old content will stop with \"Fail-safe: Sync was interrupted…\" \
+                 (their data is safe). Afterwards, reset those clients or turn off the \
+                 fail-safe once (Configuration > Synchronisation > Advanced).",
+                self.deleted_share() * 100.0
+            );
+        }
+    }
 }
 
 /// A copy of `item` as the restore writes it: `updated_time` (and `blob_updated_time` for

@@ -330,15 +330,7 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
             verify: None,
         });
     }
-    if plan.deleted_share() >= 0.9 && plan.target_items > 0 {
-        eprintln!(
-            "warning: this deletes {:.0} % of the items on the target. Joplin clients that synced \
-             the old content will stop with \"Fail-safe: Sync was interrupted…\" (their data is \
-             safe). After the restore, reset those clients or turn off the fail-safe once \
-             (Configuration > Synchronisation > Advanced).",
-            plan.deleted_share() * 100.0
-        );
-    }
+    plan.warn_of_fail_safe();
     if plan.is_destructive() && !args.safety.yes {
         let q = format!(
             "This replaces {} and deletes {} file(s) on {}. Continue?",

@@ -66,6 +66,17 @@ pub async fn run(args: &RollbackArgs) -> Result<RollbackSummary> {
     let state = target.state().await?;
     timings.add("list", t);
     target.check_writable(&state, args.safety.force)?;
+    if snap.manifest.target != target.describe() && !args.safety.force {
+        return Err(Refusal(format!(
+            "{} is a snapshot of {}, not of {}: rolling it back here would replace this \
+             target's notes with another's. Check --target; pass --force if it is the same \
+             target under another name (a moved folder, a new URL).",
+            args.snapshot.display(),
+            snap.manifest.target,
+            target.describe()
+        ))
+        .into());
+    }
     let t = std::time::Instant::now();
 
     let everything = Validation::default();
@@ -123,6 +134,7 @@ pub async fn run(args: &RollbackArgs) -> Result<RollbackSummary> {
             pacer: paced.counts(),
         });
     }
+    plan.warn_of_fail_safe();
     if args.exact {
         eprintln!(
             "note: --exact writes the snapshot byte for byte; clients that synced since the \

@@ -173,3 +173,65 @@ fn rollback_refuses_a_damaged_snapshot() {
     );
     assert_eq!(before, tree_hashes(&target));
 }
+
+/// A snapshot rolled back into another target than the one it was taken of is refused (it
+/// deleted the whole other target and wrote the snapshot's notes); `--force` overrides. A
+/// relative target path names the same target as the absolute one.
+#[test]
+fn rollback_refuses_a_snapshot_of_another_target() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = tmp.path().join("a");
+    let b = tmp.path().join("b");
+    let snaps = tmp.path().join("snaps");
+    for t in [&a, &b] {
+        jr_ok(&[
+            "restore",
+            sample_jex().to_str().unwrap(),
+            "--target",
+            t.to_str().unwrap(),
+            "-q",
+        ]);
+    }
+    let out = jr_ok(&[
+        "clear",
+        "--target",
+        a.to_str().unwrap(),
+        "--yes",
+        "--snapshot-dir",
+        snaps.to_str().unwrap(),
+    ]);
+    let snap = snapshot_path(&out);
+    std::fs::remove_file(b.join("2ebc0432f27d42fdb982a925c8734636.md")).unwrap();
+    let before = tree_hashes(&b);
+    let o = support::jr(&["rollback", &snap, "--target", b.to_str().unwrap(), "--yes"]);
+    let text = support::text(&o);
+    assert_eq!(o.status.code(), Some(4), "{text}");
+    assert!(
+        text.contains("is a snapshot of folder") && text.contains("--force"),
+        "{text}"
+    );
+    assert_eq!(before, tree_hashes(&b));
+    let o = support::jr(&[
+        "rollback",
+        &snap,
+        "--target",
+        b.to_str().unwrap(),
+        "--yes",
+        "--force",
+    ]);
+    assert!(o.status.success(), "{}", support::text(&o));
+    assert!(b.join("2ebc0432f27d42fdb982a925c8734636.md").is_file());
+    // Run from the targets' parent with a relative path: the same target as `a`.
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_joplin-restore"))
+        .args(["rollback", &snap, "--target", "a", "--yes", "-q"])
+        .current_dir(tmp.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", support::text(&o));
+    jr_ok(&[
+        "verify",
+        sample_jex().to_str().unwrap(),
+        "--target",
+        a.to_str().unwrap(),
+    ]);
+}
