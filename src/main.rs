@@ -180,7 +180,9 @@ async fn compare(a: &CompareArgs) -> Result<(SyncTarget, verify::VerifyReport)> 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let level = match cli.verbose {
-        0 => "warn",
+        // The AWS SDK warns at length while it looks for credentials (instance metadata…);
+        // the error that follows says what is missing.
+        0 => "warn,aws_config=error",
         1 => "info",
         _ => "debug",
     };

@@ -214,10 +214,10 @@ fn open_joplin_server(args: &TargetArgs, url: &str) -> Result<Arc<dyn Storage>> 
 #[derive(Debug, Clone, clap::Args)]
 pub struct PacerArgs {
     /// Parallel requests (default: what suits the backend).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = parse_transfers)]
     pub transfers: Option<usize>,
     /// Requests per second, all transfers together (e.g. 10 or 0.5).
-    #[arg(long, value_name = "RATE")]
+    #[arg(long, value_name = "RATE", value_parser = parse_rate)]
     pub tpslimit: Option<f64>,
     /// Bytes per second, all transfers together (e.g. 512k, 10M).
     #[arg(long, value_name = "BYTES", value_parser = parse_size)]
@@ -229,6 +229,27 @@ pub struct PacerArgs {
 }
 
 /// `512k`, `10M`, `1.5G`, plain bytes; binary multiples like rclone.
+/// `--transfers`: at least one.
+fn parse_transfers(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!(
+            "{s:?}: give a number of parallel requests, 1 or more"
+        )),
+    }
+}
+
+/// `--tpslimit`: a positive number of requests per second (leave it out for no limit).
+fn parse_rate(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
+        _ => Err(format!(
+            "{s:?}: give requests per second above 0, like 10 or 0.5 (leave --tpslimit out for \
+             no limit)"
+        )),
+    }
+}
+
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let s = s.trim();
     let (num, mult) = match s.chars().last() {
@@ -440,6 +461,12 @@ mod tests {
         assert_eq!(parse_size("100"), Ok(100));
         assert!(parse_size("fast").is_err());
         assert!(parse_size("0").is_err());
+        assert_eq!(parse_rate("0.5"), Ok(0.5));
+        for bad in ["0", "-1", "inf", "NaN", "fast"] {
+            assert!(parse_rate(bad).is_err(), "{bad}");
+        }
+        assert_eq!(parse_transfers("8"), Ok(8));
+        assert!(parse_transfers("0").is_err());
     }
 
     #[test]

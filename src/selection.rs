@@ -39,6 +39,18 @@ impl std::str::FromStr for Selector {
     }
 }
 
+/// As the user wrote it (`note:Title`), for messages.
+impl std::fmt::Display for Selector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Selector::Notebook(v) => write!(f, "notebook:{v}"),
+            Selector::Note(v) => write!(f, "note:{v}"),
+            Selector::Tag(v) => write!(f, "tag:{v}"),
+            Selector::Any(v) => f.write_str(v),
+        }
+    }
+}
+
 struct Index<'a> {
     kind: HashMap<&'a str, ItemType>,
     title: HashMap<&'a str, &'a str>,
@@ -91,7 +103,14 @@ fn index(items: &[Item]) -> Index<'_> {
 fn of_kind<'a>(ix: &Index<'a>, kind: ItemType, title: &str) -> Vec<&'a str> {
     ix.kind
         .iter()
-        .filter(|(id, k)| **k == kind && ix.title.get(*id) == Some(&title))
+        .filter(|(id, k)| {
+            **k == kind
+                && ix.title.get(*id).is_some_and(|t| {
+                    // Joplin's tags are case-insensitive ("Urgent" and "urgent" are one tag).
+                    *t == title
+                        || (kind == ItemType::Tag && t.to_lowercase() == title.to_lowercase())
+                })
+        })
         .map(|(id, _)| *id)
         .collect()
 }
@@ -161,7 +180,7 @@ pub fn resolve(backup: &Backup, selectors: &[Selector]) -> Result<HashSet<String
         }
         if folders.len() + notes.len() + tags.len() == before {
             bail!(
-                "--only {sel:?} matches nothing in the backup. Run `joplin-restore inspect BACKUP` \
+                "--only {sel} matches nothing in the backup. Run `joplin-restore inspect BACKUP` \
                  to see its notebooks; use notebook:PATH/TO/NOTEBOOK, note:ID-OR-TITLE or tag:TITLE."
             );
         }
@@ -270,6 +289,21 @@ mod tests {
     fn unmatched_selector_is_a_clear_error() {
         let b = sample();
         let e = resolve(&b, &["notebook:Nope".parse().unwrap()]).unwrap_err();
-        assert!(e.to_string().contains("matches nothing"));
+        assert!(
+            e.to_string()
+                .starts_with("--only notebook:Nope matches nothing"),
+            "{e}"
+        );
+    }
+
+    /// Joplin's tags are case-insensitive; note and notebook titles are not.
+    #[test]
+    fn tags_match_whatever_the_case() {
+        let b = sample();
+        let upper = resolve(&b, &["tag:URGENT".parse().unwrap()]).unwrap();
+        let lower = resolve(&b, &["tag:urgent".parse().unwrap()]).unwrap();
+        assert!(upper.contains("7241f91bc84849938247fa679a076b7b"));
+        assert_eq!(upper, lower);
+        assert!(resolve(&b, &["note:ATTACHMENTS".parse().unwrap()]).is_err());
     }
 }

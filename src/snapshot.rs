@@ -266,12 +266,13 @@ pub fn open(dir: &Path) -> Result<OpenedSnapshot> {
         .file_name()
         .is_some_and(|n| n.to_string_lossy().ends_with(PARTIAL_SUFFIX));
     if partial || (!manifest_path.exists() && dir.join("files").is_dir()) {
-        bail!(
+        return Err(crate::exit::Refusal(format!(
             "{} is an incomplete snapshot: the run taking it was stopped before it finished, \
              so it does not hold the whole target. Roll back from a complete one (a folder \
              snapshot-… without {PARTIAL_SUFFIX}, next to it) and delete this one.",
             dir.display()
-        );
+        ))
+        .into());
     }
     let manifest: SnapshotManifest =
         serde_json::from_slice(&std::fs::read(&manifest_path).with_context(|| {

@@ -494,7 +494,7 @@ fn clear_stopped_mid_snapshot_or_mid_delete_leaves_the_target_recoverable() {
         target.to_str().unwrap(),
         "--yes",
     ]);
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(4), "{}", text(&o));
     assert!(text(&o).contains("incomplete snapshot"), "{}", text(&o));
 
     // SIGTERM while the snapshot is being copied.
