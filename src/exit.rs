@@ -20,7 +20,14 @@ impl std::error::Error for Refusal {}
 
 /// The exit code for an error that reached `main`.
 pub fn code_for(e: &anyhow::Error) -> i32 {
-    if e.downcast_ref::<Refusal>().is_some() {
+    // A server that turns our credentials down refuses like a wrong password does.
+    let denied = e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<backend_core::StorageError>(),
+            Some(backend_core::StorageError::Auth(_))
+        )
+    });
+    if denied || e.downcast_ref::<Refusal>().is_some() {
         REFUSED
     } else {
         FAILED

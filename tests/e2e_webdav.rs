@@ -148,7 +148,7 @@ fn wrong_password_is_a_clear_401_and_changes_nothing() {
         &[("JOPLIN_RESTORE_PASSWORD", support::webdav::PASS)],
     );
     let all = text(&o);
-    assert_eq!(o.status.code(), Some(1), "{all}");
+    assert_eq!(o.status.code(), Some(4), "{all}");
     assert!(all.contains("authentication failed"), "{all}");
     assert!(all.contains("HTTP 401"), "{all}");
     assert!(all.contains("\"joplin\""), "{all}");
