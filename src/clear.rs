@@ -114,6 +114,7 @@ pub async fn run(args: &ClearArgs) -> Result<ClearSummary> {
         )
         .into());
     }
+    crate::safety::begin_writing();
     let t = std::time::Instant::now();
     let snapshot = args
         .safety

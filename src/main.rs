@@ -226,6 +226,7 @@ fn main() -> ExitCode {
         joplin_restore::config::set_path(c.clone());
     }
     let name = command_name(&cli.command);
+    watch_early_interrupts(name, cli.json);
     let (code, error) = match rt.block_on(run(cli.command)) {
         Ok(code) => (code, None),
         Err(e) => {
@@ -249,6 +250,60 @@ fn main() -> ExitCode {
         );
     }
     ExitCode::from(code as u8)
+}
+
+/// Ctrl-C or SIGTERM while the command only reads (the backup, the target, the plan, a
+/// question on the terminal): end at once, as an error that `--json` still reports. Once a
+/// command writes, its own stages answer the signal (they stop writing and release the lock
+/// first) and this watcher leaves it to them. A thread of its own, so a question waiting on
+/// the terminal does not hold it up.
+fn watch_early_interrupts(name: &'static str, json: bool) {
+    std::thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        rt.block_on(async {
+            // Bounded: one pass per signal.
+            for _ in 0..1000 {
+                joplin_restore::safety::interrupted().await;
+                if joplin_restore::safety::writing() {
+                    continue;
+                }
+                // Commands that write without a stage of their own for signals (client
+                // reset/customise, export's file, unlock) may be midway.
+                let read_only_so_far = matches!(
+                    name,
+                    "restore"
+                        | "clear"
+                        | "rollback"
+                        | "migrate"
+                        | "inspect"
+                        | "verify"
+                        | "diff"
+                        | "status"
+                );
+                let message = if read_only_so_far {
+                    "interrupted before anything was changed"
+                } else {
+                    "interrupted"
+                };
+                eprintln!("error: {message}");
+                if json {
+                    let v = serde_json::json!({
+                        "command": name, "ok": false, "exit_code": exit::FAILED, "error": message,
+                    });
+                    let _ = write_stdout(
+                        format!("{}\n", serde_json::to_string_pretty(&v).unwrap_or_default())
+                            .as_bytes(),
+                    );
+                }
+                std::process::exit(exit::FAILED);
+            }
+        });
+    });
 }
 
 async fn run(cmd: Command) -> Result<i32> {

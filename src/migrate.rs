@@ -703,6 +703,7 @@ pub async fn run(args: &MigrateArgs) -> Result<MigrateSummary> {
         )
         .into());
     }
+    crate::safety::begin_writing();
     let mut snapshot = None;
     if destructive && !args.safety.force {
         let ours = resumed.as_ref().map_or(&[][..], |r| &r.lock_ids[..]);

@@ -352,6 +352,7 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
     }
 
     // snapshot: before the first destructive write.
+    crate::safety::begin_writing();
     let mut snapshot = None;
     if plan.is_destructive() && !args.safety.force {
         let ours = resumed.as_ref().map_or(&[][..], |r| &r.lock_ids[..]);

@@ -156,6 +156,7 @@ pub async fn run(args: &RollbackArgs) -> Result<RollbackSummary> {
         )
         .into());
     }
+    crate::safety::begin_writing();
     let t = std::time::Instant::now();
     let snapshot = if destructive {
         args.safety

@@ -100,6 +100,20 @@ impl SafetyArgs {
     }
 }
 
+/// Set once a command is about to change a target: from then on its own stages answer Ctrl-C
+/// and SIGTERM (stop writing, release the lock), not `main`.
+static WRITING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Called by a command right before its first change to a target.
+pub fn begin_writing() {
+    WRITING.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Whether the running command may have started changing a target.
+pub fn writing() -> bool {
+    WRITING.load(std::sync::atomic::Ordering::SeqCst)
+}
+
 /// Resolves on Ctrl-C or, on Unix, SIGTERM (what `kill`, systemd and container runtimes send):
 /// the run then stops writing, releases its lock and keeps its journal to resume from.
 pub async fn interrupted() {

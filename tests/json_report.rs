@@ -254,3 +254,51 @@ fn quick_verify_reads_no_item_back() {
         full2["requests"]
     );
 }
+
+/// SIGTERM (or Ctrl-C) while a restore still reads and plans: it ends at once with its JSON
+/// report (it died with exit 143 and nothing on stdout), and nothing was changed.
+#[cfg(unix)]
+#[test]
+fn a_restore_stopped_while_it_plans_still_reports() {
+    use std::process::{Command, Stdio};
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path().join("target");
+    let jex = sample_jex();
+    let (j, target) = (jex.to_str().unwrap(), t.to_str().unwrap());
+    support::jr_ok(&["restore", j, "--target", target, "-q"]);
+    let before = support::tree_hashes(&t);
+    let snaps = tmp.path().join("snaps");
+    // At 2 requests a second, comparing the 27 copies on the target takes over 10 s.
+    let child = Command::new(env!("CARGO_BIN_EXE_joplin-restore"))
+        .args([
+            "--json",
+            "restore",
+            j,
+            "--target",
+            target,
+            "--yes",
+            "--tpslimit",
+            "2",
+        ])
+        .args(["--snapshot-dir", snaps.to_str().unwrap()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let o = child.wait_with_output().unwrap();
+    let v: Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not one JSON object ({e}):\n{}", text(&o)));
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert_eq!(v["command"], "restore", "{v}");
+    assert_eq!(v["ok"], false, "{v}");
+    assert_eq!(v["error"], "interrupted before anything was changed", "{v}");
+    assert_eq!(support::tree_hashes(&t), before);
+    assert!(!snaps.exists(), "a snapshot was started");
+}
