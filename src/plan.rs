@@ -416,6 +416,12 @@ pub fn plan(
             kept.push(id.to_string());
             continue;
         }
+        // A notebook the backup lacks, made up from file names: the target's copy is the real
+        // one (its icon, dates, place), so it stays.
+        if on_target && !trashed && backup.is_recreated(id) {
+            unchanged += 1;
+            continue;
+        }
         let same_item =
             !clear_first && !opts.rewrite_unchanged && existing.get(*index).is_some_and(|t| t.same);
         let mut blob_needed = false;

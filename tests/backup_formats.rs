@@ -363,3 +363,36 @@ fn password_7z_with_plain_headers_asks_for_the_password() {
     let wrong = jr_env(&["inspect", s(&archive)], &[(PASSWORD_ENV, "nope")]);
     assert!(text(&wrong).contains("wrong password"), "{}", text(&wrong));
 }
+
+/// A per-notebook set lacks the note-less `Personal` notebook, which the restore makes up from
+/// the file names. A target that holds the real one keeps it (it was replaced by the made-up
+/// copy: icon gone, dates changed), and the restore still checks out.
+#[test]
+fn per_notebook_set_keeps_the_targets_real_copy_of_a_recreated_notebook() {
+    let tmp = tempfile::tempdir().unwrap();
+    let target = populated_target(tmp.path());
+    let personal = target.join("c92807ad73ea40938d12cd5a105b5efe.md");
+    let text = std::fs::read_to_string(&personal).unwrap();
+    assert!(text.contains("\nicon: \n"), "{text}");
+    let with_icon = text.replace("\nicon: \n", "\nicon: {\"emoji\":\"📓\"}\n");
+    std::fs::write(&personal, &with_icon).unwrap();
+    let out = ok(
+        jr(&[
+            "restore",
+            s(&layout("per-notebook")),
+            "--target",
+            s(&target),
+            "--yes",
+        ]),
+        "per-notebook over the sample",
+    );
+    assert_eq!(
+        std::fs::read_to_string(&personal).unwrap(),
+        with_icon,
+        "{out}"
+    );
+    ok(
+        jr(&["verify", s(&layout("per-notebook")), "--target", s(&target)]),
+        "verify",
+    );
+}

@@ -238,6 +238,9 @@ pub struct Backup {
     pub blobs: HashMap<String, BlobLocation>,
     /// Blobs whose name carried no usable id, and other oddities.
     pub warnings: Vec<String>,
+    /// Ids of notebooks the backup lacks and this tool made up (a per-notebook set's notebook
+    /// without notes of its own): a target's real copy is kept rather than replaced.
+    pub recreated: Vec<String>,
     /// The JEX files read (one, or one per notebook), possibly inside the temp folder.
     pub parts: Vec<PathBuf>,
     /// The set used, when the user gave a folder holding several.
@@ -261,6 +264,11 @@ impl std::fmt::Debug for Backup {
 }
 
 impl Backup {
+    /// Whether `id` is a notebook this tool made up (see `recreated`).
+    pub fn is_recreated(&self, id: &str) -> bool {
+        self.recreated.iter().any(|r| r == id)
+    }
+
     /// Open a backup of any supported layout with default options (newest set, password
     /// from the environment or a prompt).
     pub fn open(path: &Path) -> Result<Backup> {
@@ -310,6 +318,7 @@ impl Backup {
             unreadable,
             blobs: HashMap::new(),
             warnings: Vec::new(),
+            recreated: Vec::new(),
             parts: vec![source.to_path_buf()],
             set: None,
             sets: Vec::new(),

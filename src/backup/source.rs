@@ -544,6 +544,7 @@ fn add_missing_notebooks(
         backup
             .items
             .push(BackupItem::from_item(format!("{pid}.md"), &item));
+        backup.recreated.push(pid);
     }
 }
 
