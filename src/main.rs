@@ -162,7 +162,13 @@ struct CompareArgs {
 }
 
 /// Read the backup, list the target and compare them, decrypting where the target is encrypted.
-async fn compare(a: &CompareArgs) -> Result<(SyncTarget, verify::VerifyReport)> {
+async fn compare(
+    a: &CompareArgs,
+) -> Result<(
+    SyncTarget,
+    verify::VerifyReport,
+    Option<Arc<joplin_restore::e2ee::Keyring>>,
+)> {
     let (b, v) = restore::read_and_validate(&a.backup, &a.opts, &a.allow)?;
     let b = Arc::new(b);
     let paced = open_paced(&a.target, &a.pacer, Folder::Existing)?;
@@ -174,7 +180,7 @@ async fn compare(a: &CompareArgs) -> Result<(SyncTarget, verify::VerifyReport)> 
     let seen = verify::Seen::from_state(&b, &set, &v.skipped_ids, &state);
     drop(state);
     let r = verify::verify(&t, b.clone(), &set, &seen, transfers, keyring.as_deref()).await?;
-    Ok((t, r))
+    Ok((t, r, keyring))
 }
 
 fn main() -> ExitCode {
@@ -565,8 +571,8 @@ async fn run(cmd: Command) -> Result<i32> {
             Ok(exit::OK)
         }
         Command::Diff(args) => {
-            let (t, r) = compare(&args).await?;
-            let text = verify::diff_report(&t, &r).await;
+            let (t, r, keyring) = compare(&args).await?;
+            let text = verify::diff_report(&t, &r, keyring.as_deref()).await;
             report::set_result(json!({"command": "diff", "target": t.describe(), "report": r}));
             if report::json() {
                 eprint!("{text}");
@@ -577,7 +583,7 @@ async fn run(cmd: Command) -> Result<i32> {
         }
         Command::Client { cmd } => joplin_restore::client::cli::run(cmd).await,
         Command::Verify(args) => {
-            let (t, r) = compare(&args).await?;
+            let (t, r, _) = compare(&args).await?;
             report::set_result(json!({"command": "verify", "target": t.describe(), "report": r}));
             if r.ok() {
                 joplin_restore::say!(

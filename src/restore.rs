@@ -315,7 +315,7 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
     timings.add("plan", stage);
     stage = std::time::Instant::now();
     if args.safety.dry_run {
-        print_dry_run(&backup, &plan);
+        print_dry_run(&backup, &plan, &target, keyring.as_deref(), transfers).await;
         return Ok(RestoreSummary {
             target: target.describe(),
             uploaded: 0,
@@ -619,7 +619,13 @@ async fn enable_e2ee(
     Ok((info, Arc::new(ring)))
 }
 
-fn print_dry_run(backup: &Backup, plan: &plan::Plan) {
+async fn print_dry_run(
+    backup: &Backup,
+    plan: &plan::Plan,
+    target: &SyncTarget,
+    keyring: Option<&Keyring>,
+    transfers: usize,
+) {
     for (phase, uploads) in &plan.phases {
         crate::say!("upload {} ({}):", phase.label(), uploads.len());
         for u in uploads.iter().take(200) {
@@ -638,8 +644,24 @@ fn print_dry_run(backup: &Backup, plan: &plan::Plan) {
     }
     if !plan.deletes.is_empty() {
         crate::say!("delete ({}):", plan.deletes.len());
-        for d in plan.deletes.iter().take(200) {
-            crate::say!("  {}", d.path);
+        // Items by title (read from the target: a dry run is when people look), blobs by path.
+        use futures::StreamExt;
+        let labels: Vec<String> = futures::stream::iter(plan.deletes.iter().take(200))
+            .map(|d| async move {
+                if d.is_blob {
+                    d.path.clone()
+                } else {
+                    crate::verify::describe_target_file(target, &d.path, keyring).await
+                }
+            })
+            .buffered(transfers.max(1))
+            .collect()
+            .await;
+        for l in labels {
+            crate::say!("  {l}");
+        }
+        if plan.deletes.len() > 200 {
+            crate::say!("  … and {} more", plan.deletes.len() - 200);
         }
     }
     crate::say!("dry run: nothing was changed");

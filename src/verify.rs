@@ -621,7 +621,35 @@ async fn check_small_blob(
 }
 
 /// `diff`: the differences grouped as a restore would act on them, with titles.
-pub async fn diff_report(target: &SyncTarget, r: &VerifyReport) -> String {
+/// A file on the target as people know it: an item by type, id and title (decrypted with
+/// `keyring` on an encrypted target), else its path (a blob, an unreadable file).
+pub async fn describe_target_file(
+    target: &SyncTarget,
+    path: &str,
+    keyring: Option<&Keyring>,
+) -> String {
+    let item = target
+        .storage
+        .get(path)
+        .await
+        .ok()
+        .and_then(|b| Item::parse_bytes(&b).ok())
+        .and_then(|it| match keyring {
+            Some(k) if is_encrypted(&it) => k.decrypt_item(&it).ok(),
+            _ => Some(it),
+        });
+    match item {
+        Some(it) if it.title_or_empty().is_empty() => format!("{} {}", it.item_type(), it.id()),
+        Some(it) => format!("{} {} ({:?})", it.item_type(), it.id(), it.title_or_empty()),
+        None => path.to_string(),
+    }
+}
+
+pub async fn diff_report(
+    target: &SyncTarget,
+    r: &VerifyReport,
+    keyring: Option<&Keyring>,
+) -> String {
     let mut added = Vec::new();
     let mut changed = Vec::new();
     let mut removed = Vec::new();
@@ -638,22 +666,7 @@ pub async fn diff_report(target: &SyncTarget, r: &VerifyReport) -> String {
                 changed.push(format!("{what}: stored unencrypted"))
             }
             Difference::Extra { path } => {
-                let label = match target
-                    .storage
-                    .get(path)
-                    .await
-                    .ok()
-                    .and_then(|b| Item::parse_bytes(&b).ok())
-                {
-                    Some(it) if it.title_or_empty().is_empty() => {
-                        format!("{} {}", it.item_type(), it.id())
-                    }
-                    Some(it) => {
-                        format!("{} {} ({:?})", it.item_type(), it.id(), it.title_or_empty())
-                    }
-                    None => path.clone(),
-                };
-                removed.push(label);
+                removed.push(describe_target_file(target, path, keyring).await);
             }
         }
     }

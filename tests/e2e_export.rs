@@ -167,6 +167,47 @@ fn diff_lists_added_changed_and_removed_by_title() {
     assert!(out.contains("\"Café ☕ notes\"): title"), "{out}");
     assert!(out.contains("1 removed by a restore"), "{out}");
     assert!(out.contains("\"Stray note\""), "{out}");
+    // A dry run names what it would delete by title too.
+    let out = jr_ok(&[
+        "restore",
+        sample_jex().to_str().unwrap(),
+        "--target",
+        t,
+        "--dry-run",
+    ]);
+    assert!(
+        out.contains("delete (1):\n  note 0123456789abcdef0123456789abcdef (\"Stray note\")"),
+        "{out}"
+    );
+}
+
+/// `diff` against an end-to-end encrypted target, with the master password: what a restore
+/// would remove is named by its decrypted title, not only its id.
+#[test]
+fn diff_of_an_encrypted_target_names_what_goes_by_title() {
+    let tmp = tempfile::tempdir().unwrap();
+    let target = tmp.path().join("target");
+    let fixture = support::repo().join("tests/fixtures/e2ee-target");
+    let o = std::process::Command::new("cp")
+        .args(["-a", fixture.to_str().unwrap(), target.to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(o.success());
+    let o = support::jr_env(
+        &[
+            "diff",
+            sample_jex().to_str().unwrap(),
+            "--target",
+            target.to_str().unwrap(),
+        ],
+        &[(
+            "JOPLIN_RESTORE_MASTER_PASSWORD",
+            "correct horse battery staple",
+        )],
+    );
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(3), "{out}");
+    assert!(out.contains("(\"Encrypted note\")"), "{out}");
 }
 
 /// `export` of the end-to-end encrypted target the real Joplin CLI wrote: with the master
