@@ -15,7 +15,7 @@ use crate::open::{open_paced, Folder, PacerArgs, TargetArgs};
 use crate::plan::{self, Mode};
 use crate::progress::Progress;
 use crate::safety::{confirm, JournalArgs, SafetyArgs};
-use crate::target::{now_ms, SyncTarget};
+use crate::target::{now_ms, SyncTarget, TargetState};
 use crate::validate::{validate, ProblemClass};
 use crate::verify::{self, VerifyMode, VerifyReport};
 
@@ -436,13 +436,7 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
                 // Nothing was written: the rerun starts afresh, with its own snapshot.
                 let _ = journal.finish();
             }
-            return Err(Refusal(format!(
-                "{} changed after this run read it (another joplin-restore run, or a client, \
-                 wrote to it meanwhile); nothing was written. Run the same command again: it \
-                 reads the target afresh.",
-                target.describe()
-            ))
-            .into());
+            return Err(TargetState::changed_meanwhile(&target.describe()));
         }
     }
     tracing::info!(

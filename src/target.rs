@@ -114,6 +114,17 @@ pub struct TargetState {
 }
 
 impl TargetState {
+    /// The refusal of a run whose target changed between its listing and its lock (call
+    /// after releasing the lock).
+    pub fn changed_meanwhile(describe: &str) -> anyhow::Error {
+        Refusal(format!(
+            "{describe} changed after this run read it (another joplin-restore run, or a \
+             client, wrote to it meanwhile); nothing was written. Run the same command again: \
+             it reads the target afresh."
+        ))
+        .into()
+    }
+
     /// Whether `later`, a listing taken after this one, shows the same item files and blobs
     /// (ids, sizes, newest times): nobody wrote items to the target in between.
     pub fn unchanged_in(&self, later: &TargetState) -> bool {

@@ -334,3 +334,100 @@ fn a_restore_whose_target_changed_before_it_took_the_lock_writes_nothing() {
     );
     jr_ok(&["verify", second.to_str().unwrap(), "--target", target]);
 }
+
+/// `rollback` too lists the target again under its lock: a note a client synced while the
+/// rollback took its own snapshot stops it with nothing written.
+#[test]
+fn a_rollback_whose_target_changed_before_it_took_the_lock_writes_nothing() {
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let t = restored(dir.path());
+    let target = t.to_str().unwrap();
+    let snaps = dir.path().join("snaps");
+    let s = snaps.to_str().unwrap();
+    // The whole sample in a snapshot (taken by a clear), then the sample restored again.
+    let clear_snaps = dir.path().join("clear-snaps");
+    let o = jr_ok(&[
+        "clear",
+        "--target",
+        target,
+        "--yes",
+        "--snapshot-dir",
+        clear_snaps.to_str().unwrap(),
+    ]);
+    let full = o
+        .lines()
+        .find_map(|l| l.strip_prefix("Snapshot of the target: "))
+        .unwrap()
+        .trim()
+        .to_string();
+    // With one note edited, the rollback replaces it: destructive, so it snapshots first.
+    jr_ok(&[
+        "restore",
+        sample_jex().to_str().unwrap(),
+        "--target",
+        target,
+        "-q",
+    ]);
+    let note = std::fs::read_to_string(t.join("2ebc0432f27d42fdb982a925c8734636.md")).unwrap();
+    std::fs::write(
+        t.join("2ebc0432f27d42fdb982a925c8734636.md"),
+        note.replacen("Overview", "Edited", 1),
+    )
+    .unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_joplin-restore"))
+        .args([
+            "rollback",
+            &full,
+            "--target",
+            target,
+            "--yes",
+            "--tpslimit",
+            "4",
+        ])
+        .args(["--snapshot-dir", s])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let snapshotting = || {
+        std::fs::read_dir(&snaps).is_ok_and(|d| {
+            d.flatten()
+                .any(|e| e.file_name().to_string_lossy().ends_with(".partial"))
+        })
+    };
+    for _ in 0..200 {
+        if snapshotting() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(snapshotting(), "the rollback never started its snapshot");
+    let new_note = t.join("0123456789abcdef0123456789abcdef.md");
+    std::fs::write(
+        &new_note,
+        note.replace(
+            "2ebc0432f27d42fdb982a925c8734636",
+            "0123456789abcdef0123456789abcdef",
+        ),
+    )
+    .unwrap();
+    let o = child.wait_with_output().unwrap();
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(4), "{out}");
+    assert!(out.contains("changed after this run read it"), "{out}");
+    let edited = std::fs::read_to_string(t.join("2ebc0432f27d42fdb982a925c8734636.md")).unwrap();
+    assert!(edited.contains("Edited"), "the rollback wrote: {out}");
+    jr_ok(&[
+        "rollback",
+        &full,
+        "--target",
+        target,
+        "--yes",
+        "-q",
+        "--snapshot-dir",
+        s,
+    ]);
+    jr_ok(&["verify", sample_jex().to_str().unwrap(), "--target", target]);
+}
