@@ -175,6 +175,14 @@ async fn compare(
     let transfers = paced.options().transfers;
     let t = SyncTarget::new(paced);
     let state = t.state().await?;
+    if state.is_empty() && state.foreign.is_empty() {
+        // A mistyped URL, bucket or prefix reads as an empty target on WebDAV and S3.
+        eprintln!(
+            "note: {} holds nothing at all (no info.json, no items): if that is not expected, \
+             check --target.",
+            t.describe()
+        );
+    }
     let keyring = restore::keyring_for(&t, &state, &a.password, None).await?;
     let set: Vec<usize> = plan::restore_set(&b, &v).iter().map(|(i, _)| *i).collect();
     let seen = verify::Seen::from_state(&b, &set, &v.skipped_ids, &state);

@@ -359,3 +359,24 @@ fn a_file_url_target_is_decoded() {
     assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 1);
     jr_ok(&["verify", sample_jex().to_str().unwrap(), "--target", &url]);
 }
+
+/// `verify`/`diff` against a target that holds nothing at all (a mistyped URL or prefix reads
+/// that way on WebDAV and S3) say so next to the list of missing items.
+#[test]
+fn verify_against_an_empty_target_points_at_the_target() {
+    let tmp = tempfile::tempdir().unwrap();
+    for cmd in ["verify", "diff"] {
+        let o = jr(&[
+            cmd,
+            sample_jex().to_str().unwrap(),
+            "--target",
+            tmp.path().to_str().unwrap(),
+        ]);
+        let out = text(&o);
+        assert_eq!(o.status.code(), Some(3), "{out}");
+        assert!(
+            out.contains("holds nothing at all") && out.contains("check --target"),
+            "{cmd}: {out}"
+        );
+    }
+}
