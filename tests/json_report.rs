@@ -260,7 +260,7 @@ fn quick_verify_reads_no_item_back() {
 #[cfg(unix)]
 #[test]
 fn a_restore_stopped_while_it_plans_still_reports() {
-    use std::process::{Command, Stdio};
+    use std::process::Command;
     let tmp = tempfile::tempdir().unwrap();
     let t = tmp.path().join("target");
     let jex = sample_jex();
@@ -269,23 +269,18 @@ fn a_restore_stopped_while_it_plans_still_reports() {
     let before = support::tree_hashes(&t);
     let snaps = tmp.path().join("snaps");
     // At 2 requests a second, comparing the 27 copies on the target takes over 10 s.
-    let child = Command::new(env!("CARGO_BIN_EXE_joplin-restore"))
-        .args([
-            "--json",
-            "restore",
-            j,
-            "--target",
-            target,
-            "--yes",
-            "--tpslimit",
-            "2",
-        ])
-        .args(["--snapshot-dir", snaps.to_str().unwrap()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = support::spawn(&[
+        "--json",
+        "restore",
+        j,
+        "--target",
+        target,
+        "--yes",
+        "--tpslimit",
+        "2",
+        "--snapshot-dir",
+        snaps.to_str().unwrap(),
+    ]);
     std::thread::sleep(std::time::Duration::from_millis(1500));
     let kill = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])

@@ -195,6 +195,26 @@ fn a_lock_of_another_joplin_restore_run_is_named_as_ours() {
     assert!(back.starts_with("urgent\n\nid: 7241f91b"), "{back}");
 }
 
+/// Start a run that snapshots into `snaps` and return once its snapshot is under way (a
+/// `.partial` folder there), within 10 s.
+fn start_and_wait_for_snapshot(args: &[&str], snaps: &Path) -> std::process::Child {
+    let child = support::spawn(args);
+    let snapshotting = || {
+        std::fs::read_dir(snaps).is_ok_and(|d| {
+            d.flatten()
+                .any(|e| e.file_name().to_string_lossy().ends_with(".partial"))
+        })
+    };
+    for _ in 0..200 {
+        if snapshotting() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(snapshotting(), "{args:?} never started its snapshot");
+    child
+}
+
 /// Another writer between a restore's listing and its lock (a client syncing a new note, or a
 /// second joplin-restore run, while the first takes its snapshot): the first run's plan is
 /// stale and its snapshot lacks the new note, which the restore would then delete. It is
@@ -203,7 +223,6 @@ fn a_lock_of_another_joplin_restore_run_is_named_as_ours() {
 #[test]
 fn a_restore_whose_target_changed_before_it_took_the_lock_writes_nothing() {
     use joplin_restore::generate::{write_jex, GenSpec};
-    use std::process::{Command, Stdio};
     let dir = tempfile::tempdir().unwrap();
     let t = restored(dir.path());
     let target = t.to_str().unwrap();
@@ -234,33 +253,12 @@ fn a_restore_whose_target_changed_before_it_took_the_lock_writes_nothing() {
         "--journal-dir",
         journals.to_str().unwrap(),
     ];
-    let snapshotting = || {
-        std::fs::read_dir(&snaps).is_ok_and(|d| {
-            d.flatten()
-                .any(|e| e.file_name().to_string_lossy().ends_with(".partial"))
-        })
-    };
     // Slow: its snapshot of the sample's 31 files takes seconds at 4 requests a second; `meddle`
     // runs as soon as it started.
     let run_first_while = |meddle: &dyn Fn()| {
-        let child = Command::new(env!("CARGO_BIN_EXE_joplin-restore"))
-            .args(first_args)
-            .args(["--tpslimit", "4"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        for _ in 0..200 {
-            if snapshotting() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        assert!(
-            snapshotting(),
-            "the first restore never started its snapshot"
-        );
+        let mut args = first_args.to_vec();
+        args.extend(["--tpslimit", "4"]);
+        let child = start_and_wait_for_snapshot(&args, &snaps);
         meddle();
         child.wait_with_output().unwrap()
     };
@@ -339,7 +337,6 @@ fn a_restore_whose_target_changed_before_it_took_the_lock_writes_nothing() {
 /// rollback took its own snapshot stops it with nothing written.
 #[test]
 fn a_rollback_whose_target_changed_before_it_took_the_lock_writes_nothing() {
-    use std::process::{Command, Stdio};
     let dir = tempfile::tempdir().unwrap();
     let t = restored(dir.path());
     let target = t.to_str().unwrap();
@@ -375,8 +372,8 @@ fn a_rollback_whose_target_changed_before_it_took_the_lock_writes_nothing() {
         note.replacen("Overview", "Edited", 1),
     )
     .unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_joplin-restore"))
-        .args([
+    let child = start_and_wait_for_snapshot(
+        &[
             "rollback",
             &full,
             "--target",
@@ -384,26 +381,11 @@ fn a_rollback_whose_target_changed_before_it_took_the_lock_writes_nothing() {
             "--yes",
             "--tpslimit",
             "4",
-        ])
-        .args(["--snapshot-dir", s])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let snapshotting = || {
-        std::fs::read_dir(&snaps).is_ok_and(|d| {
-            d.flatten()
-                .any(|e| e.file_name().to_string_lossy().ends_with(".partial"))
-        })
-    };
-    for _ in 0..200 {
-        if snapshotting() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert!(snapshotting(), "the rollback never started its snapshot");
+            "--snapshot-dir",
+            s,
+        ],
+        &snaps,
+    );
     let new_note = t.join("0123456789abcdef0123456789abcdef.md");
     std::fs::write(
         &new_note,

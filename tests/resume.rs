@@ -575,14 +575,7 @@ fn clear_stopped_mid_snapshot_or_mid_delete_leaves_the_target_recoverable() {
         target.to_str().unwrap(),
         "--yes",
     ];
-    let mut child = Command::new(env!("CARGO_BIN_EXE_joplin-restore"))
-        .args(rollback)
-        .args(["-q", "--tpslimit", "20"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = support::spawn(&[&rollback[..], &["-q", "--tpslimit", "20"]].concat());
     wait_until(&mut child, || items() >= 5);
     signal(&child, "-TERM");
     let out = child.wait_with_output().unwrap();

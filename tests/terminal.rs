@@ -94,13 +94,7 @@ fn a_closed_stdout_does_not_stop_a_run() {
         &["verify", b, "--target", &t],
     ];
     for args in runs {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_joplin-restore"))
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = support::spawn(args);
         // Close our end of the pipe before the child writes anything.
         drop(child.stdout.take());
         let o = child.wait_with_output().unwrap();

@@ -12,7 +12,7 @@ pub mod s3;
 pub mod webdav;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -35,6 +35,18 @@ pub fn sample_manifest() -> serde_json::Value {
 }
 
 /// Run our binary; returns the output (never panics on a non-zero exit).
+/// Start our binary in the background: no stdin, stdout and stderr piped (read them with
+/// `wait_with_output`).
+pub fn spawn(args: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_joplin-restore"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start joplin-restore")
+}
+
 pub fn jr(args: &[&str]) -> Output {
     jr_env(args, &[])
 }
