@@ -547,8 +547,11 @@ fn dry_run_changes_nothing_and_non_interactive_needs_yes() {
     let o = jr(&[&args[..], &["--dry-run"]].concat());
     assert!(o.status.success(), "{}", text(&o));
     assert!(
-        text(&o).contains(NOTE),
-        "dry run lists the deletion: {}",
+        text(&o).contains(&format!(
+            "note {} (\"Roadmap\")",
+            NOTE.trim_end_matches(".md")
+        )),
+        "dry run lists the deletion, by title: {}",
         text(&o)
     );
     let o = jr(&args);

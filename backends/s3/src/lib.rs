@@ -763,7 +763,9 @@ impl Storage for S3Storage {
     fn describe(&self) -> String {
         let mut s = format!("s3://{}/{}", self.opts.bucket, self.prefix);
         if let Some(e) = &self.opts.endpoint {
-            s.push_str(&format!(" at {e}"));
+            // `http://host:9000/` and `http://host:9000` are one endpoint (snapshots and
+            // journals compare descriptions).
+            s.push_str(&format!(" at {}", e.trim_end_matches('/')));
         }
         s
     }
@@ -1101,6 +1103,21 @@ mod tests {
         let mut o = S3Options::new("b");
         o.prefix = prefix.into();
         S3Storage::new(o).unwrap()
+    }
+
+    /// One endpoint, one description, with or without a trailing slash.
+    #[test]
+    fn describe_ignores_a_trailing_slash_on_the_endpoint() {
+        let with = |e: &str| {
+            let mut o = S3Options::new("b");
+            o.prefix = "p".into();
+            o.endpoint = Some(e.into());
+            S3Storage::new(o).unwrap().describe()
+        };
+        assert_eq!(
+            with("http://127.0.0.1:9100/"),
+            with("http://127.0.0.1:9100")
+        );
     }
 
     /// Whether an S3 listing of `shard` returns `name` and the shard keeps it.
