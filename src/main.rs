@@ -251,19 +251,28 @@ fn main() -> ExitCode {
     if cli.json {
         let mut v = joplin_restore::report::take_result()
             .unwrap_or_else(|| serde_json::json!({ "command": name }));
-        v["ok"] = serde_json::json!(code == exit::OK);
-        v["exit_code"] = serde_json::json!(code);
-        if let Some(e) = &error {
-            v["error"] = serde_json::json!(format!("{e:#}"));
-            if let Some(f) = e.downcast_ref::<exit::Failed>() {
-                v["failures"] = serde_json::json!(f.failures);
-            }
+        if let Some(f) = error
+            .as_ref()
+            .and_then(|e| e.downcast_ref::<exit::Failed>())
+        {
+            v["failures"] = serde_json::json!(f.failures);
         }
-        let _ = write_stdout(
-            format!("{}\n", serde_json::to_string_pretty(&v).unwrap_or_default()).as_bytes(),
-        );
+        print_json_report(v, code, error.map(|e| format!("{e:#}")));
     }
     ExitCode::from(code as u8)
+}
+
+/// The `--json` report on stdout: the command's result `v` with `ok`, `exit_code` and the
+/// error, if any.
+fn print_json_report(mut v: serde_json::Value, code: i32, error: Option<String>) {
+    v["ok"] = serde_json::json!(code == exit::OK);
+    v["exit_code"] = serde_json::json!(code);
+    if let Some(e) = error {
+        v["error"] = serde_json::json!(e);
+    }
+    let _ = write_stdout(
+        format!("{}\n", serde_json::to_string_pretty(&v).unwrap_or_default()).as_bytes(),
+    );
 }
 
 /// Ctrl-C or SIGTERM while the command only reads (the backup, the target, the plan, a
@@ -306,12 +315,10 @@ fn watch_early_interrupts(name: &'static str, json: bool) {
                 };
                 eprintln!("error: {message}");
                 if json {
-                    let v = serde_json::json!({
-                        "command": name, "ok": false, "exit_code": exit::FAILED, "error": message,
-                    });
-                    let _ = write_stdout(
-                        format!("{}\n", serde_json::to_string_pretty(&v).unwrap_or_default())
-                            .as_bytes(),
+                    print_json_report(
+                        serde_json::json!({ "command": name }),
+                        exit::FAILED,
+                        Some(message.to_string()),
                     );
                 }
                 std::process::exit(exit::FAILED);

@@ -228,7 +228,6 @@ pub struct PacerArgs {
     pub retries: Option<u32>,
 }
 
-/// `512k`, `10M`, `1.5G`, plain bytes; binary multiples like rclone.
 /// `--transfers`: at least one.
 fn parse_transfers(s: &str) -> Result<usize, String> {
     match s.trim().parse::<usize>() {
@@ -250,6 +249,7 @@ fn parse_rate(s: &str) -> Result<f64, String> {
     }
 }
 
+/// `512k`, `10M`, `1.5G`, plain bytes; binary multiples like rclone.
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let s = s.trim();
     let (num, mult) = match s.chars().last() {

@@ -109,6 +109,11 @@ impl Plan {
         self.uploads().filter(|u| u.overwrite).count()
     }
     /// Whether running the plan destroys or replaces anything that is on the target now.
+    /// Whether executing the plan writes or deletes anything on the target.
+    pub fn writes_anything(&self) -> bool {
+        self.upload_count() > 0 || !self.deletes.is_empty()
+    }
+
     pub fn is_destructive(&self) -> bool {
         !self.deletes.is_empty() || self.overwrites() > 0
     }

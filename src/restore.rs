@@ -428,16 +428,13 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
     // The plan was made from a listing taken before the lock: a writer in between (another
     // joplin-restore run that held the lock meanwhile) would leave it stale, and the copies it
     // skipped as unchanged may not be the backup's any more. Listed again, now under the lock.
-    if plan.upload_count() > 0 || !plan.deletes.is_empty() {
-        let now = target.state().await?;
-        if !state.unchanged_in(&now) {
-            let _ = lock.release().await;
-            if journal.resumed.is_none() {
-                // Nothing was written: the rerun starts afresh, with its own snapshot.
-                let _ = journal.finish();
-            }
-            return Err(TargetState::changed_meanwhile(&target.describe()));
+    if plan.writes_anything() && target.changed_since(&state).await? {
+        let _ = lock.release().await;
+        if journal.resumed.is_none() {
+            // Nothing was written: the rerun starts afresh, with its own snapshot.
+            let _ = journal.finish();
         }
+        return Err(TargetState::changed_meanwhile(&target.describe()));
     }
     tracing::info!(
         "writing with restore stamp {} (lock {}, journal {})",

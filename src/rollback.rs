@@ -174,14 +174,11 @@ pub async fn run(args: &RollbackArgs) -> Result<RollbackSummary> {
         .acquire_lock(args.safety.force, &[], &crate::item::new_id())
         .await?;
     // As in `restore`: the plan came from a listing taken before the lock.
-    if plan.upload_count() > 0 || !plan.deletes.is_empty() {
-        let now = target.state().await?;
-        if !state.unchanged_in(&now) {
-            let _ = lock.release().await;
-            return Err(crate::target::TargetState::changed_meanwhile(
-                &target.describe(),
-            ));
-        }
+    if plan.writes_anything() && target.changed_since(&state).await? {
+        let _ = lock.release().await;
+        return Err(crate::target::TargetState::changed_meanwhile(
+            &target.describe(),
+        ));
     }
     if info_changes {
         if let Some(info) = &snap.info_json {

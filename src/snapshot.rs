@@ -255,17 +255,20 @@ pub struct OpenedSnapshot {
     pub manifest: SnapshotManifest,
 }
 
+/// A snapshot folder still being written, or left half-written by a killed run.
+fn is_partial(dir: &Path) -> bool {
+    dir.file_name()
+        .is_some_and(|n| n.to_string_lossy().ends_with(PARTIAL_SUFFIX))
+}
+
 /// A finished snapshot is there: its manifest written and its folder renamed from `.partial`.
 pub fn is_complete(dir: &Path) -> bool {
-    !dir.to_string_lossy().ends_with(PARTIAL_SUFFIX) && dir.join(MANIFEST).is_file()
+    !is_partial(dir) && dir.join(MANIFEST).is_file()
 }
 
 pub fn open(dir: &Path) -> Result<OpenedSnapshot> {
     let manifest_path = dir.join(MANIFEST);
-    let partial = dir
-        .file_name()
-        .is_some_and(|n| n.to_string_lossy().ends_with(PARTIAL_SUFFIX));
-    if partial || (!manifest_path.exists() && dir.join("files").is_dir()) {
+    if is_partial(dir) || (!manifest_path.exists() && dir.join("files").is_dir()) {
         return Err(crate::exit::Refusal(format!(
             "{} is an incomplete snapshot: the run taking it was stopped before it finished, \
              so it does not hold the whole target. Roll back from a complete one (a folder \

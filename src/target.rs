@@ -570,6 +570,12 @@ impl SyncTarget {
         Ok(())
     }
 
+    /// Whether items or blobs on the target changed since `before` was listed: a plan made
+    /// from `before` before the lock was taken is stale (listed again, under the lock).
+    pub async fn changed_since(&self, before: &TargetState) -> Result<bool> {
+        Ok(!before.unchanged_in(&self.state().await?))
+    }
+
     /// Whether a lock file was written by joplin-restore (its body names our app).
     async fn is_our_lock(&self, path: &str) -> bool {
         match self.storage.get(path).await {

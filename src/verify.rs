@@ -620,7 +620,6 @@ async fn check_small_blob(
     })
 }
 
-/// `diff`: the differences grouped as a restore would act on them, with titles.
 /// A file on the target as people know it: an item by type, id and title (decrypted with
 /// `keyring` on an encrypted target), else its path (a blob, an unreadable file).
 pub async fn describe_target_file(
@@ -645,6 +644,7 @@ pub async fn describe_target_file(
     }
 }
 
+/// `diff`: the differences grouped as a restore would act on them, with titles.
 pub async fn diff_report(
     target: &SyncTarget,
     r: &VerifyReport,

@@ -126,6 +126,15 @@ pub fn list_sets(base: &Path) -> Result<Vec<SetInfo>> {
     Ok(sets)
 }
 
+/// The error for a folder (or an archive, by its own name) that holds no backup.
+pub fn no_backup_in(place: &Path) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{} holds no backup: no .jex, no backup set folder, no .7z inside it. Give a .jex file, \
+         a backup set folder, or the Backup plugin's backup folder (or a .7z/.zip of one).",
+        place.display()
+    )
+}
+
 /// The set to use from a base folder: `--set NAME`, else the newest.
 pub fn choose<'a>(base: &Path, sets: &'a [SetInfo], wanted: Option<&str>) -> Result<&'a SetInfo> {
     let listing = || {
@@ -135,11 +144,7 @@ pub fn choose<'a>(base: &Path, sets: &'a [SetInfo], wanted: Option<&str>) -> Res
             .join("\n")
     };
     if sets.is_empty() {
-        bail!(
-            "{} holds no backup: no .jex, no backup set folder, no .7z. Give a .jex file, a \
-             backup set folder, or the Backup plugin's backup folder.",
-            base.display()
-        );
+        return Err(no_backup_in(base));
     }
     if let Some(w) = wanted {
         let w = w.trim_end_matches('/');

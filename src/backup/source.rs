@@ -10,7 +10,7 @@ use tempfile::TempDir;
 
 use super::archive::{extract_7z, extract_zip, sniff, temp_dir, Magic};
 use super::jex::{self, JexBlobs};
-use super::locate::{choose, is_per_item_7z, is_set_dir, list_sets, SetInfo};
+use super::locate::{choose, is_per_item_7z, is_set_dir, list_sets, no_backup_in, SetInfo};
 use super::password::PasswordSource;
 use super::{Backup, BackupItem, BlobLocation, BlobReader, Unreadable};
 use crate::item::{parse_time, Item, ItemType, ParseError};
@@ -149,12 +149,7 @@ impl Opener<'_> {
                 // Said here, by the archive's name: the temp folder it went to means nothing
                 // to the user.
                 if !is_set_dir(&dir) && list_sets(&dir)?.is_empty() {
-                    bail!(
-                        "{} holds no backup: no .jex, no backup set folder, no .7z inside it. \
-                         Give a .jex file, a backup set folder, or the Backup plugin's backup \
-                         folder (or a .7z/.zip of one).",
-                        path.display()
-                    );
+                    return Err(no_backup_in(path));
                 }
                 self.resolve(&dir, depth + 1)
                     .with_context(|| format!("inside {}", path.display()))
