@@ -125,6 +125,9 @@ pub async fn run(args: &ClearArgs) -> Result<ClearSummary> {
     let lock = target
         .acquire_lock(args.safety.force, &[], &crate::item::new_id())
         .await?;
+    // What a client wrote between the listing and the lock is in neither the snapshot nor
+    // the list of deletions: refuse rather than leave the target half cleared.
+    let lock = target.relist_under(lock, &state).await?;
     timings.add("lock", t);
     let t = std::time::Instant::now();
     progress.phase("deleting", paths.len() as u64);

@@ -15,7 +15,7 @@ use crate::open::{open_paced, Folder, PacerArgs, TargetArgs};
 use crate::plan::{self, Mode};
 use crate::progress::Progress;
 use crate::safety::{confirm, JournalArgs, SafetyArgs};
-use crate::target::{now_ms, SyncTarget, TargetState};
+use crate::target::{now_ms, SyncTarget};
 use crate::validate::{validate, ProblemClass};
 use crate::verify::{self, VerifyMode, VerifyReport};
 
@@ -428,14 +428,20 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
     // The plan was made from a listing taken before the lock: a writer in between (another
     // joplin-restore run that held the lock meanwhile) would leave it stale, and the copies it
     // skipped as unchanged may not be the backup's any more. Listed again, now under the lock.
-    if plan.writes_anything() && target.changed_since(&state).await? {
-        let _ = lock.release().await;
-        if journal.resumed.is_none() {
-            // Nothing was written: the rerun starts afresh, with its own snapshot.
-            let _ = journal.finish();
+    let lock = if plan.writes_anything() {
+        match target.relist_under(lock, &state).await {
+            Ok(lock) => lock,
+            Err(e) => {
+                if journal.resumed.is_none() {
+                    // Nothing was written: the rerun starts afresh, with its own snapshot.
+                    let _ = journal.finish();
+                }
+                return Err(e);
+            }
         }
-        return Err(TargetState::changed_meanwhile(&target.describe()));
-    }
+    } else {
+        lock
+    };
     tracing::info!(
         "writing with restore stamp {} (lock {}, journal {})",
         crate::item::format_time(stamp_ms),

@@ -174,12 +174,11 @@ pub async fn run(args: &RollbackArgs) -> Result<RollbackSummary> {
         .acquire_lock(args.safety.force, &[], &crate::item::new_id())
         .await?;
     // As in `restore`: the plan came from a listing taken before the lock.
-    if plan.writes_anything() && target.changed_since(&state).await? {
-        let _ = lock.release().await;
-        return Err(crate::target::TargetState::changed_meanwhile(
-            &target.describe(),
-        ));
-    }
+    let lock = if plan.writes_anything() {
+        target.relist_under(lock, &state).await?
+    } else {
+        lock
+    };
     if info_changes {
         if let Some(info) = &snap.info_json {
             target

@@ -570,10 +570,25 @@ impl SyncTarget {
         Ok(())
     }
 
-    /// Whether items or blobs on the target changed since `before` was listed: a plan made
-    /// from `before` before the lock was taken is stale (listed again, under the lock).
-    pub async fn changed_since(&self, before: &TargetState) -> Result<bool> {
-        Ok(!before.unchanged_in(&self.state().await?))
+    /// Lists the target again under `lock`: a plan made from `before`, listed before the lock
+    /// was taken, is stale when items or blobs changed in between (another run of ours, or a
+    /// client, wrote meanwhile). On a change, or when the listing fails, the lock is released
+    /// (not left to expire) and the refusal returned; otherwise the lock is handed back.
+    pub async fn relist_under(&self, lock: TargetLock, before: &TargetState) -> Result<TargetLock> {
+        match self.state().await {
+            Ok(now) if before.unchanged_in(&now) => Ok(lock),
+            Ok(_) => {
+                let _ = lock.release().await;
+                Err(TargetState::changed_meanwhile(&self.describe()))
+            }
+            Err(e) => {
+                let _ = lock.release().await;
+                Err(e.context(format!(
+                    "{}: listing it again under our lock; nothing was written",
+                    self.describe()
+                )))
+            }
+        }
     }
 
     /// Whether a lock file was written by joplin-restore (its body names our app).

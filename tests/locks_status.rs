@@ -413,3 +413,146 @@ fn a_rollback_whose_target_changed_before_it_took_the_lock_writes_nothing() {
     ]);
     jr_ok(&["verify", sample_jex().to_str().unwrap(), "--target", target]);
 }
+
+/// `clear` lists the target again under its lock too: a note a client synced while the clear
+/// took its snapshot is in neither the snapshot nor the list of deletions, so the clear stops
+/// with nothing deleted and its lock released; the rerun snapshots the note and clears.
+#[test]
+fn a_clear_whose_target_changed_before_it_took_the_lock_deletes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = restored(dir.path());
+    let target = t.to_str().unwrap();
+    let snaps = dir.path().join("snaps");
+    let s = snaps.to_str().unwrap();
+    let before = tree_hashes(&t);
+    let child = start_and_wait_for_snapshot(
+        &[
+            "clear",
+            "--target",
+            target,
+            "--yes",
+            "--tpslimit",
+            "4",
+            "--snapshot-dir",
+            s,
+        ],
+        &snaps,
+    );
+    let note = std::fs::read_to_string(t.join("2ebc0432f27d42fdb982a925c8734636.md")).unwrap();
+    let new_note = t.join("0123456789abcdef0123456789abcdef.md");
+    std::fs::write(
+        &new_note,
+        note.replace(
+            "2ebc0432f27d42fdb982a925c8734636",
+            "0123456789abcdef0123456789abcdef",
+        ),
+    )
+    .unwrap();
+    let o = child.wait_with_output().unwrap();
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(4), "{out}");
+    assert!(
+        out.contains("changed after this run read it") && out.contains("nothing was written"),
+        "{out}"
+    );
+    let mut after = tree_hashes(&t);
+    after.retain(|(p, _)| !p.starts_with("0123456789abcdef"));
+    assert_eq!(after, before, "the refused clear changed the target: {out}");
+    let locks: Vec<_> = std::fs::read_dir(t.join("locks"))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert!(
+        locks.is_empty(),
+        "the refused clear left its lock: {locks:?}"
+    );
+
+    let out = jr_ok(&["clear", "--target", target, "--yes", "--snapshot-dir", s]);
+    assert!(!new_note.exists(), "{out}");
+    let kept = std::fs::read_dir(&snaps)
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.path()
+                .join("files/0123456789abcdef0123456789abcdef.md")
+                .is_file()
+        })
+        .count();
+    assert_eq!(kept, 1, "the new note is in no snapshot: {out}");
+}
+
+/// `migrate` lists its destination again under its lock: a note a client synced there while
+/// the mirror's snapshot ran would be deleted unsnapshotted, so the run stops with nothing
+/// written and its lock released.
+#[test]
+fn a_migrate_whose_destination_changed_before_it_took_the_lock_writes_nothing() {
+    use joplin_restore::generate::{write_jex, GenSpec};
+    let dir = tempfile::tempdir().unwrap();
+    let src = restored(dir.path());
+    let dst = dir.path().join("dst");
+    let other = dir.path().join("other.jex");
+    let spec = GenSpec {
+        notes: 20,
+        notebooks: 2,
+        tags: 1,
+        attachments: 1,
+        attachment_bytes: 100,
+        seed: 7,
+    };
+    write_jex(&spec, &other).unwrap();
+    jr_ok(&[
+        "restore",
+        other.to_str().unwrap(),
+        "--target",
+        dst.to_str().unwrap(),
+        "-q",
+    ]);
+    let before = tree_hashes(&dst);
+    let snaps = dir.path().join("snaps");
+    let child = start_and_wait_for_snapshot(
+        &[
+            "migrate",
+            "--from",
+            src.to_str().unwrap(),
+            "--to",
+            dst.to_str().unwrap(),
+            "--mode",
+            "mirror",
+            "--yes",
+            "--tpslimit",
+            "4",
+            "--snapshot-dir",
+            snaps.to_str().unwrap(),
+        ],
+        &snaps,
+    );
+    let note = std::fs::read_to_string(src.join("2ebc0432f27d42fdb982a925c8734636.md")).unwrap();
+    let new_note = dst.join("0123456789abcdef0123456789abcdef.md");
+    std::fs::write(
+        &new_note,
+        note.replace(
+            "2ebc0432f27d42fdb982a925c8734636",
+            "0123456789abcdef0123456789abcdef",
+        ),
+    )
+    .unwrap();
+    let o = child.wait_with_output().unwrap();
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(4), "{out}");
+    assert!(out.contains("changed after this run read it"), "{out}");
+    assert!(new_note.exists(), "{out}");
+    let mut after = tree_hashes(&dst);
+    after.retain(|(p, _)| !p.starts_with("0123456789abcdef"));
+    assert_eq!(
+        after, before,
+        "the refused migrate changed the destination: {out}"
+    );
+    let locks: Vec<_> = std::fs::read_dir(dst.join("locks"))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert!(
+        locks.is_empty(),
+        "the refused migrate left its lock: {locks:?}"
+    );
+}
