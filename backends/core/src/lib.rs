@@ -58,7 +58,7 @@ pub struct ServerLock {
 pub enum StorageError {
     #[error("{path}: not found")]
     NotFound { path: String },
-    #[error("authentication failed: {0} (check the username/password or keys)")]
+    #[error("authentication failed: {0}")]
     Auth(String),
     #[error("rate limited by the server: {message}")]
     RateLimited {
@@ -110,10 +110,13 @@ impl StorageError {
 
     /// Classify an HTTP status the way every HTTP backend should.
     pub fn from_http(status: u16, path: &str, detail: &str, retry_after: Option<Duration>) -> Self {
-        let message = if detail.is_empty() {
-            format!("{path}: HTTP {status}")
-        } else {
-            format!("{path}: HTTP {status}: {detail}")
+        let message = match (detail.is_empty(), status) {
+            // The backend said nothing of what to check: say it here, once.
+            (true, 401 | 403) => format!(
+                "{path}: HTTP {status}: check the username and password (or keys) for this target"
+            ),
+            (true, _) => format!("{path}: HTTP {status}"),
+            (false, _) => format!("{path}: HTTP {status}: {detail}"),
         };
         match status {
             401 | 403 => StorageError::Auth(message),
@@ -430,6 +433,11 @@ mod tests {
             StorageError::from_http(401, "a", "", None),
             StorageError::Auth(_)
         ));
+        // The advice is said once: by the backend's detail when it gives one, else here.
+        let bare = StorageError::from_http(401, "a", "", None).to_string();
+        assert_eq!(bare.matches("check").count(), 1, "{bare}");
+        let told = StorageError::from_http(401, "a", "pass --username", None).to_string();
+        assert_eq!(told, "authentication failed: a: HTTP 401: pass --username");
         assert!(StorageError::from_http(404, "a", "", None).is_not_found());
         assert!(StorageError::from_http(429, "a", "", None).is_retryable());
         assert!(StorageError::from_http(503, "a", "", None).is_retryable());
