@@ -268,7 +268,7 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 }
 
 /// Open the backend named by `--target` (after [`resolve`]), without the pacer.
-fn open_storage(args: &TargetArgs) -> Result<Arc<dyn Storage>> {
+fn open_storage(args: &TargetArgs, folder: Folder) -> Result<Arc<dyn Storage>> {
     let t = args.target.trim();
     if let Some(url) = t.strip_prefix("joplin-server+") {
         if !(url.starts_with("http://") || url.starts_with("https://")) {
@@ -288,7 +288,7 @@ fn open_storage(args: &TargetArgs) -> Result<Arc<dyn Storage>> {
         if args.backend == Some(BackendKind::Fs) {
             bail!("--backend fs needs a folder path, got the URL {t:?}");
         }
-        return open_webdav(args, t);
+        return open_webdav(args, t, folder);
     }
     let is_s3 = t.starts_with("s3://");
     if !is_s3
@@ -404,7 +404,7 @@ fn check_folder(args: &TargetArgs, folder: Folder) -> Result<()> {
 
 /// WebDAV: the URL's collection; username from --username (or the URL); the password only
 /// when there is a username (anonymous otherwise).
-fn open_webdav(args: &TargetArgs, t: &str) -> Result<Arc<dyn Storage>> {
+fn open_webdav(args: &TargetArgs, t: &str, folder: Folder) -> Result<Arc<dyn Storage>> {
     let (url, url_user) =
         backend_webdav::parse_target(t).map_err(|e| anyhow::anyhow!("--target: {e}"))?;
     let username = args.username.clone().filter(|u| !u.is_empty()).or(url_user);
@@ -428,6 +428,9 @@ fn open_webdav(args: &TargetArgs, t: &str) -> Result<Arc<dyn Storage>> {
              --backend joplin-server."
         ));
     }
+    if folder == Folder::Existing {
+        storage = storage.with_existing_root();
+    }
     Ok(Arc::new(storage))
 }
 
@@ -438,7 +441,7 @@ pub fn open_paced(args: &TargetArgs, pacer: &PacerArgs, folder: Folder) -> Resul
     let (args, pacer) = resolve(args, pacer)?;
     let (args, pacer) = (&args, &pacer);
     check_folder(args, folder)?;
-    let storage = open_storage(args)?;
+    let storage = open_storage(args, folder)?;
     let caps = storage.capabilities();
     let opts = PacerOptions {
         tps_limit: pacer.tpslimit,

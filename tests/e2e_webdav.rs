@@ -341,3 +341,47 @@ fn password_prompt_on_a_terminal_is_not_echoed() {
         "the password was echoed:\n{out}"
     );
 }
+
+/// Commands that only read a target (`status`, `verify`, `export`, `clear`) say a missing
+/// WebDAV collection does not exist instead of reporting an empty target; `restore` still
+/// creates it.
+#[test]
+fn a_missing_collection_is_an_error_for_reading_commands() {
+    let srv = DavServer::apache();
+    let url = srv.url("NoSuchFolder");
+    for args in [
+        vec!["status", "--target", &url, "--username", USER],
+        vec!["clear", "--target", &url, "--username", USER, "--yes"],
+    ] {
+        let o = jr_dav(&args);
+        let all = text(&o);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {all}");
+        assert!(
+            all.contains("no such collection on the server") && all.contains("NoSuchFolder"),
+            "{args:?}: {all}"
+        );
+    }
+    assert!(!srv.data.join("NoSuchFolder").exists());
+    restore(&url, &[]);
+    let out = jr_dav_ok(&["status", "--target", &url, "--username", USER]);
+    assert!(out.contains("27"), "{out}");
+}
+
+/// A WebDAV URL that points at an S3 store (a port mix-up) says so and how to give an S3
+/// target, instead of a bare HTTP status.
+#[test]
+fn a_webdav_url_at_an_s3_store_says_it_is_s3() {
+    let s3 = support::s3::S3Server::start(support::s3::S3Kind::S3sFs);
+    for url in [
+        format!("http://127.0.0.1:{}/joplin", s3.port),
+        format!("http://127.0.0.1:{}/Joplin", s3.port),
+    ] {
+        let o = jr_env(&["status", "--target", &url], &[]);
+        let all = text(&o);
+        assert_eq!(o.status.code(), Some(1), "{url}: {all}");
+        assert!(
+            all.contains("this is an S3 store") && all.contains("s3://BUCKET --endpoint"),
+            "{url}: {all}"
+        );
+    }
+}

@@ -59,6 +59,9 @@ pub struct WebDavStorage {
     /// Appended to "cannot reach" / "not a WebDAV collection" errors (the CLI says how to pick
     /// another kind of server for the same URL).
     other_kind_hint: Option<String>,
+    /// Whether a missing base collection is an error (commands that only read: a mistyped URL
+    /// is not an empty target) rather than an empty target (created on the first write).
+    existing_root: bool,
 }
 
 // Hand-written: `reqwest_dav::Client`'s own Debug would print the password.
@@ -131,12 +134,20 @@ impl WebDavStorage {
             username: cfg.username,
             password: cfg.password,
             other_kind_hint: None,
+            existing_root: false,
         })
     }
 
     /// A sentence added to errors that suggest the URL is not a WebDAV server at all.
     pub fn with_other_kind_hint(mut self, hint: impl Into<String>) -> Self {
         self.other_kind_hint = Some(hint.into());
+        self
+    }
+
+    /// A missing base collection is an error, not an empty target (for commands that only
+    /// read it: `status`, `verify`, `export`, `clear`, a migration's source).
+    pub fn with_existing_root(mut self) -> Self {
+        self.existing_root = true;
         self
     }
 
@@ -195,6 +206,32 @@ impl WebDavStorage {
         StorageError::transient(format!("{}: {why}", self.url_of(path)))
     }
 
+    /// A non-success answer as an error: its status class, or, when the body is an S3 error
+    /// document (a WebDAV URL given for an S3 store's port), what the target really is.
+    async fn answer_error(&self, mut resp: Response, path: &str) -> StorageError {
+        let plain = self.status_error(&resp, path);
+        if resp.status().is_redirection() {
+            return plain;
+        }
+        let status = resp.status().as_u16();
+        // Error documents are small; stop reading a long page early.
+        let mut body = Vec::new();
+        while let Ok(Some(chunk)) = resp.chunk().await {
+            body.extend_from_slice(&chunk);
+            if body.len() > 16 * 1024 {
+                break;
+            }
+        }
+        match s3_error_code(&String::from_utf8_lossy(&body)) {
+            Some(code) => StorageError::Config(format!(
+                "{}: it answered with an S3 error ({code}, HTTP {status}): this is an S3 store, \
+                 not WebDAV. Give it as --target s3://BUCKET --endpoint http://HOST:PORT.",
+                self.url_of(path)
+            )),
+            None => plain,
+        }
+    }
+
     /// Turn a non-success status into the matching error class.
     fn status_error(&self, resp: &Response, path: &str) -> StorageError {
         let status = resp.status();
@@ -218,10 +255,21 @@ impl WebDavStorage {
             .and_then(parse_retry_after);
         let detail = match status.as_u16() {
             401 => match &self.username {
-                Some(u) => format!("the server refused user {u:?} with this password"),
-                None => "the server wants a username and password (--username)".to_string(),
+                Some(u) => format!(
+                    "the server refused user {u:?} with this password. Check the username and \
+                     the password (JOPLIN_RESTORE_PASSWORD, --password-file or the prompt)"
+                ),
+                None => "the server wants a username and password: pass --username (the \
+                         password comes from JOPLIN_RESTORE_PASSWORD, --password-file or the \
+                         prompt)"
+                    .to_string(),
             },
-            403 => "access denied for this user".to_string(),
+            403 => match &self.username {
+                Some(u) => format!("access denied for user {u:?}: check that it may write here"),
+                None => {
+                    "access denied: pass --username for an account that may write here".to_string()
+                }
+            },
             409 => "the folder it belongs in does not exist".to_string(),
             _ => status.canonical_reason().unwrap_or("").to_string(),
         };
@@ -254,7 +302,22 @@ impl WebDavStorage {
                     self.hint()
                 )));
             }
-            return Err(self.status_error(&resp, path));
+            if matches!(resp.status().as_u16(), 405 | 501) {
+                // A plain web server or a Joplin Server on that port (an S3 store says so in
+                // its error document, which `answer_error` reads).
+                let status = resp.status().as_u16();
+                return match self.answer_error(resp, path).await {
+                    StorageError::Config(m) => Err(StorageError::Config(m)),
+                    _ => Err(StorageError::Config(format!(
+                        "{}: the server does not speak WebDAV (PROPFIND answered HTTP {status}). \
+                         Check the --target URL (Nextcloud: \
+                         https://HOST/remote.php/dav/files/USER/FOLDER).{}",
+                        self.url_of(path),
+                        self.hint()
+                    ))),
+                };
+            }
+            return Err(self.answer_error(resp, path).await);
         }
         Ok(Some(resp))
     }
@@ -334,7 +397,7 @@ impl WebDavStorage {
         match resp.status().as_u16() {
             200..=299 | 405 => Ok(true),
             409 => Ok(false),
-            _ => Err(self.status_error(&resp, "")),
+            _ => Err(self.answer_error(resp, "").await),
         }
     }
 
@@ -354,6 +417,16 @@ impl WebDavStorage {
 }
 
 /// An error and its causes on one line.
+/// The `<Code>` of an S3 error document (`<Error><Code>NoSuchBucket</Code>…`), if `body` is one.
+fn s3_error_code(body: &str) -> Option<String> {
+    let rest = &body[body.find("<Error>")?..];
+    let start = rest.find("<Code>")? + "<Code>".len();
+    let len = rest[start..].find("</Code>")?;
+    Some(&rest[start..start + len])
+        .filter(|c| !c.is_empty() && c.len() < 64)
+        .map(str::to_string)
+}
+
 fn chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
@@ -475,6 +548,14 @@ impl Storage for WebDavStorage {
                 }
             };
             if !self.propfind_each(&req_path, "1", &mut on).await? {
+                if dir.is_empty() && self.existing_root {
+                    return Err(StorageError::Config(format!(
+                        "{}: no such collection on the server (HTTP 404). Check the --target \
+                         URL: the folder your Joplin clients sync to (Nextcloud: \
+                         https://HOST/remote.php/dav/files/USER/FOLDER).",
+                        self.url_of("")
+                    )));
+                }
                 return Ok(());
             }
         }
@@ -490,7 +571,7 @@ impl Storage for WebDavStorage {
         let req = self.request(Method::GET, path).await?;
         let resp = self.send(req, path).await?;
         if !resp.status().is_success() {
-            return Err(self.status_error(&resp, path));
+            return Err(self.answer_error(resp, path).await);
         }
         resp.bytes()
             .await
@@ -502,7 +583,7 @@ impl Storage for WebDavStorage {
         let req = self.request(Method::GET, path).await?;
         let mut resp = self.send(req, path).await?;
         if !resp.status().is_success() {
-            return Err(self.status_error(&resp, path));
+            return Err(self.answer_error(resp, path).await);
         }
         let mut out = backend_core::Download::create(path, dest).await?;
         while let Some(chunk) = resp
@@ -526,7 +607,7 @@ impl Storage for WebDavStorage {
             .body(data);
         let resp = self.send(req, path).await?;
         if !resp.status().is_success() {
-            return Err(self.status_error(&resp, path));
+            return Err(self.answer_error(resp, path).await);
         }
         drain(resp).await;
         Ok(())
@@ -546,7 +627,7 @@ impl Storage for WebDavStorage {
             .body(reqwest::Body::wrap(body));
         let resp = self.send(req, path).await?;
         if !resp.status().is_success() {
-            return Err(self.status_error(&resp, path));
+            return Err(self.answer_error(resp, path).await);
         }
         drain(resp).await;
         Ok(())
@@ -560,7 +641,7 @@ impl Storage for WebDavStorage {
                 drain(resp).await;
                 Ok(())
             }
-            _ => Err(self.status_error(&resp, path)),
+            _ => Err(self.answer_error(resp, path).await),
         }
     }
 
@@ -574,7 +655,7 @@ impl Storage for WebDavStorage {
                 drain(resp).await;
                 Ok(())
             }
-            _ => Err(self.status_error(&resp, path)),
+            _ => Err(self.answer_error(resp, path).await),
         }
     }
 
@@ -594,6 +675,17 @@ impl Storage for WebDavStorage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn s3_error_documents_are_recognised() {
+        let doc = r#"<?xml version="1.0" encoding="UTF-8"?><Error><Code>NotImplemented</Code><Message>Unknown operation</Message></Error>"#;
+        assert_eq!(s3_error_code(doc).as_deref(), Some("NotImplemented"));
+        assert_eq!(
+            s3_error_code("<html><body>Method Not Allowed</body></html>"),
+            None
+        );
+        assert_eq!(s3_error_code("<Error><Code></Code></Error>"), None);
+    }
 
     #[test]
     fn debug_and_describe_hide_the_password() {
