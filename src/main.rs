@@ -321,6 +321,7 @@ fn watch_early_interrupts(name: &'static str, json: bool) {
                         Some(message.to_string()),
                     );
                 }
+                joplin_restore::backup::archive::remove_unpacked();
                 std::process::exit(exit::FAILED);
             }
         });

@@ -297,3 +297,62 @@ fn a_restore_stopped_while_it_plans_still_reports() {
     assert_eq!(support::tree_hashes(&t), before);
     assert!(!snaps.exists(), "a snapshot was started");
 }
+
+/// A restore from a 7z archive stopped while it still plans ends at once, and the folder the
+/// archive was unpacked into (private, in TMPDIR) goes with it: an exit from the signal watcher
+/// runs no destructors, so the unpacked notes would otherwise stay behind in the temp folder.
+#[cfg(unix)]
+#[test]
+fn an_interrupted_restore_from_an_archive_leaves_no_unpacked_copy() {
+    use std::process::{Command, Stdio};
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path().join("target");
+    let archive = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/backup-sets/one-7z/JoplinBackup/202611241200.7z");
+    let (a, target) = (archive.to_str().unwrap(), t.to_str().unwrap());
+    support::jr_ok(&["restore", a, "--target", target, "-q"]);
+    let private_tmp = tmp.path().join("tmp");
+    std::fs::create_dir(&private_tmp).unwrap();
+    let unpacked = || -> Vec<String> {
+        std::fs::read_dir(&private_tmp)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("joplin-restore-"))
+            .collect()
+    };
+    // At 2 requests a second, comparing the copies on the target takes over 10 s.
+    let child = Command::new(env!("CARGO_BIN_EXE_joplin-restore"))
+        .args(["restore", a, "--target", target, "--yes", "--tpslimit", "2"])
+        .env("TMPDIR", &private_tmp)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Bounded: 10 s for the unpacked folder to appear.
+    for _ in 0..100 {
+        if !unpacked().is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(
+        !unpacked().is_empty(),
+        "the archive was never unpacked into TMPDIR"
+    );
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("interrupted before anything was changed"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(unpacked(), Vec::<String>::new(), "{}", text(&o));
+}

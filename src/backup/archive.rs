@@ -34,11 +34,33 @@ pub fn sniff(path: &Path) -> Result<Magic> {
     })
 }
 
+/// Every folder [`temp_dir`] made, for [`remove_unpacked`].
+static UNPACKED: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
 pub fn temp_dir() -> Result<TempDir> {
-    tempfile::Builder::new()
+    let dir = tempfile::Builder::new()
         .prefix("joplin-restore-")
         .tempdir()
-        .context("cannot create a temporary folder to unpack the backup (set TMPDIR to a folder with room)")
+        .context("cannot create a temporary folder to unpack the backup (set TMPDIR to a folder with room)")?;
+    if let Ok(mut all) = UNPACKED.lock() {
+        all.push(dir.path().to_path_buf());
+    }
+    Ok(dir)
+}
+
+/// Remove every folder a backup was unpacked into, for an exit that runs no destructors (the
+/// early-interrupt watcher's `process::exit`): the notes in them must not stay behind in the
+/// temp folder. Folders already removed are skipped; one still being written into may need a
+/// second pass.
+pub fn remove_unpacked() {
+    let Ok(all) = UNPACKED.lock() else { return };
+    for dir in all.iter() {
+        for _ in 0..3 {
+            if std::fs::remove_dir_all(dir).is_ok() || !dir.exists() {
+                break;
+            }
+        }
+    }
 }
 
 /// A relative, `..`-free path inside `dest` for an archive entry name, or an error naming it.
