@@ -131,6 +131,7 @@ pub async fn run(args: &ClearArgs) -> Result<ClearSummary> {
     timings.add("lock", t);
     let t = std::time::Instant::now();
     progress.phase("deleting", paths.len() as u64);
+    let answered = crate::safety::SignalsAnswered::here();
     let failed = tokio::select! {
         failed = target.storage.delete_many(&paths) => failed,
         _ = crate::safety::interrupted() => {
@@ -145,6 +146,7 @@ pub async fn run(args: &ClearArgs) -> Result<ClearSummary> {
             );
         }
     };
+    drop(answered);
     progress.inc(paths.len() as u64);
     progress.finish();
     let _ = lock.release().await;

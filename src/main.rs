@@ -240,7 +240,7 @@ fn main() -> ExitCode {
         joplin_restore::config::set_path(c.clone());
     }
     let name = command_name(&cli.command);
-    watch_early_interrupts(name, cli.json);
+    watch_interrupts(name, cli.json);
     let (code, error) = match rt.block_on(run(cli.command)) {
         Ok(code) => (code, None),
         Err(e) => {
@@ -275,12 +275,12 @@ fn print_json_report(mut v: serde_json::Value, code: i32, error: Option<String>)
     );
 }
 
-/// Ctrl-C or SIGTERM while the command only reads (the backup, the target, the plan, a
-/// question on the terminal): end at once, as an error that `--json` still reports. Once a
-/// command writes, its own stages answer the signal (they stop writing and release the lock
-/// first) and this watcher leaves it to them. A thread of its own, so a question waiting on
-/// the terminal does not hold it up.
-fn watch_early_interrupts(name: &'static str, json: bool) {
+/// Ctrl-C or SIGTERM: the stages that write answer it themselves (they stop writing and
+/// release the lock first); in every other stage this watcher ends the run at once, as an
+/// error that `--json` still reports, saying whether the target may have been changed. Ending
+/// there is no worse than a kill: a run that began writing keeps its journal to resume from.
+/// A thread of its own, so a question waiting on the terminal does not hold it up.
+fn watch_interrupts(name: &'static str, json: bool) {
     std::thread::spawn(move || {
         let Ok(rt) = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -291,8 +291,8 @@ fn watch_early_interrupts(name: &'static str, json: bool) {
         rt.block_on(async {
             // Bounded: one pass per signal.
             for _ in 0..1000 {
-                joplin_restore::safety::interrupted().await;
-                if joplin_restore::safety::writing() {
+                joplin_restore::safety::signal().await;
+                if joplin_restore::safety::signals_answered() {
                     continue;
                 }
                 // Commands that write without a stage of their own for signals (client
@@ -308,7 +308,12 @@ fn watch_early_interrupts(name: &'static str, json: bool) {
                         | "diff"
                         | "status"
                 );
-                let message = if read_only_so_far {
+                let message = if joplin_restore::safety::writing() {
+                    "interrupted after it began changing the target (taking its snapshot, \
+                     locking, or checking what it wrote). Run the same command again to finish; \
+                     a lock it held expires within 3 minutes (`joplin-restore unlock` removes \
+                     it sooner)"
+                } else if read_only_so_far {
                     "interrupted before anything was changed"
                 } else {
                     "interrupted"

@@ -788,6 +788,7 @@ pub async fn run(args: &MigrateArgs) -> Result<MigrateSummary> {
         journal: Some(&journal),
         keyring: None,
     };
+    let answered = crate::safety::SignalsAnswered::here();
     let outcome = tokio::select! {
         o = exec.run(&plan) => o,
         _ = crate::safety::interrupted() => {
@@ -799,6 +800,7 @@ pub async fn run(args: &MigrateArgs) -> Result<MigrateSummary> {
             );
         }
     };
+    drop(answered);
     summary.uploaded = outcome.uploaded;
     summary.copied_bytes = outcome.uploaded_bytes;
     summary.deleted = outcome.deleted;

@@ -458,6 +458,7 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
         journal: Some(&journal),
         keyring: keyring.clone(),
     };
+    let answered = crate::safety::SignalsAnswered::here();
     let outcome = tokio::select! {
         o = exec.run(&plan) => o,
         _ = crate::safety::interrupted() => {
@@ -469,6 +470,7 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
             );
         }
     };
+    drop(answered);
     if !outcome.ok() {
         let _ = lock.release().await;
         let mut msg = format!(

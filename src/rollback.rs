@@ -203,6 +203,7 @@ pub async fn run(args: &RollbackArgs) -> Result<RollbackSummary> {
         journal: None,
         keyring: None,
     };
+    let answered = crate::safety::SignalsAnswered::here();
     let outcome = tokio::select! {
         o = exec.run(&plan) => o,
         _ = crate::safety::interrupted() => {
@@ -213,6 +214,7 @@ pub async fn run(args: &RollbackArgs) -> Result<RollbackSummary> {
             );
         }
     };
+    drop(answered);
     if !outcome.ok() {
         let _ = lock.release().await;
         let mut msg = format!(

@@ -100,8 +100,8 @@ impl SafetyArgs {
     }
 }
 
-/// Set once a command is about to change a target: from then on its own stages answer Ctrl-C
-/// and SIGTERM (stop writing, release the lock), not `main`.
+/// Set once a command is about to change a target: an interrupt from then on says the target
+/// may be partly changed and how to finish.
 static WRITING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// Called by a command right before its first change to a target.
@@ -114,9 +114,44 @@ pub fn writing() -> bool {
     WRITING.load(std::sync::atomic::Ordering::SeqCst)
 }
 
-/// Resolves on Ctrl-C or, on Unix, SIGTERM (what `kill`, systemd and container runtimes send):
-/// the run then stops writing, releases its lock and keeps its journal to resume from.
+/// How many stages are answering Ctrl-C and SIGTERM themselves right now.
+static ANSWERING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Held while a stage answers signals itself (a `select!` on [`interrupted`] that stops writing
+/// and releases the lock); the signal watcher in `main` ends the run in every other stage.
+pub struct SignalsAnswered(());
+
+impl SignalsAnswered {
+    pub fn here() -> Self {
+        ANSWERING.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        SignalsAnswered(())
+    }
+}
+
+impl Drop for SignalsAnswered {
+    fn drop(&mut self) {
+        ANSWERING.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Set when a stage's [`interrupted`] saw a signal: it is ending the run itself.
+static TAKEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether a stage answers signals itself right now, or has taken one and is ending the run.
+pub fn signals_answered() -> bool {
+    ANSWERING.load(std::sync::atomic::Ordering::SeqCst) > 0
+        || TAKEN.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+/// For a stage holding [`SignalsAnswered`]: resolves on Ctrl-C or SIGTERM, like [`signal`],
+/// and marks the signal as taken by the stage.
 pub async fn interrupted() {
+    signal().await;
+    TAKEN.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Resolves on Ctrl-C or, on Unix, SIGTERM (what `kill`, systemd and container runtimes send).
+pub async fn signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
@@ -156,6 +191,7 @@ pub async fn take_snapshot(
         .map(PathBuf::from)
         .unwrap_or_else(crate::snapshot::default_dir);
     progress.say(&format!("taking a snapshot into {}", dir.display()));
+    let _answered = SignalsAnswered::here();
     let path = tokio::select! {
         taken = crate::snapshot::take(target, &dir, transfers, listed) => {
             taken.context("the snapshot failed, so nothing on the target was changed")?

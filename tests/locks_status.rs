@@ -556,3 +556,64 @@ fn a_migrate_whose_destination_changed_before_it_took_the_lock_writes_nothing() 
         "the refused migrate left its lock: {locks:?}"
     );
 }
+
+/// SIGTERM while a restore checks what it wrote (a stage with no signal handling of its own)
+/// ends the run there with a message saying the target may be partly changed: the signal used
+/// to be swallowed until the whole verification had run. The same command run again finishes.
+#[cfg(unix)]
+#[test]
+fn a_signal_while_the_restore_verifies_ends_it_there() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let t = dir.path().join("target");
+    let jex = sample_jex();
+    let (j, target) = (jex.to_str().unwrap(), t.to_str().unwrap());
+    // At 4 requests a second the 31 uploads take ~8 s and reading them back (--verify full)
+    // as long again.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_joplin-restore"))
+        .args([
+            "restore",
+            j,
+            "--target",
+            target,
+            "--tpslimit",
+            "4",
+            "--verify",
+            "full",
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    // Bounded: the restore's own lines, up to its verification.
+    for _ in 0..200 {
+        let mut line = String::new();
+        if stderr.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        seen.push_str(&line);
+        if line.contains("verifying the target") {
+            break;
+        }
+    }
+    assert!(seen.contains("verifying the target"), "{seen}");
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let status = child.wait().unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    assert_eq!(status.code(), Some(1), "{seen}{rest}");
+    assert!(
+        rest.contains("interrupted after it began changing the target")
+            && rest.contains("Run the same command again"),
+        "{rest}"
+    );
+    let out = jr_ok(&["restore", j, "--target", target]);
+    assert!(out.contains("Checked: 27 items and 3 blobs"), "{out}");
+}

@@ -49,7 +49,7 @@ pub fn temp_dir() -> Result<TempDir> {
 }
 
 /// Remove every folder a backup was unpacked into, for an exit that runs no destructors (the
-/// early-interrupt watcher's `process::exit`): the notes in them must not stay behind in the
+/// signal watcher's `process::exit`): the notes in them must not stay behind in the
 /// temp folder. Folders already removed are skipped; one still being written into may need a
 /// second pass.
 pub fn remove_unpacked() {
