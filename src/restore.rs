@@ -565,16 +565,22 @@ pub async fn keyring_for(
         return Ok(None);
     }
     let Some(pw) = password.password(&where_)? else {
+        // Only restore has --allow-plaintext; verify, diff and export only read.
+        let (consequence, alternative) = match allow_plaintext {
+            Some(_) => (
+                "so nothing was changed",
+                "; --allow-plaintext writes unencrypted instead",
+            ),
+            None => (
+                "so its items cannot be decrypted to compare or export them",
+                "",
+            ),
+        };
         return Err(Refusal(format!(
-            "{where_} uses end-to-end encryption and no master password was given, so nothing \
-             was changed. Give the master password (the one set in Joplin's Encryption settings) \
-             in the environment variable {PASSWORD_ENV}, in a file with --master-password-file, \
-             or run from a terminal to be asked{}.",
-            if allow_plaintext.is_some() {
-                "; --allow-plaintext writes unencrypted instead"
-            } else {
-                ""
-            }
+            "{where_} uses end-to-end encryption and no master password was given, {consequence}. \
+             Give the master password (the one set in Joplin's Encryption settings) in the \
+             environment variable {PASSWORD_ENV}, in a file with --master-password-file, or run \
+             from a terminal to be asked{alternative}."
         ))
         .into());
     };

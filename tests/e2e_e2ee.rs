@@ -154,7 +154,25 @@ fn wrong_or_missing_password_changes_nothing() {
         err.contains(ENV) && err.contains("--master-password-file"),
         "{err}"
     );
+    assert!(err.contains("nothing was changed"), "{err}");
     assert_eq!(tree_hashes(&target), before);
+
+    // `verify` only reads: it says what the password is needed for instead.
+    let o = jr_env(
+        &[
+            "verify",
+            sample_jex().to_str().unwrap(),
+            "--target",
+            target.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(4), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("cannot be decrypted") && !err.contains("nothing was changed"),
+        "{err}"
+    );
 }
 
 #[test]
