@@ -291,8 +291,11 @@ fn watch_interrupts(name: &'static str, json: bool) {
         rt.block_on(async {
             // Bounded: one pass per signal.
             for _ in 0..1000 {
+                // A second signal while a stage is already stopping (releasing its lock on a
+                // slow server) ends the run now, as a second Ctrl-C is meant to.
+                let again = joplin_restore::safety::signal_taken();
                 joplin_restore::safety::signal().await;
-                if joplin_restore::safety::signals_answered() {
+                if !again && joplin_restore::safety::signals_answered() {
                     continue;
                 }
                 // Commands that write without a stage of their own for signals (client
@@ -308,7 +311,11 @@ fn watch_interrupts(name: &'static str, json: bool) {
                         | "diff"
                         | "status"
                 );
-                let message = if joplin_restore::safety::writing() {
+                let message = if again {
+                    "interrupted again while stopping: ended at once. Run the same command again \
+                     to finish; a lock it held expires within 3 minutes (`joplin-restore unlock` \
+                     removes it sooner)"
+                } else if joplin_restore::safety::writing() {
                     "interrupted after it began changing the target (taking its snapshot, \
                      locking, or checking what it wrote). Run the same command again to finish; \
                      a lock it held expires within 3 minutes (`joplin-restore unlock` removes \

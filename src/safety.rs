@@ -143,6 +143,11 @@ pub fn signals_answered() -> bool {
         || TAKEN.load(std::sync::atomic::Ordering::SeqCst)
 }
 
+/// Whether a stage has taken a signal and is ending the run.
+pub fn signal_taken() -> bool {
+    TAKEN.load(std::sync::atomic::Ordering::SeqCst)
+}
+
 /// For a stage holding [`SignalsAnswered`]: resolves on Ctrl-C or SIGTERM, like [`signal`],
 /// and marks the signal as taken by the stage.
 pub async fn interrupted() {
