@@ -396,3 +396,79 @@ fn per_notebook_set_keeps_the_targets_real_copy_of_a_recreated_notebook() {
         "verify",
     );
 }
+
+/// The folder chosen in the plugin's settings (the one it makes `JoplinBackup/` in) is found
+/// too: `inspect` lists its sets, `--set` takes a set's name with or without the prefix,
+/// several profiles' sets still need `--set`, and the restore is the sample.
+#[test]
+fn the_folder_chosen_in_the_plugin_settings_is_searched() {
+    let parent = layout("folder").parent().unwrap().to_path_buf();
+    let out = ok(jr(&["inspect", s(&parent)]), "folder's parent");
+    assert!(
+        out.contains("2 backup set(s) in this folder")
+            && out.contains("  * JoplinBackup/default/202611241200")
+            && out.contains(COUNTS),
+        "{out}"
+    );
+    let older = ok(
+        jr(&["inspect", s(&parent), "--set", "default/202611231200"]),
+        "--set without the prefix",
+    );
+    assert!(
+        older.contains("Reading set JoplinBackup/default/202611231200"),
+        "{older}"
+    );
+
+    // A second profile's sets beside the first.
+    let tmp = tempfile::tempdir().unwrap();
+    let two = tmp.path().join("backups");
+    let from = layout("folder").join("default/202611241200");
+    let copy = |to: &Path| {
+        for e in walk(&from) {
+            let rel = e.strip_prefix(&from).unwrap();
+            let dest = to.join(rel);
+            std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+            std::fs::copy(&e, &dest).unwrap();
+        }
+    };
+    copy(&two.join("JoplinBackup/default/202611241200"));
+    copy(&two.join("JoplinBackup/profile-abc/202611251200"));
+    let o = jr(&["inspect", s(&two)]);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("several Joplin profiles") && text(&o).contains("--set"),
+        "{}",
+        text(&o)
+    );
+    let target = tmp.path().join("target");
+    ok(
+        jr(&[
+            "restore",
+            s(&two),
+            "--set",
+            "profile-abc/202611251200",
+            "--target",
+            s(&target),
+            "-q",
+        ]),
+        "restore with --set",
+    );
+    ok(
+        jr(&["verify", s(&sample_jex()), "--target", s(&target)]),
+        "verify",
+    );
+}
+
+/// Every file below `dir`.
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}

@@ -108,8 +108,21 @@ fn sets_in(dir: &Path, prefix: &str) -> Result<Vec<SetInfo>> {
 }
 
 /// Every set below a base folder: its own children, or one level down in the per-profile
-/// folders (`default/`, `profile-<id>/`) that `createSubfolderPerProfile` adds. Oldest first.
+/// folders (`default/`, `profile-<id>/`) that `createSubfolderPerProfile` adds; given the
+/// folder chosen in the plugin's settings, the `JoplinBackup/` it makes there. Oldest first.
 pub fn list_sets(base: &Path) -> Result<Vec<SetInfo>> {
+    let mut sets = sets_in_base(base)?;
+    let plugin_folder = base.join("JoplinBackup");
+    if sets.is_empty() && plugin_folder.is_dir() {
+        sets = sets_in_base(&plugin_folder)?;
+        for s in &mut sets {
+            s.name = format!("JoplinBackup/{}", s.name);
+        }
+    }
+    Ok(sets)
+}
+
+fn sets_in_base(base: &Path) -> Result<Vec<SetInfo>> {
     let mut sets = sets_in(base, "")?;
     if sets.is_empty() {
         let rd =
@@ -150,7 +163,7 @@ pub fn choose<'a>(base: &Path, sets: &'a [SetInfo], wanted: Option<&str>) -> Res
         let w = w.trim_end_matches('/');
         return sets
             .iter()
-            .find(|s| s.name == w || file_name(&s.path) == w)
+            .find(|s| s.name == w || s.name.ends_with(&format!("/{w}")) || file_name(&s.path) == w)
             .ok_or_else(|| {
                 anyhow::anyhow!(
                     "{} has no set named {w:?}. Its sets are:\n{}\n(`joplin-restore inspect {}` \
@@ -163,7 +176,7 @@ pub fn choose<'a>(base: &Path, sets: &'a [SetInfo], wanted: Option<&str>) -> Res
     }
     let profiles: std::collections::BTreeSet<&str> = sets
         .iter()
-        .filter_map(|s| s.name.split_once('/').map(|(p, _)| p))
+        .filter_map(|s| s.name.rsplit_once('/').map(|(p, _)| p))
         .collect();
     if profiles.len() > 1 {
         bail!(
