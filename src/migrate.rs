@@ -754,19 +754,8 @@ pub async fn run(args: &MigrateArgs) -> Result<MigrateSummary> {
         .acquire_lock(args.safety.force, journal.earlier_locks(), &journal.lock_id)
         .await?;
     // As in `restore`: the plan came from a listing of the destination taken before the lock.
-    let lock = if plan.writes_anything() {
-        match dest.relist_under(lock, &state).await {
-            Ok(lock) => lock,
-            Err(e) => {
-                if journal.resumed.is_none() {
-                    let _ = journal.finish();
-                }
-                return Err(e);
-            }
-        }
-    } else {
-        lock
-    };
+    let (lock, journal) =
+        crate::restore::relist_for_plan(&dest, lock, &state, &plan, journal).await?;
     if info_changes {
         if let Some(info) = &view.info_json {
             // Before any item: a client syncing midway already sees the keys.

@@ -425,23 +425,7 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
     let lock = target
         .acquire_lock(args.safety.force, journal.earlier_locks(), &journal.lock_id)
         .await?;
-    // The plan was made from a listing taken before the lock: a writer in between (another
-    // joplin-restore run that held the lock meanwhile) would leave it stale, and the copies it
-    // skipped as unchanged may not be the backup's any more. Listed again, now under the lock.
-    let lock = if plan.writes_anything() {
-        match target.relist_under(lock, &state).await {
-            Ok(lock) => lock,
-            Err(e) => {
-                if journal.resumed.is_none() {
-                    // Nothing was written: the rerun starts afresh, with its own snapshot.
-                    let _ = journal.finish();
-                }
-                return Err(e);
-            }
-        }
-    } else {
-        lock
-    };
+    let (lock, journal) = relist_for_plan(&target, lock, &state, &plan, journal).await?;
     tracing::info!(
         "writing with restore stamp {} (lock {}, journal {})",
         crate::item::format_time(stamp_ms),
@@ -541,6 +525,32 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
         verify_mode,
         verify,
     })
+}
+
+/// The plan was made from a listing taken before the lock: a writer in between (another
+/// joplin-restore run that held the lock meanwhile, a client) would leave it stale, and the
+/// copies it skipped as unchanged may not be the backup's any more. Listed again, now under
+/// `lock`, when the plan writes; a refused run drops the journal it began if it resumed
+/// nothing (nothing was written: the rerun starts afresh, with its own snapshot).
+pub(crate) async fn relist_for_plan(
+    target: &SyncTarget,
+    lock: crate::target::TargetLock,
+    state: &crate::target::TargetState,
+    plan: &plan::Plan,
+    journal: Journal,
+) -> Result<(crate::target::TargetLock, Journal)> {
+    if !plan.writes_anything() {
+        return Ok((lock, journal));
+    }
+    match target.relist_under(lock, state).await {
+        Ok(lock) => Ok((lock, journal)),
+        Err(e) => {
+            if journal.resumed.is_none() {
+                let _ = journal.finish();
+            }
+            Err(e)
+        }
+    }
 }
 
 /// The unlocked keys of an end-to-end encrypted target; None for a plain target (or with

@@ -260,7 +260,6 @@ fn quick_verify_reads_no_item_back() {
 #[cfg(unix)]
 #[test]
 fn a_restore_stopped_while_it_plans_still_reports() {
-    use std::process::Command;
     let tmp = tempfile::tempdir().unwrap();
     let t = tmp.path().join("target");
     let jex = sample_jex();
@@ -282,11 +281,7 @@ fn a_restore_stopped_while_it_plans_still_reports() {
         snaps.to_str().unwrap(),
     ]);
     std::thread::sleep(std::time::Duration::from_millis(1500));
-    let kill = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
+    support::signal(&child, "-TERM");
     let o = child.wait_with_output().unwrap();
     let v: Value = serde_json::from_slice(&o.stdout)
         .unwrap_or_else(|e| panic!("stdout is not one JSON object ({e}):\n{}", text(&o)));
@@ -342,11 +337,7 @@ fn an_interrupted_restore_from_an_archive_leaves_no_unpacked_copy() {
         "the archive was never unpacked into TMPDIR"
     );
     std::thread::sleep(std::time::Duration::from_millis(1000));
-    let kill = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
+    support::signal(&child, "-TERM");
     let o = child.wait_with_output().unwrap();
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(

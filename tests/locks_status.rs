@@ -195,6 +195,31 @@ fn a_lock_of_another_joplin_restore_run_is_named_as_ours() {
     assert!(back.starts_with("urgent\n\nid: 7241f91b"), "{back}");
 }
 
+/// The id of the note a client syncs while a run is under way.
+const NEW_NOTE: &str = "0123456789abcdef0123456789abcdef";
+
+/// A client syncs a new note into `target`: the sample's note 2ebc… (as on `from`) under the
+/// id [`NEW_NOTE`]. Its path.
+fn sync_new_note(from: &Path, target: &Path) -> std::path::PathBuf {
+    let note = std::fs::read_to_string(from.join("2ebc0432f27d42fdb982a925c8734636.md")).unwrap();
+    let path = target.join(format!("{NEW_NOTE}.md"));
+    std::fs::write(
+        &path,
+        note.replace("2ebc0432f27d42fdb982a925c8734636", NEW_NOTE),
+    )
+    .unwrap();
+    path
+}
+
+/// How many snapshots in `snaps` hold the note [`sync_new_note`] wrote.
+fn snapshots_with_new_note(snaps: &Path) -> usize {
+    std::fs::read_dir(snaps)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().join(format!("files/{NEW_NOTE}.md")).is_file())
+        .count()
+}
+
 /// Start a run that snapshots into `snaps` and return once its snapshot is under way (a
 /// `.partial` folder there), within 10 s.
 fn start_and_wait_for_snapshot(args: &[&str], snaps: &Path) -> std::process::Child {
@@ -265,17 +290,9 @@ fn a_restore_whose_target_changed_before_it_took_the_lock_writes_nothing() {
 
     // A client syncs a new note meanwhile.
     let before = tree_hashes(&t);
-    let new_note = t.join("0123456789abcdef0123456789abcdef.md");
-    let note = std::fs::read_to_string(t.join("2ebc0432f27d42fdb982a925c8734636.md")).unwrap();
+    let new_note = t.join(format!("{NEW_NOTE}.md"));
     let o = run_first_while(&|| {
-        std::fs::write(
-            &new_note,
-            note.replace(
-                "2ebc0432f27d42fdb982a925c8734636",
-                "0123456789abcdef0123456789abcdef",
-            ),
-        )
-        .unwrap()
+        sync_new_note(&t, &t);
     });
     let out = text(&o);
     assert_eq!(o.status.code(), Some(4), "{out}");
@@ -285,23 +302,18 @@ fn a_restore_whose_target_changed_before_it_took_the_lock_writes_nothing() {
     );
     assert!(new_note.exists(), "{out}");
     let files = |mut h: Vec<(String, String)>| {
-        h.retain(|(p, _)| !p.starts_with("locks/") && !p.starts_with("0123456789abcdef"));
+        h.retain(|(p, _)| !p.starts_with("locks/") && !p.starts_with(NEW_NOTE));
         h
     };
     assert_eq!(files(tree_hashes(&t)), files(before), "{out}");
     // Nothing to resume: the rerun reads the target afresh, its snapshot holds the new note.
     let out = jr_ok(&first_args);
     jr_ok(&["verify", first.to_str().unwrap(), "--target", target]);
-    let kept = std::fs::read_dir(&snaps)
-        .unwrap()
-        .flatten()
-        .filter(|e| {
-            e.path()
-                .join("files/0123456789abcdef0123456789abcdef.md")
-                .is_file()
-        })
-        .count();
-    assert_eq!(kept, 1, "the new note is in no snapshot: {out}");
+    assert_eq!(
+        snapshots_with_new_note(&snaps),
+        1,
+        "the new note is in no snapshot: {out}"
+    );
 
     // A second restore deletes files while the first copies them.
     jr_ok(&[
@@ -386,15 +398,7 @@ fn a_rollback_whose_target_changed_before_it_took_the_lock_writes_nothing() {
         ],
         &snaps,
     );
-    let new_note = t.join("0123456789abcdef0123456789abcdef.md");
-    std::fs::write(
-        &new_note,
-        note.replace(
-            "2ebc0432f27d42fdb982a925c8734636",
-            "0123456789abcdef0123456789abcdef",
-        ),
-    )
-    .unwrap();
+    sync_new_note(&t, &t);
     let o = child.wait_with_output().unwrap();
     let out = text(&o);
     assert_eq!(o.status.code(), Some(4), "{out}");
@@ -438,16 +442,7 @@ fn a_clear_whose_target_changed_before_it_took_the_lock_deletes_nothing() {
         ],
         &snaps,
     );
-    let note = std::fs::read_to_string(t.join("2ebc0432f27d42fdb982a925c8734636.md")).unwrap();
-    let new_note = t.join("0123456789abcdef0123456789abcdef.md");
-    std::fs::write(
-        &new_note,
-        note.replace(
-            "2ebc0432f27d42fdb982a925c8734636",
-            "0123456789abcdef0123456789abcdef",
-        ),
-    )
-    .unwrap();
+    let new_note = sync_new_note(&t, &t);
     let o = child.wait_with_output().unwrap();
     let out = text(&o);
     assert_eq!(o.status.code(), Some(4), "{out}");
@@ -456,7 +451,7 @@ fn a_clear_whose_target_changed_before_it_took_the_lock_deletes_nothing() {
         "{out}"
     );
     let mut after = tree_hashes(&t);
-    after.retain(|(p, _)| !p.starts_with("0123456789abcdef"));
+    after.retain(|(p, _)| !p.starts_with(NEW_NOTE));
     assert_eq!(after, before, "the refused clear changed the target: {out}");
     let locks: Vec<_> = std::fs::read_dir(t.join("locks"))
         .unwrap()
@@ -469,16 +464,11 @@ fn a_clear_whose_target_changed_before_it_took_the_lock_deletes_nothing() {
 
     let out = jr_ok(&["clear", "--target", target, "--yes", "--snapshot-dir", s]);
     assert!(!new_note.exists(), "{out}");
-    let kept = std::fs::read_dir(&snaps)
-        .unwrap()
-        .flatten()
-        .filter(|e| {
-            e.path()
-                .join("files/0123456789abcdef0123456789abcdef.md")
-                .is_file()
-        })
-        .count();
-    assert_eq!(kept, 1, "the new note is in no snapshot: {out}");
+    assert_eq!(
+        snapshots_with_new_note(&snaps),
+        1,
+        "the new note is in no snapshot: {out}"
+    );
 }
 
 /// `migrate` lists its destination again under its lock: a note a client synced there while
@@ -526,23 +516,14 @@ fn a_migrate_whose_destination_changed_before_it_took_the_lock_writes_nothing() 
         ],
         &snaps,
     );
-    let note = std::fs::read_to_string(src.join("2ebc0432f27d42fdb982a925c8734636.md")).unwrap();
-    let new_note = dst.join("0123456789abcdef0123456789abcdef.md");
-    std::fs::write(
-        &new_note,
-        note.replace(
-            "2ebc0432f27d42fdb982a925c8734636",
-            "0123456789abcdef0123456789abcdef",
-        ),
-    )
-    .unwrap();
+    let new_note = sync_new_note(&src, &dst);
     let o = child.wait_with_output().unwrap();
     let out = text(&o);
     assert_eq!(o.status.code(), Some(4), "{out}");
     assert!(out.contains("changed after this run read it"), "{out}");
     assert!(new_note.exists(), "{out}");
     let mut after = tree_hashes(&dst);
-    after.retain(|(p, _)| !p.starts_with("0123456789abcdef"));
+    after.retain(|(p, _)| !p.starts_with(NEW_NOTE));
     assert_eq!(
         after, before,
         "the refused migrate changed the destination: {out}"
@@ -600,11 +581,7 @@ fn a_signal_while_the_restore_verifies_ends_it_there() {
         }
     }
     assert!(seen.contains("verifying the target"), "{seen}");
-    let kill = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
+    support::signal(&child, "-TERM");
     let status = child.wait().unwrap();
     let mut rest = String::new();
     std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();

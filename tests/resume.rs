@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime};
 
 use joplin_restore::generate::{write_jex, GenSpec};
-use support::{jr_ok, text};
+use support::{jr_ok, signal, text};
 
 fn generated(dir: &Path, seed: u64, notes: usize) -> PathBuf {
     let p = dir.join(format!("gen-{seed}.jex"));
@@ -381,11 +381,7 @@ fn sigterm_releases_the_lock_and_the_rerun_finishes() {
             .unwrap_or(0)
     };
     assert_eq!(locks(), 1, "the run holds its lock");
-    let kill = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
+    signal(&child, "-TERM");
     let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
@@ -432,14 +428,6 @@ fn wait_until(child: &mut std::process::Child, ready: impl Fn() -> bool) {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-fn signal(child: &std::process::Child, sig: &str) {
-    let kill = Command::new("kill")
-        .args([sig, &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
 }
 
 /// `clear` stopped at each point leaves the target recoverable and no snapshot that pretends

@@ -47,6 +47,15 @@ pub fn spawn(args: &[&str]) -> Child {
         .expect("start joplin-restore")
 }
 
+/// Send `sig` (`-TERM`, `-INT`, `-KILL`) to a running child.
+pub fn signal(child: &Child, sig: &str) {
+    let kill = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success(), "kill {sig} {}", child.id());
+}
+
 pub fn jr(args: &[&str]) -> Output {
     jr_env(args, &[])
 }
