@@ -419,6 +419,16 @@ pub fn plan(
         let trashed = existing.get(*index).is_some_and(|t| t.trashed);
         if merge && on_target && !opts.overwrite && !trashed {
             kept.push(id.to_string());
+            // The item stays, but a blob the target lost is no copy to keep: the backup's goes
+            // back (a client would otherwise download a missing attachment).
+            if ty == ItemType::Resource && (clear_first || !state.blobs.contains_key(id)) {
+                phases.entry(Phase::Blobs).or_default().push(Upload {
+                    index: *index as u32,
+                    blob: true,
+                    overwrite: false,
+                    bytes: backup.blob_size(id).unwrap_or(0),
+                });
+            }
             continue;
         }
         // A notebook the backup lacks, made up from file names: the target's copy is the real

@@ -9,8 +9,9 @@ use regex::Regex;
 use crate::backup::Backup;
 use crate::item::{is_item_id, Item, ItemType};
 
-/// One `--only` value: `notebook:Work/Projects`, `note:<id or title>`, `tag:<title>`, or a bare
-/// value tried as an id, a notebook path, a note title, then a tag title.
+/// One `--only` value: `notebook:Work/Projects` (or a unique notebook title), `note:<id or
+/// title>`, `tag:<title>`, or a bare value tried as an id, a notebook path or title, a note
+/// title, then a tag title.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Selector {
     Notebook(String),
@@ -131,6 +132,45 @@ fn notebooks_by_path<'a>(ix: &Index<'a>, path: &str) -> Vec<&'a str> {
     }
 }
 
+/// The notebooks a `notebook:` value or a bare value names: by path from the top, else by
+/// title at any level, which must then be unique (two "Journal"s need their paths).
+fn notebooks_named<'a>(ix: &Index<'a>, sel: &Selector, value: &str) -> Result<Vec<&'a str>> {
+    let by_path = notebooks_by_path(ix, value);
+    if !by_path.is_empty() || value.contains('/') {
+        return Ok(by_path);
+    }
+    let by_title = of_kind(ix, ItemType::Folder, value);
+    if by_title.len() > 1 {
+        let mut paths: Vec<String> = by_title.iter().map(|id| notebook_path(ix, id)).collect();
+        paths.sort();
+        bail!(
+            "--only {sel} matches {} notebooks: {}. Give the one you mean by its path, e.g. \
+             --only \"notebook:{}\".",
+            paths.len(),
+            paths.join(", "),
+            paths[0]
+        );
+    }
+    Ok(by_title)
+}
+
+/// A notebook's path from the top (`Personal/Journal`); bounded against parent loops.
+fn notebook_path(ix: &Index, id: &str) -> String {
+    let mut parts = vec![ix.title.get(id).copied().unwrap_or("")];
+    let mut at = id;
+    for _ in 0..100 {
+        match ix.parent.get(at) {
+            Some(p) if !p.is_empty() && ix.kind.get(p) == Some(&ItemType::Folder) => {
+                parts.push(ix.title.get(p).copied().unwrap_or(""));
+                at = p;
+            }
+            _ => break,
+        }
+    }
+    parts.reverse();
+    parts.join("/")
+}
+
 /// Resolve selectors to the ids a partial restore writes.
 pub fn resolve(backup: &Backup, selectors: &[Selector]) -> Result<HashSet<String>> {
     // Titles and bodies of every item, for the time of the lookup.
@@ -146,7 +186,7 @@ pub fn resolve(backup: &Backup, selectors: &[Selector]) -> Result<HashSet<String
     for sel in selectors {
         let before = folders.len() + notes.len() + tags.len();
         match sel {
-            Selector::Notebook(p) => folders.extend(notebooks_by_path(&ix, p)),
+            Selector::Notebook(p) => folders.extend(notebooks_named(&ix, sel, p)?),
             Selector::Note(v) => {
                 if is_item_id(v) && ix.kind.get(v.as_str()) == Some(&ItemType::Note) {
                     notes.push(ix.kind.get_key_value(v.as_str()).unwrap().0);
@@ -164,7 +204,7 @@ pub fn resolve(backup: &Backup, selectors: &[Selector]) -> Result<HashSet<String
                         _ => {}
                     }
                 } else {
-                    let f = notebooks_by_path(&ix, v);
+                    let f = notebooks_named(&ix, sel, v)?;
                     if !f.is_empty() {
                         folders.extend(f);
                     } else {
@@ -305,5 +345,49 @@ mod tests {
         assert!(upper.contains("7241f91bc84849938247fa679a076b7b"));
         assert_eq!(upper, lower);
         assert!(resolve(&b, &["note:ATTACHMENTS".parse().unwrap()]).is_err());
+    }
+
+    /// A bare or `notebook:` title finds a notebook at any level when it is the only one of
+    /// that title; two of them need the path, and the error lists both.
+    #[test]
+    fn a_notebook_title_finds_it_at_any_level_unless_ambiguous() {
+        let b = sample();
+        let by_title = resolve(&b, &["Journal".parse().unwrap()]).unwrap();
+        let by_path = resolve(&b, &["notebook:Personal/Journal".parse().unwrap()]).unwrap();
+        assert_eq!(by_title, by_path);
+
+        let folder = |id: &str, parent: &str, title: &str| {
+            Item::parse_bytes(
+                format!("{title}\n\nid: {id}\nparent_id: {parent}\ntype_: 2").as_bytes(),
+            )
+            .unwrap()
+        };
+        let items = vec![
+            folder("a0000000000000000000000000000001", "", "Work"),
+            folder("a0000000000000000000000000000002", "", "Home"),
+            folder(
+                "a0000000000000000000000000000003",
+                "a0000000000000000000000000000001",
+                "Journal",
+            ),
+            folder(
+                "a0000000000000000000000000000004",
+                "a0000000000000000000000000000002",
+                "Journal",
+            ),
+        ];
+        let ix = index(&items);
+        let sel: Selector = "Journal".parse().unwrap();
+        let e = notebooks_named(&ix, &sel, "Journal")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("matches 2 notebooks: Home/Journal, Work/Journal"),
+            "{e}"
+        );
+        assert_eq!(
+            notebooks_named(&ix, &sel, "Work/Journal").unwrap(),
+            vec!["a0000000000000000000000000000003"]
+        );
     }
 }

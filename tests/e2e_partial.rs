@@ -139,3 +139,35 @@ fn dry_run_lists_what_a_partial_restore_adds() {
     );
     assert_eq!(before, tree_hashes(&target));
 }
+
+/// The target still has an attachment's resource item but lost its file: `--only` on the note
+/// keeps the item (the target's copy) but puts the file back, so `verify` finds the target
+/// whole; a bare notebook title selects that notebook, and an ambiguous one asks for a path.
+#[test]
+fn a_lost_attachment_file_comes_back_with_its_note() {
+    let tmp = tempfile::tempdir().unwrap();
+    let target = tmp.path().join("target");
+    let t = target.to_str().unwrap();
+    let jex = sample_jex();
+    let j = jex.to_str().unwrap();
+    jr_ok(&["restore", j, "--target", t, "-q"]);
+    let blob = target.join(".resource/57802a35e45342b38b20b51a9d7004c0");
+    let bytes = std::fs::read(&blob).unwrap();
+    std::fs::remove_file(&blob).unwrap();
+    let out = jr_ok(&["restore", j, "--target", t, "--only", "note:Attachments"]);
+    assert!(out.contains("Kept the target's own copy"), "{out}");
+    assert_eq!(std::fs::read(&blob).unwrap(), bytes, "{out}");
+    jr_ok(&["verify", j, "--target", t]);
+
+    // "Journal" is Personal/Journal: found by its title alone.
+    let out = jr_ok(&[
+        "restore",
+        j,
+        "--target",
+        t,
+        "--only",
+        "Journal",
+        "--dry-run",
+    ]);
+    assert!(out.contains("dry run: nothing was changed"), "{out}");
+}
