@@ -50,6 +50,24 @@ pub struct Resume {
     pub done: HashSet<String>,
     /// The snapshot taken before the first of these runs changed anything.
     pub snapshot: Option<PathBuf>,
+    /// When the journal was last written (local clock, ms): the interrupted run's last
+    /// finished upload, near enough.
+    pub last_write_ms: Option<i64>,
+}
+
+impl Resume {
+    /// Whether what the journal calls done can be trusted on a target whose newest file is
+    /// `newest_ms` (its clock `offset` ms ahead of ours): not when a file there is newer than
+    /// the journal's last line, beyond a 2-second allowance for 1-second listing times and
+    /// the clock probe. A client synced, or a rollback ran, in between, and an edit that kept
+    /// a file's size would pass for our upload.
+    pub fn holds_for(&self, newest_ms: Option<i64>, offset: i64) -> bool {
+        match (self.last_write_ms, newest_ms) {
+            (_, None) => true,
+            (None, Some(_)) => false,
+            (Some(last), Some(newest)) => newest <= last + offset + 2_000,
+        }
+    }
 }
 
 /// What a run records when it starts.
@@ -144,6 +162,13 @@ fn read(path: &Path) -> Option<Resume> {
             // A torn line from a killed run: everything before it still counts.
             Err(_) => break,
         }
+    }
+    if let Some(r) = r.as_mut() {
+        r.last_write_ms = std::fs::metadata(path)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_millis() as i64);
     }
     r
 }

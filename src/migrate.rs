@@ -469,7 +469,13 @@ pub async fn run(args: &MigrateArgs) -> Result<MigrateSummary> {
          --from-password-file, --from-endpoint, --from-region, --from-path-style)",
     )?;
     let src = SyncTarget::new(src_paced.clone());
-    let paced = open_paced(&args.target, &args.pacer, Folder::CreatedIfMissing)
+    // `--check` only reads: a missing destination is a mistyped path, not a copy to make.
+    let dest_folder = if args.check {
+        Folder::Existing
+    } else {
+        Folder::CreatedIfMissing
+    };
+    let paced = open_paced(&args.target, &args.pacer, dest_folder)
         .context("opening the destination (--to)")?;
     let transfers = paced.options().transfers;
     let dest_paced = paced.clone();
@@ -623,10 +629,15 @@ pub async fn run(args: &MigrateArgs) -> Result<MigrateSummary> {
     }
     if let Some(r) = &resumed {
         let sizes = dest.storage.capabilities().listing_sizes;
-        // Items are copied as they are.
-        plan::skip_done(&mut plan, &backup, &state, &r.done, sizes, |u| {
-            Some(u.item(&backup).size())
-        });
+        if crate::restore::journal_holds(&dest, &state, r, args.safety.dry_run)
+            .await?
+            .0
+        {
+            // Items are copied as they are.
+            plan::skip_done(&mut plan, &backup, &state, &r.done, sizes, |u| {
+                Some(u.item(&backup).size())
+            });
+        }
         // A blob written just before a kill, whose journal line never made it.
         plan::skip_identical_blobs(&mut plan, &dest, &backup, &state, None, transfers, |id| {
             backup.blob_size(id)

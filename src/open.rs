@@ -314,8 +314,12 @@ fn open_storage(args: &TargetArgs, folder: Folder) -> Result<Arc<dyn Storage>> {
         return Ok(Arc::new(S3Storage::new(o)?));
     }
     if let Some(dir) = local_folder(t)? {
-        // Absolute, so the target reads the same in snapshots and journals from any folder.
-        let dir = std::path::absolute(&dir).unwrap_or(dir);
+        // Absolute and without a trailing slash or `.` parts, so the target reads the same in
+        // snapshots and journals however it was typed (a rerun must find its journal).
+        let dir: PathBuf = std::path::absolute(&dir)
+            .unwrap_or(dir)
+            .components()
+            .collect();
         return Ok(Arc::new(FsStorage::new(dir)));
     }
     if let Some((scheme, _)) = t.split_once("://") {

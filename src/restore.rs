@@ -234,14 +234,20 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
         encrypted_blob_len: keyring.as_ref().map(|k| k.blob_len_fn()),
     };
     let mut plan = plan::plan(&backup, &validation, &set, &state, &existing, &opts)?;
+    // The target's clock offset, once measured (a probe is a write: one is enough).
+    let mut clock_offset = None;
     if let Some(r) = &resumed {
         let sizes = target.storage.capabilities().listing_sizes;
-        // An item is written stamped; one unreadable now is uploaded again (the executor
-        // then says why).
-        plan::skip_done(&mut plan, &backup, &state, &r.done, sizes, |u| {
-            let it = backup.item(u.item(&backup)).ok()?;
-            Some(plan::stamped(&it, r.stamp_ms).serialize().len() as u64)
-        });
+        let (holds, offset) = journal_holds(&target, &state, r, args.safety.dry_run).await?;
+        clock_offset = offset;
+        if holds {
+            // An item is written stamped; one unreadable now is uploaded again (the executor
+            // then says why).
+            plan::skip_done(&mut plan, &backup, &state, &r.done, sizes, |u| {
+                let it = backup.item(u.item(&backup)).ok()?;
+                Some(plan::stamped(&it, r.stamp_ms).serialize().len() as u64)
+            });
+        }
         // A blob written just before a kill, whose journal line never made it.
         let encrypted_len = opts.encrypted_blob_len;
         plan::skip_identical_blobs(
@@ -395,7 +401,10 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
             keyring.as_ref().map(|k| k.active_id.as_str()).unwrap_or("")
         );
     }
-    let (remote_now, offset) = target.remote_clock().await?;
+    let (remote_now, offset) = match clock_offset {
+        Some(offset) => (now_ms() + offset, offset),
+        None => target.remote_clock().await?,
+    };
     if offset.abs() > 5_000 {
         eprintln!(
             "warning: the target's clock is {:+.1} s off this machine's; items are stamped with \
@@ -525,6 +534,34 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
         verify_mode,
         verify,
     })
+}
+
+/// Whether a resumed run may skip what the interrupted run's journal calls done: not when
+/// the target holds files written after the journal's last line (checked against the
+/// target's clock; a dry run, which writes no clock probe, uses ours). Otherwise every file
+/// is compared again, as in a first run, and the note says why.
+/// Also returns the clock offset it measured, for the run to reuse.
+pub(crate) async fn journal_holds(
+    target: &SyncTarget,
+    state: &crate::target::TargetState,
+    resumed: &crate::journal::Resume,
+    dry_run: bool,
+) -> Result<(bool, Option<i64>)> {
+    let offset = if dry_run {
+        None
+    } else {
+        Some(target.remote_clock().await?.1)
+    };
+    let holds = resumed.holds_for(state.newest_ms(), offset.unwrap_or(0));
+    if !holds {
+        eprintln!(
+            "note: {} changed after the interrupted run stopped (files newer than its journal: \
+             a client synced, or a rollback ran); every file is compared again instead of \
+             trusting the journal",
+            target.describe()
+        );
+    }
+    Ok((holds, offset))
 }
 
 /// The plan was made from a listing taken before the lock: a writer in between (another

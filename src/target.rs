@@ -37,6 +37,8 @@ pub const INFO_JSON: &str = "info.json";
 pub const RESOURCE_DIR: &str = ".resource";
 pub const LOCKS_DIR: &str = "locks";
 pub const TEMP_DIR: &str = "temp";
+/// Folders a Joplin sync target has at its root (`.sync` and `.lock` from sync version 1).
+const JOPLIN_DIRS: &[&str] = &[RESOURCE_DIR, LOCKS_DIR, TEMP_DIR, ".sync", ".lock"];
 /// Joplin's lock time-to-live (`LockHandler` default).
 pub const LOCK_TTL: Duration = Duration::from_secs(180);
 /// Joplin client type code for CLI clients (`LockClientType.Cli`).
@@ -104,6 +106,9 @@ pub struct TargetState {
     pub locks: Vec<Entry>,
     /// Root files that are not part of a Joplin target.
     pub foreign: Vec<Entry>,
+    /// Root folders that are not Joplin's (`.resource/`, `locks/`, `temp/`, the old `.sync/`
+    /// and `.lock/`): someone's documents, if the target is not a Joplin one.
+    pub foreign_dirs: Vec<String>,
     /// Files in `.resource/` whose name is not a resource id.
     pub foreign_blobs: Vec<Entry>,
     /// Whether the root listing showed `info.json`.
@@ -178,11 +183,16 @@ struct RootSink<'a>(&'a mut TargetState);
 
 impl ListSink for RootSink<'_> {
     fn add(&mut self, e: Entry) {
-        if e.is_dir {
-            return;
-        }
         let st = &mut *self.0;
         let name = e.name();
+        if e.is_dir {
+            let path = e.path.trim_end_matches('/');
+            let name = path.rsplit('/').next().unwrap_or(path);
+            if !JOPLIN_DIRS.contains(&name) && !name.is_empty() {
+                st.foreign_dirs.push(format!("{name}/"));
+            }
+            return;
+        }
         if let Some(id) = item_file_id(name) {
             st.items.push(id, Listed::from(&e));
             st.newest_item_ms = st.newest_item_ms.max(e.modified.map(system_ms));
@@ -196,6 +206,7 @@ impl ListSink for RootSink<'_> {
         let st = &mut *self.0;
         st.items.clear();
         st.foreign.clear();
+        st.foreign_dirs.clear();
         st.info_listed = false;
         st.newest_item_ms = None;
     }
@@ -299,8 +310,15 @@ impl SyncTarget {
                 self.describe()
             ));
         }
-        if st.info.is_none() && !st.foreign.is_empty() && !force {
-            let names: Vec<&str> = st.foreign.iter().take(5).map(|e| e.path.as_str()).collect();
+        // Folders count too: a `~/Documents` or a Nextcloud home may hold only folders.
+        if st.info.is_none() && !(st.foreign.is_empty() && st.foreign_dirs.is_empty()) && !force {
+            let names: Vec<&str> = st
+                .foreign_dirs
+                .iter()
+                .map(String::as_str)
+                .chain(st.foreign.iter().map(|e| e.path.as_str()))
+                .take(5)
+                .collect();
             return refuse(format!(
                 "{} is not empty and is not a Joplin sync target (no info.json; it holds {:?}…). \
                  Refusing to write into it. Point --target at the folder Joplin syncs to, or at a \

@@ -488,6 +488,20 @@ fn target_that_is_not_a_sync_target() {
     );
 }
 
+/// A folder that holds only folders (`~/Documents`, a Nextcloud home) is someone's files too.
+#[test]
+fn target_that_holds_only_folders_is_not_a_sync_target() {
+    refuses_target(
+        "documents",
+        |t| {
+            std::fs::create_dir_all(t.join("Taxes2025")).unwrap();
+            std::fs::write(t.join("Taxes2025/return.pdf"), "pdf").unwrap();
+        },
+        &["not a Joplin sync target", "Taxes2025/"],
+        4,
+    );
+}
+
 #[test]
 fn clear_refuses_a_folder_that_is_not_a_sync_target() {
     let dir = tempfile::tempdir().unwrap();
@@ -596,6 +610,24 @@ fn a_missing_target_folder_is_named_not_taken_for_an_empty_target() {
         );
     }
     assert!(!missing.exists() && !out.exists() && !tmp.path().join("to").exists());
+    // `migrate --check` only compares: a missing destination is named too.
+    let from = tmp.path().join("from");
+    jr_ok(&["restore", s, "--target", from.to_str().unwrap(), "-q"]);
+    let o = jr(&[
+        "migrate",
+        "--from",
+        from.to_str().unwrap(),
+        "--to",
+        m,
+        "--check",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains(&format!("{m}: no such folder")),
+        "{}",
+        text(&o)
+    );
+    assert!(!missing.exists());
 
     let typo = tmp.path().join("mnt-typo").join("joplin");
     let o = jr(&["restore", s, "--target", typo.to_str().unwrap(), "--yes"]);

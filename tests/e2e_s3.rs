@@ -253,11 +253,12 @@ fn missing_bucket_says_create_it() {
     assert!(!server.dir.path().join("data/nosuchbucket").exists());
 }
 
-/// `clear` with its snapshot lists the target once: the snapshot reuses the listing the plan
-/// was made from (before, it listed the root and `.resource/` again), so the only other
-/// listings are the lock check and the final check that the target is empty.
+/// `clear` with its snapshot lists the target twice, not three times: the snapshot reuses the
+/// listing the plan was made from (before, it listed the root and `.resource/` again); the
+/// second listing is the one under the lock, which refuses a target a client changed while
+/// the snapshot ran.
 #[test]
-fn clear_with_snapshot_lists_the_target_only_once() {
+fn clear_with_snapshot_lists_the_target_for_the_plan_and_under_the_lock_only() {
     let (server, proxy, t) = filled_behind_a_counting_proxy(2500, 0x5a95_0000_0000);
     let snaps = tempfile::tempdir().unwrap();
     let out = jr_s3_ok(
@@ -284,24 +285,25 @@ fn clear_with_snapshot_lists_the_target_only_once() {
             })
             .count()
     };
-    // Root, listed once for the plan (neither the snapshot, the lock nor an after-check lists
-    // it again): a first page of 1,000 names, then the rest side by side — one listing per hex
-    // digit from the first page's last id on (here every id starts with 0: that digit takes 2
-    // pages for its 1,500 remaining ids) and the gaps between '9' and 'a' and after 'f'.
-    assert_eq!(lists(""), 3, "root listings: {requests:#?}");
+    // Root, listed for the plan and under the lock (neither the snapshot nor an after-check
+    // lists it again), each time: a first page of 1,000 names, then the rest side by side —
+    // one listing per hex digit from the first page's last id on (here every id starts with 0:
+    // that digit takes 2 pages for its 1,500 remaining ids) and the gaps between '9' and 'a'
+    // and after 'f'.
+    assert_eq!(lists(""), 6, "root listings: {requests:#?}");
     let by_digit: Vec<usize> = "0123456789abcdef"
         .chars()
         .map(|c| lists(&c.to_string()))
         .collect();
     assert_eq!(
         by_digit,
-        [2, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1],
+        [4, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2],
         "listings per first digit"
     );
-    // `.resource/`: once, for the plan.
+    // `.resource/`: for the plan and under the lock.
     assert_eq!(
         lists(".resource%2F"),
-        1,
+        2,
         "`.resource/` listings: {requests:#?}"
     );
     // 2,500 keys: 3 DeleteObjects.

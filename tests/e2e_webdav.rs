@@ -385,3 +385,50 @@ fn a_webdav_url_at_an_s3_store_says_it_is_s3() {
         );
     }
 }
+
+/// `restore` creates its collection only inside an existing one: a typo in a parent is an
+/// error, not a new tree of folders; and a collection holding only someone's folders is not
+/// a sync target.
+#[test]
+fn restore_makes_no_tree_of_folders_and_refuses_a_folder_of_documents() {
+    let srv = DavServer::apache();
+    let typo = srv.url("Joplni/sub/joplin");
+    let o = jr_dav(&[
+        "restore",
+        &jex(),
+        "--target",
+        &typo,
+        "--username",
+        USER,
+        "--yes",
+    ]);
+    let all = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{all}");
+    assert!(
+        all.contains("its parent collection") && all.contains("Joplni/sub/"),
+        "{all}"
+    );
+    assert!(!srv.data.join("Joplni").exists(), "{all}");
+
+    let docs = srv.make_collection("Documents");
+    std::fs::create_dir_all(docs.join("Work")).unwrap();
+    std::fs::write(docs.join("Work/contract.pdf"), "pdf").unwrap();
+    let before = data_files(&srv.data);
+    let url = srv.url("Documents");
+    let o = jr_dav(&[
+        "restore",
+        &jex(),
+        "--target",
+        &url,
+        "--username",
+        USER,
+        "--yes",
+    ]);
+    let all = text(&o);
+    assert_eq!(o.status.code(), Some(4), "{all}");
+    assert!(
+        all.contains("not a Joplin sync target") && all.contains("Work/"),
+        "{all}"
+    );
+    assert_eq!(data_files(&srv.data), before, "{all}");
+}

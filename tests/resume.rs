@@ -746,3 +746,68 @@ fn a_client_edit_synced_between_the_kill_and_the_rerun_is_replaced() {
         "client after the resumed restore",
     );
 }
+
+/// A file the interrupted run finished can be changed before the rerun (a client syncs an
+/// edit, a rollback runs) without changing its size: the rerun sees files newer than the
+/// journal, compares everything again instead of trusting it, and the backup's copy wins.
+/// The rerun may also spell the target differently (a trailing slash): it is the same
+/// restore, whose journal it finishes.
+#[test]
+fn a_same_size_edit_after_the_kill_does_not_pass_for_done() {
+    let r = FolderRestore::new(61);
+    let (target, journals, backup) = (&r.target, &r.journals, &r.backup);
+    let mut child = r.start_slow();
+    let is_item = |p: &str| p.ends_with(".md");
+    wait_for_done(journals, &mut child, 3, is_item);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let done = journal_done(journals);
+    let item = done
+        .iter()
+        .find(|p| is_item(p))
+        .expect("an item file done")
+        .clone();
+    let path = target.join(&item);
+    let text0 = std::fs::read_to_string(&path).unwrap();
+    // One letter of the title changed: same size, other content.
+    let first = text0.chars().next().unwrap();
+    let swapped = if first == 'X' { 'Y' } else { 'X' };
+    let edited = format!("{swapped}{}", &text0[first.len_utf8()..]);
+    assert_eq!(edited.len(), text0.len());
+    std::fs::write(&path, &edited).unwrap();
+    let journal = std::fs::read_dir(journals)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap();
+    let later = journal.metadata().unwrap().modified().unwrap() + Duration::from_secs(10);
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_modified(later)
+        .unwrap();
+
+    let spelled = format!("{}/", target.display());
+    let o = support::jr(&[
+        "restore",
+        backup.to_str().unwrap(),
+        "--target",
+        &spelled,
+        "--yes",
+        "--journal-dir",
+        journals.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "resumed run: {}", text(&o));
+    assert!(
+        text(&o).contains("every file is compared again"),
+        "{}",
+        text(&o)
+    );
+    assert_ne!(std::fs::read_to_string(&path).unwrap(), edited);
+    support::assert_verified(backup, target);
+    assert!(
+        std::fs::read_dir(journals).unwrap().next().is_none(),
+        "the rerun did not finish the first run's journal"
+    );
+}

@@ -21,7 +21,8 @@ fn storage(url: &str, password: &str) -> WebDavStorage {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conformance_apache() {
     let srv = DavServer::apache();
-    // Two missing levels: ensure_root must create the parent too.
+    // The target's own collection is created, only inside an existing one.
+    srv.make_collection("parent");
     let s = storage(&srv.url("parent/Joplin"), PASS);
     backend_core::conformance::run_all(&s).await;
     assert!(srv.data.join("parent/Joplin/.resource").is_dir());
@@ -38,6 +39,7 @@ async fn conformance_rclone() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn odd_base_url() {
     let srv = DavServer::apache();
+    srv.make_collection("My Notes");
     for url in [
         srv.url("My%20Notes/J%C3%B6plin"),
         srv.url("My Notes/Jöplin2"),

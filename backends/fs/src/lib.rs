@@ -46,7 +46,7 @@ impl FsStorage {
 fn io_err(path: &str, e: std::io::Error) -> StorageError {
     match e.kind() {
         ErrorKind::NotFound => StorageError::not_found(path),
-        ErrorKind::PermissionDenied => StorageError::Auth(format!(
+        ErrorKind::PermissionDenied => StorageError::Rejected(format!(
             "{path}: permission denied. Check the folder's owner and permissions, or run as a \
              user that may read and write it"
         )),

@@ -473,37 +473,28 @@ impl Storage for WebDavStorage {
                 _ => Ok(()),
             };
         }
-        // Joplin's own driver does not create the root; we create it and missing parents.
-        let segments: Vec<&str> = self
-            .base
-            .path()
-            .split('/')
-            .filter(|s| !s.is_empty())
-            .collect();
-        let prefix = |n: usize| {
-            let mut u = self.base.clone();
-            u.set_path(&format!("/{}/", segments[..n].join("/")));
-            u
-        };
-        let mut n = segments.len();
-        let mut missing = Vec::new();
-        while n > 0 && !self.mkcol_url(&prefix(n)).await? {
-            missing.push(n);
-            n -= 1;
-        }
-        if n == 0 {
-            return Err(StorageError::Rejected(format!(
-                "cannot create {}: the server has no folder to create it in",
-                self.base
+        // Joplin's own driver does not create the root; we create it, but only inside an
+        // existing collection: a typo in a parent (or the wrong account's home) must not turn
+        // into a new tree of folders that no client syncs (as for folder targets).
+        if !self.mkcol_url(&self.base).await? {
+            let mut parent = self.base.clone();
+            let segments: Vec<&str> = self
+                .base
+                .path()
+                .split('/')
+                .filter(|s| !s.is_empty())
+                .collect();
+            let up = segments.len().saturating_sub(1);
+            parent.set_path(&match up {
+                0 => "/".to_string(),
+                _ => format!("/{}/", segments[..up].join("/")),
+            });
+            return Err(StorageError::Config(format!(
+                "cannot create {}: its parent collection {} does not exist on the server. Check \
+                 the --target URL (a typo?), or create the parent first if a new target there is \
+                 meant.",
+                self.base, parent
             )));
-        }
-        for n in missing.into_iter().rev() {
-            if !self.mkcol_url(&prefix(n)).await? {
-                return Err(StorageError::Rejected(format!(
-                    "cannot create {}: the server refused (409)",
-                    prefix(n)
-                )));
-            }
         }
         Ok(())
     }
