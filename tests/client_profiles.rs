@@ -256,7 +256,7 @@ fn reset_refuses_while_the_lock_is_fresh_and_moves_aside_otherwise() {
     assert_eq!(moved.len(), 1, "{out}");
     assert_eq!(tree_hashes(&moved[0]), before);
     assert!(
-        out.contains(&format!("mv '{}' '{}'", moved[0].display(), root.display())),
+        out.contains(&format!("mv {} {}", moved[0].display(), root.display())),
         "{out}"
     );
     // The root carries its sub-profile: said before it moves.
@@ -526,11 +526,14 @@ fn reset_refuses_while_a_joplin_process_uses_the_profile() {
             let _ = self.0.wait();
         }
     }
+    // Started from the profile's parent with a relative --profile: resolved against that
+    // process's own folder, not ours.
     let mut child = Kill(
         std::process::Command::new("/bin/sh")
             .arg(&script)
             .arg("--profile")
-            .arg(&root)
+            .arg("joplin")
+            .current_dir(tmp.path())
             .spawn()
             .unwrap(),
     );
@@ -557,9 +560,31 @@ fn reset_refuses_while_a_joplin_process_uses_the_profile() {
 
     let _ = child.0.kill();
     let _ = child.0.wait();
+    // A clipper-pid.txt left by an earlier `joplin server start`, whose pid now belongs to an
+    // unrelated live process (this test), does not count.
+    std::fs::write(root.join("clipper-pid.txt"), std::process::id().to_string()).unwrap();
     let o = reset();
     assert!(o.status.success(), "{}", text(&o));
     assert!(!root.exists());
+}
+
+/// `client profiles` shows where a profile syncs, never credentials: a WebDAV URL with
+/// `user:password@` is shown without them.
+#[test]
+fn profiles_never_show_credentials_in_a_sync_url() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("joplin");
+    fake_profile(
+        &root,
+        1,
+        json!({"sync.target": 6, "sync.6.path": "https://alice:hunter2@dav.example.org/Joplin"}),
+        &[],
+    );
+    let o = jr(&["client", "profiles", "--profile", root.to_str().unwrap()]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(t.contains("https://dav.example.org/Joplin"), "{t}");
+    assert!(!t.contains("hunter2") && !t.contains("alice"), "{t}");
 }
 
 /// The README's "fully resetting a machine": reset, then customise before Joplin starts again.

@@ -251,7 +251,9 @@ pub fn describe(dir: &Path, root: &Path, kind: &str) -> ProfileInfo {
             SyncTargetInfo {
                 id,
                 name: target_name(id),
-                location: location.filter(|s| !s.is_empty()),
+                location: location
+                    .filter(|s| !s.is_empty())
+                    .map(|l| without_credentials(&l)),
             }
         });
     // Joplin 2+ keeps the state in `syncInfoCache` (the target's info.json as last synced,
@@ -410,6 +412,18 @@ fn dir_size(dir: &Path, include_subprofiles: bool) -> u64 {
     total
 }
 
+/// A sync location with any `user:password@` of a URL taken out (shown, never credentials).
+fn without_credentials(location: &str) -> String {
+    match url::Url::parse(location) {
+        Ok(mut u) if !u.username().is_empty() || u.password().is_some() => {
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.to_string()
+        }
+        _ => location.to_string(),
+    }
+}
+
 /// Whether a Joplin app runs on this profile, from what it leaves on disk:
 /// the desktop's `<root>/lock` (refreshed every 10 s, ≥ 3.3) and the CLI's `clipper-pid.txt`
 /// (`joplin server start`) when that process is alive.
@@ -433,24 +447,28 @@ pub fn running(dir: &Path) -> Running {
             };
         }
     }
+    // `clipper-pid.txt` outlives the `joplin server start` that wrote it, and its pid may be
+    // reused: it counts only when that process is Joplin on this very profile.
+    let on = ProfileMatch::new(dir, &root);
     for d in [dir.to_path_buf(), root.clone()] {
         let f = d.join("clipper-pid.txt");
         if let Some(pid) = std::fs::read_to_string(&f)
             .ok()
             .and_then(|s| s.trim().parse::<u32>().ok())
         {
-            if pid_is_joplin(pid) {
+            if on.process(pid).is_some() {
                 return Running {
                     running: true,
                     evidence: format!(
-                        "{} names process {pid}, which is running (joplin server start)",
+                        "{} names process {pid}, which runs Joplin on this profile (joplin \
+                         server start)",
                         f.display()
                     ),
                 };
             }
         }
     }
-    if let Some((pid, cmdline)) = joplin_process_on(dir, &root) {
+    if let Some((pid, cmdline)) = on.any_process() {
         return Running {
             running: true,
             evidence: format!("process {pid} runs Joplin on this profile: {cmdline}"),
@@ -465,57 +483,82 @@ pub fn running(dir: &Path) -> Running {
     }
 }
 
-/// A running Joplin (CLI, or a desktop without the lock file: 3.2 and older) whose profile is
-/// `dir` or its root `root`: its pid and command line. Linux only (`/proc`); elsewhere None.
+/// Which Joplin processes run on a profile `dir` (or its root `root`): the CLI or a desktop
+/// without the lock file (3.2 and older). Linux only (`/proc`); elsewhere none are seen.
 /// A process without `--profile` uses the default profile of its kind (`~/.config/joplin`
 /// for the CLI, `~/.config/joplin-desktop` for the desktop app): either counts.
-fn joplin_process_on(dir: &Path, root: &Path) -> Option<(u32, String)> {
-    let canon = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
-    let ours = [canon(dir), canon(root)];
-    let defaults: Vec<PathBuf> = home_dir(None)
-        .map(|h| {
-            ["joplin", "joplin-desktop"]
-                .iter()
-                .map(|d| canon(&h.join(".config").join(d)))
-                .collect()
-        })
-        .unwrap_or_default();
-    let me = std::process::id();
-    for entry in std::fs::read_dir("/proc").ok()?.flatten().take(100_000) {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if pid == me {
-            continue;
+struct ProfileMatch {
+    ours: [PathBuf; 2],
+    defaults: Vec<PathBuf>,
+}
+
+fn canonical(p: &Path) -> PathBuf {
+    std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+impl ProfileMatch {
+    fn new(dir: &Path, root: &Path) -> ProfileMatch {
+        let defaults = home_dir(None)
+            .map(|h| {
+                ["joplin", "joplin-desktop"]
+                    .iter()
+                    .map(|d| canonical(&h.join(".config").join(d)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        ProfileMatch {
+            ours: [canonical(dir), canonical(root)],
+            defaults,
         }
-        let Ok(raw) = std::fs::read(entry.path().join("cmdline")) else {
-            continue;
-        };
+    }
+
+    /// Process `pid`'s command line when it is Joplin on this profile (on the root, on `dir`,
+    /// or, when `dir` is the root, on one of its sub-profiles).
+    fn process(&self, pid: u32) -> Option<String> {
+        if pid == std::process::id() {
+            return None;
+        }
+        let proc_dir = Path::new("/proc").join(pid.to_string());
+        let raw = std::fs::read(proc_dir.join("cmdline")).ok()?;
         let args: Vec<String> = raw
             .split(|b| *b == 0)
             .filter(|a| !a.is_empty())
             .map(|a| String::from_utf8_lossy(a).into_owned())
             .collect();
         if !runs_joplin(&args) {
-            continue;
+            return None;
         }
-        // On the root, on `dir`, or (when `dir` is the root) on one of its sub-profiles.
         let on_ours = match profile_arg(&args) {
             Some(p) => {
-                let p = canon(Path::new(&p));
-                p == ours[1] || p.starts_with(&ours[0])
+                // A relative --profile is relative to that process's own folder.
+                let p = match std::fs::read_link(proc_dir.join("cwd")) {
+                    Ok(cwd) => cwd.join(p),
+                    Err(_) => PathBuf::from(p),
+                };
+                let p = canonical(&p);
+                p == self.ours[1] || p.starts_with(&self.ours[0])
             }
-            None => defaults.contains(&ours[1]),
+            None => self.defaults.contains(&self.ours[1]),
         };
-        if on_ours {
-            return Some((pid, args.join(" ")));
-        }
+        on_ours.then(|| args.join(" "))
     }
-    None
+
+    /// The first process that is Joplin on this profile: its pid and command line.
+    fn any_process(&self) -> Option<(u32, String)> {
+        for entry in std::fs::read_dir("/proc").ok()?.flatten().take(100_000) {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if let Some(cmdline) = self.process(pid) {
+                return Some((pid, cmdline));
+            }
+        }
+        None
+    }
 }
 
 /// The program (or the script an interpreter such as node runs) is Joplin: the CLI's `joplin`
@@ -545,19 +588,6 @@ fn profile_arg(args: &[String]) -> Option<String> {
             a.strip_prefix("--profile=").map(str::to_string)
         }
     })
-}
-
-/// Linux: the process exists and looks like node/joplin. Elsewhere we cannot tell cheaply and
-/// say no (the lock file is the desktop's signal there).
-fn pid_is_joplin(pid: u32) -> bool {
-    let cmdline = Path::new("/proc").join(pid.to_string()).join("cmdline");
-    match std::fs::read(cmdline) {
-        Ok(c) => {
-            let s = String::from_utf8_lossy(&c).to_lowercase();
-            s.contains("joplin") || s.contains("node")
-        }
-        Err(_) => false,
-    }
 }
 
 /// Human-readable size.
@@ -592,6 +622,9 @@ pub fn print(profiles: &[ProfileInfo]) {
         crate::say!("  size: {}", human_size(p.size_bytes));
         match p.notes {
             Some(n) => crate::say!("  notes: {n}"),
+            None if p.path.join("database.sqlite").is_file() => {
+                crate::say!("  notes: unknown (database.sqlite could not be read)")
+            }
             None => crate::say!("  notes: unknown (no database.sqlite)"),
         }
         match &p.sync_target {

@@ -67,13 +67,22 @@ pub fn reset(dir: &Path) -> Result<ResetOutcome> {
     })
 }
 
+/// A path as one shell word, for commands the user copies (a `'` in a name must not end the
+/// quoting). A name the shell cannot take (a NUL) is shown as it is.
+fn shell_quoted(p: &Path) -> String {
+    let s = p.to_string_lossy();
+    shlex::try_quote(&s)
+        .map(|q| q.into_owned())
+        .unwrap_or_else(|_| s.into_owned())
+}
+
 /// What to tell the user after a reset.
 pub fn undo_hint(o: &ResetOutcome) -> String {
     let sub = root_of(&o.from) != o.from;
     let mut s = format!(
         "Moved {} to {}.\nStart Joplin now to get a fresh profile{} (to put your \
          customisations back first: `joplin-restore client customise --from BACKUP_SET \
-         --profile '{}'`).\n\
+         --profile {}`).\n\
          To undo (with Joplin closed): remove the fresh {} if Joplin created one, then move the old one back:\n",
         o.from.display(),
         o.moved_to.display(),
@@ -82,7 +91,7 @@ pub fn undo_hint(o: &ResetOutcome) -> String {
         } else {
             ""
         },
-        o.from.display(),
+        shell_quoted(&o.from),
         o.from.display(),
     );
     if cfg!(windows) {
@@ -93,10 +102,39 @@ pub fn undo_hint(o: &ResetOutcome) -> String {
         ));
     } else {
         s.push_str(&format!(
-            "  mv '{}' '{}'\n",
-            o.moved_to.display(),
-            o.from.display()
+            "  mv {} {}\n",
+            shell_quoted(&o.moved_to),
+            shell_quoted(&o.from)
         ));
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The undo commands are pasted into a shell: a quote in a folder name stays quoted.
+    #[test]
+    fn undo_hint_quotes_paths_for_the_shell() {
+        let o = ResetOutcome {
+            from: PathBuf::from("/home/bob/bob's joplin"),
+            moved_to: PathBuf::from("/home/bob/bob's joplin.reset-1"),
+        };
+        let hint = undo_hint(&o);
+        let line = hint
+            .lines()
+            .find(|l| l.trim_start().starts_with("mv "))
+            .unwrap();
+        let words = shlex::split(line.trim()).unwrap();
+        assert_eq!(
+            words,
+            [
+                "mv",
+                "/home/bob/bob's joplin.reset-1",
+                "/home/bob/bob's joplin"
+            ],
+            "{hint}"
+        );
+    }
 }
