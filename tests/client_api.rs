@@ -216,3 +216,67 @@ fn no_running_joplin_says_how_to_start_one() {
     assert!(t.contains("no Joplin Data API answers"), "{t}");
     assert!(t.contains("server start"), "{t}");
 }
+
+/// Joplin already has a tag of the same title under another id ("URGENT"): its notes are
+/// linked to that tag instead of failing with Joplin's "tag already exists" on every rerun.
+/// A tagged note in the trash keeps one link: a rerun does not add it again (a tag's note
+/// list leaves trashed notes out).
+#[test]
+fn import_links_to_a_same_title_tag_and_reruns_add_no_duplicate_links() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = Profile::new(tmp.path().join("client"));
+    let server = ApiServer::start(&p);
+    let dir = p.dir.to_str().unwrap();
+    let answer = server.call("POST", "/tags", Some(json!({"title": "URGENT"})));
+    // The answer may come chunked: the JSON object inside it.
+    let object = &answer[answer.find('{').unwrap()..=answer.rfind('}').unwrap()];
+    let theirs: serde_json::Value = serde_json::from_str(object).unwrap();
+    let theirs = theirs["id"].as_str().unwrap().to_string();
+    let import = || {
+        let o = jr(&[
+            "client",
+            "import",
+            sample_jex().to_str().unwrap(),
+            "--profile",
+            dir,
+        ]);
+        assert!(o.status.success(), "{}", text(&o));
+        text(&o)
+    };
+    let out = import();
+    assert!(
+        out.contains("tag \"urgent\" (7241f91bc84849938247fa679a076b7b) exists in Joplin already"),
+        "{out}"
+    );
+    let links_of = |tag: &str| {
+        count(
+            &p,
+            &format!("SELECT count(*) FROM note_tags WHERE tag_id = '{tag}'"),
+        )
+    };
+    // "Attachments" and "Open task" carry urgent in the backup.
+    assert_eq!(links_of(&theirs), 2, "{out}");
+    assert_eq!(links_of("7241f91bc84849938247fa679a076b7b"), 0, "{out}");
+
+    // "Roadmap" (tagged work) goes to the trash; the rerun leaves its one link alone.
+    server.call("DELETE", "/notes/7cf9bead95744245a9011f01c8222d5a", None);
+    // The tag's own list leaves the trashed note out: the case the import must see through.
+    let listed = server.call(
+        "GET",
+        "/tags/b3ef053da1bb4864b6e51293d9730359/notes?fields=id",
+        None,
+    );
+    assert!(!listed.contains("7cf9bead95744245a9011f01c8222d5a"), "{listed}");
+    let links_of_note = || {
+        count(
+            &p,
+            "SELECT count(*) FROM note_tags WHERE note_id = '7cf9bead95744245a9011f01c8222d5a'",
+        )
+    };
+    let before = links_of_note();
+    assert!(before >= 1);
+    for _ in 0..2 {
+        import();
+        assert_eq!(links_of_note(), before);
+    }
+}

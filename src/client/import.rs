@@ -260,7 +260,20 @@ pub async fn import(api: &DataApi, backup: &Backup) -> Result<ImportSummary> {
         })
         .collect();
     let have_resources = ids(&api.list_all("/resources", &[("fields", "id")]).await?);
-    let have_tags = ids(&api.list_all("/tags", &[("fields", "id")]).await?);
+    let tag_list = api.list_all("/tags", &[("fields", "id,title")]).await?;
+    let have_tags = ids(&tag_list);
+    // Joplin refuses a second tag of the same title (whatever the case): a backup tag whose
+    // title the client already has under another id links its notes to that tag instead.
+    let tag_by_title: HashMap<String, String> = tag_list
+        .iter()
+        .filter_map(|t| {
+            Some((
+                t["title"].as_str()?.to_lowercase(),
+                t["id"].as_str()?.to_string(),
+            ))
+        })
+        .collect();
+    let mut same_title_tag: HashMap<String, String> = HashMap::new();
 
     let of = |t: ItemType| by_type.get(&t).cloned().unwrap_or_default();
     let in_client_trash = of(ItemType::Folder)
@@ -366,16 +379,26 @@ pub async fn import(api: &DataApi, backup: &Backup) -> Result<ImportSummary> {
     s.failures.extend(errs);
 
     // Tags.
-    let tags: Vec<&Loaded> = of(ItemType::Tag)
-        .into_iter()
-        .filter(|t| {
-            let skip = have_tags.contains(t.id());
-            if skip {
+    let mut tags: Vec<&Loaded> = Vec::new();
+    for t in of(ItemType::Tag) {
+        if have_tags.contains(t.id()) {
+            s.skipped.tags += 1;
+            continue;
+        }
+        let title = t.item.title_or_empty();
+        match tag_by_title.get(&title.to_lowercase()) {
+            Some(existing) => {
                 s.skipped.tags += 1;
+                s.warnings.push(format!(
+                    "tag {title:?} ({}) exists in Joplin already as {existing}: its notes are \
+                     linked to that tag",
+                    t.id()
+                ));
+                same_title_tag.insert(t.id().to_string(), existing.clone());
             }
-            !skip
-        })
-        .collect();
+            None => tags.push(t),
+        }
+    }
     let (ok, errs) = run_all(tags, transfers, |t| async move {
         api.post(
             "/tags",
@@ -392,6 +415,7 @@ pub async fn import(api: &DataApi, backup: &Backup) -> Result<ImportSummary> {
     let mut wanted: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for nt in of(ItemType::NoteTag) {
         let tag = nt.item.get("tag_id").unwrap_or("").to_string();
+        let tag = same_title_tag.get(&tag).cloned().unwrap_or(tag);
         let note = nt.item.get("note_id").unwrap_or("").to_string();
         if tag.is_empty() || note.is_empty() {
             s.warnings.push(format!(
@@ -402,11 +426,23 @@ pub async fn import(api: &DataApi, backup: &Backup) -> Result<ImportSummary> {
         }
         wanted.entry(tag).or_default().push(note);
     }
+    // Notes in the trash (the client's, or trashed in the backup): a tag's note list leaves
+    // them out, so their links are read from the note's side.
+    let trashed: HashSet<String> = trashed_notes
+        .iter()
+        .cloned()
+        .chain(
+            of(ItemType::Note)
+                .iter()
+                .filter(|n| in_trash(&n.item))
+                .map(|n| n.id().to_string()),
+        )
+        .collect();
     let mut links = Vec::new();
     for (tag, notes) in wanted.clone() {
         let path = format!("/tags/{tag}/notes");
-        let existing = match api.list_all(&path, &[("fields", "id")]).await {
-            Ok(l) => ids(&l),
+        let existing = match linked(api, &tag, &notes, &trashed).await {
+            Ok(l) => l,
             Err(e) => {
                 s.failures.push(format!("{e:#}"));
                 continue;
@@ -428,20 +464,50 @@ pub async fn import(api: &DataApi, backup: &Backup) -> Result<ImportSummary> {
     s.created.note_tags += ok;
     s.failures.extend(errs);
     if s.failures.is_empty() {
-        relink_missing(api, &wanted).await?;
+        relink_missing(api, &wanted, &trashed).await?;
     }
     Ok(s)
+}
+
+/// Which of `notes` are linked to `tag` in the client: the tag's note list, and for notes in
+/// the trash (which that list leaves out) the note's own tags.
+async fn linked(
+    api: &DataApi,
+    tag: &str,
+    notes: &[String],
+    trashed: &HashSet<String>,
+) -> Result<HashSet<String>> {
+    let mut have = ids(&api
+        .list_all(&format!("/tags/{tag}/notes"), &[("fields", "id")])
+        .await?);
+    let hidden: Vec<&String> = notes
+        .iter()
+        .filter(|n| trashed.contains(*n) && !have.contains(*n))
+        .collect();
+    for note in hidden {
+        let tags = ids(&api
+            .list_all(&format!("/notes/{note}/tags"), &[("fields", "id")])
+            .await?);
+        if tags.contains(tag) {
+            have.insert(note.clone());
+        }
+    }
+    Ok(have)
 }
 
 /// Check every wanted note-tag link and add again the ones that vanished. Joplin removes the
 /// links of deleted notes after answering the DELETE, so right after a `client wipe` it can still
 /// be removing old links of the same note ids while the import re-creates them (seen under load).
-async fn relink_missing(api: &DataApi, wanted: &BTreeMap<String, Vec<String>>) -> Result<()> {
+async fn relink_missing(
+    api: &DataApi,
+    wanted: &BTreeMap<String, Vec<String>>,
+    trashed: &HashSet<String>,
+) -> Result<()> {
     for round in 1..=4u64 {
         let mut missing = Vec::new();
         for (tag, notes) in wanted {
             let path = format!("/tags/{tag}/notes");
-            let have = ids(&api.list_all(&path, &[("fields", "id")]).await?);
+            let have = linked(api, tag, notes, trashed).await?;
             missing.extend(
                 notes
                     .iter()
