@@ -102,6 +102,13 @@ fn import_keeps_ids_resumes_and_wipe_empties_everything() {
     let refused = jr(&["client", "wipe", "--profile", dir]);
     assert_eq!(refused.status.code(), Some(4), "{}", text(&refused));
     assert_eq!(count(&p, "SELECT count(*) FROM notes"), 10);
+    // A dry run counts and deletes nothing, even with --yes.
+    let dry = jr_ok(&["client", "wipe", "--profile", dir, "--dry-run", "--yes"]);
+    assert!(
+        dry.contains("Would permanently delete 10 note(s), 7 notebook(s), 3 tag(s)"),
+        "{dry}"
+    );
+    assert_eq!(count(&p, "SELECT count(*) FROM notes"), 10);
 
     let o = jr(&["--json", "client", "wipe", "--profile", dir, "--yes"]);
     let out = text(&o);
@@ -266,7 +273,10 @@ fn import_links_to_a_same_title_tag_and_reruns_add_no_duplicate_links() {
         "/tags/b3ef053da1bb4864b6e51293d9730359/notes?fields=id",
         None,
     );
-    assert!(!listed.contains("7cf9bead95744245a9011f01c8222d5a"), "{listed}");
+    assert!(
+        !listed.contains("7cf9bead95744245a9011f01c8222d5a"),
+        "{listed}"
+    );
     let links_of_note = || {
         count(
             &p,

@@ -61,6 +61,9 @@ pub enum ClientCommand {
         /// Do not ask for confirmation.
         #[arg(long, short = 'y')]
         yes: bool,
+        /// Count what would be deleted and delete nothing.
+        #[arg(long, short = 'n')]
+        dry_run: bool,
     },
     /// Import a backup into a running Joplin through its Data API, keeping IDs; reruns resume.
     Import {
@@ -227,9 +230,32 @@ pub async fn run(cmd: ClientCommand) -> Result<i32> {
             }));
             Ok(exit::OK)
         }
-        ClientCommand::Wipe { api, yes } => {
+        ClientCommand::Wipe { api, yes, dry_run } => {
             let api = data_api::connect(&api).await?;
             let (n, f, t, r) = import::inventory(&api).await?;
+            if dry_run {
+                crate::say!(
+                    "Would permanently delete {} note(s), {} notebook(s), {} tag(s) and {} \
+                     attachment(s) from {}.\ndry run: nothing was deleted",
+                    n.len(),
+                    f.len(),
+                    t.len(),
+                    r.len(),
+                    api.describe()
+                );
+                crate::report::set_result(serde_json::json!({
+                    "command": "client wipe",
+                    "api": api.describe(),
+                    "dry_run": true,
+                    "would_delete": {
+                        "notes": n.len(),
+                        "notebooks": f.len(),
+                        "tags": t.len(),
+                        "attachments": r.len(),
+                    },
+                }));
+                return Ok(exit::OK);
+            }
             if !yes
                 && !crate::safety::confirm(&format!(
                     "Permanently delete {} note(s), {} notebook(s), {} tag(s) and {} attachment(s) from {}?",
