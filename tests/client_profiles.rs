@@ -247,6 +247,19 @@ fn reset_refuses_while_the_lock_is_fresh_and_moves_aside_otherwise() {
     let o = jr(&["client", "reset", "--home", home.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(4), "{}", text(&o));
     assert!(root.is_dir());
+    // A dry run says where the profile would go and moves nothing.
+    let out = jr_ok(&[
+        "client",
+        "reset",
+        "--home",
+        home.to_str().unwrap(),
+        "--dry-run",
+    ]);
+    assert!(
+        out.contains("Would move") && out.contains("joplin-desktop.reset-"),
+        "{out}"
+    );
+    assert!(root.is_dir() && siblings_starting(&config, "joplin-desktop.reset-").is_empty());
 
     // A stale lock (force-quit app) does not block; the folder moves to a sibling intact.
     let before = tree_hashes(&root);

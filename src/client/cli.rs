@@ -33,6 +33,9 @@ pub enum ClientCommand {
         /// Do not ask for confirmation.
         #[arg(long, short = 'y')]
         yes: bool,
+        /// Check the profile and say where it would move; move nothing.
+        #[arg(long, short = 'n')]
+        dry_run: bool,
     },
     /// Put back keymap, CSS, templates and plugins from a backup set's profile/ folder.
     Customise {
@@ -130,7 +133,12 @@ pub async fn run(cmd: ClientCommand) -> Result<i32> {
             }
             Ok(exit::OK)
         }
-        ClientCommand::Reset { profile, home, yes } => {
+        ClientCommand::Reset {
+            profile,
+            home,
+            yes,
+            dry_run,
+        } => {
             let dir = profiles::choose(profile.as_deref(), home.as_deref())?;
             reset::check(&dir)?;
             // The root carries its sub-profiles and what they share: say so before moving it.
@@ -156,6 +164,20 @@ pub async fn run(cmd: ClientCommand) -> Result<i32> {
                 );
                 format!(" (and its {} other profile(s))", subs.len())
             };
+            if dry_run {
+                let aside = format!("{}.reset-{}", dir.display(), super::stamp());
+                crate::say!(
+                    "Would move {}{with} to {aside} (Joplin is not running on it).\ndry run: \
+                     nothing was moved",
+                    dir.display()
+                );
+                crate::report::set_result(serde_json::json!({
+                    "command": "client reset",
+                    "from": dir,
+                    "dry_run": true,
+                }));
+                return Ok(exit::OK);
+            }
             if !yes
                 && !crate::safety::confirm(&format!(
                     "Move {}{with} aside so Joplin starts with a fresh profile?",
