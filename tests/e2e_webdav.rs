@@ -392,18 +392,20 @@ fn a_webdav_url_at_an_s3_store_says_it_is_s3() {
 #[test]
 fn restore_makes_no_tree_of_folders_and_refuses_a_folder_of_documents() {
     let srv = DavServer::apache();
-    let typo = srv.url("Joplni/sub/joplin");
-    let o = jr_dav(&[
-        "restore",
-        &jex(),
-        "--target",
-        &typo,
-        "--username",
-        USER,
-        "--yes",
-    ]);
-    let all = text(&o);
-    assert_eq!(o.status.code(), Some(1), "{all}");
+    let restore_into = |url: &str| {
+        let o = jr_dav(&[
+            "restore",
+            &jex(),
+            "--target",
+            url,
+            "--username",
+            USER,
+            "--yes",
+        ]);
+        (o.status.code(), text(&o))
+    };
+    let (code, all) = restore_into(&srv.url("Joplni/sub/joplin"));
+    assert_eq!(code, Some(1), "{all}");
     assert!(
         all.contains("its parent collection") && all.contains("Joplni/sub/"),
         "{all}"
@@ -414,18 +416,8 @@ fn restore_makes_no_tree_of_folders_and_refuses_a_folder_of_documents() {
     std::fs::create_dir_all(docs.join("Work")).unwrap();
     std::fs::write(docs.join("Work/contract.pdf"), "pdf").unwrap();
     let before = data_files(&srv.data);
-    let url = srv.url("Documents");
-    let o = jr_dav(&[
-        "restore",
-        &jex(),
-        "--target",
-        &url,
-        "--username",
-        USER,
-        "--yes",
-    ]);
-    let all = text(&o);
-    assert_eq!(o.status.code(), Some(4), "{all}");
+    let (code, all) = restore_into(&srv.url("Documents"));
+    assert_eq!(code, Some(4), "{all}");
     assert!(
         all.contains("not a Joplin sync target") && all.contains("Work/"),
         "{all}"
