@@ -152,6 +152,16 @@ impl Config {
             )
         })?;
         for (name, t) in &file.targets {
+            // A name `--target NAME:` cannot reach would be listed but never used (a
+            // one-letter `a:` is a Windows drive, read as a folder path).
+            if target_name(&format!("{name}:")) != Some(name.as_str()) {
+                bail!(
+                    "config file {}, [targets.{name}]: a target name needs at least two \
+                     characters, a letter first, then letters, digits, `_`, `-` or `.` (one \
+                     letter followed by `:` is a Windows drive). Rename it.",
+                    path.display()
+                );
+            }
             t.check(name)
                 .with_context(|| format!("config file {}", path.display()))?;
         }
@@ -325,20 +335,22 @@ backend = "joplin-server"
 
     #[test]
     fn refuses_plain_text_secrets_and_unknown_keys() {
-        let err = load("[targets.x]\ntarget = \"/tmp/x\"\npassword = \"hunter2\"\n")
+        let err = load("[targets.a]\ntarget = \"/tmp/x\"\n").unwrap_err();
+        assert!(format!("{err:#}").contains("at least two"), "{err:#}");
+        let err = load("[targets.xy]\ntarget = \"/tmp/x\"\npassword = \"hunter2\"\n")
             .unwrap_err()
             .to_string();
         assert!(err.contains("password-file"), "{err}");
         assert!(!err.contains("hunter2"), "{err}");
-        let err = load("[targets.x]\ntarget = \"/tmp/x\"\ntpslimt = 3\n")
+        let err = load("[targets.xy]\ntarget = \"/tmp/x\"\ntpslimt = 3\n")
             .unwrap_err()
             .to_string();
         assert!(err.contains("tpslimt") && err.contains("tpslimit"), "{err}");
-        let err = load("[targets.x]\ntarget = \"/tmp/x\"\nbwlimit = \"fast\"\n")
+        let err = load("[targets.xy]\ntarget = \"/tmp/x\"\nbwlimit = \"fast\"\n")
             .unwrap_err()
             .to_string();
         assert!(err.contains("bwlimit"), "{err}");
-        let err = load("[targets.x]\ntarget = \"other:\"\n")
+        let err = load("[targets.xy]\ntarget = \"other:\"\n")
             .unwrap_err()
             .to_string();
         assert!(err.contains("another configured target"), "{err}");
