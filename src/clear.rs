@@ -114,6 +114,10 @@ pub async fn run(args: &ClearArgs) -> Result<ClearSummary> {
         )
         .into());
     }
+    // Another client's active lock stops the clear before the snapshot, not after it.
+    if !args.safety.force {
+        target.refuse_active_locks(&state, &[]).await?;
+    }
     crate::safety::begin_writing();
     let t = std::time::Instant::now();
     let snapshot = args

@@ -173,6 +173,22 @@ fn read(path: &Path) -> Option<Resume> {
     r
 }
 
+/// The lock client ids of every unfinished run whose journal is in `dir`: a lock in a
+/// backend's own lock service (Joplin Server) with one of these ids was taken by a run of ours
+/// on this machine that never finished (killed), so `unlock` may remove it.
+pub fn unfinished_lock_ids(dir: &Path) -> HashSet<String> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return HashSet::new();
+    };
+    entries
+        .flatten()
+        .take(10_000)
+        .filter(|e| e.path().extension().is_some_and(|x| x == "jsonl"))
+        .filter_map(|e| read(&e.path()))
+        .flat_map(|r| r.lock_ids)
+        .collect()
+}
+
 impl Journal {
     /// What an unfinished earlier run of the same restore left, if anything.
     pub fn peek(dir: &Path, key: &str) -> Option<Resume> {

@@ -156,6 +156,10 @@ pub async fn run(args: &RollbackArgs) -> Result<RollbackSummary> {
         )
         .into());
     }
+    // Another client's active lock stops the rollback before its snapshot, not after it.
+    if !args.safety.force {
+        target.refuse_active_locks(&state, &[]).await?;
+    }
     crate::safety::begin_writing();
     let t = std::time::Instant::now();
     let snapshot = if destructive {

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::exit::Refusal;
 use anyhow::{Context, Result};
-use backend_core::{Entry, ListSink, Storage, Unpaced};
+use backend_core::{Entry, ListSink, Storage, StorageError, Unpaced};
 use bytes::Bytes;
 use serde_json::{json, Value};
 
@@ -451,6 +451,15 @@ impl SyncTarget {
                     refresher: None,
                 });
             }
+            // The service refused: a lock someone else holds (exit 4, like a lock file).
+            Err(StorageError::Rejected(m)) => {
+                return Err(Refusal(format!(
+                    "{}: could not take the sync lock: {m} This run wrote nothing (pass --force if \
+                     that client is gone).",
+                    self.describe()
+                ))
+                .into())
+            }
             Err(e) => {
                 return Err(anyhow::Error::new(e).context(format!(
                     "{}: could not take the sync lock (pass --force if that client is gone)",
@@ -531,6 +540,9 @@ impl SyncTarget {
         // Joplin Server keeps locks in its own service (`/api/locks`), stamped by its clock.
         if let Some(server) = self.storage.server_locks().await? {
             let now = now_ms();
+            // A lock service records no app name: ours are the ids our unfinished runs'
+            // journals name (the default journal folder).
+            let ours = crate::journal::unfinished_lock_ids(&crate::journal::default_dir());
             for l in server {
                 let age = now - l.updated_ms;
                 let name = format!("{}_{}_{}.json", l.kind, l.client_type, l.client_id);
@@ -543,7 +555,7 @@ impl SyncTarget {
                         .unwrap_or_else(|| format!("client {}", l.client_id)),
                     age_secs: age / 1000,
                     active: age >= -5_000 && (age as u128) < LOCK_TTL.as_millis(),
-                    ours: false,
+                    ours: ours.contains(&l.client_id),
                 });
             }
         }

@@ -297,4 +297,48 @@ fn status_and_unlock_see_the_servers_locks() {
         .map(|l| l.client_id.clone())
         .collect();
     assert_eq!(left, vec!["desktopA".to_string()]);
+
+    // desktopA's active lock stops a clear before its snapshot, with exit 4 (refused).
+    let tmp = tempfile::tempdir().unwrap();
+    let snaps = tmp.path().join("snaps");
+    let o = jr_server(
+        &emu,
+        PASSWORD,
+        &["clear", "--yes", "--snapshot-dir", snaps.to_str().unwrap()],
+    );
+    assert_eq!(o.status.code(), Some(4), "{}", text(&o));
+    assert!(!snaps.exists(), "a snapshot was taken: {}", text(&o));
+
+    // A lock of a killed run of ours (its journal, in the default journal folder, names the
+    // lock's client id) is ours: `unlock` removes it though it is active.
+    let state = tmp.path().join("state");
+    let journals = state.join("joplin-restore/journals");
+    std::fs::create_dir_all(&journals).unwrap();
+    std::fs::write(
+        journals.join("0123456789abcdef01234567.jsonl"),
+        "{\"start\":{\"backup\":\"b\",\"target\":\"t\",\"stamp_ms\":0,\"id_seed\":0,\
+         \"lock_id\":\"ourkilledrun\"}}\n",
+    )
+    .unwrap();
+    emu.add_lock(USER, 2, 3, "ourkilledrun");
+    let o = support::jr_env(
+        &[
+            "unlock",
+            "--target",
+            &jserver::target(&emu),
+            "--username",
+            USER,
+        ],
+        &[
+            ("JOPLIN_RESTORE_PASSWORD", PASSWORD),
+            ("XDG_STATE_HOME", state.to_str().unwrap()),
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let left: Vec<String> = emu
+        .locks(USER)
+        .iter()
+        .map(|l| l.client_id.clone())
+        .collect();
+    assert_eq!(left, vec!["desktopA".to_string()], "{}", text(&o));
 }
