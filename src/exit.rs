@@ -3,6 +3,8 @@
 
 pub const OK: i32 = 0;
 pub const FAILED: i32 = 1;
+/// The command line was wrong (clap's own exit code).
+pub const USAGE: i32 = 2;
 pub const DIFFERENCES: i32 = 3;
 pub const REFUSED: i32 = 4;
 

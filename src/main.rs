@@ -192,7 +192,10 @@ async fn compare(
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
     let level = match cli.verbose {
         // The AWS SDK warns at length while it looks for credentials (instance metadata…);
         // the error that follows says what is missing.
@@ -260,6 +263,36 @@ fn main() -> ExitCode {
         print_json_report(v, code, error.map(|e| format!("{e:#}")));
     }
     ExitCode::from(code as u8)
+}
+
+/// A command line clap refuses (exit 2): its message on stderr as usual and, with `--json`
+/// anywhere on the line, the one JSON report on stdout too, so scripts read every outcome
+/// the same way. Help and version output are not errors.
+fn usage_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    let json = std::env::args_os().any(|a| a == "--json");
+    if !json || matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        e.exit();
+    }
+    let _ = e.print();
+    let command = std::env::args()
+        .skip(1)
+        .find(|a| !a.starts_with('-'))
+        .unwrap_or_default();
+    let text = e.to_string();
+    let message = text
+        .lines()
+        .next()
+        .unwrap_or("")
+        .trim()
+        .trim_start_matches("error: ")
+        .to_string();
+    print_json_report(
+        serde_json::json!({ "command": command }),
+        exit::USAGE,
+        Some(message),
+    );
+    ExitCode::from(exit::USAGE as u8)
 }
 
 /// The `--json` report on stdout: the command's result `v` with `ok`, `exit_code` and the

@@ -347,3 +347,30 @@ fn an_interrupted_restore_from_an_archive_leaves_no_unpacked_copy() {
     );
     assert_eq!(unpacked(), Vec::<String>::new(), "{}", text(&o));
 }
+
+/// A command line clap refuses still gives `--json` its one report on stdout (exit 2), with
+/// clap's message on stderr; help is not an error.
+#[test]
+fn usage_errors_report_in_json_too() {
+    let jex = sample_jex();
+    let o = jr(&[
+        "restore",
+        "--json",
+        jex.to_str().unwrap(),
+        "--target",
+        "/nonexistent/t",
+        "--transfers",
+        "0",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let v: Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not one JSON object ({e}):\n{}", text(&o)));
+    assert_eq!(v["command"], "restore", "{v}");
+    assert_eq!(v["ok"], false, "{v}");
+    assert_eq!(v["exit_code"], 2, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("--transfers"), "{v}");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--transfers"));
+    let help = jr(&["--json", "--help"]);
+    assert_eq!(help.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&help.stdout).contains("Usage:"));
+}
