@@ -104,6 +104,9 @@ pub struct Item {
     props: Vec<(String, String)>,
 }
 
+/// The fields a share sets (see [`Item::same_content`]).
+const SHARE_FIELDS: &[&str] = &["share_id", "is_shared"];
+
 /// Fields a restore re-stamps; two items equal apart from these hold the same content.
 pub const STAMP_FIELDS: &[&str] = &["updated_time", "blob_updated_time"];
 
@@ -247,17 +250,27 @@ impl Item {
         }
         // A field absent on one side equals an empty one on the other: Joplin Server
         // re-serialises items with every field of its own lib version, empty when unknown.
+        let unshared = self.unshared_on_one_side(other);
         let strip = |i: &Item| -> Vec<(String, String)> {
             let mut v: Vec<(String, String)> = i
                 .props
                 .iter()
                 .filter(|(k, v)| !STAMP_FIELDS.contains(&k.as_str()) && !v.is_empty())
+                .filter(|(k, _)| !(unshared && SHARE_FIELDS.contains(&k.as_str())))
                 .cloned()
                 .collect();
             v.sort();
             v
         };
         strip(self) == strip(other)
+    }
+
+    /// Whether one side has a share and the other none: Joplin Server refuses a share it does
+    /// not have, so a restore there writes the item unshared. That is the same content; only
+    /// two different shares differ.
+    fn unshared_on_one_side(&self, other: &Item) -> bool {
+        let share = |i: &Item| i.get("share_id").unwrap_or("").is_empty();
+        share(self) != share(other)
     }
 
     /// Names of the fields whose values differ (stamp fields excluded); for reports.
@@ -275,7 +288,11 @@ impl Item {
                 keys.push(k);
             }
         }
+        let unshared = self.unshared_on_one_side(other);
         for k in keys {
+            if unshared && SHARE_FIELDS.contains(&k) {
+                continue;
+            }
             if !STAMP_FIELDS.contains(&k) && self.get(k).unwrap_or("") != other.get(k).unwrap_or("")
             {
                 out.push(k.to_string());
@@ -415,6 +432,25 @@ mod tests {
         assert_eq!(a.differing_fields(&b), vec!["author".to_string()]);
         b.set("new_field", "1");
         assert!(b.serialize().ends_with("new_field: 1\ntype_: 1"));
+    }
+
+    /// Joplin Server writes an item whose share it lacks unshared: shared on one side and
+    /// unshared on the other is the same content; two different shares are not.
+    #[test]
+    fn a_share_the_server_dropped_is_the_same_content() {
+        let a = Item::parse(NOTE).unwrap();
+        let mut shared = a.clone();
+        shared.set("share_id", "5Ssw5sIkYmr1fKwjOLaKxB");
+        shared.set("is_shared", "1");
+        assert!(a.same_content(&shared));
+        assert!(a.differing_fields(&shared).is_empty());
+        let mut other = shared.clone();
+        other.set("share_id", "AnotherShareId00000000");
+        assert!(!shared.same_content(&other));
+        assert_eq!(
+            shared.differing_fields(&other),
+            vec!["share_id".to_string()]
+        );
     }
 
     #[test]

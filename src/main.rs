@@ -225,6 +225,8 @@ fn main() -> ExitCode {
         },
         None => tracing_subscriber::fmt()
             .with_env_filter(filter())
+            // Colour codes only for a terminal, not a log file or a pipe.
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .with_writer(std::io::stderr)
             .init(),
     }

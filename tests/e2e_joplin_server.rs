@@ -342,3 +342,53 @@ fn status_and_unlock_see_the_servers_locks() {
         .collect();
     assert_eq!(left, vec!["desktopA".to_string()], "{}", text(&o));
 }
+
+/// A note shared on the server it was backed up from: its share does not exist here, so it is
+/// written unshared, and that counts as the backup's copy: `verify` passes and a second
+/// restore writes nothing again.
+#[test]
+fn a_note_whose_share_is_gone_is_restored_unshared_and_stays_in_sync() {
+    let tmp = tempfile::tempdir().unwrap();
+    let jex = tmp.path().join("shared.jex");
+    let mut out = tar::Builder::new(Vec::new());
+    let mut src = tar::Archive::new(std::fs::File::open(sample_jex()).unwrap());
+    for e in src.entries().unwrap() {
+        let mut e = e.unwrap();
+        let name = e.path().unwrap().to_string_lossy().into_owned();
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut e, &mut data).unwrap();
+        if name == "7cf9bead95744245a9011f01c8222d5a.md" {
+            let text = String::from_utf8(data).unwrap();
+            assert!(text.contains("\nshare_id: \n"), "{text}");
+            data = text
+                .replace("\nshare_id: \n", "\nshare_id: 5Ssw5sIkYmr1fKwjOLaKxB\n")
+                .replace("\nis_shared: 0\n", "\nis_shared: 1\n")
+                .into_bytes();
+        }
+        let mut h = e.header().clone();
+        h.set_size(data.len() as u64);
+        h.set_cksum();
+        out.append(&h, data.as_slice()).unwrap();
+    }
+    std::fs::write(&jex, out.into_inner().unwrap()).unwrap();
+    let j = jex.to_str().unwrap();
+
+    let (_rt, emu) = jserver::start(EmulatorConfig::default());
+    let o = jr_server(&emu, PASSWORD, &["restore", j, "--yes"]);
+    assert!(o.status.success(), "{}", text(&o));
+    // The warning reaches a pipe without colour codes.
+    assert!(
+        text(&o).contains("restored unshared") && !text(&o).contains('\u{1b}'),
+        "{}",
+        text(&o)
+    );
+    let o = jr_server(&emu, PASSWORD, &["verify", j]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = jr_server(&emu, PASSWORD, &["restore", j, "--yes"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("Restored: 0 file(s) uploaded"),
+        "{}",
+        text(&o)
+    );
+}
