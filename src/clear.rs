@@ -36,6 +36,8 @@ pub struct ClearSummary {
     /// Seconds per stage: list, snapshot, lock, delete (what ran of them).
     pub timings: Timings,
     pub pacer: backend_core::pacer::PacerCounts,
+    /// `--dry-run`: how many files the clear would delete.
+    pub would_delete: Option<usize>,
 }
 
 pub async fn run(args: &ClearArgs) -> Result<ClearSummary> {
@@ -86,6 +88,7 @@ pub async fn run(args: &ClearArgs) -> Result<ClearSummary> {
             snapshot: None,
             timings,
             pacer: paced.counts(),
+            would_delete: Some(paths.len()),
         });
     }
     if paths.is_empty() {
@@ -95,6 +98,7 @@ pub async fn run(args: &ClearArgs) -> Result<ClearSummary> {
             snapshot: None,
             timings,
             pacer: paced.counts(),
+            would_delete: None,
         });
     }
     eprintln!(
@@ -170,5 +174,6 @@ pub async fn run(args: &ClearArgs) -> Result<ClearSummary> {
         snapshot,
         timings,
         pacer: paced.counts(),
+        would_delete: None,
     })
 }

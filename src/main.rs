@@ -430,6 +430,8 @@ async fn run(cmd: Command) -> Result<i32> {
                 "limits": s.limits,
                 "verify_mode": s.verify_mode,
                 "verify": s.verify,
+                "dry_run": args.safety.dry_run,
+                "would": s.planned,
             }));
             if args.safety.dry_run {
                 // The plan was printed; "Restored: 0 …" would read as a restore that did nothing.
@@ -474,6 +476,8 @@ async fn run(cmd: Command) -> Result<i32> {
             let s = clear::run(&args).await?;
             report::set_result(json!({
                 "command": "clear",
+                "dry_run": s.would_delete.is_some(),
+                "would_delete": s.would_delete,
                 "deleted": s.deleted,
                 "snapshot": s.snapshot,
                 "timings": s.timings,
@@ -481,6 +485,10 @@ async fn run(cmd: Command) -> Result<i32> {
                 "retries": s.pacer.retries,
                 "rate_limited": s.pacer.rate_limited,
             }));
+            if s.would_delete.is_some() {
+                // The list was printed; "Cleared: 0" would read as a clear that did nothing.
+                return Ok(exit::OK);
+            }
             joplin_restore::say!("Cleared: {} file(s) deleted.", s.deleted);
             if let Some(snap) = &s.snapshot {
                 joplin_restore::say!("Snapshot kept at {}", snap.display());

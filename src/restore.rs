@@ -100,6 +100,9 @@ pub struct RestoreSummary {
     /// The check that ran after writing (`--verify`, or the default for this target).
     pub verify_mode: VerifyMode,
     pub verify: Option<VerifyReport>,
+    /// `--dry-run`: what the run would have done (`upload`, `upload_bytes`, `replace`,
+    /// `delete`, `unchanged`).
+    pub planned: Option<serde_json::Value>,
 }
 
 /// `--transfers`, `--tpslimit`, `--bwlimit`, `--retries` as the pacer applies them.
@@ -334,6 +337,13 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
             snapshot: None,
             verify_mode: VerifyMode::None,
             verify: None,
+            planned: Some(serde_json::json!({
+                "upload": plan.upload_count(),
+                "upload_bytes": plan.upload_bytes(),
+                "replace": plan.overwrites(),
+                "delete": plan.deletes.len(),
+                "unchanged": plan.unchanged,
+            })),
         });
     }
     plan.warn_of_fail_safe();
@@ -533,6 +543,7 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
         snapshot,
         verify_mode,
         verify,
+        planned: None,
     })
 }
 

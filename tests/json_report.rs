@@ -374,3 +374,27 @@ fn usage_errors_report_in_json_too() {
     assert_eq!(help.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&help.stdout).contains("Usage:"));
 }
+
+/// `--dry-run --json` says what the run would do, not a run that did nothing.
+#[test]
+fn dry_runs_report_what_they_would_do() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path().join("target");
+    let jex = sample_jex();
+    let (j, target) = (jex.to_str().unwrap(), t.to_str().unwrap());
+    let o = jr(&["--json", "restore", j, "--target", target, "--dry-run"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["dry_run"], true, "{v}");
+    assert_eq!(v["would"]["upload"], 30, "{v}");
+    assert_eq!(v["would"]["delete"], 0, "{v}");
+    support::jr_ok(&["restore", j, "--target", target, "-q"]);
+    let before = support::tree_hashes(&t);
+    let o = jr(&["--json", "clear", "--target", target, "--dry-run"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["dry_run"], true, "{v}");
+    assert_eq!(v["would_delete"], 30, "{v}");
+    assert!(!text(&o).contains("Cleared:"), "{}", text(&o));
+    assert_eq!(support::tree_hashes(&t), before);
+}
