@@ -37,6 +37,19 @@ pub const INFO_JSON: &str = "info.json";
 pub const RESOURCE_DIR: &str = ".resource";
 pub const LOCKS_DIR: &str = "locks";
 pub const TEMP_DIR: &str = "temp";
+/// Folders a file system or an OS makes at a disk's root (a new disk as the target is fine).
+fn made_by_the_system(name: &str) -> bool {
+    matches!(
+        name,
+        "lost+found"
+            | ".Trashes"
+            | ".Spotlight-V100"
+            | ".fseventsd"
+            | "$RECYCLE.BIN"
+            | "System Volume Information"
+    ) || name.starts_with(".Trash-")
+}
+
 /// Folders a Joplin sync target has at its root (`.sync` and `.lock` from sync version 1).
 const JOPLIN_DIRS: &[&str] = &[RESOURCE_DIR, LOCKS_DIR, TEMP_DIR, ".sync", ".lock"];
 /// Joplin's lock time-to-live (`LockHandler` default).
@@ -188,7 +201,7 @@ impl ListSink for RootSink<'_> {
         if e.is_dir {
             let path = e.path.trim_end_matches('/');
             let name = path.rsplit('/').next().unwrap_or(path);
-            if !JOPLIN_DIRS.contains(&name) && !name.is_empty() {
+            if !JOPLIN_DIRS.contains(&name) && !made_by_the_system(name) && !name.is_empty() {
                 st.foreign_dirs.push(format!("{name}/"));
             }
             return;

@@ -488,9 +488,20 @@ fn target_that_is_not_a_sync_target() {
     );
 }
 
-/// A folder that holds only folders (`~/Documents`, a Nextcloud home) is someone's files too.
+/// A folder that holds only folders (`~/Documents`, a Nextcloud home) is someone's files too;
+/// a new disk's `lost+found` is not.
 #[test]
 fn target_that_holds_only_folders_is_not_a_sync_target() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = dir.path().join("disk");
+    std::fs::create_dir_all(disk.join("lost+found")).unwrap();
+    jr_ok(&[
+        "restore",
+        sample_jex().to_str().unwrap(),
+        "--target",
+        disk.to_str().unwrap(),
+        "-q",
+    ]);
     refuses_target(
         "documents",
         |t| {
