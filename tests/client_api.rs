@@ -19,6 +19,24 @@ fn import_keeps_ids_resumes_and_wipe_empties_everything() {
     let server = ApiServer::start(&p);
     let dir = p.dir.to_str().unwrap();
 
+    // A dry run reads what Joplin has and counts what it would create; it writes nothing.
+    let dry = jr_ok(&[
+        "client",
+        "import",
+        sample_jex().to_str().unwrap(),
+        "--profile",
+        dir,
+        "--dry-run",
+    ]);
+    assert!(
+        dry.contains(
+            "create 7 notebook(s), 10 note(s), 3 resource(s), 3 tag(s), 4 note-tag link(s)"
+        ) && dry.contains("dry run: nothing was changed"),
+        "{dry}"
+    );
+    assert_eq!(count(&p, "SELECT count(*) FROM notes"), 0);
+    assert_eq!(count(&p, "SELECT count(*) FROM folders"), 0);
+
     // Token and port come from the profile's settings.json.
     let out = jr_ok(&[
         "client",

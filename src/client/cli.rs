@@ -80,6 +80,9 @@ pub enum ClientCommand {
         /// Problem classes accepted in the backup (as for restore).
         #[arg(long = "allow", value_enum, value_name = "PROBLEM")]
         allow: Vec<ProblemClass>,
+        /// Read what Joplin has and count what would be created; write nothing.
+        #[arg(long, short = 'n')]
+        dry_run: bool,
     },
 }
 
@@ -304,15 +307,44 @@ pub async fn run(cmd: ClientCommand) -> Result<i32> {
             opts,
             api,
             allow,
+            dry_run,
         } => {
             let (b, _v) = crate::restore::read_and_validate(&backup, &opts, &allow)?;
             for w in &b.warnings {
                 eprintln!("warning: {w}");
             }
-            let api = data_api::connect(&api).await?;
+            let mut api = data_api::connect(&api).await?;
+            api.dry_run = dry_run;
             let s = import::import(&api, &b).await?;
             for w in &s.warnings {
                 eprintln!("warning: {w}");
+            }
+            if dry_run {
+                crate::say!(
+                    "Would import into {}: create {}.",
+                    api.describe(),
+                    s.created
+                );
+                crate::say!("Already there (skipped): {}.", s.skipped);
+                crate::say!("dry run: nothing was changed");
+                crate::report::set_result(serde_json::json!({
+                    "command": "client import",
+                    "api": api.describe(),
+                    "dry_run": true,
+                    "would_create": s.created,
+                    "skipped": s.skipped,
+                    "warnings": s.warnings,
+                    "requests": api.requests(),
+                    "writes_not_sent": api.would_write(),
+                    "failures": s.failures,
+                }));
+                if !s.failures.is_empty() {
+                    anyhow::bail!(
+                        "the dry run could not read everything it needs:\n  {}",
+                        s.failures.join("\n  ")
+                    );
+                }
+                return Ok(exit::OK);
             }
             crate::say!("Imported into {}: created {}.", api.describe(), s.created);
             crate::say!("Already there (skipped): {}.", s.skipped);
