@@ -139,22 +139,18 @@ pub async fn run(args: &ClearArgs) -> Result<ClearSummary> {
     timings.add("lock", t);
     let t = std::time::Instant::now();
     progress.phase("deleting", paths.len() as u64);
-    let answered = crate::safety::SignalsAnswered::here();
-    let failed = tokio::select! {
-        failed = target.storage.delete_many(&paths) => failed,
-        _ = crate::safety::interrupted() => {
-            let _ = lock.release().await;
-            anyhow::bail!(
-                "interrupted: part of the target may already be deleted. Run the same command \
-                 again to finish clearing{}.",
-                match &snapshot {
-                    Some(s) => format!(", or `rollback {}` to put it back", s.display()),
-                    None => String::new(),
-                }
-            );
-        }
+    let Some(failed) = crate::safety::unless_interrupted(target.storage.delete_many(&paths)).await
+    else {
+        let _ = lock.release().await;
+        anyhow::bail!(
+            "interrupted: part of the target may already be deleted. Run the same command \
+             again to finish clearing{}.",
+            match &snapshot {
+                Some(s) => format!(", or `rollback {}` to put it back", s.display()),
+                None => String::new(),
+            }
+        );
     };
-    drop(answered);
     progress.inc(paths.len() as u64);
     progress.finish();
     let _ = lock.release().await;

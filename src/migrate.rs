@@ -788,19 +788,14 @@ pub async fn run(args: &MigrateArgs) -> Result<MigrateSummary> {
         journal: Some(&journal),
         keyring: None,
     };
-    let answered = crate::safety::SignalsAnswered::here();
-    let outcome = tokio::select! {
-        o = exec.run(&plan) => o,
-        _ = crate::safety::interrupted() => {
-            let _ = lock.release().await;
-            bail!(
-                "interrupted: nothing more is being copied; nothing was deleted. Run the same \
-                 command again to resume (journal: {}).",
-                journal.path().display()
-            );
-        }
+    let Some(outcome) = crate::safety::unless_interrupted(exec.run(&plan)).await else {
+        let _ = lock.release().await;
+        bail!(
+            "interrupted: nothing more is being copied; nothing was deleted. Run the same \
+             command again to resume (journal: {}).",
+            journal.path().display()
+        );
     };
-    drop(answered);
     summary.uploaded = outcome.uploaded;
     summary.copied_bytes = outcome.uploaded_bytes;
     summary.deleted = outcome.deleted;

@@ -461,19 +461,14 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
         journal: Some(&journal),
         keyring: keyring.clone(),
     };
-    let answered = crate::safety::SignalsAnswered::here();
-    let outcome = tokio::select! {
-        o = exec.run(&plan) => o,
-        _ = crate::safety::interrupted() => {
-            let _ = lock.release().await;
-            anyhow::bail!(
-                "interrupted: nothing more is being written; nothing the backup lacks was deleted. \
-                 Run the same command again to resume (journal: {}).",
-                journal.path().display()
-            );
-        }
+    let Some(outcome) = crate::safety::unless_interrupted(exec.run(&plan)).await else {
+        let _ = lock.release().await;
+        anyhow::bail!(
+            "interrupted: nothing more is being written; nothing the backup lacks was deleted. \
+             Run the same command again to resume (journal: {}).",
+            journal.path().display()
+        );
     };
-    drop(answered);
     if !outcome.ok() {
         let _ = lock.release().await;
         let mut msg = format!(

@@ -207,18 +207,13 @@ pub async fn run(args: &RollbackArgs) -> Result<RollbackSummary> {
         journal: None,
         keyring: None,
     };
-    let answered = crate::safety::SignalsAnswered::here();
-    let outcome = tokio::select! {
-        o = exec.run(&plan) => o,
-        _ = crate::safety::interrupted() => {
-            let _ = lock.release().await;
-            anyhow::bail!(
-                "interrupted: the target is partly rolled back. Run the same command again to \
-                 finish (files already back are skipped)."
-            );
-        }
+    let Some(outcome) = crate::safety::unless_interrupted(exec.run(&plan)).await else {
+        let _ = lock.release().await;
+        anyhow::bail!(
+            "interrupted: the target is partly rolled back. Run the same command again to \
+             finish (files already back are skipped)."
+        );
     };
-    drop(answered);
     if !outcome.ok() {
         let _ = lock.release().await;
         let mut msg = format!(

@@ -117,12 +117,12 @@ pub fn writing() -> bool {
 /// How many stages are answering Ctrl-C and SIGTERM themselves right now.
 static ANSWERING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
-/// Held while a stage answers signals itself (a `select!` on [`interrupted`] that stops writing
-/// and releases the lock); the signal watcher in `main` ends the run in every other stage.
-pub struct SignalsAnswered(());
+/// Held while a stage answers signals itself ([`unless_interrupted`]); the signal watcher in
+/// `main` ends the run in every other stage.
+struct SignalsAnswered(());
 
 impl SignalsAnswered {
-    pub fn here() -> Self {
+    fn here() -> Self {
         ANSWERING.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         SignalsAnswered(())
     }
@@ -134,7 +134,7 @@ impl Drop for SignalsAnswered {
     }
 }
 
-/// Set when a stage's [`interrupted`] saw a signal: it is ending the run itself.
+/// Set when a stage run by [`unless_interrupted`] saw a signal: it is ending the run itself.
 static TAKEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// Whether a stage answers signals itself right now, or has taken one and is ending the run.
@@ -148,11 +148,18 @@ pub fn signal_taken() -> bool {
     TAKEN.load(std::sync::atomic::Ordering::SeqCst)
 }
 
-/// For a stage holding [`SignalsAnswered`]: resolves on Ctrl-C or SIGTERM, like [`signal`],
-/// and marks the signal as taken by the stage.
-pub async fn interrupted() {
-    signal().await;
-    TAKEN.store(true, std::sync::atomic::Ordering::SeqCst);
+/// Run `work` as a stage that answers Ctrl-C and SIGTERM itself: `None` when a signal came
+/// first, and the caller then stops writing and releases its lock. The signal is marked as
+/// taken, so the watcher in `main` leaves the ending to the caller (a second signal aside).
+pub async fn unless_interrupted<T>(work: impl std::future::Future<Output = T>) -> Option<T> {
+    let _answered = SignalsAnswered::here();
+    tokio::select! {
+        v = work => Some(v),
+        _ = signal() => {
+            TAKEN.store(true, std::sync::atomic::Ordering::SeqCst);
+            None
+        }
+    }
 }
 
 /// Resolves on Ctrl-C or, on Unix, SIGTERM (what `kill`, systemd and container runtimes send).
@@ -196,17 +203,16 @@ pub async fn take_snapshot(
         .map(PathBuf::from)
         .unwrap_or_else(crate::snapshot::default_dir);
     progress.say(&format!("taking a snapshot into {}", dir.display()));
-    let _answered = SignalsAnswered::here();
-    let path = tokio::select! {
-        taken = crate::snapshot::take(target, &dir, transfers, listed) => {
-            taken.context("the snapshot failed, so nothing on the target was changed")?
-        }
-        // Dropping `take` removes its half-written folder.
-        _ = interrupted() => anyhow::bail!(
+    // On a signal, dropping `take` removes its half-written folder.
+    let Some(taken) =
+        unless_interrupted(crate::snapshot::take(target, &dir, transfers, listed)).await
+    else {
+        anyhow::bail!(
             "interrupted while taking the snapshot: nothing on the target was changed and the \
              unfinished snapshot was removed. Run the same command again to start over."
-        ),
+        );
     };
+    let path = taken.context("the snapshot failed, so nothing on the target was changed")?;
     crate::say!("Snapshot of the target: {}", path.display());
     Ok(path)
 }
