@@ -167,7 +167,8 @@ fn filled_behind_a_counting_proxy(
 }
 
 /// `clear` of a 3,000-object target deletes with DeleteObjects, 1000 keys a request: at most
-/// 5 delete requests on the wire, counted by a proxy between our binary and the server.
+/// 5 delete requests on the wire, counted by a proxy between our binary and the server; and
+/// with `--yes --no-snapshot` it lists the target once, under its lock.
 #[test]
 fn clear_of_3000_objects_uses_at_most_5_delete_requests() {
     let (server, proxy, t) = filled_behind_a_counting_proxy(3000, 0xc1ea_0000_0000);
@@ -190,6 +191,25 @@ fn clear_of_3000_objects_uses_at_most_5_delete_requests() {
     );
     // Only the lock file goes with a single DELETE.
     assert!(single <= 2, "{single} single DELETE requests: {requests:?}");
+    // With --yes and no snapshot the lock comes first and the target is listed once, under
+    // it (not for the plan and again under the lock).
+    let listed_resources = requests
+        .iter()
+        .filter(|l| l.contains("list-type=2") && l.contains("prefix=.resource%2F"))
+        .count();
+    assert_eq!(listed_resources, 1, "`.resource/` listings: {requests:#?}");
+    let lock_put = requests
+        .iter()
+        .position(|l| l.starts_with("PUT ") && l.contains("/locks/"))
+        .expect("no lock written");
+    let first_listing = requests
+        .iter()
+        .position(|l| l.contains("list-type=2") && !l.contains("prefix=locks"))
+        .expect("no listing");
+    assert!(
+        lock_put < first_listing,
+        "the target was listed before the lock: {requests:#?}"
+    );
 
     // What is left: info.json only.
     tokio::runtime::Runtime::new().unwrap().block_on(async {

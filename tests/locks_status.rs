@@ -54,6 +54,32 @@ fn an_active_lock_of_another_client_stops_the_restore_until_forced() {
     assert!(t.join("7241f91bc84849938247fa679a076b7b.md").exists());
 }
 
+/// A clear, asked nothing and taking no snapshot, takes its lock before listing: another
+/// client's active lock stops it with nothing deleted and no lock of ours left; both ways of
+/// clearing refuse alike.
+#[test]
+fn an_active_lock_of_another_client_stops_a_clear_in_either_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = restored(dir.path());
+    put_lock(&t, "1_1_deadbeef.json", Duration::from_secs(10));
+    let before = tree_hashes(&t);
+    let target = t.to_str().unwrap();
+    let snaps = dir.path().join("snaps");
+    for extra in [
+        &["--no-snapshot"][..],
+        &["--snapshot-dir", snaps.to_str().unwrap()][..],
+    ] {
+        let o = jr(&[&["clear", "--target", target, "--yes"][..], extra].concat());
+        assert_eq!(o.status.code(), Some(4), "{extra:?}: {}", text(&o));
+        assert!(
+            text(&o).contains("active sync lock (desktop client deadbeef"),
+            "{extra:?}: {}",
+            text(&o)
+        );
+        assert_eq!(before, tree_hashes(&t), "{extra:?}");
+    }
+}
+
 #[test]
 fn a_stale_lock_does_not_block_and_unlock_removes_only_stale_and_our_locks() {
     let dir = tempfile::tempdir().unwrap();

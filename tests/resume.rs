@@ -548,7 +548,8 @@ fn clear_stopped_mid_snapshot_or_mid_delete_leaves_the_target_recoverable() {
     assert_eq!(items(), 0);
     assert_eq!(
         support::stage_names(&v),
-        ["list", "snapshot", "lock", "delete"],
+        // --yes --no-snapshot: the lock first, then one listing under it.
+        ["lock", "list", "snapshot", "delete"],
         "{v}"
     );
     let deleted = v["deleted"].as_u64().unwrap();
