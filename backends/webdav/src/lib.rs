@@ -306,16 +306,16 @@ impl WebDavStorage {
                 // A plain web server or a Joplin Server on that port (an S3 store says so in
                 // its error document, which `answer_error` reads).
                 let status = resp.status().as_u16();
-                return match self.answer_error(resp, path).await {
-                    StorageError::Config(m) => Err(StorageError::Config(m)),
-                    _ => Err(StorageError::Config(format!(
+                return Err(match self.answer_error(resp, path).await {
+                    named @ StorageError::Config(_) => named,
+                    _ => StorageError::Config(format!(
                         "{}: the server does not speak WebDAV (PROPFIND answered HTTP {status}). \
                          Check the --target URL (Nextcloud: \
                          https://HOST/remote.php/dav/files/USER/FOLDER).{}",
                         self.url_of(path),
                         self.hint()
-                    ))),
-                };
+                    )),
+                });
             }
             return Err(self.answer_error(resp, path).await);
         }
@@ -477,18 +477,8 @@ impl Storage for WebDavStorage {
         // existing collection: a typo in a parent (or the wrong account's home) must not turn
         // into a new tree of folders that no client syncs (as for folder targets).
         if !self.mkcol_url(&self.base).await? {
-            let mut parent = self.base.clone();
-            let segments: Vec<&str> = self
-                .base
-                .path()
-                .split('/')
-                .filter(|s| !s.is_empty())
-                .collect();
-            let up = segments.len().saturating_sub(1);
-            parent.set_path(&match up {
-                0 => "/".to_string(),
-                _ => format!("/{}/", segments[..up].join("/")),
-            });
+            // The base always ends in '/': ".." is its parent collection.
+            let parent = self.base.join("..").unwrap_or_else(|_| self.base.clone());
             return Err(StorageError::Config(format!(
                 "cannot create {}: its parent collection {} does not exist on the server. Check \
                  the --target URL (a typo?), or create the parent first if a new target there is \
