@@ -179,12 +179,13 @@ pub async fn run(args: &ExportArgs) -> Result<ExportSummary> {
             }
             Err(e) => return Err(e).with_context(|| format!("reading the blob of resource {id}")),
         };
-        let ext = item.get_unescaped("file_extension").unwrap_or_default();
-        let name = if ext.is_empty() {
-            format!("resources/{id}")
-        } else {
-            format!("resources/{id}.{ext}")
-        };
+        // Joplin's import finds a blob only by the name it derives itself (the MIME type's
+        // extension when the resource has none).
+        let name = crate::blob_name::jex_blob_name(
+            id.as_ref(),
+            &item.get_unescaped("file_extension").unwrap_or_default(),
+            &item.get_unescaped("mime").unwrap_or_default(),
+        );
         let blob = match &keyring {
             Some(k) => k
                 .decrypt_blob(&blob)

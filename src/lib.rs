@@ -4,6 +4,7 @@
 //! [`snapshot`] before anything destructive. Storage backends live in `backends/`.
 
 pub mod backup;
+pub mod blob_name;
 pub mod clear;
 pub mod client;
 pub mod config;

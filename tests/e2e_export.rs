@@ -52,12 +52,9 @@ fn shape(p: &Profile) -> Value {
         .query("SELECT id, title, mime, file_extension FROM resources")
         .into_iter()
         .map(|r| {
-            let name = if r[3].is_empty() {
-                r[0].clone()
-            } else {
-                format!("{}.{}", r[0], r[3])
-            };
-            let blob = std::fs::read(p.dir.join("resources").join(name)).unwrap_or_default();
+            // Where Joplin keeps the blob: the JEX naming, minus `resources/`.
+            let name = joplin_restore::blob_name::jex_blob_name(&r[0], &r[3], &r[2]);
+            let blob = std::fs::read(p.dir.join(name)).unwrap_or_default();
             json!({"title": r[1], "mime": r[2], "sha256": hex::encode(Sha256::digest(&blob))})
         })
         .collect();
@@ -76,14 +73,32 @@ fn export_of_a_target_a_real_client_filled_imports_back_identically() {
     src.run(&["import", "--format", "jex", sample_jex().to_str().unwrap()]);
     src.use_folder(&target);
     src.sync();
-    // Something in the trash: it must not be exported.
+    // Something in the trash: it must not be exported. And an attachment whose file name has
+    // no extension: Joplin keeps it as `<id>.bin` (from its MIME type), and its import looks
+    // for it under that name only.
+    let no_ext = tmp.path().join("Makefile");
+    std::fs::write(&no_ext, "all:\n\techo restored\n").unwrap();
     src.batch(&[
         "use Journal".into(),
         "mknote \"Trashed later\"".into(),
         "rmnote -f \"Trashed later\"".into(),
+        "mknote \"Build notes\"".into(),
+        format!("attach \"Build notes\" \"{}\"", no_ext.display()),
     ]);
     src.sync();
     let want = shape(&src);
+    let attached = want["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["title"] == "Makefile")
+        .cloned()
+        .expect("the client did not attach the file");
+    assert_eq!(
+        attached["sha256"],
+        hex::encode(Sha256::digest(std::fs::read(&no_ext).unwrap())),
+        "{attached}"
+    );
 
     let out_jex = tmp.path().join("server-side.jex");
     let out = jr_ok(&[
