@@ -2,7 +2,7 @@
 //! after a crash or Ctrl-C keeps the snapshot and lock ids, does not clear again, and skips what
 //! is done. One JSON object per line; a torn last line (kill -9) is ignored.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -27,6 +27,12 @@ enum Line {
         /// run that continues it (a later snapshot would hold a half-restored target).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         snapshot: Option<PathBuf>,
+        /// The process and machine of the run that wrote this line: `unlock` tells a killed
+        /// run's lock from a running one's by them.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pid: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        host: Option<String>,
     },
     /// A lock id an earlier, killed run used (it may still be on the target).
     OldLock {
@@ -53,6 +59,8 @@ pub struct Resume {
     /// When the journal was last written (local clock, ms): the interrupted run's last
     /// finished upload, near enough.
     pub last_write_ms: Option<i64>,
+    /// Process id and host of the run that wrote the journal last (its lock is `lock_ids[0]`).
+    pub run: Option<(u64, String)>,
 }
 
 impl Resume {
@@ -134,6 +142,8 @@ fn read(path: &Path) -> Option<Resume> {
                 id_seed,
                 lock_id,
                 snapshot,
+                pid,
+                host,
                 ..
             }) => {
                 r = Some(Resume {
@@ -141,6 +151,7 @@ fn read(path: &Path) -> Option<Resume> {
                     id_seed,
                     lock_ids: lock_id.into_iter().collect(),
                     snapshot,
+                    run: pid.zip(host),
                     ..Default::default()
                 })
             }
@@ -173,20 +184,32 @@ fn read(path: &Path) -> Option<Resume> {
     r
 }
 
-/// The lock client ids of every unfinished run whose journal is in `dir`: a lock in a
-/// backend's own lock service (Joplin Server) with one of these ids was taken by a run of ours
-/// on this machine that never finished (killed), so `unlock` may remove it.
-pub fn unfinished_lock_ids(dir: &Path) -> HashSet<String> {
+/// The lock client ids of every unfinished run whose journal is in `dir`, each with whether
+/// its run still goes (`None`: cannot tell): a lock in a backend's own lock service (Joplin
+/// Server) with one of these ids was taken by a run of ours on this machine, so `unlock` may
+/// remove it once that run is gone.
+pub fn unfinished_lock_ids(dir: &Path) -> HashMap<String, Option<bool>> {
     let Ok(entries) = std::fs::read_dir(dir) else {
-        return HashSet::new();
+        return HashMap::new();
     };
-    entries
+    let mut ids = HashMap::new();
+    for r in entries
         .flatten()
         .take(10_000)
         .filter(|e| e.path().extension().is_some_and(|x| x == "jsonl"))
         .filter_map(|e| read(&e.path()))
-        .flat_map(|r| r.lock_ids)
-        .collect()
+    {
+        // Only the newest lock can belong to a run still going: the older ones' runs were
+        // continued by it.
+        let going = r
+            .run
+            .as_ref()
+            .and_then(|(pid, host)| crate::target::run_going(*pid, host));
+        for (n, id) in r.lock_ids.into_iter().enumerate() {
+            ids.insert(id, if n == 0 { going } else { Some(false) });
+        }
+    }
+    ids
 }
 
 impl Journal {
@@ -218,6 +241,8 @@ impl Journal {
             id_seed: start.id_seed,
             lock_id: Some(lock_id.clone()),
             snapshot: start.snapshot,
+            pid: Some(u64::from(std::process::id())),
+            host: crate::target::this_host(),
         })?;
         text.push('\n');
         if let Some(r) = &resumed {

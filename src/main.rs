@@ -81,12 +81,17 @@ enum Command {
         #[command(flatten)]
         pacer: PacerArgs,
     },
-    /// Remove locks left on a target by joplin-restore or by clients that are gone (stale).
+    /// Remove locks left on a target: stale ones (not refreshed for 3 minutes) and those of
+    /// joplin-restore runs on this machine that are gone; never an active one without --force.
     Unlock {
         #[command(flatten)]
         target: TargetArgs,
         #[command(flatten)]
         pacer: PacerArgs,
+        /// Remove active locks too: another client's mid-sync, or a run of ours this machine
+        /// cannot see (on another machine). Only when you know that client or run is gone.
+        #[arg(long)]
+        force: bool,
     },
     /// Write a JEX of a sync target's live notes, notebooks, tags and attachments (server-side
     /// backup; Joplin imports it).
@@ -608,11 +613,13 @@ async fn run(cmd: Command) -> Result<i32> {
             }
             Ok(exit::OK)
         }
-        Command::Unlock { target, pacer } => {
-            let (removed, kept) = status::unlock(&target, &pacer).await?;
-            joplin_restore::say!(
-                "{removed} lock(s) removed, {kept} active lock(s) of other clients kept."
-            );
+        Command::Unlock {
+            target,
+            pacer,
+            force,
+        } => {
+            let (removed, kept) = status::unlock(&target, &pacer, force).await?;
+            joplin_restore::say!("{removed} lock(s) removed, {kept} active lock(s) kept.");
             Ok(exit::OK)
         }
         Command::Export(args) => {

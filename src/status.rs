@@ -157,8 +157,13 @@ pub fn print(s: &Status) {
     }
 }
 
-/// Remove our own locks and stale ones; never another client's active lock.
-pub async fn unlock(target_args: &TargetArgs, pacer: &PacerArgs) -> Result<(usize, usize)> {
+/// Remove stale locks and those of our runs that are gone (killed, on this machine); an
+/// active lock stays (another client syncing, or a run of ours still writing) unless `force`.
+pub async fn unlock(
+    target_args: &TargetArgs,
+    pacer: &PacerArgs,
+    force: bool,
+) -> Result<(usize, usize)> {
     let paced = open_paced(target_args, pacer, Folder::Existing)?;
     let target = SyncTarget::new(paced);
     let st = target.state().await?;
@@ -166,18 +171,37 @@ pub async fn unlock(target_args: &TargetArgs, pacer: &PacerArgs) -> Result<(usiz
     let mut removed = 0;
     let mut kept = 0;
     for l in locks {
-        if l.ours || !l.active {
+        if !l.active || l.running == Some(false) || force {
             match &l.server_key {
                 Some(key) => target.storage.remove_server_lock(key).await?,
                 None => target.storage.delete(&l.path).await?,
             }
-            crate::say!("removed {} lock {} ({})", l.kind, l.path, l.owner);
+            crate::say!(
+                "removed {} lock {} ({}){}",
+                l.kind,
+                l.path,
+                l.owner,
+                if l.active && l.running != Some(false) {
+                    " although active (--force)"
+                } else {
+                    ""
+                }
+            );
             removed += 1;
         } else {
+            let whose = match (l.ours, l.running) {
+                (true, Some(true)) => "a joplin-restore run still going on this machine".into(),
+                (true, _) => format!(
+                    "a joplin-restore run ({}) that may still be writing: on another machine, \
+                     or unknown",
+                    l.owner
+                ),
+                (false, _) => format!("{}: that client is syncing", l.owner),
+            };
             crate::say!(
-                "kept active {} lock of {} (refreshed {} s ago): that client is syncing",
+                "kept active {} lock {} of {whose} (refreshed {} s ago; --force removes it)",
                 l.kind,
-                l.owner,
+                l.path,
                 l.age_secs
             );
             kept += 1;

@@ -1,6 +1,7 @@
 //! Sync-target semantics (layout v3) on top of any [`Storage`]: `info.json`, what is on the
 //! target, the remote clock, and the advisory sync lock.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -508,7 +509,7 @@ impl SyncTarget {
                 .unwrap_or(i64::MAX);
             let active = age >= -5_000 && (age as u128) < LOCK_TTL.as_millis();
             if active && !force {
-                let ours = self.is_our_lock(&l.path).await;
+                let ours = self.our_lock(&l.path).await.is_some();
                 let kind = if kind == 1 { "sync" } else { "exclusive" };
                 return Err(self.lock_held(kind, &who, age / 1000, ours));
             }
@@ -518,8 +519,16 @@ impl SyncTarget {
             storage: self.storage.clone(),
             path: format!("{LOCKS_DIR}/2_{CLIENT_TYPE_CLI}_{client_id}.json"),
             // Joplin reads only the file name; the `app` field lets `unlock` recognise ours.
-            body: json!({"type": 2, "clientType": CLIENT_TYPE_CLI, "clientId": client_id, "app": OUR_APP})
-                .to_string(),
+            // `pid` and `host` let `unlock` tell a killed run's lock from a running one's.
+            body: json!({
+                "type": 2,
+                "clientType": CLIENT_TYPE_CLI,
+                "clientId": client_id,
+                "app": OUR_APP,
+                "pid": std::process::id(),
+                "host": this_host(),
+            })
+            .to_string(),
             server_client: None,
             refresher: None,
         };
@@ -530,6 +539,39 @@ impl SyncTarget {
 
 /// Marks lock files written by this tool.
 pub const OUR_APP: &str = "joplin-restore";
+
+/// The run a lock file of ours names (locks written before 0.1 name none).
+struct OurLock {
+    pid: Option<u64>,
+    host: Option<String>,
+}
+
+impl OurLock {
+    /// Whether its run still goes: known only for a run on this machine, where `/proc` shows
+    /// whether that process is a joplin-restore.
+    fn running(&self) -> Option<bool> {
+        run_going(self.pid?, self.host.as_deref()?)
+    }
+}
+
+/// Whether the joplin-restore run with process id `pid` on `host` still goes: known only on
+/// that machine, where `/proc` shows whether that process is a joplin-restore.
+pub fn run_going(pid: u64, host: &str) -> Option<bool> {
+    if Some(host) != this_host().as_deref() || !Path::new("/proc/self").exists() {
+        return None;
+    }
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    Some(comm.trim() == OUR_APP)
+}
+
+/// This machine's host name, as lock files and journals of ours record it.
+pub fn this_host() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+}
 
 /// A lock file as `status` and `unlock` describe it.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -544,6 +586,9 @@ pub struct LockInfo {
     pub age_secs: i64,
     pub active: bool,
     pub ours: bool,
+    /// For a lock of ours taken on this machine: whether the run that took it is still going.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub running: Option<bool>,
 }
 
 impl SyncTarget {
@@ -568,7 +613,8 @@ impl SyncTarget {
                         .unwrap_or_else(|| format!("client {}", l.client_id)),
                     age_secs: age / 1000,
                     active: age >= -5_000 && (age as u128) < LOCK_TTL.as_millis(),
-                    ours: ours.contains(&l.client_id),
+                    ours: ours.contains_key(&l.client_id),
+                    running: ours.get(&l.client_id).copied().flatten(),
                 });
             }
         }
@@ -584,7 +630,7 @@ impl SyncTarget {
                 .modified
                 .map(|m| remote_now - system_ms(m))
                 .unwrap_or(i64::MAX);
-            let ours = self.is_our_lock(&l.path).await;
+            let ours = self.our_lock(&l.path).await;
             out.push(LockInfo {
                 path: l.path.clone(),
                 server_key: None,
@@ -592,7 +638,8 @@ impl SyncTarget {
                 owner,
                 age_secs: age / 1000,
                 active: age >= -5_000 && (age as u128) < LOCK_TTL.as_millis(),
-                ours,
+                running: ours.as_ref().and_then(OurLock::running),
+                ours: ours.is_some(),
             });
         }
         Ok(out)
@@ -634,15 +681,15 @@ impl SyncTarget {
         }
     }
 
-    /// Whether a lock file was written by joplin-restore (its body names our app).
-    async fn is_our_lock(&self, path: &str) -> bool {
-        match self.storage.get(path).await {
-            Ok(b) => serde_json::from_slice::<Value>(&b)
-                .ok()
-                .and_then(|v| v.get("app").and_then(Value::as_str).map(|a| a == OUR_APP))
-                .unwrap_or(false),
-            Err(_) => false,
-        }
+    /// What a lock file written by joplin-restore says of its run (its body names our app);
+    /// `None` for anyone else's lock.
+    async fn our_lock(&self, path: &str) -> Option<OurLock> {
+        let body = self.storage.get(path).await.ok()?;
+        let v = serde_json::from_slice::<Value>(&body).ok()?;
+        (v.get("app").and_then(Value::as_str) == Some(OUR_APP)).then(|| OurLock {
+            pid: v.get("pid").and_then(Value::as_u64),
+            host: v.get("host").and_then(Value::as_str).map(String::from),
+        })
     }
 
     /// The refusal for an active lock held by someone else: a client mid-sync, or another run
@@ -654,7 +701,8 @@ impl SyncTarget {
                  {age_secs}s ago): a restore, clear, rollback or migrate is writing to this \
                  target now, or one was killed less than 3 minutes ago. Nothing was changed. \
                  Wait for it to finish; if none is running, `joplin-restore unlock` with the \
-                 same target removes its lock (`joplin-restore status` shows it).",
+                 same target removes its lock (`--force` when the run was on another machine; \
+                 `joplin-restore status` shows it).",
                 self.describe()
             )
         } else {

@@ -310,14 +310,18 @@ fn status_and_unlock_see_the_servers_locks() {
     assert!(!snaps.exists(), "a snapshot was taken: {}", text(&o));
 
     // A lock of a killed run of ours (its journal, in the default journal folder, names the
-    // lock's client id) is ours: `unlock` removes it though it is active.
+    // lock's client id and the run's process, gone) is ours: `unlock` removes it though it
+    // is active.
     let state = tmp.path().join("state");
     let journals = state.join("joplin-restore/journals");
     std::fs::create_dir_all(&journals).unwrap();
+    let start = serde_json::json!({"start": {
+        "backup": "b", "target": "t", "stamp_ms": 0, "id_seed": 0, "lock_id": "ourkilledrun",
+        "pid": support::ended_pid(), "host": support::host_name(),
+    }});
     std::fs::write(
         journals.join("0123456789abcdef01234567.jsonl"),
-        "{\"start\":{\"backup\":\"b\",\"target\":\"t\",\"stamp_ms\":0,\"id_seed\":0,\
-         \"lock_id\":\"ourkilledrun\"}}\n",
+        format!("{start}\n"),
     )
     .unwrap();
     emu.add_lock(USER, 2, 3, "ourkilledrun");

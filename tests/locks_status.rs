@@ -93,21 +93,80 @@ fn a_stale_lock_does_not_block_and_unlock_removes_only_stale_and_our_locks() {
         "--yes",
     ]);
     put_lock(&t, "1_1_active0.json", Duration::from_secs(5));
+    // A killed run of ours on this machine, and one whose lock names no process (another
+    // machine's, or an older version's): both active.
     std::fs::write(
         t.join("locks/2_3_ours0.json"),
-        r#"{"type":2,"clientType":3,"clientId":"ours0","app":"joplin-restore"}"#,
+        support::our_lock_body("ours0", support::ended_pid()),
+    )
+    .unwrap();
+    std::fs::write(
+        t.join("locks/2_3_elsewhere0.json"),
+        r#"{"type":2,"clientType":3,"clientId":"elsewhere0","app":"joplin-restore"}"#,
     )
     .unwrap();
     let status = jr_ok(&["status", "--target", t.to_str().unwrap(), "--json"]);
     let v: serde_json::Value = serde_json::from_str(&status).unwrap();
-    assert_eq!(v["locks"].as_array().unwrap().len(), 3, "{status}");
+    assert_eq!(v["locks"].as_array().unwrap().len(), 4, "{status}");
     let out = jr_ok(&["unlock", "--target", t.to_str().unwrap()]);
-    assert!(out.contains("2 lock(s) removed, 1 active"), "{out}");
-    let left: Vec<String> = std::fs::read_dir(t.join("locks"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
-    assert_eq!(left, vec!["1_1_active0.json".to_string()]);
+    assert!(out.contains("2 lock(s) removed, 2 active"), "{out}");
+    let left = || {
+        let mut names: Vec<String> = std::fs::read_dir(t.join("locks"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(left(), ["1_1_active0.json", "2_3_elsewhere0.json"], "{out}");
+    let out = jr_ok(&["unlock", "--target", t.to_str().unwrap(), "--force"]);
+    assert!(out.contains("2 lock(s) removed, 0 active"), "{out}");
+    assert!(left().is_empty(), "{out}");
+}
+
+/// `unlock` keeps the lock of a run of ours that is still writing (it names its process):
+/// removing it would let a second run write over the first. `--force` removes it.
+#[test]
+fn unlock_keeps_the_lock_of_a_run_still_writing_unless_forced() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = dir.path().join("target");
+    let jex = sample_jex();
+    let mut child = support::spawn(&[
+        "restore",
+        jex.to_str().unwrap(),
+        "--target",
+        t.to_str().unwrap(),
+        "--yes",
+        "--no-snapshot",
+        "--bwlimit",
+        "20k",
+        "-q",
+    ]);
+    let lock = || {
+        std::fs::read_dir(t.join("locks")).ok().and_then(|d| {
+            d.flatten()
+                .map(|e| e.path())
+                .find(|p| p.to_string_lossy().ends_with(".json"))
+        })
+    };
+    for _ in 0..200 {
+        if lock().is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let held = lock().expect("the restore never took its lock");
+    let out = jr_ok(&["unlock", "--target", t.to_str().unwrap()]);
+    let still = lock();
+    let forced = jr_ok(&["unlock", "--target", t.to_str().unwrap(), "--force"]);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        out.contains("0 lock(s) removed, 1 active") && out.contains("still going"),
+        "{out}"
+    );
+    assert_eq!(still, Some(held), "{out}");
+    assert!(forced.contains("1 lock(s) removed"), "{forced}");
 }
 
 #[test]
@@ -185,7 +244,7 @@ fn a_lock_of_another_joplin_restore_run_is_named_as_ours() {
     let t = restored(dir.path());
     std::fs::write(
         t.join("locks/2_3_killed0.json"),
-        r#"{"type":2,"clientType":3,"clientId":"killed0","app":"joplin-restore"}"#,
+        support::our_lock_body("killed0", support::ended_pid()),
     )
     .unwrap();
     let jex = sample_jex();

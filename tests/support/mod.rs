@@ -149,3 +149,28 @@ pub fn tree_hashes(dir: &Path) -> Vec<(String, String)> {
     out.sort();
     out
 }
+
+/// The id of a process that has ended (a lock or journal naming it names a killed run).
+pub fn ended_pid() -> u32 {
+    let mut c = std::process::Command::new("true").spawn().unwrap();
+    let pid = c.id();
+    c.wait().unwrap();
+    pid
+}
+
+/// This machine's host name, as joplin-restore records it in its locks and journals.
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+/// The body of a lock file a joplin-restore run with process `pid` on this machine wrote.
+pub fn our_lock_body(client_id: &str, pid: u32) -> String {
+    serde_json::json!({
+        "type": 2, "clientType": 3, "clientId": client_id, "app": "joplin-restore",
+        "pid": pid, "host": host_name(),
+    })
+    .to_string()
+}
