@@ -50,8 +50,9 @@ pub struct RestoreArgs {
     #[arg(long)]
     pub checksum: bool,
     /// Restore only these (repeatable): notebook:PATH/TO/NOTEBOOK (with sub-notebooks),
-    /// note:ID-OR-TITLE, tag:TITLE, or a bare id/path/title. Merges into the target: deletes
-    /// nothing, brings parent notebooks, attachments, tags and links along.
+    /// note:ID-OR-TITLE (a title two notes share is refused: give the id), tag:TITLE, or a
+    /// bare id/path/title. Merges into the target: deletes nothing, brings parent notebooks,
+    /// attachments, tags and note-tag links along (not the notes a note links to with :/ID).
     #[arg(long, value_name = "SELECTOR")]
     pub only: Vec<crate::selection::Selector>,
     /// With --only: replace items the target already has (default: keep the target's copy).

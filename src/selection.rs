@@ -136,9 +136,10 @@ fn notebooks_by_path<'a>(ix: &Index<'a>, path: &str) -> Vec<&'a str> {
 /// title at any level, which must then be unique (two "Journal"s need their paths).
 fn notebooks_named<'a>(ix: &Index<'a>, sel: &Selector, value: &str) -> Result<Vec<&'a str>> {
     let by_path = notebooks_by_path(ix, value);
-    if !by_path.is_empty() || value.contains('/') {
+    if !by_path.is_empty() {
         return Ok(by_path);
     }
+    // A title may hold '/' itself ("Q1/Q2 plans"): not a path then.
     let by_title = of_kind(ix, ItemType::Folder, value);
     if by_title.len() > 1 {
         let mut paths: Vec<String> = by_title.iter().map(|id| notebook_path(ix, id)).collect();
@@ -152,6 +153,30 @@ fn notebooks_named<'a>(ix: &Index<'a>, sel: &Selector, value: &str) -> Result<Ve
         );
     }
     Ok(by_title)
+}
+
+/// The notes a `note:` title names: exactly one, or the refusal that lists them (with
+/// `--overwrite`, picking every note of that title would overwrite notes the user did not mean).
+fn note_titled<'a>(ix: &Index<'a>, sel: &Selector, title: &str) -> Result<Vec<&'a str>> {
+    let mut found = of_kind(ix, ItemType::Note, title);
+    if found.len() > 1 {
+        found.sort_by_key(|id| (ix.parent.get(id).map(|p| notebook_path(ix, p)), *id));
+        let listed: Vec<String> = found
+            .iter()
+            .map(|id| {
+                let at = ix.parent.get(id).map(|p| notebook_path(ix, p));
+                format!("{id} (in {})", at.unwrap_or_default())
+            })
+            .collect();
+        bail!(
+            "--only {sel} matches {} notes: {}. Give the one you mean by its id, e.g. \
+             --only note:{}; or give each.",
+            found.len(),
+            listed.join(", "),
+            found[0]
+        );
+    }
+    Ok(found)
 }
 
 /// A notebook's path from the top (`Personal/Journal`); bounded against parent loops.
@@ -191,7 +216,7 @@ pub fn resolve(backup: &Backup, selectors: &[Selector]) -> Result<HashSet<String
                 if is_item_id(v) && ix.kind.get(v.as_str()) == Some(&ItemType::Note) {
                     notes.push(ix.kind.get_key_value(v.as_str()).unwrap().0);
                 } else {
-                    notes.extend(of_kind(&ix, ItemType::Note, v));
+                    notes.extend(note_titled(&ix, sel, v)?);
                 }
             }
             Selector::Tag(t) => tags.extend(of_kind(&ix, ItemType::Tag, t)),
@@ -208,7 +233,7 @@ pub fn resolve(backup: &Backup, selectors: &[Selector]) -> Result<HashSet<String
                     if !f.is_empty() {
                         folders.extend(f);
                     } else {
-                        let n = of_kind(&ix, ItemType::Note, v);
+                        let n = note_titled(&ix, sel, v)?;
                         if !n.is_empty() {
                             notes.extend(n);
                         } else {
@@ -388,6 +413,59 @@ mod tests {
         assert_eq!(
             notebooks_named(&ix, &sel, "Work/Journal").unwrap(),
             vec!["a0000000000000000000000000000003"]
+        );
+    }
+
+    fn item(text: String) -> Item {
+        Item::parse_bytes(text.as_bytes()).unwrap()
+    }
+
+    /// A title with '/' in it is found by that title when no path matches it.
+    #[test]
+    fn a_notebook_title_holding_a_slash_is_found_by_it() {
+        let items = vec![
+            item(
+                "Q1/Q2 plans\n\nid: b0000000000000000000000000000001\nparent_id: \ntype_: 2".into(),
+            ),
+            item("Q1\n\nid: b0000000000000000000000000000002\nparent_id: \ntype_: 2".into()),
+        ];
+        let ix = index(&items);
+        let sel: Selector = "notebook:Q1/Q2 plans".parse().unwrap();
+        assert_eq!(
+            notebooks_named(&ix, &sel, "Q1/Q2 plans").unwrap(),
+            vec!["b0000000000000000000000000000001"]
+        );
+        assert!(notebooks_named(&ix, &sel, "Q1/Nope").unwrap().is_empty());
+    }
+
+    /// Two notes of one title: `note:TITLE` is refused with both ids and notebooks listed,
+    /// rather than restoring (or overwriting) both.
+    #[test]
+    fn a_note_title_two_notes_share_is_refused_with_their_ids() {
+        let note = |id: &str, parent: &str| {
+            item(format!(
+                "Minutes\n\nbody\n\nid: {id}\nparent_id: {parent}\ntype_: 1"
+            ))
+        };
+        let items = vec![
+            item("Work\n\nid: c0000000000000000000000000000001\nparent_id: \ntype_: 2".into()),
+            item("Home\n\nid: c0000000000000000000000000000002\nparent_id: \ntype_: 2".into()),
+            note(
+                "c0000000000000000000000000000003",
+                "c0000000000000000000000000000001",
+            ),
+            note(
+                "c0000000000000000000000000000004",
+                "c0000000000000000000000000000002",
+            ),
+        ];
+        let ix = index(&items);
+        let sel: Selector = "note:Minutes".parse().unwrap();
+        let e = note_titled(&ix, &sel, "Minutes").unwrap_err().to_string();
+        assert!(
+            e.contains("matches 2 notes: c0000000000000000000000000000004 (in Home), c0000000000000000000000000000003 (in Work)")
+                && e.contains("--only note:c0000000000000000000000000000004"),
+            "{e}"
         );
     }
 }
