@@ -148,12 +148,14 @@ fn password_file_works() {
     assert!(o.status.success(), "{}", text(&o));
 }
 
+/// A rate-limited login waits what the server's Retry-After asks and goes on; a wait of
+/// seconds is said on stderr, so the run does not look hung.
 #[test]
 fn rate_limited_login_waits_and_goes_on() {
     let (_rt, emu) = jserver::start(EmulatorConfig {
         login_limit: 1,
-        login_window: std::time::Duration::from_secs(3),
-        retry_after_secs: 1,
+        login_window: std::time::Duration::from_secs(5),
+        retry_after_secs: 5,
         ..Default::default()
     });
     // One failed attempt uses up the budget.
@@ -162,6 +164,13 @@ fn rate_limited_login_waits_and_goes_on() {
     let o = jr_server(&emu, PASSWORD, &["restore", sample_jex().to_str().unwrap()]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(emu.stats().logins_rate_limited >= 1, "{:?}", emu.stats());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(
+        err.matches("before retrying, as the server asked (Retry-After)")
+            .count(),
+        1,
+        "{err}"
+    );
 }
 
 #[test]

@@ -73,6 +73,8 @@ pub struct Paced {
     bandwidth: Option<(DefaultDirectRateLimiter, u32)>,
     slots: Semaphore,
     stats: PacerStats,
+    /// When a long wait was last announced: parallel transfers waiting alike say it once.
+    last_told: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl std::fmt::Debug for Paced {
@@ -108,6 +110,7 @@ impl Paced {
             bandwidth,
             slots,
             stats: PacerStats::default(),
+            last_told: std::sync::Mutex::new(None),
         }
     }
 
@@ -154,6 +157,27 @@ impl Paced {
         capped.mul_f64(factor)
     }
 
+    /// Sleep `wait` before retrying after `err`; a wait of seconds is said on stderr (once per
+    /// 30 s), so a run the server slows down (Retry-After: 60) does not look hung.
+    async fn wait_to_retry(&self, wait: Duration, err: &StorageError) {
+        if wait >= Duration::from_secs(5) {
+            let mut last = self.last_told.lock().unwrap_or_else(|p| p.into_inner());
+            if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(30)) {
+                *last = Some(std::time::Instant::now());
+                let why = match err.retry_after() {
+                    Some(_) => "as the server asked (Retry-After)",
+                    None => "backing off",
+                };
+                tracing::warn!(
+                    "{}: waiting {} s before retrying, {why}: {err}",
+                    self.inner.describe(),
+                    wait.as_secs()
+                );
+            }
+        }
+        tokio::time::sleep(wait).await;
+    }
+
     /// Wait for a slot, the request rate and the upload's bytes; count the request. The slot
     /// is held until the returned permit drops.
     async fn admit_request(&self, upload_bytes: u64) -> tokio::sync::SemaphorePermit<'_> {
@@ -179,7 +203,7 @@ impl Paced {
         self.stats.retries.fetch_add(1, Ordering::Relaxed);
         let wait = self.backoff(*attempt, e);
         tracing::debug!("retry {} after {:?}: {e}", *attempt + 1, wait);
-        tokio::time::sleep(wait).await;
+        self.wait_to_retry(wait, e).await;
         *attempt += 1;
         true
     }
@@ -312,7 +336,8 @@ impl Storage for Paced {
                 return fatal.into_iter().chain(retry).collect();
             }
             self.stats.retries.fetch_add(1, Ordering::Relaxed);
-            tokio::time::sleep(self.backoff(attempt, &retry[0].1)).await;
+            self.wait_to_retry(self.backoff(attempt, &retry[0].1), &retry[0].1)
+                .await;
             attempt += 1;
             todo = retry.into_iter().map(|(p, _)| p).collect();
             if !fatal.is_empty() {
@@ -340,7 +365,8 @@ impl Storage for Paced {
                 return fatal_all;
             }
             self.stats.retries.fetch_add(1, Ordering::Relaxed);
-            tokio::time::sleep(self.backoff(attempt, &retry[0].1)).await;
+            self.wait_to_retry(self.backoff(attempt, &retry[0].1), &retry[0].1)
+                .await;
             attempt += 1;
             let again: std::collections::HashSet<String> =
                 retry.into_iter().map(|(p, _)| p).collect();
