@@ -30,7 +30,7 @@ pub struct TargetArgs {
     #[arg(
         long,
         short = 't',
-        alias = "to",
+        visible_alias = "to",
         value_name = "TARGET",
         env = "JOPLIN_RESTORE_TARGET"
     )]

@@ -28,7 +28,8 @@ pub struct Status {
     pub items: BTreeMap<String, usize>,
     pub unreadable_items: usize,
     pub blobs: usize,
-    pub total_bytes: u64,
+    /// `None` where the listing gives no sizes (Joplin Server).
+    pub total_bytes: Option<u64>,
     pub locks: Vec<LockInfo>,
     pub other_files: usize,
 }
@@ -85,12 +86,13 @@ pub async fn status(target_args: &TargetArgs, pacer: &PacerArgs) -> Result<Statu
             None => unreadable += 1,
         }
     }
-    let total_bytes = st
-        .items
-        .values()
-        .chain(st.blobs.values())
-        .map(|e| e.size)
-        .sum();
+    let total_bytes = target.storage.capabilities().listing_sizes.then(|| {
+        st.items
+            .values()
+            .chain(st.blobs.values())
+            .map(|e| e.size)
+            .sum()
+    });
     Ok(Status {
         target: target.describe(),
         sync_version: st.version(),
@@ -133,7 +135,10 @@ pub fn print(s: &Status) {
         crate::say!("  unreadable: {}", s.unreadable_items);
     }
     crate::say!("Attachment blobs: {}", s.blobs);
-    crate::say!("Total bytes: {}", s.total_bytes);
+    match s.total_bytes {
+        Some(n) => crate::say!("Total bytes: {n}"),
+        None => crate::say!("Total bytes: unknown (this server's listing gives no sizes)"),
+    }
     if s.locks.is_empty() {
         crate::say!("Locks: none");
     }

@@ -280,6 +280,9 @@ fn status_and_unlock_see_the_servers_locks() {
     let o = jr_server(&emu, PASSWORD, &["--json", "status"]);
     assert!(o.status.success(), "{}", text(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    // The server's listing gives no sizes: the total is unknown, not 0.
+    assert_eq!(v["blobs"], 3, "{v}");
+    assert!(v["total_bytes"].is_null(), "{v}");
     let locks = v["locks"].as_array().unwrap();
     assert_eq!(locks.len(), 2, "{v}");
     let desktop = locks
