@@ -190,7 +190,11 @@ async fn compare(
     }
     let keyring = restore::keyring_for(&t, &state, &a.password, None).await?;
     let set: Vec<usize> = plan::restore_set(&b, &v).iter().map(|(i, _)| *i).collect();
-    let seen = verify::Seen::from_state(&b, &set, &v.skipped_ids, &state);
+    // Not extra: what a restore leaves alone (skipped items, notebooks above a kept real
+    // copy of a made-up notebook).
+    let mut expected = v.skipped_ids.clone();
+    expected.extend(plan::above_kept_recreated(&t, &b, &state, keyring.as_deref()).await?);
+    let seen = verify::Seen::from_state(&b, &set, &expected, &state);
     drop(state);
     let r = verify::verify(&t, b.clone(), &set, &seen, transfers, keyring.as_deref()).await?;
     Ok((t, r, keyring))

@@ -307,6 +307,62 @@ pub async fn fetch_comparable(
     Comparisons::gather(fetched).await
 }
 
+/// The target's notebooks above the real copies of made-up notebooks the plan keeps (the
+/// Backup plugin writes no file for a notebook without notes, so a per-notebook set lacks
+/// them): deleting them as "not in the backup" would leave a kept notebook under a parent that
+/// is gone. Few: one read per made-up notebook and per notebook above it.
+pub async fn above_kept_recreated(
+    target: &SyncTarget,
+    backup: &Backup,
+    state: &TargetState,
+    keyring: Option<&Keyring>,
+) -> Result<HashSet<String>> {
+    let mut keep = HashSet::new();
+    let on_target: Vec<&String> = backup
+        .recreated
+        .iter()
+        .filter(|id| state.items.contains_key(id.as_str()))
+        .collect();
+    if on_target.is_empty() {
+        return Ok(keep);
+    }
+    let in_backup: HashSet<&str> = backup.items.iter().map(|bi| bi.id()).collect();
+    for id in on_target {
+        let mut at = id.clone();
+        // Bounded against a loop of parents on the target.
+        for _ in 0..100 {
+            let data = match target.storage.get(&item_path(&at)).await {
+                Ok(d) => d,
+                Err(e) if e.is_not_found() => break,
+                Err(e) => {
+                    return Err(anyhow::Error::new(e)
+                        .context(format!("reading the target's notebook {at}.md")))
+                }
+            };
+            let Ok(item) = Item::parse_bytes(&data) else {
+                break;
+            };
+            let item = match keyring {
+                Some(k) if is_encrypted(&item) => match k.decrypt_item(&item) {
+                    Ok(inner) => inner,
+                    Err(_) => break,
+                },
+                _ => item,
+            };
+            let parent = item.parent_id().to_string();
+            if parent.is_empty()
+                || !state.items.contains_key(parent.as_str())
+                || in_backup.contains(parent.as_str())
+                || !keep.insert(parent.clone())
+            {
+                break;
+            }
+            at = parent;
+        }
+    }
+    Ok(keep)
+}
+
 /// The phase that writes `bi`'s item file.
 fn item_phase(bi: &BackupItem, depths: &HashMap<String, u32>) -> Phase {
     match bi.item_type() {

@@ -238,6 +238,12 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
         encrypted_blob_len: keyring.as_ref().map(|k| k.blob_len_fn()),
     };
     let mut plan = plan::plan(&backup, &validation, &set, &state, &existing, &opts)?;
+    // The notebooks above a kept real copy of a made-up notebook stay, as it does.
+    let above = plan::above_kept_recreated(&target, &backup, &state, keyring.as_deref()).await?;
+    if !above.is_empty() {
+        plan.deletes.retain(|d| d.is_blob || !above.contains(&d.id));
+        plan.protected_ids.extend(above);
+    }
     // The target's clock offset, once measured (a probe is a write: one is enough).
     let mut clock_offset = None;
     if let Some(r) = &resumed {

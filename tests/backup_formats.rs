@@ -366,7 +366,9 @@ fn password_7z_with_plain_headers_asks_for_the_password() {
 
 /// A per-notebook set lacks the note-less `Personal` notebook, which the restore makes up from
 /// the file names. A target that holds the real one keeps it (it was replaced by the made-up
-/// copy: icon gone, dates changed), and the restore still checks out.
+/// copy: icon gone, dates changed), and the restore still checks out. The notebook above it
+/// on the target (note-less too, so in no file of the set) stays as well: deleting it would
+/// leave `Personal` under a parent that is gone.
 #[test]
 fn per_notebook_set_keeps_the_targets_real_copy_of_a_recreated_notebook() {
     let tmp = tempfile::tempdir().unwrap();
@@ -374,7 +376,18 @@ fn per_notebook_set_keeps_the_targets_real_copy_of_a_recreated_notebook() {
     let personal = target.join("c92807ad73ea40938d12cd5a105b5efe.md");
     let text = std::fs::read_to_string(&personal).unwrap();
     assert!(text.contains("\nicon: \n"), "{text}");
-    let with_icon = text.replace("\nicon: \n", "\nicon: {\"emoji\":\"📓\"}\n");
+    assert!(text.contains("\nparent_id: \n"), "{text}");
+    // `Archive`, above `Personal` on the target.
+    const ARCHIVE: &str = "a4c41e0000000000000000000000a4c4";
+    let archive = target.join(format!("{ARCHIVE}.md"));
+    let archive_text = text.replacen("Personal\n", "Archive\n", 1).replace(
+        "id: c92807ad73ea40938d12cd5a105b5efe",
+        &format!("id: {ARCHIVE}"),
+    );
+    std::fs::write(&archive, &archive_text).unwrap();
+    let with_icon = text
+        .replace("\nicon: \n", "\nicon: {\"emoji\":\"📓\"}\n")
+        .replace("\nparent_id: \n", &format!("\nparent_id: {ARCHIVE}\n"));
     std::fs::write(&personal, &with_icon).unwrap();
     let out = ok(
         jr(&[
@@ -389,6 +402,11 @@ fn per_notebook_set_keeps_the_targets_real_copy_of_a_recreated_notebook() {
     assert_eq!(
         std::fs::read_to_string(&personal).unwrap(),
         with_icon,
+        "{out}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&archive).ok().as_deref(),
+        Some(archive_text.as_str()),
         "{out}"
     );
     ok(
