@@ -302,7 +302,7 @@ impl JoplinServer {
         url: &str,
         body: Option<(&'static str, Payload)>,
         path: &str,
-    ) -> Result<(u16, reqwest::header::HeaderMap, Bytes)> {
+    ) -> Result<(u16, Option<Duration>, Bytes)> {
         let mut stale: Option<String> = None;
         for attempt in 0..2 {
             let token = self.token(stale.as_deref()).await?;
@@ -327,14 +327,19 @@ impl JoplinServer {
             }
             let r = rb.send().await.map_err(|e| self.net_err(path, e))?;
             let status = r.status().as_u16();
-            let headers = r.headers().clone();
+            // Only a refusal's headers are read: no copy of every answer's.
+            let retry_after = (!(200..300).contains(&status))
+                .then(|| r.headers().get("retry-after"))
+                .flatten()
+                .and_then(|v| v.to_str().ok())
+                .and_then(parse_retry_after);
             let data = r.bytes().await.map_err(|e| self.net_err(path, e))?;
             if status == 403 && attempt == 0 {
                 tracing::debug!("{path}: 403, logging in again");
                 stale = Some(token);
                 continue;
             }
-            return Ok((status, headers, data));
+            return Ok((status, retry_after, data));
         }
         unreachable!("the loop returns on its second pass")
     }
@@ -347,14 +352,10 @@ impl JoplinServer {
         body: Option<(&'static str, Payload)>,
         path: &str,
     ) -> Result<Bytes> {
-        let (status, headers, data) = self.send(method, url, body, path).await?;
+        let (status, retry_after, data) = self.send(method, url, body, path).await?;
         if (200..300).contains(&status) {
             return Ok(data);
         }
-        let retry_after = headers
-            .get("retry-after")
-            .and_then(|v| v.to_str().ok())
-            .and_then(parse_retry_after);
         Err(self.classify(status, path, &String::from_utf8_lossy(&data), retry_after))
     }
 
