@@ -12,7 +12,7 @@ use futures::{stream, StreamExt};
 use crate::backup::Backup;
 use crate::e2ee::{can_be_encrypted, Keyring};
 use crate::journal::Journal;
-use crate::plan::{stamped, Phase, Plan, Upload};
+use crate::plan::{stamped, Phase, Plan, Upload, MAX_STAMP_AHEAD_MS};
 use crate::progress::Progress;
 use crate::target::{blob_path, item_path, SyncTarget};
 
@@ -60,6 +60,9 @@ pub struct Executor<'a> {
     pub journal: Option<&'a Journal>,
     /// Set on an encrypted target: every item and blob is written encrypted.
     pub keyring: Option<Arc<Keyring>>,
+    /// Items whose target copy carries a later `updated_time` than the stamp may reach (by
+    /// backup item index, sorted): stamped just after it ([`Plan::after_target`]).
+    pub after_target: Vec<(u32, i64)>,
 }
 
 /// The upload for a message (reads the item again for its title: failures only).
@@ -117,7 +120,18 @@ impl Executor<'_> {
             return Ok(Bytes::from(self.backup.raw(bi)?));
         };
         let elapsed = i64::try_from(self.started.elapsed().as_millis()).unwrap_or(0);
-        let item = stamped(&self.backup.item(bi)?, ms + elapsed);
+        let mut ms = ms + elapsed;
+        if let Ok(k) = self
+            .after_target
+            .binary_search_by_key(&u.index, |(i, _)| *i)
+        {
+            // A client keeps its copy unless ours is later (Joplin compares `updated_time`).
+            let theirs = self.after_target[k].1;
+            if theirs >= ms && theirs - ms <= MAX_STAMP_AHEAD_MS {
+                ms = theirs + 1;
+            }
+        }
+        let item = stamped(&self.backup.item(bi)?, ms);
         let item = match &self.keyring {
             Some(k) if can_be_encrypted(&item) => k.encrypt_item(&item)?,
             _ => item,

@@ -317,7 +317,8 @@ async fn fetch_identical(
                 let differs = crate::verify::check_blob(dest, backup, bi, None).await;
                 copy.blob_same = Some(differs.is_none());
             }
-            Ok(Some((i, copy)))
+            // A migrate copies bytes as they are, unstamped: no time to beat.
+            Ok(Some((i, copy, 0)))
         })
         .buffer_unordered(transfers.max(1));
     Comparisons::gather(fetched).await
@@ -787,6 +788,7 @@ pub async fn run(args: &MigrateArgs) -> Result<MigrateSummary> {
         progress: &progress,
         journal: Some(&journal),
         keyring: None,
+        after_target: Vec::new(),
     };
     let Some(outcome) = crate::safety::unless_interrupted(exec.run(&plan)).await else {
         let _ = lock.release().await;

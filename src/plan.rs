@@ -93,6 +93,10 @@ pub struct Plan {
     pub protected_ids: HashSet<String>,
     /// Partial restore: ids the target already had and keeps (no `--overwrite`).
     pub kept: Vec<String>,
+    /// Items whose target copy was stamped in the last minutes, by backup item index, with
+    /// that copy's `updated_time`: each is written stamped after it, or a client holding that
+    /// copy (a device whose clock runs ahead) keeps it.
+    pub after_target: Vec<(u32, i64)>,
 }
 
 impl Plan {
@@ -197,7 +201,15 @@ impl TargetCopy {
 /// What [`fetch_comparable`] found of the target's copies, by backup item index: 8 bytes a
 /// copy (a map by id took about 190 on a large target, the peak of a restore into one).
 #[derive(Debug, Default)]
-pub struct Comparisons(Vec<(u32, TargetCopy)>);
+pub struct Comparisons(Vec<(u32, TargetCopy)>, Vec<(u32, i64)>);
+
+/// A target copy stamped later than this long before the comparison may carry a time later
+/// than the restore's stamp (a device whose clock runs ahead): its `updated_time` is kept.
+const RECENT_MS: i64 = 10 * 60 * 1000;
+
+/// Farthest ahead of the restore's own stamp an item is stamped to beat a copy with a later
+/// `updated_time`; a copy beyond that is left to win, with a warning.
+pub const MAX_STAMP_AHEAD_MS: i64 = 24 * 60 * 60 * 1000;
 
 impl Comparisons {
     /// The comparison of the target's copy of `backup.items[index]`, if it was fetched.
@@ -209,38 +221,50 @@ impl Comparisons {
             .map(|k| &self.0[k].1)
     }
 
-    /// Collect comparisons as the fetches finish (in any order); the first error ends it.
+    /// Collect comparisons as the fetches finish (in any order), each with its copy's
+    /// `updated_time` (ms); the first error ends it.
     pub async fn gather(
-        results: impl futures::Stream<Item = Result<Option<(usize, TargetCopy)>>>,
+        results: impl futures::Stream<Item = Result<Option<(usize, TargetCopy, i64)>>>,
     ) -> Result<Comparisons> {
+        let recent_from = crate::target::now_ms() - RECENT_MS;
         let mut out = Vec::new();
+        let mut recent = Vec::new();
         let mut results = std::pin::pin!(results);
         while let Some(r) = results.next().await {
-            if let Some((index, copy)) = r? {
+            if let Some((index, copy, updated_ms)) = r? {
                 out.push((index as u32, copy));
+                if updated_ms > recent_from {
+                    recent.push((index as u32, updated_ms));
+                }
             }
         }
         out.sort_unstable_by_key(|(i, _)| *i);
         out.shrink_to_fit();
-        Ok(Comparisons(out))
+        recent.sort_unstable();
+        Ok(Comparisons(out, recent))
+    }
+
+    /// Target copies stamped in the last minutes, by backup item index, with their
+    /// `updated_time`: the only ones that can be later than a restore's stamp.
+    pub fn recent(&self) -> &[(u32, i64)] {
+        &self.1
     }
 }
 
 /// Which of the target's copies [`fetch_comparable`] reads.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Compare {
-    /// Every item's copy, not only those a size check cannot already tell apart.
-    pub all: bool,
     /// Every unchanged resource's blob too, byte for byte, whatever its listed size.
     pub checksum: bool,
 }
 
-/// Fetch the target's copies of items the backup also holds, where a size check cannot already
-/// tell they differ (a stamped item has the same length as the backup's, whatever the stamp),
-/// and compare each with the backup's. With `all`, fetch every one (a partial restore needs to
-/// see which are in the trash). On an encrypted target (`keyring`) sizes say nothing: every
-/// copy is fetched and decrypted, and a copy left in clear is not "unchanged" (it must be
-/// re-written encrypted). Where the listing has no sizes (Joplin Server), the blob of an
+/// Fetch the target's copies of items the backup also holds and compare each with the
+/// backup's. Every one: a copy of the same size may be the same apart from the stamp (a
+/// stamped item has the same length as the backup's, whatever the stamp); one of another size
+/// is replaced, but its `updated_time` may be later than the restore's stamp (a device whose
+/// clock runs ahead, see [`Plan::after_target`]), and a partial restore needs to see which are
+/// in the trash. On an encrypted target (`keyring`) every copy is decrypted, and a copy left
+/// in clear is not "unchanged" (it must be re-written encrypted). Where the listing has no sizes (Joplin Server), the blob of an
 /// unchanged resource is downloaded and compared too: uploading it again would make every
 /// client download it again. With `checksum` that is done on every target, so a blob damaged
 /// in place (same size, other bytes) is replaced.
@@ -253,22 +277,13 @@ pub async fn fetch_comparable(
     compare: Compare,
     keyring: Option<&Keyring>,
 ) -> Result<Comparisons> {
-    let Compare { all, checksum } = compare;
-    // Joplin Server lists no sizes (and re-serialises items), so every copy is fetched there.
+    let Compare { checksum } = compare;
+    // Joplin Server lists no sizes: blobs are compared by their bytes there.
     let sizes = target.storage.capabilities().listing_sizes;
-    let mut wanted: Vec<(usize, &BackupItem)> = Vec::new();
-    for &(index, bi) in set {
-        let Some(e) = state.items.get(bi.id()) else {
-            continue;
-        };
-        let fetch = all
-            || keyring.is_some()
-            || !sizes
-            || e.size == stamped(&backup.item(bi)?, SAMPLE_STAMP).serialize().len() as u64;
-        if fetch {
-            wanted.push((index, bi));
-        }
-    }
+    let wanted = set
+        .iter()
+        .filter(|(_, bi)| state.items.contains_key(bi.id()))
+        .copied();
     let fetched = stream::iter(wanted)
         .map(|(index, bi)| async move {
             let id = bi.id();
@@ -301,7 +316,11 @@ pub async fn fetch_comparable(
                 let differs = crate::verify::check_blob(target, backup, bi, keyring).await;
                 copy.blob_same = Some(differs.is_none());
             }
-            Ok(Some((index, copy)))
+            let updated_ms = theirs
+                .get("updated_time")
+                .and_then(crate::item::parse_time)
+                .unwrap_or(0);
+            Ok(Some((index, copy, updated_ms)))
         })
         .buffer_unordered(transfers.max(1));
     Comparisons::gather(fetched).await
@@ -361,6 +380,34 @@ pub async fn above_kept_recreated(
         }
     }
     Ok(keep)
+}
+
+/// Say which target copies carry an `updated_time` later than `stamp_ms` (a device whose
+/// clock runs ahead wrote them): written stamped just after theirs, or, more than a day
+/// ahead, left to win on the clients that hold them.
+pub fn warn_later_copies(after_target: &[(u32, i64)], stamp_ms: i64) {
+    let later = after_target.iter().filter(|(_, t)| *t >= stamp_ms);
+    let (beaten, ahead): (Vec<_>, Vec<_>) =
+        later.partition(|(_, t)| t - stamp_ms <= MAX_STAMP_AHEAD_MS);
+    if !beaten.is_empty() {
+        let most = beaten.iter().map(|(_, t)| t - stamp_ms).max().unwrap_or(0);
+        eprintln!(
+            "warning: {} item(s) on the target carry a time up to {:.0} s later than this \
+             restore's (a device whose clock runs ahead wrote them): written stamped just \
+             after theirs, so clients take the backup's. Set that device's clock right.",
+            beaten.len(),
+            most as f64 / 1000.0
+        );
+    }
+    if !ahead.is_empty() {
+        eprintln!(
+            "warning: {} item(s) on the target carry a time more than a day later than this \
+             restore's: written with the restore's time, so clients that hold those copies \
+             keep them. Set the clock of the device that wrote them right, then restore again \
+             with --rewrite-unchanged once that time has passed.",
+            ahead.len()
+        );
+    }
 }
 
 /// The phase that writes `bi`'s item file.
@@ -585,6 +632,7 @@ pub fn plan(
         target_items: state.items.len(),
         protected_ids,
         kept,
+        after_target: existing.recent().to_vec(),
     })
 }
 
@@ -688,19 +736,27 @@ mod tests {
 
     /// Fetches finish in any order; each comparison is found by its item's index, and an
     /// index not fetched has none.
+    /// Only copies stamped in the last minutes are kept with their time, sorted by index.
     #[tokio::test]
     async fn comparisons_are_found_by_item_index_whatever_order_they_came_in() {
-        let done = [(7, true), (2, false), (40_000, true), (3, true)];
-        let results = stream::iter(done.map(|(i, same)| Ok(Some((i, copy(same))))))
+        let now = crate::target::now_ms();
+        let done = [
+            (7, true, now + 60_000),
+            (2, false, 0),
+            (40_000, true, now - 60_000),
+            (3, true, now - RECENT_MS - 60_000),
+        ];
+        let results = stream::iter(done.map(|(i, same, t)| Ok(Some((i, copy(same), t)))))
             .chain(stream::iter([Ok(None)]));
         let c = Comparisons::gather(results).await.unwrap();
-        for (i, same) in done {
+        for (i, same, _) in done {
             assert_eq!(c.get(i), Some(&copy(same)), "item {i}");
         }
         for i in [0, 4, 8, 39_999, usize::MAX] {
             assert_eq!(c.get(i), None, "item {i}");
         }
-        let failed = stream::iter([Ok(Some((1, copy(true)))), Err(anyhow::anyhow!("gone"))]);
+        assert_eq!(c.recent(), [(7, now + 60_000), (40_000, now - 60_000)]);
+        let failed = stream::iter([Ok(Some((1, copy(true), 0))), Err(anyhow::anyhow!("gone"))]);
         let e = Comparisons::gather(failed).await.unwrap_err();
         assert_eq!(e.to_string(), "gone");
     }

@@ -219,7 +219,6 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
         &state,
         transfers,
         plan::Compare {
-            all: only.is_some(),
             checksum: args.checksum,
         },
         keyring.as_deref(),
@@ -458,6 +457,7 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
         journal.lock_id,
         journal.path().display()
     );
+    plan::warn_later_copies(&plan.after_target, stamp_ms);
     let exec = Executor {
         target: &target,
         started: std::time::Instant::now(),
@@ -467,6 +467,7 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
         progress: &progress,
         journal: Some(&journal),
         keyring: keyring.clone(),
+        after_target: std::mem::take(&mut plan.after_target),
     };
     let Some(outcome) = crate::safety::unless_interrupted(exec.run(&plan)).await else {
         let _ = lock.release().await;

@@ -197,6 +197,9 @@ pub async fn run(args: &RollbackArgs) -> Result<RollbackSummary> {
         let (remote_now, _) = target.remote_clock().await?;
         Some(now_ms().min(remote_now))
     };
+    if let Some(ms) = stamp {
+        plan::warn_later_copies(&plan.after_target, ms);
+    }
     let exec = Executor {
         target: &target,
         started: std::time::Instant::now(),
@@ -206,6 +209,7 @@ pub async fn run(args: &RollbackArgs) -> Result<RollbackSummary> {
         progress: &progress,
         journal: None,
         keyring: None,
+        after_target: plan.after_target.clone(),
     };
     let Some(outcome) = crate::safety::unless_interrupted(exec.run(&plan)).await else {
         let _ = lock.release().await;

@@ -99,6 +99,59 @@ fn stale_client_converges_to_the_backup() {
     ]);
 }
 
+/// A device whose clock runs ahead edits a note after the backup: its edit carries a time
+/// minutes in the future. A restore stamped "now" would lose to it on that device (Joplin keeps
+/// the later copy) while `verify` says OK: the restore stamps that item just after the copy it
+/// replaces, says so, and the device takes the backup's.
+#[test]
+fn an_edit_from_a_device_whose_clock_runs_ahead_is_still_replaced() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (target, p) = stale_setup(tmp.path());
+    // The device's clock, 10 minutes ahead, stamped its edit (as Joplin does, with its own
+    // clock), and it synced the edit.
+    let ahead = joplin_restore::target::now_ms() + 10 * 60 * 1000;
+    let changed = rusqlite::Connection::open(p.dir.join("database.sqlite"))
+        .unwrap()
+        .execute(
+            "UPDATE notes SET body = 'edited on a device whose clock runs ahead', \
+             updated_time = ?1, user_updated_time = ?1 \
+             WHERE id = '3151c3990c044f74b984078dd0bc8a4c'",
+            [ahead],
+        )
+        .unwrap();
+    assert_eq!(changed, 1);
+    p.sync();
+    let on_target =
+        std::fs::read_to_string(target.join("3151c3990c044f74b984078dd0bc8a4c.md")).unwrap();
+    assert!(
+        on_target.contains("edited on a device whose clock runs ahead"),
+        "{on_target}"
+    );
+
+    let snaps = tmp.path().join("snaps");
+    let o = jr(&[
+        "restore",
+        sample_jex().to_str().unwrap(),
+        "--target",
+        target.to_str().unwrap(),
+        "--yes",
+        "--snapshot-dir",
+        snaps.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("1 item(s) on the target carry a time up to"),
+        "{}",
+        text(&o)
+    );
+    p.sync();
+    assert_manifest_eq(
+        &p.manifest(),
+        &sample_manifest(),
+        "the device after the restore",
+    );
+}
+
 /// An edit the client has not synced when the restore happens is never lost: by default it stays
 /// the current version (the restore skips items the target already holds as in the backup);
 /// with --rewrite-unchanged the backup wins and the edit survives as a conflict copy.
