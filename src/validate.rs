@@ -30,6 +30,8 @@ pub enum ProblemClass {
     BlobSizeMismatch,
     /// A note-tag link to a note or tag that is not in the backup.
     OrphanNoteTag,
+    /// An attachment blob whose resource item is not in the backup.
+    OrphanBlob,
     /// The backup holds no items at all.
     Empty,
 }
@@ -46,6 +48,7 @@ impl ProblemClass {
             ProblemClass::MissingBlob => "missing-blob",
             ProblemClass::BlobSizeMismatch => "blob-size-mismatch",
             ProblemClass::OrphanNoteTag => "orphan-note-tag",
+            ProblemClass::OrphanBlob => "orphan-blob",
             ProblemClass::Empty => "empty",
         }
     }
@@ -295,6 +298,29 @@ pub fn validate(backup: &Backup) -> Validation {
             .find(backup, id)
             .is_some_and(|bi| bi.item_type() == ty)
     };
+    // Whether following a notebook's parents comes back to it (bounded by the notebooks'
+    // count: a chain longer than that loops).
+    let folders = backup
+        .items
+        .iter()
+        .filter(|bi| bi.item_type() == ItemType::Folder)
+        .count();
+    let in_a_loop = |start: &str| {
+        let mut at = start;
+        for _ in 0..=folders {
+            match by_id.find(backup, at) {
+                Some(f) if f.item_type() == ItemType::Folder && !f.parent_id().is_empty() => {
+                    at = f.parent_id();
+                    if at == start {
+                        return true;
+                    }
+                }
+                _ => return false,
+            }
+        }
+        // Longer than every notebook: a loop above this one.
+        true
+    };
     let mut extra = Vec::new();
     for (index, bi) in backup.items.iter().enumerate() {
         let id = bi.id();
@@ -315,6 +341,16 @@ pub fn validate(backup: &Backup) -> Validation {
                         format!(
                             "its parent notebook {:?} is not in the backup",
                             if parent.is_empty() { "(none)" } else { parent }
+                        ),
+                    ));
+                } else if bi.item_type() == ItemType::Folder && in_a_loop(id) {
+                    // Joplin shows such notebooks nowhere: no path leads to the top.
+                    extra.push((
+                        ProblemClass::MissingParent,
+                        bi,
+                        format!(
+                            "its parent notebooks lead back to it ({parent:?} …), never to \
+                             the top level"
                         ),
                     ));
                 }
@@ -359,6 +395,33 @@ pub fn validate(backup: &Backup) -> Validation {
             _ => {}
         }
     }
+    // A blob with no resource item: the item was lost from the backup (a restore would
+    // delete the target's copy and leave notes linking a resource that is gone). Allowed, the
+    // resource is left alone on the target.
+    let mut orphans: Vec<(&String, &crate::backup::BlobLocation)> = backup
+        .blobs
+        .iter()
+        .filter(|(id, _)| {
+            is_item_id(id)
+                && !is_a(id, ItemType::Resource)
+                && !backup
+                    .unreadable
+                    .iter()
+                    .any(|u| u.entry.trim_end_matches(".md") == id.as_str())
+                && !backup.items.iter().any(|bi| bi.id() == id.as_str())
+        })
+        .collect();
+    orphans.sort_by_key(|(id, _)| id.as_str());
+    for (id, at) in orphans {
+        push(
+            &mut v,
+            ProblemClass::OrphanBlob,
+            &at.entry,
+            id,
+            "",
+            format!("an attachment blob whose resource item {id}.md is not in the backup"),
+        );
+    }
     for (class, bi, message) in extra {
         push(
             &mut v,
@@ -380,6 +443,15 @@ pub fn validate(backup: &Backup) -> Validation {
         .map(|p| (p.entry.clone(), p.id.clone(), p.class))
         .collect();
     for (entry, id, class) in skips {
+        // An item we cannot read, or whose id is malformed, is still named by its file
+        // (`<id>.md`): the target's copy under that name is left alone too, not deleted as
+        // "not in the backup". Unless an intact item has that id: it is restored.
+        let file_id = entry
+            .rsplit('/')
+            .next()
+            .and_then(|f| f.strip_suffix(".md"))
+            .filter(|f| is_item_id(f) && *f != id && by_id.find(backup, f).is_none())
+            .map(str::to_string);
         v.skipped_entries.insert(entry);
         // A misnamed file whose id belongs to an intact item of its own (a stray copy) must
         // not take that item out with it: only the misnamed entry is left out.
@@ -387,6 +459,7 @@ pub fn validate(backup: &Backup) -> Validation {
         if !id.is_empty() && !stray_copy {
             v.skipped_ids.insert(id);
         }
+        v.skipped_ids.extend(file_id);
     }
     v
 }

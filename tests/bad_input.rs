@@ -121,6 +121,39 @@ fn truncated_jex() {
     refuses("truncated", &data[..data.len() / 2], &["truncated"]);
 }
 
+/// A JEX cut exactly between two entries (or in the padding after one) still reads as a tar
+/// of fewer entries: only its missing end marker tells. Refused, or the restore would delete
+/// what the cut lost.
+#[test]
+fn jex_cut_between_two_entries() {
+    let data = std::fs::read(sample_jex()).unwrap();
+    let last = data.iter().rposition(|b| *b != 0).unwrap();
+    let at_boundary = (last + 1).div_ceil(512) * 512;
+    for (case, cut) in [
+        ("cut-at-boundary", at_boundary),
+        ("cut-in-padding", last + 1),
+    ] {
+        refuses(case, &data[..cut], &["no end marker", "cut short"]);
+    }
+}
+
+/// Notebooks whose parents loop (Personal under its own Journal) show nowhere in Joplin.
+#[test]
+fn notebook_parents_in_a_loop() {
+    let mut e = sample_entries();
+    replace(&mut e, "c92807ad73ea40938d12cd5a105b5efe.md", |s| {
+        s.replace(
+            "\nparent_id: \n",
+            "\nparent_id: 33891a5cf6a84c18ab0b4de1404c88b2\n",
+        )
+    });
+    refuses(
+        "parent-loop",
+        &tar_bytes(&e, &[]),
+        &["[missing-parent]", "lead back to it", "Personal", "Journal"],
+    );
+}
+
 #[test]
 fn not_a_tar() {
     refuses(
@@ -430,6 +463,56 @@ fn allowed_problem_is_skipped_and_the_rest_restored() {
         blob_before
     );
     assert!(target.join(RESOURCE).exists());
+}
+
+/// An unreadable item, allowed, is left out and its copy on the target left alone (its file
+/// names its id): it was deleted as "not in the backup".
+#[test]
+fn allowed_unreadable_item_leaves_the_targets_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = filled_target(dir.path());
+    const PLAIN_NOTE: &str = "ecaa6cabdc8a42edb9844691b64bc0f4.md";
+    let before = std::fs::read(target.join(PLAIN_NOTE)).unwrap();
+    let mut e = sample_entries();
+    let note = e.iter_mut().find(|(n, _)| n == PLAIN_NOTE).unwrap();
+    note.1.splice(0..0, [0xff, 0xfe, 0xfd]);
+    refuses(
+        "unreadable",
+        &tar_bytes(&e, &[]),
+        &["[unreadable-item]", PLAIN_NOTE],
+    );
+    restore_allowing(dir.path(), &e, &target, "unreadable-item");
+    assert_eq!(std::fs::read(target.join(PLAIN_NOTE)).unwrap(), before);
+}
+
+/// A blob whose resource item is missing from the backup is a problem (the restore would
+/// delete the target's resource and leave notes linking a resource that is gone); allowed,
+/// the target's resource and blob stay.
+#[test]
+fn blob_without_its_resource_item() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = filled_target(dir.path());
+    let blob = target.join(".resource/8c9f67d46dce4ef0af0f5826f53330a6");
+    let before = (
+        std::fs::read(target.join(RESOURCE)).unwrap(),
+        std::fs::read(&blob).unwrap(),
+    );
+    let mut e = sample_entries();
+    e.retain(|(n, _)| n != RESOURCE);
+    refuses(
+        "orphan-blob",
+        &tar_bytes(&e, &[]),
+        &[
+            "[orphan-blob]",
+            "8c9f67d46dce4ef0af0f5826f53330a6.md is not in the backup",
+        ],
+    );
+    restore_allowing(dir.path(), &e, &target, "orphan-blob");
+    let after = (
+        std::fs::read(target.join(RESOURCE)).unwrap(),
+        std::fs::read(&blob).unwrap(),
+    );
+    assert!(after == before, "the resource or its blob changed");
 }
 
 /// A target the restore must not write to: refused with `code` (4 for an unsafe target, 1 for

@@ -123,6 +123,9 @@ pub fn index(path: &Path, mut on_item: impl FnMut(ItemEntry)) -> Result<JexIndex
     let entries = archive
         .entries_with_seek()
         .with_context(|| format!("{}: cannot read the tar", path.display()))?;
+    // Where the last entry's data ends (padded to a block), and its name: the archive's end
+    // marker must follow, or the file was cut short there.
+    let mut end = (0u64, String::new());
     for (n, entry) in entries.enumerate() {
         let mut entry = entry.with_context(|| {
             format!(
@@ -132,6 +135,12 @@ pub fn index(path: &Path, mut on_item: impl FnMut(ItemEntry)) -> Result<JexIndex
             )
         })?;
         let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        end = (
+            entry
+                .raw_file_position()
+                .saturating_add(entry.size().div_ceil(512) * 512),
+            name.clone(),
+        );
         let kind = entry.header().entry_type();
         check_name(&name).with_context(|| format!("{}: entry {name:?}", path.display()))?;
         // Entries are read by offset, so the name only places them in the layout.
@@ -198,6 +207,7 @@ pub fn index(path: &Path, mut on_item: impl FnMut(ItemEntry)) -> Result<JexIndex
             ));
         }
     }
+    check_end_marker(path, end.0, &end.1)?;
     let reader = JexBlobs {
         path: path.to_path_buf(),
         file: Mutex::new(File::open(path)?),
@@ -207,6 +217,29 @@ pub fn index(path: &Path, mut on_item: impl FnMut(ItemEntry)) -> Result<JexIndex
         warnings,
         reader,
     })
+}
+
+/// A tar ends with a block of zeros. A file cut between two entries still reads as a valid
+/// tar of fewer entries, with nothing to say what is missing: without this check a truncated
+/// download would pass validation and the restore would delete what it lost.
+fn check_end_marker(path: &Path, at: u64, last: &str) -> Result<()> {
+    let mut file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    file.seek(SeekFrom::Start(at))?;
+    let mut block = Vec::with_capacity(512);
+    file.take(512).read_to_end(&mut block)?;
+    if block.len() < 512 || block.iter().any(|b| *b != 0) {
+        let after = if last.is_empty() {
+            "at its start".to_string()
+        } else {
+            format!("after entry {last:?}")
+        };
+        bail!(
+            "{}: the tar has no end marker {after}: the file was cut short (a truncated \
+             download or copy), so entries may be missing. Use an intact copy of the backup.",
+            path.display()
+        );
+    }
+    Ok(())
 }
 
 /// An entry's place in the JEX layout: a JEX unpacked and packed again with `tar -cf x.jex .`
