@@ -120,10 +120,16 @@ impl Config {
             Err(e) => bail!("config file {}: cannot read it ({e})", path.display()),
         };
         let raw: toml::Table = toml::from_str(&text).map_err(|e| {
+            // The message and the line only: the parser's own report quotes the line, which
+            // may be a mistyped `password = …`.
+            let line = e
+                .span()
+                .map(|r| text[..r.start.min(text.len())].matches('\n').count() + 1);
             anyhow::anyhow!(
-                "config file {}: not valid TOML: {}",
+                "config file {}: not valid TOML{}: {}",
                 path.display(),
-                e.to_string().trim()
+                line.map(|l| format!(" at line {l}")).unwrap_or_default(),
+                e.message().trim()
             )
         })?;
         if let Some(toml::Value::Table(targets)) = raw.get("targets") {
@@ -356,6 +362,14 @@ backend = "joplin-server"
         assert!(err.contains("another configured target"), "{err}");
         let err = load("targets = [").unwrap_err().to_string();
         assert!(err.contains("not valid TOML"), "{err}");
+        // A mistyped password line is not quoted back.
+        for bad in ["password = hunter2", "password = 'hunter2"] {
+            let err = load(&format!("[targets.xy]\ntarget = \"/tmp/x\"\n{bad}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("not valid TOML at line 3"), "{err}");
+            assert!(!err.contains("hunter2"), "{err}");
+        }
     }
 
     #[test]

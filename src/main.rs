@@ -10,7 +10,7 @@ use joplin_restore::clear::{self, ClearArgs};
 use joplin_restore::e2ee::PasswordArgs;
 use joplin_restore::exit;
 use joplin_restore::export::{self, ExportArgs};
-use joplin_restore::open::{open_paced, Folder, PacerArgs, TargetArgs};
+use joplin_restore::open::{open_paced, without_credentials, Folder, PacerArgs, TargetArgs};
 use joplin_restore::restore::{self, RestoreArgs};
 use joplin_restore::rollback::{self, RollbackArgs};
 use joplin_restore::target::SyncTarget;
@@ -554,7 +554,7 @@ async fn run(cmd: Command) -> Result<i32> {
                     json!({
                         "name": name,
                         "kind": t.kind(),
-                        "target": t.target,
+                        "target": without_credentials(&t.target),
                         "username": t.username,
                         "password_file": t.password_file_path(),
                         "password_env": t.password_env,
@@ -600,7 +600,11 @@ async fn run(cmd: Command) -> Result<i32> {
                         } else {
                             format!("  ({})", extra.join(", "))
                         };
-                        joplin_restore::say!("{name}:  {}  {}{extra}", t.kind(), t.target);
+                        joplin_restore::say!(
+                            "{name}:  {}  {}{extra}",
+                            t.kind(),
+                            without_credentials(&t.target)
+                        );
                     }
                 }
             }

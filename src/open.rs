@@ -7,7 +7,7 @@
 //! or `webdavs://…`, `webdav://…` (WebDAV, e.g. `https://host/remote.php/dav/files/USER/Joplin`);
 //! `NAME:` (a named target from the config file, see [`crate::config`]).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
@@ -79,6 +79,8 @@ pub struct TargetArgs {
 pub struct NamedSettings {
     pub name: String,
     pub password_env: Option<String>,
+    /// The config file's `password-file`: after the command line and the environment.
+    pub password_file: Option<PathBuf>,
     pub aws_profile: Option<String>,
 }
 
@@ -121,16 +123,14 @@ fn password(args: &TargetArgs, what: &str) -> Result<String> {
     if let Some(p) = &args.given_password {
         return Ok(p.0.clone());
     }
-    if let Some(f) = &args.password_file {
+    let read_file = |f: &Path| {
         let text = std::fs::read_to_string(f)
             .map_err(|e| anyhow::anyhow!("password file {}: cannot read it ({e})", f.display()))?;
-        return Ok(text.lines().next().unwrap_or("").to_string());
-    }
-    let configured = args.named.as_ref().and_then(|n| n.password_env.clone());
-    if let Some(var) = &configured {
-        if let Some(p) = std::env::var(var).ok().filter(|p| !p.is_empty()) {
-            return Ok(p);
-        }
+        anyhow::Ok(text.lines().next().unwrap_or("").to_string())
+    };
+    // The command line, then the environment, then the config file (as for every option).
+    if let Some(f) = &args.password_file {
+        return read_file(f);
     }
     // An empty variable counts as unset (e.g. cleared with `JOPLIN_RESTORE_PASSWORD=`).
     let default_var = args
@@ -138,6 +138,15 @@ fn password(args: &TargetArgs, what: &str) -> Result<String> {
         .unwrap_or("JOPLIN_RESTORE_PASSWORD");
     if let Some(p) = std::env::var(default_var).ok().filter(|p| !p.is_empty()) {
         return Ok(p);
+    }
+    let configured = args.named.as_ref().and_then(|n| n.password_env.clone());
+    if let Some(var) = &configured {
+        if let Some(p) = std::env::var(var).ok().filter(|p| !p.is_empty()) {
+            return Ok(p);
+        }
+    }
+    if let Some(f) = args.named.as_ref().and_then(|n| n.password_file.as_deref()) {
+        return read_file(f);
     }
     if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
         return Ok(rpassword::prompt_password(format!(
@@ -173,7 +182,6 @@ pub fn resolve(args: &TargetArgs, pacer: &PacerArgs) -> Result<(TargetArgs, Pace
         .username
         .filter(|u| !u.is_empty())
         .or_else(|| t.username.clone());
-    a.password_file = a.password_file.or_else(|| t.password_file_path());
     a.endpoint = a.endpoint.or_else(|| t.endpoint.clone());
     a.region = a.region.or_else(|| t.region.clone());
     a.path_style |= t.path_style.unwrap_or(false);
@@ -184,7 +192,12 @@ pub fn resolve(args: &TargetArgs, pacer: &PacerArgs) -> Result<(TargetArgs, Pace
     a.named = Some(NamedSettings {
         name: name.to_string(),
         password_env: t.password_env.clone(),
-        aws_profile: t.aws_profile.clone(),
+        password_file: t.password_file_path(),
+        // AWS_PROFILE in the environment wins over the file's, as every variable does.
+        aws_profile: t
+            .aws_profile
+            .clone()
+            .filter(|_| std::env::var("AWS_PROFILE").map_or(true, |p| p.is_empty())),
     });
     let mut p = pacer.clone();
     p.transfers = p.transfers.or(t.transfers);
@@ -267,9 +280,42 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     Ok((v * mult) as u64)
 }
 
+/// A URL with any `user:password@` taken out, for showing (never credentials on screen, in
+/// reports or logs); anything that does not parse as a URL is shown as it is.
+pub fn without_credentials(location: &str) -> String {
+    match url::Url::parse(location) {
+        Ok(mut u) if !u.username().is_empty() || u.password().is_some() => {
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.to_string()
+        }
+        _ => location.to_string(),
+    }
+}
+
+/// Refuse a URL that carries a password (`http://user:secret@host`): it would be shown in
+/// messages and reports, and sit in shell history. WebDAV target URLs are refused the same way.
+fn refuse_password_in(what: &str, url: &str) -> Result<()> {
+    if url::Url::parse(url).is_ok_and(|u| u.password().is_some()) {
+        bail!(
+            "{what} {}: the URL contains a password: remove it, and give the password through \
+             --password-file or JOPLIN_RESTORE_PASSWORD (S3 keys: AWS_ACCESS_KEY_ID and \
+             AWS_SECRET_ACCESS_KEY, or a profile)",
+            without_credentials(url)
+        );
+    }
+    Ok(())
+}
+
 /// Open the backend named by `--target` (after [`resolve`]), without the pacer.
 fn open_storage(args: &TargetArgs, folder: Folder) -> Result<Arc<dyn Storage>> {
     let t = args.target.trim();
+    if let Some(endpoint) = &args.endpoint {
+        refuse_password_in("--endpoint", endpoint)?;
+    }
+    if !backend_webdav::is_webdav_url(t) || args.backend == Some(BackendKind::JoplinServer) {
+        refuse_password_in("--target", t.strip_prefix("joplin-server+").unwrap_or(t))?;
+    }
     if let Some(url) = t.strip_prefix("joplin-server+") {
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             bail!("--target {t}: use joplin-server+http://host:port/ or joplin-server+https://…");

@@ -176,6 +176,33 @@ fn named_webdav_target_reads_its_password_from_a_file_or_a_variable() {
     let o = s.run(&["verify", &jex(), "--target", "dav:"]);
     assert!(!o.status.success(), "{}", text(&o));
     assert!(!String::from_utf8_lossy(&o.stderr).contains(PASS));
+    // The environment wins over the config file, as for every option.
+    let o = s.run_env(
+        &["verify", &jex(), "--target", "dav:"],
+        &[("JOPLIN_RESTORE_PASSWORD", PASS)],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+
+    // A password inside a URL is refused, and never shown, in every place a URL goes.
+    std::fs::write(
+        &s.config,
+        "[targets.leaky]\ntarget = \"s3://bucket\"\nendpoint = \"http://key:s3cr3t@127.0.0.1:1\"\n\n\
+         [targets.leaky-js]\ntarget = \"joplin-server+http://me:s3cr3t@127.0.0.1:1/\"\n",
+    )
+    .unwrap();
+    for t in ["leaky:", "leaky-js:"] {
+        let o = s.run(&["status", "--target", t]);
+        assert!(!o.status.success(), "{t}: {}", text(&o));
+        assert!(
+            text(&o).contains("contains a password"),
+            "{t}: {}",
+            text(&o)
+        );
+        assert!(!text(&o).contains("s3cr3t"), "{t}: {}", text(&o));
+    }
+    let o = s.run(&["--json", "targets"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(!text(&o).contains("s3cr3t"), "{}", text(&o));
 }
 
 #[test]

@@ -253,7 +253,7 @@ pub fn describe(dir: &Path, root: &Path, kind: &str) -> ProfileInfo {
                 name: target_name(id),
                 location: location
                     .filter(|s| !s.is_empty())
-                    .map(|l| without_credentials(&l)),
+                    .map(|l| crate::open::without_credentials(&l)),
             }
         });
     // Joplin 2+ keeps the state in `syncInfoCache` (the target's info.json as last synced,
@@ -410,18 +410,6 @@ fn dir_size(dir: &Path, include_subprofiles: bool) -> u64 {
         }
     }
     total
-}
-
-/// A sync location with any `user:password@` of a URL taken out (shown, never credentials).
-fn without_credentials(location: &str) -> String {
-    match url::Url::parse(location) {
-        Ok(mut u) if !u.username().is_empty() || u.password().is_some() => {
-            let _ = u.set_username("");
-            let _ = u.set_password(None);
-            u.to_string()
-        }
-        _ => location.to_string(),
-    }
 }
 
 /// Whether a Joplin app runs on this profile, from what it leaves on disk:
