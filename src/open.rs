@@ -353,7 +353,9 @@ fn open_storage(args: &TargetArgs, folder: Folder) -> Result<Arc<dyn Storage>> {
         o.endpoint = args.endpoint.clone();
         o.region = args.region.clone();
         o.path_style = args.path_style;
-        o.create_bucket = args.create_bucket;
+        // Reading commands never create the bucket: a missing one is a mistyped name, not
+        // an empty target (a named target's `create-bucket = true` is for restores).
+        o.create_bucket = args.create_bucket && folder != Folder::Existing;
         o.multipart_threshold = args.multipart_threshold();
         o.part_size = args.multipart_threshold().max(backend_s3::MIN_PART_SIZE);
         o.profile = args.named.as_ref().and_then(|n| n.aws_profile.clone());

@@ -271,6 +271,15 @@ fn missing_bucket_says_create_it() {
     assert!(all.contains("does not exist"), "{all}");
     assert!(all.contains("--create-bucket"), "{all}");
     assert!(!server.dir.path().join("data/nosuchbucket").exists());
+    // A reading command never creates it, and with --create-bucket (a named target may
+    // carry it) a missing bucket is still an error, not an empty target.
+    for cmd in [vec!["status"], vec!["verify", jex.to_str().unwrap()]] {
+        let o = jr_s3(&server, &args(&cmd, &t, &["--create-bucket"]));
+        let all = text(&o);
+        assert!(!o.status.success(), "{cmd:?}: {all}");
+        assert!(all.contains("does not exist"), "{cmd:?}: {all}");
+        assert!(!server.dir.path().join("data/nosuchbucket").exists());
+    }
 }
 
 /// `clear` with its snapshot lists the target twice, not three times: the snapshot reuses the
