@@ -141,7 +141,14 @@ impl Validation {
         msg.push_str(
             &classes
                 .iter()
-                .map(|c| format!("--allow {c}"))
+                .map(|c| match c {
+                    // Not a way to get a damaged backup through: it empties the target.
+                    ProblemClass::Empty => format!(
+                        "--allow {c} (only to empty the target on purpose: the restore then \
+                         deletes everything on it)"
+                    ),
+                    _ => format!("--allow {c}"),
+                })
                 .collect::<Vec<_>>()
                 .join(" "),
         );
@@ -180,7 +187,17 @@ pub fn validate(backup: &Backup) -> Validation {
             &backup.source.display().to_string(),
             "",
             "",
-            "the backup holds no items".into(),
+            if backup.warnings.is_empty() {
+                "the backup holds no items".into()
+            } else {
+                // Typically a JEX packed from the folder above its files (`export/<id>.md`).
+                format!(
+                    "the backup holds no items; {} file(s) in it are outside the JEX layout \
+                     (first: {}). Was it packed from another folder?",
+                    backup.warnings.len(),
+                    backup.warnings[0]
+                )
+            },
         );
     }
 

@@ -182,7 +182,26 @@ fn empty_tar() {
     refuses(
         "emptytar",
         &tar_bytes(&[], &[]),
-        &["no items", "--allow empty"],
+        &["no items", "--allow empty", "deletes everything on it"],
+    );
+}
+
+/// A JEX packed from the folder above its files: nothing at the JEX's places, so it reads as
+/// empty; the refusal says why rather than only pointing at `--allow empty`.
+#[test]
+fn jex_packed_from_the_folder_above() {
+    let e: Vec<(String, Vec<u8>)> = sample_entries()
+        .into_iter()
+        .map(|(n, d)| (format!("export/{n}"), d))
+        .collect();
+    refuses(
+        "packed-above",
+        &tar_bytes(&e, &[]),
+        &[
+            "outside the JEX layout",
+            "export/",
+            "packed from another folder",
+        ],
     );
 }
 
