@@ -290,12 +290,16 @@ fn usage_error(e: clap::Error) -> ExitCode {
         .skip(1)
         .find(|a| !a.starts_with('-'))
         .unwrap_or_default();
+    // The error and what it names (the missing arguments are on the lines after the first),
+    // without clap's usage and help lines.
     let text = e.to_string();
     let message = text
         .lines()
-        .next()
-        .unwrap_or("")
-        .trim()
+        .map(str::trim)
+        .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
         .trim_start_matches("error: ")
         .to_string();
     print_json_report(

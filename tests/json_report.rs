@@ -370,6 +370,15 @@ fn usage_errors_report_in_json_too() {
     assert_eq!(v["exit_code"], 2, "{v}");
     assert!(v["error"].as_str().unwrap().contains("--transfers"), "{v}");
     assert!(String::from_utf8_lossy(&o.stderr).contains("--transfers"));
+    // The message names what is missing (clap puts it on the lines after the first).
+    let o = jr(&["--json", "restore", "--target", "/nonexistent/t"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let error = v["error"].as_str().unwrap();
+    assert!(
+        error.contains("not provided") && error.contains("<BACKUP>") && !error.contains("Usage"),
+        "{v}"
+    );
     let help = jr(&["--json", "--help"]);
     assert_eq!(help.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&help.stdout).contains("Usage:"));
