@@ -394,6 +394,13 @@ async fn run(cmd: Command) -> Result<i32> {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             let mut buf = Vec::new();
             clap_complete::generate(shell, &mut cmd, "joplin-restore", &mut buf);
+            if shell == clap_complete::Shell::Bash {
+                // clap_complete spells a hyphenated name's subcommand states two ways, so no
+                // subcommand ever completes (clap-rs/clap#6421): use the loop's spelling.
+                let text = String::from_utf8_lossy(&buf)
+                    .replace("joplin__subcmd__restore__", "joplin__restore__");
+                buf = text.into_bytes();
+            }
             write_stdout(&buf)?;
             Ok(exit::OK)
         }

@@ -106,3 +106,36 @@ fn a_closed_stdout_does_not_stop_a_run() {
     let o = support::jr(&["verify", b, "--target", &t]);
     assert!(o.status.success(), "{}", support::text(&o));
 }
+
+/// The bash completion script completes a subcommand's options and a nested subcommand, not
+/// only the top level (clap_complete misspells a hyphenated name's states: clap-rs/clap#6421).
+#[test]
+fn bash_completion_completes_inside_subcommands() {
+    let script = Command::new(env!("CARGO_BIN_EXE_joplin-restore"))
+        .args(["completions", "bash"])
+        .output()
+        .unwrap();
+    assert!(script.status.success());
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("joplin-restore.bash");
+    std::fs::write(&file, &script.stdout).unwrap();
+    let complete = |words: &str, cur: &str, prev: &str| {
+        let n = words.split_whitespace().count() - 1;
+        let o = Command::new("bash")
+            .arg("-c")
+            .arg(format!(
+                "source {}; COMP_WORDS=({words}); COMP_CWORD={n}; \
+                 _joplin__restore joplin-restore {cur} {prev}; echo \"${{COMPREPLY[*]}}\"",
+                file.display()
+            ))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    let opts = complete("joplin-restore restore --ver", "--ver", "restore");
+    assert!(opts.split(' ').any(|w| w == "--verify"), "{opts:?}");
+    assert_eq!(
+        complete("joplin-restore client re", "re", "client"),
+        "reset"
+    );
+}
