@@ -291,11 +291,12 @@ pub fn validate(backup: &Backup) -> Validation {
     v.skipped_copies = copies.iter().map(|(later, _)| *later as usize).collect();
     for &(later, first) in &copies {
         let bi = &backup.items[later as usize];
-        let message = format!(
-            "id {} is also used by {}",
-            bi.id(),
-            backup.items[first as usize].entry()
-        );
+        let first_entry = backup.items[first as usize].entry();
+        let message = if first_entry == bi.entry() {
+            format!("the archive holds {first_entry} twice")
+        } else {
+            format!("id {} is also used by {first_entry}", bi.id())
+        };
         let title = backup.title(bi);
         let p = problem(
             ProblemClass::DuplicateId,
@@ -602,7 +603,8 @@ mod tests {
         assert_eq!(got, want, "{:#?}", v.problems);
         let dup = &v.problems[2];
         assert!(
-            dup.message.contains(&format!("also used by {note_entry}")),
+            dup.message
+                .contains(&format!("the archive holds {note_entry} twice")),
             "{}",
             dup.message
         );

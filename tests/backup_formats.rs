@@ -154,7 +154,8 @@ fn restore_and_sync(tmp: &Path, backup: &Path, extra: &[&str], env: &[(&str, &st
 fn password_protected_7z_gives_the_real_client_the_sample() {
     let tmp = tempfile::tempdir().unwrap();
     let pw_file = tmp.path().join("pw.txt");
-    std::fs::write(&pw_file, format!("{}\n", password())).unwrap();
+    // The first line is the password: an editor's blank line after it is not part of it.
+    std::fs::write(&pw_file, format!("{}\n\n", password())).unwrap();
     let p = restore_and_sync(
         tmp.path(),
         &layout("one-7z-password").join("JoplinBackup.7z"),

@@ -358,7 +358,15 @@ fn duplicate_ids() {
     let mut e = sample_entries();
     let dup = e.iter().find(|(n, _)| n == TAG).unwrap().clone();
     e.push(dup);
-    refuses("dup", &tar_bytes(&e, &[]), &[TAG, "duplicate-id"]);
+    refuses(
+        "dup",
+        &tar_bytes(&e, &[]),
+        &[
+            TAG,
+            "duplicate-id",
+            &format!("the archive holds {TAG} twice"),
+        ],
+    );
 }
 
 #[test]

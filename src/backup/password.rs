@@ -60,11 +60,13 @@ impl PasswordSource {
                     file.display()
                 )
             })?;
-            // An editor's final newline is not part of the password.
+            // The first line, as for every password file (an editor's final newline, or a
+            // blank line after it, is not part of the password).
             let value = raw
-                .strip_suffix("\r\n")
-                .or_else(|| raw.strip_suffix('\n'))
-                .unwrap_or(&raw)
+                .split('\n')
+                .next()
+                .unwrap_or("")
+                .trim_end_matches('\r')
                 .to_string();
             return Ok(Secret {
                 value,
