@@ -638,6 +638,7 @@ async fn run(cmd: Command) -> Result<i32> {
             force,
         } => {
             let (removed, kept) = status::unlock(&target, &pacer, force).await?;
+            report::set_result(json!({"command": "unlock", "removed": removed, "kept": kept}));
             joplin_restore::say!("{removed} lock(s) removed, {kept} active lock(s) kept.");
             Ok(exit::OK)
         }

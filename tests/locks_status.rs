@@ -119,8 +119,19 @@ fn a_stale_lock_does_not_block_and_unlock_removes_only_stale_and_our_locks() {
         names
     };
     assert_eq!(left(), ["1_1_active0.json", "2_3_elsewhere0.json"], "{out}");
-    let out = jr_ok(&["unlock", "--target", t.to_str().unwrap(), "--force"]);
-    assert!(out.contains("2 lock(s) removed, 0 active"), "{out}");
+    let out = jr_ok(&[
+        "--json",
+        "unlock",
+        "--target",
+        t.to_str().unwrap(),
+        "--force",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (v["removed"].as_u64(), v["kept"].as_u64()),
+        (Some(2), Some(0)),
+        "{v}"
+    );
     assert!(left().is_empty(), "{out}");
 }
 
