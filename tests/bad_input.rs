@@ -838,3 +838,34 @@ fn zip_without_a_backup() {
     );
     assert!(!snaps.exists());
 }
+
+/// A damaged JEX inside a zip is named through the zip (`backup.zip → all.jex`), not by the
+/// temporary folder it was unpacked to, which is gone when the message is read.
+#[test]
+fn damaged_jex_in_a_zip_is_named_through_the_zip() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let target = filled_target(dir.path());
+    let data = std::fs::read(sample_jex()).unwrap();
+    let last = data.iter().rposition(|b| *b != 0).unwrap();
+    let cut = &data[..(last + 1).div_ceil(512) * 512];
+    let file = dir.path().join("backup.zip");
+    let mut zip = zip::ZipWriter::new(std::fs::File::create(&file).unwrap());
+    zip.start_file(
+        "all_notebooks.jex",
+        zip::write::SimpleFileOptions::default(),
+    )
+    .unwrap();
+    zip.write_all(cut).unwrap();
+    zip.finish().unwrap();
+    let snaps = dir.path().join("snaps");
+    restore_is_refused(
+        "damaged jex in a zip",
+        &file,
+        &target,
+        &snaps,
+        &["backup.zip → all_notebooks.jex", "no end marker"],
+    );
+    let out = text(&jr(&["inspect", file.to_str().unwrap()]));
+    assert!(!out.contains("joplin-restore-"), "{out}");
+}

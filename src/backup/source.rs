@@ -282,7 +282,25 @@ pub fn open(path: &Path, opts: &BackupOptions) -> Result<Backup> {
         Found::Jex(p) => (vec![p], None),
         Found::SetDir(d) => o.set_contents(&d)?,
     };
-    let mut backup = read_parts(path, &jexes)?;
+    // What was unpacked is named by the archive it came from (`backup.7z → all.jex`), not by
+    // a temporary folder that is gone by the time the message is read.
+    let in_archive = |text: String| {
+        o.temps.iter().fold(text, |t, d| {
+            t.replace(
+                &format!("{}/", d.path().display()),
+                &format!("{} → ", path.display()),
+            )
+        })
+    };
+    let mut backup = match read_parts(path, &jexes) {
+        Ok(b) => b,
+        Err(e) if !o.temps.is_empty() => bail!(in_archive(format!("{e:#}"))),
+        Err(e) => return Err(e),
+    };
+    backup.warnings = std::mem::take(&mut backup.warnings)
+        .into_iter()
+        .map(in_archive)
+        .collect();
     backup.sets = std::mem::take(&mut o.sets);
     backup.set = o.chosen.take();
     backup.profile = profile.map(ProfileFiles::read);
