@@ -171,11 +171,19 @@ pub fn validate(backup: &Backup) -> Validation {
     };
 
     for u in &backup.unreadable {
+        // Its file names its id (`<id>.md`), when it is a Joplin id.
+        let file_id = u
+            .entry
+            .rsplit('/')
+            .next()
+            .and_then(|f| f.strip_suffix(".md"))
+            .filter(|f| is_item_id(f))
+            .unwrap_or("");
         push(
             &mut v,
             ProblemClass::UnreadableItem,
             &u.entry,
-            "",
+            file_id,
             "",
             format!("cannot parse the item: {}", u.error),
         );

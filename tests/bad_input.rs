@@ -510,6 +510,13 @@ fn allowed_unreadable_item_leaves_the_targets_copy() {
     );
     restore_allowing(dir.path(), &e, &target, "unreadable-item");
     assert_eq!(std::fs::read(target.join(PLAIN_NOTE)).unwrap(), before);
+    // The report names the item by the id its file carries.
+    let file = dir.path().join("unreadable-item.jex");
+    let o = jr(&["--json", "inspect", file.to_str().unwrap()]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let problem = &v["problems"][0];
+    assert_eq!(problem["class"], "unreadable-item", "{v}");
+    assert_eq!(problem["id"], "ecaa6cabdc8a42edb9844691b64bc0f4", "{v}");
 }
 
 /// A blob whose resource item is missing from the backup is a problem (the restore would
