@@ -264,9 +264,9 @@ pub struct Compare {
 /// is replaced, but its `updated_time` may be later than the restore's stamp (a device whose
 /// clock runs ahead, see [`Plan::after_target`]), and a partial restore needs to see which are
 /// in the trash. On an encrypted target (`keyring`) every copy is decrypted, and a copy left
-/// in clear is not "unchanged" (it must be re-written encrypted). Where the listing has no sizes (Joplin Server), the blob of an
-/// unchanged resource is downloaded and compared too: uploading it again would make every
-/// client download it again. With `checksum` that is done on every target, so a blob damaged
+/// in clear is not "unchanged" (it must be re-written encrypted). Where the listing has no
+/// sizes (Joplin Server), the blob of an unchanged resource is downloaded and compared too:
+/// uploading it again would make every client download it again. With `checksum` that is done on every target, so a blob damaged
 /// in place (same size, other bytes) is replaced.
 pub async fn fetch_comparable(
     target: &SyncTarget,
