@@ -12,7 +12,7 @@ use futures::{stream, StreamExt};
 use crate::backup::Backup;
 use crate::e2ee::{can_be_encrypted, Keyring};
 use crate::journal::Journal;
-use crate::plan::{stamped, Phase, Plan, Upload, MAX_STAMP_AHEAD_MS};
+use crate::plan::{stamp_after, stamped, Phase, Plan, Upload};
 use crate::progress::Progress;
 use crate::target::{blob_path, item_path, SyncTarget};
 
@@ -125,11 +125,7 @@ impl Executor<'_> {
             .after_target
             .binary_search_by_key(&u.index, |(i, _)| *i)
         {
-            // A client keeps its copy unless ours is later (Joplin compares `updated_time`).
-            let theirs = self.after_target[k].1;
-            if theirs >= ms && theirs - ms <= MAX_STAMP_AHEAD_MS {
-                ms = theirs + 1;
-            }
+            ms = stamp_after(self.after_target[k].1, ms).unwrap_or(ms);
         }
         let item = stamped(&self.backup.item(bi)?, ms);
         let item = match &self.keyring {

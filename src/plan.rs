@@ -209,7 +209,14 @@ const RECENT_MS: i64 = 10 * 60 * 1000;
 
 /// Farthest ahead of the restore's own stamp an item is stamped to beat a copy with a later
 /// `updated_time`; a copy beyond that is left to win, with a warning.
-pub const MAX_STAMP_AHEAD_MS: i64 = 24 * 60 * 60 * 1000;
+const MAX_STAMP_AHEAD_MS: i64 = 24 * 60 * 60 * 1000;
+
+/// The stamp that beats a target copy carrying `theirs` where `stamp_ms` would not (a client
+/// keeps its copy unless ours is later: Joplin compares `updated_time`); `None` when
+/// `stamp_ms` already does, or when `theirs` is more than a day ahead and is left to win.
+pub fn stamp_after(theirs: i64, stamp_ms: i64) -> Option<i64> {
+    (theirs >= stamp_ms && theirs - stamp_ms <= MAX_STAMP_AHEAD_MS).then_some(theirs + 1)
+}
 
 impl Comparisons {
     /// The comparison of the target's copy of `backup.items[index]`, if it was fetched.
@@ -388,7 +395,7 @@ pub async fn above_kept_recreated(
 pub fn warn_later_copies(after_target: &[(u32, i64)], stamp_ms: i64) {
     let later = after_target.iter().filter(|(_, t)| *t >= stamp_ms);
     let (beaten, ahead): (Vec<_>, Vec<_>) =
-        later.partition(|(_, t)| t - stamp_ms <= MAX_STAMP_AHEAD_MS);
+        later.partition(|(_, t)| stamp_after(*t, stamp_ms).is_some());
     if !beaten.is_empty() {
         let most = beaten.iter().map(|(_, t)| t - stamp_ms).max().unwrap_or(0);
         eprintln!(

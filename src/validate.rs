@@ -171,19 +171,11 @@ pub fn validate(backup: &Backup) -> Validation {
     };
 
     for u in &backup.unreadable {
-        // Its file names its id (`<id>.md`), when it is a Joplin id.
-        let file_id = u
-            .entry
-            .rsplit('/')
-            .next()
-            .and_then(|f| f.strip_suffix(".md"))
-            .filter(|f| is_item_id(f))
-            .unwrap_or("");
         push(
             &mut v,
             ProblemClass::UnreadableItem,
             &u.entry,
-            file_id,
+            entry_id(&u.entry).unwrap_or(""),
             "",
             format!("cannot parse the item: {}", u.error),
         );
@@ -433,7 +425,7 @@ pub fn validate(backup: &Backup) -> Validation {
                 && !backup
                     .unreadable
                     .iter()
-                    .any(|u| u.entry.trim_end_matches(".md") == id.as_str())
+                    .any(|u| entry_id(&u.entry) == Some(id.as_str()))
                 && !backup.items.iter().any(|bi| bi.id() == id.as_str())
         })
         .collect();
@@ -472,11 +464,8 @@ pub fn validate(backup: &Backup) -> Validation {
         // An item we cannot read, or whose id is malformed, is still named by its file
         // (`<id>.md`): the target's copy under that name is left alone too, not deleted as
         // "not in the backup". Unless an intact item has that id: it is restored.
-        let file_id = entry
-            .rsplit('/')
-            .next()
-            .and_then(|f| f.strip_suffix(".md"))
-            .filter(|f| is_item_id(f) && *f != id && by_id.find(backup, f).is_none())
+        let file_id = entry_id(&entry)
+            .filter(|f| *f != id && by_id.find(backup, f).is_none())
             .map(str::to_string);
         v.skipped_entries.insert(entry);
         // A misnamed file whose id belongs to an intact item of its own (a stray copy) must
@@ -488,6 +477,16 @@ pub fn validate(backup: &Backup) -> Validation {
         v.skipped_ids.extend(file_id);
     }
     v
+}
+
+/// The id an item's file name carries (`<id>.md`, in any folder of the archive), when it is a
+/// Joplin id: what names an item that cannot be read, or whose own id is malformed.
+fn entry_id(entry: &str) -> Option<&str> {
+    entry
+        .rsplit('/')
+        .next()
+        .and_then(|f| f.strip_suffix(".md"))
+        .filter(|f| is_item_id(f))
 }
 
 #[cfg(test)]

@@ -63,7 +63,7 @@ impl PasswordSource {
             // The first line, as for every password file (an editor's final newline, or a
             // blank line after it, is not part of the password).
             let value = raw
-                .split('\n')
+                .lines()
                 .next()
                 .unwrap_or("")
                 .trim_end_matches('\r')
