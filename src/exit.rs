@@ -1,4 +1,5 @@
-//! Exit codes, documented in the README: 0 ok, 1 failed, 2 usage, 3 verify found differences,
+//! Exit codes, documented in the README: 0 ok, 1 failed, 2 usage, 3 differences (verify, diff)
+//! or backup problems (inspect),
 //! 4 refused (validation problems, not confirmed, unsafe target).
 
 pub const OK: i32 = 0;

@@ -431,7 +431,13 @@ async fn run(cmd: Command) -> Result<i32> {
             } else {
                 report::out(&text);
             }
-            Ok(exit::OK)
+            // A script checking its backups (cron after each backup) learns of problems from
+            // the exit code, as it does of differences from `verify`.
+            Ok(if v.problems.is_empty() {
+                exit::OK
+            } else {
+                exit::DIFFERENCES
+            })
         }
         Command::Restore(args) => {
             let s = restore::run(&args).await?;

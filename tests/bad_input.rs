@@ -513,6 +513,7 @@ fn allowed_unreadable_item_leaves_the_targets_copy() {
     // The report names the item by the id its file carries.
     let file = dir.path().join("unreadable-item.jex");
     let o = jr(&["--json", "inspect", file.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(3), "inspect exits 3 on problems");
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let problem = &v["problems"][0];
     assert_eq!(problem["class"], "unreadable-item", "{v}");

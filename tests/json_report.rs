@@ -84,8 +84,11 @@ fn refusals_report_exit_4_and_inspect_lists_problems() {
     )
     .unwrap();
     std::fs::write(&bad, b.into_inner().unwrap()).unwrap();
+    // Problems found: exit 3, as `verify` does on differences, so a script checking its
+    // backups learns of them.
     let (code, v) = report(&["inspect", bad.to_str().unwrap(), "--json"]);
-    assert_eq!(code, 0);
+    assert_eq!(code, 3);
+    assert_eq!(v["ok"], false);
     assert_eq!(v["problems"][0]["class"], "missing-parent");
     assert_eq!(v["counts"]["notes"], 1);
     let t = tmp.path().join("t");
