@@ -17,6 +17,7 @@ pub mod id;
 pub mod inspect;
 pub mod item;
 pub mod journal;
+pub mod merge;
 pub mod migrate;
 pub mod newids;
 pub mod open;

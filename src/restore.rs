@@ -49,10 +49,12 @@ pub struct RestoreArgs {
     /// repairs blobs damaged in place.
     #[arg(long)]
     pub checksum: bool,
-    /// Restore only these (repeatable): notebook:PATH/TO/NOTEBOOK (with sub-notebooks),
+    /// Restore only these (repeatable): notebook:PATH-OR-ID (with sub-notebooks),
     /// note:ID-OR-TITLE (a title two notes share is refused: give the id), tag:TITLE, or a
     /// bare id/path/title. Merges into the target: deletes nothing, brings parent notebooks,
-    /// attachments, tags and note-tag links along (not the notes a note links to with :/ID).
+    /// attachments, tags and note-tag links along (not the notes a note links to with :/ID);
+    /// a note the target keeps keeps its tags unless the tag is named; a tag the target has
+    /// by title is reused.
     #[arg(long, value_name = "SELECTOR")]
     pub only: Vec<crate::selection::Selector>,
     /// With --only: replace items the target already has (default: keep the target's copy).
@@ -172,12 +174,19 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
         &args.backup,
         &target.describe(),
         &format!(
-            "mode={:?} new_ids={} rewrite={} set={:?}",
+            "mode={:?} new_ids={} rewrite={} set={:?}{}",
             args.mode,
             args.new_ids,
             args.rewrite_unchanged,
             // A folder of sets: which set, so a newer one is a different restore.
-            backup.set.as_ref().map(|s| &s.name)
+            backup.set.as_ref().map(|s| &s.name),
+            // A partial restore is another restore than the whole one (or another part).
+            if args.only.is_empty() {
+                String::new()
+            } else {
+                let only: Vec<String> = args.only.iter().map(|o| o.to_string()).collect();
+                format!(" only={only:?} overwrite={}", args.overwrite)
+            }
         ),
     );
     let resumed = if args.journal.fresh {
@@ -195,6 +204,27 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
     if args.new_ids {
         crate::newids::remap(&mut backup, id_seed)?;
     }
+    let mut only = if args.only.is_empty() {
+        None
+    } else {
+        Some(crate::selection::resolve(&backup, &args.only)?)
+    };
+    if let Some(sel) = only.as_mut() {
+        let kr = keyring.as_deref();
+        if let Some(theirs) =
+            crate::merge::read_target_tags(&target, &backup, sel, &state, transfers, kr).await?
+        {
+            for r in crate::merge::reuse_target_tags(&mut backup, sel, &state, &theirs)? {
+                crate::say!(
+                    "tag {:?}: the target has a tag of that title ({}); the restored notes get \
+                     that one, and the backup's ({}) is not written, as Joplin's own import does",
+                    r.title,
+                    r.target_id,
+                    r.backup_id
+                );
+            }
+        }
+    }
     let backup = Arc::new(backup);
     timings.add("read and validate", stage);
     stage = std::time::Instant::now();
@@ -207,11 +237,6 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
 
     // plan
     let set = plan::restore_set(&backup, &validation);
-    let only = if args.only.is_empty() {
-        None
-    } else {
-        Some(crate::selection::resolve(&backup, &args.only)?)
-    };
     let existing = plan::fetch_comparable(
         &target,
         &backup,
@@ -224,6 +249,28 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
         keyring.as_deref(),
     )
     .await?;
+    if let Some(sel) = only.as_mut().filter(|_| !args.overwrite) {
+        let left = crate::merge::keep_target_tags(&backup, sel, &state, &existing)?;
+        if left.links > 0 {
+            crate::say!(
+                "left out {} note-tag link(s) of notes the target keeps: their tags stay as they \
+                 are on the target (--only tag:TITLE or --overwrite puts a tag back on them)",
+                left.links
+            );
+        }
+        if !left.tags.is_empty() {
+            let titles: Vec<String> = left
+                .tags
+                .iter()
+                .filter_map(|id| backup.items.iter().find(|bi| bi.id() == id))
+                .map(|bi| format!("{:?}", backup.title(bi)))
+                .collect();
+            crate::say!(
+                "left out tag(s) {} that only those links would bring back",
+                titles.join(", ")
+            );
+        }
+    }
     let opts = plan::PlanOptions {
         // A clear-first restore that already cleared must not clear again.
         mode: if resumed.as_ref().is_some_and(|r| r.cleared) {
@@ -232,7 +279,7 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
             args.mode
         },
         rewrite_unchanged: args.rewrite_unchanged,
-        only,
+        only: only.map(|s| s.ids),
         overwrite: args.overwrite,
         encrypted_blob_len: keyring.as_ref().map(|k| k.blob_len_fn()),
     };
@@ -305,14 +352,15 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
             "Kept the target's own copy of {} item(s) that exist there (use --overwrite to replace them):",
             plan.kept.len()
         );
+        let order = std::sync::OnceLock::new();
         for id in plan.kept.iter().take(50) {
-            let title = backup
+            let label = backup
                 .items
                 .iter()
                 .find(|bi| bi.id() == id)
-                .map(|bi| backup.title(bi))
+                .map(|bi| backup.label(bi, &order))
                 .unwrap_or_default();
-            crate::say!("  {id} {title:?}");
+            crate::say!("  {id} {label}");
         }
     }
     let summary = format!(
@@ -692,15 +740,16 @@ async fn print_dry_run(
     keyring: Option<&Keyring>,
     transfers: usize,
 ) {
+    let order = std::sync::OnceLock::new();
     for (phase, uploads) in &plan.phases {
         crate::say!("upload {} ({}):", phase.label(), uploads.len());
         for u in uploads.iter().take(200) {
             let bi = u.item(backup);
             crate::say!(
-                "  {}{} {:?}{}",
+                "  {}{} {}{}",
                 if u.blob { "blob " } else { "" },
                 u.id(backup),
-                backup.title(bi),
+                backup.label(bi, &order),
                 if u.overwrite { " (replaces)" } else { "" }
             );
         }

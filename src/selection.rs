@@ -132,10 +132,17 @@ fn notebooks_by_path<'a>(ix: &Index<'a>, path: &str) -> Vec<&'a str> {
     }
 }
 
-/// The notebooks a `notebook:` value or a bare value names: by path from the top, else by
-/// title at any level, which must then be unique (two "Journal"s need their paths).
+/// The notebooks a `notebook:` value or a bare value names: by id, by path from the top, else
+/// by title at any level; one notebook (two "Journal"s need their paths, two at one path their
+/// ids: with `--overwrite`, both would be replaced).
 fn notebooks_named<'a>(ix: &Index<'a>, sel: &Selector, value: &str) -> Result<Vec<&'a str>> {
+    if let Some((id, ItemType::Folder)) = ix.kind.get_key_value(value) {
+        return Ok(vec![id]);
+    }
     let by_path = notebooks_by_path(ix, value);
+    if by_path.len() > 1 {
+        refuse_one_path(sel, by_path.clone())?;
+    }
     if !by_path.is_empty() {
         return Ok(by_path);
     }
@@ -144,6 +151,10 @@ fn notebooks_named<'a>(ix: &Index<'a>, sel: &Selector, value: &str) -> Result<Ve
     if by_title.len() > 1 {
         let mut paths: Vec<String> = by_title.iter().map(|id| notebook_path(ix, id)).collect();
         paths.sort();
+        paths.dedup();
+        if paths.len() == 1 {
+            refuse_one_path(sel, by_title)?;
+        }
         bail!(
             "--only {sel} matches {} notebooks: {}. Give the one you mean by its path, e.g. \
              --only \"notebook:{}\".",
@@ -153,6 +164,18 @@ fn notebooks_named<'a>(ix: &Index<'a>, sel: &Selector, value: &str) -> Result<Ve
         );
     }
     Ok(by_title)
+}
+
+/// Several notebooks at one path: only their ids tell them apart.
+fn refuse_one_path(sel: &Selector, mut ids: Vec<&str>) -> Result<()> {
+    ids.sort();
+    bail!(
+        "--only {sel} matches {} notebooks at one path: {}. Give the one you mean by its id, \
+         e.g. --only notebook:{}.",
+        ids.len(),
+        ids.join(", "),
+        ids[0]
+    );
 }
 
 /// The notes a `note:` title names: exactly one, or the refusal that lists them (with
@@ -196,8 +219,19 @@ fn notebook_path(ix: &Index, id: &str) -> String {
     parts.join("/")
 }
 
+/// What `--only` picked.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Selection {
+    /// The ids a partial restore writes (before [`crate::merge`] leaves out what the target
+    /// keeps).
+    pub ids: HashSet<String>,
+    /// Tags the user named (`tag:TITLE`, or a bare value that was a tag): their links go back
+    /// on notes the target keeps too. A tag that only came with a note does not.
+    pub named_tags: HashSet<String>,
+}
+
 /// Resolve selectors to the ids a partial restore writes.
-pub fn resolve(backup: &Backup, selectors: &[Selector]) -> Result<HashSet<String>> {
+pub fn resolve(backup: &Backup, selectors: &[Selector]) -> Result<Selection> {
     // Titles and bodies of every item, for the time of the lookup.
     let items: Vec<Item> = backup
         .items
@@ -296,7 +330,10 @@ pub fn resolve(backup: &Backup, selectors: &[Selector]) -> Result<HashSet<String
             hops += 1;
         }
     }
-    Ok(out)
+    Ok(Selection {
+        ids: out,
+        named_tags: tags.iter().map(|t| t.to_string()).collect(),
+    })
 }
 
 #[cfg(test)]
@@ -311,7 +348,8 @@ mod tests {
     #[test]
     fn a_notebook_brings_sub_notebooks_notes_parents_resources_and_tags() {
         let b = sample();
-        let ids = resolve(&b, &["notebook:Personal/Projects".parse().unwrap()]).unwrap();
+        let sel = resolve(&b, &["notebook:Personal/Projects".parse().unwrap()]).unwrap();
+        let ids = &sel.ids;
         // Projects, Alpha, Specs + parent Personal; notes Roadmap, Overview, Wire format; the
         // "work" tag and its link.
         for id in [
@@ -336,7 +374,9 @@ mod tests {
     #[test]
     fn a_note_brings_its_attachments_and_tags() {
         let b = sample();
-        let ids = resolve(&b, &["note:Attachments".parse().unwrap()]).unwrap();
+        let sel = resolve(&b, &["note:Attachments".parse().unwrap()]).unwrap();
+        assert!(sel.named_tags.is_empty(), "a note names no tag");
+        let ids = &sel.ids;
         for id in [
             "0006b457342a4b078515990fa709441b",
             "8c9f67d46dce4ef0af0f5826f53330a6",
@@ -367,7 +407,10 @@ mod tests {
         let b = sample();
         let upper = resolve(&b, &["tag:URGENT".parse().unwrap()]).unwrap();
         let lower = resolve(&b, &["tag:urgent".parse().unwrap()]).unwrap();
-        assert!(upper.contains("7241f91bc84849938247fa679a076b7b"));
+        assert!(upper.ids.contains("7241f91bc84849938247fa679a076b7b"));
+        assert!(upper
+            .named_tags
+            .contains("7241f91bc84849938247fa679a076b7b"));
         assert_eq!(upper, lower);
         assert!(resolve(&b, &["note:ATTACHMENTS".parse().unwrap()]).is_err());
     }
@@ -413,6 +456,28 @@ mod tests {
         assert_eq!(
             notebooks_named(&ix, &sel, "Work/Journal").unwrap(),
             vec!["a0000000000000000000000000000003"]
+        );
+    }
+
+    /// Two notebooks at one path are refused with their ids; an id picks one.
+    #[test]
+    fn two_notebooks_at_one_path_need_an_id() {
+        let items = vec![
+            item("Same\n\nid: d0000000000000000000000000000001\nparent_id: \ntype_: 2".into()),
+            item("Same\n\nid: d0000000000000000000000000000002\nparent_id: \ntype_: 2".into()),
+            item("A/B\n\nid: d0000000000000000000000000000003\nparent_id: \ntype_: 2".into()),
+            item("A/B\n\nid: d0000000000000000000000000000004\nparent_id: \ntype_: 2".into()),
+        ];
+        let ix = index(&items);
+        for value in ["Same", "A/B"] {
+            let sel: Selector = format!("notebook:{value}").parse().unwrap();
+            let e = notebooks_named(&ix, &sel, value).unwrap_err().to_string();
+            assert!(e.contains("matches 2 notebooks at one path"), "{e}");
+        }
+        let sel: Selector = "notebook:d0000000000000000000000000000002".parse().unwrap();
+        assert_eq!(
+            notebooks_named(&ix, &sel, "d0000000000000000000000000000002").unwrap(),
+            vec!["d0000000000000000000000000000002"]
         );
     }
 

@@ -171,3 +171,136 @@ fn a_lost_attachment_file_comes_back_with_its_note() {
     ]);
     assert!(out.contains("dry run: nothing was changed"), "{out}");
 }
+
+/// The tags of one note, by title, in the client's database.
+fn tags_of(p: &Profile, note: &str) -> Vec<String> {
+    let mut t: Vec<String> = p
+        .query(&format!(
+            "SELECT tags.title FROM note_tags JOIN tags ON tags.id = note_tags.tag_id \
+             WHERE note_tags.note_id = '{note}' ORDER BY tags.title"
+        ))
+        .into_iter()
+        .map(|r| r[0].clone())
+        .collect();
+    t.dedup();
+    t
+}
+
+const OPEN_TASK: &str = "fb4361754fce4fa9ab7a4ee9d50fc08b";
+const ROADMAP: &str = "7cf9bead95744245a9011f01c8222d5a";
+
+/// A note the target keeps keeps its tags as the user left them: restoring its notebook does
+/// not put back a tag the user took off. Naming the tag (`tag:urgent`) does.
+#[test]
+fn a_kept_note_keeps_its_tags_unless_the_tag_is_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let target = tmp.path().join("target");
+    let (j, t) = (sample_jex(), target.to_str().unwrap().to_string());
+    let j = j.to_str().unwrap();
+    jr_ok(&["restore", j, "--target", &t, "-q"]);
+    let p = Profile::new(tmp.path().join("client"));
+    p.use_folder(&target);
+    p.sync();
+    p.run(&["tag", "remove", "urgent", OPEN_TASK]);
+    p.sync();
+    assert!(tags_of(&p, OPEN_TASK).is_empty());
+
+    let out = jr_ok(&[
+        "restore",
+        j,
+        "--target",
+        &t,
+        "--only",
+        "notebook:Personal/Journal",
+        "--yes",
+    ]);
+    assert!(out.contains("left out 1 note-tag link(s)"), "{out}");
+    p.sync();
+    assert!(
+        tags_of(&p, OPEN_TASK).is_empty(),
+        "the tag the user took off stays off"
+    );
+    assert_eq!(tags_of(&p, "0006b457342a4b078515990fa709441b").len(), 2);
+
+    jr_ok(&[
+        "restore",
+        j,
+        "--target",
+        &t,
+        "--only",
+        "tag:urgent",
+        "--yes",
+    ]);
+    p.sync();
+    assert_eq!(tags_of(&p, OPEN_TASK), ["urgent"], "a named tag goes back");
+}
+
+/// A target with its own tag of a backup tag's title (another id, another case): the restored
+/// note gets the target's tag, as Joplin's own import does, and no client shows two.
+#[test]
+fn a_tag_the_target_has_by_title_is_reused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let target = tmp.path().join("target");
+    let (j, t) = (sample_jex(), target.to_str().unwrap().to_string());
+    let j = j.to_str().unwrap();
+    let p = Profile::new(tmp.path().join("client"));
+    p.use_folder(&target);
+    p.batch(&[
+        "mkbook Home".into(),
+        "use Home".into(),
+        "mknote Mine".into(),
+        "tag add WORK Mine".into(),
+    ]);
+    p.sync();
+    let theirs = p.query("SELECT id FROM tags");
+    assert_eq!(theirs.len(), 1);
+
+    let dry = jr_ok(&["restore", j, "--target", &t, "--only", "note:Roadmap", "-n"]);
+    assert!(dry.contains("the target has a tag of that title"), "{dry}");
+    let out = jr_ok(&[
+        "restore",
+        j,
+        "--target",
+        &t,
+        "--only",
+        "note:Roadmap",
+        "--yes",
+    ]);
+    assert!(out.contains(&theirs[0][0]), "{out}");
+    assert!(
+        !target.join("b3ef053da1bb4864b6e51293d9730359.md").exists(),
+        "the backup's tag is not written"
+    );
+    p.sync();
+    assert_eq!(
+        p.query("SELECT id FROM tags"),
+        theirs,
+        "one tag of that title"
+    );
+    assert_eq!(tags_of(&p, ROADMAP), ["WORK"]);
+    // A second run finds everything in place.
+    let again = jr_ok(&[
+        "restore",
+        j,
+        "--target",
+        &t,
+        "--only",
+        "note:Roadmap",
+        "--yes",
+    ]);
+    assert!(again.contains("upload 0 files"), "{again}");
+    // --overwrite writes the note and its link again, still to the target's tag.
+    jr_ok(&[
+        "restore",
+        j,
+        "--target",
+        &t,
+        "--only",
+        "note:Roadmap",
+        "--overwrite",
+        "--yes",
+    ]);
+    p.sync();
+    assert_eq!(p.query("SELECT id FROM tags"), theirs);
+    assert_eq!(tags_of(&p, ROADMAP), ["WORK"]);
+}

@@ -381,6 +381,26 @@ impl Backup {
             .unwrap_or_default()
     }
 
+    /// How lists name an item: its title quoted; a note-tag link, which has none, by its
+    /// note's and tag's (`order`: every item's index in id order, made once by the caller).
+    pub fn label(&self, bi: &BackupItem, order: &std::sync::OnceLock<IdOrder>) -> String {
+        if bi.item_type() != ItemType::NoteTag {
+            return format!("{:?}", self.title(bi));
+        }
+        let Ok(it) = self.item(bi) else {
+            return "\"\"".into();
+        };
+        let order = order.get_or_init(|| IdOrder::new(self, 0..self.items.len()));
+        let title = |key: &str| {
+            let id = it.get(key).unwrap_or("");
+            order
+                .find(self, id)
+                .map(|t| format!("{:?}", self.title(t)))
+                .unwrap_or_else(|| id.to_string())
+        };
+        format!("link: note {} tagged {}", title("note_id"), title("tag_id"))
+    }
+
     pub fn read_blob(&self, resource_id: &str) -> Result<Vec<u8>> {
         let loc = self.blobs.get(resource_id).ok_or_else(|| {
             anyhow::anyhow!("resource {resource_id}: the backup holds no blob for it")
