@@ -644,6 +644,19 @@ fn customise_right_after_a_reset_creates_the_profile() {
         cli_before,
         "the CLI profile changed: {out}"
     );
+    // Run again before Joplin starts: the same profile, not the CLI's, nor a new one.
+    std::fs::remove_file(root.join("userstyle.css")).unwrap();
+    let again = jr_ok(&[
+        "client",
+        "customise",
+        "--from",
+        set.to_str().unwrap(),
+        "--home",
+        h,
+    ]);
+    assert!(!again.contains("Created the profile folder"), "{again}");
+    assert!(root.join("userstyle.css").is_file(), "{again}");
+    assert_eq!(support::tree_hashes(&cli), cli_before, "{again}");
 
     let sub = tmp.path().join("elsewhere/joplin");
     let o = customise(&set, &sub);

@@ -704,6 +704,20 @@ pub fn choose_or_create(profile: Option<&Path>, home: Option<&Path>) -> Result<(
                 Some(p) => p,
                 None => {
                     let portable = std::env::var_os("PORTABLE_EXECUTABLE_DIR").map(PathBuf::from);
+                    // A default profile an earlier `customise` made after a reset, which
+                    // Joplin has not started on yet: no database, so it is no profile to
+                    // the search below, which would pick another one (the CLI's) or none.
+                    let made = ["joplin-desktop", "joplin"]
+                        .into_iter()
+                        .map(|name| config.join(name))
+                        .find(|p| {
+                            p.is_dir()
+                                && !p.join("database.sqlite").exists()
+                                && moved_aside_by_reset(p)
+                        });
+                    if let Some(p) = made {
+                        return Ok((p, false));
+                    }
                     if let Some((p, _)) = candidate_roots(&h, portable.as_deref()).first() {
                         return Ok((p.clone(), false));
                     }
