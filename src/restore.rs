@@ -377,6 +377,8 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
     tracing::info!("{summary}");
     timings.add("plan", stage);
     stage = std::time::Instant::now();
+    // A dry run is when people look: it warns as the run would.
+    plan.warn_of_fail_safe();
     if args.safety.dry_run {
         print_dry_run(&backup, &plan, &target, keyring.as_deref(), transfers).await;
         return Ok(RestoreSummary {
@@ -400,7 +402,6 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
             })),
         });
     }
-    plan.warn_of_fail_safe();
     if plan.is_destructive() && !args.safety.yes {
         let q = format!(
             "This replaces {} and deletes {} file(s) on {}. Continue?",

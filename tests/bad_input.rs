@@ -877,3 +877,33 @@ fn damaged_jex_in_a_zip_is_named_through_the_zip() {
     let out = text(&jr(&["inspect", file.to_str().unwrap()]));
     assert!(!out.contains("joplin-restore-"), "{out}");
 }
+
+/// A backup far smaller than the target (here one notebook against the sample): the dry run
+/// warns of Joplin's fail-safe as the run itself does, before anyone confirms.
+#[test]
+fn dry_run_warns_of_the_fail_safe() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = filled_target(dir.path());
+    let one: Vec<(String, Vec<u8>)> = sample_entries()
+        .into_iter()
+        .filter(|(n, _)| n == "c92807ad73ea40938d12cd5a105b5efe.md")
+        .collect();
+    assert_eq!(one.len(), 1);
+    let file = dir.path().join("one.jex");
+    std::fs::write(&file, tar_bytes(&one, &[])).unwrap();
+    let before = tree_hashes(&target);
+    let o = jr(&[
+        "restore",
+        file.to_str().unwrap(),
+        "--target",
+        target.to_str().unwrap(),
+        "--dry-run",
+    ]);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(
+        out.contains("warning: this deletes 96 % of the items on the target"),
+        "{out}"
+    );
+    assert_eq!(tree_hashes(&target), before);
+}
