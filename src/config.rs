@@ -136,7 +136,7 @@ impl Config {
             for (name, t) in targets {
                 if let toml::Value::Table(t) = t {
                     if let Some(k) = t.keys().find(|k| SECRET_KEYS.contains(&k.as_str())) {
-                        bail!(
+                        crate::refuse!(
                             "config file {}, [targets.{name}]: `{k}` would keep a secret in \
                              plain text, so it is not read. Put the password in a file readable \
                              only by you and write `password-file = \"…\"`, or in an environment \
@@ -343,9 +343,12 @@ backend = "joplin-server"
     fn refuses_plain_text_secrets_and_unknown_keys() {
         let err = load("[targets.a]\ntarget = \"/tmp/x\"\n").unwrap_err();
         assert!(format!("{err:#}").contains("at least two"), "{err:#}");
-        let err = load("[targets.xy]\ntarget = \"/tmp/x\"\npassword = \"hunter2\"\n")
-            .unwrap_err()
-            .to_string();
+        let text = "[targets.xy]\ntarget = \"/tmp/x\"\npassword = \"hunter2\"\n";
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("c.toml"), text).unwrap();
+        let refused = Config::load_from(&dir.path().join("c.toml")).unwrap_err();
+        assert_eq!(crate::exit::code_for(&refused), crate::exit::REFUSED);
+        let err = load(text).unwrap_err().to_string();
         assert!(err.contains("password-file"), "{err}");
         assert!(!err.contains("hunter2"), "{err}");
         let err = load("[targets.xy]\ntarget = \"/tmp/x\"\ntpslimt = 3\n")

@@ -1,6 +1,7 @@
 //! Exit codes, documented in the README: 0 ok, 1 failed, 2 usage, 3 differences (verify, diff)
 //! or backup problems (inspect),
-//! 4 refused (validation problems, not confirmed, unsafe target).
+//! 4 refused (backup problems, damaged backup, not confirmed, unsafe target, a secret where
+//! none belongs).
 
 pub const OK: i32 = 0;
 pub const FAILED: i32 = 1;
@@ -21,6 +22,36 @@ impl std::fmt::Display for Refusal {
 
 impl std::error::Error for Refusal {}
 
+/// The command line asks for something that cannot be (exit 2, as clap's own errors): a
+/// selection that matches nothing, or more than one thing.
+#[derive(Debug)]
+pub struct Usage(pub String);
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Usage {}
+
+/// `bail!` for a [`Usage`] error (exit 2).
+#[macro_export]
+macro_rules! usage_error {
+    ($($t:tt)*) => {
+        return Err($crate::exit::Usage(format!($($t)*)).into())
+    };
+}
+
+/// `bail!` for a refusal (exit 4): the input is unusable as it is, and the message says what to
+/// do instead.
+#[macro_export]
+macro_rules! refuse {
+    ($($t:tt)*) => {
+        return Err($crate::exit::Refusal(format!($($t)*)).into())
+    };
+}
+
 /// The exit code for an error that reached `main`.
 pub fn code_for(e: &anyhow::Error) -> i32 {
     // A server that turns our credentials down refuses like a wrong password does.
@@ -30,8 +61,12 @@ pub fn code_for(e: &anyhow::Error) -> i32 {
             Some(backend_core::StorageError::Auth(_))
         )
     });
-    if denied || e.downcast_ref::<Refusal>().is_some() {
+    // A refusal stays one under the context added on its way up.
+    let refused = e.chain().any(|c| c.downcast_ref::<Refusal>().is_some());
+    if denied || refused {
         REFUSED
+    } else if e.chain().any(|c| c.is::<Usage>()) {
+        USAGE
     } else {
         FAILED
     }

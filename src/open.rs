@@ -297,7 +297,7 @@ pub fn without_credentials(location: &str) -> String {
 /// messages and reports, and sit in shell history. WebDAV target URLs are refused the same way.
 fn refuse_password_in(what: &str, url: &str) -> Result<()> {
     if url::Url::parse(url).is_ok_and(|u| u.password().is_some()) {
-        bail!(
+        crate::refuse!(
             "{what} {}: the URL contains a password: remove it, and give the password through \
              --password-file or JOPLIN_RESTORE_PASSWORD (S3 keys: AWS_ACCESS_KEY_ID and \
              AWS_SECRET_ACCESS_KEY, or a profile)",

@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use regex::Regex;
 
 use crate::backup::Backup;
@@ -155,7 +155,7 @@ fn notebooks_named<'a>(ix: &Index<'a>, sel: &Selector, value: &str) -> Result<Ve
         if paths.len() == 1 {
             refuse_one_path(sel, by_title)?;
         }
-        bail!(
+        crate::usage_error!(
             "--only {sel} matches {} notebooks: {}. Give the one you mean by its path, e.g. \
              --only \"notebook:{}\".",
             paths.len(),
@@ -169,7 +169,7 @@ fn notebooks_named<'a>(ix: &Index<'a>, sel: &Selector, value: &str) -> Result<Ve
 /// Several notebooks at one path: only their ids tell them apart.
 fn refuse_one_path(sel: &Selector, mut ids: Vec<&str>) -> Result<()> {
     ids.sort();
-    bail!(
+    crate::usage_error!(
         "--only {sel} matches {} notebooks at one path: {}. Give the one you mean by its id, \
          e.g. --only notebook:{}.",
         ids.len(),
@@ -191,7 +191,7 @@ fn note_titled<'a>(ix: &Index<'a>, sel: &Selector, title: &str) -> Result<Vec<&'
                 format!("{id} (in {})", at.unwrap_or_default())
             })
             .collect();
-        bail!(
+        crate::usage_error!(
             "--only {sel} matches {} notes: {}. Give the one you mean by its id, e.g. \
              --only note:{}; or give each.",
             found.len(),
@@ -278,7 +278,7 @@ pub fn resolve(backup: &Backup, selectors: &[Selector]) -> Result<Selection> {
             }
         }
         if folders.len() + notes.len() + tags.len() == before {
-            bail!(
+            crate::usage_error!(
                 "--only {sel} matches nothing in the backup. Run `joplin-restore inspect BACKUP` \
                  to see its notebooks; use notebook:PATH/TO/NOTEBOOK, note:ID-OR-TITLE or tag:TITLE."
             );
@@ -394,6 +394,11 @@ mod tests {
     fn unmatched_selector_is_a_clear_error() {
         let b = sample();
         let e = resolve(&b, &["notebook:Nope".parse().unwrap()]).unwrap_err();
+        assert_eq!(
+            crate::exit::code_for(&e),
+            crate::exit::USAGE,
+            "a usage error"
+        );
         assert!(
             e.to_string()
                 .starts_with("--only notebook:Nope matches nothing"),

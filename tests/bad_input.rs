@@ -80,7 +80,9 @@ fn refuses(case: &str, backup: &[u8], needles: &[&str]) {
     let file = dir.path().join(format!("{case}.jex"));
     std::fs::write(&file, backup).unwrap();
     let snaps = dir.path().join("snaps");
-    restore_is_refused(case, &file, &target, &snaps, needles);
+    let code = restore_is_refused(case, &file, &target, &snaps, needles);
+    // A backup that is damaged or has problems is refused (4), as the README says.
+    assert_eq!(code, Some(4), "{case}");
     assert!(!snaps.exists(), "{case}: no snapshot before validation");
 }
 

@@ -9,7 +9,7 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 
 use super::{BlobLocation, BlobReader};
 
@@ -66,14 +66,14 @@ fn sniff(path: &Path) -> Result<()> {
         _ => None,
     };
     if let Some(what) = what {
-        bail!(
+        crate::refuse!(
             "{} is {what}, not a JEX (plain tar). Decompress it first, or pass the archive itself \
              if it is a Backup-plugin archive.",
             path.display()
         );
     }
     if n == 0 {
-        bail!(
+        crate::refuse!(
             "{} is empty: not a JEX. Pick another backup file.",
             path.display()
         );
@@ -81,7 +81,7 @@ fn sniff(path: &Path) -> Result<()> {
     // An all-zero first block is a valid, empty tar: validation reports it as empty.
     let empty_tar = n == 512 && head.iter().all(|b| *b == 0);
     if !empty_tar && (n < 512 || &head[257..262] != b"ustar") {
-        bail!(
+        crate::refuse!(
             "{} is not a JEX: a JEX is a tar archive and this file has no tar header. \
              Check that you picked the right file (Joplin: File > Export all > JEX).",
             path.display()
@@ -149,7 +149,7 @@ pub fn index(path: &Path, mut on_item: impl FnMut(ItemEntry)) -> Result<JexIndex
             continue;
         }
         if !(kind.is_file() || kind == tar::EntryType::Continuous) {
-            bail!(
+            crate::refuse!(
                 "{}: entry {name:?} is a {:?}, not a regular file. A JEX holds only files; \
                  refusing an archive with links or devices.",
                 path.display(),
@@ -159,7 +159,7 @@ pub fn index(path: &Path, mut on_item: impl FnMut(ItemEntry)) -> Result<JexIndex
         let size = entry.size();
         let offset = entry.raw_file_position();
         if offset.saturating_add(size) > file_len {
-            bail!(
+            crate::refuse!(
                 "{}: entry {name:?} claims {size} bytes but the file ends before them \
                  (truncated download or damaged header). Use an intact copy of the backup.",
                 path.display()
@@ -178,7 +178,7 @@ pub fn index(path: &Path, mut on_item: impl FnMut(ItemEntry)) -> Result<JexIndex
             ));
         } else if name.ends_with(".md") && !name.contains('/') {
             if size > MAX_ITEM_BYTES {
-                bail!(
+                crate::refuse!(
                     "{}: item {name:?} is {size} bytes, far larger than any Joplin item: \
                      the archive is damaged.",
                     path.display()
@@ -189,7 +189,7 @@ pub fn index(path: &Path, mut on_item: impl FnMut(ItemEntry)) -> Result<JexIndex
                 .read_to_end(&mut data)
                 .with_context(|| format!("{}: reading {name:?}", path.display()))?;
             if data.len() as u64 != size {
-                bail!(
+                crate::refuse!(
                     "{}: item {name:?} is cut short (truncated archive).",
                     path.display()
                 );
@@ -233,7 +233,7 @@ fn check_end_marker(path: &Path, at: u64, last: &str) -> Result<()> {
         } else {
             format!("after entry {last:?}")
         };
-        bail!(
+        crate::refuse!(
             "{}: the tar has no end marker {after}: the file was cut short (a truncated \
              download or copy), so entries may be missing. Use an intact copy of the backup.",
             path.display()
@@ -255,13 +255,13 @@ fn layout_name(name: &str) -> &str {
 /// Refuse names that could escape a folder if anything ever extracted them.
 fn check_name(name: &str) -> Result<()> {
     if name.starts_with('/') || name.starts_with('\\') || name.contains(":\\") {
-        bail!("absolute path in the archive; refusing it");
+        crate::refuse!("absolute path in the archive; refusing it");
     }
     if name.split(['/', '\\']).any(|c| c == "..") {
-        bail!("`..` in an archive path; refusing it");
+        crate::refuse!("`..` in an archive path; refusing it");
     }
     if name.contains('\0') {
-        bail!("NUL byte in an archive path; refusing it");
+        crate::refuse!("NUL byte in an archive path; refusing it");
     }
     Ok(())
 }

@@ -294,7 +294,13 @@ pub fn open(path: &Path, opts: &BackupOptions) -> Result<Backup> {
     };
     let mut backup = match read_parts(path, &jexes) {
         Ok(b) => b,
-        Err(e) if !o.temps.is_empty() => bail!(in_archive(format!("{e:#}"))),
+        Err(e) if !o.temps.is_empty() => {
+            let msg = in_archive(format!("{e:#}"));
+            if e.chain().any(|c| c.is::<crate::exit::Refusal>()) {
+                crate::refuse!("{msg}");
+            }
+            bail!(msg)
+        }
         Err(e) => return Err(e),
     };
     backup.warnings = std::mem::take(&mut backup.warnings)
