@@ -131,7 +131,7 @@ Example:
   username = \"alice\"
   password-file = \"~/.config/joplin-restore/nextcloud.pass\"
   tpslimit = 4          # Nextcloud throttles bursts
-  transfers = 4
+  transfers = 2
 
   [targets.minio]
   target = \"s3://joplin\"

@@ -63,7 +63,8 @@ pub struct RestoreArgs {
     /// Give every item a new id, like Joplin's own JEX import (every client must then be reset).
     #[arg(long)]
     pub new_ids: bool,
-    /// Accept a class of backup problems (repeatable); see the list under `inspect`.
+    /// Accept a class of backup problems (repeatable; `inspect` shows the backup's problems
+    /// with their class).
     #[arg(long = "allow", value_enum, value_name = "PROBLEM")]
     pub allow: Vec<ProblemClass>,
     /// The check after writing: quick (one listing: every file there with the size written,
