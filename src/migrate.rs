@@ -400,7 +400,8 @@ pub struct MigrateSummary {
     pub destination: String,
     pub items: Counts,
     pub blobs: Counts,
-    pub bytes_to_copy: u64,
+    /// `None` when the source lists no sizes (Joplin Server) and attachments are copied.
+    pub bytes_to_copy: Option<u64>,
     pub copied_bytes: u64,
     pub uploaded: usize,
     pub unchanged: usize,
@@ -652,17 +653,26 @@ pub async fn run(args: &MigrateArgs) -> Result<MigrateSummary> {
     summary.items.already_there = summary.items.source.saturating_sub(planned_items);
     summary.blobs.to_copy = planned_blobs;
     summary.blobs.already_there = summary.blobs.source.saturating_sub(planned_blobs);
-    summary.bytes_to_copy = plan.upload_bytes();
+    // Joplin Server lists no sizes: its attachments count 0 until they are read.
+    let sizes_known = src.storage.capabilities().listing_sizes || planned_blobs == 0;
+    summary.bytes_to_copy = sizes_known.then(|| plan.upload_bytes());
     summary.unchanged = plan.unchanged;
     timings.add("plan", stage);
     stage = std::time::Instant::now();
     crate::say!(
-        "Migrate {} → {}: copy {} file(s) ({} bytes; {} replace existing ones), {} already \
+        "Migrate {} → {}: copy {} file(s) ({}; {} replace existing ones), {} already \
          there, delete {}{}",
         src.describe(),
         dest.describe(),
         plan.upload_count(),
-        plan.upload_bytes(),
+        match summary.bytes_to_copy {
+            Some(b) => format!("{b} bytes"),
+            None => format!(
+                "{} bytes of items, and {planned_blobs} attachment(s) whose size the source does \
+                 not list",
+                plan.upload_bytes()
+            ),
+        },
         plan.overwrites(),
         plan.unchanged,
         plan.deletes.len(),

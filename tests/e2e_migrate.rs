@@ -406,6 +406,13 @@ fn folder_to_joplin_server_and_back_to_a_folder() {
         "-q",
     ]);
     assert!(o.status.success(), "{}", text(&o));
+    // The server lists no sizes: the plan says its attachments' bytes are unknown rather
+    // than counting them 0.
+    assert!(
+        text(&o).contains("attachment(s) whose size the source does not list"),
+        "{}",
+        text(&o)
+    );
     // Joplin Server re-serialises items, so compare parsed content: the CLI is the judge.
     switched_matches(
         &owner,
