@@ -909,3 +909,27 @@ fn dry_run_warns_of_the_fail_safe() {
     );
     assert_eq!(tree_hashes(&target), before);
 }
+
+/// A note larger than 64 MiB (a pasted image as base64, say) is a real Joplin note, not damage:
+/// it restores like any other (only more than SQLite's 1 GB is refused).
+#[test]
+fn a_note_over_64_mib_is_restored() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut e = sample_entries();
+    let big = "x".repeat(65 << 20);
+    replace(&mut e, NOTE, |text| {
+        text.replacen("\n\n", &format!("\n\n{big}\n"), 1)
+    });
+    let file = dir.path().join("big.jex");
+    std::fs::write(&file, tar_bytes(&e, &[])).unwrap();
+    let target = dir.path().join("target");
+    let o = jr(&[
+        "restore",
+        file.to_str().unwrap(),
+        "--target",
+        target.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let written = std::fs::read_to_string(target.join(NOTE)).unwrap();
+    assert!(written.contains(&big));
+}

@@ -13,8 +13,10 @@ use anyhow::{Context, Result};
 
 use super::{BlobLocation, BlobReader};
 
-/// Largest item file we accept; real notes are far smaller, a larger one is a damaged header.
-const MAX_ITEM_BYTES: u64 = 64 * 1024 * 1024;
+/// Largest item file we accept: Joplin keeps a note's body in SQLite, whose longest text is
+/// 1,000,000,000 bytes (a damaged header claiming more than the file holds is caught before).
+/// A note that large is read into memory once, to be parsed.
+const MAX_ITEM_BYTES: u64 = 1_000_000_000;
 
 #[derive(Debug)]
 pub struct JexBlobs {
@@ -179,8 +181,8 @@ pub fn index(path: &Path, mut on_item: impl FnMut(ItemEntry)) -> Result<JexIndex
         } else if name.ends_with(".md") && !name.contains('/') {
             if size > MAX_ITEM_BYTES {
                 crate::refuse!(
-                    "{}: item {name:?} is {size} bytes, far larger than any Joplin item: \
-                     the archive is damaged.",
+                    "{}: item {name:?} is {size} bytes, more than Joplin can store (1 GB): \
+                     the archive is damaged. Use an intact copy of the backup.",
                     path.display()
                 );
             }

@@ -106,7 +106,7 @@ impl BackupItem {
         let bytes = ItemBytes::Stored {
             part: loc.part as u32,
             offset: loc.offset,
-            // jex::index refuses items over 64 MiB.
+            // jex::index refuses items over 1 GB.
             size: loc.size as u32,
         };
         BackupItem::new(entry, item, bytes)
