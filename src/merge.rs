@@ -90,7 +90,8 @@ fn selected_of<'a>(
 }
 
 /// Read the target's tags and links among the items the backup does not hold (an item the
-/// backup holds is that same item, its type known). Only when a selected tag is missing from
+/// backup holds is that same item, its type known), and its copies of the backup's tags (one
+/// renamed there may now carry the title looked up). Only when a selected tag is missing from
 /// the target by id: otherwise nothing needs it, and on a large target it is one read per
 /// item the user made since the backup.
 pub async fn read_target_tags(
@@ -106,7 +107,14 @@ pub async fn read_target_tags(
     if !missing {
         return Ok(None);
     }
-    let known: HashSet<&str> = backup.items.iter().map(|bi| bi.id()).collect();
+    // Items the backup lacks, and the target's copies of the backup's tags (renamed there,
+    // one may now carry the title a selected tag is looked up by).
+    let known: HashSet<&str> = backup
+        .items
+        .iter()
+        .filter(|bi| bi.item_type() != ItemType::Tag)
+        .map(|bi| bi.id())
+        .collect();
     let unknown: Vec<String> = state
         .items
         .keys()
@@ -153,6 +161,9 @@ pub fn reuse_target_tags(
 ) -> Result<Vec<ReusedTag>> {
     let mut reused = Vec::new();
     let mut to: HashMap<String, String> = HashMap::new();
+    // (note, tag) of the links kept so far: two backup tags mapped to one target tag ("Work"
+    // and "work" on one note) would otherwise link the note to it twice.
+    let mut linked: HashSet<(String, String)> = HashSet::new();
     for (_, bi) in selected_of(backup, selection, ItemType::Tag) {
         if state.items.contains_key(bi.id()) {
             continue;
@@ -184,7 +195,8 @@ pub fn reuse_target_tags(
             }
             None => tag,
         };
-        if theirs.links.contains(&(note, tag)) {
+        let pair = (note, tag);
+        if theirs.links.contains(&pair) || !linked.insert(pair) {
             selection.ids.remove(it.id());
         }
     }
@@ -205,7 +217,8 @@ pub struct LeftOut {
 }
 
 /// Without `--overwrite`: leave out the backup's links of a note the target keeps (its live
-/// copy, not one in the trash), unless their tag was named, then the selected tags the target
+/// copy, not one in the trash, nor one an interrupted run of this restore wrote:
+/// `written_before`), unless their tag was named, then the selected tags the target
 /// lacks that no remaining link brings and the user did not name. `existing` tells which
 /// target copies are in the trash.
 pub fn keep_target_tags(
@@ -213,11 +226,13 @@ pub fn keep_target_tags(
     selection: &mut Selection,
     state: &TargetState,
     existing: &Comparisons,
+    written_before: &HashSet<String>,
 ) -> Result<LeftOut> {
     let kept_note: HashMap<&str, bool> = selected_of(backup, selection, ItemType::Note)
         .map(|(i, bi)| {
-            let live =
-                state.items.contains_key(bi.id()) && !existing.get(i).is_some_and(|c| c.trashed);
+            let live = state.items.contains_key(bi.id())
+                && !existing.get(i).is_some_and(|c| c.trashed)
+                && !written_before.contains(bi.id());
             (bi.id(), live)
         })
         .collect();

@@ -462,6 +462,9 @@ pub struct PlanOptions {
     /// copy of an item that exists there unless `overwrite`.
     pub only: Option<HashSet<String>>,
     pub overwrite: bool,
+    /// Partial restore resumed: ids of items the interrupted run of it wrote. They are on
+    /// the target because of this restore, not copies of the target's own to keep.
+    pub written_before: HashSet<String>,
     /// Encrypted target: size on the target of an encrypted blob of n plain bytes, when the
     /// method makes it exact (None: unknown, so the blob is always re-written).
     pub encrypted_blob_len: Option<fn(u64) -> Option<u64>>,
@@ -527,7 +530,7 @@ pub fn plan(
         let on_target = state.items.contains_key(id) && !clear_first;
         // A partial restore keeps the target's live copy; one in the trash is brought back.
         let trashed = existing.get(*index).is_some_and(|t| t.trashed);
-        if merge && on_target && !opts.overwrite && !trashed {
+        if merge && on_target && !opts.overwrite && !trashed && !opts.written_before.contains(id) {
             kept.push(id.to_string());
             // The item stays, but a blob the target lost is no copy to keep: the backup's goes
             // back (a client would otherwise download a missing attachment).

@@ -250,8 +250,21 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
         keyring.as_deref(),
     )
     .await?;
+    // What an interrupted run of this partial restore wrote is this restore's, not the
+    // target's own to keep.
+    let written_before: std::collections::HashSet<String> = match (&only, &resumed) {
+        (Some(_), Some(r)) => r
+            .done
+            .iter()
+            .filter(|p| !p.contains('/'))
+            .filter_map(|p| p.strip_suffix(".md"))
+            .map(str::to_string)
+            .collect(),
+        _ => Default::default(),
+    };
     if let Some(sel) = only.as_mut().filter(|_| !args.overwrite) {
-        let left = crate::merge::keep_target_tags(&backup, sel, &state, &existing)?;
+        let left =
+            crate::merge::keep_target_tags(&backup, sel, &state, &existing, &written_before)?;
         if left.links > 0 {
             crate::say!(
                 "left out {} note-tag link(s) of notes the target keeps: their tags stay as they \
@@ -282,6 +295,7 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
         rewrite_unchanged: args.rewrite_unchanged,
         only: only.map(|s| s.ids),
         overwrite: args.overwrite,
+        written_before,
         encrypted_blob_len: keyring.as_ref().map(|k| k.blob_len_fn()),
     };
     let mut plan = plan::plan(&backup, &validation, &set, &state, &existing, &opts)?;

@@ -304,3 +304,44 @@ fn a_tag_the_target_has_by_title_is_reused() {
     assert_eq!(p.query("SELECT id FROM tags"), theirs);
     assert_eq!(tags_of(&p, ROADMAP), ["WORK"]);
 }
+
+/// The target renamed one of the backup's own tags (same id) to the title of a backup tag it
+/// no longer has: that renamed tag is the one of that title, and a fresh client shows one.
+#[test]
+fn a_tag_renamed_on_the_target_is_found_by_its_new_title() {
+    let tmp = tempfile::tempdir().unwrap();
+    let target = tmp.path().join("target");
+    let (j, t) = (sample_jex(), target.to_str().unwrap().to_string());
+    let j = j.to_str().unwrap();
+    jr_ok(&["restore", j, "--target", &t, "-q"]);
+    // "urgent" (7241…) renamed "WORK"; "work" (b3ef…) and Roadmap's link to it deleted.
+    let urgent = target.join("7241f91bc84849938247fa679a076b7b.md");
+    let text = std::fs::read_to_string(&urgent).unwrap();
+    std::fs::write(&urgent, text.replacen("urgent\n", "WORK\n", 1)).unwrap();
+    for f in [
+        "b3ef053da1bb4864b6e51293d9730359.md",
+        "392ebac8e2c84f1dada91adf852e2069.md",
+    ] {
+        std::fs::remove_file(target.join(f)).unwrap();
+    }
+    let out = jr_ok(&[
+        "restore",
+        j,
+        "--target",
+        &t,
+        "--only",
+        "note:Roadmap",
+        "--overwrite",
+        "--yes",
+    ]);
+    assert!(out.contains("7241f91bc84849938247fa679a076b7b"), "{out}");
+    assert!(!target.join("b3ef053da1bb4864b6e51293d9730359.md").exists());
+    let p = Profile::new(tmp.path().join("client"));
+    p.use_folder(&target);
+    p.sync();
+    assert_eq!(
+        p.query("SELECT title FROM tags WHERE lower(title) = 'work'"),
+        [["WORK".to_string()]]
+    );
+    assert_eq!(tags_of(&p, ROADMAP), ["WORK"]);
+}

@@ -812,3 +812,61 @@ fn a_same_size_edit_after_the_kill_does_not_pass_for_done() {
         "the rerun did not finish the first run's journal"
     );
 }
+
+/// A partial restore killed after writing a note but before its note-tag links: the rerun
+/// resumes and writes the links. The note on the target is this restore's own work, not a copy
+/// the target keeps with its own tags (that rule would leave the links out for good).
+#[test]
+fn a_resumed_partial_restore_still_writes_the_links_of_notes_it_wrote() {
+    const NOTE: &str = "0006b457342a4b078515990fa709441b.md";
+    const LINKS: [&str; 2] = [
+        "82f3835111a54f9bb50a2fcaca5f3158.md",
+        "b21200b834ef46f7bb6391b88897ebfd.md",
+    ];
+    let tmp = tempfile::tempdir().unwrap();
+    let target = tmp.path().join("target");
+    let journals = tmp.path().join("journals");
+    let jex = support::sample_jex();
+    let (j, t) = (jex.to_str().unwrap(), target.to_str().unwrap());
+    jr_ok(&["restore", j, "--target", t, "-q"]);
+    for f in std::iter::once(NOTE).chain(LINKS) {
+        std::fs::remove_file(target.join(f)).unwrap();
+    }
+    let args = [
+        "restore",
+        j,
+        "--target",
+        t,
+        "--only",
+        "note:Attachments",
+        "--yes",
+        "--journal-dir",
+        journals.to_str().unwrap(),
+    ];
+    let mut slow = args.to_vec();
+    // Half a second between requests: the kill lands between the note and its links (every
+    // request before them, ~30 reads of the target's copies, takes ~15 s).
+    slow.extend(["--tpslimit", "2"]);
+    let mut child = support::spawn(&slow);
+    wait_for_done(&journals, &mut child, 1, |p| p == NOTE);
+    signal(&child, "-KILL");
+    let _ = child.wait();
+    assert!(target.join(NOTE).exists(), "the note was written first");
+    assert!(
+        LINKS.iter().any(|l| !target.join(l).exists()),
+        "killed before its links"
+    );
+
+    let o = support::jr(&args);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(out.contains("resuming an interrupted restore"), "{out}");
+    assert!(!out.contains("left out"), "{out}");
+    for l in LINKS {
+        assert!(
+            target.join(l).exists(),
+            "{l} missing after the rerun:\n{out}"
+        );
+    }
+    support::assert_verified(&jex, &target);
+}
