@@ -458,6 +458,7 @@ async fn run(cmd: Command) -> Result<i32> {
                 "verify": s.verify,
                 "dry_run": args.safety.dry_run,
                 "would": s.planned,
+                "partial": s.partial,
             }));
             if args.safety.dry_run {
                 // The plan was printed; "Restored: 0 …" would read as a restore that did nothing.

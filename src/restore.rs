@@ -107,6 +107,9 @@ pub struct RestoreSummary {
     /// `--dry-run`: what the run would have done (`upload`, `upload_bytes`, `replace`,
     /// `delete`, `unchanged`).
     pub planned: Option<serde_json::Value>,
+    /// `--only`: what the merge kept of the target's (`kept` ids, `reused_tags`,
+    /// `left_out_links`, `left_out_tags`); `None` for a whole restore.
+    pub partial: Option<serde_json::Value>,
 }
 
 /// `--transfers`, `--tpslimit`, `--bwlimit`, `--retries` as the pacer applies them.
@@ -210,20 +213,34 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
     } else {
         Some(crate::selection::resolve(&backup, &args.only)?)
     };
+    let mut partial = serde_json::Map::new();
     if let Some(sel) = only.as_mut() {
         let kr = keyring.as_deref();
+        let mut reused = Vec::new();
         if let Some(theirs) =
             crate::merge::read_target_tags(&target, &backup, sel, &state, transfers, kr).await?
         {
-            for r in crate::merge::reuse_target_tags(&mut backup, sel, &state, &theirs)? {
-                crate::say!(
-                    "tag {:?}: the target has a tag of that title ({}); the restored notes get \
-                     that one, and the backup's ({}) is not written, as Joplin's own import does",
-                    r.title,
-                    r.target_id,
-                    r.backup_id
-                );
-            }
+            reused = crate::merge::reuse_target_tags(&mut backup, sel, &state, &theirs)?;
+        }
+        partial.insert(
+            "reused_tags".into(),
+            serde_json::json!(reused
+                .iter()
+                .map(|r| serde_json::json!({
+                    "title": r.title,
+                    "backup_id": r.backup_id,
+                    "target_id": r.target_id,
+                }))
+                .collect::<Vec<_>>()),
+        );
+        for r in &reused {
+            crate::say!(
+                "tag {:?}: the target has a tag of that title ({}); the restored notes get \
+                 that one, and the backup's ({}) is not written, as Joplin's own import does",
+                r.title,
+                r.target_id,
+                r.backup_id
+            );
         }
     }
     let backup = Arc::new(backup);
@@ -265,6 +282,8 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
     if let Some(sel) = only.as_mut().filter(|_| !args.overwrite) {
         let left =
             crate::merge::keep_target_tags(&backup, sel, &state, &existing, &written_before)?;
+        partial.insert("left_out_links".into(), left.links.into());
+        partial.insert("left_out_tags".into(), serde_json::json!(left.tags));
         if left.links > 0 {
             crate::say!(
                 "left out {} note-tag link(s) of notes the target keeps: their tags stay as they \
@@ -362,6 +381,17 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
                 .map(|id| id.to_string()),
         );
     }
+    if opts.only.is_some() {
+        partial.insert("kept".into(), serde_json::json!(plan.kept));
+        partial.entry("left_out_links").or_insert_with(|| 0.into());
+        partial
+            .entry("left_out_tags")
+            .or_insert_with(|| serde_json::json!([]));
+    }
+    let partial = opts
+        .only
+        .is_some()
+        .then_some(serde_json::Value::Object(partial));
     if !plan.kept.is_empty() {
         crate::say!(
             "Kept the target's own copy of {} item(s) that exist there (use --overwrite to replace them):",
@@ -408,6 +438,7 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
             snapshot: None,
             verify_mode: VerifyMode::None,
             verify: None,
+            partial,
             planned: Some(serde_json::json!({
                 "upload": plan.upload_count(),
                 "upload_bytes": plan.upload_bytes(),
@@ -611,6 +642,7 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
         verify_mode,
         verify,
         planned: None,
+        partial,
     })
 }
 

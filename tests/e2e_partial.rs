@@ -215,6 +215,23 @@ fn a_kept_note_keeps_its_tags_unless_the_tag_is_named() {
         "--yes",
     ]);
     assert!(out.contains("left out 1 note-tag link(s)"), "{out}");
+    // The JSON report says the same (a second run: nothing left to write, the link still out).
+    let o = support::jr(&[
+        "restore",
+        j,
+        "--target",
+        &t,
+        "--only",
+        "notebook:Personal/Journal",
+        "--yes",
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["partial"]["left_out_links"], 1, "{v}");
+    assert!(v["partial"]["kept"]
+        .as_array()
+        .unwrap()
+        .contains(&serde_json::json!(OPEN_TASK)));
     p.sync();
     assert!(
         tags_of(&p, OPEN_TASK).is_empty(),
@@ -257,7 +274,7 @@ fn a_tag_the_target_has_by_title_is_reused() {
 
     let dry = jr_ok(&["restore", j, "--target", &t, "--only", "note:Roadmap", "-n"]);
     assert!(dry.contains("the target has a tag of that title"), "{dry}");
-    let out = jr_ok(&[
+    let o = support::jr(&[
         "restore",
         j,
         "--target",
@@ -265,8 +282,18 @@ fn a_tag_the_target_has_by_title_is_reused() {
         "--only",
         "note:Roadmap",
         "--yes",
+        "--json",
     ]);
-    assert!(out.contains(&theirs[0][0]), "{out}");
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        v["partial"]["reused_tags"],
+        serde_json::json!([{
+            "title": "work",
+            "backup_id": "b3ef053da1bb4864b6e51293d9730359",
+            "target_id": theirs[0][0],
+        }]),
+        "{v}"
+    );
     assert!(
         !target.join("b3ef053da1bb4864b6e51293d9730359.md").exists(),
         "the backup's tag is not written"
