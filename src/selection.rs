@@ -144,6 +144,11 @@ fn notebooks_named<'a>(ix: &Index<'a>, sel: &Selector, value: &str) -> Result<Ve
         refuse_one_path(sel, by_path.clone())?;
     }
     if !by_path.is_empty() {
+        // "A/B" is also the title of another notebook: which one is meant only its id says.
+        let titled = of_kind(ix, ItemType::Folder, value);
+        if value.contains('/') && titled.iter().any(|t| !by_path.contains(t)) {
+            refuse_one_path(sel, by_path.iter().copied().chain(titled).collect())?;
+        }
         return Ok(by_path);
     }
     // A title may hold '/' itself ("Q1/Q2 plans"): not a path then.
@@ -506,6 +511,16 @@ mod tests {
             vec!["b0000000000000000000000000000001"]
         );
         assert!(notebooks_named(&ix, &sel, "Q1/Nope").unwrap().is_empty());
+        // Q1 with a sub-notebook "Q2 plans" too: the path and the title are two notebooks.
+        let mut items = items;
+        items.push(item(
+            "Q2 plans\n\nid: b0000000000000000000000000000003\nparent_id: b0000000000000000000000000000002\ntype_: 2".into(),
+        ));
+        let ix = index(&items);
+        let e = notebooks_named(&ix, &sel, "Q1/Q2 plans")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("matches 2 notebooks at one path"), "{e}");
     }
 
     /// Two notes of one title: `note:TITLE` is refused with both ids and notebooks listed,
