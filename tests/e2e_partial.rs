@@ -186,6 +186,24 @@ fn tags_of(p: &Profile, note: &str) -> Vec<String> {
     t
 }
 
+/// `restore SAMPLE --target T ARGS…`, which must succeed; its output.
+fn sample_into(t: &str, args: &[&str]) -> String {
+    let jex = sample_jex();
+    let mut all = vec!["restore", jex.to_str().unwrap(), "--target", t];
+    all.extend(args);
+    jr_ok(&all)
+}
+
+/// As [`sample_into`] with `--json`: the report.
+fn sample_into_json(t: &str, args: &[&str]) -> serde_json::Value {
+    let jex = sample_jex();
+    let mut all = vec!["restore", jex.to_str().unwrap(), "--target", t, "--json"];
+    all.extend(args);
+    let o = support::jr(&all);
+    assert!(o.status.success(), "{}", support::text(&o));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
 const OPEN_TASK: &str = "fb4361754fce4fa9ab7a4ee9d50fc08b";
 const ROADMAP: &str = "7cf9bead95744245a9011f01c8222d5a";
 
@@ -195,9 +213,8 @@ const ROADMAP: &str = "7cf9bead95744245a9011f01c8222d5a";
 fn a_kept_note_keeps_its_tags_unless_the_tag_is_named() {
     let tmp = tempfile::tempdir().unwrap();
     let target = tmp.path().join("target");
-    let (j, t) = (sample_jex(), target.to_str().unwrap().to_string());
-    let j = j.to_str().unwrap();
-    jr_ok(&["restore", j, "--target", &t, "-q"]);
+    let t = target.to_str().unwrap().to_string();
+    sample_into(&t, &["-q"]);
     let p = Profile::new(tmp.path().join("client"));
     p.use_folder(&target);
     p.sync();
@@ -205,28 +222,10 @@ fn a_kept_note_keeps_its_tags_unless_the_tag_is_named() {
     p.sync();
     assert!(tags_of(&p, OPEN_TASK).is_empty());
 
-    let out = jr_ok(&[
-        "restore",
-        j,
-        "--target",
-        &t,
-        "--only",
-        "notebook:Personal/Journal",
-        "--yes",
-    ]);
+    let out = sample_into(&t, &["--only", "notebook:Personal/Journal", "--yes"]);
     assert!(out.contains("left out 1 note-tag link(s)"), "{out}");
     // The JSON report says the same (a second run: nothing left to write, the link still out).
-    let o = support::jr(&[
-        "restore",
-        j,
-        "--target",
-        &t,
-        "--only",
-        "notebook:Personal/Journal",
-        "--yes",
-        "--json",
-    ]);
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let v = sample_into_json(&t, &["--only", "notebook:Personal/Journal", "--yes"]);
     assert_eq!(v["partial"]["left_out_links"], 1, "{v}");
     assert!(v["partial"]["kept"]
         .as_array()
@@ -239,15 +238,7 @@ fn a_kept_note_keeps_its_tags_unless_the_tag_is_named() {
     );
     assert_eq!(tags_of(&p, "0006b457342a4b078515990fa709441b").len(), 2);
 
-    jr_ok(&[
-        "restore",
-        j,
-        "--target",
-        &t,
-        "--only",
-        "tag:urgent",
-        "--yes",
-    ]);
+    sample_into(&t, &["--only", "tag:urgent", "--yes"]);
     p.sync();
     assert_eq!(tags_of(&p, OPEN_TASK), ["urgent"], "a named tag goes back");
 }
@@ -258,8 +249,7 @@ fn a_kept_note_keeps_its_tags_unless_the_tag_is_named() {
 fn a_tag_the_target_has_by_title_is_reused() {
     let tmp = tempfile::tempdir().unwrap();
     let target = tmp.path().join("target");
-    let (j, t) = (sample_jex(), target.to_str().unwrap().to_string());
-    let j = j.to_str().unwrap();
+    let t = target.to_str().unwrap().to_string();
     let p = Profile::new(tmp.path().join("client"));
     p.use_folder(&target);
     p.batch(&[
@@ -272,19 +262,9 @@ fn a_tag_the_target_has_by_title_is_reused() {
     let theirs = p.query("SELECT id FROM tags");
     assert_eq!(theirs.len(), 1);
 
-    let dry = jr_ok(&["restore", j, "--target", &t, "--only", "note:Roadmap", "-n"]);
+    let dry = sample_into(&t, &["--only", "note:Roadmap", "-n"]);
     assert!(dry.contains("the target has a tag of that title"), "{dry}");
-    let o = support::jr(&[
-        "restore",
-        j,
-        "--target",
-        &t,
-        "--only",
-        "note:Roadmap",
-        "--yes",
-        "--json",
-    ]);
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let v = sample_into_json(&t, &["--only", "note:Roadmap", "--yes"]);
     assert_eq!(
         v["partial"]["reused_tags"],
         serde_json::json!([{
@@ -306,27 +286,10 @@ fn a_tag_the_target_has_by_title_is_reused() {
     );
     assert_eq!(tags_of(&p, ROADMAP), ["WORK"]);
     // A second run finds everything in place.
-    let again = jr_ok(&[
-        "restore",
-        j,
-        "--target",
-        &t,
-        "--only",
-        "note:Roadmap",
-        "--yes",
-    ]);
+    let again = sample_into(&t, &["--only", "note:Roadmap", "--yes"]);
     assert!(again.contains("upload 0 files"), "{again}");
     // --overwrite writes the note and its link again, still to the target's tag.
-    jr_ok(&[
-        "restore",
-        j,
-        "--target",
-        &t,
-        "--only",
-        "note:Roadmap",
-        "--overwrite",
-        "--yes",
-    ]);
+    sample_into(&t, &["--only", "note:Roadmap", "--overwrite", "--yes"]);
     p.sync();
     assert_eq!(p.query("SELECT id FROM tags"), theirs);
     assert_eq!(tags_of(&p, ROADMAP), ["WORK"]);
@@ -338,9 +301,8 @@ fn a_tag_the_target_has_by_title_is_reused() {
 fn a_tag_renamed_on_the_target_is_found_by_its_new_title() {
     let tmp = tempfile::tempdir().unwrap();
     let target = tmp.path().join("target");
-    let (j, t) = (sample_jex(), target.to_str().unwrap().to_string());
-    let j = j.to_str().unwrap();
-    jr_ok(&["restore", j, "--target", &t, "-q"]);
+    let t = target.to_str().unwrap().to_string();
+    sample_into(&t, &["-q"]);
     // "urgent" (7241…) renamed "WORK"; "work" (b3ef…) and Roadmap's link to it deleted.
     let urgent = target.join("7241f91bc84849938247fa679a076b7b.md");
     let text = std::fs::read_to_string(&urgent).unwrap();
@@ -351,16 +313,7 @@ fn a_tag_renamed_on_the_target_is_found_by_its_new_title() {
     ] {
         std::fs::remove_file(target.join(f)).unwrap();
     }
-    let out = jr_ok(&[
-        "restore",
-        j,
-        "--target",
-        &t,
-        "--only",
-        "note:Roadmap",
-        "--overwrite",
-        "--yes",
-    ]);
+    let out = sample_into(&t, &["--only", "note:Roadmap", "--overwrite", "--yes"]);
     assert!(out.contains("7241f91bc84849938247fa679a076b7b"), "{out}");
     assert!(!target.join("b3ef053da1bb4864b6e51293d9730359.md").exists());
     let p = Profile::new(tmp.path().join("client"));
