@@ -255,10 +255,24 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
 
     // plan
     let set = plan::restore_set(&backup, &validation);
+    // A partial restore compares only what it selected: on a large target, reading every
+    // copy the backup also holds would cost a request per item to restore one note.
+    let selected: Vec<(usize, &crate::backup::BackupItem)>;
+    let to_compare = match &only {
+        Some(sel) => {
+            selected = set
+                .iter()
+                .filter(|(_, bi)| sel.ids.contains(bi.id()))
+                .copied()
+                .collect();
+            &selected[..]
+        }
+        None => &set[..],
+    };
     let existing = plan::fetch_comparable(
         &target,
         &backup,
-        &set,
+        to_compare,
         &state,
         transfers,
         plan::Compare {

@@ -61,6 +61,18 @@ fn restore_then_verify_the_sample() {
     let st = again();
     assert_eq!((st.single_puts, st.batch_items), (2, 1), "{st:?}");
     assert_ne!(emu.content(USER, blob).unwrap(), b"changed by someone");
+
+    // A partial restore reads the target's copies of what it selected, not of the whole
+    // backup: Overview and its three parent notebooks (the listing and info.json aside).
+    emu.reset_stats();
+    let o = jr_server(
+        &emu,
+        PASSWORD,
+        &["restore", jex.to_str().unwrap(), "--only", "note:Overview"],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let st = emu.stats();
+    assert!(st.gets <= 6, "{st:?}");
 }
 
 #[test]
