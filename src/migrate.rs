@@ -157,10 +157,9 @@ pub async fn read_source(src: &SyncTarget, transfers: usize) -> Result<SourceVie
         ))
         .into());
     }
-    if let Some(v) = state
-        .version()
-        .filter(|v| *v != crate::target::SYNC_VERSION)
-    {
+    // The layout before info.json reads as version 1, as Joplin reads it.
+    let version = state.version().or(state.legacy_layout.then_some(1));
+    if let Some(v) = version.filter(|v| *v != crate::target::SYNC_VERSION) {
         return Err(Refusal(format!(
             "the source {}: {}",
             src.describe(),

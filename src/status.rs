@@ -22,6 +22,8 @@ pub struct MasterKeyInfo {
 pub struct Status {
     pub target: String,
     pub sync_version: Option<i64>,
+    /// `.sync/version.txt` and no `info.json`: the layout before sync version 3.
+    pub legacy_layout: bool,
     pub e2ee: bool,
     pub master_keys: Vec<MasterKeyInfo>,
     /// Item counts by type name.
@@ -95,7 +97,9 @@ pub async fn status(target_args: &TargetArgs, pacer: &PacerArgs) -> Result<Statu
     });
     Ok(Status {
         target: target.describe(),
-        sync_version: st.version(),
+        // Joplin reads the layout before info.json as version 1.
+        sync_version: st.version().or(st.legacy_layout.then_some(1)),
+        legacy_layout: st.legacy_layout,
         e2ee: st.e2ee_enabled(),
         master_keys,
         items,
@@ -110,6 +114,10 @@ pub async fn status(target_args: &TargetArgs, pacer: &PacerArgs) -> Result<Statu
 pub fn print(s: &Status) {
     crate::say!("Target: {}", s.target);
     match s.sync_version {
+        Some(v) if s.legacy_layout => crate::say!(
+            "Sync version: {v} (.sync/version.txt, no info.json: an older Joplin's layout; \
+             upgrade it with a current Joplin client before restoring into it)"
+        ),
         Some(v) => crate::say!("Sync version: {v}"),
         None => crate::say!("Sync version: none (no info.json: empty or not a Joplin target)"),
     }

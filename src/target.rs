@@ -22,8 +22,10 @@ pub fn unsupported_version(v: i64) -> String {
     if v < SYNC_VERSION {
         format!(
             "info.json says sync version {v}, from an older Joplin; this tool handles version \
-             {SYNC_VERSION} (Joplin 2.x–3.x). Upgrade the target by syncing it once with a \
-             current Joplin client, then rerun."
+             {SYNC_VERSION} (Joplin 2.x–3.x). Upgrade the target with a current Joplin client \
+             first (the desktop app offers it when it syncs; the CLI: `joplin sync --upgrade`), \
+             then rerun. Writing here now would skip that upgrade and lose what it carries \
+             over (end-to-end encryption keys)."
         )
     } else {
         format!(
@@ -127,6 +129,9 @@ pub struct TargetState {
     pub foreign_blobs: Vec<Entry>,
     /// Whether the root listing showed `info.json`.
     pub info_listed: bool,
+    /// `.sync/version.txt` without `info.json`: the layout of Joplin before sync version 3,
+    /// which Joplin reads as version 1 and upgrades itself (its keys, if any, are items).
+    pub legacy_layout: bool,
     /// The newest modification time (ms) the listing showed of an item file, of a blob.
     pub newest_item_ms: Option<i64>,
     pub newest_blob_ms: Option<i64>,
@@ -299,6 +304,14 @@ impl SyncTarget {
             .with_context(ctx)?;
         st.items.finish();
         st.blobs.finish();
+        if st.info.is_none() {
+            // As Joplin's `fetchSyncInfo`: no info.json but `.sync/version.txt` is version 1.
+            st.legacy_layout = match self.storage.get(".sync/version.txt").await {
+                Ok(_) => true,
+                Err(e) if e.is_not_found() => false,
+                Err(e) => return Err(anyhow::Error::new(e).context(ctx())),
+            };
+        }
         st.locks = self
             .storage
             .list(LOCKS_DIR)
@@ -322,6 +335,15 @@ impl SyncTarget {
             return refuse(format!(
                 "{}: info.json has no sync version. The target is damaged or not a Joplin target.",
                 self.describe()
+            ));
+        } else if st.legacy_layout {
+            return refuse(format!(
+                "{}: {}",
+                self.describe(),
+                unsupported_version(1).replace(
+                    "info.json says sync version 1",
+                    "the target has .sync/version.txt and no info.json: sync version 1"
+                )
             ));
         }
         // Folders count too: a `~/Documents` or a Nextcloud home may hold only folders.

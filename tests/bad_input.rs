@@ -569,9 +569,38 @@ fn target_with_another_sync_version() {
     refuses_target(
         "version",
         |t| std::fs::write(t.join("info.json"), r#"{"version": 2}"#).unwrap(),
-        &["sync version 2", "syncing it once with a current Joplin"],
+        &["sync version 2", "joplin sync --upgrade"],
         4,
     );
+}
+
+/// Joplin before sync version 3 kept `.sync/version.txt` and no info.json (its master keys were
+/// items): Joplin reads that as version 1 and upgrades it itself. Writing a fresh info.json
+/// over it would skip the upgrade and drop an encrypted target's keys: refused, as version 2.
+#[test]
+fn target_in_the_layout_before_info_json() {
+    refuses_target(
+        "legacy",
+        |t| {
+            std::fs::create_dir_all(t.join(".sync")).unwrap();
+            std::fs::write(t.join(".sync/version.txt"), "1").unwrap();
+            std::fs::write(
+                t.join("e2a1fd3d4baf4fda81d162843a25cf29.md"),
+                "id: e2a1fd3d4baf4fda81d162843a25cf29\ntype_: 9",
+            )
+            .unwrap();
+        },
+        &[
+            ".sync/version.txt and no info.json",
+            "joplin sync --upgrade",
+        ],
+        4,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join(".sync")).unwrap();
+    std::fs::write(dir.path().join(".sync/version.txt"), "2").unwrap();
+    let out = jr_ok(&["status", "--target", dir.path().to_str().unwrap()]);
+    assert!(out.contains("Sync version: 1 (.sync/version.txt"), "{out}");
 }
 
 /// A target a newer Joplin wrote: the tool is what is old, not the target.
