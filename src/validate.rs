@@ -32,6 +32,9 @@ pub enum ProblemClass {
     OrphanNoteTag,
     /// An attachment blob whose resource item is not in the backup.
     OrphanBlob,
+    /// An item encrypted in the backup (`encryption_applied: 1`): Joplin's exports of early
+    /// 2018 could hold them; only the old profile's master key reads them.
+    EncryptedItem,
     /// The backup holds no items at all.
     Empty,
 }
@@ -49,6 +52,7 @@ impl ProblemClass {
             ProblemClass::BlobSizeMismatch => "blob-size-mismatch",
             ProblemClass::OrphanNoteTag => "orphan-note-tag",
             ProblemClass::OrphanBlob => "orphan-blob",
+            ProblemClass::EncryptedItem => "encrypted-item",
             ProblemClass::Empty => "empty",
         }
     }
@@ -251,6 +255,17 @@ pub fn validate(backup: &Backup) -> Validation {
                     "type_ {} is not a note, notebook, resource, tag or note-tag link",
                     ty.code()
                 ),
+            );
+            continue;
+        }
+        if crate::e2ee::is_encrypted(&it) {
+            hold(
+                ProblemClass::EncryptedItem,
+                title,
+                "the item is encrypted in the backup (an export of an end-to-end encrypted \
+                 profile by a Joplin of early 2018): no client can read it without that \
+                 profile's master key"
+                    .into(),
             );
             continue;
         }

@@ -307,6 +307,21 @@ fn unknown_type() {
     refuses("type99", &tar_bytes(&e, &[]), &[TAG, "unknown-type"]);
 }
 
+/// An item still encrypted in the backup (Joplin's exports of early 2018 could hold them):
+/// refused, since no client reads it without the old key; allowed, it is left out.
+#[test]
+fn encrypted_item() {
+    let mut e = sample_entries();
+    replace(&mut e, NOTE, |s| {
+        s.replace("encryption_applied: 0", "encryption_applied: 1")
+    });
+    refuses("encrypted", &tar_bytes(&e, &[]), &[NOTE, "encrypted-item"]);
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("target");
+    restore_allowing(dir.path(), &e, &target, "encrypted-item");
+    assert!(!target.join(NOTE).exists());
+}
+
 #[test]
 fn invalid_utf8_title() {
     let mut e = sample_entries();
