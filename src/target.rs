@@ -906,7 +906,7 @@ mod tests {
     fn an_older_target_is_upgraded_by_joplin_a_newer_one_needs_a_newer_tool() {
         let older = unsupported_version(2);
         assert!(
-            older.contains("version 2") && older.contains("syncing it once"),
+            older.contains("version 2") && older.contains("joplin sync --upgrade"),
             "{older}"
         );
         let newer = unsupported_version(4);
