@@ -96,9 +96,11 @@ pub async fn run(args: &ClearArgs) -> Result<ClearSummary> {
         }
     };
     eprintln!(
-        "note: clients that synced this target will stop with \"Fail-safe: Sync was \
-         interrupted…\" rather than delete their notes: restore a backup into the target next, \
-         or reset those clients."
+        "note: a Joplin client that syncs while this runs deletes its copies of what is already \
+         gone (its fail-safe stops only a sync that would delete nearly everything at once): \
+         close or pause every client first. One that syncs afterwards stops with \"Fail-safe: \
+         Sync was interrupted…\" and keeps its notes: restore a backup into the target next, \
+         or reset those clients. The snapshot keeps everything (`rollback`)."
     );
     if !args.safety.yes
         && !confirm(&format!(

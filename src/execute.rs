@@ -2,10 +2,12 @@
 //! `--transfers`, through the pacer. A failed phase stops the run before the next one, so a
 //! resource is never written without its blob and nothing is deleted unless every upload landed.
 
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use anyhow::Result;
-use backend_core::{FileSlice, StorageError};
+use backend_core::{Entry, FileSlice, ListSink, StorageError, Unpaced};
 use bytes::Bytes;
 use futures::{stream, StreamExt};
 
@@ -14,7 +16,7 @@ use crate::e2ee::{can_be_encrypted, Keyring};
 use crate::journal::Journal;
 use crate::plan::{stamp_after, stamped, Phase, Plan, Upload};
 use crate::progress::Progress;
-use crate::target::{blob_path, item_path, SyncTarget};
+use crate::target::{blob_path, item_path, SyncTarget, RESOURCE_DIR};
 
 /// Items per batch call on backends with a batch endpoint (Joplin Server).
 const BATCH_ITEMS: usize = 100;
@@ -31,6 +33,8 @@ pub struct Outcome {
     pub failures: Vec<Failure>,
     /// Set when a phase failed and later phases did not run.
     pub stopped_at: Option<String>,
+    /// Files the plan deleted last that a client wrote while the run was under way: kept.
+    pub spared: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -63,6 +67,37 @@ pub struct Executor<'a> {
     /// Items whose target copy carries a later `updated_time` than the stamp may reach (by
     /// backup item index, sorted): stamped just after it ([`Plan::after_target`]).
     pub after_target: Vec<(u32, i64)>,
+    /// Before deleting what the plan deletes last, list the target again and keep each file
+    /// whose modification time moved since the plan's listing: a client wrote it while the
+    /// run was under way (clients from 3.2 on sync through the lock).
+    pub spare_changed: bool,
+}
+
+/// The files among `wanted` (path → modification time in the plan's listing) that a listing
+/// shows with another modification time.
+struct Changed<'a> {
+    dir: &'a str,
+    wanted: &'a HashMap<&'a str, i64>,
+    changed: Vec<String>,
+}
+
+impl ListSink for Changed<'_> {
+    fn add(&mut self, e: Entry) {
+        let path = if self.dir.is_empty() {
+            e.name().to_string()
+        } else {
+            format!("{}/{}", self.dir, e.name())
+        };
+        let now = e.modified.map(crate::target::system_ms);
+        if let (Some(&then), Some(now)) = (self.wanted.get(path.as_str()), now) {
+            if then != i64::MIN && now != then {
+                self.changed.push(path);
+            }
+        }
+    }
+    fn restart(&mut self) {
+        self.changed.clear();
+    }
 }
 
 /// The upload for a message (reads the item again for its title: failures only).
@@ -159,7 +194,34 @@ impl Executor<'_> {
                         };
                     }
                 }
-                let (path, data) = if u.blob {
+                if !u.blob {
+                    // Made as the request goes out (after the pacer let it through), so its
+                    // stamp is the moment it is written: a client that synced an edit while it
+                    // waited its turn has an older copy, which it replaces.
+                    let path = item_path(u.id(&self.backup));
+                    let sent = AtomicU64::new(0);
+                    let make = |_: &str| {
+                        let d = self
+                            .content(u)
+                            .map_err(|e| StorageError::Rejected(format!("{e:#}")))?;
+                        sent.store(d.len() as u64, Ordering::Relaxed);
+                        Ok(d)
+                    };
+                    let r = self.target.storage.put_made(&path, u.bytes, &make).await;
+                    self.progress.inc(1);
+                    return match r {
+                        Ok(()) => {
+                            let n = sent.load(Ordering::Relaxed);
+                            tracing::debug!("uploaded {path} ({n} bytes)");
+                            if let Some(j) = self.journal {
+                                j.record_done(&path);
+                            }
+                            (i, n, None)
+                        }
+                        Err(e) => (i, 0, Some(failure(&path, what(), advice(&e)))),
+                    };
+                }
+                let (path, data) = {
                     let backup = self.backup.clone();
                     let id = u.id(&self.backup).to_string();
                     let index = u.index as usize;
@@ -179,17 +241,6 @@ impl Executor<'_> {
                         Ok(Ok(d)) => (path, Bytes::from(d)),
                         Ok(Err(e)) => return (i, 0, Some(failure(&path, what(), e.to_string()))),
                         Err(e) => return (i, 0, Some(failure(&path, what(), e.to_string()))),
-                    }
-                } else {
-                    match self.content(u) {
-                        Ok(d) => (item_path(u.id(&self.backup)), d),
-                        Err(e) => {
-                            return (
-                                i,
-                                0,
-                                Some(failure(u.id(&self.backup), what(), e.to_string())),
-                            )
-                        }
                     }
                 };
                 let n = data.len() as u64;
@@ -267,36 +318,46 @@ impl Executor<'_> {
     async fn upload_batched(&self, uploads: &[Upload], out: &mut Outcome) {
         let mut results = stream::iter(uploads.chunks(BATCH_ITEMS))
             .map(|chunk| async move {
-                let mut files = Vec::with_capacity(chunk.len());
-                let mut results = Vec::with_capacity(chunk.len());
-                let mut sent = Vec::with_capacity(chunk.len());
-                for u in chunk {
-                    match self.content(u) {
-                        Ok(d) => {
-                            sent.push((item_path(u.id(&self.backup)), d.len() as u64, u));
-                            files.push((item_path(u.id(&self.backup)), d));
-                        }
-                        Err(e) => results.push(Err(failure(
-                            &item_path(u.id(&self.backup)),
-                            describe(&self.backup, u),
-                            format!("{e:#}"),
-                        ))),
+                let by_path: HashMap<String, &Upload> = chunk
+                    .iter()
+                    .map(|u| (item_path(u.id(&self.backup)), u))
+                    .collect();
+                let files: Vec<(String, u64)> = chunk
+                    .iter()
+                    .map(|u| (item_path(u.id(&self.backup)), u.bytes))
+                    .collect();
+                // Bodies made as the batch goes out, stamped then (see `upload_each`).
+                let sent: Mutex<HashMap<String, u64>> = Mutex::new(HashMap::new());
+                let make = |p: &str| {
+                    let u = by_path
+                        .get(p)
+                        .ok_or_else(|| StorageError::Rejected(format!("{p}: not in the batch")))?;
+                    let d = self
+                        .content(u)
+                        .map_err(|e| StorageError::Rejected(format!("{e:#}")))?;
+                    if let Ok(mut sent) = sent.lock() {
+                        sent.insert(p.to_string(), d.len() as u64);
                     }
-                }
-                let failed = self.target.storage.put_many(files).await;
+                    Ok(d)
+                };
+                let failed = self.target.storage.put_many_made(files, &make).await;
                 self.progress.inc(chunk.len() as u64);
-                results.extend(sent.into_iter().map(|(p, n, u)| {
-                    match failed.iter().find(|(fp, _)| *fp == p) {
-                        None => {
-                            if let Some(j) = self.journal {
-                                j.record_done(&p);
+                let sent = sent.into_inner().unwrap_or_default();
+                chunk
+                    .iter()
+                    .map(|u| {
+                        let p = item_path(u.id(&self.backup));
+                        match failed.iter().find(|(fp, _)| *fp == p) {
+                            None => {
+                                if let Some(j) = self.journal {
+                                    j.record_done(&p);
+                                }
+                                Ok(sent.get(&p).copied().unwrap_or(u.bytes))
                             }
-                            Ok(n)
+                            Some((_, e)) => Err(failure(&p, describe(&self.backup, u), advice(e))),
                         }
-                        Some((_, e)) => Err(failure(&p, describe(&self.backup, u), advice(e))),
-                    }
-                }));
-                results
+                    })
+                    .collect::<Vec<_>>()
             })
             .buffer_unordered(self.transfers.max(1));
         while let Some(batch) = results.next().await {
@@ -312,13 +373,67 @@ impl Executor<'_> {
         }
     }
 
+    /// The files to delete that were written since the plan's listing, from a new listing.
+    async fn changed_since_plan(
+        &self,
+        plan: &Plan,
+    ) -> std::result::Result<Vec<String>, StorageError> {
+        let wanted: HashMap<&str, i64> = plan
+            .deletes
+            .iter()
+            .map(|d| (d.path.as_str(), d.listed_ms))
+            .collect();
+        let mut changed = Vec::new();
+        for (dir, any) in [
+            ("", plan.deletes.iter().any(|d| !d.is_blob)),
+            (RESOURCE_DIR, plan.deletes.iter().any(|d| d.is_blob)),
+        ] {
+            if !any {
+                continue;
+            }
+            let mut sink = Changed {
+                dir,
+                wanted: &wanted,
+                changed: Vec::new(),
+            };
+            self.target
+                .storage
+                .list_each(dir, &Unpaced, &mut sink)
+                .await?;
+            changed.extend(sink.changed);
+        }
+        Ok(changed)
+    }
+
     async fn delete(&self, plan: &Plan, out: &mut Outcome) {
         if plan.deletes.is_empty() {
             return;
         }
+        let mut paths: Vec<String> = plan.deletes.iter().map(|d| d.path.clone()).collect();
+        if self.spare_changed {
+            match self.changed_since_plan(plan).await {
+                Ok(changed) => {
+                    let changed: HashSet<String> = changed.into_iter().collect();
+                    paths.retain(|p| !changed.contains(p));
+                    out.spared = changed.into_iter().collect();
+                    out.spared.sort();
+                }
+                Err(e) => {
+                    // Not knowing what clients wrote meanwhile, delete nothing.
+                    out.failures.push(failure(
+                        "",
+                        "listing the target before deleting".into(),
+                        advice(&e),
+                    ));
+                    return;
+                }
+            }
+        }
+        if paths.is_empty() {
+            return;
+        }
         self.progress
-            .phase("deleting extra files", plan.deletes.len() as u64);
-        let paths: Vec<String> = plan.deletes.iter().map(|d| d.path.clone()).collect();
+            .phase("deleting extra files", paths.len() as u64);
         let failed = self.target.storage.delete_many(&paths).await;
         self.progress.inc(paths.len() as u64);
         self.progress.finish();

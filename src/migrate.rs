@@ -798,6 +798,8 @@ pub async fn run(args: &MigrateArgs) -> Result<MigrateSummary> {
         journal: Some(&journal),
         keyring: None,
         after_target: Vec::new(),
+        // A new backend no client syncs with yet: what the plan says.
+        spare_changed: false,
     };
     let Some(outcome) = crate::safety::unless_interrupted(exec.run(&plan)).await else {
         let _ = lock.release().await;

@@ -78,6 +78,8 @@ pub struct Delete {
     pub path: String,
     pub id: String,
     pub is_blob: bool,
+    /// Its modification time in the listing the plan was made from (`i64::MIN`: unknown).
+    pub listed_ms: i64,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -134,12 +136,24 @@ impl Plan {
     /// Warn (stderr) when the plan deletes most of the target's items: clients that synced
     /// them stop at Joplin's fail-safe instead of following.
     pub fn warn_of_fail_safe(&self) {
-        if self.deleted_share() >= 0.9 && self.target_items > 0 {
+        if self.clear_first && self.target_items > 0 {
+            // Joplin's fail-safe only stops a sync that would delete nearly everything at
+            // once: a client syncing while the target is being emptied deletes as it goes.
             eprintln!(
-                "warning: this deletes {:.0} % of the items on the target. Joplin clients that \
-                 synced the old content will stop with \"Fail-safe: Sync was interrupted…\" \
-                 (their data is safe). Afterwards, reset those clients or turn off the \
-                 fail-safe once (Configuration > Synchronisation > Advanced).",
+                "warning: --mode clear-first empties the target before uploading. A Joplin \
+                 client that syncs meanwhile deletes its copies of what is already gone (its \
+                 fail-safe stops only a sync that would delete nearly everything at once); the \
+                 notes come back as the upload proceeds, but its unsynced edits may be lost. \
+                 Close or pause every client first (the snapshot keeps the old target)."
+            );
+        } else if self.deleted_share() >= 0.9 && self.target_items > 0 {
+            eprintln!(
+                "warning: this deletes {:.0} % of the items on the target, last. Joplin clients \
+                 that synced the old content and sync afterwards stop with \"Fail-safe: Sync \
+                 was interrupted…\" (their data is safe): reset those clients or turn off the \
+                 fail-safe once (Configuration > Synchronisation > Advanced). One that syncs \
+                 while the deletions run deletes its copies as they go: close or pause clients \
+                 first.",
                 self.deleted_share() * 100.0
             );
         }
@@ -594,7 +608,7 @@ pub fn plan(
     }
 
     let mut deletes = Vec::new();
-    for id in state.items.keys().filter(|_| !merge) {
+    for (id, listed) in state.items.iter().filter(|_| !merge) {
         if protected_ids.contains(id.as_str()) {
             continue;
         }
@@ -603,6 +617,7 @@ pub fn plan(
                 path: item_path(id),
                 id: id.to_string(),
                 is_blob: false,
+                listed_ms: listed.modified_ms,
             });
         }
     }
@@ -611,7 +626,7 @@ pub fn plan(
         .filter(|(_, bi)| bi.item_type() == ItemType::Resource)
         .map(|(_, bi)| bi.id())
         .collect();
-    for id in state.blobs.keys().filter(|_| !merge) {
+    for (id, listed) in state.blobs.iter().filter(|_| !merge) {
         if protected_ids.contains(id.as_str()) {
             continue;
         }
@@ -620,6 +635,7 @@ pub fn plan(
                 path: blob_path(id),
                 id: id.to_string(),
                 is_blob: true,
+                listed_ms: listed.modified_ms,
             });
         }
     }

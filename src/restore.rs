@@ -577,6 +577,7 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
         journal: Some(&journal),
         keyring: keyring.clone(),
         after_target: std::mem::take(&mut plan.after_target),
+        spare_changed: true,
     };
     let Some(outcome) = crate::safety::unless_interrupted(exec.run(&plan)).await else {
         let _ = lock.release().await;
@@ -604,6 +605,21 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
         return Err(crate::exit::Failed::from_outcome(msg, &outcome).into());
     }
 
+    if !outcome.spared.is_empty() {
+        crate::say!(
+            "kept {} file(s) the backup lacks that a client wrote while the restore ran (they \
+             would have been deleted last); the check below shows them as extra. Delete them \
+             in a client if they are not wanted: {}",
+            outcome.spared.len(),
+            outcome
+                .spared
+                .iter()
+                .take(20)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     timings.add("write", stage);
     stage = std::time::Instant::now();
     // The plan and the first listing are done with: on a large target they are as big as the

@@ -210,6 +210,7 @@ pub async fn run(args: &RollbackArgs) -> Result<RollbackSummary> {
         journal: None,
         keyring: None,
         after_target: plan.after_target.clone(),
+        spare_changed: !args.exact,
     };
     let Some(outcome) = crate::safety::unless_interrupted(exec.run(&plan)).await else {
         let _ = lock.release().await;
@@ -230,6 +231,14 @@ pub async fn run(args: &RollbackArgs) -> Result<RollbackSummary> {
         }
         msg.push_str("Run the same command again to finish.");
         return Err(crate::exit::Failed::from_outcome(msg, &outcome).into());
+    }
+    if !outcome.spared.is_empty() {
+        crate::say!(
+            "kept {} file(s) the snapshot lacks that a client wrote while the rollback ran \
+             (they would have been deleted last); the check below shows them as extra: {}",
+            outcome.spared.len(),
+            outcome.spared.join(", ")
+        );
     }
     timings.add("write", t);
     let t = std::time::Instant::now();

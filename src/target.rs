@@ -103,11 +103,26 @@ pub fn info_json_bytes(v: &Value) -> Vec<u8> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Listed {
     pub size: u64,
+    /// Modification time (ms, the target's clock), `i64::MIN` when the listing gives none: a
+    /// later listing showing another time shows a write in between.
+    pub modified_ms: i64,
+}
+
+impl Listed {
+    pub fn of_size(size: u64) -> Listed {
+        Listed {
+            size,
+            modified_ms: i64::MIN,
+        }
+    }
 }
 
 impl From<&Entry> for Listed {
     fn from(e: &Entry) -> Listed {
-        Listed { size: e.size }
+        Listed {
+            size: e.size,
+            modified_ms: e.modified.map(system_ms).unwrap_or(i64::MIN),
+        }
     }
 }
 
@@ -1021,8 +1036,8 @@ mod tests {
         let st = target.state().await.unwrap();
         let ids: Vec<&str> = st.items.keys().map(|k| k.as_str()).collect();
         assert_eq!(ids, [b.as_str(), a.as_str()]);
-        assert_eq!(st.items.get(&a), Some(&Listed { size: 5 }));
-        assert_eq!(st.blobs.get(&b), Some(&Listed { size: 3 }));
+        assert_eq!(st.items.get(&a).map(|l| l.size), Some(5));
+        assert_eq!(st.blobs.get(&b).map(|l| l.size), Some(3));
         assert_eq!(st.foreign.len(), 1);
         assert_eq!(st.foreign_blobs.len(), 1);
         assert_eq!(

@@ -703,7 +703,7 @@ mod tests {
     }
 
     fn listed(size: u64) -> Listed {
-        Listed { size }
+        Listed::of_size(size)
     }
 
     /// The sample backup, every item restored, and the listing of a target holding exactly

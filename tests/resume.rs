@@ -870,3 +870,52 @@ fn a_resumed_partial_restore_still_writes_the_links_of_notes_it_wrote() {
     }
     support::assert_verified(&jex, &target);
 }
+
+/// A file the backup lacks that a client writes while the restore runs (clients from 3.2 on
+/// sync through the lock) is kept at the end instead of deleted with the rest, and the check
+/// shows it as extra (exit 3): the client's write is not lost.
+#[test]
+fn a_file_a_client_writes_during_the_restore_is_not_deleted_last() {
+    const EXTRA: &str = "0123456789abcdef0123456789abcdef.md";
+    let tmp = tempfile::tempdir().unwrap();
+    let target = tmp.path().join("target");
+    let journals = tmp.path().join("journals");
+    let jex = support::sample_jex();
+    let (j, t) = (jex.to_str().unwrap(), target.to_str().unwrap());
+    jr_ok(&["restore", j, "--target", t, "-q"]);
+    let note = |body: &str| {
+        format!(
+            "Written after the backup\n\n{body}\n\nid: 0123456789abcdef0123456789abcdef\n\
+             parent_id: c92807ad73ea40938d12cd5a105b5efe\ncreated_time: 2026-12-01T10:00:00.000Z\n\
+             updated_time: 2026-12-01T10:00:00.000Z\ntype_: 1"
+        )
+    };
+    std::fs::write(target.join(EXTRA), note("first")).unwrap();
+    let mut child = support::spawn(&[
+        "restore",
+        j,
+        "--target",
+        t,
+        "--yes",
+        "--rewrite-unchanged",
+        "--tpslimit",
+        "5",
+        "--journal-dir",
+        journals.to_str().unwrap(),
+    ]);
+    wait_for_done(&journals, &mut child, 1, |_| true);
+    assert!(child.try_wait().unwrap().is_none(), "the run is writing");
+    std::thread::sleep(Duration::from_millis(50));
+    std::fs::write(target.join(EXTRA), note("edited while the restore ran")).unwrap();
+    let o = child.wait_with_output().unwrap();
+    let out = text(&o);
+    assert!(out.contains("kept 1 file(s) the backup lacks"), "{out}");
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "the check shows it as extra: {out}"
+    );
+    assert!(std::fs::read_to_string(target.join(EXTRA))
+        .unwrap()
+        .contains("edited while the restore ran"));
+}

@@ -391,7 +391,38 @@ pub trait Storage: Send + Sync + fmt::Debug {
         }
         failed
     }
+
+    /// Write `make()`'s bytes to `path`, made only as the request goes out (the pacer calls
+    /// it once a request may start, and again for a retry): for content that carries the
+    /// moment it is written, such as an item's restore stamp. `size` (about the bytes `make`
+    /// returns) counts against `--bwlimit` before they are made.
+    async fn put_made(&self, path: &str, size: u64, make: &MakeBody<'_>) -> Result<()> {
+        let _ = size;
+        self.put(path, make(path)?).await
+    }
+
+    /// [`Storage::put_many`] of bodies made as the request goes out (see
+    /// [`Storage::put_made`]); `files` are paths with about the size of each body.
+    async fn put_many_made(
+        &self,
+        files: Vec<(String, u64)>,
+        make: &MakeBody<'_>,
+    ) -> Vec<(String, StorageError)> {
+        let mut made = Vec::with_capacity(files.len());
+        let mut failed = Vec::new();
+        for (p, _) in files {
+            match make(&p) {
+                Ok(data) => made.push((p, data)),
+                Err(e) => failed.push((p, e)),
+            }
+        }
+        failed.extend(self.put_many(made).await);
+        failed
+    }
 }
+
+/// Makes the body of a file from its path, as the request that writes it goes out.
+pub type MakeBody<'a> = dyn Fn(&str) -> Result<Bytes> + Send + Sync + 'a;
 
 /// `storage.delete(p)` for every path, `in_flight` at a time; the paths that failed.
 pub async fn delete_each<S: Storage + ?Sized>(

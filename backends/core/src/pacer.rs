@@ -294,6 +294,15 @@ impl Storage for Paced {
     async fn put_file(&self, path: &str, src: &crate::FileSlice) -> Result<()> {
         self.run(src.len, || self.inner.put_file(path, src)).await
     }
+    /// The body is made once the request may go (a request waiting its turn behind
+    /// `--tpslimit` would otherwise carry the moment it was queued), and again for a retry.
+    async fn put_made(&self, path: &str, size: u64, make: &crate::MakeBody<'_>) -> Result<()> {
+        self.run(
+            size,
+            || async move { self.inner.put(path, make(path)?).await },
+        )
+        .await
+    }
     async fn delete(&self, path: &str) -> Result<()> {
         self.run(0, || self.inner.delete(path)).await
     }
@@ -345,6 +354,45 @@ impl Storage for Paced {
                 let rest = Box::pin(self.delete_many(&todo)).await;
                 return fatal.into_iter().chain(rest).collect();
             }
+        }
+    }
+    async fn put_many_made(
+        &self,
+        files: Vec<(String, u64)>,
+        make: &crate::MakeBody<'_>,
+    ) -> Vec<(String, StorageError)> {
+        let mut todo = files;
+        let mut attempt = 0u32;
+        let mut fatal_all = Vec::new();
+        loop {
+            let n: u64 = todo.iter().map(|(_, size)| *size).sum();
+            let failed = {
+                let _slot = self.admit_request(n).await;
+                let mut made = Vec::with_capacity(todo.len());
+                let mut failed = Vec::new();
+                for (p, _) in &todo {
+                    match make(p) {
+                        Ok(data) => made.push((p.clone(), data)),
+                        Err(e) => failed.push((p.clone(), e)),
+                    }
+                }
+                failed.extend(self.inner.put_many(made).await);
+                failed
+            };
+            let (retry, fatal): (Vec<_>, Vec<_>) =
+                failed.into_iter().partition(|(_, e)| e.is_retryable());
+            fatal_all.extend(fatal);
+            if retry.is_empty() || attempt >= self.opts.retries {
+                fatal_all.extend(retry);
+                return fatal_all;
+            }
+            self.stats.retries.fetch_add(1, Ordering::Relaxed);
+            self.wait_to_retry(self.backoff(attempt, &retry[0].1), &retry[0].1)
+                .await;
+            attempt += 1;
+            let again: std::collections::HashSet<String> =
+                retry.into_iter().map(|(p, _)| p).collect();
+            todo.retain(|(p, _)| again.contains(p));
         }
     }
     async fn put_many(&self, files: Vec<(String, Bytes)>) -> Vec<(String, StorageError)> {
@@ -510,6 +558,39 @@ mod tests {
         assert_eq!(names, ["a.md", "b.md", "c.md"]);
         assert_eq!(p.counts().requests, 2);
         assert_eq!(p.counts().retries, 1);
+    }
+
+    /// A body made with `put_made` is made when its request may go, not when it was queued:
+    /// behind `--tpslimit 2`, four queued at once are made about half a second apart (an item's
+    /// restore stamp is then the moment it is written). A retry makes it again.
+    #[tokio::test]
+    async fn bodies_are_made_as_their_request_goes() {
+        let inner = Mock::failing_puts(1, || StorageError::transient("503"));
+        let p = Paced::new(
+            inner.clone(),
+            PacerOptions {
+                tps_limit: Some(2.0),
+                transfers: 4,
+                ..fast()
+            },
+        );
+        let made: Mutex<Vec<std::time::Instant>> = Mutex::new(Vec::new());
+        let make = |_: &str| {
+            made.lock().unwrap().push(std::time::Instant::now());
+            Ok(Bytes::from_static(b"x"))
+        };
+        let puts = (0..4).map(|i| {
+            let (p, make) = (&p, &make);
+            async move { p.put_made(&format!("{i}.md"), 1, make).await }
+        });
+        for r in futures::future::join_all(puts).await {
+            r.unwrap();
+        }
+        let made = made.into_inner().unwrap();
+        // Four bodies and the one the failed first attempt needed again.
+        assert_eq!(made.len(), 5);
+        let spread = *made.iter().max().unwrap() - *made.iter().min().unwrap();
+        assert!(spread >= Duration::from_millis(1500), "{spread:?}");
     }
 
     #[tokio::test]
