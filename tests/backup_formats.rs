@@ -491,3 +491,19 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// Sets of the plugin before 0.4.1 kept keymap and CSS at the set's top level, without a
+/// `profile/` folder: `inspect` lists them (as `client customise` finds them), not the JEX.
+#[test]
+fn inspect_lists_the_customisations_of_a_set_without_profile_folder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let set = tmp.path().join("202001011200");
+    std::fs::create_dir_all(&set).unwrap();
+    std::fs::copy(sample_jex(), set.join("all_notebooks.jex")).unwrap();
+    std::fs::write(set.join("keymap-desktop.json"), "[]").unwrap();
+    std::fs::write(set.join("userchrome.css"), "body {}").unwrap();
+    let out = ok(jr(&["inspect", s(&set)]), "old set");
+    assert!(out.contains("profile/ (2 files):"), "{out}");
+    assert!(out.contains("keymap-desktop.json (2 bytes)"), "{out}");
+    assert!(!out.contains("all_notebooks.jex ("), "{out}");
+}

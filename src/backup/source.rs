@@ -65,6 +65,26 @@ impl ProfileFiles {
         files.sort();
         ProfileFiles { dir, files }
     }
+
+    /// The customisation files the plugin kept at the set's top level before it had a
+    /// `profile/` folder (its versions before 0.4.1), if any.
+    fn read_top_level(set: &Path) -> Option<ProfileFiles> {
+        const OLD_NAMES: [&str; 5] = [
+            "keymap-desktop.json",
+            "userchrome.css",
+            "userstyle.css",
+            "templates",
+            "plugins",
+        ];
+        if !OLD_NAMES.iter().any(|n| set.join(n).exists()) {
+            return None;
+        }
+        let mut found = ProfileFiles::read(set.to_path_buf());
+        found
+            .files
+            .retain(|(rel, _)| OLD_NAMES.contains(&rel.split('/').next().unwrap_or("")));
+        Some(found)
+    }
 }
 
 /// What the path resolved to.
@@ -278,9 +298,16 @@ pub fn open(path: &Path, opts: &BackupOptions) -> Result<Backup> {
             path.display()
         );
     }
-    let (jexes, profile) = match found {
-        Found::Jex(p) => (vec![p], None),
-        Found::SetDir(d) => o.set_contents(&d)?,
+    let (jexes, profile, old_profile) = match found {
+        Found::Jex(p) => (vec![p], None, None),
+        Found::SetDir(d) => {
+            let (jexes, profile) = o.set_contents(&d)?;
+            let old = match profile {
+                None => ProfileFiles::read_top_level(&d),
+                Some(_) => None,
+            };
+            (jexes, profile, old)
+        }
     };
     // What was unpacked is named by the archive it came from (`backup.7z → all.jex`), not by
     // a temporary folder that is gone by the time the message is read.
@@ -309,7 +336,7 @@ pub fn open(path: &Path, opts: &BackupOptions) -> Result<Backup> {
         .collect();
     backup.sets = std::mem::take(&mut o.sets);
     backup.set = o.chosen.take();
-    backup.profile = profile.map(ProfileFiles::read);
+    backup.profile = profile.map(ProfileFiles::read).or(old_profile);
     backup.parts = jexes;
     backup._temps = std::mem::take(&mut o.temps);
     Ok(backup)

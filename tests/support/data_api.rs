@@ -34,10 +34,15 @@ impl ApiServer {
             .expect("the CLI wrote api.token")
             .to_string();
         let log = std::fs::File::create(p.dir.join("server-test.log")).unwrap();
+        // Joplin's Data API leaves a copy of every uploaded attachment in the temp folder:
+        // keep them in the profile's, which goes with the test.
+        let tmp = p.dir.join("tmp-uploads");
+        std::fs::create_dir_all(&tmp).unwrap();
         let child = Command::new(joplin_bin())
             .arg("--profile")
             .arg(&p.dir)
             .args(["server", "start"])
+            .env("TMPDIR", &tmp)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
