@@ -813,6 +813,34 @@ fn a_same_size_edit_after_the_kill_does_not_pass_for_done() {
     );
 }
 
+/// A folder target holding the sample, with a journal folder of its own.
+struct SampleTarget {
+    _tmp: tempfile::TempDir,
+    target: PathBuf,
+    journals: PathBuf,
+    jex: PathBuf,
+}
+
+impl SampleTarget {
+    fn new() -> SampleTarget {
+        let tmp = tempfile::tempdir().unwrap();
+        let s = SampleTarget {
+            target: tmp.path().join("target"),
+            journals: tmp.path().join("journals"),
+            jex: support::sample_jex(),
+            _tmp: tmp,
+        };
+        jr_ok(&["restore", s.jex(), "--target", s.target(), "-q"]);
+        s
+    }
+    fn jex(&self) -> &str {
+        self.jex.to_str().unwrap()
+    }
+    fn target(&self) -> &str {
+        self.target.to_str().unwrap()
+    }
+}
+
 /// A partial restore killed after writing a note but before its note-tag links: the rerun
 /// resumes and writes the links. The note on the target is this restore's own work, not a copy
 /// the target keeps with its own tags (that rule would leave the links out for good).
@@ -823,12 +851,9 @@ fn a_resumed_partial_restore_still_writes_the_links_of_notes_it_wrote() {
         "82f3835111a54f9bb50a2fcaca5f3158.md",
         "b21200b834ef46f7bb6391b88897ebfd.md",
     ];
-    let tmp = tempfile::tempdir().unwrap();
-    let target = tmp.path().join("target");
-    let journals = tmp.path().join("journals");
-    let jex = support::sample_jex();
-    let (j, t) = (jex.to_str().unwrap(), target.to_str().unwrap());
-    jr_ok(&["restore", j, "--target", t, "-q"]);
+    let s = SampleTarget::new();
+    let (j, t) = (s.jex(), s.target());
+    let (target, journals, jex) = (&s.target, &s.journals, &s.jex);
     for f in std::iter::once(NOTE).chain(LINKS) {
         std::fs::remove_file(target.join(f)).unwrap();
     }
@@ -848,7 +873,7 @@ fn a_resumed_partial_restore_still_writes_the_links_of_notes_it_wrote() {
     // request before them, ~30 reads of the target's copies, takes ~15 s).
     slow.extend(["--tpslimit", "2"]);
     let mut child = support::spawn(&slow);
-    wait_for_done(&journals, &mut child, 1, |p| p == NOTE);
+    wait_for_done(journals, &mut child, 1, |p| p == NOTE);
     signal(&child, "-KILL");
     let _ = child.wait();
     assert!(target.join(NOTE).exists(), "the note was written first");
@@ -868,7 +893,7 @@ fn a_resumed_partial_restore_still_writes_the_links_of_notes_it_wrote() {
             "{l} missing after the rerun:\n{out}"
         );
     }
-    support::assert_verified(&jex, &target);
+    support::assert_verified(jex, target);
 }
 
 /// A file the backup lacks that a client writes while the restore runs (clients from 3.2 on
@@ -877,12 +902,9 @@ fn a_resumed_partial_restore_still_writes_the_links_of_notes_it_wrote() {
 #[test]
 fn a_file_a_client_writes_during_the_restore_is_not_deleted_last() {
     const EXTRA: &str = "0123456789abcdef0123456789abcdef.md";
-    let tmp = tempfile::tempdir().unwrap();
-    let target = tmp.path().join("target");
-    let journals = tmp.path().join("journals");
-    let jex = support::sample_jex();
-    let (j, t) = (jex.to_str().unwrap(), target.to_str().unwrap());
-    jr_ok(&["restore", j, "--target", t, "-q"]);
+    let s = SampleTarget::new();
+    let (j, t) = (s.jex(), s.target());
+    let (target, journals) = (&s.target, &s.journals);
     let note = |body: &str| {
         format!(
             "Written after the backup\n\n{body}\n\nid: 0123456789abcdef0123456789abcdef\n\
@@ -903,7 +925,7 @@ fn a_file_a_client_writes_during_the_restore_is_not_deleted_last() {
         "--journal-dir",
         journals.to_str().unwrap(),
     ]);
-    wait_for_done(&journals, &mut child, 1, |_| true);
+    wait_for_done(journals, &mut child, 1, |_| true);
     assert!(child.try_wait().unwrap().is_none(), "the run is writing");
     std::thread::sleep(Duration::from_millis(50));
     std::fs::write(target.join(EXTRA), note("edited while the restore ran")).unwrap();

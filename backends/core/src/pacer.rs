@@ -396,30 +396,18 @@ impl Storage for Paced {
         }
     }
     async fn put_many(&self, files: Vec<(String, Bytes)>) -> Vec<(String, StorageError)> {
-        let mut todo = files;
-        let mut attempt = 0u32;
-        let mut fatal_all = Vec::new();
-        loop {
-            let n: u64 = todo.iter().map(|(_, d)| d.len() as u64).sum();
-            let failed = {
-                let _slot = self.admit_request(n).await;
-                self.inner.put_many(todo.clone()).await
-            };
-            let (retry, fatal): (Vec<_>, Vec<_>) =
-                failed.into_iter().partition(|(_, e)| e.is_retryable());
-            fatal_all.extend(fatal);
-            if retry.is_empty() || attempt >= self.opts.retries {
-                fatal_all.extend(retry);
-                return fatal_all;
-            }
-            self.stats.retries.fetch_add(1, Ordering::Relaxed);
-            self.wait_to_retry(self.backoff(attempt, &retry[0].1), &retry[0].1)
-                .await;
-            attempt += 1;
-            let again: std::collections::HashSet<String> =
-                retry.into_iter().map(|(p, _)| p).collect();
-            todo.retain(|(p, _)| again.contains(p));
-        }
+        let sizes: Vec<(String, u64)> = files
+            .iter()
+            .map(|(p, d)| (p.clone(), d.len() as u64))
+            .collect();
+        let bodies: std::collections::HashMap<String, Bytes> = files.into_iter().collect();
+        let made = |p: &str| {
+            bodies
+                .get(p)
+                .cloned()
+                .ok_or_else(|| StorageError::Rejected(format!("{p}: not in the batch")))
+        };
+        self.put_many_made(sizes, &made).await
     }
 }
 
