@@ -100,7 +100,12 @@ pub async fn run(args: &ClearArgs) -> Result<ClearSummary> {
          gone (its fail-safe stops only a sync that would delete nearly everything at once): \
          close or pause every client first. One that syncs afterwards stops with \"Fail-safe: \
          Sync was interrupted…\" and keeps its notes: restore a backup into the target next, \
-         or reset those clients. The snapshot keeps everything (`rollback`)."
+         or reset those clients.{}",
+        if args.safety.no_snapshot {
+            ""
+        } else {
+            " The snapshot keeps everything (`rollback`)."
+        }
     );
     if !args.safety.yes
         && !confirm(&format!(

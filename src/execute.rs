@@ -53,11 +53,14 @@ impl Outcome {
 pub struct Executor<'a> {
     pub target: &'a SyncTarget,
     pub backup: Arc<Backup>,
-    /// Restore time at `started`, written into every item advanced by the time elapsed since
-    /// (a client that syncs an edit while the run is under way has an older copy than what
-    /// the run then writes); `None` writes the items' bytes verbatim (`rollback --exact`).
+    /// The run's restore stamp; each item is written stamped with the moment its request goes
+    /// out (never earlier than this), so a client that synced an edit while the run was under
+    /// way has an older copy than what the run then writes. `None` writes the items' bytes
+    /// verbatim (`rollback --exact`).
     pub stamp_ms: Option<i64>,
-    pub started: std::time::Instant,
+    /// The target's clock minus ours (ms): a stamp is the earlier of the two clocks, so no
+    /// client sees an item from the future.
+    pub clock_offset: i64,
     pub transfers: usize,
     pub progress: &'a Progress,
     /// Records each finished upload (and the clear) so an interrupted run can resume.
@@ -154,8 +157,7 @@ impl Executor<'_> {
             // `rollback --exact`: the snapshot's bytes, already in the target's form.
             return Ok(Bytes::from(self.backup.raw(bi)?));
         };
-        let elapsed = i64::try_from(self.started.elapsed().as_millis()).unwrap_or(0);
-        let mut ms = ms + elapsed;
+        let mut ms = (crate::target::now_ms() + self.clock_offset.min(0)).max(ms);
         if let Ok(k) = self
             .after_target
             .binary_search_by_key(&u.index, |(i, _)| *i)

@@ -790,7 +790,7 @@ pub async fn run(args: &MigrateArgs) -> Result<MigrateSummary> {
     }
     let exec = Executor {
         target: &dest,
-        started: std::time::Instant::now(),
+        clock_offset: 0,
         backup: backup.clone(),
         stamp_ms: None,
         transfers,

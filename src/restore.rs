@@ -543,7 +543,7 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
     // A resumed run stamps afresh too: a client that synced an edit since the interrupted run
     // would ignore a copy stamped before it. (What that run wrote still counts as done: every
     // stamp serialises to the same length, which is what `skip_done` compares.)
-    let stamp_ms = now_ms().min(remote_now);
+    let stamp_ms = now_ms() + offset.min(0);
     let journal = Journal::begin(
         &journal_dir,
         &journal_key,
@@ -569,7 +569,7 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
     plan::warn_later_copies(&plan.after_target, stamp_ms);
     let exec = Executor {
         target: &target,
-        started: std::time::Instant::now(),
+        clock_offset: offset,
         backup: backup.clone(),
         stamp_ms: Some(stamp_ms),
         transfers,

@@ -191,18 +191,18 @@ pub async fn run(args: &RollbackArgs) -> Result<RollbackSummary> {
                 .await?;
         }
     }
-    let stamp = if args.exact {
-        None
+    let (stamp, offset) = if args.exact {
+        (None, 0)
     } else {
-        let (remote_now, _) = target.remote_clock().await?;
-        Some(now_ms().min(remote_now))
+        let (_, offset) = target.remote_clock().await?;
+        (Some(now_ms() + offset.min(0)), offset)
     };
     if let Some(ms) = stamp {
         plan::warn_later_copies(&plan.after_target, ms);
     }
     let exec = Executor {
         target: &target,
-        started: std::time::Instant::now(),
+        clock_offset: offset,
         backup: backup.clone(),
         stamp_ms: stamp,
         transfers,

@@ -404,12 +404,17 @@ impl SyncTarget {
     /// read its modification time. Returns (remote now, offset = remote − local) in ms.
     pub async fn remote_clock(&self) -> Result<(i64, i64)> {
         let path = format!("{TEMP_DIR}/timeCheck{}.txt", crate::item::new_id());
-        let before = now_ms();
-        if let Err(e) = self
-            .storage
-            .put(&path, Bytes::from_static(b"timeCheck"))
-            .await
-        {
+        // The moment the probe goes out, not when it was queued: behind --tpslimit the wait
+        // would count as clock offset.
+        let sent = std::sync::atomic::AtomicI64::new(now_ms());
+        let probe = |_: &str| {
+            sent.store(now_ms(), std::sync::atomic::Ordering::Relaxed);
+            Ok(Bytes::from_static(b"timeCheck"))
+        };
+        let put = self.storage.put_made(&path, 9, &probe).await;
+        let before = sent.load(std::sync::atomic::Ordering::Relaxed);
+        let after = now_ms();
+        if let Err(e) = put {
             // No temp/ (a target not set up yet) or read-only: use our own clock.
             tracing::debug!(
                 "{}: no clock probe ({e}); using the local clock",
@@ -418,7 +423,6 @@ impl SyncTarget {
             return Ok((before, 0));
         }
         let st = self.storage.stat(&path).await;
-        let after = now_ms();
         let _ = self.storage.delete(&path).await;
         let local = (before + after) / 2;
         let remote = st

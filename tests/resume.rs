@@ -941,3 +941,51 @@ fn a_file_a_client_writes_during_the_restore_is_not_deleted_last() {
         .unwrap()
         .contains("edited while the restore ran"));
 }
+
+/// Each item is stamped as it is written, not when the run began: behind `--tpslimit` the lock,
+/// the second listing and the wait for a slot take seconds, and a copy stamped before a
+/// client's edit of those seconds loses to it on that client for good. The stamp in each
+/// written file is within a second of the file's own time.
+#[test]
+fn items_are_stamped_as_they_are_written() {
+    let s = SampleTarget::new();
+    jr_ok(&[
+        "restore",
+        s.jex(),
+        "--target",
+        s.target(),
+        "--yes",
+        "--rewrite-unchanged",
+        "--tpslimit",
+        "4",
+        "--journal-dir",
+        s.journals.to_str().unwrap(),
+    ]);
+    let mut checked = 0;
+    for e in std::fs::read_dir(&s.target).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_none_or(|x| x != "md") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&p).unwrap();
+        let stamp = text
+            .lines()
+            .find_map(|l| l.strip_prefix("updated_time: "))
+            .and_then(joplin_restore::item::parse_time)
+            .unwrap();
+        let written = std::fs::metadata(&p)
+            .unwrap()
+            .modified()
+            .unwrap()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        assert!(
+            (written - stamp).abs() < 1000,
+            "{}: stamped {stamp}, written {written}",
+            p.display()
+        );
+        checked += 1;
+    }
+    assert_eq!(checked, 27);
+}
