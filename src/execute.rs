@@ -172,6 +172,12 @@ impl Executor<'_> {
         Ok(Bytes::from(item.serialize()))
     }
 
+    /// [`Self::content`] as a request's body: failing to make it fails that request.
+    fn body(&self, u: &Upload) -> std::result::Result<Bytes, StorageError> {
+        self.content(u)
+            .map_err(|e| StorageError::Rejected(format!("{e:#}")))
+    }
+
     async fn upload_each(&self, uploads: &[Upload], out: &mut Outcome) {
         // Counted as they finish: a result per upload kept until the end would grow with the
         // backup (about 100 bytes an item).
@@ -203,9 +209,7 @@ impl Executor<'_> {
                     let path = item_path(u.id(&self.backup));
                     let sent = AtomicU64::new(0);
                     let make = |_: &str| {
-                        let d = self
-                            .content(u)
-                            .map_err(|e| StorageError::Rejected(format!("{e:#}")))?;
+                        let d = self.body(u)?;
                         sent.store(d.len() as u64, Ordering::Relaxed);
                         Ok(d)
                     };
@@ -320,13 +324,16 @@ impl Executor<'_> {
     async fn upload_batched(&self, uploads: &[Upload], out: &mut Outcome) {
         let mut results = stream::iter(uploads.chunks(BATCH_ITEMS))
             .map(|chunk| async move {
-                let by_path: HashMap<String, &Upload> = chunk
+                let paths: Vec<String> = chunk
                     .iter()
-                    .map(|u| (item_path(u.id(&self.backup)), u))
+                    .map(|u| item_path(u.id(&self.backup)))
                     .collect();
-                let files: Vec<(String, u64)> = chunk
+                let by_path: HashMap<&str, &Upload> =
+                    paths.iter().map(String::as_str).zip(chunk).collect();
+                let files: Vec<(String, u64)> = paths
                     .iter()
-                    .map(|u| (item_path(u.id(&self.backup)), u.bytes))
+                    .zip(chunk)
+                    .map(|(p, u)| (p.clone(), u.bytes))
                     .collect();
                 // Bodies made as the batch goes out, stamped then (see `upload_each`).
                 let sent: Mutex<HashMap<String, u64>> = Mutex::new(HashMap::new());
@@ -334,9 +341,7 @@ impl Executor<'_> {
                     let u = by_path
                         .get(p)
                         .ok_or_else(|| StorageError::Rejected(format!("{p}: not in the batch")))?;
-                    let d = self
-                        .content(u)
-                        .map_err(|e| StorageError::Rejected(format!("{e:#}")))?;
+                    let d = self.body(u)?;
                     if let Ok(mut sent) = sent.lock() {
                         sent.insert(p.to_string(), d.len() as u64);
                     }
@@ -345,19 +350,17 @@ impl Executor<'_> {
                 let failed = self.target.storage.put_many_made(files, &make).await;
                 self.progress.inc(chunk.len() as u64);
                 let sent = sent.into_inner().unwrap_or_default();
-                chunk
+                paths
                     .iter()
-                    .map(|u| {
-                        let p = item_path(u.id(&self.backup));
-                        match failed.iter().find(|(fp, _)| *fp == p) {
-                            None => {
-                                if let Some(j) = self.journal {
-                                    j.record_done(&p);
-                                }
-                                Ok(sent.get(&p).copied().unwrap_or(u.bytes))
+                    .zip(chunk)
+                    .map(|(p, u)| match failed.iter().find(|(fp, _)| fp == p) {
+                        None => {
+                            if let Some(j) = self.journal {
+                                j.record_done(p);
                             }
-                            Some((_, e)) => Err(failure(&p, describe(&self.backup, u), advice(e))),
+                            Ok(sent.get(p).copied().unwrap_or(u.bytes))
                         }
+                        Some((_, e)) => Err(failure(p, describe(&self.backup, u), advice(e))),
                     })
                     .collect::<Vec<_>>()
             })

@@ -52,6 +52,11 @@ macro_rules! refuse {
     };
 }
 
+/// Whether `e` is a refusal, under whatever context was added on its way up.
+pub fn is_refusal(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| c.is::<Refusal>())
+}
+
 /// The exit code for an error that reached `main`.
 pub fn code_for(e: &anyhow::Error) -> i32 {
     // A server that turns our credentials down refuses like a wrong password does.
@@ -61,9 +66,7 @@ pub fn code_for(e: &anyhow::Error) -> i32 {
             Some(backend_core::StorageError::Auth(_))
         )
     });
-    // A refusal stays one under the context added on its way up.
-    let refused = e.chain().any(|c| c.downcast_ref::<Refusal>().is_some());
-    if denied || refused {
+    if denied || is_refusal(e) {
         REFUSED
     } else if e.chain().any(|c| c.is::<Usage>()) {
         USAGE

@@ -157,15 +157,8 @@ pub async fn read_source(src: &SyncTarget, transfers: usize) -> Result<SourceVie
         ))
         .into());
     }
-    // The layout before info.json reads as version 1, as Joplin reads it.
-    let version = state.version().or(state.legacy_layout.then_some(1));
-    if let Some(v) = version.filter(|v| *v != crate::target::SYNC_VERSION) {
-        return Err(Refusal(format!(
-            "the source {}: {}",
-            src.describe(),
-            crate::target::unsupported_version(v)
-        ))
-        .into());
+    if let Some(why) = state.unsupported() {
+        return Err(Refusal(format!("the source {}: {why}", src.describe())).into());
     }
     let info_json = match src.storage.get(INFO_JSON).await {
         Ok(b) => Some(b),

@@ -287,8 +287,8 @@ pub struct Compare {
 /// in the trash. On an encrypted target (`keyring`) every copy is decrypted, and a copy left
 /// in clear is not "unchanged" (it must be re-written encrypted). Where the listing has no
 /// sizes (Joplin Server), the blob of an unchanged resource is downloaded and compared too:
-/// uploading it again would make every client download it again. With `checksum` that is done on every target, so a blob damaged
-/// in place (same size, other bytes) is replaced.
+/// uploading it again would make every client download it again. With `checksum` that is
+/// done on every target, so a blob damaged in place (same size, other bytes) is replaced.
 pub async fn fetch_comparable(
     target: &SyncTarget,
     backup: &Arc<Backup>,

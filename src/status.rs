@@ -97,8 +97,7 @@ pub async fn status(target_args: &TargetArgs, pacer: &PacerArgs) -> Result<Statu
     });
     Ok(Status {
         target: target.describe(),
-        // Joplin reads the layout before info.json as version 1.
-        sync_version: st.version().or(st.legacy_layout.then_some(1)),
+        sync_version: st.sync_version(),
         legacy_layout: st.legacy_layout,
         e2ee: st.e2ee_enabled(),
         master_keys,

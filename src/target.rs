@@ -18,10 +18,16 @@ pub const SYNC_VERSION: i64 = 3;
 
 /// Why a target of sync version `v` is not handled, and what to do about it: an older target is
 /// upgraded by a current Joplin client; a newer one needs a newer joplin-restore.
-pub fn unsupported_version(v: i64) -> String {
+/// `legacy`: the version was read from the layout before info.json (`.sync/version.txt`).
+pub fn unsupported_version(v: i64, legacy: bool) -> String {
+    let said = if legacy {
+        format!("the target has .sync/version.txt and no info.json: sync version {v}")
+    } else {
+        format!("info.json says sync version {v}")
+    };
     if v < SYNC_VERSION {
         format!(
-            "info.json says sync version {v}, from an older Joplin; this tool handles version \
+            "{said}, from an older Joplin; this tool handles version \
              {SYNC_VERSION} (Joplin 2.x–3.x). Upgrade the target with a current Joplin client \
              first (the desktop app offers it when it syncs; the CLI: `joplin sync --upgrade`), \
              then rerun. Writing here now would skip that upgrade and lose what it carries \
@@ -29,7 +35,7 @@ pub fn unsupported_version(v: i64) -> String {
         )
     } else {
         format!(
-            "info.json says sync version {v}, written by a Joplin newer than this tool knows \
+            "{said}, written by a Joplin newer than this tool knows \
              (it handles version {SYNC_VERSION}, Joplin 2.x–3.x). Update joplin-restore; until \
              then nothing is written to this target."
         )
@@ -193,6 +199,19 @@ impl TargetState {
     pub fn is_empty(&self) -> bool {
         self.info.is_none() && self.items.is_empty() && self.blobs.is_empty()
     }
+
+    /// The sync version as Joplin reads it (`fetchSyncInfo`): info.json's, or 1 for the layout
+    /// before info.json.
+    pub fn sync_version(&self) -> Option<i64> {
+        self.version().or(self.legacy_layout.then_some(1))
+    }
+
+    /// Why this target's sync version is not one this tool writes or reads, if it is not.
+    pub fn unsupported(&self) -> Option<String> {
+        self.sync_version()
+            .filter(|v| *v != SYNC_VERSION)
+            .map(|v| unsupported_version(v, self.legacy_layout))
+    }
     /// The newest modification time (ms) of an item file or blob.
     pub fn newest_ms(&self) -> Option<i64> {
         self.newest_item_ms.max(self.newest_blob_ms)
@@ -342,23 +361,13 @@ impl SyncTarget {
     pub fn check_writable(&self, st: &TargetState, force: bool) -> Result<()> {
         // Refusals (exit 4): nothing was wrong with the run, the target is unsafe to write.
         let refuse = |msg: String| Err(Refusal(msg).into());
-        if let Some(v) = st.version() {
-            if v != SYNC_VERSION {
-                return refuse(format!("{}: {}", self.describe(), unsupported_version(v)));
-            }
-        } else if st.info.is_some() {
+        if let Some(why) = st.unsupported() {
+            return refuse(format!("{}: {why}", self.describe()));
+        }
+        if st.version().is_none() && st.info.is_some() {
             return refuse(format!(
                 "{}: info.json has no sync version. The target is damaged or not a Joplin target.",
                 self.describe()
-            ));
-        } else if st.legacy_layout {
-            return refuse(format!(
-                "{}: {}",
-                self.describe(),
-                unsupported_version(1).replace(
-                    "info.json says sync version 1",
-                    "the target has .sync/version.txt and no info.json: sync version 1"
-                )
             ));
         }
         // Folders count too: a `~/Documents` or a Nextcloud home may hold only folders.
@@ -923,12 +932,12 @@ mod tests {
 
     #[test]
     fn an_older_target_is_upgraded_by_joplin_a_newer_one_needs_a_newer_tool() {
-        let older = unsupported_version(2);
+        let older = unsupported_version(2, false);
         assert!(
             older.contains("version 2") && older.contains("joplin sync --upgrade"),
             "{older}"
         );
-        let newer = unsupported_version(4);
+        let newer = unsupported_version(4, false);
         assert!(
             newer.contains("version 4") && newer.contains("Update joplin-restore"),
             "{newer}"

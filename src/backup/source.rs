@@ -323,7 +323,7 @@ pub fn open(path: &Path, opts: &BackupOptions) -> Result<Backup> {
         Ok(b) => b,
         Err(e) if !o.temps.is_empty() => {
             let msg = in_archive(format!("{e:#}"));
-            if e.chain().any(|c| c.is::<crate::exit::Refusal>()) {
+            if crate::exit::is_refusal(&e) {
                 crate::refuse!("{msg}");
             }
             bail!(msg)
