@@ -33,7 +33,9 @@ pub struct ReusedTag {
 /// What the target holds of tags and note-tag links, among its items the backup lacks.
 #[derive(Debug, Default)]
 pub struct TargetTags {
-    /// Lowercased title → the tag's id (the earliest created, when the target has several).
+    /// Title folded as Joplin's `COLLATE NOCASE` folds it (ASCII letters only: Joplin finds
+    /// "Work" for "work" but not "Ärger" for "ärger") → the tag's id (the earliest created,
+    /// when the target has several).
     by_title: HashMap<String, (i64, String)>,
     /// (note id, tag id) of every link.
     links: HashSet<(String, String)>,
@@ -50,7 +52,7 @@ impl TargetTags {
                 let key = (created, it.id().to_string());
                 let slot = self
                     .by_title
-                    .entry(it.title_or_empty().to_lowercase())
+                    .entry(it.title_or_empty().to_ascii_lowercase())
                     .or_insert_with(|| key.clone());
                 if key < *slot {
                     *slot = key;
@@ -67,7 +69,7 @@ impl TargetTags {
 
     fn tag_titled(&self, title: &str) -> Option<&str> {
         self.by_title
-            .get(&title.to_lowercase())
+            .get(&title.to_ascii_lowercase())
             .map(|(_, id)| id.as_str())
     }
 }
@@ -269,4 +271,64 @@ pub fn keep_target_tags(
         links: drop_links.len(),
         tags: drop_tags,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tag(id: &str, title: &str, created: &str) -> Item {
+        Item::parse(&format!(
+            "{title}\n\nid: {id}\ncreated_time: {created}\nupdated_time: {created}\ntype_: 5"
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn tags_match_by_title_as_joplin_nocase_does() {
+        let mut t = TargetTags::default();
+        t.add(&tag(
+            "11111111111111111111111111111111",
+            "Work",
+            "2024-01-01T00:00:00.000Z",
+        ));
+        t.add(&tag(
+            "22222222222222222222222222222222",
+            "ärger",
+            "2024-01-01T00:00:00.000Z",
+        ));
+        assert_eq!(
+            t.tag_titled("work"),
+            Some("11111111111111111111111111111111")
+        );
+        assert_eq!(
+            t.tag_titled("WORK"),
+            Some("11111111111111111111111111111111")
+        );
+        // SQLite's NOCASE folds ASCII only: Joplin would make a new tag for "Ärger".
+        assert_eq!(t.tag_titled("Ärger"), None);
+        assert_eq!(
+            t.tag_titled("ärger"),
+            Some("22222222222222222222222222222222")
+        );
+    }
+
+    #[test]
+    fn the_earliest_created_of_two_same_titled_tags_wins() {
+        let mut t = TargetTags::default();
+        t.add(&tag(
+            "33333333333333333333333333333333",
+            "work",
+            "2024-05-01T00:00:00.000Z",
+        ));
+        t.add(&tag(
+            "44444444444444444444444444444444",
+            "Work",
+            "2024-01-01T00:00:00.000Z",
+        ));
+        assert_eq!(
+            t.tag_titled("work"),
+            Some("44444444444444444444444444444444")
+        );
+    }
 }
