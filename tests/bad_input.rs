@@ -977,3 +977,42 @@ fn a_note_over_64_mib_is_restored() {
     let written = std::fs::read_to_string(target.join(NOTE)).unwrap();
     assert!(written.contains(&big));
 }
+
+/// A zip entry that unpacks to more than its declared size (a zip bomb's trick) is refused
+/// at one byte past that size, not written out whole.
+#[test]
+fn zip_entry_larger_than_declared_is_refused() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let target = filled_target(dir.path());
+    let data = std::fs::read(sample_jex()).unwrap();
+    let file = dir.path().join("backup.zip");
+    let mut zip = zip::ZipWriter::new(std::fs::File::create(&file).unwrap());
+    let stored =
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    zip.start_file("all_notebooks.jex", stored).unwrap();
+    zip.write_all(&data).unwrap();
+    zip.finish().unwrap();
+    // Declare 100 bytes less in both the local and the central header.
+    let mut bytes = std::fs::read(&file).unwrap();
+    let declared = (data.len() - 100) as u32;
+    let mut patched = 0;
+    for (sig, at) in [(0x04034b50u32, 22), (0x02014b50u32, 24)] {
+        let pos = bytes
+            .windows(4)
+            .position(|w| w == sig.to_le_bytes())
+            .unwrap();
+        bytes[pos + at..pos + at + 4].copy_from_slice(&declared.to_le_bytes());
+        patched += 1;
+    }
+    assert_eq!(patched, 2);
+    std::fs::write(&file, &bytes).unwrap();
+    let snaps = dir.path().join("snaps");
+    restore_is_refused(
+        "zip entry larger than declared",
+        &file,
+        &target,
+        &snaps,
+        &["all_notebooks.jex", "unpacks to more than the"],
+    );
+}

@@ -80,6 +80,42 @@ fn safe_join(dest: &Path, archive: &Path, name: &str) -> Result<PathBuf> {
     Ok(dest.join(rel))
 }
 
+/// Refuse to start unpacking `declared` bytes (the sizes the archive's own index gives)
+/// into `dest` when its filesystem has less free room: a half-unpacked backup fails anyway,
+/// and filling the disk of a machine that may also run the sync server harms more than this
+/// run. The margin leaves room for the other files a run writes (journal, snapshot).
+fn check_room(archive: &Path, dest: &Path, declared: u64) -> Result<()> {
+    match fs4::available_space(dest) {
+        Ok(free) => refuse_without_room(archive, dest, declared, free),
+        // No answer (unusual filesystem): unpacking reports a full disk when it happens.
+        Err(_) => Ok(()),
+    }
+}
+
+fn refuse_without_room(archive: &Path, dest: &Path, declared: u64, free: u64) -> Result<()> {
+    const MARGIN: u64 = 64 << 20;
+    if declared.saturating_add(MARGIN) > free {
+        bail!(
+            "{} unpacks to {} but {} has only {} free. Set TMPDIR to a folder with more room \
+             (or unpack the archive yourself and pass the folder).",
+            archive.display(),
+            human_bytes(declared),
+            dest.display(),
+            human_bytes(free)
+        );
+    }
+    Ok(())
+}
+
+fn human_bytes(n: u64) -> String {
+    const MIB: f64 = (1u64 << 20) as f64;
+    if n >= 1 << 30 {
+        format!("{:.1} GiB", n as f64 / (MIB * 1024.0))
+    } else {
+        format!("{:.1} MiB", n as f64 / MIB)
+    }
+}
+
 fn write_entry(path: &Path, reader: &mut dyn Read) -> std::io::Result<u64> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)?;
@@ -113,6 +149,8 @@ pub fn extract_7z(archive: &Path, dest: &Path, passwords: &PasswordSource) -> Re
         }
         Err(e) => return Err(sz_error(archive, e, None)),
     };
+    let declared: u64 = reader.archive().files.iter().map(|f| f.size).sum();
+    check_room(archive, dest, declared)?;
     match unpack_7z(&mut reader, archive, dest)? {
         Err(SzError::PasswordRequired) if secret.is_none() => {
             let s = passwords.get(archive)?;
@@ -229,6 +267,12 @@ pub fn extract_zip(archive: &Path, dest: &Path) -> Result<()> {
     let mut zip = zip::ZipArchive::new(file).map_err(|e| {
         anyhow::anyhow!("{a}: the zip file is damaged or truncated ({e}). Use an intact copy.")
     })?;
+    // The sizes the central directory declares; an entry that unpacks to more is refused
+    // below, at one byte past its declared size.
+    let declared: u64 = (0..zip.len())
+        .filter_map(|i| zip.by_index_raw(i).ok().map(|e| e.size()))
+        .sum();
+    check_room(archive, dest, declared)?;
     for i in 0..zip.len() {
         let mut entry = zip.by_index(i).map_err(|e| match e {
             zip::result::ZipError::UnsupportedArchive(m) => anyhow::anyhow!(
@@ -246,9 +290,38 @@ pub fn extract_zip(archive: &Path, dest: &Path) -> Result<()> {
             std::fs::create_dir_all(&path)?;
             continue;
         }
-        write_entry(&path, &mut entry).map_err(|e| {
-            anyhow::anyhow!("{a}: cannot unpack {name:?} ({e}): damaged zip, or no room in TMPDIR")
-        })?;
+        let size = entry.size();
+        let written =
+            write_entry(&path, &mut (&mut entry).take(size.saturating_add(1))).map_err(|e| {
+                anyhow::anyhow!(
+                    "{a}: cannot unpack {name:?} ({e}): damaged zip, or no room in TMPDIR"
+                )
+            })?;
+        if written > size {
+            bail!(
+                "{a}: entry {name:?} unpacks to more than the {size} bytes the zip declares: \
+                 the zip is damaged or hostile. Use an intact copy."
+            );
+        }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unpacking_is_refused_without_room_and_the_message_says_where() {
+        let (a, d) = (Path::new("/b/backup.7z"), Path::new("/tmp/x"));
+        let err = refuse_without_room(a, d, 3 << 30, 1 << 30)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("backup.7z unpacks to 3.0 GiB"), "{err}");
+        assert!(err.contains("/tmp/x has only 1.0 GiB free"), "{err}");
+        assert!(err.contains("Set TMPDIR"), "{err}");
+        // The margin counts: the journal and the snapshot need room too.
+        assert!(refuse_without_room(a, d, 1 << 30, (1 << 30) + (1 << 20)).is_err());
+        assert!(refuse_without_room(a, d, 1 << 30, 2 << 30).is_ok());
+    }
 }
