@@ -99,6 +99,14 @@ impl S3Options {
                 "{url}: an S3 target looks like s3://BUCKET[/PREFIX]"
             ))
         })?;
+        if rest.contains(['?', '#']) {
+            // `?endpoint=…` / `?region=…` as other tools write them would silently become
+            // part of the prefix here.
+            return Err(StorageError::Config(format!(
+                "{url}: an S3 target takes no query (`?…`): give the endpoint, region and \
+                 addressing as --endpoint URL, --region R and --path-style"
+            )));
+        }
         let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
         if bucket.is_empty() {
             return Err(StorageError::Config(format!(
@@ -1118,6 +1126,21 @@ mod tests {
             with("http://127.0.0.1:9100/"),
             with("http://127.0.0.1:9100")
         );
+    }
+
+    /// `?endpoint=…` in the URL would otherwise become part of the prefix.
+    #[test]
+    fn a_query_in_the_target_url_is_refused_with_the_options_to_use() {
+        for url in [
+            "s3://b/x?endpoint=http://127.0.0.1:9100",
+            "s3://b?region=eu-west-1",
+            "s3://b/p#frag",
+        ] {
+            let err = S3Options::from_url(url).unwrap_err().to_string();
+            assert!(err.contains("--endpoint URL"), "{url}: {err}");
+        }
+        let o = S3Options::from_url("s3://b/p/q").unwrap();
+        assert_eq!((o.bucket.as_str(), o.prefix.as_str()), ("b", "p/q"));
     }
 
     /// Whether an S3 listing of `shard` returns `name` and the shard keeps it.
