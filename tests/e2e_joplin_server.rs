@@ -1,10 +1,75 @@
 //! End to end against the Joplin Server EMULATOR (`tests/joplin-server-emulator`): our binary
-//! restores, verifies and reports problems the way it must against a real Joplin Server.
+//! restores, verifies and reports problems the way it must against a real Joplin Server, and
+//! the real Joplin CLI (`sync.target 9`) syncing from the emulator judges what it wrote.
 
 mod support;
 
-use support::jserver::{self, jr_server, EmulatorConfig, PASSWORD, USER};
-use support::{sample_jex, text};
+use support::joplin::{assert_manifest_eq, Profile};
+use support::jserver::{self, jr_server, use_emulator, EmulatorConfig, PASSWORD, USER};
+use support::{sample_jex, sample_manifest, text};
+
+#[test]
+fn fresh_client_syncs_exactly_the_backup_with_original_ids() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_rt, emu) = jserver::start(EmulatorConfig::default());
+    let jex = sample_jex();
+    let o = jr_server(&emu, PASSWORD, &["restore", jex.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    let p = Profile::new(tmp.path().join("fresh"));
+    use_emulator(&p, &emu);
+    p.sync();
+    assert!(emu.stats().deltas >= 1, "the client read the change feed");
+    assert_manifest_eq(
+        &p.manifest(),
+        &sample_manifest(),
+        "fresh profile after a restore into Joplin Server",
+    );
+}
+
+/// A client that synced, then deleted, edited and added items, converges to the backup after
+/// a restore: the restore's writes and deletions reach it through the change feed, and its
+/// own extra items are removed, without conflicts.
+#[test]
+fn stale_client_converges_to_the_backup() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_rt, emu) = jserver::start(EmulatorConfig::default());
+    let jex = sample_jex();
+    let o = jr_server(&emu, PASSWORD, &["restore", jex.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    let p = Profile::new(tmp.path().join("stale"));
+    use_emulator(&p, &emu);
+    p.sync();
+    p.batch(&[
+        "rmnote -f 2ebc0432f27d42fdb982a925c8734636".into(),
+        "rmnote -f 7ee20fb52f3c439d9b0cbe6d895d4de4".into(),
+        "set 3151c3990c044f74b984078dd0bc8a4c body \"edited after the backup\"".into(),
+        "set 3151c3990c044f74b984078dd0bc8a4c title \"Renamed after the backup\"".into(),
+        "use Journal".into(),
+        "mknote \"Extra note not in the backup\"".into(),
+        "mkbook \"Extra notebook\"".into(),
+    ]);
+    p.sync();
+    let snaps = tmp.path().join("snaps");
+    let o = jr_server(
+        &emu,
+        PASSWORD,
+        &[
+            "restore",
+            jex.to_str().unwrap(),
+            "--yes",
+            "--snapshot-dir",
+            snaps.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    p.sync();
+    assert_manifest_eq(
+        &p.manifest(),
+        &sample_manifest(),
+        "stale profile after a restore into Joplin Server",
+    );
+    assert!(p.conflict_bodies().is_empty(), "no conflict expected");
+}
 
 #[test]
 fn restore_then_verify_the_sample() {

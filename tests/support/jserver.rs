@@ -18,6 +18,17 @@ pub fn target(emu: &Emulator) -> String {
     format!("joplin-server+{}/", emu.url())
 }
 
+/// Point a real Joplin CLI profile at the emulator (`sync.target 9`, Joplin Server): it logs
+/// in, takes its locks and downloads through the emulator's `delta` feed.
+pub fn use_emulator(p: &super::joplin::Profile, emu: &Emulator) {
+    p.configure(serde_json::json!({
+        "sync.target": 9,
+        "sync.9.path": emu.url(),
+        "sync.9.username": USER,
+        "sync.9.password": PASSWORD,
+    }));
+}
+
 /// Run our binary against the emulator with the given password (env, never argv).
 pub fn jr_server(emu: &Emulator, password: &str, args: &[&str]) -> Output {
     let t = target(emu);

@@ -14,6 +14,9 @@
 //! - listings: offset cursor or `page=N`, `updated_time desc` by default or any `order_by`
 //!   (`name` is read in index order), 100-item page limit (`limit=101` → 400),
 //! - login rate limit (10 per 60 s → 429 + `Retry-After`),
+//! - the `delta` change feed (create/update/delete of `<32>.md` items and `.resource/` blobs,
+//!   compressed per page, `resyncRequired` on an unknown cursor), so a real Joplin client can
+//!   sync from it (without `jopItem`: the client then downloads each changed item),
 //! - advisory locks with 409 `hasSyncLock` / `hasExclusiveLock`, 3-minute TTL,
 //! - `X-API-MIN-VERSION` → 412, 403 on missing/expired sessions.
 //!
@@ -84,6 +87,8 @@ pub struct Stats {
     pub gets: u64,
     pub deletes: u64,
     pub listings: u64,
+    /// `GET …/delta` requests.
+    pub deltas: u64,
     pub lock_posts: u64,
     pub lock_deletes: u64,
     pub total: u64,
@@ -109,8 +114,14 @@ pub struct Lock {
     pub client_type: u32,
     pub client_id: String,
     pub id: String,
-    updated: Instant,
     pub updated_time: i64,
+}
+
+impl Lock {
+    /// Active as upstream `activeLock` judges: refreshed within the TTL, by `updatedTime`.
+    fn active(&self, ttl: Duration) -> bool {
+        now_ms() - self.updated_time < ttl.as_millis() as i64
+    }
 }
 
 #[derive(Debug, Default)]
@@ -119,6 +130,42 @@ struct UserData {
     /// its page off the index instead of sorting every item for every page.
     items: BTreeMap<String, StoredItem>,
     locks: Vec<Lock>,
+    /// The change log behind `delta`, oldest first.
+    changes: Vec<Change>,
+}
+
+/// One row of the server's `changes` table: only Joplin items (`<32>.md`) and `.resource/`
+/// blobs are recorded, as upstream `ItemModel` does.
+#[derive(Debug, Clone)]
+struct Change {
+    /// Global counter: the cursor a client resumes from.
+    counter: u64,
+    item_id: String,
+    item_name: String,
+    /// 1 create, 2 update, 3 delete.
+    kind: u8,
+    updated_time: i64,
+}
+
+const CHANGE_CREATE: u8 = 1;
+const CHANGE_UPDATE: u8 = 2;
+const CHANGE_DELETE: u8 = 3;
+
+fn has_changes(name: &str) -> bool {
+    is_joplin_item_name(name) || name.starts_with(".resource/")
+}
+
+/// `jop_updated_time` of a stored item: the `updated_time` of a Joplin item, 0 otherwise.
+fn jop_updated_time(name: &str, content: &[u8]) -> i64 {
+    if !is_joplin_item_name(name) {
+        return 0;
+    }
+    String::from_utf8_lossy(content)
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("updated_time: "))
+        .and_then(|t| parse_iso_ms(t.trim()))
+        .unwrap_or(0)
 }
 
 #[derive(Debug, Default)]
@@ -126,7 +173,8 @@ struct State {
     /// token → user email
     sessions: HashMap<String, String>,
     users: HashMap<String, UserData>,
-    login_attempts: Vec<Instant>,
+    /// Login attempts per client IP (`X-Real-IP`, else the socket's).
+    login_attempts: HashMap<String, Vec<Instant>>,
     seq: u64,
     last_time: i64,
     stats: Stats,
@@ -204,14 +252,18 @@ impl Emulator {
         let srv = inner.clone();
         let task = tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else {
+                let Ok((stream, peer)) = listener.accept().await else {
                     continue;
                 };
                 let srv = srv.clone();
                 tokio::spawn(async move {
                     let svc = hyper::service::service_fn(move |req| {
                         let srv = srv.clone();
-                        async move { Ok::<_, std::convert::Infallible>(srv.handle(req).await) }
+                        async move {
+                            let mut r = srv.handle(req, peer).await;
+                            common_headers(&mut r);
+                            Ok::<_, std::convert::Infallible>(r)
+                        }
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
@@ -283,20 +335,10 @@ impl Emulator {
     }
 
     /// Put content directly, bypassing HTTP (test setup).
+    /// Put content directly, bypassing HTTP and validation (test setup): stored as another
+    /// client's upload would be, change feed included.
     pub fn insert_raw(&self, email: &str, name: &str, content: &[u8]) {
-        let mut st = self.inner.state.lock().unwrap();
-        let t = st.tick();
-        let seq = st.seq;
-        st.users.entry(email.to_string()).or_default().items.insert(
-            name.to_string(),
-            StoredItem {
-                id: new_token(seq),
-                content: content.to_vec(),
-                created_time: t,
-                updated_time: t,
-                seq,
-            },
-        );
+        self.inner.store(email, name, content.to_vec());
     }
 
     /// Locks currently held by a user (expired ones dropped).
@@ -305,13 +347,7 @@ impl Emulator {
         let st = self.inner.state.lock().unwrap();
         st.users
             .get(email)
-            .map(|u| {
-                u.locks
-                    .iter()
-                    .filter(|l| l.updated.elapsed() < ttl)
-                    .cloned()
-                    .collect()
-            })
+            .map(|u| u.locks.iter().filter(|l| l.active(ttl)).cloned().collect())
             .unwrap_or_default()
     }
 
@@ -338,7 +374,6 @@ impl Emulator {
             client_type,
             client_id: client_id.into(),
             id: new_token(t as u64),
-            updated: Instant::now(),
             updated_time: t,
         });
     }
@@ -356,6 +391,21 @@ impl State {
 
 type Resp = Response<Full<Bytes>>;
 
+/// What the server's middleware adds to every answer, errors and plain-text ones included.
+fn common_headers(r: &mut Resp) {
+    let h = r.headers_mut();
+    for (k, v) in [
+        ("vary", "Origin"),
+        ("content-security-policy", "frame-ancestors 'none'"),
+        ("x-frame-options", "DENY"),
+        ("keep-alive", "timeout=5"),
+    ] {
+        if !h.contains_key(k) {
+            h.insert(k, hyper::header::HeaderValue::from_static(v));
+        }
+    }
+}
+
 fn json_resp(status: u16, v: &Value) -> Resp {
     Response::builder()
         .status(status)
@@ -371,6 +421,28 @@ fn err(status: u16, msg: &str) -> Resp {
 
 fn err_code(status: u16, msg: &str, code: Value) -> Resp {
     json_resp(status, &json!({ "error": msg, "code": code }))
+}
+
+/// SQLite's `LIKE`: `%` any run, `_` any one character, ASCII letters without case.
+fn sql_like(pattern: &[u8], text: &[u8]) -> bool {
+    match pattern.split_first() {
+        None => text.is_empty(),
+        Some((b'%', rest)) => (0..=text.len()).any(|i| sql_like(rest, &text[i..])),
+        Some((b'_', rest)) => {
+            // One UTF-8 character.
+            let len = match text.first() {
+                None => return false,
+                Some(b) if *b < 0x80 => 1,
+                Some(b) if *b >= 0xF0 => 4,
+                Some(b) if *b >= 0xE0 => 3,
+                Some(_) => 2,
+            };
+            text.len() >= len && sql_like(rest, &text[len..])
+        }
+        Some((c, rest)) => text
+            .split_first()
+            .is_some_and(|(t, more)| t.eq_ignore_ascii_case(c) && sql_like(rest, more)),
+    }
 }
 
 fn decode(s: &str) -> String {
@@ -489,6 +561,31 @@ fn fields_for(type_: u32) -> Option<&'static [&'static str]> {
             "encryption_applied",
             "is_shared",
         ],
+        // Master keys (sync targets before info.json held them) and note revisions: lib's
+        // column order of `master_keys` and `revisions`; neither has a title.
+        9 => &[
+            "id",
+            "created_time",
+            "updated_time",
+            "source_application",
+            "encryption_method",
+            "checksum",
+            "content",
+        ],
+        13 => &[
+            "id",
+            "parent_id",
+            "item_type",
+            "item_id",
+            "item_updated_time",
+            "title_diff",
+            "body_diff",
+            "metadata_diff",
+            "encryption_cipher_text",
+            "encryption_applied",
+            "updated_time",
+            "created_time",
+        ],
         _ => return None,
     })
 }
@@ -573,7 +670,7 @@ fn reserialize(body: &[u8], shares: &[String], batch: bool) -> Result<Vec<u8>, I
         Some(i) => &lines[..i],
         None => &[],
     };
-    let has_title = type_ != 6;
+    let has_title = !matches!(type_, 6 | 9 | 13);
     let title = head.first().map(|s| s.to_string()).unwrap_or_default();
     let body = if type_ == 1 && head.len() > 2 {
         head[2..].join("\n")
@@ -642,7 +739,7 @@ fn parse_item_path(seg: &str) -> Result<ItemPath, Resp> {
 }
 
 impl Inner {
-    async fn handle(&self, req: Request<Incoming>) -> Resp {
+    async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Resp {
         self.state.lock().unwrap().stats.total += 1;
         // Origin check: built from the Host header, must equal APP_BASE_URL's host:port.
         let host = req
@@ -675,6 +772,12 @@ impl Inner {
             }
         }
         let method = req.method().clone();
+        let client_ip = req
+            .headers()
+            .get("x-real-ip")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+            .unwrap_or_else(|| peer.ip().to_string());
         let path = req.uri().path().to_string();
         let query = query_map(req.uri().query());
         let ctype = req
@@ -722,7 +825,7 @@ impl Inner {
             if method != Method::POST {
                 return err(400, &format!("Not allowed: {method} api/sessions"));
             }
-            return self.login(ctype.as_deref(), &body);
+            return self.login(&client_ip, ctype.as_deref(), &body);
         }
         if rest.starts_with("sessions/") {
             return err(400, "Not allowed");
@@ -757,11 +860,15 @@ impl Inner {
             }
             return self.batch(&user, ctype.as_deref(), &body);
         }
+        if rest == "batch" {
+            // The generic multi-request route exists but is switched off.
+            return err(500, "Not enabled");
+        }
         if rest == "locks" || rest.starts_with("locks/") {
             return self.locks(&user, &method, rest, ctype.as_deref(), &body);
         }
         let Some(items_rest) = rest.strip_prefix("items/") else {
-            return err(404, &format!("Path not found: {rest}"));
+            return err(404, &format!("Path not found: api/{rest}"));
         };
         // Split "<item path>[/children|/content|/delta]" — the item path may contain '/'
         // inside "root:/...:", so split after the closing colon.
@@ -794,6 +901,7 @@ impl Inner {
                 };
                 self.children(&user, &prefix, &query)
             }
+            (Method::GET, "delta", ItemPath::Root) => self.delta(&user, &query),
             (Method::GET, "content", ItemPath::Name(n)) => self.get_content(&user, &n),
             (Method::GET, "", ItemPath::Name(n)) => self.get_meta(&user, &n),
             (Method::PUT, "content", ItemPath::Name(n)) => {
@@ -806,14 +914,14 @@ impl Inner {
         }
     }
 
-    fn login(&self, ctype: Option<&str>, body: &[u8]) -> Resp {
+    fn login(&self, client_ip: &str, ctype: Option<&str>, body: &[u8]) -> Resp {
         let cfg = self.cfg.lock().unwrap().clone();
         let mut st = self.state.lock().unwrap();
         st.stats.logins += 1;
         let now = Instant::now();
-        st.login_attempts
-            .retain(|t| now.duration_since(*t) < cfg.login_window);
-        if st.login_attempts.len() as u32 >= cfg.login_limit {
+        let attempts = st.login_attempts.entry(client_ip.to_string()).or_default();
+        attempts.retain(|t| now.duration_since(*t) < cfg.login_window);
+        if attempts.len() as u32 >= cfg.login_limit {
             st.stats.logins_rate_limited += 1;
             let mut r = err(
                 429,
@@ -825,7 +933,7 @@ impl Inner {
             );
             return r;
         }
-        st.login_attempts.push(now);
+        attempts.push(now);
         let (email, password) = match ctype {
             None => {
                 return err(
@@ -863,7 +971,17 @@ impl Inner {
     /// Validate and transform a body about to be stored under `name`.
     fn accept(&self, name: &str, body: &[u8], batch: bool) -> Result<Vec<u8>, ItemError> {
         let cfg = self.cfg.lock().unwrap();
-        if cfg.max_item_size > 0 && body.len() > cfg.max_item_size {
+        // Upstream allows encrypted items 2.2 times the limit (the cipher text is bigger).
+        let encrypted = is_joplin_item_name(name)
+            && body
+                .split(|b| *b == b'\n')
+                .any(|l| l == b"encryption_applied: 1");
+        let limit = if encrypted {
+            (cfg.max_item_size as f64 * 2.2) as usize
+        } else {
+            cfg.max_item_size
+        };
+        if cfg.max_item_size > 0 && body.len() > limit {
             return Err((
                 413,
                 format!(
@@ -885,17 +1003,21 @@ impl Inner {
         let mut st = self.state.lock().unwrap();
         let t = st.tick();
         let seq = st.seq;
-        let items = &mut st.users.entry(user.into()).or_default().items;
-        match items.get_mut(name) {
+        let data = st.users.entry(user.into()).or_default();
+        let (out, id, kind) = match data.items.get_mut(name) {
             Some(it) => {
                 it.content = content;
                 it.updated_time = t;
                 it.seq = seq;
-                json!({"name": name, "updated_time": t, "id": it.id})
+                (
+                    json!({"name": name, "updated_time": t, "id": it.id}),
+                    it.id.clone(),
+                    CHANGE_UPDATE,
+                )
             }
             None => {
                 let id = new_token(seq);
-                items.insert(
+                data.items.insert(
                     name.into(),
                     StoredItem {
                         id: id.clone(),
@@ -905,9 +1027,23 @@ impl Inner {
                         seq,
                     },
                 );
-                json!({"name": name, "id": id, "created_time": t, "updated_time": t})
+                (
+                    json!({"name": name, "id": id, "created_time": t, "updated_time": t}),
+                    id,
+                    CHANGE_CREATE,
+                )
             }
+        };
+        if has_changes(name) {
+            data.changes.push(Change {
+                counter: seq,
+                item_id: id,
+                item_name: name.into(),
+                kind,
+                updated_time: t,
+            });
         }
+        out
     }
 
     fn put_content(&self, user: &str, name: &str, ctype: Option<&str>, body: &[u8]) -> Resp {
@@ -1014,14 +1150,107 @@ impl Inner {
     fn delete(&self, user: &str, name: &str) -> Resp {
         let mut st = self.state.lock().unwrap();
         st.stats.deletes += 1;
+        let t = st.tick();
+        let seq = st.seq;
         if let Some(u) = st.users.get_mut(user) {
-            u.items.remove(name);
+            if let Some(gone) = u.items.remove(name) {
+                if has_changes(name) {
+                    u.changes.push(Change {
+                        counter: seq,
+                        item_id: gone.id,
+                        item_name: name.into(),
+                        kind: CHANGE_DELETE,
+                        updated_time: t,
+                    });
+                }
+            }
         }
         Response::builder()
             .status(200)
             .header("Content-Type", "text/plain; charset=utf-8")
             .body(Full::new(Bytes::new()))
             .unwrap()
+    }
+
+    /// `GET /api/items/root/delta`: the changes after `cursor` (a change counter), at most
+    /// `limit` (default 200) raw rows, compressed per item as upstream `ChangeModel` does;
+    /// changes of items deleted since are dropped (their delete change follows). `jopItem`
+    /// is left out, as servers without "delta with items" answer: clients then download each
+    /// changed item, which is what they do against every other target.
+    fn delta(&self, user: &str, q: &HashMap<String, String>) -> Resp {
+        let limit = q
+            .get("limit")
+            .and_then(|s| s.parse::<usize>().ok())
+            .unwrap_or(200)
+            .max(1);
+        let mut st = self.state.lock().unwrap();
+        st.stats.deltas += 1;
+        let Some(data) = st.users.get(user) else {
+            return json_resp(200, &json!({"items": [], "cursor": "", "has_more": false}));
+        };
+        let from = match q.get("cursor").filter(|c| !c.is_empty()) {
+            None => 0,
+            Some(c) => match c.parse::<u64>() {
+                Ok(n) if data.changes.iter().any(|ch| ch.counter == n) => n,
+                _ => {
+                    return err_code(
+                        400,
+                        "Delta cursor is invalid and the complete data should be resynced",
+                        json!("resyncRequired"),
+                    )
+                }
+            },
+        };
+        let start = data.changes.partition_point(|c| c.counter <= from);
+        let raw = &data.changes[start..(start + limit).min(data.changes.len())];
+        // Per item: create+update → create, create+delete → nothing, update+delete → delete,
+        // update+update → the last, delete+create → the create.
+        let mut kept: Vec<(usize, &Change)> = Vec::new();
+        let mut by_item: HashMap<&str, usize> = HashMap::new();
+        for (i, c) in raw.iter().enumerate() {
+            match by_item.get(c.item_id.as_str()).copied() {
+                Some(k) if kept[k].1.kind == CHANGE_CREATE && c.kind == CHANGE_UPDATE => {}
+                Some(k) if kept[k].1.kind == CHANGE_CREATE && c.kind == CHANGE_DELETE => {
+                    kept[k].1 = c;
+                    kept[k].0 = usize::MAX;
+                }
+                Some(k) => kept[k] = (i, c),
+                None => {
+                    by_item.insert(&c.item_id, kept.len());
+                    kept.push((i, c));
+                }
+            }
+        }
+        kept.retain(|(i, _)| *i != usize::MAX);
+        kept.sort_by_key(|(i, _)| *i);
+        let live: HashMap<&str, &StoredItem> =
+            data.items.values().map(|it| (it.id.as_str(), it)).collect();
+        let items: Vec<Value> = kept
+            .iter()
+            .filter_map(|(_, c)| {
+                let mut v = json!({
+                    "id": format!("c{}", c.counter),
+                    "item_id": c.item_id,
+                    "item_name": c.item_name,
+                    "type": c.kind,
+                    "updated_time": c.updated_time,
+                });
+                if c.kind != CHANGE_DELETE {
+                    // Deleted since: the delete change that follows tells the client.
+                    let it = live.get(c.item_id.as_str())?;
+                    v["jop_updated_time"] = json!(jop_updated_time(&c.item_name, &it.content));
+                }
+                Some(v)
+            })
+            .collect();
+        let cursor = match raw.last() {
+            Some(c) => c.counter.to_string(),
+            None => q.get("cursor").cloned().unwrap_or_default(),
+        };
+        json_resp(
+            200,
+            &json!({"items": items, "cursor": cursor, "has_more": raw.len() >= limit}),
+        )
     }
 
     fn children(&self, user: &str, prefix: &str, q: &HashMap<String, String>) -> Resp {
@@ -1038,7 +1267,8 @@ impl Inner {
                 .and_then(|s| s.parse().ok())
                 .or_else(|| v["limit"].as_u64())
                 .unwrap_or(100);
-            let page = v["page"].as_u64().unwrap_or(1);
+            // The cursor holds the page it answered; the next one is asked for.
+            let page = v["page"].as_u64().unwrap_or(0) + 1;
             (
                 limit,
                 page,
@@ -1069,8 +1299,8 @@ impl Inner {
         let like: Box<dyn Fn(&str) -> bool> = if prefix.is_empty() {
             Box::new(|_| true)
         } else if let Some(p) = prefix.strip_suffix("/*") {
-            let p = format!("{p}/");
-            Box::new(move |n: &str| n.starts_with(&p))
+            let pattern: Vec<u8> = format!("{p}/%").into_bytes();
+            Box::new(move |n: &str| sql_like(&pattern, n.as_bytes()))
         } else {
             let p = prefix.to_string();
             Box::new(move |n: &str| n == p)
@@ -1091,6 +1321,8 @@ impl Inner {
             rows.sort_by(|a, b| {
                 let o = if order_by == "name" {
                     a.0.cmp(b.0)
+                } else if order_by == "created_time" {
+                    (a.1.created_time, a.1.seq).cmp(&(b.1.created_time, b.1.seq))
                 } else {
                     (a.1.updated_time, a.1.seq).cmp(&(b.1.updated_time, b.1.seq))
                 };
@@ -1109,7 +1341,7 @@ impl Inner {
         let has_more = items.len() as u64 == limit;
         let cursor = has_more.then(|| {
             base64::engine::general_purpose::STANDARD.encode(
-                json!({"limit": limit.to_string(), "order": [{"by": order_by, "dir": dir}], "page": page + 1})
+                json!({"limit": limit.to_string(), "order": [{"by": order_by, "dir": dir}], "page": page})
                     .to_string(),
             )
         });
@@ -1119,6 +1351,9 @@ impl Inner {
         )
     }
 
+    /// `/api/locks` as upstream `LockModel`: locks live in one list per user; an acquire
+    /// drops the expired ones (by `updatedTime`) before judging, `GET` lists the list as
+    /// stored, expired ones included (clients judge them by their time).
     fn locks(
         &self,
         user: &str,
@@ -1131,7 +1366,6 @@ impl Inner {
         let mut st = self.state.lock().unwrap();
         let t = st.tick();
         let data = st.users.entry(user.into()).or_default();
-        data.locks.retain(|l| l.updated.elapsed() < ttl);
         match (method, rest) {
             (&Method::GET, "locks") => {
                 let items: Vec<Value> = data.locks.iter().map(lock_json).collect();
@@ -1145,44 +1379,84 @@ impl Inner {
                 let kind = v["type"].as_u64().unwrap_or(0) as u32;
                 let ctype_n = v["clientType"].as_u64().unwrap_or(0) as u32;
                 let cid = v["clientId"].as_str().unwrap_or("").to_string();
-                if !(kind == 1 || kind == 2) || cid.is_empty() {
-                    return err(400, "Invalid lock");
+                if !(kind == 1 || kind == 2) {
+                    return err(422, &format!("Invalid lock type: {}", v["type"]));
                 }
-                let same =
-                    |l: &Lock| l.kind == kind && l.client_type == ctype_n && l.client_id == cid;
-                if kind == 2 {
-                    if let Some(l) = data.locks.iter().find(|l| l.kind == 1) {
+                if !(1..=3).contains(&ctype_n) {
+                    return err(
+                        422,
+                        &format!("Invalid lock client type: {}", v["clientType"]),
+                    );
+                }
+                if cid.chars().count() > 64 {
+                    return err(422, &format!("Invalid client ID length: {cid}"));
+                }
+                data.locks.retain(|l| l.active(ttl));
+                let exclusive = data.locks.iter().position(|l| l.kind == 2);
+                let refreshed = if kind == 1 {
+                    if let Some(l) = exclusive.map(|i| &data.locks[i]) {
                         return err_code(
                             409,
                             &format!(
-                                "Cannot acquire exclusive lock because there is an active sync lock for client: {} #{}",
+                                "Cannot acquire lock because there is already an exclusive lock for client: {} #{}",
                                 l.client_type, l.client_id
                             ),
-                            json!("hasSyncLock"),
+                            json!("hasExclusiveLock"),
                         );
                     }
-                }
-                if let Some(l) = data.locks.iter().find(|l| l.kind == 2 && !same(l)) {
-                    return err_code(
-                        409,
-                        &format!(
-                            "Cannot acquire lock because there is already an exclusive lock for client: {} #{}",
-                            l.client_type, l.client_id
-                        ),
-                        json!("hasExclusiveLock"),
-                    );
-                }
-                if let Some(l) = data.locks.iter_mut().find(|l| same(l)) {
-                    l.updated = Instant::now();
-                    l.updated_time = t;
-                    return json_resp(200, &lock_json(l));
+                    data.locks
+                        .iter()
+                        .position(|l| l.kind == 1 && l.client_type == ctype_n && l.client_id == cid)
+                } else {
+                    match exclusive {
+                        // The same client id (whatever its type) refreshes its exclusive lock.
+                        Some(i) if data.locks[i].client_id == cid => Some(i),
+                        Some(i) => {
+                            let l = &data.locks[i];
+                            return err_code(
+                                409,
+                                &format!(
+                                    "Cannot acquire lock because there is already an exclusive lock for client: {} #{}",
+                                    l.client_type, l.client_id
+                                ),
+                                json!("hasExclusiveLock"),
+                            );
+                        }
+                        None => {
+                            if let Some(l) = data.locks.iter().find(|l| l.kind == 1) {
+                                if l.client_id != cid {
+                                    return err_code(
+                                        409,
+                                        &format!(
+                                            "Cannot acquire exclusive lock because there is an active sync lock for client: {} #{}",
+                                            l.client_type, l.client_id
+                                        ),
+                                        json!("hasSyncLock"),
+                                    );
+                                }
+                                // Its own sync lock: upgraded to the exclusive one.
+                                let own = l.id.clone();
+                                data.locks.retain(|l| l.id != own);
+                            }
+                            None
+                        }
+                    }
+                };
+                if let Some(i) = refreshed {
+                    // Upstream refreshes a sync lock in place and moves an exclusive one last.
+                    data.locks[i].updated_time = t;
+                    let out = lock_json(&data.locks[i]);
+                    if kind == 2 {
+                        let l = data.locks.remove(i);
+                        data.locks.push(l);
+                    }
+                    return json_resp(200, &out);
                 }
                 let l = Lock {
                     kind,
                     client_type: ctype_n,
                     client_id: cid,
                     id: new_token(t as u64),
-                    updated: Instant::now(),
                     updated_time: t,
                 };
                 let out = lock_json(&l);
@@ -1232,6 +1506,111 @@ mod tests {
         assert!(reserialize(shared.as_bytes(), &["abc".into()], false).is_ok());
     }
 
+    fn inner() -> Inner {
+        Inner {
+            cfg: Mutex::new(EmulatorConfig::default()),
+            state: Mutex::new(State::default()),
+            host: "127.0.0.1:1".into(),
+        }
+    }
+
+    fn delta(inner: &Inner, q: &[(&str, &str)]) -> (u16, Value) {
+        let q: HashMap<String, String> = q
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let r = inner.delta("u", &q);
+        let status = r.status().as_u16();
+        let body = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(r.into_body().collect())
+            .unwrap()
+            .to_bytes();
+        (status, serde_json::from_slice(&body).unwrap())
+    }
+
+    fn changes(v: &Value) -> Vec<(String, u64)> {
+        v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                (
+                    c["item_name"].as_str().unwrap().to_string(),
+                    c["type"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn delta_compresses_a_page_and_resumes_from_its_cursor() {
+        let inner = inner();
+        let a = "a0000000000000000000000000000000.md";
+        let b = "b0000000000000000000000000000000.md";
+        let c = "c0000000000000000000000000000000.md";
+        let item = |t: &str| format!("T\n\nid: x\nupdated_time: {t}\ntype_: 2").into_bytes();
+        inner.store("u", a, item("2024-01-01T00:00:00.000Z"));
+        inner.store("u", a, item("2024-01-02T00:00:00.000Z"));
+        inner.store("u", b, item("2024-01-01T00:00:00.000Z"));
+        inner.delete("u", b);
+        inner.store("u", "info.json", b"{}".to_vec());
+        inner.store("u", "locks/2_1_x.json", b"{}".to_vec());
+        inner.store("u", ".resource/r1", b"blob".to_vec());
+        let (st, v) = delta(&inner, &[]);
+        assert_eq!(st, 200);
+        // a: create+update → create; b: create+delete → nothing; info.json and locks/ are
+        // not recorded; blobs are.
+        assert_eq!(
+            changes(&v),
+            vec![(a.into(), 1), (".resource/r1".into(), 1)],
+            "{v}"
+        );
+        assert_eq!(
+            v["items"][0]["jop_updated_time"],
+            json!(1_704_153_600_000i64)
+        );
+        assert_eq!(v["items"][1]["jop_updated_time"], json!(0));
+        assert_eq!(v["has_more"], json!(false));
+        let cursor = v["cursor"].as_str().unwrap().to_string();
+        // Nothing new: the same cursor back, no items.
+        let (_, v) = delta(&inner, &[("cursor", &cursor)]);
+        assert_eq!(
+            (changes(&v), v["cursor"].as_str()),
+            (vec![], Some(cursor.as_str()))
+        );
+        inner.store("u", a, item("2024-01-03T00:00:00.000Z"));
+        inner.delete("u", a);
+        inner.store("u", c, item("2024-01-01T00:00:00.000Z"));
+        // update+delete → delete (no jop_updated_time); a short page still says has_more
+        // when the raw rows filled it.
+        let (_, v) = delta(&inner, &[("cursor", &cursor), ("limit", "2")]);
+        assert_eq!(changes(&v), vec![(a.into(), 3)], "{v}");
+        assert!(v["items"][0].get("jop_updated_time").is_none(), "{v}");
+        assert_eq!(v["has_more"], json!(true));
+        let next = v["cursor"].as_str().unwrap().to_string();
+        let (_, v) = delta(&inner, &[("cursor", &next), ("limit", "2")]);
+        assert_eq!(changes(&v), vec![(c.into(), 1)], "{v}");
+        assert_eq!(v["has_more"], json!(false));
+        let (st, v) = delta(&inner, &[("cursor", "nonsense")]);
+        assert_eq!(st, 400);
+        assert_eq!(v["code"], json!("resyncRequired"));
+    }
+
+    /// A revision has no title: the server stores its properties alone, in lib's order.
+    #[test]
+    fn reserialises_a_revision() {
+        let rev = "id: 0123456789abcdef0123456789abcdef\nparent_id: \nitem_type: 1\n\
+                   item_id: 1123456789abcdef0123456789abcdef\nitem_updated_time: \
+                   2024-01-01T00:00:00.000Z\ntitle_diff: \"[]\"\nbody_diff: x\n\
+                   metadata_diff: {}\nencryption_cipher_text: \nencryption_applied: 0\n\
+                   updated_time: 2024-01-01T00:00:00.000Z\ncreated_time: \
+                   2024-01-01T00:00:00.000Z\ntype_: 13";
+        let out = String::from_utf8(reserialize(rev.as_bytes(), &[], false).unwrap()).unwrap();
+        assert_eq!(out, rev);
+    }
+
     #[test]
     fn iso_times() {
         assert_eq!(parse_iso_ms("1970-01-01T00:00:01.500Z"), Some(1500));
@@ -1240,6 +1619,16 @@ mod tests {
             Some(1_704_067_200_000)
         );
         assert_eq!(parse_iso_ms(""), None);
+    }
+
+    #[test]
+    fn listing_prefixes_match_as_sql_like() {
+        assert!(sql_like(b".resource/%", b".resource/abc"));
+        assert!(sql_like(b".resource/%", b".RESOURCE/abc"));
+        assert!(!sql_like(b".resource/%", b".resource"));
+        assert!(sql_like(b"a_b/%", b"aXb/y.txt"));
+        assert!(sql_like(b"a_b/%", "a\u{e9}b/y".as_bytes()));
+        assert!(!sql_like(b"a_b/%", b"ab/y"));
     }
 
     #[test]
