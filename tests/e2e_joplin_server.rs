@@ -485,3 +485,95 @@ fn a_note_whose_share_is_gone_is_restored_unshared_and_stays_in_sync() {
         text(&o)
     );
 }
+
+/// An end-to-end encrypted Joplin Server target: the real CLI turns E2EE on through the
+/// emulator, we restore with the master password, and a fresh CLI profile decrypts exactly
+/// the backup (the server parses and re-serialises every encrypted item on the way).
+#[test]
+fn encrypted_target_fresh_client_decrypts_exactly_the_backup() {
+    const MASTER: &str = "Server pw ß 2";
+    let tmp = tempfile::tempdir().unwrap();
+    // Every CLI command is a process that logs in: more than the 10 logins a minute one IP
+    // gets (a real server run with JOPLIN_IS_TESTING has no limit either).
+    let (_rt, emu) = jserver::start(EmulatorConfig {
+        login_limit: 1000,
+        ..EmulatorConfig::default()
+    });
+    let owner = Profile::new(tmp.path().join("owner"));
+    use_emulator(&owner, &emu);
+    let out = owner.batch(&[
+        format!("e2ee enable --password \"{MASTER}\""),
+        "sync".into(),
+    ]);
+    assert!(!out.contains("Last error"), "{out}");
+    let info: serde_json::Value =
+        serde_json::from_slice(&emu.content(USER, "info.json").unwrap()).unwrap();
+    assert_eq!(info["e2ee"]["value"], true, "E2EE not enabled: {info}");
+
+    let jex = sample_jex();
+    let t = jserver::target(&emu);
+    let o = support::jr_env(
+        &[
+            "restore",
+            jex.to_str().unwrap(),
+            "--target",
+            &t,
+            "--username",
+            USER,
+            "--yes",
+        ],
+        &[
+            ("JOPLIN_RESTORE_PASSWORD", PASSWORD),
+            ("JOPLIN_RESTORE_MASTER_PASSWORD", MASTER),
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("Verified: 27 items and 3 blobs"), "{out}");
+    let items: Vec<String> = emu
+        .names(USER)
+        .into_iter()
+        .filter(|n| jserver_item_name(n))
+        .collect();
+    assert_eq!(items.len(), 27, "{items:?}");
+    for n in &items {
+        let c = String::from_utf8(emu.content(USER, n).unwrap()).unwrap();
+        assert!(
+            c.contains("\nencryption_applied: 1\n"),
+            "{n} is plain:\n{c}"
+        );
+    }
+
+    let want = sample_manifest();
+    for (who, p) in [
+        ("fresh", Profile::new(tmp.path().join("fresh"))),
+        ("owner", owner),
+    ] {
+        if who == "fresh" {
+            use_emulator(&p, &emu);
+        }
+        p.run(&["config", "encryption.masterPassword", MASTER]);
+        let mut got = serde_json::Value::Null;
+        for _ in 0..3 {
+            p.sync();
+            p.run(&["e2ee", "decrypt"]);
+            got = p.manifest();
+            if got == want {
+                break;
+            }
+        }
+        assert_manifest_eq(
+            &got,
+            &want,
+            &format!("{who} profile, encrypted Joplin Server"),
+        );
+        assert!(
+            p.conflict_bodies().is_empty(),
+            "{who}: no conflict expected"
+        );
+    }
+}
+
+fn jserver_item_name(n: &str) -> bool {
+    n.len() == 35 && n.ends_with(".md") && n[..32].bytes().all(|b| b.is_ascii_hexdigit())
+}
