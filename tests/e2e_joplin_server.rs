@@ -577,3 +577,76 @@ fn encrypted_target_fresh_client_decrypts_exactly_the_backup() {
 fn jserver_item_name(n: &str) -> bool {
     n.len() == 35 && n.ends_with(".md") && n[..32].bytes().all(|b| b.is_ascii_hexdigit())
 }
+
+/// Restore over a client's newer content, then roll back: the client that synced the restore
+/// comes back to its own content through the change feed, without conflicts.
+#[test]
+fn rollback_brings_a_client_that_synced_the_restore_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_rt, emu) = jserver::start(EmulatorConfig {
+        login_limit: 1000,
+        ..EmulatorConfig::default()
+    });
+    let jex = sample_jex();
+    let o = jr_server(&emu, PASSWORD, &["restore", jex.to_str().unwrap(), "-q"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let p = Profile::new(tmp.path().join("client"));
+    use_emulator(&p, &emu);
+    p.sync();
+    p.batch(&[
+        "use Journal".into(),
+        "mknote \"Written after the backup\"".into(),
+        "set 3151c3990c044f74b984078dd0bc8a4c body \"edited after the backup\"".into(),
+    ]);
+    p.sync();
+    let before = p.manifest();
+    assert_ne!(before, sample_manifest());
+
+    let snaps = tmp.path().join("snaps");
+    let o = jr_server(
+        &emu,
+        PASSWORD,
+        &[
+            "restore",
+            jex.to_str().unwrap(),
+            "--yes",
+            "--snapshot-dir",
+            snaps.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    let snap = out
+        .lines()
+        .find_map(|l| l.strip_prefix("Snapshot of the target: "))
+        .unwrap_or_else(|| panic!("no snapshot printed:\n{out}"))
+        .trim()
+        .to_string();
+    p.sync();
+    assert_manifest_eq(
+        &p.manifest(),
+        &sample_manifest(),
+        "client after the restore",
+    );
+
+    let o = jr_server(
+        &emu,
+        PASSWORD,
+        &[
+            "rollback",
+            &snap,
+            "--yes",
+            "--snapshot-dir",
+            tmp.path().join("snaps2").to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("Verified: the target matches the snapshot"),
+        "{out}"
+    );
+    p.sync();
+    assert_manifest_eq(&p.manifest(), &before, "client after the rollback");
+    assert!(p.conflict_bodies().is_empty(), "no conflict expected");
+}
