@@ -58,6 +58,8 @@ pub struct EmulatorConfig {
     /// When set, the host:port clients must use (APP_BASE_URL); default: the bound address
     /// as `127.0.0.1:<port>`.
     pub app_host: Option<String>,
+    /// Port to listen on (127.0.0.1 only); 0 = a free one.
+    pub port: u16,
 }
 
 impl Default for EmulatorConfig {
@@ -72,6 +74,7 @@ impl Default for EmulatorConfig {
             shares: vec![],
             lock_ttl: Duration::from_secs(180),
             app_host: None,
+            port: 0,
         }
     }
 }
@@ -234,7 +237,9 @@ fn now_ms() -> i64 {
 impl Emulator {
     /// Start on 127.0.0.1 with a free port.
     pub async fn start(cfg: EmulatorConfig) -> Emulator {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", cfg.port))
+            .await
+            .unwrap_or_else(|e| panic!("cannot listen on 127.0.0.1:{}: {e}", cfg.port));
         let addr = listener.local_addr().unwrap();
         let host = cfg
             .app_host
