@@ -15,8 +15,8 @@
 //!   (`name` is read in index order), 100-item page limit (`limit=101` → 400),
 //! - login rate limit (10 per 60 s → 429 + `Retry-After`),
 //! - the `delta` change feed (create/update/delete of `<32>.md` items and `.resource/` blobs,
-//!   compressed per page, `resyncRequired` on an unknown cursor), so a real Joplin client can
-//!   sync from it (without `jopItem`: the client then downloads each changed item),
+//!   compressed per page, `jopItem` as the server parses it, `resyncRequired` on an unknown
+//!   cursor), so a real Joplin client can sync from it,
 //! - advisory locks with 409 `hasSyncLock` / `hasExclusiveLock`, 3-minute TTL,
 //! - `X-API-MIN-VERSION` → 412, 403 on missing/expired sessions.
 //!
@@ -156,6 +156,125 @@ const CHANGE_DELETE: u8 = 3;
 
 fn has_changes(name: &str) -> bool {
     is_joplin_item_name(name) || name.starts_with(".resource/")
+}
+
+/// Fields lib stores as INT or NUMERIC (`Database.formatValue` → `Number`), by item type;
+/// the four `*_time` of every item are parsed from ISO text to ms first.
+fn numeric_fields(type_: u32) -> &'static [&'static str] {
+    match type_ {
+        1 => &[
+            "is_conflict",
+            "is_todo",
+            "todo_due",
+            "todo_completed",
+            "order",
+            "encryption_applied",
+            "markup_language",
+            "is_shared",
+            "deleted_time",
+        ],
+        2 => &["encryption_applied", "is_shared", "deleted_time"],
+        4 => &[
+            "encryption_applied",
+            "encryption_blob_encrypted",
+            "size",
+            "is_shared",
+            "blob_updated_time",
+            "ocr_status",
+            "ocr_driver_id",
+        ],
+        5 | 6 => &["encryption_applied", "is_shared"],
+        9 => &["encryption_method"],
+        13 => &["item_type", "item_updated_time", "encryption_applied"],
+        _ => &[],
+    }
+}
+
+/// JS `Number(text)` as JSON: `""` is 0, anything unparsable NaN (JSON null).
+fn js_number(v: &str) -> Value {
+    let v = v.trim();
+    if v.is_empty() {
+        return json!(0);
+    }
+    match v.parse::<i64>() {
+        Ok(n) => json!(n),
+        Err(_) => v
+            .parse::<f64>()
+            .ok()
+            .and_then(serde_json::Number::from_f64)
+            .map_or(Value::Null, Value::Number),
+    }
+}
+
+/// The item as upstream's `itemToJoplinItem` hands it to clients in a delta: lib's
+/// `BaseItem.unserialize` of the stored text (known fields only, times in ms, INT fields as
+/// numbers, coordinates as fixed-point text, escapes undone in text fields; revisions' diffs
+/// parsed as JSON). Built from the stored re-serialisation, which holds every field.
+fn jop_item(content: &[u8]) -> Value {
+    let text = String::from_utf8_lossy(content);
+    let lines: Vec<&str> = text.split('\n').collect();
+    let mut props: Vec<(&str, &str)> = Vec::new();
+    let mut split = lines.len();
+    for (i, raw) in lines.iter().enumerate().rev() {
+        let line = raw.trim();
+        if line.is_empty() {
+            split = i;
+            break;
+        }
+        if let Some(p) = line.find(':') {
+            props.push((line[..p].trim(), line[p + 1..].trim()));
+        }
+    }
+    let get = |k: &str| props.iter().find(|(pk, _)| *pk == k).map(|(_, v)| *v);
+    let Some(type_) = get("type_").and_then(|t| t.parse::<u32>().ok()) else {
+        return Value::Null;
+    };
+    let known = fields_for(type_).unwrap_or(&[]);
+    let numeric = numeric_fields(type_);
+    let unescape = |v: &str| {
+        v.replace("\\n", "\n")
+            .replace("\\r", "\r")
+            .replace("\\\n", "\\n")
+            .replace("\\\r", "\\r")
+    };
+    let mut out = serde_json::Map::new();
+    for (k, v) in props.iter().rev() {
+        if !known.contains(k) {
+            continue;
+        }
+        let value = match *k {
+            "created_time" | "updated_time" | "user_created_time" | "user_updated_time" => {
+                json!(parse_iso_ms(v).unwrap_or(0))
+            }
+            "latitude" | "longitude" => json!(format!("{:.8}", v.parse::<f64>().unwrap_or(0.0))),
+            "altitude" => json!(format!("{:.4}", v.parse::<f64>().unwrap_or(0.0))),
+            "title_diff" | "body_diff" if v.is_empty() => json!(""),
+            "title_diff" | "body_diff" => serde_json::from_str(&unescape(v)).unwrap_or(Value::Null),
+            _ if numeric.contains(k) => js_number(v),
+            _ => json!(unescape(v)),
+        };
+        out.insert(k.to_string(), value);
+    }
+    // Title and body: the lines above the properties (the first one, then the rest for notes).
+    let head = &lines[..split.min(lines.len())];
+    if !head.is_empty() && split < lines.len() {
+        out.insert("title".into(), json!(unescape(head[0])));
+        if type_ == 1 {
+            out.insert(
+                "body".into(),
+                json!(head.get(2..).unwrap_or(&[]).join("\n")),
+            );
+        }
+    }
+    // What the server keeps in columns rather than in the JSON, put back as itemToJoplinItem
+    // does: the parent id (empty when none) and encryption_applied as a number.
+    out.insert("parent_id".into(), json!(get("parent_id").unwrap_or("")));
+    out.insert(
+        "encryption_applied".into(),
+        js_number(get("encryption_applied").unwrap_or("0")),
+    );
+    out.insert("type_".into(), json!(type_));
+    Value::Object(out)
 }
 
 /// `jop_updated_time` of a stored item: the `updated_time` of a Joplin item, 0 otherwise.
@@ -1179,9 +1298,9 @@ impl Inner {
 
     /// `GET /api/items/root/delta`: the changes after `cursor` (a change counter), at most
     /// `limit` (default 200) raw rows, compressed per item as upstream `ChangeModel` does;
-    /// changes of items deleted since are dropped (their delete change follows). `jopItem`
-    /// is left out, as servers without "delta with items" answer: clients then download each
-    /// changed item, which is what they do against every other target.
+    /// changes of items deleted since are dropped (their delete change follows). Each change
+    /// carries `jopItem`, the item as the server parsed it ("delta with items", on in 3.x):
+    /// clients take it instead of downloading the item.
     fn delta(&self, user: &str, q: &HashMap<String, String>) -> Resp {
         let limit = q
             .get("limit")
@@ -1240,10 +1359,17 @@ impl Inner {
                     "type": c.kind,
                     "updated_time": c.updated_time,
                 });
-                if c.kind != CHANGE_DELETE {
+                if c.kind == CHANGE_DELETE {
+                    v["jopItem"] = Value::Null;
+                } else {
                     // Deleted since: the delete change that follows tells the client.
                     let it = live.get(c.item_id.as_str())?;
                     v["jop_updated_time"] = json!(jop_updated_time(&c.item_name, &it.content));
+                    v["jopItem"] = if is_joplin_item_name(&c.item_name) {
+                        jop_item(&it.content)
+                    } else {
+                        Value::Null
+                    };
                 }
                 Some(v)
             })
@@ -1614,6 +1740,28 @@ mod tests {
                    2024-01-01T00:00:00.000Z\ntype_: 13";
         let out = String::from_utf8(reserialize(rev.as_bytes(), &[], false).unwrap()).unwrap();
         assert_eq!(out, rev);
+    }
+
+    /// What a client gets in a delta: lib's parse of the stored note.
+    #[test]
+    fn jop_item_is_the_item_as_lib_parses_it() {
+        let note = "Title\n\nline 1\nline 2\n\nid: 0123456789abcdef0123456789abcdef\n\
+                    parent_id: 1123456789abcdef0123456789abcdef\n\
+                    created_time: 2024-01-01T00:00:00.000Z\n\
+                    updated_time: 2024-01-01T00:00:01.500Z\nis_conflict: 0\n\
+                    latitude: 48.1\nlongitude: 0.00000000\naltitude: 0.0000\n\
+                    author: a\\nb\ntodo_due: \norder: 1.5\nfoo_bar: 1\ntype_: 1";
+        let v = jop_item(note.as_bytes());
+        assert_eq!(v["title"], json!("Title"));
+        assert_eq!(v["body"], json!("line 1\nline 2"));
+        assert_eq!(v["updated_time"], json!(1_704_067_201_500i64));
+        assert_eq!(v["latitude"], json!("48.10000000"));
+        assert_eq!(v["author"], json!("a\nb"));
+        assert_eq!(v["todo_due"], json!(0));
+        assert_eq!(v["order"], json!(1.5));
+        assert_eq!(v["type_"], json!(1));
+        assert_eq!(v["encryption_applied"], json!(0));
+        assert!(v.get("foo_bar").is_none(), "{v}");
     }
 
     #[test]
