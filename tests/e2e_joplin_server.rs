@@ -537,7 +537,7 @@ fn encrypted_target_fresh_client_decrypts_exactly_the_backup() {
     let items: Vec<String> = emu
         .names(USER)
         .into_iter()
-        .filter(|n| jserver_item_name(n))
+        .filter(|n| joplin_server_emulator::is_joplin_item_name(n))
         .collect();
     assert_eq!(items.len(), 27, "{items:?}");
     for n in &items {
@@ -576,10 +576,6 @@ fn encrypted_target_fresh_client_decrypts_exactly_the_backup() {
             "{who}: no conflict expected"
         );
     }
-}
-
-fn jserver_item_name(n: &str) -> bool {
-    n.len() == 35 && n.ends_with(".md") && n[..32].bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// Restore over a client's newer content, then roll back: the client that synced the restore
