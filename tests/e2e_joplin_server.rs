@@ -8,6 +8,25 @@ use support::joplin::{assert_manifest_eq, Profile};
 use support::jserver::{self, jr_server, use_emulator, EmulatorConfig, PASSWORD, USER};
 use support::{sample_jex, sample_manifest, text};
 
+/// `restore --yes` of the sample over what the emulator holds, with a snapshot in `snaps`;
+/// its standard output.
+fn restore_over(emu: &jserver::Emulator, snaps: &std::path::Path) -> String {
+    let jex = sample_jex();
+    let o = jr_server(
+        emu,
+        PASSWORD,
+        &[
+            "restore",
+            jex.to_str().unwrap(),
+            "--yes",
+            "--snapshot-dir",
+            snaps.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
 #[test]
 fn fresh_client_syncs_exactly_the_backup_with_original_ids() {
     let tmp = tempfile::tempdir().unwrap();
@@ -43,29 +62,10 @@ fn stale_client_converges_to_the_backup() {
     let p = Profile::new(tmp.path().join("stale"));
     use_emulator(&p, &emu);
     p.sync();
-    p.batch(&[
-        "rmnote -f 2ebc0432f27d42fdb982a925c8734636".into(),
-        "rmnote -f 7ee20fb52f3c439d9b0cbe6d895d4de4".into(),
-        "set 3151c3990c044f74b984078dd0bc8a4c body \"edited after the backup\"".into(),
-        "set 3151c3990c044f74b984078dd0bc8a4c title \"Renamed after the backup\"".into(),
-        "use Journal".into(),
-        "mknote \"Extra note not in the backup\"".into(),
-        "mkbook \"Extra notebook\"".into(),
-    ]);
+    p.edit_after_the_backup();
     p.sync();
     let snaps = tmp.path().join("snaps");
-    let o = jr_server(
-        &emu,
-        PASSWORD,
-        &[
-            "restore",
-            jex.to_str().unwrap(),
-            "--yes",
-            "--snapshot-dir",
-            snaps.to_str().unwrap(),
-        ],
-    );
-    assert!(o.status.success(), "{}", text(&o));
+    restore_over(&emu, &snaps);
     p.sync();
     assert_manifest_eq(
         &p.manifest(),
@@ -593,29 +593,13 @@ fn rollback_brings_a_client_that_synced_the_restore_back() {
     let p = Profile::new(tmp.path().join("client"));
     use_emulator(&p, &emu);
     p.sync();
-    p.batch(&[
-        "use Journal".into(),
-        "mknote \"Written after the backup\"".into(),
-        "set 3151c3990c044f74b984078dd0bc8a4c body \"edited after the backup\"".into(),
-    ]);
+    p.edit_after_the_backup();
     p.sync();
     let before = p.manifest();
     assert_ne!(before, sample_manifest());
 
     let snaps = tmp.path().join("snaps");
-    let o = jr_server(
-        &emu,
-        PASSWORD,
-        &[
-            "restore",
-            jex.to_str().unwrap(),
-            "--yes",
-            "--snapshot-dir",
-            snaps.to_str().unwrap(),
-        ],
-    );
-    assert!(o.status.success(), "{}", text(&o));
-    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    let out = restore_over(&emu, &snaps);
     let snap = out
         .lines()
         .find_map(|l| l.strip_prefix("Snapshot of the target: "))

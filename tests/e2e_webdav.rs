@@ -92,15 +92,7 @@ fn stale_client_converges_to_the_backup() {
     let p = Profile::new(tmp.path().join("stale"));
     use_webdav(&p, &url);
     p.sync();
-    p.batch(&[
-        "rmnote -f 2ebc0432f27d42fdb982a925c8734636".into(),
-        "rmnote -f 7ee20fb52f3c439d9b0cbe6d895d4de4".into(),
-        "set 3151c3990c044f74b984078dd0bc8a4c body \"edited after the backup\"".into(),
-        "set 3151c3990c044f74b984078dd0bc8a4c title \"Renamed after the backup\"".into(),
-        "use Journal".into(),
-        "mknote \"Extra note not in the backup\"".into(),
-        "mkbook \"Extra notebook\"".into(),
-    ]);
+    p.edit_after_the_backup();
     p.sync();
 
     let snaps = tmp.path().join("snaps");

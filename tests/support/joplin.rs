@@ -57,6 +57,20 @@ impl Profile {
         self.run(&["batch", f.to_str().unwrap()])
     }
 
+    /// What a client does after the backup was made, for "stale client" tests: deletes two
+    /// notes, edits and renames one, adds a note and a notebook (the sample's ids).
+    pub fn edit_after_the_backup(&self) {
+        self.batch(&[
+            "rmnote -f 2ebc0432f27d42fdb982a925c8734636".into(),
+            "rmnote -f 7ee20fb52f3c439d9b0cbe6d895d4de4".into(),
+            "set 3151c3990c044f74b984078dd0bc8a4c body \"edited after the backup\"".into(),
+            "set 3151c3990c044f74b984078dd0bc8a4c title \"Renamed after the backup\"".into(),
+            "use Journal".into(),
+            "mknote \"Extra note not in the backup\"".into(),
+            "mkbook \"Extra notebook\"".into(),
+        ]);
+    }
+
     pub fn configure(&self, settings: Value) {
         let f = self.dir.join("sync-config.json");
         std::fs::write(&f, settings.to_string()).unwrap();

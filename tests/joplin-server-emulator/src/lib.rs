@@ -1525,15 +1525,8 @@ impl Inner {
                 data.locks.retain(|l| l.active(ttl));
                 let exclusive = data.locks.iter().position(|l| l.kind == 2);
                 let refreshed = if kind == 1 {
-                    if let Some(l) = exclusive.map(|i| &data.locks[i]) {
-                        return err_code(
-                            409,
-                            &format!(
-                                "Cannot acquire lock because there is already an exclusive lock for client: {} #{}",
-                                l.client_type, l.client_id
-                            ),
-                            json!("hasExclusiveLock"),
-                        );
+                    if let Some(i) = exclusive {
+                        return has_exclusive_lock(&data.locks[i]);
                     }
                     data.locks
                         .iter()
@@ -1542,17 +1535,7 @@ impl Inner {
                     match exclusive {
                         // The same client id (whatever its type) refreshes its exclusive lock.
                         Some(i) if data.locks[i].client_id == cid => Some(i),
-                        Some(i) => {
-                            let l = &data.locks[i];
-                            return err_code(
-                                409,
-                                &format!(
-                                    "Cannot acquire lock because there is already an exclusive lock for client: {} #{}",
-                                    l.client_type, l.client_id
-                                ),
-                                json!("hasExclusiveLock"),
-                            );
-                        }
+                        Some(i) => return has_exclusive_lock(&data.locks[i]),
                         None => {
                             if let Some(l) = data.locks.iter().find(|l| l.kind == 1) {
                                 if l.client_id != cid {
@@ -1605,6 +1588,18 @@ impl Inner {
             _ => err(400, &format!("Not allowed: {method} api/{rest}")),
         }
     }
+}
+
+/// 409: another client holds the exclusive lock.
+fn has_exclusive_lock(l: &Lock) -> Resp {
+    err_code(
+        409,
+        &format!(
+            "Cannot acquire lock because there is already an exclusive lock for client: {} #{}",
+            l.client_type, l.client_id
+        ),
+        json!("hasExclusiveLock"),
+    )
 }
 
 fn lock_json(l: &Lock) -> Value {
