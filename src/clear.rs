@@ -95,18 +95,28 @@ pub async fn run(args: &ClearArgs) -> Result<ClearSummary> {
             return Ok(done(timings, None));
         }
     };
-    eprintln!(
-        "note: a Joplin client that syncs while this runs deletes its copies of what is already \
-         gone (its fail-safe stops only a sync that would delete nearly everything at once): \
-         close or pause every client first. One that syncs afterwards stops with \"Fail-safe: \
-         Sync was interrupted…\" and keeps its notes: restore a backup into the target next, \
-         or reset those clients.{}",
-        if args.safety.no_snapshot {
-            ""
-        } else {
-            " The snapshot keeps everything (`rollback`)."
-        }
-    );
+    let keeps = if args.safety.no_snapshot {
+        ""
+    } else {
+        " The snapshot keeps everything (`rollback`)."
+    };
+    if target.storage.capabilities().change_feed {
+        eprintln!(
+            "note: Joplin Server has no fail-safe: every client that syncs after this clear \
+             deletes its copies of the notes (not to its trash). Let each client sync once after \
+             the clear before you restore or roll back into the target: one that first syncs \
+             after both reads each deletion and its new copy in one sync and drops the item (the \
+             restore then says how to bring such items back).{keeps}"
+        );
+    } else {
+        eprintln!(
+            "note: a Joplin client that syncs while this runs deletes its copies of what is \
+             already gone (its fail-safe stops only a sync that would delete nearly everything \
+             at once): close or pause every client first. One that syncs afterwards stops with \
+             \"Fail-safe: Sync was interrupted…\" and keeps its notes: restore a backup into the \
+             target next, or reset those clients.{keeps}"
+        );
+    }
     if !args.safety.yes
         && !confirm(&format!(
             "Delete {} file(s) on {}?",

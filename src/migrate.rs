@@ -370,6 +370,7 @@ pub fn source_args(args: &MigrateArgs) -> Result<TargetArgs> {
         given_password: source_password(args)?,
         password_env_default: Some(FROM_PASSWORD_ENV),
         named: None,
+        option_prefix: "from-",
     })
 }
 

@@ -72,6 +72,10 @@ pub struct TargetArgs {
     /// Filled from a config file's named target (`--target NAME:`).
     #[arg(skip)]
     pub named: Option<NamedSettings>,
+    /// How this target's options are spelled in messages: "" (`--username`) or "from-" for a
+    /// migration's source (`--from-username`).
+    #[arg(skip)]
+    pub option_prefix: &'static str,
 }
 
 /// What a named target adds that has no command-line option.
@@ -208,11 +212,19 @@ pub fn resolve(args: &TargetArgs, pacer: &PacerArgs) -> Result<(TargetArgs, Pace
 }
 
 fn open_joplin_server(args: &TargetArgs, url: &str) -> Result<Arc<dyn Storage>> {
-    let username = args.username.clone().filter(|u| !u.is_empty()).ok_or_else(|| {
-        anyhow::anyhow!(
-            "Joplin Server needs the account's email: pass --username or set JOPLIN_RESTORE_USERNAME"
-        )
-    })?;
+    let username = args
+        .username
+        .clone()
+        .filter(|u| !u.is_empty())
+        .ok_or_else(|| match args.option_prefix {
+            "" => anyhow::anyhow!(
+                "Joplin Server needs the account's email: pass --username or set \
+                 JOPLIN_RESTORE_USERNAME"
+            ),
+            prefix => {
+                anyhow::anyhow!("Joplin Server needs the account's email: pass --{prefix}username")
+            }
+        })?;
     let password = password(args, &format!("{username} on {url}"))?;
     let cfg = backend_joplin_server::JoplinServerConfig {
         base_url: url.to_string(),

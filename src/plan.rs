@@ -114,6 +114,32 @@ impl Plan {
     pub fn overwrites(&self) -> usize {
         self.uploads().filter(|u| u.overwrite).count()
     }
+    /// Item files written that the target did not have (blobs aside).
+    pub fn new_items(&self) -> usize {
+        self.uploads().filter(|u| !u.blob && !u.overwrite).count()
+    }
+
+    /// On a change feed (Joplin Server) whose target clients used (it has info.json): items
+    /// written that the target lacked may have been deleted there before (a note deleted and
+    /// brought back, a clear, a restore that a rollback undoes). A client that has not synced
+    /// since that deletion reads the deletion and the new copy in one sync and drops the item
+    /// (Joplin updates the copy it has just deleted, and deletes notebooks at the end of the
+    /// sync); one more write of each, once it has synced, brings them back. `again` is the
+    /// command that writes them again.
+    pub fn caution_on_change_feed(&self, again: &str) {
+        let n = self.new_items();
+        if n == 0 {
+            return;
+        }
+        eprintln!(
+            "note (Joplin Server): {n} item(s) were written that the target did not have. If \
+             some had been deleted there before (a note deleted and now brought back, a clear, \
+             an undone restore), a Joplin client that has not synced since that deletion drops \
+             them at its next sync: it reads the deletion and the new copy in one sync (notes \
+             in such notebooks go to Conflicts). Once every client has synced, run {again}: \
+             each item is written once more and those clients get it back."
+        );
+    }
     /// Whether running the plan destroys or replaces anything that is on the target now.
     /// Whether executing the plan writes or deletes anything on the target.
     pub fn writes_anything(&self) -> bool {
@@ -134,8 +160,28 @@ impl Plan {
     }
 
     /// Warn (stderr) when the plan deletes most of the target's items: clients that synced
-    /// them stop at Joplin's fail-safe instead of following.
-    pub fn warn_of_fail_safe(&self) {
+    /// them stop at Joplin's fail-safe instead of following, or on a change feed (Joplin
+    /// Server, which has no fail-safe) delete their copies.
+    pub fn warn_of_fail_safe(&self, change_feed: bool) {
+        if change_feed {
+            if self.clear_first && self.target_items > 0 {
+                eprintln!(
+                    "note: on Joplin Server --mode clear-first deletes first only what the \
+                     backup lacks ({} file(s)) and rewrites the rest in place: an item deleted \
+                     and written again would be lost by clients that sync afterwards (they \
+                     read both changes in one sync). Close or pause every client first.",
+                    self.deletes.len()
+                );
+            } else if self.deleted_share() >= 0.9 && self.target_items > 0 {
+                eprintln!(
+                    "warning: this deletes {:.0} % of the items on the target, last. Joplin \
+                     Server has no fail-safe: clients that synced them delete their copies at \
+                     their next sync (the snapshot keeps them; `rollback` puts them back).",
+                    self.deleted_share() * 100.0
+                );
+            }
+            return;
+        }
         if self.clear_first && self.target_items > 0 {
             // Joplin's fail-safe only stops a sync that would delete nearly everything at
             // once: a client syncing while the target is being emptied deletes as it goes.
@@ -482,6 +528,10 @@ pub struct PlanOptions {
     /// Encrypted target: size on the target of an encrypted blob of n plain bytes, when the
     /// method makes it exact (None: unknown, so the blob is always re-written).
     pub encrypted_blob_len: Option<fn(u64) -> Option<u64>>,
+    /// The target's clients follow a change feed (Joplin Server): clear-first deletes first
+    /// only what the backup lacks and rewrites the rest in place, since an item deleted and
+    /// written again is lost by a client that reads both changes in one sync.
+    pub change_feed: bool,
 }
 
 /// The writes and deletes that make the target hold `set` (the [`restore_set`] of `backup`
@@ -509,6 +559,8 @@ pub fn plan(
     let merge = opts.only.is_some();
     let mut kept = Vec::new();
     let clear_first = opts.mode == Mode::ClearFirst;
+    // What clear-first deletes: everything, or on a change feed only what the backup lacks.
+    let delete_all = clear_first && !opts.change_feed;
     let depths = folder_depths(set);
     // Each phase sized for every item it could get, so no list grows by doubling (on a
     // large backup the plan was the peak of memory).
@@ -532,7 +584,7 @@ pub fn plan(
         }
     }
     // What stays, to find what goes: only a target that holds items needs it.
-    let restored_ids: HashSet<&str> = if merge || state.items.is_empty() {
+    let restored_ids: HashSet<&str> = if merge || state.items.is_empty() || delete_all {
         HashSet::new()
     } else {
         set.iter().map(|(_, bi)| bi.id()).collect()
@@ -541,14 +593,14 @@ pub fn plan(
     for (index, bi) in set {
         let id = bi.id();
         let ty = bi.item_type();
-        let on_target = state.items.contains_key(id) && !clear_first;
+        let on_target = state.items.contains_key(id) && !delete_all;
         // A partial restore keeps the target's live copy; one in the trash is brought back.
         let trashed = existing.get(*index).is_some_and(|t| t.trashed);
         if merge && on_target && !opts.overwrite && !trashed && !opts.written_before.contains(id) {
             kept.push(id.to_string());
             // The item stays, but a blob the target lost is no copy to keep: the backup's goes
             // back (a client would otherwise download a missing attachment).
-            if ty == ItemType::Resource && (clear_first || !state.blobs.contains_key(id)) {
+            if ty == ItemType::Resource && (delete_all || !state.blobs.contains_key(id)) {
                 phases.entry(Phase::Blobs).or_default().push(Upload {
                     index: *index as u32,
                     blob: true,
@@ -587,7 +639,7 @@ pub fn plan(
                 phases.entry(Phase::Blobs).or_default().push(Upload {
                     index: *index as u32,
                     blob: true,
-                    overwrite: state.blobs.contains_key(id) && !clear_first,
+                    overwrite: state.blobs.contains_key(id) && !delete_all,
                     bytes: size,
                 });
             }
@@ -612,7 +664,7 @@ pub fn plan(
         if protected_ids.contains(id.as_str()) {
             continue;
         }
-        if clear_first || !restored_ids.contains(id.as_str()) {
+        if delete_all || !restored_ids.contains(id.as_str()) {
             deletes.push(Delete {
                 path: item_path(id),
                 id: id.to_string(),
@@ -630,7 +682,7 @@ pub fn plan(
         if protected_ids.contains(id.as_str()) {
             continue;
         }
-        if clear_first || !resource_ids.contains(id.as_str()) {
+        if delete_all || !resource_ids.contains(id.as_str()) {
             deletes.push(Delete {
                 path: blob_path(id),
                 id: id.to_string(),

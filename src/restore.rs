@@ -318,6 +318,7 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
             );
         }
     }
+    let change_feed = target.storage.capabilities().change_feed;
     let opts = plan::PlanOptions {
         // A clear-first restore that already cleared must not clear again.
         mode: if resumed.as_ref().is_some_and(|r| r.cleared) {
@@ -330,6 +331,7 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
         overwrite: args.overwrite,
         written_before,
         encrypted_blob_len: keyring.as_ref().map(|k| k.blob_len_fn()),
+        change_feed,
     };
     let mut plan = plan::plan(&backup, &validation, &set, &state, &existing, &opts)?;
     // The notebooks above a kept real copy of a made-up notebook stay, as it does.
@@ -437,7 +439,7 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
     timings.add("plan", stage);
     stage = std::time::Instant::now();
     // A dry run is when people look: it warns as the run would.
-    plan.warn_of_fail_safe();
+    plan.warn_of_fail_safe(change_feed);
     if args.safety.dry_run {
         print_dry_run(&backup, &plan, &target, keyring.as_deref(), transfers).await;
         return Ok(RestoreSummary {
@@ -618,6 +620,12 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
                 .cloned()
                 .collect::<Vec<_>>()
                 .join(", ")
+        );
+    }
+    if change_feed && state.info.is_some() {
+        plan.caution_on_change_feed(
+            "the same restore again with --rewrite-unchanged (a partial restore: with the same \
+             --only and --overwrite)",
         );
     }
     timings.add("write", stage);

@@ -37,6 +37,10 @@ pub struct RollbackArgs {
     /// client synced since the snapshot: clients that did keep their newer copies.
     #[arg(long)]
     pub exact: bool,
+    /// Write every item again (stamped), also those the target already holds as the snapshot
+    /// has them: on Joplin Server, for clients that dropped items the rollback re-created.
+    #[arg(long)]
+    pub rewrite_unchanged: bool,
     /// No progress display.
     #[arg(long, short = 'q')]
     pub quiet: bool,
@@ -94,7 +98,7 @@ pub async fn run(args: &RollbackArgs) -> Result<RollbackSummary> {
     let opts = PlanOptions {
         mode: Mode::Mirror,
         // Exact mode cannot trust "same apart from the stamp": it must put the bytes back.
-        rewrite_unchanged: args.exact,
+        rewrite_unchanged: args.exact || args.rewrite_unchanged,
         ..Default::default()
     };
     let plan = plan::plan(&backup, &everything, &set, &state, &existing, &opts)?;
@@ -134,7 +138,7 @@ pub async fn run(args: &RollbackArgs) -> Result<RollbackSummary> {
             pacer: paced.counts(),
         });
     }
-    plan.warn_of_fail_safe();
+    plan.warn_of_fail_safe(target.storage.capabilities().change_feed);
     if args.exact {
         eprintln!(
             "note: --exact writes the snapshot byte for byte; clients that synced since the \
@@ -239,6 +243,9 @@ pub async fn run(args: &RollbackArgs) -> Result<RollbackSummary> {
             outcome.spared.len(),
             outcome.spared.join(", ")
         );
+    }
+    if target.storage.capabilities().change_feed && state.info.is_some() {
+        plan.caution_on_change_feed("the same rollback again with --rewrite-unchanged");
     }
     timings.add("write", t);
     let t = std::time::Instant::now();

@@ -630,7 +630,165 @@ fn rollback_brings_a_client_that_synced_the_restore_back() {
         out.contains("Verified: the target matches the snapshot"),
         "{out}"
     );
+    // The items the restore had deleted are back as new items: the rollback names the rerun
+    // for a client that missed the deletion.
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("note (Joplin Server)")
+            && err.contains("rollback again with --rewrite-unchanged"),
+        "{err}"
+    );
     p.sync();
     assert_manifest_eq(&p.manifest(), &before, "client after the rollback");
     assert!(p.conflict_bodies().is_empty(), "no conflict expected");
+    // That rerun writes every item again; the client stays as it is.
+    let o = jr_server(
+        &emu,
+        PASSWORD,
+        &[
+            "rollback",
+            &snap,
+            "--yes",
+            "--no-snapshot",
+            "--rewrite-unchanged",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    p.sync();
+    assert_manifest_eq(&p.manifest(), &before, "client after the rewrite");
+}
+
+/// `--mode clear-first` on Joplin Server deletes first only what the backup lacks and rewrites
+/// the rest in place: deleting and re-creating every item made a client that synced before
+/// delete them all at its next sync (it reads each deletion and new copy in one sync).
+#[test]
+fn clear_first_keeps_a_synced_client_whole() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_rt, emu) = jserver::start(EmulatorConfig {
+        login_limit: 1000,
+        ..EmulatorConfig::default()
+    });
+    let jex = sample_jex();
+    let o = jr_server(&emu, PASSWORD, &["restore", jex.to_str().unwrap(), "-q"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let p = Profile::new(tmp.path().join("client"));
+    use_emulator(&p, &emu);
+    p.sync();
+    p.edit_after_the_backup();
+    p.sync();
+    let o = jr_server(
+        &emu,
+        PASSWORD,
+        &[
+            "restore",
+            jex.to_str().unwrap(),
+            "--mode",
+            "clear-first",
+            "--yes",
+            "--no-snapshot",
+        ],
+    );
+    let all = text(&o);
+    assert!(o.status.success(), "{all}");
+    assert!(
+        all.contains("deletes first only what the backup lacks"),
+        "{all}"
+    );
+    p.sync();
+    assert_manifest_eq(
+        &p.manifest(),
+        &sample_manifest(),
+        "client after a clear-first restore",
+    );
+    assert!(p.conflict_bodies().is_empty(), "no conflict expected");
+}
+
+/// The core use case on Joplin Server: a note deleted for good on one client comes back. A
+/// client that had not synced since the deletion reads the deletion and the new copy in one
+/// sync and drops the note (the Joplin client's doing); the restore says so, and the rerun it
+/// names brings the note back to that client too.
+#[test]
+fn a_note_brought_back_reaches_a_client_that_missed_its_deletion() {
+    const OVERVIEW: &str = "2ebc0432f27d42fdb982a925c8734636";
+    let tmp = tempfile::tempdir().unwrap();
+    let (_rt, emu) = jserver::start(EmulatorConfig {
+        login_limit: 1000,
+        ..EmulatorConfig::default()
+    });
+    let jex = sample_jex();
+    let o = jr_server(&emu, PASSWORD, &["restore", jex.to_str().unwrap(), "-q"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let (a, b) = (
+        Profile::new(tmp.path().join("a")),
+        Profile::new(tmp.path().join("b")),
+    );
+    for p in [&a, &b] {
+        use_emulator(p, &emu);
+        p.sync();
+    }
+    a.run(&["rmnote", "-f", "--permanent", OVERVIEW]);
+    a.sync();
+    let o = jr_server(
+        &emu,
+        PASSWORD,
+        &["restore", jex.to_str().unwrap(), "--yes", "--no-snapshot"],
+    );
+    let all = text(&o);
+    assert!(o.status.success(), "{all}");
+    assert!(
+        all.contains("note (Joplin Server): 1 item(s) were written")
+            && all.contains("--rewrite-unchanged"),
+        "{all}"
+    );
+    a.sync();
+    b.sync();
+    let o = jr_server(
+        &emu,
+        PASSWORD,
+        &[
+            "restore",
+            jex.to_str().unwrap(),
+            "--yes",
+            "--no-snapshot",
+            "--rewrite-unchanged",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    for (who, p) in [("a", &a), ("b", &b)] {
+        p.sync();
+        assert_manifest_eq(
+            &p.manifest(),
+            &sample_manifest(),
+            &format!("client {who} after the rewrite"),
+        );
+        assert!(
+            p.conflict_bodies().is_empty(),
+            "{who}: no conflict expected"
+        );
+    }
+}
+
+/// A migration from Joplin Server without the source's user names the source's option: the
+/// destination's `--username` is not it.
+#[test]
+fn migrate_from_joplin_server_asks_for_from_username() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_rt, emu) = jserver::start(EmulatorConfig::default());
+    let dest = tmp.path().join("dest");
+    let o = support::jr_env(
+        &[
+            "migrate",
+            "--from",
+            &jserver::target(&emu),
+            "--to",
+            dest.to_str().unwrap(),
+            "--username",
+            USER,
+        ],
+        &[("JOPLIN_RESTORE_FROM_PASSWORD", PASSWORD)],
+    );
+    let all = text(&o);
+    assert!(!o.status.success(), "{all}");
+    assert!(all.contains("pass --from-username"), "{all}");
+    assert!(!dest.exists(), "nothing written: {all}");
 }

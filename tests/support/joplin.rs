@@ -34,13 +34,10 @@ impl Profile {
 
     /// Run one CLI command; panics with its output when it fails.
     pub fn run(&self, args: &[&str]) -> String {
-        let out = Command::new(joplin_bin())
-            .arg("--profile")
-            .arg(&self.dir)
-            .args(args)
-            .stdin(std::process::Stdio::null())
-            .output()
-            .expect("start the Joplin CLI");
+        let mut cmd = Command::new(joplin_bin());
+        cmd.arg("--profile").arg(&self.dir).args(args);
+        // A CLI command that waits for an answer (a confirmation) would hang the suite.
+        let out = super::output_within(cmd, Duration::from_secs(300), &format!("joplin {args:?}"));
         let text = format!(
             "{}{}",
             String::from_utf8_lossy(&out.stdout),

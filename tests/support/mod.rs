@@ -62,11 +62,57 @@ pub fn jr(args: &[&str]) -> Output {
 
 pub fn jr_env(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut c = Command::new(env!("CARGO_BIN_EXE_joplin-restore"));
-    c.args(args).stdin(std::process::Stdio::null());
+    c.args(args);
     for (k, v) in env {
         c.env(k, v);
     }
-    c.output().expect("run joplin-restore")
+    output_within(c, JR_LIMIT, "joplin-restore")
+}
+
+/// The longest any one run of our binary may take in a test.
+pub const JR_LIMIT: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// `cmd.output()` with no stdin, bounded: a command still running after `limit` (a prompt
+/// nobody answers, a hang) is killed and the test fails with what it printed so far.
+pub fn output_within(mut cmd: Command, limit: std::time::Duration, what: &str) -> Output {
+    use std::io::Read;
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = r.read_to_end(&mut buf);
+            buf
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().unwrap()));
+    let err = drain(Box::new(child.stderr.take().unwrap()));
+    let deadline = std::time::Instant::now() + limit;
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            let (o, e) = (out.join().unwrap(), err.join().unwrap());
+            panic!(
+                "{what} still running after {limit:?}: killed.\n--- stdout\n{}\n--- stderr\n{}",
+                String::from_utf8_lossy(&o),
+                String::from_utf8_lossy(&e)
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    }
 }
 
 pub fn text(o: &Output) -> String {

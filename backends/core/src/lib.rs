@@ -214,6 +214,12 @@ pub struct Capabilities {
     /// Whether `delete_many` is a real bulk call (S3 DeleteObjects) rather than one request
     /// per file; the pacer then paces the call, not each file.
     pub bulk_delete: bool,
+    /// Whether clients learn of changes from the server's change feed (Joplin Server's
+    /// `delta`) rather than by comparing a listing with what they synced. There a name deleted
+    /// and written again is a new item after a deletion: a client that reads both in one sync
+    /// drops it (it "updates" the copy it just deleted, and deletes notebooks last), and no
+    /// fail-safe stops a client from deleting what the target lost.
+    pub change_feed: bool,
 }
 
 impl Default for Capabilities {
@@ -224,6 +230,7 @@ impl Default for Capabilities {
             coarse_mtime: false,
             listing_sizes: true,
             bulk_delete: false,
+            change_feed: false,
         }
     }
 }

@@ -662,6 +662,7 @@ impl Storage for JoplinServer {
             listing_sizes: false,
             // No bulk delete: one DELETE per item.
             bulk_delete: false,
+            change_feed: true,
         }
     }
 

@@ -460,6 +460,8 @@ impl Storage for WebDavStorage {
             listing_sizes: true,
             // No bulk delete: one DELETE per file.
             bulk_delete: false,
+            // Clients compare a listing with what they synced.
+            change_feed: false,
         }
     }
 
