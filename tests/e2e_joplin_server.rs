@@ -27,6 +27,29 @@ fn restore_over(emu: &jserver::Emulator, snaps: &std::path::Path) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// An emulator every CLI command can log in to: each is a process that logs in, more than the
+/// 10 logins a minute one IP gets (a real server run with JOPLIN_IS_TESTING has no limit).
+fn emulator_for_clients() -> (tokio::runtime::Runtime, jserver::Emulator) {
+    jserver::start(EmulatorConfig {
+        login_limit: 1000,
+        ..EmulatorConfig::default()
+    })
+}
+
+/// The sample restored into the emulator, and a client in `dir` that synced it, then made
+/// [`Profile::edit_after_the_backup`] and synced those edits.
+fn restored_and_edited(emu: &jserver::Emulator, dir: &std::path::Path) -> Profile {
+    let jex = sample_jex();
+    let o = jr_server(emu, PASSWORD, &["restore", jex.to_str().unwrap(), "-q"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let p = Profile::new(dir);
+    use_emulator(&p, emu);
+    p.sync();
+    p.edit_after_the_backup();
+    p.sync();
+    p
+}
+
 #[test]
 fn fresh_client_syncs_exactly_the_backup_with_original_ids() {
     let tmp = tempfile::tempdir().unwrap();
@@ -55,15 +78,8 @@ fn fresh_client_syncs_exactly_the_backup_with_original_ids() {
 #[test]
 fn stale_client_converges_to_the_backup() {
     let tmp = tempfile::tempdir().unwrap();
-    let (_rt, emu) = jserver::start(EmulatorConfig::default());
-    let jex = sample_jex();
-    let o = jr_server(&emu, PASSWORD, &["restore", jex.to_str().unwrap()]);
-    assert!(o.status.success(), "{}", text(&o));
-    let p = Profile::new(tmp.path().join("stale"));
-    use_emulator(&p, &emu);
-    p.sync();
-    p.edit_after_the_backup();
-    p.sync();
+    let (_rt, emu) = emulator_for_clients();
+    let p = restored_and_edited(&emu, &tmp.path().join("stale"));
     let snaps = tmp.path().join("snaps");
     restore_over(&emu, &snaps);
     p.sync();
@@ -497,12 +513,7 @@ fn a_note_whose_share_is_gone_is_restored_unshared_and_stays_in_sync() {
 fn encrypted_target_fresh_client_decrypts_exactly_the_backup() {
     const MASTER: &str = "Server pw ß 2";
     let tmp = tempfile::tempdir().unwrap();
-    // Every CLI command is a process that logs in: more than the 10 logins a minute one IP
-    // gets (a real server run with JOPLIN_IS_TESTING has no limit either).
-    let (_rt, emu) = jserver::start(EmulatorConfig {
-        login_limit: 1000,
-        ..EmulatorConfig::default()
-    });
+    let (_rt, emu) = emulator_for_clients();
     let owner = Profile::new(tmp.path().join("owner"));
     use_emulator(&owner, &emu);
     let out = owner.batch(&[
@@ -583,18 +594,8 @@ fn encrypted_target_fresh_client_decrypts_exactly_the_backup() {
 #[test]
 fn rollback_brings_a_client_that_synced_the_restore_back() {
     let tmp = tempfile::tempdir().unwrap();
-    let (_rt, emu) = jserver::start(EmulatorConfig {
-        login_limit: 1000,
-        ..EmulatorConfig::default()
-    });
-    let jex = sample_jex();
-    let o = jr_server(&emu, PASSWORD, &["restore", jex.to_str().unwrap(), "-q"]);
-    assert!(o.status.success(), "{}", text(&o));
-    let p = Profile::new(tmp.path().join("client"));
-    use_emulator(&p, &emu);
-    p.sync();
-    p.edit_after_the_backup();
-    p.sync();
+    let (_rt, emu) = emulator_for_clients();
+    let p = restored_and_edited(&emu, &tmp.path().join("client"));
     let before = p.manifest();
     assert_ne!(before, sample_manifest());
 
@@ -664,18 +665,9 @@ fn rollback_brings_a_client_that_synced_the_restore_back() {
 #[test]
 fn clear_first_keeps_a_synced_client_whole() {
     let tmp = tempfile::tempdir().unwrap();
-    let (_rt, emu) = jserver::start(EmulatorConfig {
-        login_limit: 1000,
-        ..EmulatorConfig::default()
-    });
+    let (_rt, emu) = emulator_for_clients();
+    let p = restored_and_edited(&emu, &tmp.path().join("client"));
     let jex = sample_jex();
-    let o = jr_server(&emu, PASSWORD, &["restore", jex.to_str().unwrap(), "-q"]);
-    assert!(o.status.success(), "{}", text(&o));
-    let p = Profile::new(tmp.path().join("client"));
-    use_emulator(&p, &emu);
-    p.sync();
-    p.edit_after_the_backup();
-    p.sync();
     let o = jr_server(
         &emu,
         PASSWORD,
@@ -711,10 +703,7 @@ fn clear_first_keeps_a_synced_client_whole() {
 fn a_note_brought_back_reaches_a_client_that_missed_its_deletion() {
     const OVERVIEW: &str = "2ebc0432f27d42fdb982a925c8734636";
     let tmp = tempfile::tempdir().unwrap();
-    let (_rt, emu) = jserver::start(EmulatorConfig {
-        login_limit: 1000,
-        ..EmulatorConfig::default()
-    });
+    let (_rt, emu) = emulator_for_clients();
     let jex = sample_jex();
     let o = jr_server(&emu, PASSWORD, &["restore", jex.to_str().unwrap(), "-q"]);
     assert!(o.status.success(), "{}", text(&o));
