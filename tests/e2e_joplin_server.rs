@@ -4,7 +4,7 @@
 
 mod support;
 
-use support::joplin::{assert_manifest_eq, Profile};
+use support::joplin::{assert_holds_exactly, assert_manifest_eq, Profile};
 use support::jserver::{self, jr_server, use_emulator, EmulatorConfig, PASSWORD, USER};
 use support::{sample_jex, sample_manifest, text};
 
@@ -83,12 +83,11 @@ fn stale_client_converges_to_the_backup() {
     let snaps = tmp.path().join("snaps");
     restore_over(&emu, &snaps);
     p.sync();
-    assert_manifest_eq(
-        &p.manifest(),
+    assert_holds_exactly(
+        &p,
         &sample_manifest(),
         "stale profile after a restore into Joplin Server",
     );
-    assert!(p.conflict_bodies().is_empty(), "no conflict expected");
 }
 
 #[test]
@@ -568,23 +567,18 @@ fn encrypted_target_fresh_client_decrypts_exactly_the_backup() {
             use_emulator(&p, &emu);
         }
         p.run(&["config", "encryption.masterPassword", MASTER]);
-        let mut got = serde_json::Value::Null;
+        // Decryption and blob downloads take a few rounds.
         for _ in 0..3 {
             p.sync();
             p.run(&["e2ee", "decrypt"]);
-            got = p.manifest();
-            if got == want {
+            if p.manifest() == want {
                 break;
             }
         }
-        assert_manifest_eq(
-            &got,
+        assert_holds_exactly(
+            &p,
             &want,
             &format!("{who} profile, encrypted Joplin Server"),
-        );
-        assert!(
-            p.conflict_bodies().is_empty(),
-            "{who}: no conflict expected"
         );
     }
 }
@@ -640,8 +634,7 @@ fn rollback_brings_a_client_that_synced_the_restore_back() {
         "{err}"
     );
     p.sync();
-    assert_manifest_eq(&p.manifest(), &before, "client after the rollback");
-    assert!(p.conflict_bodies().is_empty(), "no conflict expected");
+    assert_holds_exactly(&p, &before, "client after the rollback");
     // That rerun writes every item again; the client stays as it is.
     let o = jr_server(
         &emu,
@@ -687,12 +680,7 @@ fn clear_first_keeps_a_synced_client_whole() {
         "{all}"
     );
     p.sync();
-    assert_manifest_eq(
-        &p.manifest(),
-        &sample_manifest(),
-        "client after a clear-first restore",
-    );
-    assert!(p.conflict_bodies().is_empty(), "no conflict expected");
+    assert_holds_exactly(&p, &sample_manifest(), "client after a clear-first restore");
 }
 
 /// The core use case on Joplin Server: a note deleted for good on one client comes back. A
@@ -745,14 +733,10 @@ fn a_note_brought_back_reaches_a_client_that_missed_its_deletion() {
     assert!(o.status.success(), "{}", text(&o));
     for (who, p) in [("a", &a), ("b", &b)] {
         p.sync();
-        assert_manifest_eq(
-            &p.manifest(),
+        assert_holds_exactly(
+            p,
             &sample_manifest(),
             &format!("client {who} after the rewrite"),
-        );
-        assert!(
-            p.conflict_bodies().is_empty(),
-            "{who}: no conflict expected"
         );
     }
 }

@@ -211,6 +211,16 @@ impl Profile {
 }
 
 /// Assert two manifests are equal, showing the first difference readably.
+/// The profile holds exactly `expected` (see [`assert_manifest_eq`]) and no conflict copy.
+pub fn assert_holds_exactly(p: &Profile, expected: &Value, context: &str) {
+    assert_manifest_eq(&p.manifest(), expected, context);
+    let conflicts = p.conflict_bodies();
+    assert!(
+        conflicts.is_empty(),
+        "{context}: conflict copies {conflicts:?}"
+    );
+}
+
 pub fn assert_manifest_eq(actual: &Value, expected: &Value, context: &str) {
     if actual == expected {
         return;
