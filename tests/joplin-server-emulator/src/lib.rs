@@ -212,21 +212,11 @@ fn js_number(v: &str) -> Value {
 /// parsed as JSON). Built from the stored re-serialisation, which holds every field.
 fn jop_item(content: &[u8]) -> Value {
     let text = String::from_utf8_lossy(content);
-    let lines: Vec<&str> = text.split('\n').collect();
-    let mut props: Vec<(&str, &str)> = Vec::new();
-    let mut split = lines.len();
-    for (i, raw) in lines.iter().enumerate().rev() {
-        let line = raw.trim();
-        if line.is_empty() {
-            split = i;
-            break;
-        }
-        if let Some(p) = line.find(':') {
-            props.push((line[..p].trim(), line[p + 1..].trim()));
-        }
-    }
-    let get = |k: &str| props.iter().find(|(pk, _)| *pk == k).map(|(_, v)| *v);
-    let Some(type_) = get("type_").and_then(|t| t.parse::<u32>().ok()) else {
+    let Ok(item) = Serialized::parse(&text) else {
+        return Value::Null;
+    };
+    let get = |k: &str| item.get(k);
+    let Some(type_) = item.type_() else {
         return Value::Null;
     };
     let known = fields_for(type_).unwrap_or(&[]);
@@ -238,7 +228,8 @@ fn jop_item(content: &[u8]) -> Value {
             .replace("\\\r", "\\r")
     };
     let mut out = serde_json::Map::new();
-    for (k, v) in props.iter().rev() {
+    // Read bottom up, as lib does (the JSON's key order).
+    for (k, v) in item.props.iter().rev() {
         if !known.contains(k) {
             continue;
         }
@@ -256,8 +247,8 @@ fn jop_item(content: &[u8]) -> Value {
         out.insert(k.to_string(), value);
     }
     // Title and body: the lines above the properties (the first one, then the rest for notes).
-    let head = &lines[..split.min(lines.len())];
-    if !head.is_empty() && split < lines.len() {
+    let head = item.head();
+    if !head.is_empty() {
         out.insert("title".into(), json!(unescape(head[0])));
         if type_ == 1 {
             out.insert(
@@ -282,11 +273,10 @@ fn jop_updated_time(name: &str, content: &[u8]) -> i64 {
     if !is_joplin_item_name(name) {
         return 0;
     }
-    String::from_utf8_lossy(content)
-        .lines()
-        .rev()
-        .find_map(|l| l.strip_prefix("updated_time: "))
-        .and_then(|t| parse_iso_ms(t.trim()))
+    let text = String::from_utf8_lossy(content);
+    Serialized::parse(&text)
+        .ok()
+        .and_then(|item| item.get("updated_time").and_then(parse_iso_ms))
         .unwrap_or(0)
 }
 
@@ -744,32 +734,69 @@ fn parse_iso_ms(s: &str) -> Option<i64> {
     Some(((days * 24 + h) * 60 + mi) * 60_000 + se * 1000 + ms)
 }
 
+/// A serialised item split as lib's `BaseItem.unserialize` reads it, from the bottom: the
+/// property lines after the last blank line (in file order), and the lines above it.
+struct Serialized<'a> {
+    lines: Vec<&'a str>,
+    props: Vec<(&'a str, &'a str)>,
+    /// Index of the blank line above the properties, if there is one.
+    split: Option<usize>,
+}
+
+impl<'a> Serialized<'a> {
+    /// `Err(line)`: a property line without `:`.
+    fn parse(text: &'a str) -> Result<Self, &'a str> {
+        let lines: Vec<&str> = text.split('\n').collect();
+        let mut props = Vec::new();
+        let mut split = None;
+        for (i, raw) in lines.iter().enumerate().rev() {
+            let line = raw.trim();
+            if line.is_empty() {
+                split = Some(i);
+                break;
+            }
+            let p = line.find(':').ok_or(line)?;
+            props.push((line[..p].trim(), line[p + 1..].trim()));
+        }
+        props.reverse();
+        Ok(Serialized {
+            lines,
+            props,
+            split,
+        })
+    }
+
+    fn get(&self, key: &str) -> Option<&'a str> {
+        self.props.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
+    }
+
+    fn type_(&self) -> Option<u32> {
+        self.get("type_").and_then(|t| t.parse().ok())
+    }
+
+    /// The lines above the properties: title, blank, body.
+    fn head(&self) -> &[&'a str] {
+        &self.lines[..self.split.unwrap_or(0)]
+    }
+}
+
 /// Parse like lib's `BaseItem.unserialize` and re-serialise like `BaseItem.serialize`.
 fn reserialize(body: &[u8], shares: &[String], batch: bool) -> Result<Vec<u8>, ItemError> {
     let text = String::from_utf8_lossy(body);
-    let lines: Vec<&str> = text.split('\n').collect();
-    let mut props: Vec<(String, String)> = Vec::new();
-    let mut split = None;
-    for (i, raw) in lines.iter().enumerate().rev() {
-        let line = raw.trim();
-        if line.is_empty() {
-            split = Some(i);
-            break;
-        }
-        let Some(p) = line.find(':') else {
+    let item = match Serialized::parse(&text) {
+        Ok(item) => item,
+        Err(line) => {
             let msg = if batch {
                 format!("Invalid property format: {line}: {text}")
             } else {
                 format!("Missing required property: type_: {text}")
             };
             return Err((500, msg));
-        };
-        props.push((line[..p].trim().into(), line[p + 1..].trim().into()));
-    }
-    props.reverse();
-    let get = |k: &str| props.iter().find(|(pk, _)| pk == k).map(|(_, v)| v.clone());
-    let Some(type_) = get("type_").and_then(|t| t.parse::<u32>().ok()) else {
-        let msg = if batch && split.is_some() && split != Some(lines.len() - 1) {
+        }
+    };
+    let get = |k: &str| item.get(k);
+    let Some(type_) = item.type_() else {
+        let msg = if batch && item.split.is_some() && item.split != Some(item.lines.len() - 1) {
             format!("Invalid property format: {text}")
         } else {
             format!("Missing required property: type_: {text}")
@@ -779,21 +806,18 @@ fn reserialize(body: &[u8], shares: &[String], batch: bool) -> Result<Vec<u8>, I
     let Some(fields) = fields_for(type_) else {
         return Err((500, format!("Unsupported item type: {type_}")));
     };
-    if get("updated_time").and_then(|t| parse_iso_ms(&t)).is_none() {
+    if get("updated_time").and_then(parse_iso_ms).is_none() {
         return Err((
             500,
             "SQLITE_CONSTRAINT: NOT NULL constraint failed: items.jop_updated_time".into(),
         ));
     }
     if let Some(share) = get("share_id").filter(|s| !s.is_empty()) {
-        if !shares.contains(&share) {
+        if !shares.iter().any(|s| s == share) {
             return Err((422, format!("share not found: {share}")));
         }
     }
-    let head: &[&str] = match split {
-        Some(i) => &lines[..i],
-        None => &[],
-    };
+    let head = item.head();
     let has_title = !matches!(type_, 6 | 9 | 13);
     let title = head.first().map(|s| s.to_string()).unwrap_or_default();
     let body = if type_ == 1 && head.len() > 2 {
@@ -811,13 +835,7 @@ fn reserialize(body: &[u8], shares: &[String], batch: bool) -> Result<Vec<u8>, I
     let mut out_props: Vec<String> = fields
         .iter()
         .map(|f| {
-            let v = get(f).unwrap_or_else(|| {
-                if *f == "encryption_applied" {
-                    "0".into()
-                } else {
-                    String::new()
-                }
-            });
+            let v = get(f).unwrap_or(if *f == "encryption_applied" { "0" } else { "" });
             format!("{f}: {v}")
         })
         .collect();
