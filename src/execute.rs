@@ -48,6 +48,26 @@ impl Outcome {
     pub fn ok(&self) -> bool {
         self.failures.is_empty() && self.stopped_at.is_none()
     }
+
+    /// Say which files were spared (see [`Outcome::spared`]); `source` is what the run wrote
+    /// from ("backup", "snapshot"), `run` what ran ("restore", "rollback").
+    pub fn say_spared(&self, source: &str, run: &str) {
+        if self.spared.is_empty() {
+            return;
+        }
+        crate::say!(
+            "kept {} file(s) the {source} lacks that a client wrote while the {run} ran (they \
+             would have been deleted last); the check below shows them as extra. Delete them \
+             in a client if they are not wanted: {}",
+            self.spared.len(),
+            self.spared
+                .iter()
+                .take(20)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
 }
 
 pub struct Executor<'a> {
@@ -157,7 +177,7 @@ impl Executor<'_> {
             // `rollback --exact`: the snapshot's bytes, already in the target's form.
             return Ok(Bytes::from(self.backup.raw(bi)?));
         };
-        let mut ms = (crate::target::now_ms() + self.clock_offset.min(0)).max(ms);
+        let mut ms = crate::target::stamp_now(self.clock_offset).max(ms);
         if let Ok(k) = self
             .after_target
             .binary_search_by_key(&u.index, |(i, _)| *i)

@@ -15,7 +15,7 @@ use crate::open::{open_paced, Folder, PacerArgs, TargetArgs};
 use crate::plan::{self, Mode};
 use crate::progress::Progress;
 use crate::safety::{confirm, JournalArgs, SafetyArgs};
-use crate::target::{now_ms, SyncTarget};
+use crate::target::{now_ms, stamp_now, SyncTarget};
 use crate::validate::{validate, ProblemClass};
 use crate::verify::{self, VerifyMode, VerifyReport};
 
@@ -545,7 +545,7 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
     // A resumed run stamps afresh too: a client that synced an edit since the interrupted run
     // would ignore a copy stamped before it. (What that run wrote still counts as done: every
     // stamp serialises to the same length, which is what `skip_done` compares.)
-    let stamp_ms = now_ms() + offset.min(0);
+    let stamp_ms = stamp_now(offset);
     let journal = Journal::begin(
         &journal_dir,
         &journal_key,
@@ -607,21 +607,7 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
         return Err(crate::exit::Failed::from_outcome(msg, &outcome).into());
     }
 
-    if !outcome.spared.is_empty() {
-        crate::say!(
-            "kept {} file(s) the backup lacks that a client wrote while the restore ran (they \
-             would have been deleted last); the check below shows them as extra. Delete them \
-             in a client if they are not wanted: {}",
-            outcome.spared.len(),
-            outcome
-                .spared
-                .iter()
-                .take(20)
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-    }
+    outcome.say_spared("backup", "restore");
     if change_feed && state.info.is_some() {
         plan.caution_on_change_feed(
             "the same restore again with --rewrite-unchanged (a partial restore: with the same \

@@ -18,7 +18,7 @@ use crate::plan::{self, Mode, PlanOptions};
 use crate::progress::Progress;
 use crate::report::Timings;
 use crate::safety::{confirm, SafetyArgs};
-use crate::target::{now_ms, SyncTarget, INFO_JSON};
+use crate::target::{stamp_now, SyncTarget, INFO_JSON};
 use crate::validate::Validation;
 use crate::verify::{self, VerifyReport};
 
@@ -138,7 +138,8 @@ pub async fn run(args: &RollbackArgs) -> Result<RollbackSummary> {
             pacer: paced.counts(),
         });
     }
-    plan.warn_of_fail_safe(target.storage.capabilities().change_feed);
+    let change_feed = target.storage.capabilities().change_feed;
+    plan.warn_of_fail_safe(change_feed);
     if args.exact {
         eprintln!(
             "note: --exact writes the snapshot byte for byte; clients that synced since the \
@@ -199,7 +200,7 @@ pub async fn run(args: &RollbackArgs) -> Result<RollbackSummary> {
         (None, 0)
     } else {
         let (_, offset) = target.remote_clock().await?;
-        (Some(now_ms() + offset.min(0)), offset)
+        (Some(stamp_now(offset)), offset)
     };
     if let Some(ms) = stamp {
         plan::warn_later_copies(&plan.after_target, ms);
@@ -236,15 +237,8 @@ pub async fn run(args: &RollbackArgs) -> Result<RollbackSummary> {
         msg.push_str("Run the same command again to finish.");
         return Err(crate::exit::Failed::from_outcome(msg, &outcome).into());
     }
-    if !outcome.spared.is_empty() {
-        crate::say!(
-            "kept {} file(s) the snapshot lacks that a client wrote while the rollback ran \
-             (they would have been deleted last); the check below shows them as extra: {}",
-            outcome.spared.len(),
-            outcome.spared.join(", ")
-        );
-    }
-    if target.storage.capabilities().change_feed && state.info.is_some() {
+    outcome.say_spared("snapshot", "rollback");
+    if change_feed && state.info.is_some() {
         plan.caution_on_change_feed("the same rollback again with --rewrite-unchanged");
     }
     timings.add("write", t);

@@ -902,6 +902,13 @@ pub fn now_ms() -> i64 {
     system_ms(SystemTime::now())
 }
 
+/// A restore stamp for now: the earlier of our clock and the target's (`offset` = the
+/// target's minus ours, from [`SyncTarget::remote_clock`]), so no client sees an item from the
+/// future.
+pub fn stamp_now(offset: i64) -> i64 {
+    now_ms() + offset.min(0)
+}
+
 pub fn system_ms(t: SystemTime) -> i64 {
     match t.duration_since(UNIX_EPOCH) {
         Ok(d) => d.as_millis() as i64,

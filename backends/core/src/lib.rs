@@ -415,14 +415,7 @@ pub trait Storage: Send + Sync + fmt::Debug {
         files: Vec<(String, u64)>,
         make: &MakeBody<'_>,
     ) -> Vec<(String, StorageError)> {
-        let mut made = Vec::with_capacity(files.len());
-        let mut failed = Vec::new();
-        for (p, _) in files {
-            match make(&p) {
-                Ok(data) => made.push((p, data)),
-                Err(e) => failed.push((p, e)),
-            }
-        }
+        let (made, mut failed) = make_bodies(&files, make);
         failed.extend(self.put_many(made).await);
         failed
     }
@@ -430,6 +423,26 @@ pub trait Storage: Send + Sync + fmt::Debug {
 
 /// Makes the body of a file from its path, as the request that writes it goes out.
 pub type MakeBody<'a> = dyn Fn(&str) -> Result<Bytes> + Send + Sync + 'a;
+
+/// Files to write, each with its body.
+pub type Bodies = Vec<(String, Bytes)>;
+
+/// The bodies `make` gives for `files` (paths with about their sizes), and the paths it
+/// failed for.
+pub fn make_bodies(
+    files: &[(String, u64)],
+    make: &MakeBody<'_>,
+) -> (Bodies, Vec<(String, StorageError)>) {
+    let mut made = Vec::with_capacity(files.len());
+    let mut failed = Vec::new();
+    for (p, _) in files {
+        match make(p) {
+            Ok(data) => made.push((p.clone(), data)),
+            Err(e) => failed.push((p.clone(), e)),
+        }
+    }
+    (made, failed)
+}
 
 /// `storage.delete(p)` for every path, `in_flight` at a time; the paths that failed.
 pub async fn delete_each<S: Storage + ?Sized>(

@@ -368,14 +368,7 @@ impl Storage for Paced {
             let n: u64 = todo.iter().map(|(_, size)| *size).sum();
             let failed = {
                 let _slot = self.admit_request(n).await;
-                let mut made = Vec::with_capacity(todo.len());
-                let mut failed = Vec::new();
-                for (p, _) in &todo {
-                    match make(p) {
-                        Ok(data) => made.push((p.clone(), data)),
-                        Err(e) => failed.push((p.clone(), e)),
-                    }
-                }
+                let (made, mut failed) = crate::make_bodies(&todo, make);
                 failed.extend(self.inner.put_many(made).await);
                 failed
             };
