@@ -98,6 +98,11 @@ pub struct MigrateArgs {
     /// that differ: repairs blobs damaged in place.
     #[arg(long)]
     pub checksum: bool,
+    /// With --mode mirror: write every item (and a resource's blob) again, also those the
+    /// destination already holds as they are: on Joplin Server, for clients that dropped items
+    /// the copy re-created.
+    #[arg(long)]
+    pub rewrite_unchanged: bool,
     /// Skip the verification pass after copying.
     #[arg(long)]
     pub no_verify: bool,
@@ -609,6 +614,7 @@ pub async fn run(args: &MigrateArgs) -> Result<MigrateSummary> {
     };
     let opts = PlanOptions {
         mode: Mode::Mirror,
+        rewrite_unchanged: args.rewrite_unchanged,
         ..Default::default()
     };
     let set = plan::restore_set(&backup, &validation);
@@ -843,6 +849,11 @@ pub async fn run(args: &MigrateArgs) -> Result<MigrateSummary> {
              copied are skipped.",
         );
         return Err(exit::Failed::from_outcome(msg, &outcome).into());
+    }
+    // A destination clients already sync with (it had info.json) and that they follow by its
+    // change feed: the same risk as a restore's for items it lacked.
+    if dest.storage.capabilities().change_feed && state.info.is_some() {
+        plan.caution_on_change_feed("the same migrate again with --rewrite-unchanged");
     }
     let verify = if args.no_verify {
         None

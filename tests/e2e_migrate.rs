@@ -931,3 +931,74 @@ fn folder_to_webdav_survives_a_full_disk_and_a_fresh_client_gets_it() {
         "fresh profile on the WebDAV copy",
     );
 }
+
+/// A mirror migrate into a Joplin Server that clients already use warns, as a restore does,
+/// when it writes items the server lacked (one deleted there earlier and now copied back), and
+/// names `--rewrite-unchanged`, which writes every item again.
+#[test]
+fn mirror_into_a_used_joplin_server_cautions_and_rewrites_on_request() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    restore_sample(&src);
+    // The same folder without one note: mirroring it deletes that note on the server.
+    let less = tmp.path().join("less");
+    std::fs::create_dir_all(less.join(".resource")).unwrap();
+    let mut notes = Vec::new();
+    for (name, _) in files(&src) {
+        let from = src.join(&name);
+        if name.ends_with(".md")
+            && std::fs::read_to_string(&from)
+                .unwrap()
+                .contains("\ntype_: 1")
+        {
+            notes.push(name.clone());
+        }
+        std::fs::copy(&from, less.join(&name)).unwrap();
+    }
+    std::fs::copy(src.join("info.json"), less.join("info.json")).unwrap();
+    let gone = notes.first().expect("the sample has notes").clone();
+    std::fs::remove_file(less.join(&gone)).unwrap();
+    // Items and blobs: a rewritten resource takes its blob along.
+    let written = files(&src).len() as u64;
+
+    let (_rt, emu) = jserver::start(EmulatorConfig::default());
+    let server = jserver::target(&emu);
+    let migrate = |from: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "migrate",
+            "--from",
+            from.to_str().unwrap(),
+            "--to",
+            &server,
+            "--username",
+            USER,
+            "--mode",
+            "mirror",
+            "--yes",
+            "-q",
+        ];
+        args.extend_from_slice(extra);
+        let o = jr_env(&args, &[("JOPLIN_RESTORE_PASSWORD", jserver::PASSWORD)]);
+        assert!(o.status.success(), "migrate {extra:?}: {}", text(&o));
+        text(&o)
+    };
+    migrate(&less, &[]);
+    emu.reset_stats();
+    let out = migrate(&src, &[]);
+    assert_eq!(emu.stats().deletes, 0, "{out}");
+    assert!(
+        out.contains("note (Joplin Server): 1 item(s) were written that the target did not have")
+            && out.contains("the same migrate again with --rewrite-unchanged"),
+        "no caution for the note copied back: {out}"
+    );
+
+    emu.reset_stats();
+    let out = migrate(&src, &["--rewrite-unchanged"]);
+    let st = emu.stats();
+    assert_eq!(
+        (st.single_puts + st.batch_items, st.deletes),
+        (written, 0),
+        "--rewrite-unchanged should write each of the {written} items and blobs once: {out}"
+    );
+    assert!(!out.contains("note (Joplin Server)"), "{out}");
+}
