@@ -103,8 +103,12 @@ enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff) to standard output.
-    Man,
+    /// Print the man page (roff) to standard output: the tool's, or one command's
+    /// (`man restore`, `man client reset`: the joplin-restore-restore(1) the tool's page names).
+    Man {
+        /// The command (and subcommand) whose page to print.
+        command: Vec<String>,
+    },
     /// Work on this machine's Joplin client: profiles, reset, customisations, Data API import.
     Client {
         #[command(subcommand)]
@@ -404,10 +408,10 @@ async fn run(cmd: Command) -> Result<i32> {
             write_stdout(&buf)?;
             Ok(exit::OK)
         }
-        Command::Man => {
-            let cmd = <Cli as clap::CommandFactory>::command();
+        Command::Man { command } => {
+            let page = man_page_of(&command)?;
             let mut buf = Vec::new();
-            clap_mangen::Man::new(cmd).render(&mut buf)?;
+            clap_mangen::Man::new(page).render(&mut buf)?;
             write_stdout(&buf)?;
             Ok(exit::OK)
         }
@@ -718,11 +722,38 @@ fn command_name(c: &Command) -> &'static str {
         Command::Export(_) => "export",
         Command::Diff(_) => "diff",
         Command::Completions { .. } => "completions",
-        Command::Man => "man",
+        Command::Man { .. } => "man",
         Command::Verify(_) => "verify",
         Command::Targets => "targets",
         Command::Client { cmd } => cmd.name(),
     }
+}
+
+/// The command whose man page `man WORDS…` asks for, named as the tool's own page refers to
+/// it (`joplin-restore-client-reset`).
+fn man_page_of(words: &[String]) -> Result<clap::Command> {
+    let mut cmd = <Cli as clap::CommandFactory>::command();
+    // Fills in what clap derives late (the global options of every subcommand, `help`).
+    cmd.build();
+    let mut name = cmd.get_name().to_string();
+    let mut said = name.clone();
+    for word in words {
+        let Some(sub) = cmd.find_subcommand(word).cloned() else {
+            let known: Vec<&str> = cmd
+                .get_subcommands()
+                .map(|c| c.get_name())
+                .filter(|n| *n != "help")
+                .collect();
+            joplin_restore::usage_error!(
+                "`{said}` has no command `{word}`: man pages exist for {}",
+                known.join(", ")
+            );
+        };
+        name = format!("{name}-{}", sub.get_name());
+        said = format!("{said} {}", sub.get_name());
+        cmd = sub;
+    }
+    Ok(cmd.name(name))
 }
 
 /// Write to stdout; a closed pipe (`| head`) is not an error.

@@ -139,3 +139,67 @@ fn bash_completion_completes_inside_subcommands() {
         "reset"
     );
 }
+
+/// Every page the man page names (`joplin-restore-restore(1)`, and those the client page
+/// names in turn) is printed by `man` with its words, and an unknown command is a usage error
+/// listing the known ones.
+#[test]
+fn man_prints_every_page_the_man_page_names() {
+    let man = |words: &[&str]| {
+        let o = Command::new(env!("CARGO_BIN_EXE_joplin-restore"))
+            .arg("man")
+            .args(words)
+            .output()
+            .unwrap();
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).to_string(),
+            String::from_utf8_lossy(&o.stderr).to_string(),
+        )
+    };
+    let mut todo = vec![Vec::<String>::new()];
+    let mut printed = Vec::new();
+    while let Some(words) = todo.pop() {
+        assert!(printed.len() < 50, "too many pages: {printed:?}");
+        let args: Vec<&str> = words.iter().map(String::as_str).collect();
+        let (code, page, err) = man(&args);
+        assert_eq!(code, Some(0), "man {args:?}: {err}");
+        let title = std::iter::once("joplin-restore")
+            .chain(args.iter().copied())
+            .collect::<Vec<_>>()
+            .join("-");
+        assert!(
+            page.contains(&format!(".TH {title} 1")),
+            "man {args:?} is not the page of {title}:\n{page}"
+        );
+        printed.push(title);
+        // `.TP` entries of the SUBCOMMANDS section: joplin\-restore\-NAME(1)
+        for line in page.lines() {
+            if let Some(named) = line.strip_suffix("(1)") {
+                let named = named.replace("\\-", "-");
+                let sub: Vec<String> = named
+                    .trim_start_matches("joplin-restore-")
+                    .split('-')
+                    .map(String::from)
+                    .collect();
+                if sub.len() == words.len() + 1 && sub.last().is_some_and(|w| w != "help") {
+                    todo.push(sub);
+                }
+            }
+        }
+    }
+    for page in ["joplin-restore-restore", "joplin-restore-client-reset"] {
+        assert!(
+            printed.iter().any(|p| p == page),
+            "{page} not reached: {printed:?}"
+        );
+    }
+    let (_, restore, _) = man(&["restore"]);
+    assert!(restore.contains("rewrite\\-unchanged"), "{restore}");
+    let (code, _, err) = man(&["client", "bogus"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("`joplin-restore client` has no command `bogus`") && err.contains("reset"),
+        "{err}"
+    );
+}
