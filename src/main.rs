@@ -341,13 +341,19 @@ fn watch_interrupts(name: &'static str, json: bool) {
             return;
         };
         rt.block_on(async {
+            // Set once a stage answered a signal: it is ending the run.
+            let mut left_to_a_stage = false;
             // Bounded: one pass per signal.
             for _ in 0..1000 {
                 // A second signal while a stage is already stopping (releasing its lock on a
-                // slow server) ends the run now, as a second Ctrl-C is meant to.
-                let again = joplin_restore::safety::signal_taken();
+                // slow server) ends the run now, as a second Ctrl-C is meant to. Taken before
+                // waiting (the stage marks this very signal taken too), and counted here (the
+                // stage may not have marked the first one taken when this loop comes round).
+                let taken_before = joplin_restore::safety::signal_taken();
                 joplin_restore::safety::signal().await;
+                let again = left_to_a_stage || taken_before;
                 if !again && joplin_restore::safety::signals_answered() {
+                    left_to_a_stage = true;
                     continue;
                 }
                 // Commands that write without a stage of their own for signals (client

@@ -395,6 +395,36 @@ fn sigterm_releases_the_lock_and_the_rerun_finishes() {
     support::assert_verified(backup, target);
 }
 
+/// Two signals in a row (an impatient second Ctrl-C) while writing: the run ends at once
+/// (exit 1, saying it was interrupted and how to go on), whichever of the two ended it, and the
+/// same command then finishes: a lock the second signal left behind is this machine's own and
+/// is reclaimed.
+#[cfg(unix)]
+#[test]
+fn a_second_signal_while_stopping_ends_the_run_and_the_rerun_finishes() {
+    let r = FolderRestore::new(59);
+    let (target, journals, backup) = (&r.target, &r.journals, &r.backup);
+    let args = r.args();
+    let mut child = r.start_slow();
+    wait_for_done(journals, &mut child, 3, |_| true);
+    assert!(
+        journal_done(journals).len() >= 3,
+        "the run never started writing"
+    );
+    signal(&child, "-TERM");
+    signal(&child, "-TERM");
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("interrupted") && err.contains("again"),
+        "{err}"
+    );
+    let o = support::jr(&args);
+    assert!(o.status.success(), "rerun: {}", text(&o));
+    support::assert_verified(backup, target);
+}
+
 /// Entries of the snapshot folder `dir` named `snapshot-…`: (complete, partial).
 fn snapshots_in(dir: &Path) -> (Vec<PathBuf>, Vec<PathBuf>) {
     let mut all: Vec<PathBuf> = std::fs::read_dir(dir)
