@@ -30,7 +30,8 @@ struct Cli {
     /// fields.
     #[arg(long, global = true)]
     json: bool,
-    /// Also write the log (with `-v`/`-vv` detail) to this file.
+    /// Write the log (with `-v`/`-vv` detail) to this file, appended, instead of stderr
+    /// (messages and progress stay on the terminal).
     #[arg(long, global = true, value_name = "FILE")]
     log_file: Option<PathBuf>,
     /// More log output (repeat for more).

@@ -1069,6 +1069,14 @@ pub async fn main(args: &MigrateArgs) -> Result<i32> {
         if code == exit::OK {
             code = exit::FAILED;
         }
+        // The run itself went through, so no error reaches `main`: the report says it here.
+        if let Some(mut v) = crate::report::take_result() {
+            v["error"] = serde_json::json!(format!(
+                "INCOMPLETE: {} damaged source item(s) were not copied (see `damaged`)",
+                s.damaged.len()
+            ));
+            crate::report::set_result(v);
+        }
     }
     Ok(code)
 }

@@ -306,7 +306,8 @@ pub fn without_credentials(location: &str) -> String {
 }
 
 /// Refuse a URL that carries a password (`http://user:secret@host`): it would be shown in
-/// messages and reports, and sit in shell history. WebDAV target URLs are refused the same way.
+/// messages and reports, and sit in shell history. (The WebDAV backend refuses one as well,
+/// for callers that open it directly.)
 fn refuse_password_in(what: &str, url: &str) -> Result<()> {
     if url::Url::parse(url).is_ok_and(|u| u.password().is_some()) {
         crate::refuse!(
@@ -325,9 +326,7 @@ fn open_storage(args: &TargetArgs, folder: Folder) -> Result<Arc<dyn Storage>> {
     if let Some(endpoint) = &args.endpoint {
         refuse_password_in("--endpoint", endpoint)?;
     }
-    if !backend_webdav::is_webdav_url(t) || args.backend == Some(BackendKind::JoplinServer) {
-        refuse_password_in("--target", t.strip_prefix("joplin-server+").unwrap_or(t))?;
-    }
+    refuse_password_in("--target", t.strip_prefix("joplin-server+").unwrap_or(t))?;
     if let Some(url) = t.strip_prefix("joplin-server+") {
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             bail!("--target {t}: use joplin-server+http://host:port/ or joplin-server+https://…");

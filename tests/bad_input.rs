@@ -121,6 +121,10 @@ fn restore_is_refused(
 fn truncated_jex() {
     let data = std::fs::read(sample_jex()).unwrap();
     refuses("truncated", &data[..data.len() / 2], &["truncated"]);
+    // Cut inside an entry's header or data (a download stopped anywhere): refused too.
+    for cut in [700, 3000, data.len() / 3] {
+        refuses(&format!("truncated-at-{cut}"), &data[..cut], &["truncated"]);
+    }
 }
 
 /// A JEX cut exactly between two entries (or in the padding after one) still reads as a tar

@@ -187,10 +187,11 @@ fn named_webdav_target_reads_its_password_from_a_file_or_a_variable() {
     std::fs::write(
         &s.config,
         "[targets.leaky]\ntarget = \"s3://bucket\"\nendpoint = \"http://key:s3cr3t@127.0.0.1:1\"\n\n\
-         [targets.leaky-js]\ntarget = \"joplin-server+http://me:s3cr3t@127.0.0.1:1/\"\n",
+         [targets.leaky-js]\ntarget = \"joplin-server+http://me:s3cr3t@127.0.0.1:1/\"\n\n\
+         [targets.leaky-dav]\ntarget = \"http://me:s3cr3t@127.0.0.1:1/dav/\"\n",
     )
     .unwrap();
-    for t in ["leaky:", "leaky-js:"] {
+    for t in ["leaky:", "leaky-js:", "leaky-dav:"] {
         let o = s.run(&["status", "--target", t]);
         assert_eq!(o.status.code(), Some(4), "{t}: {}", text(&o));
         assert!(

@@ -182,6 +182,14 @@ fn migrate_reports_counts_and_damaged_items_by_id() {
         .unwrap()
         .contains("cannot be parsed"));
     assert_eq!(v["damaged"].as_array().unwrap().len(), 1);
+    // Every failed report has its `error` (the README's promise).
+    assert_eq!(v["ok"], false, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("INCOMPLETE")),
+        "{v}"
+    );
     assert_eq!(v["info_json_written"], true);
     assert_eq!(v["info_json_differs"], false);
     assert_eq!(v["verify"]["checked_items"], 26);

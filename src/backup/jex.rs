@@ -129,13 +129,15 @@ pub fn index(path: &Path, mut on_item: impl FnMut(ItemEntry)) -> Result<JexIndex
     // marker must follow, or the file was cut short there.
     let mut end = (0u64, String::new());
     for (n, entry) in entries.enumerate() {
-        let mut entry = entry.with_context(|| {
-            format!(
-                "{}: the tar is damaged after entry {n} (truncated or not a tar). \
+        // A refusal (exit 4) like the missing end marker: the backup, not the run, is at fault.
+        let mut entry = match entry {
+            Ok(entry) => entry,
+            Err(e) => crate::refuse!(
+                "{}: the tar is damaged after entry {n} (truncated or not a tar): {e}. \
                  Use an intact copy of the backup.",
                 path.display()
-            )
-        })?;
+            ),
+        };
         let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
         end = (
             entry
