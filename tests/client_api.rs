@@ -128,8 +128,39 @@ fn import_keeps_ids_resumes_and_wipe_empties_everything() {
     );
     assert_eq!(count(&p, "SELECT count(*) FROM notes"), 10);
 
-    let o = jr(&["--json", "client", "wipe", "--profile", dir, "--yes"]);
+    // A profile that syncs would carry the wipe to its sync target at its next sync:
+    // refused, nothing deleted, unless asked for by name.
+    let settings_file = p.dir.join("settings.json");
+    let settings = std::fs::read_to_string(&settings_file).unwrap();
+    let mut synced: serde_json::Value = serde_json::from_str(&settings).unwrap();
+    synced["sync.target"] = serde_json::json!(2);
+    synced["sync.2.path"] = serde_json::json!(tmp.path().join("sync").to_str().unwrap());
+    std::fs::write(&settings_file, synced.to_string()).unwrap();
+    let refused = jr(&["client", "wipe", "--profile", dir, "--yes"]);
+    let t = text(&refused);
+    assert_eq!(refused.status.code(), Some(4), "{t}");
+    assert!(
+        t.contains("syncs with filesystem (2)")
+            && t.contains("sync.target 0")
+            && t.contains("--even-if-synced"),
+        "{t}"
+    );
+    assert_eq!(count(&p, "SELECT count(*) FROM notes"), 10);
+    let o = jr(&[
+        "--json",
+        "client",
+        "wipe",
+        "--profile",
+        dir,
+        "--yes",
+        "--even-if-synced",
+    ]);
+    std::fs::write(&settings_file, settings).unwrap();
     let out = text(&o);
+    assert!(
+        out.contains("warning:") && out.contains("syncs with"),
+        "{out}"
+    );
     assert!(o.status.success() && out.contains("Wiped"), "{out}");
     let v: serde_json::Value =
         serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {out}"));

@@ -71,11 +71,11 @@ fn safe_join(dest: &Path, archive: &Path, name: &str) -> Result<PathBuf> {
         && !name.contains('\\')
         && rel.components().all(|c| matches!(c, Component::Normal(_)));
     if !ok {
-        bail!(
+        return Err(refusal(format!(
             "{}: entry {name:?} would land outside the unpack folder (absolute path or `..`); \
              refusing this archive. Use the archive exactly as the Backup plugin wrote it.",
             archive.display()
-        );
+        )));
     }
     Ok(dest.join(rel))
 }
@@ -131,11 +131,11 @@ fn write_entry(path: &Path, reader: &mut dyn Read) -> std::io::Result<u64> {
 /// `-p` without `-mhe`, which opens without a password and fails at the first entry).
 pub fn extract_7z(archive: &Path, dest: &Path, passwords: &PasswordSource) -> Result<()> {
     if is_empty_7z(archive) {
-        bail!(
+        return Err(refusal(format!(
             "{} is an empty 7z archive: it holds no files. Use another copy of the backup, \
              or the .jex file itself.",
             archive.display()
-        );
+        )));
     }
     let mut secret: Option<Secret> = None;
     let mut reader = match ArchiveReader::open(archive, Password::empty()) {
@@ -245,19 +245,24 @@ fn sz_error(archive: &Path, e: SzError, secret: Option<&Secret>) -> anyhow::Erro
     }
     match e {
         SzError::FileOpen(io, _) => anyhow::anyhow!("cannot open {a}: {io}"),
-        SzError::PasswordRequired => anyhow::anyhow!("{a} is password-protected"),
-        SzError::UnsupportedCompressionMethod(m) => anyhow::anyhow!(
+        SzError::PasswordRequired => refusal(format!("{a} is password-protected")),
+        SzError::UnsupportedCompressionMethod(m) => refusal(format!(
             "{a} uses the compression method {m}, which this tool cannot unpack. Unpack it \
              with 7-Zip and pass the unpacked folder."
-        ),
-        SzError::Io(io, _) | SzError::MaybeBadPassword(io) => anyhow::anyhow!(
+        )),
+        SzError::Io(io, _) | SzError::MaybeBadPassword(io) => refusal(format!(
             "{a}: the 7z archive is damaged or truncated ({io}). Use an intact copy of the backup."
-        ),
-        other => anyhow::anyhow!(
+        )),
+        other => refusal(format!(
             "{a}: the 7z archive is damaged or truncated ({other:?}). Use an intact copy of the \
              backup."
-        ),
+        )),
     }
+}
+
+/// A backup that cannot be used as it is: refused (exit 4), as a damaged JEX is.
+fn refusal(message: String) -> anyhow::Error {
+    anyhow::Error::from(crate::exit::Refusal(message))
 }
 
 /// Unpack a zip file into `dest`. Only plain files and folders; no links, no encryption.
@@ -265,7 +270,9 @@ pub fn extract_zip(archive: &Path, dest: &Path) -> Result<()> {
     let a = archive.display();
     let file = File::open(archive).with_context(|| format!("cannot open {a}"))?;
     let mut zip = zip::ZipArchive::new(file).map_err(|e| {
-        anyhow::anyhow!("{a}: the zip file is damaged or truncated ({e}). Use an intact copy.")
+        refusal(format!(
+            "{a}: the zip file is damaged or truncated ({e}). Use an intact copy."
+        ))
     })?;
     // The sizes the central directory declares; an entry that unpacks to more is refused
     // below, at one byte past its declared size.
@@ -275,15 +282,19 @@ pub fn extract_zip(archive: &Path, dest: &Path) -> Result<()> {
     check_room(archive, dest, declared)?;
     for i in 0..zip.len() {
         let mut entry = zip.by_index(i).map_err(|e| match e {
-            zip::result::ZipError::UnsupportedArchive(m) => anyhow::anyhow!(
+            zip::result::ZipError::UnsupportedArchive(m) => refusal(format!(
                 "{a}: {m}. Encrypted or unusual zip files are not supported: unzip it yourself \
                  and pass the folder."
-            ),
-            e => anyhow::anyhow!("{a}: entry {i} is damaged ({e}). Use an intact copy."),
+            )),
+            e => refusal(format!(
+                "{a}: entry {i} is damaged ({e}). Use an intact copy."
+            )),
         })?;
         let name = entry.name().to_string();
         if entry.is_symlink() {
-            bail!("{a}: entry {name:?} is a link; refusing it. Zip only the backup's files.");
+            return Err(refusal(format!(
+                "{a}: entry {name:?} is a link; refusing it. Zip only the backup's files."
+            )));
         }
         let path = safe_join(dest, archive, name.trim_end_matches('/'))?;
         if entry.is_dir() {
@@ -298,10 +309,10 @@ pub fn extract_zip(archive: &Path, dest: &Path) -> Result<()> {
                 )
             })?;
         if written > size {
-            bail!(
+            return Err(refusal(format!(
                 "{a}: entry {name:?} unpacks to more than the {size} bytes the zip declares: \
                  the zip is damaged or hostile. Use an intact copy."
-            );
+            )));
         }
     }
     Ok(())

@@ -67,6 +67,10 @@ pub enum ClientCommand {
         /// Count what would be deleted and delete nothing.
         #[arg(long, short = 'n')]
         dry_run: bool,
+        /// Wipe even though the profile syncs: its next sync then deletes every note on its
+        /// sync target too, and on every device that syncs with it.
+        #[arg(long)]
+        even_if_synced: bool,
     },
     /// Import a backup into a running Joplin through its Data API, keeping IDs; reruns resume.
     Import {
@@ -255,8 +259,14 @@ pub async fn run(cmd: ClientCommand) -> Result<i32> {
             }));
             Ok(exit::OK)
         }
-        ClientCommand::Wipe { api, yes, dry_run } => {
+        ClientCommand::Wipe {
+            api,
+            yes,
+            dry_run,
+            even_if_synced,
+        } => {
             let api = data_api::connect(&api).await?;
+            let syncs = wipe_would_spread(&api, even_if_synced || dry_run)?;
             let (n, f, t, r) = import::inventory(&api).await?;
             if dry_run {
                 crate::say!(
@@ -278,6 +288,7 @@ pub async fn run(cmd: ClientCommand) -> Result<i32> {
                         "tags": t.len(),
                         "attachments": r.len(),
                     },
+                    "syncs_with": syncs,
                 }));
                 return Ok(exit::OK);
             }
@@ -377,4 +388,49 @@ pub async fn run(cmd: ClientCommand) -> Result<i32> {
             Ok(exit::OK)
         }
     }
+}
+
+/// What a wipe does next to the Joplin it talks to: the deletions are local changes, so the
+/// profile's next sync deletes every note on its sync target too (Joplin's fail-safe stops
+/// only remote deletions from emptying a client, not this). Refused (exit 4) when the profile
+/// has a sync target, unless `go_on`; said when it cannot be told. Returns the sync target.
+fn wipe_would_spread(
+    api: &data_api::DataApi,
+    go_on: bool,
+) -> Result<Option<profiles::SyncTargetInfo>> {
+    let Some(dir) = &api.profile else {
+        eprintln!(
+            "note: no profile folder was given or found, so whether this Joplin syncs cannot be \
+             told. If it does, its next sync deletes every note on its sync target too: turn \
+             its synchronisation off first."
+        );
+        return Ok(None);
+    };
+    let info = profiles::describe(dir, dir, "given");
+    let Some(target) = info.sync_target else {
+        return Ok(None);
+    };
+    let at = target
+        .location
+        .as_deref()
+        .map(|l| format!(" at {l}"))
+        .unwrap_or_default();
+    let what = format!(
+        "{} syncs with {} ({}){at}: its next sync would delete every note there too, and on \
+         every device that syncs with it",
+        dir.display(),
+        target.name,
+        target.id
+    );
+    if go_on {
+        eprintln!("warning: {what}.");
+        return Ok(Some(target));
+    }
+    Err(Refusal(format!(
+        "{what}. Nothing was deleted. Turn its synchronisation off first (desktop: \
+         Configuration → Synchronisation → target \"(None)\"; CLI: `joplin config sync.target \
+         0`), or, to start this machine over from a target you restored, close Joplin and use \
+         `client reset` instead. --even-if-synced wipes anyway."
+    ))
+    .into())
 }
