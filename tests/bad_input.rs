@@ -845,6 +845,42 @@ fn a_missing_target_folder_is_named_not_taken_for_an_empty_target() {
     assert!(fresh.join("info.json").is_file());
 }
 
+/// A 7z or zip backup cut short (a download stopped) is a damaged backup: refused (exit 4), as
+/// the README says, naming the file; an empty 7z too.
+#[test]
+fn truncated_archives_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let seven = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/backup-sets/one-7z/JoplinBackup/202611241200.7z");
+    let data = std::fs::read(seven).unwrap();
+    let zipped = dir.path().join("full.zip");
+    {
+        use std::io::Write;
+        let mut zip = zip::ZipWriter::new(std::fs::File::create(&zipped).unwrap());
+        let opts = zip::write::SimpleFileOptions::default();
+        zip.start_file("all_notebooks.jex", opts).unwrap();
+        zip.write_all(&std::fs::read(sample_jex()).unwrap())
+            .unwrap();
+        zip.finish().unwrap();
+    }
+    let zip_data = std::fs::read(&zipped).unwrap();
+    for (name, bytes) in [
+        ("half.7z", &data[..data.len() / 2]),
+        ("head.7z", &data[..100]),
+        ("half.zip", &zip_data[..zip_data.len() / 2]),
+    ] {
+        let case = dir.path().join(format!("case-{name}"));
+        std::fs::create_dir_all(&case).unwrap();
+        let target = filled_target(&case);
+        let file = case.join(name);
+        std::fs::write(&file, bytes).unwrap();
+        let snaps = case.join("snaps");
+        let code = restore_is_refused(name, &file, &target, &snaps, &[name, "damaged"]);
+        assert_eq!(code, Some(4), "{name}");
+        assert!(!snaps.exists(), "{name}");
+    }
+}
+
 /// An empty 7z is only its signature header; it must be called empty, not damaged.
 #[test]
 fn empty_7z_archive() {
