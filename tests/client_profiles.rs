@@ -277,6 +277,27 @@ fn reset_refuses_while_the_lock_is_fresh_and_moves_aside_otherwise() {
         out.contains("its 1 other profile(s) (Work)") && out.contains("move with it"),
         "{out}"
     );
+
+    // The same command again "to be sure", with the CLI's profile there too: it would move
+    // that one next. Refused (exit 2), nothing moved; --profile names it if it is meant.
+    let cli = config.join("joplin");
+    fake_profile(&cli, 2, json!({}), &[]);
+    let o = jr(&["client", "reset", "--home", home.to_str().unwrap(), "--yes"]);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{t}");
+    assert!(
+        t.contains("was reset already") && t.contains(&format!("--profile {}", cli.display())),
+        "{t}"
+    );
+    assert!(cli.is_dir() && siblings_starting(&config, "joplin.reset-").is_empty());
+    jr_ok(&[
+        "client",
+        "reset",
+        "--profile",
+        cli.to_str().unwrap(),
+        "--yes",
+    ]);
+    assert!(!cli.exists() && siblings_starting(&config, "joplin.reset-").len() == 1);
 }
 
 #[test]

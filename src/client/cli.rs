@@ -147,6 +147,19 @@ pub async fn run(cmd: ClientCommand) -> Result<i32> {
             dry_run,
         } => {
             let dir = profiles::choose(profile.as_deref(), home.as_deref())?;
+            if profile.is_none() {
+                if let Some(earlier) = profiles::reset_before(&dir, home.as_deref()) {
+                    crate::usage_error!(
+                        "{} was reset already (moved aside next to it; `client profiles` lists \
+                         the copy). Without --profile this would now reset the next profile \
+                         found, {}: nothing was moved. Pass --profile {} if that one is meant \
+                         too.",
+                        earlier.display(),
+                        dir.display(),
+                        dir.display()
+                    );
+                }
+            }
             reset::check(&dir)?;
             // The root carries its sub-profiles and what they share: say so before moving it.
             let subs: Vec<String> = if profiles::root_of(&dir) == dir {

@@ -732,6 +732,23 @@ pub fn choose_or_create(profile: Option<&Path>, home: Option<&Path>) -> Result<(
 }
 
 /// Whether `client reset` moved the profile `dir` aside (a `<name>.reset-<time>` next to it).
+/// For `client reset` without `--profile`: a default profile (desktop, then CLI) ahead of
+/// `chosen` that an earlier reset moved aside. [`choose`] skips it for the next one found, so
+/// a second `client reset --yes` "to be sure" would move another app's profile.
+pub fn reset_before(chosen: &Path, home: Option<&Path>) -> Option<PathBuf> {
+    let config = home_dir(home)?.join(".config");
+    for name in ["joplin-desktop", "joplin"] {
+        let p = config.join(name);
+        if p == chosen {
+            return None;
+        }
+        if !p.exists() && moved_aside_by_reset(&p) {
+            return Some(p);
+        }
+    }
+    None
+}
+
 fn moved_aside_by_reset(dir: &Path) -> bool {
     let (Some(parent), Some(name)) = (dir.parent(), dir.file_name()) else {
         return false;
