@@ -339,3 +339,87 @@ fn import_links_to_a_same_title_tag_and_reruns_add_no_duplicate_links() {
         assert_eq!(links_of_note(), before);
     }
 }
+
+/// A backup accepted with `--allow missing-blob --allow missing-parent` imports the rest and
+/// exits 0: the attachment without its file is left out and named (the Data API makes none
+/// without a file), the note without a notebook is imported and named (Joplin shows it under
+/// "All notes" only). Before, the first failed the import every run and said to rerun.
+#[test]
+fn allowed_problems_import_the_rest_and_are_named() {
+    const RESOURCE: &str = "8c9f67d46dce4ef0af0f5826f53330a6";
+    const NOTE: &str = "7cf9bead95744245a9011f01c8222d5a";
+    let tmp = tempfile::tempdir().unwrap();
+    let jex = tmp.path().join("damaged.jex");
+    {
+        let mut out = tar::Builder::new(std::fs::File::create(&jex).unwrap());
+        let mut a = tar::Archive::new(std::fs::File::open(sample_jex()).unwrap());
+        for e in a.entries().unwrap() {
+            let mut e = e.unwrap();
+            let name = e.path().unwrap().to_string_lossy().to_string();
+            let mut data = Vec::new();
+            std::io::Read::read_to_end(&mut e, &mut data).unwrap();
+            if name.starts_with(&format!("resources/{RESOURCE}")) {
+                continue;
+            }
+            if name == format!("{NOTE}.md") {
+                let text = String::from_utf8(data).unwrap();
+                data = text
+                    .lines()
+                    .map(|l| {
+                        if l.starts_with("parent_id: ") {
+                            "parent_id: 99999999999999999999999999999999".to_string()
+                        } else {
+                            l.to_string()
+                        }
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+                    .into_bytes();
+            }
+            let mut h = tar::Header::new_ustar();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            out.append_data(&mut h, &name, data.as_slice()).unwrap();
+        }
+        out.finish().unwrap();
+    }
+    let p = Profile::new(tmp.path().join("client"));
+    let _server = ApiServer::start(&p);
+    let dir = p.dir.to_str().unwrap();
+    let o = jr(&[
+        "client",
+        "import",
+        jex.to_str().unwrap(),
+        "--profile",
+        dir,
+        "--allow",
+        "missing-blob",
+        "--allow",
+        "missing-parent",
+    ]);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{t}");
+    assert!(
+        t.contains("1 attachment(s) have no file in the backup") && t.contains(RESOURCE),
+        "{t}"
+    );
+    assert!(
+        t.contains("1 note(s) have a notebook that is in neither") && t.contains(NOTE),
+        "{t}"
+    );
+    assert_eq!(count(&p, "SELECT count(*) FROM notes"), 10, "{t}");
+    assert_eq!(count(&p, "SELECT count(*) FROM resources"), 2, "{t}");
+    // A rerun has nothing left to do and still exits 0.
+    let o = jr(&[
+        "client",
+        "import",
+        jex.to_str().unwrap(),
+        "--profile",
+        dir,
+        "--allow",
+        "missing-blob",
+        "--allow",
+        "missing-parent",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+}

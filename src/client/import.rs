@@ -322,17 +322,49 @@ pub async fn import(api: &DataApi, backup: &Backup) -> Result<ImportSummary> {
         s.failures.extend(errs);
     }
 
-    // Resources: blob and metadata in one multipart call.
+    // Resources: blob and metadata in one multipart call. The Data API makes no resource
+    // without its file: one whose blob the backup lacks (accepted with --allow missing-blob)
+    // is left out, said once.
+    let mut blobless = Vec::new();
     let resources: Vec<&Loaded> = of(ItemType::Resource)
         .into_iter()
         .filter(|r| {
             let skip = have_resources.contains(r.id());
             if skip {
                 s.skipped.resources += 1;
+            } else if backup.blob_size(r.id()).is_none() {
+                blobless.push(format!("{} ({:?})", r.id(), r.item.title_or_empty()));
+                return false;
             }
             !skip
         })
         .collect();
+    if !blobless.is_empty() {
+        s.warnings.push(format!(
+            "{} attachment(s) have no file in the backup and were left out (Joplin cannot \
+             make one without its file; notes show a broken link to them): {}",
+            blobless.len(),
+            blobless.join(", ")
+        ));
+    }
+    // A note whose notebook is in neither the backup nor Joplin (accepted with --allow
+    // missing-parent) belongs to no notebook: Joplin shows it under "All notes" only.
+    let homeless: Vec<String> = of(ItemType::Note)
+        .iter()
+        .filter(|n| {
+            let parent = n.item.parent_id();
+            !folder_by_id.contains_key(parent) && !have_folders.contains(parent)
+        })
+        .map(|n| format!("{} ({:?})", n.id(), n.item.title_or_empty()))
+        .collect();
+    if !homeless.is_empty() {
+        s.warnings.push(format!(
+            "{} note(s) have a notebook that is in neither the backup nor Joplin: Joplin shows \
+             them under \"All notes\" only (move them into a notebook there): {}",
+            homeless.len(),
+            homeless.join(", ")
+        ));
+    }
     let (ok, errs) = run_all(resources, transfers, |r| async move {
         let id = r.id().to_string();
         let data = backup.read_blob(&id)?;
