@@ -381,6 +381,13 @@ fn watch_interrupts(name: &'static str, json: bool) {
                      it sooner)"
                 } else if read_only_so_far {
                     "interrupted before anything was changed"
+                } else if name == "client import" {
+                    "interrupted: what was imported so far stays in Joplin (a note may still \
+                     lack its body). Run the same command again to finish: it skips what is \
+                     there and completes those notes"
+                } else if name == "client wipe" {
+                    "interrupted: some items may be deleted already. Run the same command \
+                     again to finish"
                 } else {
                     "interrupted"
                 };

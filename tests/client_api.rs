@@ -245,7 +245,7 @@ fn token_from_file_or_env_and_wrong_token_is_refused_without_showing_it() {
         &[("JOPLIN_RESTORE_API_TOKEN", secret)],
     );
     let t = text(&o);
-    assert_eq!(o.status.code(), Some(1), "{t}");
+    assert_eq!(o.status.code(), Some(4), "{t}");
     assert!(t.contains("refuses the token"), "{t}");
     assert!(!t.contains(secret), "{t}");
     assert_eq!(count(&p, "SELECT count(*) FROM notes"), 0);
@@ -422,4 +422,33 @@ fn allowed_problems_import_the_rest_and_are_named() {
         "missing-parent",
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+}
+
+/// An import stopped midway (Ctrl-C, SIGTERM) says that a rerun finishes it, and the rerun
+/// does: the client then holds exactly the backup.
+#[cfg(unix)]
+#[test]
+fn an_interrupted_import_says_how_to_finish_and_the_rerun_does() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = Profile::new(tmp.path().join("client"));
+    let _server = ApiServer::start(&p);
+    let dir = p.dir.to_str().unwrap();
+    let jex = sample_jex();
+    let args = ["client", "import", jex.to_str().unwrap(), "--profile", dir];
+    // At 4 requests a second the sample's ~40 calls take about 10 s.
+    let mut slow = args.to_vec();
+    slow.extend(["--tpslimit", "4"]);
+    let child = support::spawn(&slow);
+    std::thread::sleep(std::time::Duration::from_millis(3000));
+    support::signal(&child, "-TERM");
+    let o = child.wait_with_output().unwrap();
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{t}");
+    assert!(
+        t.contains("interrupted") && t.contains("Run the same command again to finish"),
+        "{t}"
+    );
+    let out = jr_ok(&args);
+    assert!(out.contains("created"), "{out}");
+    assert_manifest_eq(&p.manifest(), &sample_manifest(), "after the rerun");
 }

@@ -445,7 +445,8 @@ pub async fn connect(args: &ApiArgs) -> Result<DataApi> {
         (None, None) => "?".into(),
     };
     if !wrong_token.is_empty() {
-        bail!(
+        // Wrong credentials: a refusal (exit 4), as a wrong password is elsewhere.
+        crate::refuse!(
             "Joplin's Data API answers on 127.0.0.1 port(s) {wrong_token:?} but refuses the token \
              from {from}: that Joplin runs on another profile. Pass --profile DIR for the profile \
              it runs on, or --token-file with the token shown in its Options > Web Clipper."
