@@ -292,13 +292,18 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     Ok((v * mult) as u64)
 }
 
-/// A URL with any `user:password@` taken out, for showing (never credentials on screen, in
-/// reports or logs); anything that does not parse as a URL is shown as it is.
+/// A URL with any `user:password@` and query (`?token=…`) taken out, for showing (never
+/// credentials on screen, in reports or logs); anything that does not parse as a URL with a
+/// host is shown as it is.
 pub fn without_credentials(location: &str) -> String {
     match url::Url::parse(location) {
-        Ok(mut u) if !u.username().is_empty() || u.password().is_some() => {
+        Ok(mut u)
+            if u.has_host()
+                && (!u.username().is_empty() || u.password().is_some() || u.query().is_some()) =>
+        {
             let _ = u.set_username("");
             let _ = u.set_password(None);
+            u.set_query(None);
             u.to_string()
         }
         _ => location.to_string(),

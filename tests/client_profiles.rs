@@ -603,7 +603,7 @@ fn reset_refuses_while_a_joplin_process_uses_the_profile() {
 }
 
 /// `client profiles` shows where a profile syncs, never credentials: a WebDAV URL with
-/// `user:password@` is shown without them.
+/// `user:password@` and a `?token=` query are shown without them.
 #[test]
 fn profiles_never_show_credentials_in_a_sync_url() {
     let tmp = tempfile::tempdir().unwrap();
@@ -611,14 +611,25 @@ fn profiles_never_show_credentials_in_a_sync_url() {
     fake_profile(
         &root,
         1,
-        json!({"sync.target": 6, "sync.6.path": "https://alice:hunter2@dav.example.org/Joplin"}),
+        json!({"sync.target": 6,
+               "sync.6.path": "https://alice:hunter2@dav.example.org/Joplin?token=s3cr3t"}),
         &[],
     );
-    let o = jr(&["client", "profiles", "--profile", root.to_str().unwrap()]);
-    let t = text(&o);
-    assert!(o.status.success(), "{t}");
-    assert!(t.contains("https://dav.example.org/Joplin"), "{t}");
-    assert!(!t.contains("hunter2") && !t.contains("alice"), "{t}");
+    for json in [false, true] {
+        let mut args = vec!["client", "profiles", "--profile", root.to_str().unwrap()];
+        if json {
+            args.insert(0, "--json");
+        }
+        let o = jr(&args);
+        let t = text(&o);
+        assert!(o.status.success(), "{t}");
+        assert!(t.contains("https://dav.example.org/Joplin"), "{t}");
+        // Neither the user, the password nor a token in the query.
+        assert!(
+            !t.contains("hunter2") && !t.contains("alice") && !t.contains("s3cr3t"),
+            "{t}"
+        );
+    }
 }
 
 /// The README's "fully resetting a machine": reset, then customise before Joplin starts again.
