@@ -690,6 +690,25 @@ fn customise_right_after_a_reset_creates_the_profile() {
     assert!(root.join("userstyle.css").is_file(), "{again}");
     assert_eq!(support::tree_hashes(&cli), cli_before, "{again}");
 
+    // A home with no Joplin at all: the first run makes the desktop's folder, the second
+    // finds it there and says so no more.
+    let bare = tmp.path().join("bare-home");
+    std::fs::create_dir_all(&bare).unwrap();
+    let b = bare.to_str().unwrap();
+    let args = [
+        "client",
+        "customise",
+        "--from",
+        set.to_str().unwrap(),
+        "--home",
+        b,
+    ];
+    let first = jr_ok(&args);
+    assert!(first.contains("Created the profile folder"), "{first}");
+    let second = jr_ok(&args);
+    assert!(!second.contains("Created the profile folder"), "{second}");
+    assert!(bare.join(".config/joplin-desktop/userstyle.css").is_file());
+
     let sub = tmp.path().join("elsewhere/joplin");
     let o = customise(&set, &sub);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));

@@ -726,12 +726,13 @@ pub fn choose_or_create(profile: Option<&Path>, home: Option<&Path>) -> Result<(
             }
         }
     };
+    // (The desktop default may exist already: made by an earlier customise, no database yet.)
+    let existed = missing.is_dir();
     std::fs::create_dir_all(&missing)
         .with_context(|| format!("cannot create the profile folder {}", missing.display()))?;
-    Ok((missing, true))
+    Ok((missing, !existed))
 }
 
-/// Whether `client reset` moved the profile `dir` aside (a `<name>.reset-<time>` next to it).
 /// For `client reset` without `--profile`: a default profile (desktop, then CLI) ahead of
 /// `chosen` that an earlier reset moved aside. [`choose`] skips it for the next one found, so
 /// a second `client reset --yes` "to be sure" would move another app's profile.
@@ -749,6 +750,7 @@ pub fn reset_before(chosen: &Path, home: Option<&Path>) -> Option<PathBuf> {
     None
 }
 
+/// Whether `client reset` moved the profile `dir` aside (a `<name>.reset-<time>` next to it).
 fn moved_aside_by_reset(dir: &Path) -> bool {
     let (Some(parent), Some(name)) = (dir.parent(), dir.file_name()) else {
         return false;
