@@ -477,6 +477,22 @@ fn customise_refuses_while_joplin_runs_and_names_a_bad_source() {
         t.contains(empty.to_str().unwrap()) && t.contains("profile/"),
         "{t}"
     );
+
+    // A folder that is no profile (a typo: `--profile ~`) is refused, nothing written; an
+    // empty one is taken.
+    let other = tmp.path().join("documents");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(other.join("letter.txt"), "dear").unwrap();
+    let before = tree_hashes(&other);
+    let o = customise(&fixture_set(), &other);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(4), "{t}");
+    assert!(t.contains("does not look like a Joplin profile"), "{t}");
+    assert_eq!(tree_hashes(&other), before);
+    let fresh = tmp.path().join("fresh-profile");
+    std::fs::create_dir_all(&fresh).unwrap();
+    customise_ok(&fixture_set(), &fresh);
+    assert!(fresh.join("keymap-desktop.json").is_file());
 }
 
 /// With `--json`, `client reset` and `client customise` print one JSON report on stdout (the

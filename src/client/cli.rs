@@ -257,6 +257,17 @@ pub async fn run(cmd: ClientCommand) -> Result<i32> {
                 }
             };
             let (dir, created) = profiles::choose_or_create(profile.as_deref(), home.as_deref())?;
+            // A typo (`--profile ~`) must not fill another folder with Joplin's files: an
+            // existing one must be empty, a profile, or hold what an earlier customise put.
+            if !created && !profiles::may_customise(&dir) {
+                return Err(Refusal(format!(
+                    "{} does not look like a Joplin profile (no database.sqlite, settings.json, \
+                     profiles.json, nor customisations) and is not empty: nothing was written. \
+                     Check the path with `joplin-restore client profiles`.",
+                    dir.display()
+                ))
+                .into());
+            }
             if created {
                 crate::say!(
                     "Created the profile folder {} (Joplin fills it in when it starts).",

@@ -110,6 +110,25 @@ pub fn looks_like_profile(dir: &Path) -> bool {
         || dir.join("profiles.json").is_file()
 }
 
+/// Whether `client customise` may write into the existing folder `dir`: a profile, an empty
+/// folder, or one holding only what an earlier customise put there (Joplin has not started on
+/// it since a reset).
+pub fn may_customise(dir: &Path) -> bool {
+    const OURS: [&str; 6] = [
+        "keymap-desktop.json",
+        "userchrome.css",
+        "userstyle.css",
+        "plugins",
+        "templates",
+        "settings.json",
+    ];
+    looks_like_profile(dir)
+        || std::fs::read_dir(dir).is_ok_and(|rd| {
+            rd.flatten()
+                .all(|e| OURS.contains(&e.file_name().to_string_lossy().as_ref()))
+        })
+}
+
 /// Every profile under `home`: each root, then its sub-profiles from `profiles.json`.
 pub fn discover(home: &Path, portable_dir: Option<&Path>) -> Vec<ProfileInfo> {
     let mut out = Vec::new();
