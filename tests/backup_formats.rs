@@ -305,6 +305,56 @@ fn set_option_chooses_a_set_and_unknown_names_are_listed() {
     refused(&o, &["--set x", "single backup"]);
 }
 
+/// The plugin's folder whose newest set is damaged (a backup cut short by a full disk): the
+/// refusal names the older sets and the `--set` that takes the newest intact one, which then
+/// restores.
+#[test]
+fn a_damaged_newest_set_names_the_older_ones() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tmp.path().join("JoplinBackup");
+    for set in ["202611231200", "202611241200", "202612311200"] {
+        std::fs::create_dir_all(base.join("default").join(set)).unwrap();
+    }
+    let jex = std::fs::read(sample_jex()).unwrap();
+    for set in ["202611231200", "202611241200"] {
+        std::fs::write(
+            base.join("default").join(set).join("all_notebooks.jex"),
+            &jex,
+        )
+        .unwrap();
+    }
+    std::fs::write(
+        base.join("default/202612311200/all_notebooks.jex"),
+        &jex[..jex.len() / 2],
+    )
+    .unwrap();
+    let target = populated_target(tmp.path());
+    let before = tree_hashes(&target);
+    let o = jr(&["restore", s(&base), "--target", s(&target), "--yes"]);
+    refused(
+        &o,
+        &[
+            "truncated",
+            "newest of the 3 backup sets",
+            "try --set default/202611241200",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(4), "{}", text(&o));
+    assert_eq!(tree_hashes(&target), before);
+    ok(
+        jr(&[
+            "restore",
+            s(&base),
+            "--set",
+            "default/202611241200",
+            "--target",
+            s(&target),
+            "--yes",
+        ]),
+        "the older set",
+    );
+}
+
 /// A JEX unpacked and packed again with `tar -cf x.jex .` names its entries `./…`; the Joplin
 /// CLI imports it, and so the restore reads it as the same backup (not as an empty one).
 #[test]

@@ -290,6 +290,52 @@ pub fn open(path: &Path, opts: &BackupOptions) -> Result<Backup> {
         sets: Vec::new(),
         chosen: None,
     };
+    open_with(&mut o, path, opts).map_err(|e| older_set_hint(e, &o, path))
+}
+
+/// A damaged newest set of the plugin's folder: the next older one is the likeliest fix,
+/// so the error names it (the class of the error, refusal or not, stays).
+fn older_set_hint(e: anyhow::Error, o: &Opener, path: &Path) -> anyhow::Error {
+    let Some(chosen) = &o.chosen else {
+        return e;
+    };
+    if o.opts.set.is_some() {
+        return e;
+    }
+    let older = o
+        .sets
+        .iter()
+        .filter(|s| s.name != chosen.name)
+        .max_by_key(|s| s.date);
+    let Some(older) = older else {
+        return e;
+    };
+    let mut names: Vec<&str> = o.sets.iter().map(|s| s.name.as_str()).collect();
+    names.sort_unstable();
+    names.reverse();
+    let more = names.len().saturating_sub(6);
+    names.truncate(6);
+    let msg = format!(
+        "{e:#}\nThat is the newest of the {} backup sets in {} ({}{}); an older one may be \
+         intact: try --set {}.",
+        o.sets.len(),
+        path.display(),
+        names.join(", "),
+        if more > 0 {
+            format!(" and {more} more")
+        } else {
+            String::new()
+        },
+        older.name
+    );
+    if crate::exit::is_refusal(&e) {
+        crate::exit::Refusal(msg).into()
+    } else {
+        anyhow::anyhow!(msg)
+    }
+}
+
+fn open_with(o: &mut Opener, path: &Path, opts: &BackupOptions) -> Result<Backup> {
     let found = o.resolve(path, 0)?;
     if let (Some(s), None) = (&opts.set, &o.chosen) {
         bail!(
