@@ -502,6 +502,25 @@ fn reset_and_customise_report_json() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("joplin-desktop");
     fake_profile(&root, 1, json!({"sync.target": 9}), &[]);
+    // A dry run names where the profile would go, and moves nothing.
+    let o = jr(&[
+        "--json",
+        "client",
+        "reset",
+        "--profile",
+        root.to_str().unwrap(),
+        "--dry-run",
+    ]);
+    let v: Value =
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&o)));
+    assert_eq!(v["dry_run"], true, "{v}");
+    assert!(
+        v["would_move_to"]
+            .as_str()
+            .is_some_and(|p| p.starts_with(&format!("{}.reset-", root.display()))),
+        "{v}"
+    );
+    assert!(root.is_dir());
     let o = jr(&[
         "--json",
         "client",

@@ -195,6 +195,7 @@ pub async fn run(cmd: ClientCommand) -> Result<i32> {
                     "command": "client reset",
                     "from": dir,
                     "dry_run": true,
+                    "would_move_to": aside,
                 }));
                 return Ok(exit::OK);
             }
