@@ -129,6 +129,7 @@ pub fn read_and_validate(
     allow: &[ProblemClass],
 ) -> Result<(Backup, crate::validate::Validation)> {
     let backup = Backup::open_with(path, opts)?;
+    backup.say_set();
     let v = validate(&backup);
     if let Some(msg) = v.refusal(allow) {
         return Err(Refusal(msg).into());

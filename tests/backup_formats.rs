@@ -299,6 +299,15 @@ fn set_option_chooses_a_set_and_unknown_names_are_listed() {
         ]),
         "restore --set",
     );
+    // Without --set the newest is read, and the run says which.
+    let newest = ok(
+        jr(&["restore", s(&base), "--target", s(&target), "--yes"]),
+        "restore of the newest",
+    );
+    assert!(
+        newest.contains("backup set default/202611241200 (2 sets in the folder"),
+        "{newest}"
+    );
     let o = jr(&["inspect", s(&base), "--set", "2020"]);
     refused(&o, &["no set named \"2020\"", "default/202611241200"]);
     let o = jr(&["inspect", s(&layout("per-notebook")), "--set", "x"]);

@@ -281,6 +281,20 @@ impl Backup {
     }
 
     /// The set's `profile/` files (settings, keymap, CSS, plugins), if the backup has them.
+    /// Which set of the plugin's folder is read, when it holds several: a folder of sets
+    /// read without `--set` takes the newest, and the user should see which.
+    pub fn say_set(&self) {
+        if let Some(set) = &self.set {
+            if self.sets.len() > 1 {
+                crate::say!(
+                    "backup set {} ({} sets in the folder; --set NAME picks another)",
+                    set.name,
+                    self.sets.len()
+                );
+            }
+        }
+    }
+
     pub fn profile_files(&self) -> Option<&ProfileFiles> {
         self.profile.as_ref()
     }

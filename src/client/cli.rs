@@ -247,6 +247,7 @@ pub async fn run(cmd: ClientCommand) -> Result<i32> {
                         }
                         Err(e) => return Err(e.context(format!("--from {}", from.display()))),
                     };
+                    opened.say_set();
                     match opened.profile_files() {
                         Some(p) => p.dir.clone(),
                         None => anyhow::bail!(
