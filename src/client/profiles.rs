@@ -351,7 +351,8 @@ pub fn read_settings(dir: &Path) -> Result<Value> {
         };
         let v: Value = serde_json::from_slice(&data).with_context(|| {
             format!(
-                "{} is not valid JSON; fix or remove it (Joplin rewrites it on start)",
+                "{} is not valid JSON: fix it in a text editor (moving it away loses the \
+                 settings it holds: sync target, API token, …; keep a copy)",
                 f.display()
             )
         })?;
