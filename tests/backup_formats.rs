@@ -300,10 +300,9 @@ fn set_option_chooses_a_set_and_unknown_names_are_listed() {
         "restore --set",
     );
     // Without --set the newest is read, and the run says which.
-    let newest = ok(
-        jr(&["restore", s(&base), "--target", s(&target), "--yes"]),
-        "restore of the newest",
-    );
+    let o = jr(&["restore", s(&base), "--target", s(&target), "--yes"]);
+    let newest = text(&o);
+    assert!(o.status.success(), "{newest}");
     assert!(
         newest.contains("backup set default/202611241200 (2 sets in the folder"),
         "{newest}"

@@ -286,8 +286,9 @@ impl Backup {
     pub fn say_set(&self) {
         if let Some(set) = &self.set {
             if self.sets.len() > 1 {
-                crate::say!(
-                    "backup set {} ({} sets in the folder; --set NAME picks another)",
+                // On stderr, with the warnings: stdout's first line stays the result.
+                eprintln!(
+                    "note: backup set {} ({} sets in the folder; --set NAME picks another)",
                     set.name,
                     self.sets.len()
                 );
