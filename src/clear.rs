@@ -101,7 +101,7 @@ pub async fn run(args: &ClearArgs) -> Result<ClearSummary> {
         " The snapshot keeps everything (`rollback`)."
     };
     if target.storage.capabilities().change_feed {
-        eprintln!(
+        crate::note!(
             "note: Joplin Server has no fail-safe: every client that syncs after this clear \
              deletes its copies of the notes (not to its trash). Let each client sync once after \
              the clear before you restore or roll back into the target: one that first syncs \
@@ -109,7 +109,7 @@ pub async fn run(args: &ClearArgs) -> Result<ClearSummary> {
              restore then says how to bring such items back).{keeps}"
         );
     } else {
-        eprintln!(
+        crate::note!(
             "note: a Joplin client that syncs while this runs deletes its copies of what is \
              already gone (its fail-safe stops only a sync that would delete nearly everything \
              at once): close or pause every client first. One that syncs afterwards stops with \

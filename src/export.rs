@@ -171,7 +171,7 @@ pub async fn run(args: &ExportArgs) -> Result<ExportSummary> {
         let blob = match target.storage.get(&blob_path(id)).await {
             Ok(b) => b,
             Err(e) if e.is_not_found() => {
-                eprintln!(
+                crate::note!(
                     "warning: resource {id} ({:?}) has no blob on the target; exported without it",
                     item.title_or_empty()
                 );

@@ -187,7 +187,7 @@ async fn compare(
     let state = t.state().await?;
     if state.is_empty() && state.foreign.is_empty() {
         // A mistyped URL, bucket or prefix reads as an empty target on WebDAV and S3.
-        eprintln!(
+        joplin_restore::note!(
             "note: {} holds nothing at all (no info.json, no items): if that is not expected, \
              check --target.",
             t.describe()
@@ -233,12 +233,14 @@ fn main() -> ExitCode {
                 .with_writer(std::sync::Mutex::new(file))
                 .init(),
             Err(e) => {
-                eprintln!("error: --log-file {}: {e}", path.display());
+                joplin_restore::note!("error: --log-file {}: {e}", path.display());
                 return ExitCode::from(exit::FAILED as u8);
             }
         },
         None => tracing_subscriber::fmt()
             .with_env_filter(filter())
+            // A closed stderr must not turn into a panic (its own report would use eprintln!).
+            .log_internal_errors(false)
             // Colour codes only for a terminal, not a log file or a pipe.
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .with_writer(std::io::stderr)
@@ -263,7 +265,7 @@ fn main() -> ExitCode {
     let (code, error) = match rt.block_on(run(cli.command)) {
         Ok(code) => (code, None),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            joplin_restore::note!("error: {e:#}");
             (exit::code_for(&e), Some(e))
         }
     };
@@ -391,7 +393,7 @@ fn watch_interrupts(name: &'static str, json: bool) {
                 } else {
                     "interrupted"
                 };
-                eprintln!("error: {message}");
+                joplin_restore::note!("error: {message}");
                 if json {
                     print_json_report(
                         serde_json::json!({ "command": name }),
@@ -445,7 +447,7 @@ async fn run(cmd: Command) -> Result<i32> {
                 })).collect::<Vec<_>>(),
             }));
             if report::json() {
-                eprint!("{text}");
+                report::err(&text);
             } else {
                 report::out(&text);
             }
@@ -698,7 +700,7 @@ async fn run(cmd: Command) -> Result<i32> {
             let text = verify::diff_report(&t, &r, keyring.as_deref()).await;
             report::set_result(json!({"command": "diff", "target": t.describe(), "report": r}));
             if report::json() {
-                eprint!("{text}");
+                report::err(&text);
             } else {
                 report::out(&text);
             }

@@ -516,19 +516,20 @@ pub async fn run(args: &MigrateArgs) -> Result<MigrateSummary> {
         ..Default::default()
     };
     for d in &view.damaged {
-        eprintln!(
+        crate::note!(
             "warning: source item {} is damaged and is not copied: {}",
-            d.id, d.error
+            d.id,
+            d.error
         );
     }
     if !view.orphan_blobs.is_empty() {
-        eprintln!(
+        crate::note!(
             "note: {} blob(s) on the source belong to no resource item; they are not copied",
             view.orphan_blobs.len()
         );
     }
     if !view.foreign.is_empty() {
-        eprintln!(
+        crate::note!(
             "note: {} file(s) at the source's root are not Joplin items; they are not copied",
             view.foreign.len()
         );

@@ -131,7 +131,7 @@ impl Plan {
         if n == 0 {
             return;
         }
-        eprintln!(
+        crate::note!(
             "note (Joplin Server): {n} item(s) were written that the target did not have. If \
              some had been deleted there before (a note deleted and now brought back, a clear, \
              an undone restore), a Joplin client that has not synced since that deletion drops \
@@ -165,7 +165,7 @@ impl Plan {
     pub fn warn_of_fail_safe(&self, change_feed: bool) {
         if change_feed {
             if self.clear_first && self.target_items > 0 {
-                eprintln!(
+                crate::note!(
                     "note: on Joplin Server --mode clear-first deletes first only what the \
                      backup lacks ({} file(s)) and rewrites the rest in place: an item deleted \
                      and written again would be lost by clients that sync afterwards (they \
@@ -173,7 +173,7 @@ impl Plan {
                     self.deletes.len()
                 );
             } else if self.deleted_share() >= 0.9 && self.target_items > 0 {
-                eprintln!(
+                crate::note!(
                     "warning: this deletes {:.0} % of the items on the target, last. Joplin \
                      Server has no fail-safe: clients that synced them delete their copies at \
                      their next sync (the snapshot keeps them; `rollback` puts them back).",
@@ -185,7 +185,7 @@ impl Plan {
         if self.clear_first && self.target_items > 0 {
             // Joplin's fail-safe only stops a sync that would delete nearly everything at
             // once: a client syncing while the target is being emptied deletes as it goes.
-            eprintln!(
+            crate::note!(
                 "warning: --mode clear-first empties the target before uploading. A Joplin \
                  client that syncs meanwhile deletes its copies of what is already gone (its \
                  fail-safe stops only a sync that would delete nearly everything at once); the \
@@ -193,7 +193,7 @@ impl Plan {
                  Close or pause every client first (the snapshot keeps the old target)."
             );
         } else if self.deleted_share() >= 0.9 && self.target_items > 0 {
-            eprintln!(
+            crate::note!(
                 "warning: this deletes {:.0} % of the items on the target, last. Joplin clients \
                  that synced the old content and sync afterwards stop with \"Fail-safe: Sync \
                  was interrupted…\" (their data is safe): reset those clients or turn off the \
@@ -458,7 +458,7 @@ pub fn warn_later_copies(after_target: &[(u32, i64)], stamp_ms: i64) {
         later.partition(|(_, t)| stamp_after(*t, stamp_ms).is_some());
     if !beaten.is_empty() {
         let most = beaten.iter().map(|(_, t)| t - stamp_ms).max().unwrap_or(0);
-        eprintln!(
+        crate::note!(
             "warning: {} item(s) on the target carry a time up to {:.0} s later than this \
              restore's (a device whose clock runs ahead wrote them): written stamped just \
              after theirs, so clients take the backup's. Set that device's clock right.",
@@ -467,7 +467,7 @@ pub fn warn_later_copies(after_target: &[(u32, i64)], stamp_ms: i64) {
         );
     }
     if !ahead.is_empty() {
-        eprintln!(
+        crate::note!(
             "warning: {} item(s) on the target carry a time more than a day later than this \
              restore's: written with the restore's time, so clients that hold those copies \
              keep them. Set the clock of the device that wrote them right, then restore again \

@@ -31,7 +31,7 @@ impl Progress {
             return;
         }
         if !self.tty {
-            eprintln!("{label}: {total}");
+            crate::note!("{label}: {total}");
             return;
         }
         let bar = ProgressBar::new(total);
@@ -63,7 +63,7 @@ impl Progress {
         }
         match self.bar.lock().expect("poisoned").as_ref() {
             Some(b) => b.println(line),
-            None => eprintln!("{line}"),
+            None => crate::note!("{line}"),
         }
     }
 }

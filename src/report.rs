@@ -20,7 +20,7 @@ pub fn json() -> bool {
 /// A line for people: stdout normally, stderr when stdout carries the JSON report.
 pub fn say_line(line: &str) {
     if json() {
-        eprintln!("{line}");
+        err(&format!("{line}\n"));
     } else {
         out(&format!("{line}\n"));
     }
@@ -34,6 +34,19 @@ pub fn out(text: &str) {
     let _ = stdout
         .write_all(text.as_bytes())
         .and_then(|_| stdout.flush());
+}
+
+/// Text for people on stderr. As for stdout: a closed stderr (`2>&1 | head -1`, a terminal
+/// that went away) is no reason to stop a run midway with its lock held (`eprintln!` panics).
+pub fn err(text: &str) {
+    use std::io::Write;
+    let _ = std::io::stderr().lock().write_all(text.as_bytes());
+}
+
+/// `note!("…", args)`: like `eprintln!`, through [`err`].
+#[macro_export]
+macro_rules! note {
+    ($($t:tt)*) => { $crate::report::err(&format!("{}\n", format_args!($($t)*))) };
 }
 
 /// `say!("…", args)`: like `println!`, through [`say_line`].

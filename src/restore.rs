@@ -534,7 +534,7 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
         None => target.remote_clock().await?,
     };
     if offset.abs() > 5_000 {
-        eprintln!(
+        crate::note!(
             "warning: the target's clock is {:+.1} s off this machine's; items are stamped with \
              the earlier of the two so no client sees them in the future",
             offset as f64 / 1000.0
@@ -689,7 +689,7 @@ pub(crate) async fn journal_holds(
     };
     let holds = resumed.holds_for(state.newest_ms(), offset.unwrap_or(0));
     if !holds {
-        eprintln!(
+        crate::note!(
             "note: {} changed after the interrupted run stopped (files newer than its journal: \
              a client synced, or a rollback ran); every file is compared again instead of \
              trusting the journal",
@@ -740,7 +740,7 @@ pub async fn keyring_for(
     let info = E2eeInfo::from_info(state.info.as_ref().expect("e2ee flag comes from info.json"));
     let where_ = target.describe();
     if allow_plaintext == Some(true) {
-        eprintln!(
+        crate::note!(
             "warning: --allow-plaintext: {where_} is end-to-end encrypted, but this restore \
              writes your notes and attachments in clear; whoever hosts the target can read them"
         );

@@ -141,7 +141,7 @@ pub async fn run(args: &RollbackArgs) -> Result<RollbackSummary> {
     let change_feed = target.storage.capabilities().change_feed;
     plan.warn_of_fail_safe(change_feed);
     if args.exact {
-        eprintln!(
+        crate::note!(
             "note: --exact writes the snapshot byte for byte; clients that synced since the \
              snapshot keep their newer copies. Without --exact every client follows."
         );

@@ -52,7 +52,9 @@ impl SafetyArgs {
         listed: Option<&[String]>,
     ) -> Result<Option<PathBuf>> {
         if self.no_snapshot {
-            eprintln!("warning: --no-snapshot: replaced and deleted files cannot be brought back");
+            crate::note!(
+                "warning: --no-snapshot: replaced and deleted files cannot be brought back"
+            );
             return Ok(None);
         }
         Ok(Some(
@@ -87,7 +89,7 @@ impl SafetyArgs {
                 ));
                 return Ok(Some(first.to_path_buf()));
             }
-            eprintln!(
+            crate::note!(
                 "warning: {} (the snapshot taken before the interrupted run changed anything) \
                  is gone; a new snapshot can only hold the target as that run left it",
                 first.display()
@@ -162,15 +164,32 @@ pub async fn unless_interrupted<T>(work: impl std::future::Future<Output = T>) -
     }
 }
 
-/// Resolves on Ctrl-C or, on Unix, SIGTERM (what `kill`, systemd and container runtimes send).
+/// Resolves on Ctrl-C or, on Unix, SIGTERM (what `kill`, systemd and container runtimes send)
+/// or SIGHUP (the terminal or ssh session went away) — unless SIGHUP was ignored when the run
+/// started (`nohup`), which then keeps it going.
 pub async fn signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
+        let answer_hangup = !hangup_ignored_at_start();
         if let Ok(mut term) = signal(SignalKind::terminate()) {
+            let mut hup = if answer_hangup {
+                signal(SignalKind::hangup()).ok()
+            } else {
+                None
+            };
+            let hangup = async {
+                match hup.as_mut() {
+                    Some(h) => {
+                        h.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => {}
                 _ = term.recv() => {}
+                _ = hangup => {}
             }
             return;
         }
@@ -178,12 +197,28 @@ pub async fn signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
+/// Whether SIGHUP was ignored before this process answered any signal (`nohup` sets that).
+/// Read once, before the first handler replaces the disposition.
+#[cfg(unix)]
+fn hangup_ignored_at_start() -> bool {
+    static IGNORED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *IGNORED.get_or_init(|| {
+        // SAFETY: sigaction with a null new action only reads the current disposition into
+        // `old`, a zeroed plain C struct.
+        unsafe {
+            let mut old: libc::sigaction = std::mem::zeroed();
+            libc::sigaction(libc::SIGHUP, std::ptr::null(), &mut old) == 0
+                && old.sa_sigaction == libc::SIG_IGN
+        }
+    })
+}
+
 /// Ask on the terminal; `false` when stdin is not a terminal (scripts must pass --yes).
 pub fn confirm(question: &str) -> Result<bool> {
     if !std::io::stdin().is_terminal() {
         return Ok(false);
     }
-    eprint!("{question} [y/N] ");
+    crate::report::err(&format!("{question} [y/N] "));
     std::io::stderr().flush().ok();
     let mut line = String::new();
     std::io::stdin().lock().read_line(&mut line)?;

@@ -216,7 +216,7 @@ fn warn_of_incomplete(dir: &Path) {
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
         if name.starts_with("snapshot-") && name.ends_with(PARTIAL_SUFFIX) {
-            eprintln!(
+            crate::note!(
                 "note: {} is an incomplete snapshot (a run was stopped while taking it, or is \
                  taking it now); it cannot be rolled back from. Delete it once no other \
                  joplin-restore runs.",

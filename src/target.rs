@@ -505,7 +505,7 @@ impl SyncTarget {
             }
             Ok(false) => {}
             Err(e) if force => {
-                eprintln!("warning: --force: writing without the sync lock: {e}");
+                crate::note!("warning: --force: writing without the sync lock: {e}");
                 return Ok(TargetLock {
                     client_id: client_id.to_string(),
                     storage: self.storage.clone(),

@@ -425,6 +425,86 @@ fn a_second_signal_while_stopping_ends_the_run_and_the_rerun_finishes() {
     support::assert_verified(backup, target);
 }
 
+/// A stderr nobody reads any more (`2>&1 | head -1`, a closed terminal) is no reason to stop
+/// a restore midway with its lock held: it goes on unread and finishes (it died with exit 101
+/// on the first message, leaving the lock and half the items).
+#[cfg(unix)]
+#[test]
+fn a_closed_stderr_does_not_stop_the_restore() {
+    let r = FolderRestore::new(61);
+    let (target, backup) = (&r.target, &r.backup);
+    let mut args = r.args();
+    args.retain(|a| *a != "-q");
+    // --json: every human line goes to stderr.
+    args.insert(0, "--json");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_joplin-restore"))
+        .args(&args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stderr.take());
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("\"ok\": true"), "{stdout}");
+    let locks = std::fs::read_dir(target.join("locks"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(locks, 0, "a lock was left");
+    support::assert_verified(backup, target);
+}
+
+/// SIGHUP (an ssh session or terminal gone) stops a restore as SIGTERM does: it releases its
+/// lock and says how to resume, and the same command then finishes. Under `nohup` (SIGHUP
+/// ignored from the start) the run goes on to the end.
+#[cfg(unix)]
+#[test]
+fn sighup_releases_the_lock_unless_the_run_was_started_with_nohup() {
+    let r = FolderRestore::new(67);
+    let (target, journals, backup) = (&r.target, &r.journals, &r.backup);
+    let args = r.args();
+    let locks = || {
+        std::fs::read_dir(target.join("locks"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    let mut child = r.start_slow();
+    wait_for_done(journals, &mut child, 3, |_| true);
+    assert_eq!(locks(), 1, "the run holds its lock");
+    signal(&child, "-HUP");
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("interrupted") && err.contains("resume"),
+        "{err}"
+    );
+    assert_eq!(locks(), 0, "the lock was left: {err}");
+
+    // The rest under nohup, stopped by a hangup that it ignores.
+    let mut child = Command::new("nohup")
+        .arg(env!("CARGO_BIN_EXE_joplin-restore"))
+        .args(&args)
+        .args(["--tpslimit", "40"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the rerun ended too early to test"
+    );
+    signal(&child, "-HUP");
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(locks(), 0);
+    support::assert_verified(backup, target);
+}
+
 /// Entries of the snapshot folder `dir` named `snapshot-…`: (complete, partial).
 fn snapshots_in(dir: &Path) -> (Vec<PathBuf>, Vec<PathBuf>) {
     let mut all: Vec<PathBuf> = std::fs::read_dir(dir)

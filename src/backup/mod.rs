@@ -287,7 +287,7 @@ impl Backup {
         if let Some(set) = &self.set {
             if self.sets.len() > 1 {
                 // On stderr, with the warnings: stdout's first line stays the result.
-                eprintln!(
+                crate::note!(
                     "note: backup set {} ({} sets in the folder; --set NAME picks another)",
                     set.name,
                     self.sets.len()

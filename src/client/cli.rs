@@ -348,13 +348,13 @@ pub async fn run(cmd: ClientCommand) -> Result<i32> {
         } => {
             let (b, _v) = crate::restore::read_and_validate(&backup, &opts, &allow)?;
             for w in &b.warnings {
-                eprintln!("warning: {w}");
+                crate::note!("warning: {w}");
             }
             let mut api = data_api::connect(&api).await?;
             api.dry_run = dry_run;
             let s = import::import(&api, &b).await?;
             for w in &s.warnings {
-                eprintln!("warning: {w}");
+                crate::note!("warning: {w}");
             }
             if dry_run {
                 crate::say!(
@@ -425,7 +425,7 @@ fn wipe_would_spread(
     go_on: bool,
 ) -> Result<Option<profiles::SyncTargetInfo>> {
     let Some(dir) = &api.profile else {
-        eprintln!(
+        crate::note!(
             "note: no profile folder was given or found, so whether this Joplin syncs cannot be \
              told. If it does, its next sync deletes every note on its sync target too: turn \
              its synchronisation off first."
@@ -449,7 +449,7 @@ fn wipe_would_spread(
         target.id
     );
     if go_on {
-        eprintln!("warning: {what}.");
+        crate::note!("warning: {what}.");
         return Ok(Some(target));
     }
     Err(Refusal(format!(
