@@ -303,6 +303,28 @@ impl Journal {
         &self.path
     }
 
+    /// Take the target's lock for this journaled run. Refused (another client's active lock)
+    /// before a first run wrote anything: the fresh journal goes too, so the next run is not
+    /// taken for a resume (it said "resuming an interrupted restore").
+    pub async fn lock(
+        self,
+        target: &crate::target::SyncTarget,
+        force: bool,
+    ) -> Result<(crate::target::TargetLock, Journal)> {
+        match target
+            .acquire_lock(force, self.earlier_locks(), &self.lock_id)
+            .await
+        {
+            Ok(lock) => Ok((lock, self)),
+            Err(e) => {
+                if self.resumed.is_none() && crate::exit::is_refusal(&e) {
+                    let _ = self.finish();
+                }
+                Err(e)
+            }
+        }
+    }
+
     /// The restore finished: nothing left to resume.
     pub fn finish(self) -> Result<()> {
         drop(self.file);

@@ -772,9 +772,7 @@ pub async fn run(args: &MigrateArgs) -> Result<MigrateSummary> {
             snapshot: snapshot.clone(),
         },
     )?;
-    let lock = dest
-        .acquire_lock(args.safety.force, journal.earlier_locks(), &journal.lock_id)
-        .await?;
+    let (lock, journal) = journal.lock(&dest, args.safety.force).await?;
     // As in `restore`: the plan came from a listing of the destination taken before the lock.
     let (lock, journal) =
         crate::restore::relist_for_plan(&dest, lock, &state, &plan, journal).await?;

@@ -559,9 +559,7 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
             snapshot: snapshot.clone(),
         },
     )?;
-    let lock = target
-        .acquire_lock(args.safety.force, journal.earlier_locks(), &journal.lock_id)
-        .await?;
+    let (lock, journal) = journal.lock(&target, args.safety.force).await?;
     let (lock, journal) = relist_for_plan(&target, lock, &state, &plan, journal).await?;
     tracing::info!(
         "writing with restore stamp {} (lock {}, journal {})",

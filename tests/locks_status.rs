@@ -34,23 +34,30 @@ fn an_active_lock_of_another_client_stops_the_restore_until_forced() {
     put_lock(&t, "1_1_deadbeef.json", Duration::from_secs(10));
     let before = tree_hashes(&t);
     let jex = sample_jex();
+    let journals = dir.path().join("journals");
     let args = [
         "restore",
         jex.to_str().unwrap(),
         "--target",
         t.to_str().unwrap(),
         "--yes",
+        "--journal-dir",
+        journals.to_str().unwrap(),
     ];
     let o = jr(&args);
-    assert!(!o.status.success(), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(4), "{}", text(&o));
     assert!(
         text(&o).contains("active sync lock (desktop client deadbeef"),
         "{}",
         text(&o)
     );
     assert_eq!(before, tree_hashes(&t));
+    // Refused before it wrote anything: no journal, so the next run is no resume.
+    let left = std::fs::read_dir(&journals).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(left, 0, "a journal was left by a run that never started");
     let o = jr(&[&args[..], &["--force"]].concat());
     assert!(o.status.success(), "{}", text(&o));
+    assert!(!text(&o).contains("resuming"), "{}", text(&o));
     assert!(t.join("7241f91bc84849938247fa679a076b7b.md").exists());
 }
 
