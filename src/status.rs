@@ -151,11 +151,11 @@ pub fn print(s: &Status) {
     }
     for l in &s.locks {
         crate::say!(
-            "Lock: {} {} by {}, refreshed {} s ago{}{}",
+            "Lock: {} {} by {}, {}{}{}",
             if l.active { "active" } else { "stale" },
             l.kind,
             l.owner,
-            l.age_secs,
+            crate::target::refreshed(l.age_secs),
             if l.ours { " (joplin-restore)" } else { "" },
             if l.active {
                 ""
@@ -211,10 +211,10 @@ pub async fn unlock(
                 (false, _) => format!("{}: that client is syncing", l.owner),
             };
             crate::say!(
-                "kept active {} lock {} of {whose} (refreshed {} s ago; --force removes it)",
+                "kept active {} lock {} of {whose} ({}; --force removes it)",
                 l.kind,
                 l.path,
-                l.age_secs
+                crate::target::refreshed(l.age_secs)
             );
             kept += 1;
         }

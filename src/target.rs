@@ -63,6 +63,24 @@ fn made_by_the_system(name: &str) -> bool {
 const JOPLIN_DIRS: &[&str] = &[RESOURCE_DIR, LOCKS_DIR, TEMP_DIR, ".sync", ".lock"];
 /// Joplin's lock time-to-live (`LockHandler` default).
 pub const LOCK_TTL: Duration = Duration::from_secs(180);
+
+/// Whether a lock refreshed `age_ms` ago is active: as Joplin decides (`now - updatedTime <
+/// ttl`), so one dated in the future (its client's clock runs ahead) is active too.
+pub fn lock_active(age_ms: i64) -> bool {
+    age_ms < LOCK_TTL.as_millis() as i64
+}
+
+/// "refreshed N s ago", or how far in the future a lock is dated.
+pub fn refreshed(age_secs: i64) -> String {
+    if age_secs < 0 {
+        format!(
+            "dated {} s in the future: its client's clock runs ahead",
+            -age_secs
+        )
+    } else {
+        format!("refreshed {age_secs} s ago")
+    }
+}
 /// Joplin client type code for CLI clients (`LockClientType.Cli`).
 const CLIENT_TYPE_CLI: u32 = 3;
 
@@ -557,7 +575,7 @@ impl SyncTarget {
                 .modified
                 .map(|m| remote_now - system_ms(m))
                 .unwrap_or(i64::MAX);
-            let active = age >= -5_000 && (age as u128) < LOCK_TTL.as_millis();
+            let active = lock_active(age);
             if active && !force {
                 let ours = self.our_lock(&l.path).await.is_some();
                 let kind = if kind == 1 { "sync" } else { "exclusive" };
@@ -662,7 +680,7 @@ impl SyncTarget {
                         .map(|n| n.1)
                         .unwrap_or_else(|| format!("client {}", l.client_id)),
                     age_secs: age / 1000,
-                    active: age >= -5_000 && (age as u128) < LOCK_TTL.as_millis(),
+                    active: lock_active(age),
                     ours: ours.contains_key(&l.client_id),
                     running: ours.get(&l.client_id).copied().flatten(),
                 });
@@ -687,7 +705,7 @@ impl SyncTarget {
                 kind: if kind == 1 { "sync" } else { "exclusive" },
                 owner,
                 age_secs: age / 1000,
-                active: age >= -5_000 && (age as u128) < LOCK_TTL.as_millis(),
+                active: lock_active(age),
                 running: ours.as_ref().and_then(OurLock::running),
                 ours: ours.is_some(),
             });
@@ -747,21 +765,23 @@ impl SyncTarget {
     fn lock_held(&self, kind: &str, who: &str, age_secs: i64, ours: bool) -> anyhow::Error {
         let msg = if ours {
             format!(
-                "{}: another joplin-restore run holds an active {kind} lock ({who}, refreshed \
-                 {age_secs}s ago): a restore, clear, rollback or migrate is writing to this \
+                "{}: another joplin-restore run holds an active {kind} lock ({who}, {}): a \
+                 restore, clear, rollback or migrate is writing to this \
                  target now, or one was killed less than 3 minutes ago. Nothing was changed. \
                  Wait for it to finish; if none is running, `joplin-restore unlock` with the \
                  same target removes its lock (`--force` when the run was on another machine; \
                  `joplin-restore status` shows it).",
-                self.describe()
+                self.describe(),
+                refreshed(age_secs)
             )
         } else {
             format!(
-                "{}: another Joplin client holds an active {kind} lock ({who}, refreshed \
-                 {age_secs}s ago); nothing was changed. Wait for its sync to finish (a lock \
+                "{}: another Joplin client holds an active {kind} lock ({who}, {}); nothing \
+                 was changed. Wait for its sync to finish (a lock \
                  expires 3 minutes after its last refresh), or pass --force if that client is \
                  gone.",
-                self.describe()
+                self.describe(),
+                refreshed(age_secs)
             )
         };
         Refusal(msg).into()

@@ -697,3 +697,32 @@ fn a_signal_while_the_restore_verifies_ends_it_there() {
     let out = jr_ok(&["restore", j, "--target", target]);
     assert!(out.contains("Checked: 27 items and 3 blobs"), "{out}");
 }
+
+/// A lock dated in the future (its client's clock runs ahead) is active, as Joplin counts it
+/// (`now - updatedTime < ttl`): it stops a restore, `status` says how far ahead it is, and
+/// `unlock` keeps it without `--force`.
+#[test]
+fn a_lock_dated_in_the_future_is_active() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = restored(dir.path());
+    let p = t.join("locks").join("1_1_fa57c10c.json");
+    std::fs::write(&p, r#"{"type":1,"clientType":1,"clientId":"fa57c10c"}"#).unwrap();
+    let f = std::fs::File::options().write(true).open(&p).unwrap();
+    f.set_modified(SystemTime::now() + Duration::from_secs(3600))
+        .unwrap();
+    let tgt = t.to_str().unwrap();
+    let jex = sample_jex();
+    let o = jr(&["restore", jex.to_str().unwrap(), "--target", tgt, "--yes"]);
+    assert_eq!(o.status.code(), Some(4), "{}", text(&o));
+    assert!(text(&o).contains("in the future"), "{}", text(&o));
+    let status = jr_ok(&["status", "--target", tgt]);
+    assert!(
+        status.contains("Lock: active sync by desktop client fa57c10c, dated 3")
+            && status.contains("s in the future"),
+        "{status}"
+    );
+    jr_ok(&["unlock", "--target", tgt]);
+    assert!(p.exists(), "unlock removed an active lock");
+    jr_ok(&["unlock", "--target", tgt, "--force"]);
+    assert!(!p.exists());
+}
