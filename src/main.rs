@@ -492,6 +492,12 @@ async fn run(cmd: Command) -> Result<i32> {
             );
             if let Some(snap) = &s.snapshot {
                 joplin_restore::say!("Snapshot kept at {}", snap.display());
+            } else if s.uploaded > 0 && !args.safety.no_snapshot {
+                // So nobody looks for a path to roll back from that was never printed.
+                joplin_restore::say!(
+                    "No snapshot was taken: nothing on the target was replaced or deleted, \
+                     files were only added."
+                );
             }
             match &s.verify {
                 Some(r) if !r.ok() => {

@@ -425,3 +425,39 @@ fn verify_against_an_empty_target_points_at_the_target() {
         );
     }
 }
+
+/// A restore that replaced and deleted nothing takes no snapshot, and says so (the README's
+/// "wrong restore → rollback with the snapshot path it printed" has no path then); one that
+/// replaces something keeps one and prints where.
+#[test]
+fn a_restore_says_when_it_took_no_snapshot() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path().join("target");
+    let snaps = tmp.path().join("snaps");
+    let jex = sample_jex();
+    let args = [
+        "restore",
+        jex.to_str().unwrap(),
+        "--target",
+        t.to_str().unwrap(),
+        "--yes",
+        "--snapshot-dir",
+        snaps.to_str().unwrap(),
+    ];
+    let out = jr_ok(&args);
+    assert!(out.contains("No snapshot was taken"), "{out}");
+    assert!(!snaps.exists(), "{out}");
+    // A note the target lost comes back: still only added.
+    let note = t.join("7cf9bead95744245a9011f01c8222d5a.md");
+    let original = std::fs::read_to_string(&note).unwrap();
+    std::fs::remove_file(&note).unwrap();
+    let out = jr_ok(&args);
+    assert!(out.contains("No snapshot was taken"), "{out}");
+    // A note changed on the target is replaced: snapshot first.
+    std::fs::write(&note, original.replacen("\n\n", "\n\nedited ", 1)).unwrap();
+    let out = jr_ok(&args);
+    assert!(
+        out.contains("Snapshot kept at") && !out.contains("No snapshot"),
+        "{out}"
+    );
+}
