@@ -375,6 +375,15 @@ fn open_storage(args: &TargetArgs, folder: Folder) -> Result<Arc<dyn Storage>> {
         o.multipart_threshold = args.multipart_threshold();
         o.part_size = args.multipart_threshold().max(backend_s3::MIN_PART_SIZE);
         o.profile = args.named.as_ref().and_then(|n| n.aws_profile.clone());
+        let prefix = o.prefix.trim_matches('/');
+        if folder == Folder::CreatedIfMissing && !prefix.is_empty() {
+            crate::note!(
+                "note: s3://{}/{prefix} is a prefix inside the bucket: this tool reads and \
+                 writes it, but Joplin's S3 target syncs a bucket's root only, so no client can \
+                 sync from it (fine for a staging copy; `migrate` moves it to a bucket's root).",
+                o.bucket
+            );
+        }
         return Ok(Arc::new(S3Storage::new(o)?));
     }
     if let Some(dir) = local_folder(t)? {

@@ -62,6 +62,7 @@ fn fresh_client_syncs_exactly_the_backup_from_s3() {
     // The bucket does not exist yet: --create-bucket makes it.
     let out = restore_fresh(&server, &["--create-bucket"]);
     assert!(out.contains("Checked: 27 items and 3 blobs"), "{out}");
+
     verify(&server);
 
     // Joplin's layout: keys at the bucket root, blobs under .resource/ without extension.
@@ -339,4 +340,38 @@ fn clear_with_snapshot_lists_the_target_for_the_plan_and_under_the_lock_only() {
         .count();
     // The snapshot downloads every file once (plus info.json reads and the lock checks).
     assert!((2500..=2510).contains(&gets), "{gets} GETs");
+}
+
+/// A restore under a key prefix works for our own commands, and says that no Joplin client can
+/// sync from there (Joplin's S3 target is a bucket's root).
+#[test]
+fn a_restore_under_a_prefix_says_joplin_cannot_sync_it() {
+    let server = S3Server::start(S3Kind::S3sFs);
+    server.create_bucket(BUCKET);
+    let jex = sample_jex();
+    let t = vec![
+        "--target".to_string(),
+        format!("s3://{BUCKET}/staging"),
+        "--endpoint".to_string(),
+        server.endpoint.clone(),
+        "--path-style".to_string(),
+    ];
+    let o = jr_s3(
+        &server,
+        &args(&["restore", jex.to_str().unwrap()], &t, &["--yes"]),
+    );
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(
+        out.contains(&format!(
+            "s3://{BUCKET}/staging is a prefix inside the bucket"
+        )) && out.contains("syncs a bucket's root only"),
+        "{out}"
+    );
+    let o = jr_s3(&server, &args(&["verify", jex.to_str().unwrap()], &t, &[]));
+    let v = text(&o);
+    assert!(
+        o.status.success() && v.contains("OK:") && !v.contains("prefix inside"),
+        "{v}"
+    );
 }
