@@ -192,6 +192,15 @@ async fn compare(
              check --target.",
             t.describe()
         );
+    } else if state.is_empty() {
+        // Another folder (a Joplin profile, a parent of the sync folder): every item "missing".
+        joplin_restore::note!(
+            "note: {} holds no Joplin sync data (no info.json, no items), only {} other \
+             file(s): it is not a sync target. Check --target (a Joplin profile folder is not \
+             one; the sync folder is the one set in Joplin's synchronisation options).",
+            t.describe(),
+            state.foreign.len()
+        );
     }
     let keyring = restore::keyring_for(&t, &state, &a.password, None).await?;
     let set: Vec<usize> = plan::restore_set(&b, &v).iter().map(|(i, _)| *i).collect();

@@ -424,6 +424,25 @@ fn verify_against_an_empty_target_points_at_the_target() {
             "{cmd}: {out}"
         );
     }
+    // A folder with other files (a Joplin profile, say): said to be no sync target.
+    let profile = tmp.path().join("profile");
+    std::fs::create_dir_all(&profile).unwrap();
+    std::fs::write(profile.join("settings.json"), "{}").unwrap();
+    std::fs::write(profile.join("database.sqlite"), "").unwrap();
+    for cmd in ["verify", "diff"] {
+        let o = jr(&[
+            cmd,
+            sample_jex().to_str().unwrap(),
+            "--target",
+            profile.to_str().unwrap(),
+        ]);
+        let out = text(&o);
+        assert_eq!(o.status.code(), Some(3), "{out}");
+        assert!(
+            out.contains("holds no Joplin sync data") && out.contains("not a sync target"),
+            "{cmd}: {out}"
+        );
+    }
 }
 
 /// A restore that replaced and deleted nothing takes no snapshot, and says so (the README's
