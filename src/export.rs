@@ -75,6 +75,17 @@ pub async fn run(args: &ExportArgs) -> Result<ExportSummary> {
         ))
         .into());
     }
+    // Before reading the whole target: a mistyped folder for the JEX is found now, by name.
+    if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if !dir.is_dir() {
+            anyhow::bail!(
+                "{}: the folder {} does not exist; nothing was read. Create it, or choose \
+                 another place for the JEX.",
+                args.out.display(),
+                dir.display()
+            );
+        }
+    }
     let paced = open_paced(&args.target, &args.pacer, Folder::Existing)?;
     let transfers = paced.options().transfers;
     let target = SyncTarget::new(paced);

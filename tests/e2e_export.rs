@@ -141,6 +141,20 @@ fn export_refuses_to_overwrite_and_to_read_a_non_target() {
     ]);
     assert!(!o.status.success());
     assert!(text(&o).contains("nothing to export"), "{}", text(&o));
+    // A JEX into a folder that does not exist: the folder is named, before any reading.
+    let nowhere = tmp.path().join("no-such-dir").join("z.jex");
+    let o = jr(&[
+        "export",
+        "--target",
+        empty.to_str().unwrap(),
+        nowhere.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("the folder") && text(&o).contains("no-such-dir does not exist"),
+        "{}",
+        text(&o)
+    );
 }
 
 #[test]
