@@ -275,6 +275,41 @@ impl FolderRestore {
         ]
     }
 
+    /// Lock files on the target.
+    fn locks(&self) -> usize {
+        std::fs::read_dir(self.target.join("locks"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+
+    /// Start a slow run, let it write a few files (holding its lock), send it `signals` one
+    /// after the other; its exit code and stderr.
+    #[cfg(unix)]
+    fn stop_while_writing(&self, signals: &[&str]) -> (Option<i32>, String) {
+        let mut child = self.start_slow();
+        wait_for_done(&self.journals, &mut child, 3, |_| true);
+        assert!(
+            journal_done(&self.journals).len() >= 3,
+            "the run never started writing"
+        );
+        assert_eq!(self.locks(), 1, "the run holds its lock");
+        for s in signals {
+            signal(&child, s);
+        }
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// The same command again finishes, and the target holds the backup.
+    fn rerun_finishes(&self) {
+        let o = support::jr(&self.args());
+        assert!(o.status.success(), "rerun: {}", text(&o));
+        support::assert_verified(&self.backup, &self.target);
+    }
+
     /// Started at 10 requests a second: blobs go first, so there is time to stop the run
     /// among them. Its stderr is kept.
     fn start_slow(&self) -> std::process::Child {
@@ -367,32 +402,14 @@ fn resume_takes_an_unjournaled_blob_with_the_backups_bytes_as_written() {
 #[test]
 fn sigterm_releases_the_lock_and_the_rerun_finishes() {
     let r = FolderRestore::new(53);
-    let (target, journals, backup) = (&r.target, &r.journals, &r.backup);
-    let args = r.args();
-    let mut child = r.start_slow();
-    wait_for_done(journals, &mut child, 3, |_| true);
-    assert!(
-        journal_done(journals).len() >= 3,
-        "the run never started writing"
-    );
-    let locks = || {
-        std::fs::read_dir(target.join("locks"))
-            .map(|d| d.count())
-            .unwrap_or(0)
-    };
-    assert_eq!(locks(), 1, "the run holds its lock");
-    signal(&child, "-TERM");
-    let out = child.wait_with_output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let (code, err) = r.stop_while_writing(&["-TERM"]);
+    assert_eq!(code, Some(1), "{err}");
     assert!(
         err.contains("interrupted") && err.contains("resume"),
         "{err}"
     );
-    assert_eq!(locks(), 0, "the lock was left: {err}");
-    let o = support::jr(&args);
-    assert!(o.status.success(), "rerun: {}", text(&o));
-    support::assert_verified(backup, target);
+    assert_eq!(r.locks(), 0, "the lock was left: {err}");
+    r.rerun_finishes();
 }
 
 /// Two signals in a row (an impatient second Ctrl-C) while writing: the run ends at once
@@ -403,26 +420,13 @@ fn sigterm_releases_the_lock_and_the_rerun_finishes() {
 #[test]
 fn a_second_signal_while_stopping_ends_the_run_and_the_rerun_finishes() {
     let r = FolderRestore::new(59);
-    let (target, journals, backup) = (&r.target, &r.journals, &r.backup);
-    let args = r.args();
-    let mut child = r.start_slow();
-    wait_for_done(journals, &mut child, 3, |_| true);
-    assert!(
-        journal_done(journals).len() >= 3,
-        "the run never started writing"
-    );
-    signal(&child, "-TERM");
-    signal(&child, "-TERM");
-    let out = child.wait_with_output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let (code, err) = r.stop_while_writing(&["-TERM", "-TERM"]);
+    assert_eq!(code, Some(1), "{err}");
     assert!(
         err.contains("interrupted") && err.contains("again"),
         "{err}"
     );
-    let o = support::jr(&args);
-    assert!(o.status.success(), "rerun: {}", text(&o));
-    support::assert_verified(backup, target);
+    r.rerun_finishes();
 }
 
 /// A stderr nobody reads any more (`2>&1 | head -1`, a closed terminal) is no reason to stop
@@ -463,30 +467,18 @@ fn a_closed_stderr_does_not_stop_the_restore() {
 #[test]
 fn sighup_releases_the_lock_unless_the_run_was_started_with_nohup() {
     let r = FolderRestore::new(67);
-    let (target, journals, backup) = (&r.target, &r.journals, &r.backup);
-    let args = r.args();
-    let locks = || {
-        std::fs::read_dir(target.join("locks"))
-            .map(|d| d.count())
-            .unwrap_or(0)
-    };
-    let mut child = r.start_slow();
-    wait_for_done(journals, &mut child, 3, |_| true);
-    assert_eq!(locks(), 1, "the run holds its lock");
-    signal(&child, "-HUP");
-    let out = child.wait_with_output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let (code, err) = r.stop_while_writing(&["-HUP"]);
+    assert_eq!(code, Some(1), "{err}");
     assert!(
         err.contains("interrupted") && err.contains("resume"),
         "{err}"
     );
-    assert_eq!(locks(), 0, "the lock was left: {err}");
+    assert_eq!(r.locks(), 0, "the lock was left: {err}");
 
     // The rest under nohup, stopped by a hangup that it ignores.
     let mut child = Command::new("nohup")
         .arg(env!("CARGO_BIN_EXE_joplin-restore"))
-        .args(&args)
+        .args(r.args())
         .args(["--tpslimit", "40"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -501,8 +493,8 @@ fn sighup_releases_the_lock_unless_the_run_was_started_with_nohup() {
     signal(&child, "-HUP");
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert_eq!(locks(), 0);
-    support::assert_verified(backup, target);
+    assert_eq!(r.locks(), 0);
+    support::assert_verified(&r.backup, &r.target);
 }
 
 /// Entries of the snapshot folder `dir` named `snapshot-…`: (complete, partial).
