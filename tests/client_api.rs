@@ -386,7 +386,7 @@ fn allowed_problems_import_the_rest_and_are_named() {
     let p = Profile::new(tmp.path().join("client"));
     let _server = ApiServer::start(&p);
     let dir = p.dir.to_str().unwrap();
-    let o = jr(&[
+    let args = [
         "client",
         "import",
         jex.to_str().unwrap(),
@@ -396,7 +396,8 @@ fn allowed_problems_import_the_rest_and_are_named() {
         "missing-blob",
         "--allow",
         "missing-parent",
-    ]);
+    ];
+    let o = jr(&args);
     let t = text(&o);
     assert_eq!(o.status.code(), Some(0), "{t}");
     assert!(
@@ -410,17 +411,7 @@ fn allowed_problems_import_the_rest_and_are_named() {
     assert_eq!(count(&p, "SELECT count(*) FROM notes"), 10, "{t}");
     assert_eq!(count(&p, "SELECT count(*) FROM resources"), 2, "{t}");
     // A rerun has nothing left to do and still exits 0.
-    let o = jr(&[
-        "client",
-        "import",
-        jex.to_str().unwrap(),
-        "--profile",
-        dir,
-        "--allow",
-        "missing-blob",
-        "--allow",
-        "missing-parent",
-    ]);
+    let o = jr(&args);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
 }
 
