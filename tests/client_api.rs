@@ -204,7 +204,7 @@ fn token_from_file_or_env_and_wrong_token_is_refused_without_showing_it() {
     std::fs::create_dir_all(&home).unwrap();
     let tf = tmp.path().join("token.txt");
     std::fs::write(&tf, format!("{}\n", server.token)).unwrap();
-    let out = jr_ok(&[
+    let wipe = [
         "client",
         "wipe",
         "--yes",
@@ -214,7 +214,28 @@ fn token_from_file_or_env_and_wrong_token_is_refused_without_showing_it() {
         &port,
         "--token-file",
         tf.to_str().unwrap(),
-    ]);
+    ];
+    // Which profile that Joplin runs on, and so whether it syncs, cannot be told: refused.
+    let o = jr(&wipe);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(4), "{t}");
+    assert!(
+        t.contains("cannot be told") && t.contains("--even-if-synced"),
+        "{t}"
+    );
+    // A profile that is found but holds another token is not the one that Joplin runs on:
+    // its (lack of a) sync target says nothing; still refused.
+    let other = home.join(".config/joplin-desktop");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(
+        other.join("settings.json"),
+        r#"{"api.token":"someone-else"}"#,
+    )
+    .unwrap();
+    let o = jr(&wipe);
+    assert_eq!(o.status.code(), Some(4), "{}", text(&o));
+    assert!(text(&o).contains("cannot be told"), "{}", text(&o));
+    let out = jr_ok(&[&wipe[..], &["--even-if-synced"]].concat());
     assert!(out.contains("Wiped"), "{out}");
 
     let o = jr_env(
@@ -222,6 +243,7 @@ fn token_from_file_or_env_and_wrong_token_is_refused_without_showing_it() {
             "client",
             "wipe",
             "--yes",
+            "--even-if-synced",
             "--home",
             home.to_str().unwrap(),
             "--port",

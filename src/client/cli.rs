@@ -425,12 +425,18 @@ fn wipe_would_spread(
     go_on: bool,
 ) -> Result<Option<profiles::SyncTargetInfo>> {
     let Some(dir) = &api.profile else {
-        crate::note!(
-            "note: no profile folder was given or found, so whether this Joplin syncs cannot be \
-             told. If it does, its next sync deletes every note on its sync target too: turn \
-             its synchronisation off first."
-        );
-        return Ok(None);
+        let what = "which profile this Joplin runs on cannot be told (no profile found whose \
+                    settings.json holds the API token in use), so neither whether it syncs: if \
+                    it does, its next sync deletes every note on its sync target too";
+        if go_on {
+            crate::note!("warning: {what}.");
+            return Ok(None);
+        }
+        return Err(Refusal(format!(
+            "{what}. Nothing was deleted. Pass --profile DIR for the profile it runs on, or \
+             --even-if-synced once its synchronisation is off (or to wipe anyway)."
+        ))
+        .into());
     };
     let info = profiles::describe(dir, dir, "given");
     let Some(target) = info.sync_target else {

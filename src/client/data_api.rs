@@ -85,7 +85,7 @@ pub struct DataApi {
     pub transfers: usize,
     requests: AtomicU64,
     retried: AtomicU64,
-    /// The profile whose token we use, for messages.
+    /// The profile this Joplin runs on: the one whose settings hold the token in use.
     pub profile: Option<PathBuf>,
     /// `--dry-run`: reads go to Joplin, writes are only counted (`would_write`).
     pub dry_run: bool,
@@ -432,8 +432,11 @@ pub async fn connect(args: &ApiArgs) -> Result<DataApi> {
             Err(_) => None,
         };
         if check.as_ref().and_then(|v| v["valid"].as_bool()) == Some(true) {
+            // The profile this Joplin runs on only when its own token is the one in use: a
+            // token given by --token-file or the environment may be another profile's.
+            let runs_on = profile.filter(|_| settings["api.token"].as_str() == Some(&token));
             let mut api = DataApi::new(*port, token, &args.pacer)?;
-            api.profile = profile;
+            api.profile = runs_on;
             return Ok(api);
         }
         wrong_token.push(*port);
