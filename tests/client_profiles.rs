@@ -290,6 +290,12 @@ fn reset_refuses_while_the_lock_is_fresh_and_moves_aside_otherwise() {
         "{t}"
     );
     assert!(cli.is_dir() && siblings_starting(&config, "joplin.reset-").is_empty());
+    // Also after `client customise` put the desktop's files back (no profile there yet).
+    customise_ok(&fixture_set(), &root);
+    assert!(root.join("keymap-desktop.json").is_file());
+    let o = jr(&["client", "reset", "--home", home.to_str().unwrap(), "--yes"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(cli.is_dir());
     jr_ok(&[
         "client",
         "reset",
@@ -491,6 +497,7 @@ fn customise_refuses_while_joplin_runs_and_names_a_bad_source() {
     assert_eq!(tree_hashes(&other), before);
     let fresh = tmp.path().join("fresh-profile");
     std::fs::create_dir_all(&fresh).unwrap();
+    std::fs::write(fresh.join(".DS_Store"), "").unwrap();
     customise_ok(&fixture_set(), &fresh);
     assert!(fresh.join("keymap-desktop.json").is_file());
 }

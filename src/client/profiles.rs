@@ -124,8 +124,12 @@ pub fn may_customise(dir: &Path) -> bool {
     ];
     looks_like_profile(dir)
         || std::fs::read_dir(dir).is_ok_and(|rd| {
-            rd.flatten()
-                .all(|e| OURS.contains(&e.file_name().to_string_lossy().as_ref()))
+            rd.flatten().all(|e| {
+                let name = e.file_name();
+                let name = name.to_string_lossy();
+                // (Hidden files: .DS_Store and the like.)
+                OURS.contains(&name.as_ref()) || name.starts_with('.')
+            })
         })
 }
 
@@ -763,7 +767,8 @@ pub fn reset_before(chosen: &Path, home: Option<&Path>) -> Option<PathBuf> {
         if p == chosen {
             return None;
         }
-        if !p.exists() && moved_aside_by_reset(&p) {
+        // Gone, or only what a `client customise` put back since (no profile yet).
+        if !looks_like_profile(&p) && moved_aside_by_reset(&p) {
             return Some(p);
         }
     }
