@@ -881,6 +881,52 @@ fn truncated_archives_are_refused() {
     }
 }
 
+/// A zip whose compressed data is damaged (its checksum fails) is a damaged backup (exit 4);
+/// a 7z that cannot be unpacked for lack of room (here: a file-size limit) is not called
+/// damaged, nor refused: exit 1, saying where it unpacks and what to do.
+#[cfg(unix)]
+#[test]
+fn damaged_zip_data_is_refused_and_no_room_is_not_damage() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let zipped = dir.path().join("flipped.zip");
+    {
+        let mut zip = zip::ZipWriter::new(std::fs::File::create(&zipped).unwrap());
+        let opts = zip::write::SimpleFileOptions::default();
+        zip.start_file("all_notebooks.jex", opts).unwrap();
+        zip.write_all(&std::fs::read(sample_jex()).unwrap())
+            .unwrap();
+        zip.finish().unwrap();
+    }
+    let mut data = std::fs::read(&zipped).unwrap();
+    for b in &mut data[2000..2064] {
+        *b ^= 0x5a;
+    }
+    std::fs::write(&zipped, &data).unwrap();
+    let o = jr(&["inspect", zipped.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(4), "{}", text(&o));
+    assert!(text(&o).contains("damaged"), "{}", text(&o));
+
+    let seven = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/backup-sets/one-7z/JoplinBackup/202611241200.7z");
+    let o = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "trap '' XFSZ; ulimit -f 8; exec {} inspect {}",
+            env!("CARGO_BIN_EXE_joplin-restore"),
+            seven.display()
+        ))
+        .env("TMPDIR", dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("cannot unpack") && !text(&o).contains("damaged"),
+        "{}",
+        text(&o)
+    );
+}
+
 /// An empty 7z is only its signature header; it must be called empty, not damaged.
 #[test]
 fn empty_7z_archive() {

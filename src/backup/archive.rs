@@ -116,13 +116,31 @@ fn human_bytes(n: u64) -> String {
     }
 }
 
-fn write_entry(path: &Path, reader: &mut dyn Read) -> std::io::Result<u64> {
+/// Which side of an entry's copy failed: reading it from the archive (damage, a wrong
+/// password: the backup's fault) or writing it to disk (no room, a quota: ours).
+enum EntryError {
+    Read(std::io::Error),
+    Write(std::io::Error),
+}
+
+fn write_entry(path: &Path, reader: &mut dyn Read) -> std::result::Result<u64, EntryError> {
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)?;
+        std::fs::create_dir_all(parent).map_err(EntryError::Write)?;
     }
-    let mut out = File::create(path)?;
-    let n = std::io::copy(reader, &mut out)?;
-    out.flush()?;
+    let mut out = File::create(path).map_err(EntryError::Write)?;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut n = 0u64;
+    loop {
+        let got = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(got) => got,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(EntryError::Read(e)),
+        };
+        out.write_all(&buf[..got]).map_err(EntryError::Write)?;
+        n += got as u64;
+    }
+    out.flush().map_err(EntryError::Write)?;
     Ok(n)
 }
 
@@ -206,12 +224,13 @@ fn unpack_7z(
         }
         match write_entry(&path, data) {
             Ok(_) => Ok(true),
-            // A failed read surfaces here as an io error from the decoder: pass it back
-            // to the crate so it is classified (bad password, checksum).
-            Err(e) if e.kind() != std::io::ErrorKind::StorageFull => Err(SzError::from(e)),
-            Err(e) => {
+            // A failed read is the decoder's: pass it back to the crate so it is classified
+            // (bad password, checksum).
+            Err(EntryError::Read(e)) => Err(SzError::from(e)),
+            Err(EntryError::Write(e)) => {
                 ours = Some(anyhow::anyhow!(
-                    "cannot unpack {} into {}: {e}. Set TMPDIR to a folder with more room.",
+                    "cannot unpack {} into {}: {e}. Set TMPDIR to a folder with more room \
+                     (or unpack the archive yourself and pass the folder).",
                     archive.display(),
                     dest.display()
                 ));
@@ -302,12 +321,19 @@ pub fn extract_zip(archive: &Path, dest: &Path) -> Result<()> {
             continue;
         }
         let size = entry.size();
-        let written =
-            write_entry(&path, &mut (&mut entry).take(size.saturating_add(1))).map_err(|e| {
-                anyhow::anyhow!(
-                    "{a}: cannot unpack {name:?} ({e}): damaged zip, or no room in TMPDIR"
-                )
-            })?;
+        let written = match write_entry(&path, &mut (&mut entry).take(size.saturating_add(1))) {
+            Ok(n) => n,
+            Err(EntryError::Read(e)) => {
+                return Err(refusal(format!(
+                    "{a}: entry {name:?} is damaged ({e}). Use an intact copy."
+                )))
+            }
+            Err(EntryError::Write(e)) => anyhow::bail!(
+                "{a}: cannot unpack {name:?} into {} ({e}). Set TMPDIR to a folder with more \
+                 room (or unzip it yourself and pass the folder).",
+                dest.display()
+            ),
+        };
         if written > size {
             return Err(refusal(format!(
                 "{a}: entry {name:?} unpacks to more than the {size} bytes the zip declares: \
