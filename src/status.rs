@@ -155,7 +155,7 @@ pub fn print(s: &Status) {
             if l.active { "active" } else { "stale" },
             l.kind,
             l.owner,
-            crate::target::refreshed(l.age_secs),
+            crate::target::refreshed(l.age_secs, l.server_key.is_some()),
             if l.ours { " (joplin-restore)" } else { "" },
             if l.active {
                 ""
@@ -214,7 +214,7 @@ pub async fn unlock(
                 "kept active {} lock {} of {whose} ({}; --force removes it)",
                 l.kind,
                 l.path,
-                crate::target::refreshed(l.age_secs)
+                crate::target::refreshed(l.age_secs, l.server_key.is_some())
             );
             kept += 1;
         }

@@ -70,15 +70,27 @@ pub fn lock_active(age_ms: i64) -> bool {
     age_ms < LOCK_TTL.as_millis() as i64
 }
 
-/// "refreshed N s ago", or how far in the future a lock is dated.
-pub fn refreshed(age_secs: i64) -> String {
-    if age_secs < 0 {
-        format!(
+/// A lock of Joplin Server's lock service, stamped by the server's clock and aged by ours (a
+/// clock probe would write to the target): one dated ahead of our clock tells our clock is
+/// behind, not that the lock is fresh, so only a few seconds of that count as active. The
+/// server's own lock request is the real check.
+pub fn server_lock_active(age_ms: i64) -> bool {
+    age_ms >= -5_000 && lock_active(age_ms)
+}
+
+/// "refreshed N s ago", or how far in the future a lock is dated (`by_server`: stamped by
+/// Joplin Server's clock, aged by this machine's).
+pub fn refreshed(age_secs: i64, by_server: bool) -> String {
+    match (age_secs < 0, by_server) {
+        (false, _) => format!("refreshed {age_secs} s ago"),
+        (true, false) => format!(
             "dated {} s in the future: its client's clock runs ahead",
             -age_secs
-        )
-    } else {
-        format!("refreshed {age_secs} s ago")
+        ),
+        (true, true) => format!(
+            "stamped {} s ahead of this machine's clock: the server's clock runs ahead",
+            -age_secs
+        ),
     }
 }
 /// Joplin client type code for CLI clients (`LockClientType.Cli`).
@@ -579,7 +591,7 @@ impl SyncTarget {
             if active && !force {
                 let ours = self.our_lock(&l.path).await.is_some();
                 let kind = if kind == 1 { "sync" } else { "exclusive" };
-                return Err(self.lock_held(kind, &who, age / 1000, ours));
+                return Err(self.lock_held(kind, &who, age / 1000, ours, false));
             }
         }
         let lock = TargetLock {
@@ -680,7 +692,7 @@ impl SyncTarget {
                         .map(|n| n.1)
                         .unwrap_or_else(|| format!("client {}", l.client_id)),
                     age_secs: age / 1000,
-                    active: lock_active(age),
+                    active: server_lock_active(age),
                     ours: ours.contains_key(&l.client_id),
                     running: ours.get(&l.client_id).copied().flatten(),
                 });
@@ -722,7 +734,13 @@ impl SyncTarget {
                 .iter()
                 .any(|id| l.owner.ends_with(&format!(" {id}")));
             if l.active && !ours {
-                return Err(self.lock_held(l.kind, &l.owner, l.age_secs, l.ours));
+                return Err(self.lock_held(
+                    l.kind,
+                    &l.owner,
+                    l.age_secs,
+                    l.ours,
+                    l.server_key.is_some(),
+                ));
             }
         }
         Ok(())
@@ -762,7 +780,14 @@ impl SyncTarget {
 
     /// The refusal for an active lock held by someone else: a client mid-sync, or another run
     /// of ours (writing now, or killed less than a lock's lifetime ago).
-    fn lock_held(&self, kind: &str, who: &str, age_secs: i64, ours: bool) -> anyhow::Error {
+    fn lock_held(
+        &self,
+        kind: &str,
+        who: &str,
+        age_secs: i64,
+        ours: bool,
+        by_server: bool,
+    ) -> anyhow::Error {
         let msg = if ours {
             format!(
                 "{}: another joplin-restore run holds an active {kind} lock ({who}, {}): a \
@@ -772,7 +797,7 @@ impl SyncTarget {
                  same target removes its lock (`--force` when the run was on another machine; \
                  `joplin-restore status` shows it).",
                 self.describe(),
-                refreshed(age_secs)
+                refreshed(age_secs, by_server)
             )
         } else {
             format!(
@@ -781,7 +806,7 @@ impl SyncTarget {
                  expires 3 minutes after its last refresh), or pass --force if that client is \
                  gone.",
                 self.describe(),
-                refreshed(age_secs)
+                refreshed(age_secs, by_server)
             )
         };
         Refusal(msg).into()
@@ -1111,5 +1136,18 @@ mod tests {
         assert_eq!(parse_lock_name("1_1_x.json").unwrap().1, "desktop client x");
         assert!(parse_lock_name("readme.txt").is_none());
         assert!(parse_lock_name("3_1_x.json").is_none());
+    }
+
+    /// A lock file dated in the future counts as active, as Joplin counts it; a lock of Joplin
+    /// Server's service dated ahead of our clock tells our clock is behind, so it does not.
+    #[test]
+    fn future_dated_locks() {
+        let hour = 3_600_000;
+        assert!(lock_active(-hour) && lock_active(0) && !lock_active(181_000));
+        assert!(!server_lock_active(-hour) && server_lock_active(-1_000));
+        assert!(!server_lock_active(181_000));
+        assert!(refreshed(-3600, false).contains("its client's clock runs ahead"));
+        assert!(refreshed(-3600, true).contains("the server's clock runs ahead"));
+        assert_eq!(refreshed(12, true), "refreshed 12 s ago");
     }
 }
