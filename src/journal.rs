@@ -305,11 +305,13 @@ impl Journal {
 
     /// Take the target's lock for this journaled run. Refused (another client's active lock)
     /// before a first run wrote anything: the fresh journal goes too, so the next run is not
-    /// taken for a resume (it said "resuming an interrupted restore").
+    /// taken for a resume (it said "resuming an interrupted restore"). `keep`: the run has
+    /// something the next one must find (a snapshot it took), so the journal stays.
     pub async fn lock(
         self,
         target: &crate::target::SyncTarget,
         force: bool,
+        keep: bool,
     ) -> Result<(crate::target::TargetLock, Journal)> {
         match target
             .acquire_lock(force, self.earlier_locks(), &self.lock_id)
@@ -317,7 +319,7 @@ impl Journal {
         {
             Ok(lock) => Ok((lock, self)),
             Err(e) => {
-                if self.resumed.is_none() && crate::exit::is_refusal(&e) {
+                if !keep && self.resumed.is_none() && crate::exit::is_refusal(&e) {
                     let _ = self.finish();
                 }
                 Err(e)

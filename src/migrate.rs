@@ -772,7 +772,9 @@ pub async fn run(args: &MigrateArgs) -> Result<MigrateSummary> {
             snapshot: snapshot.clone(),
         },
     )?;
-    let (lock, journal) = journal.lock(&dest, args.safety.force).await?;
+    let (lock, journal) = journal
+        .lock(&dest, args.safety.force, snapshot.is_some())
+        .await?;
     // As in `restore`: the plan came from a listing of the destination taken before the lock.
     let (lock, journal) =
         crate::restore::relist_for_plan(&dest, lock, &state, &plan, journal).await?;
@@ -852,7 +854,10 @@ pub async fn run(args: &MigrateArgs) -> Result<MigrateSummary> {
     // A destination clients already sync with (it had info.json) and that they follow by its
     // change feed: the same risk as a restore's for items it lacked.
     if dest.storage.capabilities().change_feed && state.info.is_some() {
-        plan.caution_on_change_feed("the same migrate again with --rewrite-unchanged");
+        // The destination holds the copy now: a rerun in the default mode would be refused.
+        plan.caution_on_change_feed(
+            "the same migrate again with --mode mirror --rewrite-unchanged",
+        );
     }
     let verify = if args.no_verify {
         None

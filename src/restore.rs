@@ -512,23 +512,6 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
 
     // execute
     target.ensure_layout(&state).await?;
-    if let Some(info) = &new_info {
-        // Before any item: a client syncing midway already sees E2EE on.
-        target
-            .storage
-            .put(
-                crate::target::INFO_JSON,
-                bytes::Bytes::from(crate::target::info_json_bytes(info)),
-            )
-            .await
-            .with_context(|| format!("{}: writing info.json", target.describe()))?;
-        crate::say!(
-            "End-to-end encryption turned on for {} (master key {}). Clients need the master \
-             password to read the notes.",
-            target.describe(),
-            keyring.as_ref().map(|k| k.active_id.as_str()).unwrap_or("")
-        );
-    }
     let (remote_now, offset) = match clock_offset {
         Some(offset) => (now_ms() + offset, offset),
         None => target.remote_clock().await?,
@@ -559,8 +542,33 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
             snapshot: snapshot.clone(),
         },
     )?;
-    let (lock, journal) = journal.lock(&target, args.safety.force).await?;
+    let (lock, journal) = journal
+        .lock(&target, args.safety.force, snapshot.is_some())
+        .await?;
     let (lock, journal) = relist_for_plan(&target, lock, &state, &plan, journal).await?;
+    if let Some(info) = &new_info {
+        // Under the lock (another client's active lock refuses the run before it), and before
+        // any item: a client syncing midway already sees E2EE on.
+        let put = target
+            .storage
+            .put(
+                crate::target::INFO_JSON,
+                bytes::Bytes::from(crate::target::info_json_bytes(info)),
+            )
+            .await;
+        if let Err(e) = put {
+            let _ = lock.release().await;
+            return Err(
+                anyhow::Error::new(e).context(format!("{}: writing info.json", target.describe()))
+            );
+        }
+        crate::say!(
+            "End-to-end encryption turned on for {} (master key {}). Clients need the master \
+             password to read the notes.",
+            target.describe(),
+            keyring.as_ref().map(|k| k.active_id.as_str()).unwrap_or("")
+        );
+    }
     tracing::info!(
         "writing with restore stamp {} (lock {}, journal {})",
         crate::item::format_time(stamp_ms),

@@ -229,6 +229,29 @@ fn enable_e2ee_on_a_new_target() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("only sets up encryption on a new target"));
     assert_eq!(tree_hashes(&plain), before);
 
+    // Another client's active lock refuses the run before encryption is turned on: nothing
+    // written, info.json included.
+    let locked = tmp.path().join("locked");
+    std::fs::create_dir_all(locked.join("locks")).unwrap();
+    std::fs::write(
+        locked.join("locks/1_1_deadbeef.json"),
+        r#"{"type":1,"clientType":1,"clientId":"deadbeef"}"#,
+    )
+    .unwrap();
+    let o = restore(&locked, &[(ENV, PASSWORD)], &["--enable-e2ee"]);
+    assert_eq!(o.status.code(), Some(4), "{}", text(&o));
+    assert!(text(&o).contains("active sync lock"), "{}", text(&o));
+    assert!(!text(&o).contains("encryption turned on"), "{}", text(&o));
+    let info: serde_json::Value = std::fs::read(locked.join("info.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    assert_ne!(info["e2ee"]["value"], true, "E2EE turned on: {info}");
+    assert!(
+        info["masterKeys"].as_array().is_none_or(|k| k.is_empty()),
+        "{info}"
+    );
+
     let p = Profile::new(tmp.path().join("fresh"));
     p.use_folder(&target);
     p.sync();

@@ -988,7 +988,7 @@ fn mirror_into_a_used_joplin_server_cautions_and_rewrites_on_request() {
     assert_eq!(emu.stats().deletes, 0, "{out}");
     assert!(
         out.contains("note (Joplin Server): 1 item(s) were written that the target did not have")
-            && out.contains("the same migrate again with --rewrite-unchanged"),
+            && out.contains("the same migrate again with --mode mirror --rewrite-unchanged"),
         "no caution for the note copied back: {out}"
     );
 
