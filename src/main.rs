@@ -355,6 +355,7 @@ fn watch_interrupts(name: &'static str, json: bool) {
         rt.block_on(async {
             // Set once a stage answered a signal: it is ending the run.
             let mut left_to_a_stage = false;
+            let mut last_hangup: Option<std::time::Instant> = None;
             // Bounded: one pass per signal.
             for _ in 0..1000 {
                 // A second signal while a stage is already stopping (releasing its lock on a
@@ -362,7 +363,16 @@ fn watch_interrupts(name: &'static str, json: bool) {
                 // waiting (the stage marks this very signal taken too), and counted here (the
                 // stage may not have marked the first one taken when this loop comes round).
                 let taken_before = joplin_restore::safety::signal_taken();
-                joplin_restore::safety::signal().await;
+                let got = joplin_restore::safety::signal().await;
+                if got == joplin_restore::safety::Interrupt::Hangup {
+                    // A closing terminal's second SIGHUP is the same event, not a second
+                    // Ctrl-C: the stop that is under way goes on (releasing the lock).
+                    let twin = last_hangup.is_some_and(|t| t.elapsed().as_secs() < 2);
+                    last_hangup = Some(std::time::Instant::now());
+                    if twin {
+                        continue;
+                    }
+                }
                 let again = left_to_a_stage || taken_before;
                 if !again && joplin_restore::safety::signals_answered() {
                     left_to_a_stage = true;

@@ -167,7 +167,7 @@ pub async fn unless_interrupted<T>(work: impl std::future::Future<Output = T>) -
 /// Resolves on Ctrl-C or, on Unix, SIGTERM (what `kill`, systemd and container runtimes send)
 /// or SIGHUP (the terminal or ssh session went away) — unless SIGHUP was ignored when the run
 /// started (`nohup`), which then keeps it going.
-pub async fn signal() {
+pub async fn signal() -> Interrupt {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
@@ -186,15 +186,25 @@ pub async fn signal() {
                     None => std::future::pending::<()>().await,
                 }
             };
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-                _ = hangup => {}
-            }
-            return;
+            return tokio::select! {
+                _ = tokio::signal::ctrl_c() => Interrupt::CtrlC,
+                _ = term.recv() => Interrupt::Term,
+                _ = hangup => Interrupt::Hangup,
+            };
         }
     }
     let _ = tokio::signal::ctrl_c().await;
+    Interrupt::CtrlC
+}
+
+/// Which signal [`signal`] saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interrupt {
+    CtrlC,
+    Term,
+    /// The terminal or session went away. A closing terminal can deliver it twice (the shell
+    /// passes its own on to its jobs, the kernel signals the old foreground group): one event.
+    Hangup,
 }
 
 /// Whether SIGHUP was ignored before this process answered any signal (`nohup` sets that).
