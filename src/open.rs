@@ -292,9 +292,10 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     Ok((v * mult) as u64)
 }
 
-/// A URL with any `user:password@` and query (`?token=…`) taken out, for showing (never
-/// credentials on screen, in reports or logs); anything that does not parse as a URL with a
-/// host is shown as it is.
+/// A URL with any `user:password@` taken out and query values masked (`?token=…`), for
+/// showing (never credentials on screen, in reports or logs; the names stay, so a query that
+/// does not belong there is still seen); anything that does not parse as a URL with a host is
+/// shown as it is.
 pub fn without_credentials(location: &str) -> String {
     match url::Url::parse(location) {
         Ok(mut u)
@@ -303,8 +304,15 @@ pub fn without_credentials(location: &str) -> String {
         {
             let _ = u.set_username("");
             let _ = u.set_password(None);
+            let names: Vec<String> = u.query_pairs().map(|(k, _)| k.into_owned()).collect();
             u.set_query(None);
-            u.to_string()
+            let mut shown = u.to_string();
+            if !names.is_empty() {
+                let masked: Vec<String> = names.iter().map(|k| format!("{k}=…")).collect();
+                shown.push('?');
+                shown.push_str(&masked.join("&"));
+            }
+            shown
         }
         _ => location.to_string(),
     }
@@ -568,5 +576,23 @@ mod tests {
             let e = local_folder(t).unwrap_err().to_string();
             assert!(e.contains("file:///absolute/path"), "{t}: {e}");
         }
+    }
+
+    /// Shown URLs keep no user, password nor query value; query names stay.
+    #[test]
+    fn shown_urls_hold_no_credentials() {
+        assert_eq!(
+            without_credentials("https://bob:pw@dav.example.com/joplin?token=abc&x=1"),
+            "https://dav.example.com/joplin?token=…&x=…"
+        );
+        assert_eq!(
+            without_credentials("s3://bucket/Joplin?region=eu-west-1"),
+            "s3://bucket/Joplin?region=…"
+        );
+        assert_eq!(
+            without_credentials("https://dav.example.com/a b"),
+            "https://dav.example.com/a b"
+        );
+        assert_eq!(without_credentials("/home/me/sync"), "/home/me/sync");
     }
 }

@@ -315,9 +315,9 @@ fn older_set_hint(e: anyhow::Error, o: &Opener, path: &Path) -> anyhow::Error {
     names.reverse();
     let more = names.len().saturating_sub(6);
     names.truncate(6);
-    let msg = format!(
-        "{e:#}\nThat is the newest of the {} backup sets in {} ({}{}); an older one may be \
-         intact: try --set {}.",
+    let hint = format!(
+        "That is the newest of the {} backup sets in {} ({}{}); an older one may be intact: \
+         try --set {}.",
         o.sets.len(),
         path.display(),
         names.join(", "),
@@ -329,9 +329,10 @@ fn older_set_hint(e: anyhow::Error, o: &Opener, path: &Path) -> anyhow::Error {
         older.name
     );
     if crate::exit::is_refusal(&e) {
-        crate::exit::Refusal(msg).into()
+        crate::exit::Refusal(format!("{e:#}\n{hint}")).into()
     } else {
-        anyhow::anyhow!(msg)
+        // Any other class (and the chain) stays as it was; the hint goes on top.
+        e.context(hint)
     }
 }
 
