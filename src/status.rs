@@ -156,8 +156,12 @@ pub fn print(s: &Status) {
             l.kind,
             l.owner,
             crate::target::refreshed(l.age_secs, l.server_key.is_some()),
-            if l.ours { " (joplin-restore)" } else { "" },
-            if l.active {
+            match (l.ours, l.running) {
+                (true, Some(false)) => " (joplin-restore, its run is gone)",
+                (true, _) => " (joplin-restore)",
+                _ => "",
+            },
+            if l.active && l.running != Some(false) {
                 ""
             } else {
                 " — `unlock` removes it"

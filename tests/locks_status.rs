@@ -292,6 +292,12 @@ fn a_lock_of_another_joplin_restore_run_is_named_as_ours() {
         );
         assert!(!out.contains("Joplin client"), "{out}");
     }
+    // `status` says the run is gone and how to clear its lock, though the lock is fresh.
+    let status = jr_ok(&["status", "--target", t.to_str().unwrap()]);
+    assert!(
+        status.contains("(joplin-restore, its run is gone) — `unlock` removes it"),
+        "{status}"
+    );
     jr_ok(&["unlock", "--target", t.to_str().unwrap()]);
     jr_ok(&args);
     let back = std::fs::read_to_string(&note).unwrap();
