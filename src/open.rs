@@ -333,6 +333,39 @@ fn refuse_password_in(what: &str, url: &str) -> Result<()> {
     Ok(())
 }
 
+/// A server URL (WebDAV, Joplin Server) whose `#…` or `?…` would be dropped (the run then goes
+/// to another collection: `…/Notes #2` became `…/Notes `), or with a `%` that starts no
+/// escape (the server answers 400): a usage error saying how to write them.
+fn refuse_url_oddities(what: &str, url: &str) -> Result<()> {
+    let lower = url.to_ascii_lowercase();
+    if !["http://", "https://", "webdav://", "webdavs://"]
+        .iter()
+        .any(|s| lower.starts_with(s))
+    {
+        return Ok(());
+    }
+    let shown = without_credentials(url);
+    if url.contains('#') || url.contains('?') {
+        crate::usage_error!(
+            "{what} {shown}: a target URL takes no query or fragment (`?`, `#`): everything \
+             from there on would be dropped and another collection used. If they are part of \
+             the folder's name, write `?` as %3F and `#` as %23."
+        );
+    }
+    let b = url.as_bytes();
+    let lone = (0..b.len()).any(|i| {
+        b[i] == b'%'
+            && !(i + 2 < b.len() && b[i + 1].is_ascii_hexdigit() && b[i + 2].is_ascii_hexdigit())
+    });
+    if lone {
+        crate::usage_error!(
+            "{what} {shown}: a `%` in a URL starts an escape like %20; write a `%` that is part \
+             of the folder's name as %25."
+        );
+    }
+    Ok(())
+}
+
 /// Open the backend named by `--target` (after [`resolve`]), without the pacer.
 fn open_storage(args: &TargetArgs, folder: Folder) -> Result<Arc<dyn Storage>> {
     let t = args.target.trim();
@@ -340,6 +373,7 @@ fn open_storage(args: &TargetArgs, folder: Folder) -> Result<Arc<dyn Storage>> {
         refuse_password_in("--endpoint", endpoint)?;
     }
     refuse_password_in("--target", t.strip_prefix("joplin-server+").unwrap_or(t))?;
+    refuse_url_oddities("--target", t.strip_prefix("joplin-server+").unwrap_or(t))?;
     if let Some(url) = t.strip_prefix("joplin-server+") {
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             bail!("--target {t}: use joplin-server+http://host:port/ or joplin-server+https://…");
@@ -594,5 +628,27 @@ mod tests {
             "https://dav.example.com/a b"
         );
         assert_eq!(without_credentials("/home/me/sync"), "/home/me/sync");
+    }
+
+    /// A server URL with `#`, `?` or a lone `%` is a usage error; a local path may hold them.
+    #[test]
+    fn server_urls_with_a_fragment_query_or_lone_percent_are_refused() {
+        for bad in [
+            "http://h/dav/Notes #2",
+            "https://h/dav/x?folder=y",
+            "webdav://h/dav/50%",
+            "http://h/dav/%zz",
+        ] {
+            let e = refuse_url_oddities("--target", bad).unwrap_err();
+            assert!(e.is::<crate::exit::Usage>(), "{bad}: {e:#}");
+        }
+        for ok in [
+            "http://h/dav/Notes %232",
+            "http://h/dav/a b/ü",
+            "/home/me/50% #2?",
+            "s3://bucket",
+        ] {
+            refuse_url_oddities("--target", ok).unwrap();
+        }
     }
 }

@@ -480,3 +480,25 @@ fn a_restore_says_when_it_took_no_snapshot() {
         "{out}"
     );
 }
+
+/// A server URL whose `#…` or `?…` would be dropped (the run going to another collection) or
+/// with a lone `%` is a usage error before anything is contacted; the message says how to
+/// write them.
+#[test]
+fn a_target_url_with_a_fragment_or_query_is_refused() {
+    for (url, needle) in [
+        (
+            "http://127.0.0.1:9/dav/Notes #2",
+            "write `?` as %3F and `#` as %23",
+        ),
+        (
+            "http://127.0.0.1:9/dav/x?folder=y",
+            "takes no query or fragment",
+        ),
+        ("http://127.0.0.1:9/dav/50%", "as %25"),
+    ] {
+        let o = jr(&["restore", sample_jex().to_str().unwrap(), "--target", url]);
+        assert_eq!(o.status.code(), Some(2), "{url}: {}", text(&o));
+        assert!(text(&o).contains(needle), "{url}: {}", text(&o));
+    }
+}
