@@ -401,7 +401,7 @@ fn watch_interrupts(name: &'static str, json: bool) {
                      a lock it held expires within 3 minutes (`joplin-restore unlock` removes \
                      it sooner)"
                 } else if read_only_so_far {
-                    "interrupted before anything was changed"
+                    "interrupted before this run changed anything"
                 } else if name == "client import" {
                     "interrupted: what was imported so far stays in Joplin (a note may still \
                      lack its body). Run the same command again to finish: it skips what is \

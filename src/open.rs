@@ -274,9 +274,15 @@ fn parse_rate(s: &str) -> Result<f64, String> {
     }
 }
 
-/// `512k`, `10M`, `1.5G`, plain bytes; binary multiples like rclone.
+/// `512k`, `10M`, `1.5G`, plain bytes; binary multiples like rclone. A trailing `B`, `iB` or
+/// `b` is the unit itself (`10MB`, `10MiB`, `512b`), not a size of its own.
 pub fn parse_size(s: &str) -> Result<u64, String> {
-    let s = s.trim();
+    let given = s.trim();
+    let s = given
+        .strip_suffix("iB")
+        .or_else(|| given.strip_suffix('B'))
+        .or_else(|| given.strip_suffix('b'))
+        .unwrap_or(given);
     let (num, mult) = match s.chars().last() {
         Some('k' | 'K') => (&s[..s.len() - 1], 1024f64),
         Some('m' | 'M') => (&s[..s.len() - 1], 1024f64 * 1024.0),
@@ -285,9 +291,9 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     };
     let v: f64 = num
         .parse()
-        .map_err(|_| format!("{s:?} is not a size like 512k, 10M or 1G"))?;
+        .map_err(|_| format!("{given:?} is not a size like 512k, 10M or 1G"))?;
     if v.is_nan() || v <= 0.0 {
-        return Err(format!("{s:?} must be more than zero"));
+        return Err(format!("{given:?} must be more than zero"));
     }
     Ok((v * mult) as u64)
 }
@@ -649,6 +655,25 @@ mod tests {
             "s3://bucket",
         ] {
             refuse_url_oddities("--target", ok).unwrap();
+        }
+    }
+
+    /// Sizes as rclone writes them, with or without the unit's B.
+    #[test]
+    fn sizes_with_or_without_b() {
+        for (given, want) in [
+            ("512k", 512 * 1024),
+            ("10M", 10 << 20),
+            ("10MB", 10 << 20),
+            ("10MiB", 10 << 20),
+            ("1.5G", 3 << 29),
+            ("4096", 4096),
+            ("4096b", 4096),
+        ] {
+            assert_eq!(parse_size(given), Ok(want), "{given}");
+        }
+        for bad in ["", "B", "ten", "0", "-1M", "10MiBB"] {
+            assert!(parse_size(bad).is_err(), "{bad}");
         }
     }
 }

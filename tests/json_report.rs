@@ -299,7 +299,10 @@ fn a_restore_stopped_while_it_plans_still_reports() {
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert_eq!(v["command"], "restore", "{v}");
     assert_eq!(v["ok"], false, "{v}");
-    assert_eq!(v["error"], "interrupted before anything was changed", "{v}");
+    assert_eq!(
+        v["error"], "interrupted before this run changed anything",
+        "{v}"
+    );
     assert_eq!(support::tree_hashes(&t), before);
     assert!(!snaps.exists(), "a snapshot was started");
 }
@@ -352,7 +355,7 @@ fn an_interrupted_restore_from_an_archive_leaves_no_unpacked_copy() {
     let o = child.wait_with_output().unwrap();
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(
-        text(&o).contains("interrupted before anything was changed"),
+        text(&o).contains("interrupted before this run changed anything"),
         "{}",
         text(&o)
     );
