@@ -845,6 +845,17 @@ fn a_missing_target_folder_is_named_not_taken_for_an_empty_target() {
     assert!(fresh.join("info.json").is_file());
 }
 
+/// A zip holding the sample JEX, as a user zips a backup set: its bytes.
+fn zip_of_the_sample() -> Vec<u8> {
+    use std::io::Write;
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let opts = zip::write::SimpleFileOptions::default();
+    zip.start_file("all_notebooks.jex", opts).unwrap();
+    zip.write_all(&std::fs::read(sample_jex()).unwrap())
+        .unwrap();
+    zip.finish().unwrap().into_inner()
+}
+
 /// A 7z or zip backup cut short (a download stopped) is a damaged backup: refused (exit 4), as
 /// the README says, naming the file; an empty 7z too.
 #[test]
@@ -853,17 +864,7 @@ fn truncated_archives_are_refused() {
     let seven = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/backup-sets/one-7z/JoplinBackup/202611241200.7z");
     let data = std::fs::read(seven).unwrap();
-    let zipped = dir.path().join("full.zip");
-    {
-        use std::io::Write;
-        let mut zip = zip::ZipWriter::new(std::fs::File::create(&zipped).unwrap());
-        let opts = zip::write::SimpleFileOptions::default();
-        zip.start_file("all_notebooks.jex", opts).unwrap();
-        zip.write_all(&std::fs::read(sample_jex()).unwrap())
-            .unwrap();
-        zip.finish().unwrap();
-    }
-    let zip_data = std::fs::read(&zipped).unwrap();
+    let zip_data = zip_of_the_sample();
     for (name, bytes) in [
         ("half.7z", &data[..data.len() / 2]),
         ("head.7z", &data[..100]),
@@ -887,18 +888,9 @@ fn truncated_archives_are_refused() {
 #[cfg(unix)]
 #[test]
 fn damaged_zip_data_is_refused_and_no_room_is_not_damage() {
-    use std::io::Write;
     let dir = tempfile::tempdir().unwrap();
     let zipped = dir.path().join("flipped.zip");
-    {
-        let mut zip = zip::ZipWriter::new(std::fs::File::create(&zipped).unwrap());
-        let opts = zip::write::SimpleFileOptions::default();
-        zip.start_file("all_notebooks.jex", opts).unwrap();
-        zip.write_all(&std::fs::read(sample_jex()).unwrap())
-            .unwrap();
-        zip.finish().unwrap();
-    }
-    let mut data = std::fs::read(&zipped).unwrap();
+    let mut data = zip_of_the_sample();
     for b in &mut data[2000..2064] {
         *b ^= 0x5a;
     }
