@@ -776,8 +776,7 @@ fn man_page_of(words: &[String]) -> Result<clap::Command> {
     let mut cmd = <Cli as clap::CommandFactory>::command();
     // Fills in what clap derives late (the global options of every subcommand, `help`).
     cmd.build();
-    let mut name = cmd.get_name().to_string();
-    let mut said = name.clone();
+    let mut path = vec![cmd.get_name().to_string()];
     for word in words {
         let Some(sub) = cmd.find_subcommand(word).cloned() else {
             let known: Vec<&str> = cmd
@@ -786,15 +785,15 @@ fn man_page_of(words: &[String]) -> Result<clap::Command> {
                 .filter(|n| *n != "help")
                 .collect();
             joplin_restore::usage_error!(
-                "`{said}` has no command `{word}`: man pages exist for {}",
+                "`{}` has no command `{word}`: man pages exist for {}",
+                path.join(" "),
                 known.join(", ")
             );
         };
-        name = format!("{name}-{}", sub.get_name());
-        said = format!("{said} {}", sub.get_name());
+        path.push(sub.get_name().to_string());
         cmd = sub;
     }
-    Ok(cmd.name(name))
+    Ok(cmd.name(path.join("-")))
 }
 
 /// Write to stdout; a closed pipe (`| head`) is not an error.

@@ -778,17 +778,14 @@ pub async fn run(args: &MigrateArgs) -> Result<MigrateSummary> {
     // As in `restore`: the plan came from a listing of the destination taken before the lock.
     let (lock, journal) =
         crate::restore::relist_for_plan(&dest, lock, &state, &plan, journal).await?;
-    if info_changes {
-        if let Some(info) = &view.info_json {
-            // Before any item: a client syncing midway already sees the keys.
-            if let Err(e) = dest.storage.put(INFO_JSON, info.clone()).await {
-                let _ = lock.release().await;
-                return Err(anyhow::Error::new(e)
-                    .context(format!("{}: writing info.json", dest.describe())));
-            }
+    let lock = match view.info_json.as_ref().filter(|_| info_changes) {
+        Some(info) => {
+            let lock = dest.write_info_under(lock, info.clone()).await?;
             summary.info_written = true;
+            lock
         }
-    }
+        None => lock,
+    };
     let exec = Executor {
         target: &dest,
         clock_offset: 0,

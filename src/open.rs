@@ -378,8 +378,9 @@ fn open_storage(args: &TargetArgs, folder: Folder) -> Result<Arc<dyn Storage>> {
     if let Some(endpoint) = &args.endpoint {
         refuse_password_in("--endpoint", endpoint)?;
     }
-    refuse_password_in("--target", t.strip_prefix("joplin-server+").unwrap_or(t))?;
-    refuse_url_oddities("--target", t.strip_prefix("joplin-server+").unwrap_or(t))?;
+    let url = t.strip_prefix("joplin-server+").unwrap_or(t);
+    refuse_password_in("--target", url)?;
+    refuse_url_oddities("--target", url)?;
     if let Some(url) = t.strip_prefix("joplin-server+") {
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             bail!("--target {t}: use joplin-server+http://host:port/ or joplin-server+https://…");

@@ -546,29 +546,21 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
         .lock(&target, args.safety.force, snapshot.is_some())
         .await?;
     let (lock, journal) = relist_for_plan(&target, lock, &state, &plan, journal).await?;
-    if let Some(info) = &new_info {
-        // Under the lock (another client's active lock refuses the run before it), and before
-        // any item: a client syncing midway already sees E2EE on.
-        let put = target
-            .storage
-            .put(
-                crate::target::INFO_JSON,
-                bytes::Bytes::from(crate::target::info_json_bytes(info)),
-            )
-            .await;
-        if let Err(e) = put {
-            let _ = lock.release().await;
-            return Err(
-                anyhow::Error::new(e).context(format!("{}: writing info.json", target.describe()))
+    // Under the lock: another client's active lock refuses the run before E2EE is turned on.
+    let lock = match &new_info {
+        Some(info) => {
+            let bytes = bytes::Bytes::from(crate::target::info_json_bytes(info));
+            let lock = target.write_info_under(lock, bytes).await?;
+            crate::say!(
+                "End-to-end encryption turned on for {} (master key {}). Clients need the \
+                 master password to read the notes.",
+                target.describe(),
+                keyring.as_ref().map(|k| k.active_id.as_str()).unwrap_or("")
             );
+            lock
         }
-        crate::say!(
-            "End-to-end encryption turned on for {} (master key {}). Clients need the master \
-             password to read the notes.",
-            target.describe(),
-            keyring.as_ref().map(|k| k.active_id.as_str()).unwrap_or("")
-        );
-    }
+        None => lock,
+    };
     tracing::info!(
         "writing with restore stamp {} (lock {}, journal {})",
         crate::item::format_time(stamp_ms),

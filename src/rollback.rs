@@ -188,14 +188,14 @@ pub async fn run(args: &RollbackArgs) -> Result<RollbackSummary> {
     } else {
         lock
     };
-    if info_changes {
-        if let Some(info) = &snap.info_json {
+    let lock = match snap.info_json.as_ref().filter(|_| info_changes) {
+        Some(info) => {
             target
-                .storage
-                .put(INFO_JSON, Bytes::from(info.clone()))
-                .await?;
+                .write_info_under(lock, Bytes::from(info.clone()))
+                .await?
         }
-    }
+        None => lock,
+    };
     let (stamp, offset) = if args.exact {
         (None, 0)
     } else {

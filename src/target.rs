@@ -746,6 +746,20 @@ impl SyncTarget {
         Ok(())
     }
 
+    /// Write `info` as the target's info.json under our `lock`, before any item (a client
+    /// syncing midway already sees its keys). On failure the lock is released, not left to
+    /// expire, and the error names the file.
+    pub async fn write_info_under(&self, lock: TargetLock, info: Bytes) -> Result<TargetLock> {
+        match self.storage.put(INFO_JSON, info).await {
+            Ok(()) => Ok(lock),
+            Err(e) => {
+                let _ = lock.release().await;
+                Err(anyhow::Error::new(e)
+                    .context(format!("{}: writing info.json", self.describe())))
+            }
+        }
+    }
+
     /// Lists the target again under `lock`: a plan made from `before`, listed before the lock
     /// was taken, is stale when items or blobs changed in between (another run of ours, or a
     /// client, wrote meanwhile). On a change, or when the listing fails, the lock is released

@@ -280,7 +280,6 @@ impl Backup {
         source::open(path, opts)
     }
 
-    /// The set's `profile/` files (settings, keymap, CSS, plugins), if the backup has them.
     /// Which set of the plugin's folder is read, when it holds several: a folder of sets
     /// read without `--set` takes the newest, and the user should see which.
     pub fn say_set(&self) {
@@ -296,6 +295,7 @@ impl Backup {
         }
     }
 
+    /// The set's `profile/` files (settings, keymap, CSS, plugins), if the backup has them.
     pub fn profile_files(&self) -> Option<&ProfileFiles> {
         self.profile.as_ref()
     }

@@ -261,7 +261,7 @@ pub async fn run(cmd: ClientCommand) -> Result<i32> {
             let (dir, created) = profiles::choose_or_create(profile.as_deref(), home.as_deref())?;
             // A typo (`--profile ~`) must not fill another folder with Joplin's files: an
             // existing one must be empty, a profile, or hold what an earlier customise put.
-            if !created && !profiles::may_customise(&dir) {
+            if !created && !customise::may_write_into(&dir) {
                 return Err(Refusal(format!(
                     "{} does not look like a Joplin profile (no database.sqlite, settings.json, \
                      profiles.json, nor customisations) and is not empty: nothing was written. \
@@ -438,8 +438,7 @@ fn wipe_would_spread(
         ))
         .into());
     };
-    let info = profiles::describe(dir, dir, "given");
-    let Some(target) = info.sync_target else {
+    let Some(target) = profiles::sync_target(dir) else {
         return Ok(None);
     };
     let at = target

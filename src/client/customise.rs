@@ -22,6 +22,22 @@ const ENTRIES: &[(&str, Dest)] = &[
     ("plugins", Dest::Root),
 ];
 
+/// Whether `client customise` may write into the existing folder `dir`: a profile, an empty
+/// folder, or one holding only what an earlier customise put there ([`ENTRIES`], settings.json;
+/// Joplin has not started on it since a reset). Hidden files (.DS_Store) do not count.
+pub fn may_write_into(dir: &Path) -> bool {
+    super::profiles::looks_like_profile(dir)
+        || std::fs::read_dir(dir).is_ok_and(|rd| {
+            rd.flatten().all(|e| {
+                let name = e.file_name();
+                let name = name.to_string_lossy();
+                name == "settings.json"
+                    || name.starts_with('.')
+                    || ENTRIES.iter().any(|(entry, _)| *entry == name)
+            })
+        })
+}
+
 #[derive(Clone, Copy)]
 enum Dest {
     Profile,

@@ -110,29 +110,6 @@ pub fn looks_like_profile(dir: &Path) -> bool {
         || dir.join("profiles.json").is_file()
 }
 
-/// Whether `client customise` may write into the existing folder `dir`: a profile, an empty
-/// folder, or one holding only what an earlier customise put there (Joplin has not started on
-/// it since a reset).
-pub fn may_customise(dir: &Path) -> bool {
-    const OURS: [&str; 6] = [
-        "keymap-desktop.json",
-        "userchrome.css",
-        "userstyle.css",
-        "plugins",
-        "templates",
-        "settings.json",
-    ];
-    looks_like_profile(dir)
-        || std::fs::read_dir(dir).is_ok_and(|rd| {
-            rd.flatten().all(|e| {
-                let name = e.file_name();
-                let name = name.to_string_lossy();
-                // (Hidden files: .DS_Store and the like.)
-                OURS.contains(&name.as_ref()) || name.starts_with('.')
-            })
-        })
-}
-
 /// Every profile under `home`: each root, then its sub-profiles from `profiles.json`.
 pub fn discover(home: &Path, portable_dir: Option<&Path>) -> Vec<ProfileInfo> {
     let mut out = Vec::new();
@@ -225,72 +202,111 @@ pub fn root_of(dir: &Path) -> PathBuf {
     dir.to_path_buf()
 }
 
-/// Describe one profile folder.
-pub fn describe(dir: &Path, root: &Path, kind: &str) -> ProfileInfo {
-    let mut warnings = Vec::new();
-    let settings = read_settings(dir).unwrap_or_else(|e| {
-        warnings.push(format!("{e:#}"));
-        Value::Null
-    });
-    let db = dir.join("database.sqlite");
-    let (notes, db_settings) = if db.is_file() {
-        match read_db(&db) {
-            Ok((n, s)) => (Some(n), s),
-            Err(e) => {
-                warnings.push(format!("{}: {e:#}", db.display()));
-                (None, Vec::new())
+/// A profile's settings as Joplin keeps them: `settings.json` (merged over the root's), else
+/// the database's `settings` table; with the note count and what could not be read.
+struct ProfileSettings {
+    file: Value,
+    db: Vec<(String, String)>,
+    notes: Option<u64>,
+    warnings: Vec<String>,
+}
+
+impl ProfileSettings {
+    fn read(dir: &Path) -> ProfileSettings {
+        let mut warnings = Vec::new();
+        let file = read_settings(dir).unwrap_or_else(|e| {
+            warnings.push(format!("{e:#}"));
+            Value::Null
+        });
+        let db = dir.join("database.sqlite");
+        let (notes, db_settings) = if db.is_file() {
+            match read_db(&db) {
+                Ok((n, s)) => (Some(n), s),
+                Err(e) => {
+                    warnings.push(format!("{}: {e:#}", db.display()));
+                    (None, Vec::new())
+                }
             }
+        } else {
+            (None, Vec::new())
+        };
+        ProfileSettings {
+            file,
+            db: db_settings,
+            notes,
+            warnings,
         }
-    } else {
-        (None, Vec::new())
-    };
-    let setting = |key: &str| -> Option<Value> {
-        settings
+    }
+
+    fn get(&self, key: &str) -> Option<Value> {
+        self.file
             .get(key)
             .cloned()
             .or_else(|| {
-                db_settings
+                self.db
                     .iter()
                     .find(|(k, _)| k == key)
                     .map(|(_, v)| Value::String(v.clone()))
             })
             .filter(|v| !v.is_null())
-    };
-    let sync_target = setting("sync.target")
-        .and_then(|v| as_i64(&v))
-        .filter(|id| *id != 0)
-        .map(|id| {
-            let location = match id {
-                8 => {
-                    let bucket = setting("sync.8.path").and_then(|v| as_string(&v));
-                    let url = setting("sync.8.url").and_then(|v| as_string(&v));
-                    match (url, bucket) {
-                        (Some(u), Some(b)) => Some(format!("{u} bucket {b}")),
-                        (u, b) => u.or(b),
+    }
+
+    fn sync_target(&self) -> Option<SyncTargetInfo> {
+        let setting = |key: &str| self.get(key);
+        setting("sync.target")
+            .and_then(|v| as_i64(&v))
+            .filter(|id| *id != 0)
+            .map(|id| {
+                let location = match id {
+                    8 => {
+                        let bucket = setting("sync.8.path").and_then(|v| as_string(&v));
+                        let url = setting("sync.8.url").and_then(|v| as_string(&v));
+                        match (url, bucket) {
+                            (Some(u), Some(b)) => Some(format!("{u} bucket {b}")),
+                            (u, b) => u.or(b),
+                        }
                     }
+                    _ => setting(&format!("sync.{id}.path")).and_then(|v| as_string(&v)),
+                };
+                SyncTargetInfo {
+                    id,
+                    name: target_name(id),
+                    location: location
+                        .filter(|s| !s.is_empty())
+                        .map(|l| crate::open::without_credentials(&l)),
                 }
-                _ => setting(&format!("sync.{id}.path")).and_then(|v| as_string(&v)),
-            };
-            SyncTargetInfo {
-                id,
-                name: target_name(id),
-                location: location
-                    .filter(|s| !s.is_empty())
-                    .map(|l| crate::open::without_credentials(&l)),
-            }
-        });
-    // Joplin 2+ keeps the state in `syncInfoCache` (the target's info.json as last synced,
-    // `e2ee.value`); `encryption.enabled` is what older versions wrote.
-    let e2ee = setting("syncInfoCache")
-        .and_then(|v| as_string(&v))
-        .and_then(|s| serde_json::from_str::<Value>(&s).ok())
-        .and_then(|info| info.pointer("/e2ee/value").and_then(Value::as_bool))
-        .or_else(|| {
-            setting("encryption.enabled").map(|v| match v {
-                Value::Bool(b) => b,
-                other => matches!(as_string(&other).as_deref(), Some("1" | "true")),
             })
-        });
+    }
+
+    /// Joplin 2+ keeps the state in `syncInfoCache` (the target's info.json as last synced,
+    /// `e2ee.value`); `encryption.enabled` is what older versions wrote.
+    fn e2ee(&self) -> Option<bool> {
+        self.get("syncInfoCache")
+            .and_then(|v| as_string(&v))
+            .and_then(|s| serde_json::from_str::<Value>(&s).ok())
+            .and_then(|info| info.pointer("/e2ee/value").and_then(Value::as_bool))
+            .or_else(|| {
+                self.get("encryption.enabled").map(|v| match v {
+                    Value::Bool(b) => b,
+                    other => matches!(as_string(&other).as_deref(), Some("1" | "true")),
+                })
+            })
+    }
+}
+
+/// Where the profile `dir` syncs to, if anywhere (settings only: no size walk, no process scan).
+pub fn sync_target(dir: &Path) -> Option<SyncTargetInfo> {
+    ProfileSettings::read(dir).sync_target()
+}
+
+/// Describe one profile folder.
+pub fn describe(dir: &Path, root: &Path, kind: &str) -> ProfileInfo {
+    let settings = ProfileSettings::read(dir);
+    let sync_target = settings.sync_target();
+    let e2ee = settings.e2ee();
+    let ProfileSettings {
+        notes, warnings, ..
+    } = settings;
     ProfileInfo {
         path: dir.to_path_buf(),
         kind: kind.to_string(),
