@@ -164,6 +164,13 @@ fn source_report(backup: &Backup) -> String {
             );
         }
     }
+    for raw in &backup.raw_exports {
+        let _ = writeln!(
+            out,
+            "  Notes in Joplin's RAW export format: {} (read as a JEX: the same items and IDs)",
+            raw.display()
+        );
+    }
     if backup.parts.len() > 1 {
         let _ = writeln!(
             out,

@@ -565,3 +565,116 @@ fn inspect_lists_the_customisations_of_a_set_without_profile_folder() {
     assert!(out.contains("keymap-desktop.json (2 bytes)"), "{out}");
     assert!(!out.contains("all_notebooks.jex ("), "{out}");
 }
+
+/// Run 7-Zip in `dir` (the Backup plugin's own archiver makes the same archives).
+fn seven_zip(dir: &Path, args: &[&str]) {
+    let o = std::process::Command::new("7z")
+        .current_dir(dir)
+        .args(["a", "-bd"])
+        .args(args)
+        .output()
+        .expect("7z (p7zip-full) is installed by scripts/install-test-deps.sh");
+    assert!(o.status.success(), "7z {args:?}: {}", text(&o));
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+/// The plugin's `exportFormat = raw` keeps the notes as Joplin's RAW export (`notes/`: the
+/// `<id>.md` items and `resources/` a JEX holds, unpacked), IDs included: every layout of it
+/// restores like a JEX. The RAW export is made by the real CLI, from a profile that imported
+/// the sample (so with ids of its own); a fresh client syncing the restored folder holds that
+/// profile's content under the same ids, and the RAW sets verify against the CLI's own JEX.
+#[test]
+fn raw_export_sets_restore_with_their_ids() {
+    let tmp = tempfile::tempdir().unwrap();
+    let owner = Profile::new(tmp.path().join("owner"));
+    owner.run(&["import", s(&sample_jex())]);
+    let raw = tmp.path().join("raw");
+    owner.run(&["export", "--format", "raw", s(&raw)]);
+    let jex = tmp.path().join("owner.jex");
+    owner.run(&["export", "--format", "jex", s(&jex)]);
+    let profile = layout("folder").join("default/202611241200/profile");
+
+    // "no" zip: the set folder holds `notes/` and `profile/`.
+    let set = tmp.path().join("plain/JoplinBackup/202612071200");
+    copy_dir(&raw, &set.join("notes"));
+    copy_dir(&profile, &set.join("profile"));
+    // "yes": one archive per entry, their files at the archive's root.
+    let per_item = tmp.path().join("per-item/JoplinBackup/202612071200");
+    std::fs::create_dir_all(&per_item).unwrap();
+    seven_zip(&raw, &[s(&per_item.join("notes.7z")), "."]);
+    seven_zip(&profile, &[s(&per_item.join("profile.7z")), "."]);
+    // "yesone": the whole set in one archive.
+    let one = tmp.path().join("JoplinBackup.7z");
+    seven_zip(&set, &[s(&one), "notes", "profile"]);
+
+    let layouts = [
+        (tmp.path().join("plain/JoplinBackup"), "202612071200/notes"),
+        (per_item.clone(), "202612071200/notes.7z"),
+        (one.clone(), "JoplinBackup.7z → notes"),
+        (raw.clone(), "raw"),
+    ];
+    for (i, (backup, shown)) in layouts.iter().enumerate() {
+        let out = ok(jr(&["inspect", s(backup)]), shown);
+        assert!(
+            out.contains("RAW export format") && out.contains(shown),
+            "{shown}: {out}"
+        );
+        assert!(out.contains(COUNTS), "{shown}: {out}");
+        assert!(out.contains("Validation: no problems"), "{shown}: {out}");
+        if *backup != raw {
+            assert!(out.contains("profile/ (5 files):"), "{shown}: {out}");
+        }
+        let target = tmp.path().join(format!("target{i}"));
+        let restored = ok(jr(&["restore", s(backup), "--target", s(&target)]), shown);
+        assert!(
+            restored.contains("Checked: 27 items and 3 blobs"),
+            "{shown}: {restored}"
+        );
+        // The RAW export holds what the CLI's JEX of the same profile holds.
+        ok(jr(&["verify", s(&jex), "--target", s(&target)]), shown);
+    }
+    let client = Profile::new(tmp.path().join("client"));
+    client.use_folder(&tmp.path().join("target0"));
+    client.sync();
+    assert_manifest_eq(&client.manifest(), &owner.manifest(), "RAW set");
+}
+
+/// The Markdown + Front Matter format keeps no ids: such a set is refused by name, saying
+/// which formats restore, and nothing is written.
+#[test]
+fn markdown_export_sets_are_refused_with_the_formats_that_restore() {
+    let tmp = tempfile::tempdir().unwrap();
+    let owner = Profile::new(tmp.path().join("owner"));
+    owner.run(&["import", s(&sample_jex())]);
+    let set = tmp.path().join("JoplinBackup/202612071200");
+    owner.run(&[
+        "export",
+        "--format",
+        "md_frontmatter",
+        s(&set.join("notes")),
+    ]);
+    let target = tmp.path().join("target");
+    let o = jr(&[
+        "restore",
+        s(&tmp.path().join("JoplinBackup")),
+        "--target",
+        s(&target),
+    ]);
+    assert!(!o.status.success(), "{}", text(&o));
+    let t = text(&o);
+    assert!(
+        t.contains("Markdown + Front Matter") && t.contains("no IDs") && t.contains("RAW"),
+        "{t}"
+    );
+    assert!(!target.exists(), "nothing written: {t}");
+}

@@ -66,18 +66,21 @@ fn file_name(p: &Path) -> String {
 
 /// Per-item archives ("yes"): one `.7z` per top-level entry of a set.
 pub fn is_per_item_7z(name: &str) -> bool {
-    name.ends_with(".jex.7z") || name == "profile.7z"
+    name.ends_with(".jex.7z") || name == "profile.7z" || name == "notes.7z"
 }
 
-/// A folder is one set when it holds the note export itself.
+/// A folder is one set when it holds the note export itself: JEX files, per-item archives, or
+/// the `notes/` folder of the RAW and Markdown export formats.
 pub fn is_set_dir(dir: &Path) -> bool {
     let Ok(rd) = std::fs::read_dir(dir) else {
         return false;
     };
     rd.flatten().any(|e| {
         let n = e.file_name().to_string_lossy().into_owned();
-        let is_file = e.file_type().map(|t| t.is_file()).unwrap_or(false);
-        is_file && (n.ends_with(".jex") || is_per_item_7z(&n))
+        let Ok(t) = e.file_type() else {
+            return false;
+        };
+        (t.is_file() && (n.ends_with(".jex") || is_per_item_7z(&n))) || (t.is_dir() && n == "notes")
     })
 }
 

@@ -7,6 +7,7 @@ pub mod archive;
 pub mod jex;
 pub mod locate;
 pub mod password;
+pub mod raw;
 pub mod source;
 
 pub use locate::SetInfo;
@@ -243,6 +244,8 @@ pub struct Backup {
     pub recreated: Vec<String>,
     /// The JEX files read (one, or one per notebook), possibly inside the temp folder.
     pub parts: Vec<PathBuf>,
+    /// RAW exports read (each packed into one of `parts`), as messages name them.
+    pub raw_exports: Vec<PathBuf>,
     /// The set used, when the user gave a folder holding several.
     pub set: Option<SetInfo>,
     /// Every set in that folder, oldest first (empty when the user gave one set).
@@ -334,6 +337,7 @@ impl Backup {
             blobs: HashMap::new(),
             warnings: Vec::new(),
             recreated: Vec::new(),
+            raw_exports: Vec::new(),
             parts: vec![source.to_path_buf()],
             set: None,
             sets: Vec::new(),

@@ -12,6 +12,7 @@ use super::archive::{extract_7z, extract_zip, sniff, temp_dir, Magic};
 use super::jex::{self, JexBlobs};
 use super::locate::{choose, is_per_item_7z, is_set_dir, list_sets, no_backup_in, SetInfo};
 use super::password::PasswordSource;
+use super::raw;
 use super::{Backup, BackupItem, BlobLocation, BlobReader, Unreadable};
 use crate::item::{parse_time, Item, ItemType, ParseError};
 use sha2::{Digest, Sha256};
@@ -98,6 +99,8 @@ struct Opener<'a> {
     opts: &'a BackupOptions,
     passwords: PasswordSource,
     temps: Vec<TempDir>,
+    /// RAW exports packed into JEX files: (the JEX, what messages call it).
+    packed: Vec<(PathBuf, PathBuf)>,
     sets: Vec<SetInfo>,
     chosen: Option<SetInfo>,
 }
@@ -117,6 +120,16 @@ impl Opener<'_> {
         Ok(p)
     }
 
+    /// Pack the RAW export in `dir` into a JEX of the temp folder; messages about its entries
+    /// name `shown_as` (the folder, or the archive it came from).
+    fn pack_raw(&mut self, dir: &Path, shown_as: &Path) -> Result<PathBuf> {
+        let t = temp_dir()?;
+        let jex = raw::pack(dir, &t.path().join("notes.jex"))?;
+        self.temps.push(t);
+        self.packed.push((jex.clone(), shown_as.to_path_buf()));
+        Ok(jex)
+    }
+
     fn resolve(&mut self, path: &Path, depth: usize) -> Result<Found> {
         if depth > MAX_DEPTH {
             bail!(
@@ -132,6 +145,10 @@ impl Opener<'_> {
             )
         })?;
         if meta.is_dir() {
+            // A RAW export itself (`joplin export --format raw`, or a set's `notes/`).
+            if raw::is_raw_export(path) {
+                return Ok(Found::Jex(self.pack_raw(path, path)?));
+            }
             if is_set_dir(path) {
                 return Ok(Found::SetDir(path.to_path_buf()));
             }
@@ -195,6 +212,7 @@ impl Opener<'_> {
             if t.is_dir() {
                 match n.as_str() {
                     "profile" => profile = Some(p),
+                    "notes" if raw::is_raw_export(&p) => jexes.push(self.pack_raw(&p, &p)?),
                     "notes" => has_notes_dir = true,
                     _ => {}
                 }
@@ -216,6 +234,19 @@ impl Opener<'_> {
                         p.display()
                     );
                 }
+            } else if n == "notes.7z" {
+                // "yes" archives hold the RAW export's files without the `notes/` prefix.
+                let out = self.unpack(&p, Magic::SevenZ)?;
+                let notes = if raw::is_raw_export(&out) {
+                    out
+                } else {
+                    out.join("notes")
+                };
+                if raw::is_raw_export(&notes) {
+                    jexes.push(self.pack_raw(&notes, &p)?);
+                } else {
+                    has_notes_dir = true;
+                }
             } else if n == "profile.7z" {
                 // "yes" archives hold the profile files without the `profile/` prefix.
                 let out = self.unpack(&p, Magic::SevenZ)?;
@@ -225,9 +256,10 @@ impl Opener<'_> {
         if jexes.is_empty() {
             if has_notes_dir {
                 bail!(
-                    "{} holds a Markdown/RAW export (`notes/`), not a JEX. Only JEX backups can \
-                     be restored with their IDs: set the Backup plugin's export format to JEX and \
-                     make a new backup.",
+                    "{} holds a Markdown + Front Matter export (`notes/`), which keeps no IDs: \
+                     it cannot be restored into a sync target (Joplin can import it as new \
+                     notes). Set the Backup plugin's export format to JEX (or RAW) and make a \
+                     new backup.",
                     dir.display()
                 );
             }
@@ -287,6 +319,7 @@ pub fn open(path: &Path, opts: &BackupOptions) -> Result<Backup> {
         opts,
         passwords: PasswordSource::new(opts.backup_password_file.clone()),
         temps: Vec::new(),
+        packed: Vec::new(),
         sets: Vec::new(),
         chosen: None,
     };
@@ -359,6 +392,9 @@ fn open_with(o: &mut Opener, path: &Path, opts: &BackupOptions) -> Result<Backup
     // What was unpacked is named by the archive it came from (`backup.7z → all.jex`), not by
     // a temporary folder that is gone by the time the message is read.
     let in_archive = |text: String| {
+        let text = o.packed.iter().fold(text, |t, (jex, shown_as)| {
+            t.replace(&jex.display().to_string(), &shown_as.display().to_string())
+        });
         o.temps.iter().fold(text, |t, d| {
             t.replace(
                 &format!("{}/", d.path().display()),
@@ -385,6 +421,11 @@ fn open_with(o: &mut Opener, path: &Path, opts: &BackupOptions) -> Result<Backup
     backup.set = o.chosen.take();
     backup.profile = profile.map(ProfileFiles::read).or(old_profile);
     backup.parts = jexes;
+    backup.raw_exports = o
+        .packed
+        .iter()
+        .map(|(_, shown_as)| PathBuf::from(in_archive(shown_as.display().to_string())))
+        .collect();
     backup._temps = std::mem::take(&mut o.temps);
     Ok(backup)
 }

@@ -1,0 +1,152 @@
+//! RAW exports: the Backup plugin's `exportFormat = raw` writes the notes as Joplin's RAW
+//! export, a folder of `<id>.md` items and `resources/<id>.<ext>` blobs. That is exactly what
+//! a JEX holds (Joplin makes a JEX by taring a RAW export), IDs included, so a RAW export is
+//! packed into a JEX in the private temp folder and read as one. The Markdown + Front Matter
+//! export (`md_frontmatter`) has no IDs and cannot be restored: [`is_raw_export`] tells them
+//! apart.
+
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+/// Entries a RAW export never holds this deep; a deeper tree is not one.
+const MAX_DEPTH: usize = 2;
+
+/// Whether `dir` holds a RAW export: at least one `<32 hex>.md` item file at its top.
+pub fn is_raw_export(dir: &Path) -> bool {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    rd.flatten().any(|e| {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        let is_file = e.file_type().map(|t| t.is_file()).unwrap_or(false);
+        is_file
+            && name
+                .strip_suffix(".md")
+                .is_some_and(|id| id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()))
+    })
+}
+
+/// Pack the RAW export in `dir` into the JEX `jex`: its top-level files and those in
+/// `resources/`, as a JEX lays them out. Anything else (a link, a device, a deeper folder) is
+/// refused by name: a JEX holds only files, and a restore must not read a file elsewhere
+/// through a link.
+pub fn pack(dir: &Path, jex: &Path) -> Result<PathBuf> {
+    let out = File::create(jex).with_context(|| {
+        format!(
+            "cannot create {} (set TMPDIR to a folder with room)",
+            jex.display()
+        )
+    })?;
+    let mut tar = tar::Builder::new(BufWriter::new(out));
+    tar.follow_symlinks(false);
+    add_files(&mut tar, dir, "", 0)?;
+    tar.into_inner()
+        .and_then(|w| w.into_inner().map_err(|e| e.into_error()))
+        .and_then(|f| f.sync_all())
+        .with_context(|| format!("cannot write {} (is the disk full?)", jex.display()))?;
+    Ok(jex.to_path_buf())
+}
+
+fn add_files(
+    tar: &mut tar::Builder<BufWriter<File>>,
+    dir: &Path,
+    prefix: &str,
+    depth: usize,
+) -> Result<()> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot list {}", dir.display()))?
+        .collect::<std::io::Result<_>>()
+        .with_context(|| format!("cannot list {}", dir.display()))?;
+    // Name order: the same folder always packs into the same JEX.
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let path = e.path();
+        let name = e.file_name().to_string_lossy().into_owned();
+        let kind = e
+            .file_type()
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        if kind.is_dir() && depth + 1 < MAX_DEPTH {
+            add_files(tar, &path, &format!("{prefix}{name}/"), depth + 1)?;
+        } else if kind.is_file() {
+            tar.append_path_with_name(&path, format!("{prefix}{name}"))
+                .with_context(|| format!("cannot read {}", path.display()))?;
+        } else {
+            crate::refuse!(
+                "{}: {} in a RAW export, which holds only files (`<id>.md` and \
+                 `resources/<id>.<ext>`). Remove it or restore from an untouched copy of the \
+                 backup.",
+                path.display(),
+                if kind.is_dir() {
+                    "a folder nested too deep"
+                } else {
+                    "a link or special file"
+                }
+            );
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_raw_export_packs_into_a_jex_with_its_layout() {
+        let tmp = tempfile::tempdir().unwrap();
+        let raw = tmp.path().join("notes");
+        std::fs::create_dir_all(raw.join("resources")).unwrap();
+        let id = "0123456789abcdef0123456789abcdef";
+        std::fs::write(raw.join(format!("{id}.md")), "T\n\nid: x\ntype_: 2").unwrap();
+        std::fs::write(raw.join("resources").join(format!("{id}.png")), b"png").unwrap();
+        assert!(is_raw_export(&raw));
+        assert!(!is_raw_export(&raw.join("resources")));
+
+        let jex = pack(&raw, &tmp.path().join("packed")).unwrap();
+        let mut names: Vec<String> = tar::Archive::new(File::open(&jex).unwrap())
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().display().to_string())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            [format!("{id}.md"), format!("resources/{id}.png")],
+            "directories are not entries; names are relative"
+        );
+    }
+
+    #[test]
+    fn markdown_exports_are_no_raw_exports() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(tmp.path().join("Notebook")).unwrap();
+        std::fs::write(
+            tmp.path().join("Notebook/A note.md"),
+            "---\ntitle: A\n---\n",
+        )
+        .unwrap();
+        std::fs::write(tmp.path().join("README.md"), "x").unwrap();
+        assert!(!is_raw_export(tmp.path()));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_link_inside_is_refused_by_name() {
+        let tmp = tempfile::tempdir().unwrap();
+        let raw = tmp.path().join("notes");
+        std::fs::create_dir_all(raw.join("resources")).unwrap();
+        std::fs::write(raw.join("0123456789abcdef0123456789abcdef.md"), "x").unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", raw.join("resources/a.txt")).unwrap();
+        let err = pack(&raw, &tmp.path().join("packed")).unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(
+            msg.contains("resources/a.txt") && msg.contains("link"),
+            "{msg}"
+        );
+        assert!(crate::exit::is_refusal(&err), "a refusal, exit 4: {msg}");
+    }
+}
