@@ -150,9 +150,7 @@ fn source_report(backup: &Backup) -> String {
                 "  {} {:<32} {:<16} {:>12} bytes",
                 if chosen { "*" } else { " " },
                 s.name,
-                s.date
-                    .map(|d| d.format("%Y-%m-%d %H:%M").to_string())
-                    .unwrap_or_else(|| "?".into()),
+                s.date_label(),
                 s.bytes
             );
         }

@@ -678,3 +678,42 @@ fn markdown_export_sets_are_refused_with_the_formats_that_restore() {
     );
     assert!(!target.exists(), "nothing written: {t}");
 }
+
+/// Set a file's modification time (a set's date when its name spells none).
+fn set_mtime(file: &Path, when: &str) {
+    let t = chrono::NaiveDateTime::parse_from_str(when, "%Y-%m-%d %H:%M").unwrap();
+    let f = std::fs::File::options().write(true).open(file).unwrap();
+    f.set_modified(t.and_utc().into()).unwrap();
+}
+
+/// Sets named without a date (`backupSetName` = a word) are dated by their files' times: a
+/// zip or 7z of the whole backup folder keeps those times through the unpacking (they read
+/// "now" there before, and the older set could be restored), and the newest is chosen.
+#[test]
+fn archives_of_the_backup_folder_keep_the_sets_file_times() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tmp.path().join("JoplinBackup");
+    let from = layout("folder").join("default/202611241200");
+    for (set, when) in [
+        ("Tuesday", "2026-12-01 12:00"),
+        ("Monday", "2026-11-30 12:00"),
+    ] {
+        copy_dir(&from, &base.join(set));
+        set_mtime(&base.join(set).join("all_notebooks.jex"), when);
+    }
+    let zip = tmp.path().join("all.zip");
+    zip_folder(&base, &zip);
+    seven_zip(tmp.path(), &[s(&tmp.path().join("all.7z")), "JoplinBackup"]);
+    for archive in [zip, tmp.path().join("all.7z")] {
+        let out = ok(jr(&["inspect", s(&archive)]), s(&archive));
+        let chosen: Vec<&str> = out.lines().filter(|l| l.starts_with("  * ")).collect();
+        assert!(
+            chosen.len() == 1 && chosen[0].contains("Tuesday") && chosen[0].contains("(file time)"),
+            "{out}"
+        );
+        assert!(
+            out.contains("2026-11-30") || out.contains("2026-12-01"),
+            "{out}"
+        );
+    }
+}

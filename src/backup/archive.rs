@@ -8,6 +8,7 @@
 use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Component, Path, PathBuf};
+use std::time::SystemTime;
 
 use anyhow::{bail, Context, Result};
 use sevenz_rust2::{ArchiveReader, Error as SzError, Password};
@@ -123,7 +124,13 @@ enum EntryError {
     Write(std::io::Error),
 }
 
-fn write_entry(path: &Path, reader: &mut dyn Read) -> std::result::Result<u64, EntryError> {
+/// Write one entry; it keeps the time the archive stored for it, which dates a set of the
+/// plugin's folder when its name carries no date (else every unpacked set would read "now").
+fn write_entry(
+    path: &Path,
+    reader: &mut dyn Read,
+    modified: Option<SystemTime>,
+) -> std::result::Result<u64, EntryError> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(EntryError::Write)?;
     }
@@ -141,7 +148,26 @@ fn write_entry(path: &Path, reader: &mut dyn Read) -> std::result::Result<u64, E
         n += got as u64;
     }
     out.flush().map_err(EntryError::Write)?;
+    if let Some(t) = modified {
+        // Best effort: a file system that keeps no times dates the set by the unpacking.
+        let _ = out.set_modified(t);
+    }
     Ok(n)
+}
+
+/// A 7z entry's time (100 ns ticks since 1601, UTC).
+fn nt_time(ticks: u64) -> Option<SystemTime> {
+    const UNIX_EPOCH_IN_TICKS: u64 = 116_444_736_000_000_000;
+    let since_epoch = ticks.checked_sub(UNIX_EPOCH_IN_TICKS)?;
+    Some(SystemTime::UNIX_EPOCH + std::time::Duration::from_nanos(since_epoch.saturating_mul(100)))
+}
+
+/// A zip entry's time (MS-DOS: local time, 2-second steps).
+fn dos_time(t: zip::DateTime) -> Option<SystemTime> {
+    use chrono::TimeZone;
+    let date = chrono::NaiveDate::from_ymd_opt(t.year().into(), t.month().into(), t.day().into())?;
+    let local = date.and_hms_opt(t.hour().into(), t.minute().into(), t.second().into())?;
+    Some(chrono::Local.from_local_datetime(&local).earliest()?.into())
 }
 
 /// Unpack a 7z archive into `dest`, asking `passwords` only if the archive is encrypted: its
@@ -222,7 +248,11 @@ fn unpack_7z(
             }
             return Ok(true);
         }
-        match write_entry(&path, data) {
+        let modified = entry
+            .has_last_modified_date
+            .then(|| nt_time(entry.last_modified_date.into()))
+            .flatten();
+        match write_entry(&path, data, modified) {
             Ok(_) => Ok(true),
             // A failed read is the decoder's: pass it back to the crate so it is classified
             // (bad password, checksum).
@@ -321,7 +351,12 @@ pub fn extract_zip(archive: &Path, dest: &Path) -> Result<()> {
             continue;
         }
         let size = entry.size();
-        let written = match write_entry(&path, &mut (&mut entry).take(size.saturating_add(1))) {
+        let modified = entry.last_modified().and_then(dos_time);
+        let written = match write_entry(
+            &path,
+            &mut (&mut entry).take(size.saturating_add(1)),
+            modified,
+        ) {
             Ok(n) => n,
             Err(EntryError::Read(e)) => {
                 return Err(refusal(format!(

@@ -3,44 +3,259 @@
 
 use std::path::{Path, PathBuf};
 
+use std::time::SystemTime;
+
 use anyhow::{bail, Context, Result};
+
 use chrono::{DateTime, Local, NaiveDateTime};
 
 /// One backup set as listed by `inspect`.
 #[derive(Debug, Clone)]
 pub struct SetInfo {
-    /// Relative to the folder the user gave, e.g. `default/202611241200` or `JoplinBackup.7z`.
+    /// Relative to the folder the user gave, e.g. `default/202611241200` or `JoplinBackup.7z`;
+    /// [`TOP_LEVEL`] for set files lying in that folder itself next to other sets.
     pub name: String,
     pub path: PathBuf,
-    /// From the name when it is the plugin's `YYYYMMDDHHmm`, else the file time.
+    /// From the name when it holds a date, else the newest time of the set's files.
     pub date: Option<NaiveDateTime>,
+    pub dated_by: DatedBy,
     pub bytes: u64,
 }
 
+/// Where a set's date comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatedBy {
+    /// The set's name (the plugin's `{YYYYMMDDHHmm}`, or another date it spells).
+    Name,
+    /// The newest modification time of its files: a copy without times changes it.
+    FileTime,
+}
+
+/// The name of the set made of the files lying in the given folder itself (a "keep 1 backup"
+/// run left them there before the retention was raised).
+pub const TOP_LEVEL: &str = "(top level)";
+
+/// The note export of a set folder (JEX files, per-item archives, `notes/`): what dates it, and
+/// what makes the top-level set (its `profile/` goes with it but dates nothing: customising
+/// files are copied around).
+fn is_note_export(name: &str, is_dir: bool) -> bool {
+    if is_dir {
+        name == "notes"
+    } else {
+        name.ends_with(".jex") || (is_per_item_7z(name) && name != "profile.7z")
+    }
+}
+
+/// When a set was made, by its files: the newest time of its note export (a set archive's own
+/// time), else of any file in it.
+fn set_file_time(path: &Path) -> Option<SystemTime> {
+    let export = std::fs::read_dir(path).ok().and_then(|rd| {
+        rd.flatten()
+            .filter(|e| {
+                let is_dir = e.file_type().map(|t| t.is_dir()).unwrap_or(false);
+                is_note_export(&e.file_name().to_string_lossy(), is_dir)
+            })
+            .filter_map(|e| newest_file_time(&e.path(), 1))
+            .max()
+    });
+    export.or_else(|| newest_file_time(path, 0))
+}
+
 impl SetInfo {
-    fn new(name: String, path: PathBuf) -> SetInfo {
-        let date =
-            date_from_name(path.file_name().and_then(|n| n.to_str()).unwrap_or("")).or_else(|| {
-                let m = std::fs::metadata(&path).and_then(|m| m.modified()).ok()?;
-                Some(DateTime::<Local>::from(m).naive_local())
-            });
+    fn new(name: String, path: PathBuf, order: DayOrder) -> SetInfo {
+        let from_name = date_from_name(&file_name(&path), order);
+        let dated_by = if from_name.is_some() {
+            DatedBy::Name
+        } else {
+            DatedBy::FileTime
+        };
+        let date = from_name.or_else(|| set_file_time(&path).map(local));
         let bytes = tree_size(&path, 0);
         SetInfo {
             name,
             path,
             date,
+            dated_by,
             bytes,
         }
     }
+
+    /// The set files lying in `base` itself.
+    fn top_level(base: &Path) -> SetInfo {
+        let mut bytes = 0;
+        if let Ok(rd) = std::fs::read_dir(base) {
+            for e in rd.flatten() {
+                let n = e.file_name().to_string_lossy().into_owned();
+                let is_dir = e.file_type().map(|t| t.is_dir()).unwrap_or(false);
+                if is_note_export(&n, is_dir) || n == "profile" || n == "profile.7z" {
+                    bytes += tree_size(&e.path(), 0);
+                }
+            }
+        }
+        SetInfo {
+            name: TOP_LEVEL.to_string(),
+            path: base.to_path_buf(),
+            date: set_file_time(base).map(local),
+            dated_by: DatedBy::FileTime,
+            bytes,
+        }
+    }
+
+    /// The date as `inspect` and messages show it, saying when it is a file time.
+    pub fn date_label(&self) -> String {
+        match (self.date, self.dated_by) {
+            (None, _) => "?".into(),
+            (Some(d), DatedBy::Name) => d.format("%Y-%m-%d %H:%M").to_string(),
+            (Some(d), DatedBy::FileTime) => format!("{} (file time)", d.format("%Y-%m-%d %H:%M")),
+        }
+    }
+
+    /// The set's name without the plugin's ` (N)`, and N.
+    fn run_name(&self) -> (String, u32) {
+        let n = file_name(&self.path);
+        let (stem, copy) = split_copy_suffix(&n);
+        (stem.to_string(), copy)
+    }
 }
 
-/// The plugin's default set name is `{YYYYMMDDHHmm}`, possibly followed by ` (1)` etc.
-fn date_from_name(name: &str) -> Option<NaiveDateTime> {
-    let digits: String = name.chars().take_while(|c| c.is_ascii_digit()).collect();
-    if digits.len() != 12 {
+/// Sort sets oldest first: by date, except that the plugin's ` (N)` orders the sets of one
+/// name (it adds ` (1)`, ` (2)`, … when the name is taken, so a higher N is a later run, ` (10)`
+/// after ` (9)`), whatever their times; a name's runs go at the date of its newest.
+fn sort_sets(sets: &mut [SetInfo]) {
+    let mut newest_of_name: std::collections::HashMap<(String, String), Option<NaiveDateTime>> =
+        std::collections::HashMap::new();
+    let key = |s: &SetInfo| {
+        let parent = s
+            .name
+            .rsplit_once('/')
+            .map(|(p, _)| p)
+            .unwrap_or("")
+            .to_string();
+        (parent, s.run_name().0)
+    };
+    for s in sets.iter() {
+        let d = newest_of_name.entry(key(s)).or_default();
+        *d = (*d).max(s.date);
+    }
+    sets.sort_by_cached_key(|s| {
+        let (stem, copy) = s.run_name();
+        (newest_of_name[&key(s)], stem, copy, s.name.clone())
+    });
+}
+
+fn local(t: SystemTime) -> NaiveDateTime {
+    DateTime::<Local>::from(t).naive_local()
+}
+
+/// `S (2)` → (`S`, 2); `S` → (`S`, 0). The plugin adds ` (N)` when a set's name is taken.
+fn split_copy_suffix(name: &str) -> (&str, u32) {
+    let stem = name
+        .strip_suffix(".7z")
+        .or_else(|| name.strip_suffix(".zip"))
+        .unwrap_or(name);
+    if let Some(open) = stem.rfind(" (") {
+        if let Some(n) = stem[open + 2..]
+            .strip_suffix(')')
+            .and_then(|d| d.parse::<u32>().ok())
+        {
+            return (&stem[..open], n);
+        }
+    }
+    (stem, 0)
+}
+
+/// The newest modification time of the files below `path` (itself, when a file).
+fn newest_file_time(path: &Path, depth: usize) -> Option<SystemTime> {
+    let meta = std::fs::symlink_metadata(path).ok()?;
+    if !meta.is_dir() {
+        return meta.modified().ok();
+    }
+    if depth > 16 {
         return None;
     }
-    NaiveDateTime::parse_from_str(&digits, "%Y%m%d%H%M").ok()
+    std::fs::read_dir(path)
+        .ok()?
+        .flatten()
+        .filter_map(|e| newest_file_time(&e.path(), depth + 1))
+        .max()
+}
+
+/// How the sets of one folder write a day and month both before the year (`{DD.MM.YYYY}`
+/// or `{MM-DD-YYYY}`): a name with a first number over 12 settles it for all of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DayOrder {
+    DayFirst,
+    MonthFirst,
+    /// Not settled (or contradicted): such names give no date.
+    Unknown,
+}
+
+/// The numbers of a set name, in order: the plugin's `YYYYMMDDHHmm` (and `YYYYMMDD`) runs
+/// split into their fields; the ` (N)` suffix left out.
+fn name_numbers(name: &str) -> Vec<u32> {
+    let (stem, _) = split_copy_suffix(name);
+    let mut out = Vec::new();
+    for run in stem
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|r| !r.is_empty())
+    {
+        let widths: &[usize] = match run.len() {
+            14 => &[4, 2, 2, 2, 2, 2],
+            12 => &[4, 2, 2, 2, 2],
+            8 => &[4, 2, 2],
+            6 if !out.is_empty() => &[2, 2, 2],
+            4 if out.len() >= 3 => &[2, 2],
+            1..=4 => &[run.len()],
+            _ => return Vec::new(),
+        };
+        let mut at = 0;
+        for w in widths {
+            out.push(run[at..at + w].parse().unwrap_or(u32::MAX));
+            at += w;
+        }
+    }
+    out
+}
+
+/// The day order the names of one folder's sets settle (see [`DayOrder`]).
+fn day_order<'a>(names: impl Iterator<Item = &'a str>) -> DayOrder {
+    let (mut day_first, mut month_first) = (false, false);
+    for n in names {
+        if let [a, b, y, ..] = name_numbers(n)[..] {
+            if (1970..=2200).contains(&y) {
+                day_first |= a > 12 && b <= 12;
+                month_first |= b > 12 && a <= 12;
+            }
+        }
+    }
+    match (day_first, month_first) {
+        (true, false) => DayOrder::DayFirst,
+        (false, true) => DayOrder::MonthFirst,
+        _ => DayOrder::Unknown,
+    }
+}
+
+/// The date a set's name spells: the plugin's default `{YYYYMMDDHHmm}` (possibly followed by
+/// ` (1)`), or another `backupSetName` with the year first (`{YYYY-MM-DD HH-mm}`,
+/// `Backup_{YYYYMMDD}`) or last (`{DD.MM.YYYY}`, as the folder's [`DayOrder`] settles).
+fn date_from_name(name: &str, order: DayOrder) -> Option<NaiveDateTime> {
+    let n = name_numbers(name);
+    let (y, m, d, rest) = match n[..] {
+        [y, m, d, ref rest @ ..] if (1970..=2200).contains(&y) => (y, m, d, rest),
+        [a, b, y, ref rest @ ..] if (1970..=2200).contains(&y) => match order {
+            DayOrder::DayFirst => (y, b, a, rest),
+            DayOrder::MonthFirst => (y, a, b, rest),
+            DayOrder::Unknown if a == b => (y, a, b, rest),
+            DayOrder::Unknown => return None,
+        },
+        _ => return None,
+    };
+    let (h, min) = match rest {
+        [h, min, ..] => (*h, *min),
+        [h] => (*h, 0),
+        [] => (0, 0),
+    };
+    chrono::NaiveDate::from_ymd_opt(y as i32, m, d)?.and_hms_opt(h, min, 0)
 }
 
 fn tree_size(path: &Path, depth: usize) -> u64 {
@@ -96,7 +311,7 @@ fn is_set_archive(name: &str) -> bool {
 const NOT_SETS: &[&str] = &["joplin_active_backup_job", "profile", "notes", "templates"];
 
 fn sets_in(dir: &Path, prefix: &str) -> Result<Vec<SetInfo>> {
-    let mut out = Vec::new();
+    let mut found = Vec::new();
     let rd = std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))?;
     for e in rd.flatten() {
         let n = e.file_name().to_string_lossy().into_owned();
@@ -104,46 +319,69 @@ fn sets_in(dir: &Path, prefix: &str) -> Result<Vec<SetInfo>> {
         let Ok(t) = e.file_type() else { continue };
         let set_dir = t.is_dir() && !NOT_SETS.contains(&n.as_str()) && is_set_dir(&p);
         if set_dir || (t.is_file() && is_set_archive(&n)) {
-            out.push(SetInfo::new(format!("{prefix}{n}"), p));
+            found.push((n, p));
         }
     }
-    Ok(out)
+    let order = day_order(found.iter().map(|(n, _)| n.as_str()));
+    Ok(found
+        .into_iter()
+        .map(|(n, p)| SetInfo::new(format!("{prefix}{n}"), p, order))
+        .collect())
 }
 
-/// Every set below a base folder: its own children, or one level down in the per-profile
-/// folders (`default/`, `profile-<id>/`) that `createSubfolderPerProfile` adds; given the
-/// folder chosen in the plugin's settings, the `JoplinBackup/` it makes there. Oldest first.
+/// Every set below a base folder, oldest first: its own children, and those one level down
+/// in the per-profile folders (`default/`, `profile-<id>/`) that `createSubfolderPerProfile`
+/// adds (turning it on leaves the older sets at the top); set files lying in the base itself
+/// next to them ([`TOP_LEVEL`]). Given the folder chosen in the plugin's settings (default:
+/// the home folder), only the `JoplinBackup/` the plugin makes there: a stray export or zip
+/// beside it is no set.
 pub fn list_sets(base: &Path) -> Result<Vec<SetInfo>> {
-    let mut sets = sets_in_base(base)?;
     let plugin_folder = base.join("JoplinBackup");
-    if sets.is_empty() && plugin_folder.is_dir() {
-        sets = sets_in_base(&plugin_folder)?;
-        for s in &mut sets {
-            s.name = format!("JoplinBackup/{}", s.name);
+    if plugin_folder.is_dir() && !is_set_dir(base) {
+        let mut sets = sets_in_base(&plugin_folder)?;
+        if !sets.is_empty() {
+            for s in &mut sets {
+                s.name = format!("JoplinBackup/{}", s.name);
+            }
+            return Ok(sets);
         }
     }
-    Ok(sets)
+    sets_in_base(base)
 }
 
 fn sets_in_base(base: &Path) -> Result<Vec<SetInfo>> {
     let mut sets = sets_in(base, "")?;
-    if sets.is_empty() {
-        let rd =
-            std::fs::read_dir(base).with_context(|| format!("cannot list {}", base.display()))?;
-        for e in rd.flatten() {
-            let n = e.file_name().to_string_lossy().into_owned();
-            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) && !NOT_SETS.contains(&n.as_str())
-            {
-                sets.extend(sets_in(&e.path(), &format!("{n}/"))?);
-            }
+    let rd = std::fs::read_dir(base).with_context(|| format!("cannot list {}", base.display()))?;
+    for e in rd.flatten() {
+        let n = e.file_name().to_string_lossy().into_owned();
+        let p = e.path();
+        if e.file_type().map(|t| t.is_dir()).unwrap_or(false)
+            && !NOT_SETS.contains(&n.as_str())
+            && !is_set_dir(&p)
+        {
+            sets.extend(sets_in(&p, &format!("{n}/"))?);
         }
     }
-    sets.sort_by(|a, b| (a.date, &a.name).cmp(&(b.date, &b.name)));
+    if !sets.is_empty() && is_set_dir(base) {
+        sets.push(SetInfo::top_level(base));
+    }
+    sort_sets(&mut sets);
     Ok(sets)
 }
 
 /// The error for a folder (or an archive, by its own name) that holds no backup.
 pub fn no_backup_in(place: &Path) -> anyhow::Error {
+    let unfinished = ["newJoplinBackup.7z", "joplin_active_backup_job"]
+        .into_iter()
+        .find(|n| place.join(n).exists());
+    if let Some(n) = unfinished {
+        return anyhow::anyhow!(
+            "{} holds no finished backup, only {n}, which the Backup plugin leaves while a run \
+             is under way or when one was cut off. Let the plugin finish a backup (or run one), \
+             or give the folder of an earlier backup.",
+            place.display()
+        );
+    }
     anyhow::anyhow!(
         "{} holds no backup: no .jex, no backup set folder, no .7z inside it. Give a .jex file, \
          a backup set folder, or the Backup plugin's backup folder (or a .7z/.zip of one).",
@@ -151,56 +389,291 @@ pub fn no_backup_in(place: &Path) -> anyhow::Error {
     )
 }
 
-/// The set to use from a base folder: `--set NAME`, else the newest.
+/// Two sets dated by their files' times this close cannot be told apart: a copy without
+/// times (`cp -r`, some cloud clients) writes them all within moments, in any order.
+const FILE_TIMES_TOO_CLOSE_SECS: i64 = 600;
+
+/// The set to use from a base folder: `--set NAME` (a set's name as `inspect` lists it, its
+/// last part when that is unique, or a profile folder for its newest set), else the newest.
+/// When the newest cannot be told for sure, the user is asked to choose: restoring an older
+/// set by mistake loses what the newer one holds.
 pub fn choose<'a>(base: &Path, sets: &'a [SetInfo], wanted: Option<&str>) -> Result<&'a SetInfo> {
-    let listing = || {
-        sets.iter()
-            .map(|s| format!("  {}", s.name))
+    let listing = |these: &mut dyn Iterator<Item = &SetInfo>| {
+        these
+            .map(|s| format!("  {:<32} {}", s.name, s.date_label()))
             .collect::<Vec<_>>()
             .join("\n")
     };
     if sets.is_empty() {
         return Err(no_backup_in(base));
     }
+    let inspect_hint = format!(
+        "(`joplin-restore inspect {}` lists them with dates and sizes.)",
+        base.display()
+    );
     if let Some(w) = wanted {
         let w = w.trim_end_matches('/');
-        return sets
+        if let Some(exact) = sets.iter().find(|s| s.name == w) {
+            return Ok(exact);
+        }
+        let by_last_part: Vec<&SetInfo> = sets
             .iter()
-            .find(|s| s.name == w || s.name.ends_with(&format!("/{w}")) || file_name(&s.path) == w)
-            .ok_or_else(|| {
-                anyhow::anyhow!(
-                    "{} has no set named {w:?}. Its sets are:\n{}\n(`joplin-restore inspect {}` \
-                     lists them with dates.)",
-                    base.display(),
-                    listing(),
-                    base.display()
-                )
-            });
+            .filter(|s| s.name.ends_with(&format!("/{w}")) || file_name(&s.path) == w)
+            .collect();
+        match by_last_part[..] {
+            [one] => return Ok(one),
+            [_, _, ..] => bail!(
+                "--set {w}: several sets of {} have that name; give the whole name:\n{}",
+                base.display(),
+                listing(&mut by_last_part.into_iter())
+            ),
+            [] => {}
+        }
+        let in_profile: Vec<&SetInfo> = sets
+            .iter()
+            .filter(|s| s.name.starts_with(&format!("{w}/")))
+            .collect();
+        if !in_profile.is_empty() {
+            return newest(base, &in_profile, &listing);
+        }
+        bail!(
+            "{} has no set named {w:?}. Its sets are:\n{}\n{inspect_hint}",
+            base.display(),
+            listing(&mut sets.iter())
+        );
     }
     let profiles: std::collections::BTreeSet<&str> = sets
         .iter()
         .filter_map(|s| s.name.rsplit_once('/').map(|(p, _)| p))
+        .filter(|p| *p != "JoplinBackup")
+        .map(|p| p.trim_start_matches("JoplinBackup/"))
         .collect();
     if profiles.len() > 1 {
         bail!(
-            "{} holds backups of several Joplin profiles; choose one set with --set NAME:\n{}",
+            "{} holds backups of several Joplin profiles; choose one set with --set NAME (or \
+             --set PROFILE-FOLDER for that profile's newest set):\n{}\n{inspect_hint}",
             base.display(),
-            listing()
+            listing(&mut sets.iter())
         );
     }
-    Ok(sets.last().expect("not empty"))
+    let all: Vec<&SetInfo> = sets.iter().collect();
+    newest(base, &all, &listing)
+}
+
+/// The newest of `sets` (oldest first), unless their dates cannot tell it.
+fn newest<'a>(
+    base: &Path,
+    sets: &[&'a SetInfo],
+    listing: &dyn Fn(&mut dyn Iterator<Item = &SetInfo>) -> String,
+) -> Result<&'a SetInfo> {
+    let last = *sets.last().expect("not empty");
+    let Some(before) = sets.len().checked_sub(2).map(|i| sets[i]) else {
+        return Ok(last);
+    };
+    let unsure = match (last.date, before.date) {
+        (None, _) => true,
+        (Some(a), Some(b)) => {
+            let by_files =
+                last.dated_by == DatedBy::FileTime || before.dated_by == DatedBy::FileTime;
+            let same_run = last.run_name().0 == before.run_name().0;
+            // The plugin's ` (N)` of the same name orders them whatever their times.
+            !same_run && ((by_files && (a - b).num_seconds() < FILE_TIMES_TOO_CLOSE_SECS) || a == b)
+        }
+        (Some(_), None) => false,
+    };
+    if unsure {
+        bail!(
+            "{}: cannot tell which backup set is the newest: {} and {} are dated too close \
+             together{}. Choose one with --set NAME:\n{}",
+            base.display(),
+            last.name,
+            before.name,
+            if last.dated_by == DatedBy::FileTime || before.dated_by == DatedBy::FileTime {
+                " by their files' times (their names hold no date the plugin writes; a copy \
+                 that did not keep file times dates every set alike)"
+            } else {
+                ""
+            },
+            listing(&mut sets.iter().copied())
+        );
+    }
+    Ok(last)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn date(name: &str, order: DayOrder) -> String {
+        date_from_name(name, order)
+            .map(|d| d.format("%Y-%m-%d %H:%M").to_string())
+            .unwrap_or_default()
+    }
+
     #[test]
     fn set_names_give_dates() {
-        let d = date_from_name("202611241200 (1)").unwrap();
-        assert_eq!(d.format("%Y-%m-%d %H:%M").to_string(), "2026-11-24 12:00");
-        assert!(date_from_name("JoplinBackup.7z").is_none());
-        assert!(date_from_name("2026112412").is_none());
+        use DayOrder::*;
+        assert_eq!(date("202611241200 (1)", Unknown), "2026-11-24 12:00");
+        assert_eq!(date("JoplinBackup.7z", Unknown), "");
+        assert_eq!(date("2026112412", Unknown), "");
+        // Other `backupSetName`s: year first, or day and month first as the folder settles.
+        assert_eq!(date("2026-11-24 12-05", Unknown), "2026-11-24 12:05");
+        assert_eq!(date("Backup_20261124.7z", Unknown), "2026-11-24 00:00");
+        assert_eq!(date("01.12.2026 12-00", DayFirst), "2026-12-01 12:00");
+        assert_eq!(date("01.12.2026 12-00", MonthFirst), "2026-01-12 12:00");
+        assert_eq!(date("01.12.2026 12-00", Unknown), "", "day or month first?");
+        assert_eq!(date("2026.13.01", Unknown), "", "no month 13");
+        assert_eq!(date("My notes", Unknown), "");
+        assert_eq!(
+            day_order(["23.11.2026", "01.12.2026"].into_iter()),
+            DayFirst
+        );
+        assert_eq!(
+            day_order(["11-23-2026", "12-01-2026"].into_iter()),
+            MonthFirst
+        );
+        assert_eq!(day_order(["01.12.2026", "02.11.2026"].into_iter()), Unknown);
+    }
+
+    fn make_set(dir: &Path, modified: Option<&str>) {
+        std::fs::create_dir_all(dir).unwrap();
+        let jex = dir.join("all_notebooks.jex");
+        std::fs::write(&jex, b"x").unwrap();
+        if let Some(t) = modified {
+            let t = chrono::NaiveDateTime::parse_from_str(t, "%Y-%m-%d %H:%M").unwrap();
+            let t: SystemTime = t.and_utc().into();
+            let f = std::fs::File::options().write(true).open(&jex).unwrap();
+            f.set_modified(t).unwrap();
+        }
+    }
+
+    fn names(sets: &[SetInfo]) -> Vec<&str> {
+        sets.iter().map(|s| s.name.as_str()).collect()
+    }
+
+    #[test]
+    fn custom_set_names_order_by_the_date_they_spell() {
+        let tmp = tempfile::tempdir().unwrap();
+        // Created newest first, so file times alone would pick the oldest.
+        for set in ["01.12.2026 12-00", "28.11.2026 12-00", "23.11.2026 12-00"] {
+            make_set(&tmp.path().join(set), None);
+        }
+        let sets = list_sets(tmp.path()).unwrap();
+        assert_eq!(
+            names(&sets),
+            ["23.11.2026 12-00", "28.11.2026 12-00", "01.12.2026 12-00"]
+        );
+        assert_eq!(
+            choose(tmp.path(), &sets, None).unwrap().name,
+            "01.12.2026 12-00"
+        );
+    }
+
+    #[test]
+    fn sets_dated_by_close_file_times_are_not_guessed() {
+        let tmp = tempfile::tempdir().unwrap();
+        make_set(&tmp.path().join("Monday"), Some("2026-11-30 12:00"));
+        make_set(&tmp.path().join("Tuesday"), Some("2026-12-01 12:00"));
+        let sets = list_sets(tmp.path()).unwrap();
+        assert_eq!(sets[1].dated_by, DatedBy::FileTime);
+        assert!(sets[1].date_label().ends_with("(file time)"));
+        assert_eq!(choose(tmp.path(), &sets, None).unwrap().name, "Tuesday");
+        // A copy that kept no times: every set dated alike.
+        make_set(&tmp.path().join("Monday"), None);
+        make_set(&tmp.path().join("Tuesday"), None);
+        let sets = list_sets(tmp.path()).unwrap();
+        let err = choose(tmp.path(), &sets, None).unwrap_err().to_string();
+        assert!(
+            err.contains("cannot tell which backup set is the newest"),
+            "{err}"
+        );
+        assert!(err.contains("--set") && err.contains("Monday"), "{err}");
+        assert_eq!(
+            choose(tmp.path(), &sets, Some("Monday")).unwrap().name,
+            "Monday"
+        );
+    }
+
+    #[test]
+    fn top_level_and_per_profile_sets_are_listed_together() {
+        let tmp = tempfile::tempdir().unwrap();
+        // "Keep 1 backup" left its files at the top; then retention and per-profile folders.
+        make_set(tmp.path(), None);
+        make_set(&tmp.path().join("202611301200"), None);
+        make_set(&tmp.path().join("default/202612011200"), None);
+        let sets = list_sets(tmp.path()).unwrap();
+        assert_eq!(
+            names(&sets),
+            ["202611301200", "default/202612011200", TOP_LEVEL],
+            "the top-level files are dated by their time (now)"
+        );
+        let top = choose(tmp.path(), &sets, Some(TOP_LEVEL)).unwrap();
+        assert_eq!(top.path, tmp.path());
+        assert_eq!(
+            choose(tmp.path(), &sets, Some("202612011200"))
+                .unwrap()
+                .name,
+            "default/202612011200"
+        );
+        assert_eq!(
+            choose(tmp.path(), &sets, Some("default")).unwrap().name,
+            "default/202612011200",
+            "a profile folder gives its newest set"
+        );
+    }
+
+    #[test]
+    fn the_plugin_folder_wins_over_strays_beside_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        make_set(&tmp.path().join("Downloads"), None);
+        std::fs::write(tmp.path().join("photos.zip"), b"PK").unwrap();
+        make_set(&tmp.path().join("JoplinBackup/default/202612011200"), None);
+        let sets = list_sets(tmp.path()).unwrap();
+        assert_eq!(names(&sets), ["JoplinBackup/default/202612011200"]);
+        assert_eq!(
+            choose(tmp.path(), &sets, None).unwrap().name,
+            "JoplinBackup/default/202612011200"
+        );
+    }
+
+    #[test]
+    fn an_ambiguous_set_name_is_refused_and_copies_sort_by_number() {
+        let tmp = tempfile::tempdir().unwrap();
+        make_set(&tmp.path().join("default/202612011200"), None);
+        make_set(&tmp.path().join("profile-1a2b3c4d/202612011200"), None);
+        let sets = list_sets(tmp.path()).unwrap();
+        let err = choose(tmp.path(), &sets, Some("202612011200"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("several sets") && err.contains("profile-1a2b3c4d/"),
+            "{err}"
+        );
+
+        let tmp = tempfile::tempdir().unwrap();
+        for n in ["202611241200", "202611241200 (9)", "202611241200 (10)"] {
+            make_set(&tmp.path().join(n), None);
+        }
+        let sets = list_sets(tmp.path()).unwrap();
+        assert_eq!(
+            choose(tmp.path(), &sets, None).unwrap().name,
+            "202611241200 (10)"
+        );
+        // A name without a date: the plugin's ` (N)` still orders the runs.
+        let tmp = tempfile::tempdir().unwrap();
+        for n in ["Notes", "Notes (2)", "Notes (1)"] {
+            make_set(&tmp.path().join(n), None);
+        }
+        let sets = list_sets(tmp.path()).unwrap();
+        assert_eq!(choose(tmp.path(), &sets, None).unwrap().name, "Notes (2)");
+        // Only an unfinished run: said so.
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join("newJoplinBackup.7z"), b"7z").unwrap();
+        let err = choose(tmp.path(), &[], None).unwrap_err().to_string();
+        assert!(
+            err.contains("no finished backup, only newJoplinBackup.7z"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -130,6 +130,37 @@ impl Opener<'_> {
         Ok(jex)
     }
 
+    /// What was unpacked (or packed) is named by what it came from (`backup.7z → all.jex`),
+    /// not by a temporary folder that is gone by the time the message is read.
+    fn shown(&self, path: &Path, text: String) -> String {
+        let text = self.packed.iter().fold(text, |t, (jex, shown_as)| {
+            t.replace(&jex.display().to_string(), &shown_as.display().to_string())
+        });
+        self.temps.iter().fold(text, |t, d| {
+            t.replace(
+                &format!("{}/", d.path().display()),
+                &format!("{} → ", path.display()),
+            )
+        })
+    }
+
+    /// [`Opener::shown`] for an error, which keeps its class (a refusal stays one).
+    fn shown_error(&self, path: &Path, e: anyhow::Error) -> anyhow::Error {
+        if self.temps.is_empty() {
+            return e;
+        }
+        let p = path.display();
+        // `resolve` says "inside ARCHIVE:", which the renaming now says too.
+        let msg = self
+            .shown(path, format!("{e:#}"))
+            .replace(&format!("inside {p}: {p} → "), &format!("{p} → "));
+        if crate::exit::is_refusal(&e) {
+            crate::exit::Refusal(msg).into()
+        } else {
+            anyhow::anyhow!(msg)
+        }
+    }
+
     fn resolve(&mut self, path: &Path, depth: usize) -> Result<Found> {
         if depth > MAX_DEPTH {
             bail!(
@@ -149,14 +180,18 @@ impl Opener<'_> {
             if raw::is_raw_export(path) {
                 return Ok(Found::Jex(self.pack_raw(path, path)?));
             }
-            if is_set_dir(path) {
+            let sets = list_sets(path)?;
+            if sets.is_empty() && is_set_dir(path) {
                 return Ok(Found::SetDir(path.to_path_buf()));
             }
-            let sets = list_sets(path)?;
             let chosen = choose(path, &sets, self.opts.set.as_deref())?.clone();
             if self.chosen.is_none() {
                 self.sets = sets;
                 self.chosen = Some(chosen.clone());
+            }
+            // The set files lying in the folder itself, next to other sets.
+            if chosen.path == path {
+                return Ok(Found::SetDir(path.to_path_buf()));
             }
             return self.resolve(&chosen.path, depth + 1);
         }
@@ -323,7 +358,7 @@ pub fn open(path: &Path, opts: &BackupOptions) -> Result<Backup> {
         sets: Vec::new(),
         chosen: None,
     };
-    open_with(&mut o, path, opts).map_err(|e| older_set_hint(e, &o, path))
+    open_with(&mut o, path, opts).map_err(|e| older_set_hint(o.shown_error(path, e), &o, path))
 }
 
 /// A damaged newest set of the plugin's folder: the next older one is the likeliest fix,
@@ -389,33 +424,10 @@ fn open_with(o: &mut Opener, path: &Path, opts: &BackupOptions) -> Result<Backup
             (jexes, profile, old)
         }
     };
-    // What was unpacked is named by the archive it came from (`backup.7z → all.jex`), not by
-    // a temporary folder that is gone by the time the message is read.
-    let in_archive = |text: String| {
-        let text = o.packed.iter().fold(text, |t, (jex, shown_as)| {
-            t.replace(&jex.display().to_string(), &shown_as.display().to_string())
-        });
-        o.temps.iter().fold(text, |t, d| {
-            t.replace(
-                &format!("{}/", d.path().display()),
-                &format!("{} → ", path.display()),
-            )
-        })
-    };
-    let mut backup = match read_parts(path, &jexes) {
-        Ok(b) => b,
-        Err(e) if !o.temps.is_empty() => {
-            let msg = in_archive(format!("{e:#}"));
-            if crate::exit::is_refusal(&e) {
-                crate::refuse!("{msg}");
-            }
-            bail!(msg)
-        }
-        Err(e) => return Err(e),
-    };
+    let mut backup = read_parts(path, &jexes)?;
     backup.warnings = std::mem::take(&mut backup.warnings)
         .into_iter()
-        .map(in_archive)
+        .map(|w| o.shown(path, w))
         .collect();
     backup.sets = std::mem::take(&mut o.sets);
     backup.set = o.chosen.take();
@@ -424,7 +436,7 @@ fn open_with(o: &mut Opener, path: &Path, opts: &BackupOptions) -> Result<Backup
     backup.raw_exports = o
         .packed
         .iter()
-        .map(|(_, shown_as)| PathBuf::from(in_archive(shown_as.display().to_string())))
+        .map(|(_, shown_as)| PathBuf::from(o.shown(path, shown_as.display().to_string())))
         .collect();
     backup._temps = std::mem::take(&mut o.temps);
     Ok(backup)

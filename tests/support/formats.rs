@@ -48,7 +48,20 @@ pub fn zip_folder(dir: &Path, zip_path: &Path) {
                 z.add_directory(format!("{rel}/"), opts).unwrap();
                 walk(z, base, &p, opts);
             } else {
-                z.start_file(rel, opts).unwrap();
+                // As zip tools do: the file's time goes along (MS-DOS: local time).
+                let t = std::fs::metadata(&p).unwrap().modified().unwrap();
+                let t = chrono::DateTime::<chrono::Local>::from(t).naive_local();
+                use chrono::{Datelike, Timelike};
+                let when = zip::DateTime::from_date_and_time(
+                    t.year() as u16,
+                    t.month() as u8,
+                    t.day() as u8,
+                    t.hour() as u8,
+                    t.minute() as u8,
+                    t.second() as u8,
+                )
+                .unwrap();
+                z.start_file(rel, opts.last_modified_time(when)).unwrap();
                 z.write_all(&std::fs::read(&p).unwrap()).unwrap();
             }
         }
