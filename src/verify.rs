@@ -637,11 +637,23 @@ pub async fn describe_target_file(
             Some(k) if is_encrypted(&it) => k.decrypt_item(&it).ok(),
             _ => Some(it),
         });
-    match item {
-        Some(it) if it.title_or_empty().is_empty() => format!("{} {}", it.item_type(), it.id()),
-        Some(it) => format!("{} {} ({:?})", it.item_type(), it.id(), it.title_or_empty()),
-        None => path.to_string(),
-    }
+    let Some(it) = item else {
+        return path.to_string();
+    };
+    // Joplin's export never holds the trash: say so where a restore would delete it for good.
+    let trashed = it
+        .get("deleted_time")
+        .is_some_and(|d| !d.is_empty() && d != "0");
+    format!(
+        "{} {}{}{}",
+        it.item_type(),
+        it.id(),
+        match it.title_or_empty() {
+            "" => String::new(),
+            title => format!(" ({title:?})"),
+        },
+        if trashed { " — in the trash" } else { "" }
+    )
 }
 
 /// `diff`: the differences grouped as a restore would act on them, with titles.

@@ -735,6 +735,15 @@ fn dry_run_changes_nothing_and_non_interactive_needs_yes() {
     e.retain(|(n, _)| n != NOTE && !n.starts_with("392ebac8"));
     let file = dir.path().join("smaller.jex");
     std::fs::write(&file, tar_bytes(&e, &[])).unwrap();
+    // The note the backup lacks sits in the target's trash: deleted for good, and said so.
+    let on_target = target.join(NOTE);
+    let item = std::fs::read_to_string(&on_target).unwrap();
+    assert!(item.contains("\ndeleted_time: 0\n"), "{item}");
+    std::fs::write(
+        &on_target,
+        item.replace("\ndeleted_time: 0\n", "\ndeleted_time: 1796657000000\n"),
+    )
+    .unwrap();
     let before = tree_hashes(&target);
     let args = [
         "restore",
@@ -746,10 +755,10 @@ fn dry_run_changes_nothing_and_non_interactive_needs_yes() {
     assert!(o.status.success(), "{}", text(&o));
     assert!(
         text(&o).contains(&format!(
-            "note {} (\"Roadmap\")",
+            "note {} (\"Roadmap\") — in the trash",
             NOTE.trim_end_matches(".md")
         )),
-        "dry run lists the deletion, by title: {}",
+        "dry run lists the deletion, by title, and that it is in the trash: {}",
         text(&o)
     );
     let o = jr(&args);
