@@ -456,6 +456,7 @@ async fn run(cmd: Command) -> Result<i32> {
             let text = inspect::report(&b, &v);
             report::set_result(json!({
                 "command": "inspect",
+                "backup": b.source_json(),
                 "counts": inspect::counts(&b),
                 "problems": v.problems.iter().map(|p| json!({
                     "class": p.class.flag(),
@@ -482,6 +483,7 @@ async fn run(cmd: Command) -> Result<i32> {
             let s = restore::run(&args).await?;
             report::set_result(json!({
                 "command": "restore",
+                "backup": s.backup,
                 "target": s.target,
                 "uploaded": s.uploaded,
                 "uploaded_bytes": s.uploaded_bytes,

@@ -110,6 +110,8 @@ pub struct RestoreSummary {
     /// `--only`: what the merge kept of the target's (`kept` ids, `reused_tags`,
     /// `left_out_links`, `left_out_tags`); `None` for a whole restore.
     pub partial: Option<serde_json::Value>,
+    /// What was read ([`Backup::source_json`]).
+    pub backup: serde_json::Value,
 }
 
 /// `--transfers`, `--tpslimit`, `--bwlimit`, `--retries` as the pacer applies them.
@@ -444,6 +446,7 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
     if args.safety.dry_run {
         print_dry_run(&backup, &plan, &target, keyring.as_deref(), transfers).await;
         return Ok(RestoreSummary {
+            backup: backup.source_json(),
             target: target.describe(),
             uploaded: 0,
             uploaded_bytes: 0,
@@ -653,6 +656,7 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
     lock.release().await?;
     journal.finish()?;
     Ok(RestoreSummary {
+        backup: backup.source_json(),
         target: target.describe(),
         uploaded: outcome.uploaded,
         uploaded_bytes: outcome.uploaded_bytes,

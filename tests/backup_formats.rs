@@ -304,7 +304,8 @@ fn set_option_chooses_a_set_and_unknown_names_are_listed() {
     let newest = text(&o);
     assert!(o.status.success(), "{newest}");
     assert!(
-        newest.contains("backup set default/202611241200 (2 sets in the folder"),
+        newest
+            .contains("backup set default/202611241200 of 2026-11-24 12:00 (2 sets in the folder"),
         "{newest}"
     );
     let o = jr(&["inspect", s(&base), "--set", "2020"]);

@@ -3,6 +3,7 @@
 mod support;
 
 use serde_json::Value;
+use support::formats::layout;
 use support::{jr, sample_jex, text};
 
 fn report(args: &[&str]) -> (i32, Value) {
@@ -26,6 +27,8 @@ fn restore_verify_and_errors_report_as_documented() {
     ]);
     assert_eq!(code, 0);
     assert_eq!(v["command"], "restore");
+    assert_eq!(v["backup"]["set"], Value::Null, "a single JEX: {v}");
+    assert_eq!(v["backup"]["jex_files"], 1);
     assert_eq!(v["ok"], true);
     assert_eq!(v["exit_code"], 0);
     assert_eq!(v["uploaded"], 30);
@@ -420,4 +423,24 @@ fn dry_runs_report_what_they_would_do() {
     assert_eq!(v["would_delete"], 30, "{v}");
     assert!(!text(&o).contains("Cleared:"), "{}", text(&o));
     assert_eq!(support::tree_hashes(&t), before);
+}
+
+/// Which set of the plugin's folder was read, and by what date, is in the report: a script
+/// restoring "the newest" can check it.
+#[test]
+fn the_set_read_is_reported_with_its_date() {
+    let folder = layout("folder");
+    let (code, v) = report(&["inspect", folder.to_str().unwrap(), "--json"]);
+    assert_eq!(code, 0, "{v}");
+    let b = &v["backup"];
+    assert_eq!(b["set"]["name"], "default/202611241200", "{v}");
+    assert_eq!(b["set"]["date"], "2026-11-24T12:00");
+    assert_eq!(b["set"]["dated_by"], "name");
+    let names: Vec<&str> = b["sets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["default/202611231200", "default/202611241200"]);
 }

@@ -290,12 +290,36 @@ impl Backup {
             if self.sets.len() > 1 {
                 // On stderr, with the warnings: stdout's first line stays the result.
                 crate::note!(
-                    "note: backup set {} ({} sets in the folder; --set NAME picks another)",
+                    "note: backup set {} of {} ({} sets in the folder; --set NAME picks another)",
                     set.name,
+                    set.date_label(),
                     self.sets.len()
                 );
             }
         }
+    }
+
+    /// What was read, for `--json`: the path given, the set chosen and the others (with the
+    /// date each was ordered by), the RAW exports read.
+    pub fn source_json(&self) -> serde_json::Value {
+        let set = |s: &SetInfo| {
+            serde_json::json!({
+                "name": s.name,
+                "date": s.date.map(|d| d.format("%Y-%m-%dT%H:%M").to_string()),
+                "dated_by": match s.dated_by {
+                    locate::DatedBy::Name => "name",
+                    locate::DatedBy::FileTime => "file_time",
+                },
+                "bytes": s.bytes,
+            })
+        };
+        serde_json::json!({
+            "path": self.source,
+            "set": self.set.as_ref().map(set),
+            "sets": self.sets.iter().map(set).collect::<Vec<_>>(),
+            "jex_files": self.parts.len(),
+            "raw_exports": self.raw_exports,
+        })
     }
 
     /// The set's `profile/` files (settings, keymap, CSS, plugins), if the backup has them.
