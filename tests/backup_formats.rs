@@ -718,3 +718,37 @@ fn archives_of_the_backup_folder_keep_the_sets_file_times() {
         );
     }
 }
+
+/// What is not a usable RAW set says what it is: a zipped RAW export restores like the folder;
+/// an empty `notes/` is no Markdown export; a sync target given as the backup is named one.
+#[test]
+fn raw_exports_zipped_empty_or_mistaken_for_a_target() {
+    let tmp = tempfile::tempdir().unwrap();
+    let owner = Profile::new(tmp.path().join("owner"));
+    owner.run(&["import", s(&sample_jex())]);
+    let raw = tmp.path().join("raw");
+    owner.run(&["export", "--format", "raw", s(&raw)]);
+    let zip = tmp.path().join("raw.zip");
+    zip_folder(&raw, &zip);
+    let out = ok(jr(&["inspect", s(&zip)]), "zipped RAW export");
+    assert!(
+        out.contains("RAW export format") && out.contains(COUNTS),
+        "{out}"
+    );
+
+    let empty = tmp.path().join("JoplinBackup/202612071200");
+    std::fs::create_dir_all(empty.join("notes/resources")).unwrap();
+    let o = jr(&["inspect", s(&empty)]);
+    assert_eq!(o.status.code(), Some(4), "{}", text(&o));
+    assert!(text(&o).contains("holds no notes"), "{}", text(&o));
+
+    let target = tmp.path().join("target");
+    ok(jr(&["restore", s(&raw), "--target", s(&target)]), "restore");
+    let o = jr(&["inspect", s(&target)]);
+    assert_eq!(o.status.code(), Some(4), "{}", text(&o));
+    assert!(
+        text(&o).contains("is a Joplin sync target, not a backup") && text(&o).contains("export"),
+        "{}",
+        text(&o)
+    );
+}

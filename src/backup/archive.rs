@@ -108,7 +108,7 @@ fn refuse_without_room(archive: &Path, dest: &Path, declared: u64, free: u64) ->
     Ok(())
 }
 
-fn human_bytes(n: u64) -> String {
+pub(super) fn human_bytes(n: u64) -> String {
     const MIB: f64 = (1u64 << 20) as f64;
     if n >= 1 << 30 {
         format!("{:.1} GiB", n as f64 / (MIB * 1024.0))

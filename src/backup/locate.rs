@@ -19,6 +19,8 @@ pub struct SetInfo {
     /// From the name when it holds a date, else the newest time of the set's files.
     pub date: Option<NaiveDateTime>,
     pub dated_by: DatedBy,
+    /// The newest time of its note export, whatever dated it: orders the runs of one name.
+    file_time: Option<NaiveDateTime>,
     pub bytes: u64,
 }
 
@@ -52,10 +54,10 @@ fn set_file_time(path: &Path) -> Option<SystemTime> {
     let export = std::fs::read_dir(path).ok().and_then(|rd| {
         rd.flatten()
             .filter(|e| {
-                let is_dir = e.file_type().map(|t| t.is_dir()).unwrap_or(false);
+                let is_dir = followed_type(e).is_some_and(|t| t.is_dir());
                 is_note_export(&e.file_name().to_string_lossy(), is_dir)
             })
-            .filter_map(|e| newest_file_time(&e.path(), 1))
+            .filter_map(|e| newest_file_time(&e.path(), 0))
             .max()
     });
     export.or_else(|| newest_file_time(path, 0))
@@ -69,13 +71,15 @@ impl SetInfo {
         } else {
             DatedBy::FileTime
         };
-        let date = from_name.or_else(|| set_file_time(&path).map(local));
+        let file_time = set_file_time(&path).map(local);
+        let date = from_name.or(file_time);
         let bytes = tree_size(&path, 0);
         SetInfo {
             name,
             path,
             date,
             dated_by,
+            file_time,
             bytes,
         }
     }
@@ -86,17 +90,19 @@ impl SetInfo {
         if let Ok(rd) = std::fs::read_dir(base) {
             for e in rd.flatten() {
                 let n = e.file_name().to_string_lossy().into_owned();
-                let is_dir = e.file_type().map(|t| t.is_dir()).unwrap_or(false);
+                let is_dir = followed_type(&e).is_some_and(|t| t.is_dir());
                 if is_note_export(&n, is_dir) || n == "profile" || n == "profile.7z" {
                     bytes += tree_size(&e.path(), 0);
                 }
             }
         }
+        let file_time = set_file_time(base).map(local);
         SetInfo {
             name: TOP_LEVEL.to_string(),
             path: base.to_path_buf(),
-            date: set_file_time(base).map(local),
+            date: file_time,
             dated_by: DatedBy::FileTime,
+            file_time,
             bytes,
         }
     }
@@ -118,13 +124,14 @@ impl SetInfo {
     }
 }
 
-/// Sort sets oldest first: by date, except that the plugin's ` (N)` orders the sets of one
-/// name (it adds ` (1)`, ` (2)`, … when the name is taken, so a higher N is a later run, ` (10)`
-/// after ` (9)`), whatever their times; a name's runs go at the date of its newest.
+/// Sort sets oldest first: by date, except that the runs of one name (the plugin adds ` (1)`,
+/// ` (2)`, … when the name is taken) go at the date of their newest, among themselves by their
+/// files' times when those lie far apart, else by N (` (10)` after ` (9)`): a name freed by
+/// the retention is taken again, so N alone can put an older run last, and a copy without
+/// times leaves N the only sign.
 fn sort_sets(sets: &mut [SetInfo]) {
-    let mut newest_of_name: std::collections::HashMap<(String, String), Option<NaiveDateTime>> =
-        std::collections::HashMap::new();
-    let key = |s: &SetInfo| {
+    type Group = (String, String);
+    let group = |s: &SetInfo| -> Group {
         let parent = s
             .name
             .rsplit_once('/')
@@ -133,13 +140,35 @@ fn sort_sets(sets: &mut [SetInfo]) {
             .to_string();
         (parent, s.run_name().0)
     };
+    let mut members: std::collections::HashMap<Group, Vec<&SetInfo>> = Default::default();
     for s in sets.iter() {
-        let d = newest_of_name.entry(key(s)).or_default();
-        *d = (*d).max(s.date);
+        members.entry(group(s)).or_default().push(s);
     }
+    // Per group: its date, and whether its runs are ordered by file time.
+    let by_group: std::collections::HashMap<Group, (Option<NaiveDateTime>, bool)> = members
+        .into_iter()
+        .map(|(g, runs)| {
+            let date = runs.iter().filter_map(|s| s.date).max();
+            let mut times: Vec<Option<NaiveDateTime>> = runs.iter().map(|s| s.file_time).collect();
+            times.sort();
+            let far_apart = times.iter().all(Option::is_some)
+                && times.windows(2).all(|w| match (w[0], w[1]) {
+                    (Some(a), Some(b)) => (b - a).num_seconds() >= FILE_TIMES_TOO_CLOSE_SECS,
+                    _ => false,
+                });
+            (g, (date, far_apart))
+        })
+        .collect();
     sets.sort_by_cached_key(|s| {
+        let g = group(s);
+        let (date, by_file_time) = by_group[&g];
         let (stem, copy) = s.run_name();
-        (newest_of_name[&key(s)], stem, copy, s.name.clone())
+        let within = if by_file_time {
+            (s.file_time, 0)
+        } else {
+            (None, copy)
+        };
+        (date, stem, within, s.name.clone())
     });
 }
 
@@ -166,7 +195,13 @@ fn split_copy_suffix(name: &str) -> (&str, u32) {
 
 /// The newest modification time of the files below `path` (itself, when a file).
 fn newest_file_time(path: &Path, depth: usize) -> Option<SystemTime> {
-    let meta = std::fs::symlink_metadata(path).ok()?;
+    // The set itself may be a link; below it links are not followed (no loops).
+    let meta = if depth == 0 {
+        std::fs::metadata(path)
+    } else {
+        std::fs::symlink_metadata(path)
+    }
+    .ok()?;
     if !meta.is_dir() {
         return meta.modified().ok();
     }
@@ -273,6 +308,12 @@ fn tree_size(path: &Path, depth: usize) -> u64 {
         .unwrap_or(0)
 }
 
+/// An entry's type with links followed: a set folder, a profile folder or a JEX may be a link
+/// (a backup kept on another disk); a broken link is no entry.
+pub(crate) fn followed_type(e: &std::fs::DirEntry) -> Option<std::fs::FileType> {
+    std::fs::metadata(e.path()).ok().map(|m| m.file_type())
+}
+
 fn file_name(p: &Path) -> String {
     p.file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -292,7 +333,7 @@ pub fn is_set_dir(dir: &Path) -> bool {
     };
     rd.flatten().any(|e| {
         let n = e.file_name().to_string_lossy().into_owned();
-        let Ok(t) = e.file_type() else {
+        let Some(t) = followed_type(&e) else {
             return false;
         };
         (t.is_file() && (n.ends_with(".jex") || is_per_item_7z(&n))) || (t.is_dir() && n == "notes")
@@ -316,7 +357,9 @@ fn sets_in(dir: &Path, prefix: &str) -> Result<Vec<SetInfo>> {
     for e in rd.flatten() {
         let n = e.file_name().to_string_lossy().into_owned();
         let p = e.path();
-        let Ok(t) = e.file_type() else { continue };
+        let Some(t) = followed_type(&e) else {
+            continue;
+        };
         let set_dir = t.is_dir() && !NOT_SETS.contains(&n.as_str()) && is_set_dir(&p);
         if set_dir || (t.is_file() && is_set_archive(&n)) {
             found.push((n, p));
@@ -337,7 +380,7 @@ fn sets_in(dir: &Path, prefix: &str) -> Result<Vec<SetInfo>> {
 /// beside it is no set.
 pub fn list_sets(base: &Path) -> Result<Vec<SetInfo>> {
     let plugin_folder = base.join("JoplinBackup");
-    if plugin_folder.is_dir() && !is_set_dir(base) {
+    if plugin_folder.is_dir() {
         let mut sets = sets_in_base(&plugin_folder)?;
         if !sets.is_empty() {
             for s in &mut sets {
@@ -355,7 +398,7 @@ fn sets_in_base(base: &Path) -> Result<Vec<SetInfo>> {
     for e in rd.flatten() {
         let n = e.file_name().to_string_lossy().into_owned();
         let p = e.path();
-        if e.file_type().map(|t| t.is_dir()).unwrap_or(false)
+        if followed_type(&e).is_some_and(|t| t.is_dir())
             && !NOT_SETS.contains(&n.as_str())
             && !is_set_dir(&p)
         {
@@ -431,7 +474,10 @@ pub fn choose<'a>(base: &Path, sets: &'a [SetInfo], wanted: Option<&str>) -> Res
         }
         let in_profile: Vec<&SetInfo> = sets
             .iter()
-            .filter(|s| s.name.starts_with(&format!("{w}/")))
+            .filter(|s| {
+                s.name.starts_with(&format!("{w}/"))
+                    || s.name.starts_with(&format!("JoplinBackup/{w}/"))
+            })
             .collect();
         if !in_profile.is_empty() {
             return newest(base, &in_profile, &listing);
@@ -451,7 +497,7 @@ pub fn choose<'a>(base: &Path, sets: &'a [SetInfo], wanted: Option<&str>) -> Res
     if profiles.len() > 1 {
         bail!(
             "{} holds backups of several Joplin profiles; choose one set with --set NAME (or \
-             --set PROFILE-FOLDER for that profile's newest set):\n{}\n{inspect_hint}",
+             --set PROFILE-FOLDER for that profile's newest set):\n{}",
             base.display(),
             listing(&mut sets.iter())
         );
@@ -470,30 +516,43 @@ fn newest<'a>(
     let Some(before) = sets.len().checked_sub(2).map(|i| sets[i]) else {
         return Ok(last);
     };
-    let unsure = match (last.date, before.date) {
-        (None, _) => true,
-        (Some(a), Some(b)) => {
-            let by_files =
-                last.dated_by == DatedBy::FileTime || before.dated_by == DatedBy::FileTime;
-            let same_run = last.run_name().0 == before.run_name().0;
-            // The plugin's ` (N)` of the same name orders them whatever their times.
-            !same_run && ((by_files && (a - b).num_seconds() < FILE_TIMES_TOO_CLOSE_SECS) || a == b)
+    let by_files = last.dated_by == DatedBy::FileTime || before.dated_by == DatedBy::FileTime;
+    let why = match (last.date, before.date) {
+        (None, _) => Some("no date can be read for them".to_string()),
+        // The runs of one name were ordered by their ` (N)` or their far-apart file times.
+        _ if last.run_name().0 == before.run_name().0 => None,
+        // A file time is no match for a date in a name: a copy that kept no times (`cp -r`,
+        // some cloud clients) dates a set made months ago "now".
+        (Some(_), Some(_))
+            if last.dated_by == DatedBy::FileTime && before.dated_by == DatedBy::Name =>
+        {
+            Some(format!(
+                "{} is dated only by its files' time, which a copy changes, and {} by its name",
+                last.name, before.name
+            ))
         }
-        (Some(_), None) => false,
+        (Some(a), Some(b))
+            if a == b || (by_files && (a - b).num_seconds() < FILE_TIMES_TOO_CLOSE_SECS) =>
+        {
+            Some(format!(
+                "{} and {} are dated too close together{}",
+                last.name,
+                before.name,
+                if by_files {
+                    " by their files' times (their names hold no date the plugin writes; a \
+                     copy that did not keep file times dates every set alike)"
+                } else {
+                    ""
+                }
+            ))
+        }
+        _ => None,
     };
-    if unsure {
+    if let Some(why) = why {
         bail!(
-            "{}: cannot tell which backup set is the newest: {} and {} are dated too close \
-             together{}. Choose one with --set NAME:\n{}",
+            "{}: cannot tell which backup set is the newest: {why}. Choose one with --set \
+             NAME:\n{}",
             base.display(),
-            last.name,
-            before.name,
-            if last.dated_by == DatedBy::FileTime || before.dated_by == DatedBy::FileTime {
-                " by their files' times (their names hold no date the plugin writes; a copy \
-                 that did not keep file times dates every set alike)"
-            } else {
-                ""
-            },
             listing(&mut sets.iter().copied())
         );
     }
@@ -696,6 +755,66 @@ mod tests {
         );
         let picked = choose(tmp.path(), &sets, Some("202601011200")).unwrap();
         assert_eq!(picked.name, "202601011200");
+    }
+
+    #[test]
+    fn strays_and_links_do_not_hide_the_newest_set() {
+        let tmp = tempfile::tempdir().unwrap();
+        let home = tmp.path().join("home");
+        make_set(&home.join("JoplinBackup/default/202611231200"), None);
+        // A manual export and a notes folder beside the plugin's folder: not sets.
+        std::fs::write(home.join("my-export.jex"), b"x").unwrap();
+        std::fs::create_dir_all(home.join("notes")).unwrap();
+        // The newest set kept on another disk, linked in.
+        make_set(&tmp.path().join("elsewhere/202612011200"), None);
+        std::os::unix::fs::symlink(
+            tmp.path().join("elsewhere/202612011200"),
+            home.join("JoplinBackup/default/202612011200"),
+        )
+        .unwrap();
+        let sets = list_sets(&home).unwrap();
+        assert_eq!(
+            names(&sets),
+            [
+                "JoplinBackup/default/202611231200",
+                "JoplinBackup/default/202612011200"
+            ]
+        );
+        assert_eq!(
+            choose(&home, &sets, Some("default")).unwrap().name,
+            "JoplinBackup/default/202612011200",
+            "--set PROFILE from the folder above JoplinBackup/"
+        );
+    }
+
+    #[test]
+    fn a_file_time_newer_than_a_name_date_is_not_trusted() {
+        let tmp = tempfile::tempdir().unwrap();
+        // "Keep 1 backup" files at the top, copied without times (so dated now), beside sets
+        // whose names date them.
+        make_set(tmp.path(), None);
+        make_set(&tmp.path().join("202612011200"), Some("2026-12-01 12:00"));
+        let sets = list_sets(tmp.path()).unwrap();
+        assert_eq!(names(&sets), ["202612011200", TOP_LEVEL]);
+        let err = choose(tmp.path(), &sets, None).unwrap_err().to_string();
+        assert!(err.contains("dated only by its files' time"), "{err}");
+        // Older by its time: the named set is the newest, no question.
+        make_set(tmp.path(), Some("2026-10-01 12:00"));
+        let sets = list_sets(tmp.path()).unwrap();
+        assert_eq!(
+            choose(tmp.path(), &sets, None).unwrap().name,
+            "202612011200"
+        );
+    }
+
+    #[test]
+    fn a_reused_name_is_ordered_by_far_apart_file_times() {
+        let tmp = tempfile::tempdir().unwrap();
+        // The retention removed "2026-12-01" and a later run took the name again.
+        make_set(&tmp.path().join("2026-12-01 (1)"), Some("2026-12-01 10:00"));
+        make_set(&tmp.path().join("2026-12-01"), Some("2026-12-01 18:00"));
+        let sets = list_sets(tmp.path()).unwrap();
+        assert_eq!(choose(tmp.path(), &sets, None).unwrap().name, "2026-12-01");
     }
 
     #[test]

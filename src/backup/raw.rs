@@ -30,25 +30,89 @@ pub fn is_raw_export(dir: &Path) -> bool {
     })
 }
 
+/// Whether `dir` holds Markdown files anywhere (a Markdown + Front Matter export), as opposed
+/// to nothing at all.
+pub fn holds_markdown(dir: &Path) -> bool {
+    fn walk(dir: &Path, depth: usize) -> bool {
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return false;
+        };
+        rd.flatten().any(|e| {
+            let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
+            if is_dir {
+                depth < 8 && walk(&e.path(), depth + 1)
+            } else {
+                e.file_name().to_string_lossy().ends_with(".md")
+            }
+        })
+    }
+    walk(dir, 0)
+}
+
 /// Pack the RAW export in `dir` into the JEX `jex`: its top-level files and those in
 /// `resources/`, as a JEX lays them out. Anything else (a link, a device, a deeper folder) is
 /// refused by name: a JEX holds only files, and a restore must not read a file elsewhere
 /// through a link.
 pub fn pack(dir: &Path, jex: &Path) -> Result<PathBuf> {
-    let out = File::create(jex).with_context(|| {
-        format!(
-            "cannot create {} (set TMPDIR to a folder with room)",
-            jex.display()
-        )
-    })?;
+    let temp = jex.parent().unwrap_or(Path::new("."));
+    check_room(dir, temp)?;
+    let no_room = |e: std::io::Error| -> anyhow::Error {
+        if e.kind() == std::io::ErrorKind::StorageFull {
+            anyhow::anyhow!(
+                "no room left in {} to pack the RAW export {} into a JEX. Set TMPDIR to a \
+                 folder with more room.",
+                temp.display(),
+                dir.display()
+            )
+        } else {
+            anyhow::anyhow!("cannot write {}: {e}", jex.display())
+        }
+    };
+    let out = File::create(jex).map_err(no_room)?;
     let mut tar = tar::Builder::new(BufWriter::new(out));
     tar.follow_symlinks(false);
-    add_files(&mut tar, dir, "", 0)?;
+    add_files(&mut tar, dir, "", 0, &no_room)?;
     tar.into_inner()
         .and_then(|w| w.into_inner().map_err(|e| e.into_error()))
         .and_then(|f| f.sync_all())
-        .with_context(|| format!("cannot write {} (is the disk full?)", jex.display()))?;
+        .map_err(no_room)?;
     Ok(jex.to_path_buf())
+}
+
+/// Refuse to pack into a temp folder without room for the export (and a margin for the rest
+/// of the run), before writing anything there.
+fn check_room(dir: &Path, temp: &Path) -> Result<()> {
+    let Ok(free) = fs4::available_space(temp) else {
+        return Ok(());
+    };
+    refuse_without_room(dir, temp, tree_size(dir, 0), free)
+}
+
+fn refuse_without_room(dir: &Path, temp: &Path, size: u64, free: u64) -> Result<()> {
+    const MARGIN: u64 = 64 << 20;
+    if size.saturating_add(MARGIN) > free {
+        anyhow::bail!(
+            "the RAW export {} is {}, packed into a JEX in {}, which has only {} free. Set \
+             TMPDIR to a folder with more room.",
+            dir.display(),
+            super::archive::human_bytes(size),
+            temp.display(),
+            super::archive::human_bytes(free)
+        );
+    }
+    Ok(())
+}
+
+fn tree_size(path: &Path, depth: usize) -> u64 {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return 0;
+    };
+    if !meta.is_dir() || depth >= MAX_DEPTH {
+        return meta.len();
+    }
+    std::fs::read_dir(path)
+        .map(|rd| rd.flatten().map(|e| tree_size(&e.path(), depth + 1)).sum())
+        .unwrap_or(0)
 }
 
 fn add_files(
@@ -56,6 +120,7 @@ fn add_files(
     dir: &Path,
     prefix: &str,
     depth: usize,
+    no_room: &dyn Fn(std::io::Error) -> anyhow::Error,
 ) -> Result<()> {
     let mut entries: Vec<_> = std::fs::read_dir(dir)
         .with_context(|| format!("cannot list {}", dir.display()))?
@@ -70,10 +135,16 @@ fn add_files(
             .file_type()
             .with_context(|| format!("cannot read {}", path.display()))?;
         if kind.is_dir() && depth + 1 < MAX_DEPTH {
-            add_files(tar, &path, &format!("{prefix}{name}/"), depth + 1)?;
+            add_files(tar, &path, &format!("{prefix}{name}/"), depth + 1, no_room)?;
         } else if kind.is_file() {
-            tar.append_path_with_name(&path, format!("{prefix}{name}"))
-                .with_context(|| format!("cannot read {}", path.display()))?;
+            // Opened here: a failed read names the user's file, a full disk the temp folder.
+            let mut file =
+                File::open(&path).with_context(|| format!("cannot read {}", path.display()))?;
+            tar.append_file(format!("{prefix}{name}"), &mut file)
+                .map_err(|e| match e.kind() {
+                    std::io::ErrorKind::StorageFull => no_room(e),
+                    _ => anyhow::anyhow!("cannot read {}: {e}", path.display()),
+                })?;
         } else {
             crate::refuse!(
                 "{}: {} in a RAW export, which holds only files (`<id>.md` and \
@@ -131,6 +202,23 @@ mod tests {
         .unwrap();
         std::fs::write(tmp.path().join("README.md"), "x").unwrap();
         assert!(!is_raw_export(tmp.path()));
+    }
+
+    #[test]
+    fn packing_without_room_says_to_set_tmpdir() {
+        let err = refuse_without_room(
+            Path::new("set/notes"),
+            Path::new("/tmp/x"),
+            5 << 30,
+            1 << 30,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("set/notes") && err.contains("5.0 GiB") && err.contains("TMPDIR"),
+            "{err}"
+        );
+        refuse_without_room(Path::new("n"), Path::new("t"), 1 << 20, 1 << 30).unwrap();
     }
 
     #[cfg(unix)]

@@ -101,6 +101,8 @@ struct Opener<'a> {
     temps: Vec<TempDir>,
     /// RAW exports packed into JEX files: (the JEX, what messages call it).
     packed: Vec<(PathBuf, PathBuf)>,
+    /// Archives unpacked: (the temp folder, the archive), in the order they were.
+    unpacked: Vec<(PathBuf, PathBuf)>,
     sets: Vec<SetInfo>,
     chosen: Option<SetInfo>,
 }
@@ -117,6 +119,7 @@ impl Opener<'_> {
         }
         let p = t.path().to_path_buf();
         self.temps.push(t);
+        self.unpacked.push((p.clone(), path.to_path_buf()));
         Ok(p)
     }
 
@@ -124,7 +127,12 @@ impl Opener<'_> {
     /// name `shown_as` (the folder, or the archive it came from).
     fn pack_raw(&mut self, dir: &Path, shown_as: &Path) -> Result<PathBuf> {
         let t = temp_dir()?;
-        let jex = raw::pack(dir, &t.path().join("notes.jex"))?;
+        // Named as the user knows it (`notes`, `notes.7z`): set listings and warnings name
+        // the file by its name.
+        let name = shown_as
+            .file_name()
+            .unwrap_or(std::ffi::OsStr::new("notes"));
+        let jex = raw::pack(dir, &t.path().join(name))?;
         self.temps.push(t);
         self.packed.push((jex.clone(), shown_as.to_path_buf()));
         Ok(jex)
@@ -132,28 +140,27 @@ impl Opener<'_> {
 
     /// What was unpacked (or packed) is named by what it came from (`backup.7z → all.jex`),
     /// not by a temporary folder that is gone by the time the message is read.
-    fn shown(&self, path: &Path, text: String) -> String {
+    fn shown(&self, text: String) -> String {
         let text = self.packed.iter().fold(text, |t, (jex, shown_as)| {
             t.replace(&jex.display().to_string(), &shown_as.display().to_string())
         });
-        self.temps.iter().fold(text, |t, d| {
+        // Innermost first: an archive unpacked from another lies in that one's temp folder.
+        self.unpacked.iter().rev().fold(text, |t, (temp, archive)| {
+            let a = archive.display();
             t.replace(
-                &format!("{}/", d.path().display()),
-                &format!("{} → ", path.display()),
+                &format!("inside {a}: {}/", temp.display()),
+                &format!("{a} → "),
             )
+            .replace(&format!("{}/", temp.display()), &format!("{a} → "))
         })
     }
 
     /// [`Opener::shown`] for an error, which keeps its class (a refusal stays one).
-    fn shown_error(&self, path: &Path, e: anyhow::Error) -> anyhow::Error {
+    fn shown_error(&self, e: anyhow::Error) -> anyhow::Error {
         if self.temps.is_empty() {
             return e;
         }
-        let p = path.display();
-        // `resolve` says "inside ARCHIVE:", which the renaming now says too.
-        let msg = self
-            .shown(path, format!("{e:#}"))
-            .replace(&format!("inside {p}: {p} → "), &format!("{p} → "));
+        let msg = self.shown(format!("{e:#}"));
         if crate::exit::is_refusal(&e) {
             crate::exit::Refusal(msg).into()
         } else {
@@ -176,6 +183,15 @@ impl Opener<'_> {
             )
         })?;
         if meta.is_dir() {
+            if is_sync_target(path) {
+                crate::refuse!(
+                    "{} is a Joplin sync target, not a backup. To make a backup of it, run \
+                     `joplin-restore export --target {} OUT.jex`; to restore into it, give it \
+                     as --target.",
+                    path.display(),
+                    path.display()
+                );
+            }
             // A RAW export itself (`joplin export --format raw`, or a set's `notes/`).
             if raw::is_raw_export(path) {
                 return Ok(Found::Jex(self.pack_raw(path, path)?));
@@ -213,14 +229,14 @@ impl Opener<'_> {
             m @ (Magic::SevenZ | Magic::Zip) => {
                 let mut dir = self.unpack(path, m)?;
                 // A hand-made zip usually holds the zipped folder itself: look inside it.
-                if !is_set_dir(&dir) {
+                if !is_set_dir(&dir) && !raw::is_raw_export(&dir) {
                     if let Some(only) = only_subfolder(&dir) {
                         dir = only;
                     }
                 }
                 // Said here, by the archive's name: the temp folder it went to means nothing
                 // to the user.
-                if !is_set_dir(&dir) && list_sets(&dir)?.is_empty() {
+                if !is_set_dir(&dir) && !raw::is_raw_export(&dir) && list_sets(&dir)?.is_empty() {
                     return Err(no_backup_in(path));
                 }
                 self.resolve(&dir, depth + 1)
@@ -234,7 +250,8 @@ impl Opener<'_> {
     fn set_contents(&mut self, dir: &Path) -> Result<(Vec<PathBuf>, Option<PathBuf>)> {
         let mut jexes = Vec::new();
         let mut profile = None;
-        let mut has_notes_dir = false;
+        // A `notes/` export that is no RAW one (Markdown, or nothing usable).
+        let mut other_notes: Option<PathBuf> = None;
         let mut entries: Vec<_> = std::fs::read_dir(dir)
             .with_context(|| format!("cannot list {}", dir.display()))?
             .flatten()
@@ -243,12 +260,14 @@ impl Opener<'_> {
         for e in entries {
             let n = e.file_name().to_string_lossy().into_owned();
             let p = e.path();
-            let Ok(t) = e.file_type() else { continue };
+            let Some(t) = super::locate::followed_type(&e) else {
+                continue;
+            };
             if t.is_dir() {
                 match n.as_str() {
                     "profile" => profile = Some(p),
                     "notes" if raw::is_raw_export(&p) => jexes.push(self.pack_raw(&p, &p)?),
-                    "notes" => has_notes_dir = true,
+                    "notes" => other_notes = Some(p),
                     _ => {}
                 }
                 continue;
@@ -280,7 +299,7 @@ impl Opener<'_> {
                 if raw::is_raw_export(&notes) {
                     jexes.push(self.pack_raw(&notes, &p)?);
                 } else {
-                    has_notes_dir = true;
+                    other_notes = Some(notes);
                 }
             } else if n == "profile.7z" {
                 // "yes" archives hold the profile files without the `profile/` prefix.
@@ -289,7 +308,18 @@ impl Opener<'_> {
             }
         }
         if jexes.is_empty() {
-            if has_notes_dir {
+            if other_notes
+                .as_deref()
+                .is_some_and(|n| !raw::holds_markdown(n))
+            {
+                crate::refuse!(
+                    "{}: its `notes/` export holds no notes (empty, unreadable or cut short; a \
+                     `notes.7z` that unpacked to nothing). Use another backup set (`inspect` \
+                     lists them) or an intact copy.",
+                    dir.display()
+                );
+            }
+            if other_notes.is_some() {
                 bail!(
                     "{} holds a Markdown + Front Matter export (`notes/`), which keeps no IDs: \
                      it cannot be restored into a sync target (Joplin can import it as new \
@@ -312,6 +342,12 @@ impl Opener<'_> {
         });
         Ok((jexes, profile))
     }
+}
+
+/// A folder a Joplin client syncs with (`info.json` or the `.resource/` folder beside the
+/// items), which a RAW export resembles.
+fn is_sync_target(dir: &Path) -> bool {
+    dir.join("info.json").is_file() || dir.join(".resource").is_dir() || dir.join(".sync").is_dir()
 }
 
 /// The one entry of `dir` when that is a folder.
@@ -355,10 +391,11 @@ pub fn open(path: &Path, opts: &BackupOptions) -> Result<Backup> {
         passwords: PasswordSource::new(opts.backup_password_file.clone()),
         temps: Vec::new(),
         packed: Vec::new(),
+        unpacked: Vec::new(),
         sets: Vec::new(),
         chosen: None,
     };
-    open_with(&mut o, path, opts).map_err(|e| older_set_hint(o.shown_error(path, e), &o, path))
+    open_with(&mut o, path, opts).map_err(|e| older_set_hint(o.shown_error(e), &o, path))
 }
 
 /// A damaged newest set of the plugin's folder: the next older one is the likeliest fix,
@@ -399,8 +436,8 @@ fn older_set_hint(e: anyhow::Error, o: &Opener, path: &Path) -> anyhow::Error {
     if crate::exit::is_refusal(&e) {
         crate::exit::Refusal(format!("{e:#}\n{hint}")).into()
     } else {
-        // Any other class (and the chain) stays as it was; the hint goes on top.
-        e.context(hint)
+        // The hint follows the error it is about.
+        anyhow::anyhow!("{e:#}\n{hint}")
     }
 }
 
@@ -427,7 +464,7 @@ fn open_with(o: &mut Opener, path: &Path, opts: &BackupOptions) -> Result<Backup
     let mut backup = read_parts(path, &jexes)?;
     backup.warnings = std::mem::take(&mut backup.warnings)
         .into_iter()
-        .map(|w| o.shown(path, w))
+        .map(|w| o.shown(w))
         .collect();
     backup.sets = std::mem::take(&mut o.sets);
     backup.set = o.chosen.take();
@@ -436,7 +473,7 @@ fn open_with(o: &mut Opener, path: &Path, opts: &BackupOptions) -> Result<Backup
     backup.raw_exports = o
         .packed
         .iter()
-        .map(|(_, shown_as)| PathBuf::from(o.shown(path, shown_as.display().to_string())))
+        .map(|(_, shown_as)| PathBuf::from(o.shown(shown_as.display().to_string())))
         .collect();
     backup._temps = std::mem::take(&mut o.temps);
     Ok(backup)
