@@ -19,8 +19,10 @@ pub struct SetInfo {
     /// From the name when it holds a date, else the newest time of the set's files.
     pub date: Option<NaiveDateTime>,
     pub dated_by: DatedBy,
-    /// The newest time of its note export, whatever dated it: orders the runs of one name.
+    /// The newest time of its note export, whatever dated it.
     file_time: Option<NaiveDateTime>,
+    /// Its name's runs (` (N)`) and their files' times tell different orders.
+    runs_disagree: bool,
     pub bytes: u64,
 }
 
@@ -80,6 +82,7 @@ impl SetInfo {
             date,
             dated_by,
             file_time,
+            runs_disagree: false,
             bytes,
         }
     }
@@ -103,6 +106,7 @@ impl SetInfo {
             date: file_time,
             dated_by: DatedBy::FileTime,
             file_time,
+            runs_disagree: false,
             bytes,
         }
     }
@@ -124,11 +128,11 @@ impl SetInfo {
     }
 }
 
-/// Sort sets oldest first: by date, except that the runs of one name (the plugin adds ` (1)`,
-/// ` (2)`, … when the name is taken) go at the date of their newest, among themselves by their
-/// files' times when those lie far apart, else by N (` (10)` after ` (9)`): a name freed by
-/// the retention is taken again, so N alone can put an older run last, and a copy without
-/// times leaves N the only sign.
+/// Sort sets oldest first: by date, the runs of one name (the plugin adds ` (1)`, ` (2)`, …
+/// when the name is taken) at the date of their newest and among themselves by N (` (10)`
+/// after ` (9)`). A name the retention freed is taken again, so N can put an older run last:
+/// where the runs' file times (far enough apart to be told) say otherwise, they are marked
+/// and the choice is left to the user.
 fn sort_sets(sets: &mut [SetInfo]) {
     type Group = (String, String);
     let group = |s: &SetInfo| -> Group {
@@ -140,35 +144,31 @@ fn sort_sets(sets: &mut [SetInfo]) {
             .to_string();
         (parent, s.run_name().0)
     };
-    let mut members: std::collections::HashMap<Group, Vec<&SetInfo>> = Default::default();
+    let mut runs: std::collections::HashMap<Group, Vec<(u32, Option<NaiveDateTime>)>> =
+        Default::default();
+    let mut dates: std::collections::HashMap<Group, Option<NaiveDateTime>> = Default::default();
     for s in sets.iter() {
-        members.entry(group(s)).or_default().push(s);
-    }
-    // Per group: its date, and whether its runs are ordered by file time.
-    let by_group: std::collections::HashMap<Group, (Option<NaiveDateTime>, bool)> = members
-        .into_iter()
-        .map(|(g, runs)| {
-            let date = runs.iter().filter_map(|s| s.date).max();
-            let mut times: Vec<Option<NaiveDateTime>> = runs.iter().map(|s| s.file_time).collect();
-            times.sort();
-            let far_apart = times.iter().all(Option::is_some)
-                && times.windows(2).all(|w| match (w[0], w[1]) {
-                    (Some(a), Some(b)) => (b - a).num_seconds() >= FILE_TIMES_TOO_CLOSE_SECS,
-                    _ => false,
-                });
-            (g, (date, far_apart))
-        })
-        .collect();
-    sets.sort_by_cached_key(|s| {
         let g = group(s);
-        let (date, by_file_time) = by_group[&g];
+        runs.entry(g.clone())
+            .or_default()
+            .push((s.run_name().1, s.file_time));
+        let d = dates.entry(g).or_default();
+        *d = (*d).max(s.date);
+    }
+    let disagree = |runs: &[(u32, Option<NaiveDateTime>)]| {
+        runs.iter().any(|(n, t)| {
+            runs.iter().any(|(m, u)| match (t, u) {
+                (Some(t), Some(u)) => n < m && (*t - *u).num_seconds() >= FILE_TIMES_TOO_CLOSE_SECS,
+                _ => false,
+            })
+        })
+    };
+    for s in sets.iter_mut() {
+        s.runs_disagree = disagree(&runs[&group(s)]);
+    }
+    sets.sort_by_cached_key(|s| {
         let (stem, copy) = s.run_name();
-        let within = if by_file_time {
-            (s.file_time, 0)
-        } else {
-            (None, copy)
-        };
-        (date, stem, within, s.name.clone())
+        (dates[&group(s)], stem, copy, s.name.clone())
     });
 }
 
@@ -380,16 +380,38 @@ fn sets_in(dir: &Path, prefix: &str) -> Result<Vec<SetInfo>> {
 /// beside it is no set.
 pub fn list_sets(base: &Path) -> Result<Vec<SetInfo>> {
     let plugin_folder = base.join("JoplinBackup");
-    if plugin_folder.is_dir() {
-        let mut sets = sets_in_base(&plugin_folder)?;
-        if !sets.is_empty() {
-            for s in &mut sets {
-                s.name = format!("JoplinBackup/{}", s.name);
-            }
-            return Ok(sets);
-        }
+    if !plugin_folder.is_dir() {
+        return sets_in_base(base);
     }
-    sets_in_base(base)
+    // The plugin's folder is there: its sets, or nothing (an unfinished first run), never a
+    // stray export or zip lying beside it.
+    let mut sets = sets_in_base(&plugin_folder)?;
+    if sets.is_empty() && is_set_dir(&plugin_folder) {
+        // "Keep 1 backup": the set's files lie in the plugin's folder itself.
+        sets.push(SetInfo::top_level(&plugin_folder));
+    }
+    if sets.is_empty() {
+        return Err(no_backup_in(&plugin_folder));
+    }
+    for s in &mut sets {
+        s.name = match s.name.as_str() {
+            TOP_LEVEL => "JoplinBackup".to_string(),
+            n => format!("JoplinBackup/{n}"),
+        };
+    }
+    Ok(sets)
+}
+
+/// The profile a set belongs to, when the plugin's per-profile folders hold several: the
+/// folder above it (`default/202612011200`), or the set itself when "keep 1 backup" put a
+/// profile's files straight into its folder (`default`, `profile-1a2b3c4d`).
+fn profile_of(set: &SetInfo) -> Option<&str> {
+    let name = set.name.strip_prefix("JoplinBackup/").unwrap_or(&set.name);
+    match name.rsplit_once('/') {
+        Some((profile, _)) => Some(profile),
+        None if name == "default" || name.starts_with("profile-") => Some(name),
+        None => None,
+    }
 }
 
 fn sets_in_base(base: &Path) -> Result<Vec<SetInfo>> {
@@ -398,12 +420,22 @@ fn sets_in_base(base: &Path) -> Result<Vec<SetInfo>> {
     for e in rd.flatten() {
         let n = e.file_name().to_string_lossy().into_owned();
         let p = e.path();
-        if followed_type(&e).is_some_and(|t| t.is_dir())
-            && !NOT_SETS.contains(&n.as_str())
-            && !is_set_dir(&p)
-        {
-            sets.extend(sets_in(&p, &format!("{n}/"))?);
+        if !followed_type(&e).is_some_and(|t| t.is_dir()) || NOT_SETS.contains(&n.as_str()) {
+            continue;
         }
+        let inside = sets_in(&p, &format!("{n}/"))?;
+        if inside.is_empty() {
+            continue;
+        }
+        // A profile folder holding dated sets and, from "keep 1 backup", set files of its own:
+        // those are one more set of that profile, dated by their files.
+        if let Some(own) = sets.iter_mut().find(|s| s.path == p) {
+            *own = SetInfo {
+                name: n.clone(),
+                ..SetInfo::top_level(&p)
+            };
+        }
+        sets.extend(inside);
     }
     if !sets.is_empty() && is_set_dir(base) {
         sets.push(SetInfo::top_level(base));
@@ -474,10 +506,7 @@ pub fn choose<'a>(base: &Path, sets: &'a [SetInfo], wanted: Option<&str>) -> Res
         }
         let in_profile: Vec<&SetInfo> = sets
             .iter()
-            .filter(|s| {
-                s.name.starts_with(&format!("{w}/"))
-                    || s.name.starts_with(&format!("JoplinBackup/{w}/"))
-            })
+            .filter(|s| profile_of(s) == Some(w.trim_start_matches("JoplinBackup/")))
             .collect();
         if !in_profile.is_empty() {
             return newest(base, &in_profile, &listing);
@@ -488,14 +517,9 @@ pub fn choose<'a>(base: &Path, sets: &'a [SetInfo], wanted: Option<&str>) -> Res
             listing(&mut sets.iter())
         );
     }
-    let profiles: std::collections::BTreeSet<&str> = sets
-        .iter()
-        .filter_map(|s| s.name.rsplit_once('/').map(|(p, _)| p))
-        .filter(|p| *p != "JoplinBackup")
-        .map(|p| p.trim_start_matches("JoplinBackup/"))
-        .collect();
+    let profiles: std::collections::BTreeSet<&str> = sets.iter().filter_map(profile_of).collect();
     if profiles.len() > 1 {
-        bail!(
+        crate::refuse!(
             "{} holds backups of several Joplin profiles; choose one set with --set NAME (or \
              --set PROFILE-FOLDER for that profile's newest set):\n{}",
             base.display(),
@@ -519,6 +543,11 @@ fn newest<'a>(
     let by_files = last.dated_by == DatedBy::FileTime || before.dated_by == DatedBy::FileTime;
     let why = match (last.date, before.date) {
         (None, _) => Some("no date can be read for them".to_string()),
+        _ if last.runs_disagree => Some(format!(
+            "the runs of {:?} (the plugin's ` (N)` for a name already taken) and their files' \
+             times tell different orders (a name the retention freed is taken again)",
+            last.run_name().0
+        )),
         // The runs of one name were ordered by their ` (N)` or their far-apart file times.
         _ if last.run_name().0 == before.run_name().0 => None,
         // A file time is no match for a date in a name: a copy that kept no times (`cp -r`,
@@ -528,6 +557,19 @@ fn newest<'a>(
         {
             Some(format!(
                 "{} is dated only by its files' time, which a copy changes, and {} by its name",
+                last.name, before.name
+            ))
+        }
+        // A name holds the local time of the machine that made the set, a file time is read
+        // in this one's: a day either side of a time zone cannot be told apart.
+        (Some(a), Some(b))
+            if last.dated_by == DatedBy::Name
+                && before.dated_by == DatedBy::FileTime
+                && (a - b).num_hours() < 14 =>
+        {
+            Some(format!(
+                "{} is dated by its name (the local time of the machine that made it) and {} \
+                 by its files' time, less than a time zone apart",
                 last.name, before.name
             ))
         }
@@ -549,7 +591,7 @@ fn newest<'a>(
         _ => None,
     };
     if let Some(why) = why {
-        bail!(
+        crate::refuse!(
             "{}: cannot tell which backup set is the newest: {why}. Choose one with --set \
              NAME:\n{}",
             base.display(),
@@ -594,13 +636,18 @@ mod tests {
         assert_eq!(day_order(["01.12.2026", "02.11.2026"].into_iter()), Unknown);
     }
 
+    fn local_to_system(t: NaiveDateTime) -> SystemTime {
+        use chrono::TimeZone;
+        Local.from_local_datetime(&t).earliest().unwrap().into()
+    }
+
     fn make_set(dir: &Path, modified: Option<&str>) {
         std::fs::create_dir_all(dir).unwrap();
         let jex = dir.join("all_notebooks.jex");
         std::fs::write(&jex, b"x").unwrap();
         if let Some(t) = modified {
             let t = chrono::NaiveDateTime::parse_from_str(t, "%Y-%m-%d %H:%M").unwrap();
-            let t: SystemTime = t.and_utc().into();
+            let t = local_to_system(t);
             let f = std::fs::File::options().write(true).open(&jex).unwrap();
             f.set_modified(t).unwrap();
         }
@@ -808,13 +855,74 @@ mod tests {
     }
 
     #[test]
-    fn a_reused_name_is_ordered_by_far_apart_file_times() {
+    fn runs_of_a_reused_name_whose_times_disagree_are_not_guessed() {
         let tmp = tempfile::tempdir().unwrap();
-        // The retention removed "2026-12-01" and a later run took the name again.
-        make_set(&tmp.path().join("2026-12-01 (1)"), Some("2026-12-01 10:00"));
-        make_set(&tmp.path().join("2026-12-01"), Some("2026-12-01 18:00"));
+        // The retention removed "2026-12-07" and a later run took the name again.
+        make_set(&tmp.path().join("2026-12-07 (2)"), Some("2026-12-07 14:00"));
+        make_set(&tmp.path().join("2026-12-07 (3)"), Some("2026-12-07 14:05"));
+        make_set(&tmp.path().join("2026-12-07"), Some("2026-12-07 18:00"));
         let sets = list_sets(tmp.path()).unwrap();
-        assert_eq!(choose(tmp.path(), &sets, None).unwrap().name, "2026-12-01");
+        let err = choose(tmp.path(), &sets, None).unwrap_err();
+        assert!(crate::exit::is_refusal(&err), "exit 4: {err}");
+        assert!(err.to_string().contains("tell different orders"), "{err}");
+        // Times that agree with N (or a copy that kept none): N decides.
+        let tmp = tempfile::tempdir().unwrap();
+        make_set(&tmp.path().join("2026-12-07"), Some("2026-12-07 10:00"));
+        make_set(&tmp.path().join("2026-12-07 (1)"), Some("2026-12-07 18:00"));
+        let sets = list_sets(tmp.path()).unwrap();
+        assert_eq!(
+            choose(tmp.path(), &sets, None).unwrap().name,
+            "2026-12-07 (1)"
+        );
+    }
+
+    #[test]
+    fn a_name_date_within_a_time_zone_of_a_file_time_is_not_guessed() {
+        let tmp = tempfile::tempdir().unwrap();
+        make_set(&tmp.path().join("202612071400"), Some("2026-12-07 03:00"));
+        std::fs::create_dir_all(tmp.path().join("x")).unwrap();
+        let archive = tmp.path().join("JoplinBackup.7z");
+        std::fs::write(&archive, b"7z").unwrap();
+        let f = std::fs::File::options().write(true).open(&archive).unwrap();
+        let t =
+            chrono::NaiveDateTime::parse_from_str("2026-12-07 08:00", "%Y-%m-%d %H:%M").unwrap();
+        f.set_modified(local_to_system(t)).unwrap();
+        let sets = list_sets(tmp.path()).unwrap();
+        let err = choose(tmp.path(), &sets, None).unwrap_err().to_string();
+        assert!(err.contains("less than a time zone apart"), "{err}");
+    }
+
+    #[test]
+    fn retention_1_profiles_and_an_unfinished_plugin_folder() {
+        let tmp = tempfile::tempdir().unwrap();
+        // Two profiles, each keeping one backup in its folder.
+        make_set(&tmp.path().join("JoplinBackup/default"), None);
+        make_set(&tmp.path().join("JoplinBackup/profile-1a2b3c4d"), None);
+        std::fs::write(tmp.path().join("stray.jex"), b"x").unwrap();
+        let sets = list_sets(tmp.path()).unwrap();
+        assert_eq!(
+            names(&sets),
+            ["JoplinBackup/default", "JoplinBackup/profile-1a2b3c4d"]
+        );
+        let err = choose(tmp.path(), &sets, None).unwrap_err().to_string();
+        assert!(err.contains("several Joplin profiles"), "{err}");
+        assert_eq!(
+            choose(tmp.path(), &sets, Some("default")).unwrap().name,
+            "JoplinBackup/default"
+        );
+        // One backup kept straight in the plugin's folder, a stray export beside it.
+        let tmp = tempfile::tempdir().unwrap();
+        make_set(&tmp.path().join("JoplinBackup"), None);
+        std::fs::write(tmp.path().join("stray.jex"), b"x").unwrap();
+        let sets = list_sets(tmp.path()).unwrap();
+        assert_eq!(names(&sets), ["JoplinBackup"]);
+        // Only an unfinished run in the plugin's folder: no stray read instead.
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(tmp.path().join("JoplinBackup")).unwrap();
+        std::fs::write(tmp.path().join("JoplinBackup/newJoplinBackup.7z"), b"7z").unwrap();
+        std::fs::write(tmp.path().join("stray.jex"), b"x").unwrap();
+        let err = list_sets(tmp.path()).unwrap_err().to_string();
+        assert!(err.contains("no finished backup"), "{err}");
     }
 
     #[test]

@@ -196,6 +196,11 @@ impl Opener<'_> {
             if raw::is_raw_export(path) {
                 return Ok(Found::Jex(self.pack_raw(path, path)?));
             }
+            // A set already chosen above is read as it is (a profile folder holding its own
+            // set files beside dated sets must not be chosen from again).
+            if self.chosen.is_some() && is_set_dir(path) {
+                return Ok(Found::SetDir(path.to_path_buf()));
+            }
             let sets = list_sets(path)?;
             if sets.is_empty() && is_set_dir(path) {
                 return Ok(Found::SetDir(path.to_path_buf()));
@@ -291,7 +296,7 @@ impl Opener<'_> {
             } else if n == "notes.7z" {
                 // "yes" archives hold the RAW export's files without the `notes/` prefix.
                 let out = self.unpack(&p, Magic::SevenZ)?;
-                let notes = if raw::is_raw_export(&out) {
+                let notes = if raw::is_raw_export(&out) || !out.join("notes").is_dir() {
                     out
                 } else {
                     out.join("notes")
@@ -320,7 +325,7 @@ impl Opener<'_> {
                 );
             }
             if other_notes.is_some() {
-                bail!(
+                crate::refuse!(
                     "{} holds a Markdown + Front Matter export (`notes/`), which keeps no IDs: \
                      it cannot be restored into a sync target (Joplin can import it as new \
                      notes). Set the Backup plugin's export format to JEX (or RAW) and make a \
@@ -347,7 +352,10 @@ impl Opener<'_> {
 /// A folder a Joplin client syncs with (`info.json` or the `.resource/` folder beside the
 /// items), which a RAW export resembles.
 fn is_sync_target(dir: &Path) -> bool {
-    dir.join("info.json").is_file() || dir.join(".resource").is_dir() || dir.join(".sync").is_dir()
+    // `.sync/version.txt`, not `.sync/` alone: Resilio Sync keeps a `.sync/` folder too.
+    dir.join("info.json").is_file()
+        || dir.join(".resource").is_dir()
+        || dir.join(".sync/version.txt").is_file()
 }
 
 /// The one entry of `dir` when that is a folder.
