@@ -163,14 +163,21 @@ pub async fn run(args: &ClearArgs) -> Result<ClearSummary> {
         }
     };
     let t = std::time::Instant::now();
+    // An interrupted clear of this target took the snapshot of it whole; this run's holds it
+    // half-cleared.
+    let interrupted = crate::safety::Interrupted::for_target("clear", &target.describe());
+    let whole = interrupted.earlier().or_else(|| snapshot.clone());
     progress.phase("deleting", paths.len() as u64);
     let Some(failed) = crate::safety::unless_interrupted(target.storage.delete_many(&paths)).await
     else {
         let _ = lock.release().await;
+        if let Some(s) = &whole {
+            interrupted.record(s);
+        }
         anyhow::bail!(
             "interrupted: part of the target may already be deleted. Run the same command \
              again to finish clearing{}.",
-            match &snapshot {
+            match &whole {
                 Some(s) => format!(", or `rollback {}` to put it back", s.display()),
                 None => String::new(),
             }
@@ -181,6 +188,9 @@ pub async fn run(args: &ClearArgs) -> Result<ClearSummary> {
     let _ = lock.release().await;
     timings.add("delete", t);
     if !failed.is_empty() {
+        if let Some(s) = &whole {
+            interrupted.record(s);
+        }
         let mut msg = format!("{} of {} deletions failed:\n", failed.len(), paths.len());
         for (p, e) in failed.iter().take(20) {
             msg.push_str(&format!("  {p}: {e}\n"));
@@ -188,6 +198,18 @@ pub async fn run(args: &ClearArgs) -> Result<ClearSummary> {
         msg.push_str("Run the same command again to finish clearing.");
         anyhow::bail!(msg);
     }
+    if let Some(first) = interrupted.earlier() {
+        crate::note!(
+            "note: the interrupted clear before this run took {} before it deleted anything: \
+             roll back from that one to get the target back as it was{}",
+            first.display(),
+            match &snapshot {
+                Some(this) => format!(" ({} holds it half-cleared)", this.display()),
+                None => String::new(),
+            }
+        );
+    }
+    interrupted.finished();
     // No re-listing: DeleteObjects/DELETE report every failure per file, and our lock kept
     // clients from writing meanwhile (a full listing again would double the requests).
     Ok(ClearSummary {

@@ -740,6 +740,7 @@ pub async fn run(args: &MigrateArgs) -> Result<MigrateSummary> {
             .snapshot_resuming(
                 earlier.as_deref(),
                 destructive && resumed.is_none(),
+                false,
                 &dest,
                 transfers,
                 &progress,

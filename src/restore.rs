@@ -345,10 +345,33 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
     }
     // The target's clock offset, once measured (a probe is a write: one is enough).
     let mut clock_offset = None;
+    // A client wrote to the target after the interrupted run stopped: what it wrote is in no
+    // snapshot yet.
+    let mut changed_since_interrupted = false;
     if let Some(r) = &resumed {
         let sizes = target.storage.capabilities().listing_sizes;
         let (holds, offset) = journal_holds(&target, &state, r, args.safety.dry_run).await?;
         clock_offset = offset;
+        changed_since_interrupted = !holds;
+        if !holds {
+            // What a client wrote between the two runs that the backup lacks stays, as a file a
+            // client writes during a run does (verify then lists it as extra): it is the
+            // user's newer work, not what the interrupted run left.
+            if let Some(last) = r.last_write_ms {
+                let after = last + offset.unwrap_or(0) + 2_000;
+                let before = plan.deletes.len();
+                plan.deletes.retain(|d| d.listed_ms <= after);
+                let spared = before - plan.deletes.len();
+                if spared > 0 {
+                    crate::note!(
+                        "note: {spared} file(s) the backup lacks were written to the target \
+                         after the interrupted run stopped (a client synced): they are kept, \
+                         not deleted (the check lists them as extra; `--fresh` restores \
+                         exactly the backup)"
+                    );
+                }
+            }
+        }
         if holds {
             // An item is written stamped; one unreadable now is uploaded again (the executor
             // then says why).
@@ -502,6 +525,7 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
             .snapshot_resuming(
                 earlier.as_deref(),
                 plan.is_destructive(),
+                changed_since_interrupted,
                 &target,
                 transfers,
                 &progress,

@@ -217,14 +217,31 @@ pub async fn run(args: &RollbackArgs) -> Result<RollbackSummary> {
         after_target: plan.after_target.clone(),
         spare_changed: !args.exact,
     };
+    // An interrupted rollback of this target took the snapshot of it before it changed
+    // anything; this run's holds it half rolled back.
+    let interrupted = crate::safety::Interrupted::for_target("rollback", &target.describe());
+    let before = interrupted.earlier().or_else(|| snapshot.clone());
     let Some(outcome) = crate::safety::unless_interrupted(exec.run(&plan)).await else {
         let _ = lock.release().await;
+        if let Some(s) = &before {
+            interrupted.record(s);
+        }
         anyhow::bail!(
             "interrupted: the target is partly rolled back. Run the same command again to \
-             finish (files already back are skipped)."
+             finish (files already back are skipped){}.",
+            match &before {
+                Some(s) => format!(
+                    "; the target as it was before the rollback is in {}",
+                    s.display()
+                ),
+                None => String::new(),
+            }
         );
     };
     if !outcome.ok() {
+        if let Some(s) = &before {
+            interrupted.record(s);
+        }
         let _ = lock.release().await;
         let mut msg = format!(
             "the rollback stopped: {} file(s) written, {} failed.\n",
@@ -237,6 +254,18 @@ pub async fn run(args: &RollbackArgs) -> Result<RollbackSummary> {
         msg.push_str("Run the same command again to finish.");
         return Err(crate::exit::Failed::from_outcome(msg, &outcome).into());
     }
+    if let Some(first) = interrupted.earlier() {
+        crate::note!(
+            "note: the interrupted rollback before this run took {} before it changed \
+             anything: that one holds the target as it was before the rollback{}",
+            first.display(),
+            match &snapshot {
+                Some(this) => format!(" ({} holds it half rolled back)", this.display()),
+                None => String::new(),
+            }
+        );
+    }
+    interrupted.finished();
     outcome.say_spared("snapshot", "rollback");
     if change_feed && state.info.is_some() {
         plan.caution_on_change_feed("the same rollback again with --rewrite-unchanged");

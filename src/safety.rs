@@ -71,11 +71,16 @@ impl SafetyArgs {
 
     /// The snapshot of a run that may continue an interrupted one: the earlier run's snapshot
     /// (taken before anything was changed) when it is still there, since a new one would hold
-    /// the half-written target; else a new one when `needed`.
+    /// the half-written target; else a new one when `needed`. When a client wrote to the
+    /// target after the interrupted run stopped (`changed_since`), what it wrote is in no
+    /// snapshot: a new one is taken as well (and named), before this run replaces or deletes
+    /// any of it.
+    #[allow(clippy::too_many_arguments)]
     pub async fn snapshot_resuming(
         &self,
         earlier: Option<&Path>,
         needed: bool,
+        changed_since: bool,
         target: &SyncTarget,
         transfers: usize,
         progress: &Progress,
@@ -87,6 +92,19 @@ impl SafetyArgs {
                     "keeping the snapshot taken before the interrupted run changed anything: {}",
                     first.display()
                 ));
+                if needed && changed_since && !self.no_snapshot {
+                    let since = self.snapshot(target, transfers, progress, listed).await?;
+                    if let Some(since) = since {
+                        crate::note!(
+                            "note: the target changed after the interrupted run stopped (a \
+                             client synced): its state now is kept in a second snapshot, {} \
+                             (the first, {}, is the one to roll back to for the target as it \
+                             was before the restore)",
+                            since.display(),
+                            first.display()
+                        );
+                    }
+                }
                 return Ok(Some(first.to_path_buf()));
             }
             crate::note!(
@@ -260,4 +278,84 @@ pub async fn take_snapshot(
     let path = taken.context("the snapshot failed, so nothing on the target was changed")?;
     crate::say!("Snapshot of the target: {}", path.display());
     Ok(path)
+}
+
+/// What a `clear` or `rollback` stopped after it began changing a target leaves behind (a
+/// small file in the default journal folder, whatever `--snapshot-dir` the rerun gets): the
+/// snapshot it took before changing anything. The rerun takes its own of the half-changed
+/// target, but names this one as the way back.
+pub struct Interrupted {
+    path: PathBuf,
+}
+
+impl Interrupted {
+    pub fn for_target(command: &str, target: &str) -> Interrupted {
+        Interrupted::in_dir(&crate::journal::default_dir(), command, target)
+    }
+
+    fn in_dir(dir: &Path, command: &str, target: &str) -> Interrupted {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(target.as_bytes());
+        Interrupted {
+            path: dir.join(format!(
+                "interrupted-{command}-{}.txt",
+                hex::encode(&digest[..8])
+            )),
+        }
+    }
+
+    /// The snapshot an interrupted run of the same command on the same target took, while it
+    /// is still whole.
+    pub fn earlier(&self) -> Option<PathBuf> {
+        let text = std::fs::read_to_string(&self.path).ok()?;
+        let snapshot = PathBuf::from(text.trim_end());
+        crate::snapshot::is_complete(&snapshot).then_some(snapshot)
+    }
+
+    /// Remember `snapshot` for the rerun (the earliest one stays). Best effort: without it the
+    /// interrupt message still names the snapshot.
+    pub fn record(&self, snapshot: &Path) {
+        if self.earlier().is_none() {
+            if let Some(dir) = self.path.parent() {
+                let _ = std::fs::create_dir_all(dir);
+            }
+            let _ = std::fs::write(&self.path, snapshot.display().to_string());
+        }
+    }
+
+    /// The command finished: nothing to point a rerun at any more.
+    pub fn finished(&self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_interrupted_run_names_its_first_whole_snapshot_until_one_finishes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let first = tmp.path().join("snapshot-1");
+        let second = tmp.path().join("snapshot-2");
+        for s in [&first, &second] {
+            std::fs::create_dir_all(s).unwrap();
+            std::fs::write(s.join(crate::snapshot::MANIFEST), b"{}").unwrap();
+        }
+        let note = Interrupted::in_dir(tmp.path(), "rollback", "folder /x");
+        assert_eq!(note.earlier(), None);
+        note.record(&first);
+        // A second interruption keeps the first snapshot: it holds the target whole.
+        note.record(&second);
+        assert_eq!(note.earlier(), Some(first.clone()));
+        let other = Interrupted::in_dir(tmp.path(), "rollback", "folder /y");
+        assert_eq!(other.earlier(), None, "another target");
+        // A snapshot deleted since is no way back.
+        std::fs::remove_file(first.join(crate::snapshot::MANIFEST)).unwrap();
+        assert_eq!(note.earlier(), None);
+        note.record(&second);
+        assert_eq!(note.earlier(), Some(second));
+        note.finished();
+        assert_eq!(note.earlier(), None);
+    }
 }

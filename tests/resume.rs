@@ -641,16 +641,24 @@ fn clear_stopped_mid_snapshot_or_mid_delete_leaves_the_target_recoverable() {
     assert!(items() > 0, "the clear finished before the signal: {err}");
     assert_eq!(locks(), 0, "the lock was left: {err}");
     let left = items();
-    let v: serde_json::Value = serde_json::from_str(&jr_ok(&[
+    let rerun = support::jr(&[
         "--json",
         "clear",
         "--target",
         target.to_str().unwrap(),
         "--yes",
         "--no-snapshot",
-    ]))
-    .unwrap();
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&rerun.stdout).unwrap();
     assert_eq!(items(), 0);
+    // The rerun names the snapshot of the whole target, which it did not take.
+    assert!(
+        text(&rerun).contains(&format!(
+            "interrupted clear before this run took {snapshot}"
+        )),
+        "{}",
+        text(&rerun)
+    );
     assert_eq!(
         support::stage_names(&v),
         // --yes --no-snapshot: the lock first, then one listing under it.
@@ -850,6 +858,94 @@ fn a_client_edit_synced_between_the_kill_and_the_rerun_is_replaced() {
         &client.manifest(),
         &manifest,
         "client after the resumed restore",
+    );
+}
+
+/// What a client writes between the kill and the rerun is in no snapshot: the rerun keeps
+/// the first run's snapshot (the target before the restore) and takes a second one of the
+/// target as it finds it, before replacing the client's edit; a note the client created, which
+/// the backup lacks, is kept rather than deleted.
+#[test]
+fn work_synced_between_the_kill_and_the_rerun_is_kept_in_a_snapshot_or_on_the_target() {
+    use support::joplin::Profile;
+    let tmp = tempfile::tempdir().unwrap();
+    let target = tmp.path().join("target");
+    let journals = tmp.path().join("journals");
+    let snaps = tmp.path().join("snapshots");
+    let backup = support::sample_jex();
+    let t = target.to_str().unwrap();
+    jr_ok(&["restore", backup.to_str().unwrap(), "--target", t, "-q"]);
+    let client = Profile::new(tmp.path().join("client"));
+    client.use_folder(&target);
+    client.sync();
+    let args = [
+        "restore",
+        backup.to_str().unwrap(),
+        "--target",
+        t,
+        "--yes",
+        "-q",
+        "--rewrite-unchanged",
+        "--snapshot-dir",
+        snaps.to_str().unwrap(),
+        "--journal-dir",
+        journals.to_str().unwrap(),
+    ];
+    let mut child = Command::new(env!("CARGO_BIN_EXE_joplin-restore"))
+        .args(args)
+        .args(["--tpslimit", "4"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_done(&journals, &mut child, 3, |_| true);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let done = journal_done(&journals);
+    assert!((3..27).contains(&done.len()), "kill not mid-run: {done:?}");
+    let (first, _) = snapshots_in(&snaps);
+    assert_eq!(first.len(), 1, "the first run's snapshot: {first:?}");
+    let note = support::sample_manifest()["notes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["id"].as_str().unwrap().to_string())
+        .find(|id| !done.contains(&format!("{id}.md")))
+        .expect("a note not rewritten yet");
+    std::thread::sleep(Duration::from_millis(50));
+    client.run(&[
+        "set",
+        &note,
+        "body",
+        "edited between the kill and the rerun",
+    ]);
+    client.run(&["mknote", "Precious"]);
+    client.sync();
+
+    let out = support::jr(&args);
+    let said = support::text(&out);
+    assert!(said.contains("second snapshot"), "{said}");
+    let (after, _) = snapshots_in(&snaps);
+    assert_eq!(after.len(), 2, "{after:?}\n{said}");
+    let second = after.iter().find(|p| !first.contains(p)).unwrap();
+    let holds = |needle: &str| {
+        support::tree_hashes(second).iter().any(|(rel, _)| {
+            std::fs::read_to_string(second.join(rel)).is_ok_and(|t| t.contains(needle))
+        })
+    };
+    assert!(holds("edited between the kill and the rerun"), "{said}");
+    assert!(
+        said.contains("written to the target after the interrupted run"),
+        "{said}"
+    );
+    client.sync();
+    let titles = client.query("SELECT title FROM notes WHERE title = 'Precious'");
+    assert_eq!(titles.len(), 1, "the client's new note stays: {said}");
+    let body = client.query(&format!("SELECT body FROM notes WHERE id = '{note}'"));
+    assert_ne!(
+        body[0][0], "edited between the kill and the rerun",
+        "the backup's copy wins"
     );
 }
 
