@@ -522,7 +522,7 @@ async fn run(cmd: Command) -> Result<i32> {
             }
             match &s.verify {
                 Some(r) if !r.ok() => {
-                    print_differences(r, RESTORE_CHECKSUM_HINT);
+                    print_differences(r, "backup", RESTORE_CHECKSUM_HINT);
                     Ok(exit::DIFFERENCES)
                 }
                 Some(r) if s.verify_mode == VerifyMode::Quick => {
@@ -605,7 +605,11 @@ async fn run(cmd: Command) -> Result<i32> {
             } else {
                 print_differences(
                     &s.verify,
-                    "Run the rollback again with --exact to put back every file's bytes.",
+                    "snapshot",
+                    "A blob whose size is right is kept as it is: run the rollback again with \
+                     --rewrite-unchanged to write every item and blob of the snapshot again, \
+                     stamped, so that clients take them too (--exact writes the bytes unstamped: \
+                     clients that synced since keep theirs).",
                 );
                 Ok(exit::DIFFERENCES)
             }
@@ -746,7 +750,7 @@ async fn run(cmd: Command) -> Result<i32> {
                 );
                 Ok(exit::OK)
             } else {
-                print_differences(&r, RESTORE_CHECKSUM_HINT);
+                print_differences(&r, "backup", RESTORE_CHECKSUM_HINT);
                 Ok(exit::DIFFERENCES)
             }
         }
@@ -808,9 +812,9 @@ fn write_stdout(data: &[u8]) -> Result<()> {
 }
 
 /// The differences, then `blob_hint` when a blob differs: what replaces it.
-fn print_differences(r: &verify::VerifyReport, blob_hint: &str) {
+fn print_differences(r: &verify::VerifyReport, against: &str, blob_hint: &str) {
     joplin_restore::say!(
-        "{} difference(s) between the target and the backup:",
+        "{} difference(s) between the target and the {against}:",
         r.differences.len()
     );
     for d in &r.differences {

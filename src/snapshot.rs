@@ -268,7 +268,16 @@ pub fn is_complete(dir: &Path) -> bool {
 
 pub fn open(dir: &Path) -> Result<OpenedSnapshot> {
     let manifest_path = dir.join(MANIFEST);
-    if is_partial(dir) || (!manifest_path.exists() && dir.join("files").is_dir()) {
+    if !is_partial(dir) && !manifest_path.exists() && dir.join("files").is_dir() {
+        return Err(crate::exit::Refusal(format!(
+            "{} has lost its {MANIFEST} (deleted, or the snapshot was copied without it): \
+             without it the files cannot be checked, nor told complete. Put the manifest back \
+             from where the snapshot came from, or roll back from another snapshot.",
+            dir.display()
+        ))
+        .into());
+    }
+    if is_partial(dir) {
         return Err(crate::exit::Refusal(format!(
             "{} is an incomplete snapshot: the run taking it was stopped before it finished, \
              so it does not hold the whole target. Roll back from a complete one (a folder \

@@ -235,3 +235,68 @@ fn rollback_refuses_a_snapshot_of_another_target() {
         a.to_str().unwrap(),
     ]);
 }
+
+/// An attachment changed in place without changing its size (here by `restore --checksum`
+/// repairing one): a rollback compares blobs by size, keeps it, and its check says so with the
+/// option that does put the snapshot's bytes back for every client (`--rewrite-unchanged`),
+/// comparing against the snapshot, not "the backup".
+#[test]
+fn a_same_size_blob_is_put_back_with_rewrite_unchanged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let target = tmp.path().join("target");
+    let t = target.to_str().unwrap();
+    let jex = sample_jex();
+    jr_ok(&["restore", jex.to_str().unwrap(), "--target", t, "-q"]);
+    let blob = std::fs::read_dir(target.join(".resource"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| std::fs::metadata(p).unwrap().len() > 0)
+        .unwrap();
+    let mut damaged = std::fs::read(&blob).unwrap();
+    damaged[0] ^= 0xff;
+    std::fs::write(&blob, &damaged).unwrap();
+    let out = jr_ok(&[
+        "restore",
+        jex.to_str().unwrap(),
+        "--target",
+        t,
+        "--checksum",
+        "--yes",
+    ]);
+    let snapshot = snapshot_path(&out);
+    assert_ne!(
+        std::fs::read(&blob).unwrap(),
+        damaged,
+        "--checksum repaired it"
+    );
+
+    let o = support::jr(&["rollback", &snapshot, "--target", t, "--yes"]);
+    assert_eq!(o.status.code(), Some(3), "{}", support::text(&o));
+    let said = support::text(&o);
+    assert!(
+        said.contains("between the target and the snapshot")
+            && said.contains("--rewrite-unchanged"),
+        "{said}"
+    );
+    jr_ok(&[
+        "rollback",
+        &snapshot,
+        "--target",
+        t,
+        "--yes",
+        "--rewrite-unchanged",
+    ]);
+    assert_eq!(
+        std::fs::read(&blob).unwrap(),
+        damaged,
+        "the snapshot's bytes are back"
+    );
+
+    // A snapshot that lost its manifest is named for that, not for an interrupted run.
+    std::fs::remove_file(Path::new(&snapshot).join("snapshot-manifest.json")).unwrap();
+    let o = support::jr(&["rollback", &snapshot, "--target", t, "--yes"]);
+    assert_eq!(o.status.code(), Some(4), "{}", support::text(&o));
+    let said = support::text(&o);
+    assert!(said.contains("lost its snapshot-manifest.json"), "{said}");
+}

@@ -194,7 +194,13 @@ impl Storage for FsStorage {
             }
             let mut out = std::fs::File::create(&dest)
                 .map_err(|e| backend_core::local_write_error(&p, &dest, e))?;
-            std::io::copy(&mut src, &mut out).map_err(|e| io_err(&p, e))
+            // A full disk here is the local copy's (a snapshot, an export), not the target's.
+            std::io::copy(&mut src, &mut out).map_err(|e| match e.kind() {
+                ErrorKind::StorageFull | ErrorKind::QuotaExceeded => {
+                    backend_core::local_write_error(&p, &dest, e)
+                }
+                _ => io_err(&p, e),
+            })
         })
         .await
         .map_err(|e| StorageError::transient(format!("{path}: {e}")))?
@@ -296,6 +302,25 @@ mod tests {
         assert!(s.put("../x", Bytes::new()).await.is_err());
         assert!(s.get("/etc/passwd").await.is_err());
         assert!(!dir.path().parent().unwrap().join("x").exists());
+    }
+
+    /// A download into a full local disk (a snapshot) is named as such: the target itself
+    /// has room.
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn a_full_local_disk_is_not_the_targets() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = FsStorage::new(dir.path());
+        s.put("a.md", Bytes::from(vec![b'x'; 64 * 1024]))
+            .await
+            .unwrap();
+        let err = s
+            .get_file("a.md", std::path::Path::new("/dev/full"))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("cannot write /dev/full"), "{err}");
+        assert!(!err.contains("target is out of space"), "{err}");
     }
 
     #[tokio::test]
