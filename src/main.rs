@@ -575,6 +575,7 @@ async fn run(cmd: Command) -> Result<i32> {
             report::set_result(json!({
                 "command": "rollback",
                 "dry_run": dry_run,
+                "would": s.planned,
                 "uploaded": s.uploaded,
                 "deleted": s.deleted,
                 "snapshot": s.snapshot,

@@ -141,6 +141,17 @@ impl Plan {
         );
     }
     /// Whether running the plan destroys or replaces anything that is on the target now.
+    /// What a dry run reports it would do (`--json`'s `would`).
+    pub fn counts_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "upload": self.upload_count(),
+            "upload_bytes": self.upload_bytes(),
+            "replace": self.overwrites(),
+            "delete": self.deletes.len(),
+            "unchanged": self.unchanged,
+        })
+    }
+
     /// Whether executing the plan writes or deletes anything on the target.
     pub fn writes_anything(&self) -> bool {
         self.upload_count() > 0 || !self.deletes.is_empty()

@@ -482,13 +482,7 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
             verify_mode: VerifyMode::None,
             verify: None,
             partial,
-            planned: Some(serde_json::json!({
-                "upload": plan.upload_count(),
-                "upload_bytes": plan.upload_bytes(),
-                "replace": plan.overwrites(),
-                "delete": plan.deletes.len(),
-                "unchanged": plan.unchanged,
-            })),
+            planned: Some(plan.counts_json()),
         });
     }
     if plan.is_destructive() && !args.safety.yes {
@@ -832,7 +826,7 @@ async fn enable_e2ee(
     Ok((info, Arc::new(ring)))
 }
 
-async fn print_dry_run(
+pub(crate) async fn print_dry_run(
     backup: &Backup,
     plan: &plan::Plan,
     target: &SyncTarget,

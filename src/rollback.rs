@@ -54,6 +54,8 @@ pub struct RollbackSummary {
     /// Seconds per stage: read snapshot, list, plan, snapshot, write, verify (what ran).
     pub timings: Timings,
     pub pacer: backend_core::pacer::PacerCounts,
+    /// `--dry-run`: what the rollback would do.
+    pub planned: Option<serde_json::Value>,
 }
 
 pub async fn run(args: &RollbackArgs) -> Result<RollbackSummary> {
@@ -128,7 +130,9 @@ pub async fn run(args: &RollbackArgs) -> Result<RollbackSummary> {
         }
     );
     if args.safety.dry_run {
-        crate::say!("dry run: nothing was changed");
+        // What would be written and deleted, by title, as a restore's dry run lists it: a
+        // rollback discards whatever clients wrote since the snapshot.
+        crate::restore::print_dry_run(&backup, &plan, &target, None, transfers).await;
         return Ok(RollbackSummary {
             uploaded: 0,
             deleted: 0,
@@ -136,6 +140,7 @@ pub async fn run(args: &RollbackArgs) -> Result<RollbackSummary> {
             verify: VerifyReport::default(),
             timings,
             pacer: paced.counts(),
+            planned: Some(plan.counts_json()),
         });
     }
     let change_feed = target.storage.capabilities().change_feed;
@@ -293,5 +298,6 @@ pub async fn run(args: &RollbackArgs) -> Result<RollbackSummary> {
         verify,
         timings,
         pacer: paced.counts(),
+        planned: None,
     })
 }

@@ -74,6 +74,8 @@ fn rollback_brings_a_client_that_synced_the_restore_back() {
         !out.contains("Verified") && !out.contains("Rolled back"),
         "{out}"
     );
+    // By title: the notes the restore deleted come back.
+    assert!(out.contains("\"Written after the backup\""), "{out}");
     let v: serde_json::Value =
         serde_json::from_str(&jr_ok(&["--json", "rollback", &snap, "--target", t, "-n"])).unwrap();
     assert_eq!(
@@ -81,6 +83,7 @@ fn rollback_brings_a_client_that_synced_the_restore_back() {
         (true.into(), serde_json::Value::Null),
         "{v}"
     );
+    assert!(v["would"]["upload"].as_u64().unwrap() >= 2, "{v}");
     assert_eq!(support::tree_hashes(&target), restored);
 
     let out = jr_ok(&[
