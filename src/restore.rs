@@ -526,6 +526,14 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
                 Some(&state.files()),
             )
             .await?;
+        if let (true, None, Some(s)) = (resumed.is_some(), &earlier, &snapshot) {
+            crate::note!(
+                "note: the interrupted run took no snapshot (it ran with --no-snapshot, or had nothing \
+                 to replace then): {} holds the target as that run left it, half-written, not as \
+                 it was before the restore",
+                s.display()
+            );
+        }
     }
 
     timings.add("snapshot", stage);

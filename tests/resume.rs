@@ -949,6 +949,58 @@ fn work_synced_between_the_kill_and_the_rerun_is_kept_in_a_snapshot_or_on_the_ta
     );
 }
 
+/// A run stopped with `--no-snapshot` and rerun without it: the rerun's snapshot can only hold
+/// the half-written target, and it says so rather than pass it for the target before the
+/// restore.
+#[cfg(unix)]
+#[test]
+fn a_rerun_after_a_no_snapshot_run_says_its_snapshot_is_half_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let target = tmp.path().join("target");
+    let journals = tmp.path().join("journals");
+    let t = target.to_str().unwrap();
+    jr_ok(&[
+        "restore",
+        support::sample_jex().to_str().unwrap(),
+        "--target",
+        t,
+        "-q",
+    ]);
+    let other = generated(tmp.path(), 7, 200);
+    let mut args = vec![
+        "restore",
+        other.to_str().unwrap(),
+        "--target",
+        t,
+        "--yes",
+        "-q",
+        "--journal-dir",
+        journals.to_str().unwrap(),
+    ];
+    let mut child = Command::new(env!("CARGO_BIN_EXE_joplin-restore"))
+        .args(&args)
+        .args(["--no-snapshot", "--tpslimit", "10"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_done(&journals, &mut child, 3, |_| true);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let snaps = tmp.path().join("snaps");
+    args.extend(["--snapshot-dir", snaps.to_str().unwrap()]);
+    let o = support::jr(&args);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("the interrupted run took no snapshot")
+            && text(&o).contains("half-written"),
+        "{}",
+        text(&o)
+    );
+    support::assert_verified(&other, &target);
+}
+
 /// A file the interrupted run finished can be changed before the rerun (a client syncs an
 /// edit, a rollback runs) without changing its size: the rerun sees files newer than the
 /// journal, compares everything again instead of trusting it, and the backup's copy wins.
