@@ -647,6 +647,13 @@ pub async fn run(args: &MigrateArgs) -> Result<MigrateSummary> {
         .await;
     }
     let info_changes = view.info_json.is_some() && info_now.as_deref() != view.info_json.as_deref();
+    if info_changes && !args.safety.force {
+        refuse_dropping_encryption(
+            &dest.describe(),
+            info_now.as_deref(),
+            view.info_json.as_deref(),
+        )?;
+    }
     let planned_blobs = plan.uploads().filter(|u| u.blob).count();
     let planned_items = plan.upload_count() - planned_blobs;
     summary.items.to_copy = planned_items;
@@ -1081,4 +1088,41 @@ pub async fn main(args: &MigrateArgs) -> Result<i32> {
         }
     }
     Ok(code)
+}
+
+/// The source's info.json replaces the destination's: refused when that turns the
+/// destination's end-to-end encryption off or drops master keys it holds (clients then upload
+/// their notes unencrypted there, or lose the key to items encrypted with it); `--force` does
+/// it anyway (the snapshot keeps the old info.json).
+fn refuse_dropping_encryption(dest: &str, now: Option<&[u8]>, source: Option<&[u8]>) -> Result<()> {
+    let parse = |b: Option<&[u8]>| {
+        b.and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok())
+            .map(|v| crate::e2ee::keys::E2eeInfo::from_info(&v))
+            .unwrap_or_default()
+    };
+    let (now, source) = (parse(now), parse(source));
+    let dropped: Vec<&str> = now
+        .keys
+        .iter()
+        .filter(|k| !source.keys.iter().any(|s| s.id == k.id))
+        .map(|k| k.id.as_str())
+        .collect();
+    if now.enabled && !source.enabled {
+        crate::refuse!(
+            "{dest} uses end-to-end encryption and the source does not: copying the source's \
+             info.json there turns encryption off and drops its master key(s), and clients then \
+             sync their notes unencrypted. Migrate into another destination, turn encryption on \
+             for the source first, or pass --force to do it anyway."
+        );
+    }
+    if !dropped.is_empty() {
+        crate::refuse!(
+            "{dest} holds master key(s) the source lacks ({}): copying the source's info.json \
+             there drops them, and items encrypted with them can no longer be read. Migrate into \
+             another destination, or pass --force to do it anyway (the snapshot keeps the old \
+             info.json).",
+            dropped.join(", ")
+        );
+    }
+    Ok(())
 }

@@ -586,6 +586,16 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
                 target.describe(),
                 keyring.as_ref().map(|k| k.active_id.as_str()).unwrap_or("")
             );
+            if state.info.is_some() {
+                // Seen with the real CLI: its notes all become changes to upload when it turns
+                // encryption on, against the restore's newer copies.
+                crate::note!(
+                    "note: a client that synced this target before it was emptied, and has not \
+                     synced since, turns encryption on with its old notes still to upload and \
+                     keeps conflict copies of them: start such clients afresh (`joplin-restore \
+                     client reset`, then sync with the master password)"
+                );
+            }
             lock
         }
         None => lock,

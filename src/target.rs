@@ -866,16 +866,27 @@ impl TargetLock {
                 .with_context(|| format!("{}: refreshing our lock", self.storage.describe()))?;
             return Ok(());
         }
-        self.storage
+        let mut put = self
+            .storage
             .put(&self.path, Bytes::from(self.body.clone()))
-            .await
-            .with_context(|| {
-                format!(
-                    "{}: writing our lock {}",
-                    self.storage.describe(),
-                    self.path
-                )
-            })
+            .await;
+        // A target whose `locks/` folder is missing (copied without empty folders; Joplin
+        // itself makes it on its first sync): made, and the lock written again.
+        if put.as_ref().is_err_and(|e| e.is_not_found()) {
+            if let Ok(()) = self.storage.mkdir(LOCKS_DIR).await {
+                put = self
+                    .storage
+                    .put(&self.path, Bytes::from(self.body.clone()))
+                    .await;
+            }
+        }
+        put.with_context(|| {
+            format!(
+                "{}: writing our lock {}",
+                self.storage.describe(),
+                self.path
+            )
+        })
     }
 
     fn with_refresher(mut self) -> Self {

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use support::e2ee::assert_no_plaintext;
 use support::joplin::{assert_manifest_eq, Profile};
-use support::{jr_env, sample_jex, sample_manifest, text, tree_hashes};
+use support::{jr, jr_env, sample_jex, sample_manifest, text, tree_hashes};
 
 const PASSWORD: &str = "Restore pw ß 1";
 const ENV: &str = "JOPLIN_RESTORE_MASTER_PASSWORD";
@@ -228,6 +228,27 @@ fn enable_e2ee_on_a_new_target() {
     assert_eq!(o.status.code(), Some(4), "{}", text(&o));
     assert!(String::from_utf8_lossy(&o.stderr).contains("only sets up encryption on a new target"));
     assert_eq!(tree_hashes(&plain), before);
+    assert!(
+        !text(&o).contains("start such clients afresh"),
+        "{}",
+        text(&o)
+    );
+    // Emptied first: allowed, and clients that synced it before are warned of.
+    let c = jr(&[
+        "clear",
+        "--target",
+        plain.to_str().unwrap(),
+        "--yes",
+        "--no-snapshot",
+    ]);
+    assert!(c.status.success(), "{}", text(&c));
+    let o = restore(&plain, &[(ENV, PASSWORD)], &["--enable-e2ee"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("start such clients afresh"),
+        "{}",
+        text(&o)
+    );
 
     // Another client's active lock refuses the run before encryption is turned on: nothing
     // written, info.json included.

@@ -1002,3 +1002,54 @@ fn mirror_into_a_used_joplin_server_cautions_and_rewrites_on_request() {
     );
     assert!(!out.contains("note (Joplin Server)"), "{out}");
 }
+
+/// A mirror migrate copies the source's info.json: onto a destination that uses E2EE, from a
+/// source that does not, that would turn encryption off there and drop its key (clients then
+/// upload their notes in clear). Refused, saying so, before anything is written; `--force` goes
+/// on.
+#[test]
+fn mirror_onto_an_encrypted_destination_from_a_plain_source_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("plain");
+    restore_sample(&src);
+    let dest = tmp.path().join("encrypted");
+    let fixture = support::repo().join("tests/fixtures/e2ee-target");
+    for e in walk_files(&fixture) {
+        let to = dest.join(e.strip_prefix(&fixture).unwrap());
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(&e, &to).unwrap();
+    }
+    let before = support::tree_hashes(&dest);
+    let args = [
+        "migrate",
+        "--from",
+        src.to_str().unwrap(),
+        "--to",
+        dest.to_str().unwrap(),
+        "--mode",
+        "mirror",
+        "--yes",
+    ];
+    let o = jr(&args);
+    assert_eq!(o.status.code(), Some(4), "{}", text(&o));
+    assert!(
+        text(&o).contains("uses end-to-end encryption and the source does not"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(support::tree_hashes(&dest), before, "nothing written");
+    let forced = jr(&[&args[..], &["--force"]].concat());
+    assert!(forced.status.success(), "{}", text(&forced));
+}
+
+fn walk_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        if e.file_type().unwrap().is_dir() {
+            out.extend(walk_files(&e.path()));
+        } else {
+            out.push(e.path());
+        }
+    }
+    out
+}

@@ -732,3 +732,23 @@ fn a_lock_dated_in_the_future_is_active() {
     jr_ok(&["unlock", "--target", tgt, "--force"]);
     assert!(!p.exists());
 }
+
+/// A target copied without its empty `locks/` folder (as the E2EE fixture is): `clear` makes it
+/// for its lock, as `restore` does, instead of failing after its snapshot.
+#[test]
+fn a_target_without_a_locks_folder_gets_one_for_the_lock() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = restored(tmp.path());
+    std::fs::remove_dir_all(t.join("locks")).unwrap();
+    let o = jr(&[
+        "clear",
+        "--target",
+        t.to_str().unwrap(),
+        "--yes",
+        "--snapshot-dir",
+        tmp.path().join("snaps").to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(t.join("locks").is_dir());
+    assert_eq!(support::count_items(&t), 0, "{}", text(&o));
+}

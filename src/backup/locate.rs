@@ -2,11 +2,9 @@
 //! plugin's base folder holding several timestamped sets, or an archive of one of those.
 
 use std::path::{Path, PathBuf};
-
 use std::time::SystemTime;
 
 use anyhow::{bail, Context, Result};
-
 use chrono::{DateTime, Local, NaiveDateTime};
 
 /// One backup set as listed by `inspect`.
