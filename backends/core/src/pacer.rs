@@ -75,6 +75,43 @@ pub struct Paced {
     stats: PacerStats,
     /// When a long wait was last announced: parallel transfers waiting alike say it once.
     last_told: std::sync::Mutex<Option<std::time::Instant>>,
+    /// Set by the first failure that says the target as a whole will not take more (refused
+    /// credentials, a full disk, no answer through every retry): later requests fail at once
+    /// instead of hitting it again (a server that locks out an address after failed logins,
+    /// hundreds of uploads into a full disk, minutes against a server that is down).
+    stopped: std::sync::Mutex<Option<Stop>>,
+}
+
+/// Why the pacer stopped sending, and the failure that said so.
+#[derive(Debug, Clone)]
+enum Stop {
+    Refused(String),
+    Full(String),
+    Down(String),
+}
+
+impl Stop {
+    fn of(e: &StorageError, retries_left: bool) -> Option<Stop> {
+        match e {
+            StorageError::Auth(_) => Some(Stop::Refused(e.to_string())),
+            StorageError::InsufficientStorage(_) => Some(Stop::Full(e.to_string())),
+            _ if e.is_retryable() && !retries_left => Some(Stop::Down(e.to_string())),
+            _ => None,
+        }
+    }
+
+    /// The error a request for `path` gets once stopped (of the same class, naming the first).
+    fn error(&self, path: &str) -> StorageError {
+        match self {
+            Stop::Refused(first) => StorageError::Auth(format!("{path}: not sent: {first}")),
+            Stop::Full(first) => {
+                StorageError::InsufficientStorage(format!("{path}: not sent: {first}"))
+            }
+            Stop::Down(first) => StorageError::Rejected(format!(
+                "{path}: not sent, the target stopped answering: {first}"
+            )),
+        }
+    }
 }
 
 impl std::fmt::Debug for Paced {
@@ -111,6 +148,35 @@ impl Paced {
             slots,
             stats: PacerStats::default(),
             last_told: std::sync::Mutex::new(None),
+            stopped: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// A request for `path` once the pacer stopped: its error. Lock files still go (a run
+    /// that stops must be able to release its lock).
+    fn refuse_if_stopped(&self, path: &str) -> Result<()> {
+        if path.starts_with("locks/") {
+            return Ok(());
+        }
+        match &*self.stopped.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some(stop) => Err(stop.error(path)),
+            None => Ok(()),
+        }
+    }
+
+    /// Stop sending after a failure of the target as a whole (said once).
+    fn stop_after(&self, e: &StorageError, retries_left: bool) {
+        let Some(stop) = Stop::of(e, retries_left) else {
+            return;
+        };
+        let mut stopped = self.stopped.lock().unwrap_or_else(|p| p.into_inner());
+        if stopped.is_none() {
+            tracing::warn!(
+                "{}: not sending more requests: {e}. Run the same command again once that is \
+                 fixed: what was finished is skipped.",
+                self.inner.describe()
+            );
+            *stopped = Some(stop);
         }
     }
 
@@ -144,9 +210,16 @@ impl Paced {
     }
 
     fn backoff(&self, attempt: u32, err: &StorageError) -> Duration {
-        if let Some(asked) = err.retry_after() {
-            return asked.min(self.opts.max_retry_after);
+        // A Retry-After of 0 or a date already past (a server whose clock is behind) would
+        // spend every retry at once: our own backoff is the least wait.
+        let own = self.own_backoff(attempt);
+        match err.retry_after() {
+            Some(asked) => asked.min(self.opts.max_retry_after).max(own),
+            None => own,
         }
+    }
+
+    fn own_backoff(&self, attempt: u32) -> Duration {
         let exp = self
             .opts
             .min_backoff
@@ -165,8 +238,13 @@ impl Paced {
             if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(30)) {
                 *last = Some(std::time::Instant::now());
                 let why = match err.retry_after() {
-                    Some(_) => "as the server asked (Retry-After)",
-                    None => "backing off",
+                    Some(asked) if asked > self.opts.max_retry_after => format!(
+                        "the server asked for {} s (Retry-After), capped at {} s",
+                        asked.as_secs(),
+                        self.opts.max_retry_after.as_secs()
+                    ),
+                    Some(_) => "as the server asked (Retry-After)".to_string(),
+                    None => "backing off".to_string(),
                 };
                 tracing::warn!(
                     "{}: waiting {} s before retrying, {why}: {err}",
@@ -190,6 +268,34 @@ impl Paced {
         }
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
         slot
+    }
+
+    /// Await one request; one the server leaves unanswered for a minute and more is said on
+    /// stderr (once per 30 s across transfers), so a stalled server does not look like a hung
+    /// run until the client's own timeout.
+    async fn said_while_waiting<T>(&self, request: impl Future<Output = T>) -> T {
+        const STALL_NOTE: Duration = Duration::from_secs(60);
+        tokio::pin!(request);
+        let mut waited = Duration::ZERO;
+        loop {
+            match tokio::time::timeout(STALL_NOTE, &mut request).await {
+                Ok(answer) => return answer,
+                Err(_) => {
+                    waited += STALL_NOTE;
+                    let mut last = self.last_told.lock().unwrap_or_else(|p| p.into_inner());
+                    if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(30)) {
+                        *last = Some(std::time::Instant::now());
+                        tracing::warn!(
+                            "{}: no answer for {} s to a request still running (the server may \
+                             be overloaded or gone); Ctrl-C stops the run, and running it again \
+                             resumes",
+                            self.inner.describe(),
+                            waited.as_secs()
+                        );
+                    }
+                }
+            }
+        }
     }
 
     /// Whether a request that failed with `e` goes again; if so, after waiting its backoff.
@@ -218,11 +324,15 @@ impl Paced {
         loop {
             let outcome = {
                 let _slot = self.admit_request(upload_bytes).await;
-                op().await
+                self.said_while_waiting(op()).await
             };
             match outcome {
                 Err(e) if self.retry_after_failure(&e, &mut attempt).await => {}
-                other => return other,
+                Err(e) => {
+                    self.stop_after(&e, attempt < self.opts.retries);
+                    return Err(e);
+                }
+                ok => return ok,
             }
         }
     }
@@ -278,25 +388,30 @@ impl Storage for Paced {
         }
     }
     async fn get(&self, path: &str) -> Result<Bytes> {
+        self.refuse_if_stopped(path)?;
         let data = self.run(0, || self.inner.get(path)).await?;
         self.take_bytes(data.len() as u64).await;
         Ok(data)
     }
     async fn get_file(&self, path: &str, dest: &std::path::Path) -> Result<u64> {
+        self.refuse_if_stopped(path)?;
         let n = self.run(0, || self.inner.get_file(path, dest)).await?;
         self.take_bytes(n).await;
         Ok(n)
     }
     async fn put(&self, path: &str, data: Bytes) -> Result<()> {
+        self.refuse_if_stopped(path)?;
         let n = data.len() as u64;
         self.run(n, || self.inner.put(path, data.clone())).await
     }
     async fn put_file(&self, path: &str, src: &crate::FileSlice) -> Result<()> {
+        self.refuse_if_stopped(path)?;
         self.run(src.len, || self.inner.put_file(path, src)).await
     }
     /// The body is made once the request may go (a request waiting its turn behind
     /// `--tpslimit` would otherwise carry the moment it was queued), and again for a retry.
     async fn put_made(&self, path: &str, size: u64, make: &crate::MakeBody<'_>) -> Result<()> {
+        self.refuse_if_stopped(path)?;
         self.run(
             size,
             || async move { self.inner.put(path, make(path)?).await },
@@ -304,12 +419,14 @@ impl Storage for Paced {
         .await
     }
     async fn delete(&self, path: &str) -> Result<()> {
+        self.refuse_if_stopped(path)?;
         self.run(0, || self.inner.delete(path)).await
     }
     async fn mkdir(&self, path: &str) -> Result<()> {
         self.run(0, || self.inner.mkdir(path)).await
     }
     async fn stat(&self, path: &str) -> Result<Option<Entry>> {
+        self.refuse_if_stopped(path)?;
         self.run(0, || self.inner.stat(path)).await
     }
     async fn acquire_server_lock(&self, client_id: &str) -> Result<bool> {
@@ -332,6 +449,14 @@ impl Storage for Paced {
             // (one paced call for all of them would let thousands past --tpslimit).
             return crate::delete_each(self, paths, self.opts.transfers).await;
         }
+        if let Some(first) = paths.first() {
+            if self.refuse_if_stopped(first).is_err() {
+                return paths
+                    .iter()
+                    .filter_map(|p| self.refuse_if_stopped(p).err().map(|e| (p.clone(), e)))
+                    .collect();
+            }
+        }
         let mut todo: Vec<String> = paths.to_vec();
         let mut attempt = 0u32;
         loop {
@@ -342,6 +467,9 @@ impl Storage for Paced {
             let (retry, fatal): (Vec<_>, Vec<_>) =
                 failed.into_iter().partition(|(_, e)| e.is_retryable());
             if retry.is_empty() || attempt >= self.opts.retries {
+                if let Some((_, e)) = fatal.first().or(retry.first()) {
+                    self.stop_after(e, false);
+                }
                 return fatal.into_iter().chain(retry).collect();
             }
             self.stats.retries.fetch_add(1, Ordering::Relaxed);
@@ -361,6 +489,14 @@ impl Storage for Paced {
         files: Vec<(String, u64)>,
         make: &crate::MakeBody<'_>,
     ) -> Vec<(String, StorageError)> {
+        if let Some((first, _)) = files.first() {
+            if self.refuse_if_stopped(first).is_err() {
+                return files
+                    .iter()
+                    .filter_map(|(p, _)| self.refuse_if_stopped(p).err().map(|e| (p.clone(), e)))
+                    .collect();
+            }
+        }
         let mut todo = files;
         let mut attempt = 0u32;
         let mut fatal_all = Vec::new();
@@ -377,6 +513,9 @@ impl Storage for Paced {
             fatal_all.extend(fatal);
             if retry.is_empty() || attempt >= self.opts.retries {
                 fatal_all.extend(retry);
+                if let Some((_, e)) = fatal_all.first() {
+                    self.stop_after(e, false);
+                }
                 return fatal_all;
             }
             self.stats.retries.fetch_add(1, Ordering::Relaxed);
@@ -613,6 +752,97 @@ mod tests {
         p.put("a", Bytes::new()).await.unwrap();
         assert!(t.elapsed() >= Duration::from_millis(300));
         assert_eq!(p.counts().rate_limited, 1);
+    }
+
+    /// `Retry-After: 0` (or a date already past) is no reason to spend every retry at once:
+    /// our own backoff is the least wait.
+    #[tokio::test]
+    async fn a_retry_after_of_zero_still_backs_off() {
+        let inner = Mock::failing_puts(3, || StorageError::Transient {
+            message: "503".into(),
+            retry_after: Some(Duration::ZERO),
+        });
+        let p = Paced::new(
+            inner,
+            PacerOptions {
+                min_backoff: Duration::from_millis(40),
+                max_backoff: Duration::from_millis(200),
+                ..fast()
+            },
+        );
+        let t = std::time::Instant::now();
+        p.put("a", Bytes::new()).await.unwrap();
+        // Three waits of at least half of 40, 80 and 160 ms.
+        assert!(
+            t.elapsed() >= Duration::from_millis(140),
+            "{:?}",
+            t.elapsed()
+        );
+    }
+
+    /// Refused credentials, a full disk, or no answer through every retry: later requests fail
+    /// at once without reaching the target (a lock file still goes, to be released).
+    #[tokio::test]
+    async fn a_failure_of_the_whole_target_stops_further_requests() {
+        for (make_err, retries) in [
+            (
+                (|| StorageError::Auth("a: HTTP 401".into())) as fn() -> StorageError,
+                3,
+            ),
+            (
+                || StorageError::InsufficientStorage("a: HTTP 507".into()),
+                3,
+            ),
+            (|| StorageError::transient("connection refused"), 2),
+        ] {
+            let inner = Mock::failing_puts(100, make_err);
+            let p = Paced::new(inner.clone(), PacerOptions { retries, ..fast() });
+            assert!(p.put("a", Bytes::new()).await.is_err());
+            let calls = *inner.calls.lock().unwrap();
+            let later = p.put("b", Bytes::new()).await.unwrap_err();
+            assert_eq!(*inner.calls.lock().unwrap(), calls, "b reached the target");
+            let said = later.to_string();
+            assert!(
+                said.contains("b: not sent") && said.contains(&make_err().to_string()),
+                "{said}"
+            );
+            assert!(!later.is_retryable(), "{later:?}");
+            // The lock is still written (and released).
+            let _ = p.put("locks/2_2_x.json", Bytes::new()).await;
+            assert!(*inner.calls.lock().unwrap() > calls, "the lock did not go");
+        }
+        // A file the server refuses alone (too large) stops nothing.
+        let inner = Mock::failing_puts(1, || StorageError::TooLarge {
+            path: "a".into(),
+            message: "413".into(),
+        });
+        let p = Paced::new(inner, fast());
+        assert!(p.put("a", Bytes::new()).await.is_err());
+        p.put("b", Bytes::new()).await.unwrap();
+    }
+
+    /// A request the server leaves unanswered is said (once the first minute is over) while
+    /// it goes on waiting; one answered at once says nothing.
+    #[tokio::test(start_paused = true)]
+    async fn a_stalled_request_is_said_while_it_waits() {
+        let p = Paced::new(
+            Mock::failing_puts(0, || StorageError::transient("unused")),
+            fast(),
+        );
+        p.said_while_waiting(tokio::time::sleep(Duration::from_secs(1)))
+            .await;
+        assert!(p.last_told.lock().unwrap().is_none());
+        let answer = p
+            .said_while_waiting(async {
+                tokio::time::sleep(Duration::from_secs(150)).await;
+                42
+            })
+            .await;
+        assert_eq!(answer, 42);
+        assert!(
+            p.last_told.lock().unwrap().is_some(),
+            "the stall was not said"
+        );
     }
 
     fn paths(n: usize) -> Vec<String> {
