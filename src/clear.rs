@@ -166,14 +166,12 @@ pub async fn run(args: &ClearArgs) -> Result<ClearSummary> {
     // An interrupted clear of this target took the snapshot of it whole; this run's holds it
     // half-cleared.
     let interrupted = crate::safety::Interrupted::for_target("clear", &target.describe());
-    let whole = interrupted.earlier().or_else(|| snapshot.clone());
+    let whole = interrupted.whole(snapshot.as_deref());
     progress.phase("deleting", paths.len() as u64);
     let Some(failed) = crate::safety::unless_interrupted(target.storage.delete_many(&paths)).await
     else {
         let _ = lock.release().await;
-        if let Some(s) = &whole {
-            interrupted.record(s);
-        }
+        interrupted.record(whole.as_deref());
         anyhow::bail!(
             "interrupted: part of the target may already be deleted. Run the same command \
              again to finish clearing{}.",
@@ -188,9 +186,7 @@ pub async fn run(args: &ClearArgs) -> Result<ClearSummary> {
     let _ = lock.release().await;
     timings.add("delete", t);
     if !failed.is_empty() {
-        if let Some(s) = &whole {
-            interrupted.record(s);
-        }
+        interrupted.record(whole.as_deref());
         let mut msg = format!("{} of {} deletions failed:\n", failed.len(), paths.len());
         for (p, e) in failed.iter().take(20) {
             msg.push_str(&format!("  {p}: {e}\n"));

@@ -1090,10 +1090,10 @@ pub async fn main(args: &MigrateArgs) -> Result<i32> {
     Ok(code)
 }
 
-/// The source's info.json replaces the destination's: refused when that turns the
-/// destination's end-to-end encryption off or drops master keys it holds (clients then upload
-/// their notes unencrypted there, or lose the key to items encrypted with it); `--force` does
-/// it anyway (the snapshot keeps the old info.json).
+/// The source's info.json replaces the destination's: refused, when the destination uses
+/// end-to-end encryption, if that turns it off or drops master keys it holds (clients then
+/// upload their notes unencrypted there, or lose the key to items encrypted with it);
+/// `--force` does it anyway (the snapshot keeps the old info.json).
 fn refuse_dropping_encryption(dest: &str, now: Option<&[u8]>, source: Option<&[u8]>) -> Result<()> {
     let parse = |b: Option<&[u8]>| {
         b.and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok())
@@ -1107,7 +1107,12 @@ fn refuse_dropping_encryption(dest: &str, now: Option<&[u8]>, source: Option<&[u
         .filter(|k| !source.keys.iter().any(|s| s.id == k.id))
         .map(|k| k.id.as_str())
         .collect();
-    if now.enabled && !source.enabled {
+    if !now.enabled {
+        // Keys a destination keeps after encryption was turned off there lock nothing the
+        // mirror leaves: every item is the source's.
+        return Ok(());
+    }
+    if !source.enabled {
         crate::refuse!(
             "{dest} uses end-to-end encryption and the source does not: copying the source's \
              info.json there turns encryption off and drops its master key(s), and clients then \

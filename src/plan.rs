@@ -140,7 +140,6 @@ impl Plan {
              each item is written once more and those clients get it back."
         );
     }
-    /// Whether running the plan destroys or replaces anything that is on the target now.
     /// What a dry run reports it would do (`--json`'s `would`).
     pub fn counts_json(&self) -> serde_json::Value {
         serde_json::json!({
@@ -157,6 +156,7 @@ impl Plan {
         self.upload_count() > 0 || !self.deletes.is_empty()
     }
 
+    /// Whether running the plan destroys or replaces anything that is on the target now.
     pub fn is_destructive(&self) -> bool {
         !self.deletes.is_empty() || self.overwrites() > 0
     }

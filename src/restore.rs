@@ -356,11 +356,19 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
         if !holds {
             // What a client wrote between the two runs that the backup lacks stays, as a file a
             // client writes during a run does (verify then lists it as extra): it is the
-            // user's newer work, not what the interrupted run left.
+            // user's newer work, not what the interrupted run left. A file the first run's
+            // snapshot holds is no new work (a rollback in between wrote it back): it goes.
             if let Some(last) = r.last_write_ms {
                 let after = last + offset.unwrap_or(0) + 2_000;
+                let before_restore = r.snapshot.as_deref().and_then(crate::snapshot::paths_in);
+                let new_work = |d: &plan::Delete| {
+                    d.listed_ms > after
+                        && before_restore
+                            .as_ref()
+                            .is_none_or(|had| !had.contains(&d.path))
+                };
                 let before = plan.deletes.len();
-                plan.deletes.retain(|d| d.listed_ms <= after);
+                plan.deletes.retain(|d| !new_work(d));
                 let spared = before - plan.deletes.len();
                 if spared > 0 {
                     crate::note!(
@@ -691,6 +699,9 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
     timings.add("verify", stage);
     lock.release().await?;
     journal.finish()?;
+    // The target holds the backup now: an interrupted clear's or rollback's snapshot is no
+    // longer the way back.
+    crate::safety::Interrupted::for_target("restore", &target.describe()).finished();
     Ok(RestoreSummary {
         backup: backup.source_json(),
         target: target.describe(),

@@ -225,12 +225,10 @@ pub async fn run(args: &RollbackArgs) -> Result<RollbackSummary> {
     // An interrupted rollback of this target took the snapshot of it before it changed
     // anything; this run's holds it half rolled back.
     let interrupted = crate::safety::Interrupted::for_target("rollback", &target.describe());
-    let before = interrupted.earlier().or_else(|| snapshot.clone());
+    let before = interrupted.whole(snapshot.as_deref());
     let Some(outcome) = crate::safety::unless_interrupted(exec.run(&plan)).await else {
         let _ = lock.release().await;
-        if let Some(s) = &before {
-            interrupted.record(s);
-        }
+        interrupted.record(before.as_deref());
         anyhow::bail!(
             "interrupted: the target is partly rolled back. Run the same command again to \
              finish (files already back are skipped){}.",
@@ -244,9 +242,7 @@ pub async fn run(args: &RollbackArgs) -> Result<RollbackSummary> {
         );
     };
     if !outcome.ok() {
-        if let Some(s) = &before {
-            interrupted.record(s);
-        }
+        interrupted.record(before.as_deref());
         let _ = lock.release().await;
         let mut msg = format!(
             "the rollback stopped: {} file(s) written, {} failed.\n",

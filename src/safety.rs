@@ -283,49 +283,70 @@ pub async fn take_snapshot(
 /// What a `clear` or `rollback` stopped after it began changing a target leaves behind (a
 /// small file in the default journal folder, whatever `--snapshot-dir` the rerun gets): the
 /// snapshot it took before changing anything. The rerun takes its own of the half-changed
-/// target, but names this one as the way back.
+/// target, but names this one as the way back. Any command that then finishes on the target
+/// (`clear`, `rollback`, `restore`) forgets it: the target is whole again, and a later run's
+/// own snapshot is the way back.
 pub struct Interrupted {
-    path: PathBuf,
+    dir: PathBuf,
+    command: &'static str,
+    target: String,
 }
 
+/// The commands that leave an [`Interrupted`] record.
+const RECORDING: [&str; 2] = ["clear", "rollback"];
+
 impl Interrupted {
-    pub fn for_target(command: &str, target: &str) -> Interrupted {
+    pub fn for_target(command: &'static str, target: &str) -> Interrupted {
         Interrupted::in_dir(&crate::journal::default_dir(), command, target)
     }
 
-    fn in_dir(dir: &Path, command: &str, target: &str) -> Interrupted {
-        use sha2::Digest;
-        let digest = sha2::Sha256::digest(target.as_bytes());
+    fn in_dir(dir: &Path, command: &'static str, target: &str) -> Interrupted {
         Interrupted {
-            path: dir.join(format!(
-                "interrupted-{command}-{}.txt",
-                hex::encode(&digest[..8])
-            )),
+            dir: dir.to_path_buf(),
+            command,
+            target: target.to_string(),
         }
+    }
+
+    fn path(&self, command: &str) -> PathBuf {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(self.target.as_bytes());
+        self.dir.join(format!(
+            "interrupted-{command}-{}.txt",
+            hex::encode(&digest[..8])
+        ))
     }
 
     /// The snapshot an interrupted run of the same command on the same target took, while it
     /// is still whole.
     pub fn earlier(&self) -> Option<PathBuf> {
-        let text = std::fs::read_to_string(&self.path).ok()?;
+        let text = std::fs::read_to_string(self.path(self.command)).ok()?;
         let snapshot = PathBuf::from(text.trim_end());
         crate::snapshot::is_complete(&snapshot).then_some(snapshot)
     }
 
-    /// Remember `snapshot` for the rerun (the earliest one stays). Best effort: without it the
-    /// interrupt message still names the snapshot.
-    pub fn record(&self, snapshot: &Path) {
+    /// The snapshot of the whole target: the interrupted run's, else this run's own.
+    pub fn whole(&self, own: Option<&Path>) -> Option<PathBuf> {
+        self.earlier().or_else(|| own.map(Path::to_path_buf))
+    }
+
+    /// This run stopped part way: remember `snapshot` for the rerun (the earliest one stays).
+    /// Best effort: without it the interrupt message still names the snapshot.
+    pub fn record(&self, snapshot: Option<&Path>) {
+        let Some(snapshot) = snapshot else {
+            return;
+        };
         if self.earlier().is_none() {
-            if let Some(dir) = self.path.parent() {
-                let _ = std::fs::create_dir_all(dir);
-            }
-            let _ = std::fs::write(&self.path, snapshot.display().to_string());
+            let _ = std::fs::create_dir_all(&self.dir);
+            let _ = std::fs::write(self.path(self.command), snapshot.display().to_string());
         }
     }
 
-    /// The command finished: nothing to point a rerun at any more.
+    /// A command finished on the target: nothing to point a rerun at any more.
     pub fn finished(&self) {
-        let _ = std::fs::remove_file(&self.path);
+        for command in RECORDING {
+            let _ = std::fs::remove_file(self.path(command));
+        }
     }
 }
 
@@ -344,17 +365,22 @@ mod tests {
         }
         let note = Interrupted::in_dir(tmp.path(), "rollback", "folder /x");
         assert_eq!(note.earlier(), None);
-        note.record(&first);
+        note.record(Some(&first));
         // A second interruption keeps the first snapshot: it holds the target whole.
-        note.record(&second);
+        note.record(Some(&second));
         assert_eq!(note.earlier(), Some(first.clone()));
         let other = Interrupted::in_dir(tmp.path(), "rollback", "folder /y");
         assert_eq!(other.earlier(), None, "another target");
         // A snapshot deleted since is no way back.
         std::fs::remove_file(first.join(crate::snapshot::MANIFEST)).unwrap();
         assert_eq!(note.earlier(), None);
-        note.record(&second);
-        assert_eq!(note.earlier(), Some(second));
+        note.record(Some(&second));
+        assert_eq!(note.earlier(), Some(second.clone()));
+        // A restore (or a clear) that finishes on the target forgets a rollback's record: the
+        // target is whole again.
+        Interrupted::in_dir(tmp.path(), "restore", "folder /x").finished();
+        assert_eq!(note.earlier(), None);
+        note.record(Some(&second));
         note.finished();
         assert_eq!(note.earlier(), None);
     }

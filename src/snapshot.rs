@@ -28,6 +28,17 @@ pub struct SnapshotManifest {
     pub files: Vec<SnapshotFile>,
 }
 
+/// The paths a complete snapshot holds (its manifest alone is read), `None` when it is not
+/// one.
+pub fn paths_in(dir: &Path) -> Option<std::collections::HashSet<String>> {
+    if !is_complete(dir) {
+        return None;
+    }
+    let manifest: SnapshotManifest =
+        serde_json::from_slice(&std::fs::read(dir.join(MANIFEST)).ok()?).ok()?;
+    Some(manifest.files.into_iter().map(|f| f.path).collect())
+}
+
 /// Default place for snapshots: `$XDG_DATA_HOME/joplin-restore/snapshots` (or `~/.local/share/…`).
 pub fn default_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {

@@ -871,8 +871,12 @@ impl TargetLock {
             .put(&self.path, Bytes::from(self.body.clone()))
             .await;
         // A target whose `locks/` folder is missing (copied without empty folders; Joplin
-        // itself makes it on its first sync): made, and the lock written again.
-        if put.as_ref().is_err_and(|e| e.is_not_found()) {
+        // itself makes it on its first sync): made, and the lock written again. A folder
+        // target says "not found", WebDAV 409 Conflict (a refusal).
+        if put
+            .as_ref()
+            .is_err_and(|e| e.is_not_found() || matches!(e, StorageError::Rejected(_)))
+        {
             if let Ok(()) = self.storage.mkdir(LOCKS_DIR).await {
                 put = self
                     .storage

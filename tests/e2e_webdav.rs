@@ -416,3 +416,27 @@ fn restore_makes_no_tree_of_folders_and_refuses_a_folder_of_documents() {
     );
     assert_eq!(data_files(&srv.data), before, "{all}");
 }
+
+/// A WebDAV target without its `locks/` collection (copied without empty folders): Apache
+/// answers the lock's PUT with 409; `clear` makes the collection and goes on.
+#[test]
+fn clear_makes_a_missing_locks_collection() {
+    let tmp = tempfile::tempdir().unwrap();
+    let srv = DavServer::apache();
+    let target = srv.make_collection("Joplin");
+    let url = srv.url("Joplin");
+    restore(&url, &["-q"]);
+    std::fs::remove_dir_all(target.join("locks")).unwrap();
+    jr_dav_ok(&[
+        "clear",
+        "--target",
+        &url,
+        "--username",
+        USER,
+        "--yes",
+        "--snapshot-dir",
+        tmp.path().join("snaps").to_str().unwrap(),
+    ]);
+    assert!(target.join("locks").is_dir());
+    assert_eq!(support::count_items(&target), 0);
+}

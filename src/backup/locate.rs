@@ -291,7 +291,7 @@ fn date_from_name(name: &str, order: DayOrder) -> Option<NaiveDateTime> {
     chrono::NaiveDate::from_ymd_opt(y as i32, m, d)?.and_hms_opt(h, min, 0)
 }
 
-fn tree_size(path: &Path, depth: usize) -> u64 {
+pub(super) fn tree_size(path: &Path, depth: usize) -> u64 {
     let Ok(meta) = std::fs::symlink_metadata(path) else {
         return 0;
     };
@@ -429,7 +429,7 @@ fn sets_in_base(base: &Path) -> Result<Vec<SetInfo>> {
         // those are one more set of that profile, dated by their files.
         if let Some(own) = sets.iter_mut().find(|s| s.path == p) {
             *own = SetInfo {
-                name: n.clone(),
+                name: format!("{n}/{TOP_LEVEL}"),
                 ..SetInfo::top_level(&p)
             };
         }
@@ -489,6 +489,13 @@ pub fn choose<'a>(base: &Path, sets: &'a [SetInfo], wanted: Option<&str>) -> Res
         if let Some(exact) = sets.iter().find(|s| s.name == w) {
             return Ok(exact);
         }
+        let in_profile: Vec<&SetInfo> = sets
+            .iter()
+            .filter(|s| profile_of(s) == Some(w.trim_start_matches("JoplinBackup/")))
+            .collect();
+        if !in_profile.is_empty() {
+            return newest(base, &in_profile, &listing);
+        }
         let by_last_part: Vec<&SetInfo> = sets
             .iter()
             .filter(|s| s.name.ends_with(&format!("/{w}")) || file_name(&s.path) == w)
@@ -501,13 +508,6 @@ pub fn choose<'a>(base: &Path, sets: &'a [SetInfo], wanted: Option<&str>) -> Res
                 listing(&mut by_last_part.into_iter())
             ),
             [] => {}
-        }
-        let in_profile: Vec<&SetInfo> = sets
-            .iter()
-            .filter(|s| profile_of(s) == Some(w.trim_start_matches("JoplinBackup/")))
-            .collect();
-        if !in_profile.is_empty() {
-            return newest(base, &in_profile, &listing);
         }
         bail!(
             "{} has no set named {w:?}. Its sets are:\n{}\n{inspect_hint}",
@@ -907,6 +907,32 @@ mod tests {
         assert_eq!(
             choose(tmp.path(), &sets, Some("default")).unwrap().name,
             "JoplinBackup/default"
+        );
+        // A profile folder with files of its own ("keep 1 backup" once) beside dated sets:
+        // `--set default` is that profile's newest set, its own files are one more set.
+        let tmp2 = tempfile::tempdir().unwrap();
+        make_set(
+            &tmp2.path().join("JoplinBackup/default"),
+            Some("2026-10-01 12:00"),
+        );
+        make_set(&tmp2.path().join("JoplinBackup/default/202612011200"), None);
+        let sets = list_sets(tmp2.path()).unwrap();
+        assert_eq!(
+            names(&sets),
+            [
+                "JoplinBackup/default/(top level)",
+                "JoplinBackup/default/202612011200"
+            ]
+        );
+        assert_eq!(
+            choose(tmp2.path(), &sets, Some("default")).unwrap().name,
+            "JoplinBackup/default/202612011200"
+        );
+        assert_eq!(
+            choose(tmp2.path(), &sets, Some("default/(top level)"))
+                .unwrap()
+                .name,
+            "JoplinBackup/default/(top level)"
         );
         // One backup kept straight in the plugin's folder, a stray export beside it.
         let tmp = tempfile::tempdir().unwrap();

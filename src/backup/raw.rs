@@ -85,7 +85,7 @@ fn check_room(dir: &Path, temp: &Path) -> Result<()> {
     let Ok(free) = fs4::available_space(temp) else {
         return Ok(());
     };
-    refuse_without_room(dir, temp, tree_size(dir, 0), free)
+    refuse_without_room(dir, temp, super::locate::tree_size(dir, 0), free)
 }
 
 fn refuse_without_room(dir: &Path, temp: &Path, size: u64, free: u64) -> Result<()> {
@@ -101,18 +101,6 @@ fn refuse_without_room(dir: &Path, temp: &Path, size: u64, free: u64) -> Result<
         );
     }
     Ok(())
-}
-
-fn tree_size(path: &Path, depth: usize) -> u64 {
-    let Ok(meta) = std::fs::symlink_metadata(path) else {
-        return 0;
-    };
-    if !meta.is_dir() || depth >= MAX_DEPTH {
-        return meta.len();
-    }
-    std::fs::read_dir(path)
-        .map(|rd| rd.flatten().map(|e| tree_size(&e.path(), depth + 1)).sum())
-        .unwrap_or(0)
 }
 
 fn add_files(

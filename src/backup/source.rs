@@ -407,7 +407,8 @@ pub fn open(path: &Path, opts: &BackupOptions) -> Result<Backup> {
 }
 
 /// A damaged newest set of the plugin's folder: the next older one is the likeliest fix,
-/// so the error names it (the class of the error, refusal or not, stays).
+/// so the error names it (a refusal stays one; any other error becomes plain text, as it
+/// ends the command with exit 1 either way).
 fn older_set_hint(e: anyhow::Error, o: &Opener, path: &Path) -> anyhow::Error {
     let Some(chosen) = &o.chosen else {
         return e;

@@ -75,12 +75,19 @@ pub struct Paced {
     stats: PacerStats,
     /// When a long wait was last announced: parallel transfers waiting alike say it once.
     last_told: std::sync::Mutex<Option<std::time::Instant>>,
-    /// Set by the first failure that says the target as a whole will not take more (refused
-    /// credentials, a full disk, no answer through every retry): later requests fail at once
-    /// instead of hitting it again (a server that locks out an address after failed logins,
-    /// hundreds of uploads into a full disk, minutes against a server that is down).
+    /// Set once failures say the target as a whole takes no more: a full disk at once;
+    /// refused credentials or no usable answer through every retry on
+    /// [`FAILURES_TO_STOP`] requests in a row with no success between (one file the server
+    /// refuses alone, or one upload a proxy times out, stops nothing). Later requests then fail
+    /// at once instead of hitting it again: a server that locks out an address after failed
+    /// logins, hundreds of uploads into a full disk, minutes against a server that is down.
     stopped: std::sync::Mutex<Option<Stop>>,
+    /// Requests in a row that failed in a way that may be the whole target's.
+    failing_in_a_row: AtomicU64,
 }
+
+/// Requests failing in a row with refused credentials or no usable answer that stop the pacer.
+const FAILURES_TO_STOP: u64 = 3;
 
 /// Why the pacer stopped sending, and the failure that said so.
 #[derive(Debug, Clone)]
@@ -91,27 +98,33 @@ enum Stop {
 }
 
 impl Stop {
-    fn of(e: &StorageError, retries_left: bool) -> Option<Stop> {
+    /// The stop a final failure `e` may mean; `at_once` when it needs no second failure.
+    fn of(e: &StorageError) -> Option<(Stop, bool)> {
         match e {
-            StorageError::Auth(_) => Some(Stop::Refused(e.to_string())),
-            StorageError::InsufficientStorage(_) => Some(Stop::Full(e.to_string())),
-            _ if e.is_retryable() && !retries_left => Some(Stop::Down(e.to_string())),
+            StorageError::InsufficientStorage(_) => Some((Stop::Full(e.to_string()), true)),
+            StorageError::Auth(_) => Some((Stop::Refused(e.to_string()), false)),
+            _ if e.is_retryable() => Some((Stop::Down(e.to_string()), false)),
             _ => None,
         }
     }
 
-    /// The error a request for `path` gets once stopped (of the same class, naming the first).
+    /// The error a request for `path` gets once stopped (of the same class, naming the last).
     fn error(&self, path: &str) -> StorageError {
         match self {
-            Stop::Refused(first) => StorageError::Auth(format!("{path}: not sent: {first}")),
-            Stop::Full(first) => {
-                StorageError::InsufficientStorage(format!("{path}: not sent: {first}"))
+            Stop::Refused(last) => StorageError::Auth(format!("{path}: not sent: {last}")),
+            Stop::Full(last) => {
+                StorageError::InsufficientStorage(format!("{path}: not sent: {last}"))
             }
-            Stop::Down(first) => StorageError::Rejected(format!(
-                "{path}: not sent, the target stopped answering: {first}"
+            Stop::Down(last) => StorageError::Rejected(format!(
+                "{path}: not sent, the target gave no usable answer through every retry: {last}"
             )),
         }
     }
+}
+
+/// Lock files go even once the pacer stopped: a run that stops must release its lock.
+fn is_lock(path: &str) -> bool {
+    path.starts_with("locks/")
 }
 
 impl std::fmt::Debug for Paced {
@@ -149,13 +162,13 @@ impl Paced {
             stats: PacerStats::default(),
             last_told: std::sync::Mutex::new(None),
             stopped: std::sync::Mutex::new(None),
+            failing_in_a_row: AtomicU64::new(0),
         }
     }
 
-    /// A request for `path` once the pacer stopped: its error. Lock files still go (a run
-    /// that stops must be able to release its lock).
+    /// A request for `path` once the pacer stopped: its error (lock files still go).
     fn refuse_if_stopped(&self, path: &str) -> Result<()> {
-        if path.starts_with("locks/") {
+        if is_lock(path) {
             return Ok(());
         }
         match &*self.stopped.lock().unwrap_or_else(|p| p.into_inner()) {
@@ -164,11 +177,41 @@ impl Paced {
         }
     }
 
-    /// Stop sending after a failure of the target as a whole (said once).
-    fn stop_after(&self, e: &StorageError, retries_left: bool) {
-        let Some(stop) = Stop::of(e, retries_left) else {
+    /// A batch once the pacer stopped: every file refused, unless it holds a lock file (then
+    /// it goes as it is; a batch never mixes them in practice).
+    fn refused_batch<'p>(
+        &self,
+        mut paths: impl Iterator<Item = &'p str> + Clone,
+    ) -> Option<Vec<(String, StorageError)>> {
+        if paths.clone().any(is_lock) {
+            return None;
+        }
+        let first = paths.next()?;
+        self.refuse_if_stopped(first).err()?;
+        Some(
+            std::iter::once(first)
+                .chain(paths)
+                .filter_map(|p| self.refuse_if_stopped(p).err().map(|e| (p.to_string(), e)))
+                .collect(),
+        )
+    }
+
+    /// A request that went through: failures before it were not the whole target's.
+    fn answered(&self) {
+        self.failing_in_a_row.store(0, Ordering::Relaxed);
+    }
+
+    /// A request that finally failed with `e`: stop sending if that says the whole target
+    /// takes no more (said once).
+    fn failed_for_good(&self, e: &StorageError) {
+        let Some((stop, at_once)) = Stop::of(e) else {
+            self.answered();
             return;
         };
+        let in_a_row = self.failing_in_a_row.fetch_add(1, Ordering::Relaxed) + 1;
+        if !at_once && in_a_row < FAILURES_TO_STOP {
+            return;
+        }
         let mut stopped = self.stopped.lock().unwrap_or_else(|p| p.into_inner());
         if stopped.is_none() {
             tracing::warn!(
@@ -210,12 +253,11 @@ impl Paced {
     }
 
     fn backoff(&self, attempt: u32, err: &StorageError) -> Duration {
-        // A Retry-After of 0 or a date already past (a server whose clock is behind) would
-        // spend every retry at once: our own backoff is the least wait.
-        let own = self.own_backoff(attempt);
         match err.retry_after() {
-            Some(asked) => asked.min(self.opts.max_retry_after).max(own),
-            None => own,
+            // A Retry-After shorter than our least backoff (0, or a date already past: a server
+            // whose clock is behind) would spend every retry at once: our own backoff instead.
+            Some(asked) if asked >= self.opts.min_backoff => asked.min(self.opts.max_retry_after),
+            _ => self.own_backoff(attempt),
         }
     }
 
@@ -286,9 +328,9 @@ impl Paced {
                     if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(30)) {
                         *last = Some(std::time::Instant::now());
                         tracing::warn!(
-                            "{}: no answer for {} s to a request still running (the server may \
-                             be overloaded or gone); Ctrl-C stops the run, and running it again \
-                             resumes",
+                            "{}: a request has run for {} s without finishing (a large transfer \
+                             on a slow link, or a server that stopped answering); Ctrl-C stops \
+                             the run, and running it again resumes",
                             self.inner.describe(),
                             waited.as_secs()
                         );
@@ -315,7 +357,10 @@ impl Paced {
     }
 
     /// Run one request under the limits, retrying retryable failures.
-    async fn run<T, F, Fut>(&self, upload_bytes: u64, op: F) -> Result<T>
+    /// Run one request for `path` under the limits, retrying retryable failures; none once
+    /// the pacer stopped (checked again before each attempt: a request queued for its slot or
+    /// waiting out a backoff when the stop came is not sent).
+    async fn run<T, F, Fut>(&self, path: &str, upload_bytes: u64, op: F) -> Result<T>
     where
         F: Fn() -> Fut,
         Fut: Future<Output = Result<T>>,
@@ -324,15 +369,19 @@ impl Paced {
         loop {
             let outcome = {
                 let _slot = self.admit_request(upload_bytes).await;
+                self.refuse_if_stopped(path)?;
                 self.said_while_waiting(op()).await
             };
             match outcome {
                 Err(e) if self.retry_after_failure(&e, &mut attempt).await => {}
                 Err(e) => {
-                    self.stop_after(&e, attempt < self.opts.retries);
+                    self.failed_for_good(&e);
                     return Err(e);
                 }
-                ok => return ok,
+                ok => {
+                    self.answered();
+                    return ok;
+                }
             }
         }
     }
@@ -362,7 +411,7 @@ impl Storage for Paced {
         self.inner.capabilities()
     }
     async fn ensure_root(&self) -> Result<()> {
-        self.run(0, || self.inner.ensure_root()).await
+        self.run("", 0, || self.inner.ensure_root()).await
     }
     async fn list(&self, dir: &str) -> Result<Vec<Entry>> {
         crate::list_through_each(self, dir).await
@@ -379,69 +428,74 @@ impl Storage for Paced {
         loop {
             let outcome = {
                 let _slot = self.admit_request(0).await;
+                self.refuse_if_stopped(dir)?;
                 self.inner.list_each(dir, self, sink).await
             };
             match outcome {
                 Err(e) if self.retry_after_failure(&e, &mut attempt).await => sink.restart(),
-                other => return other,
+                Err(e) => {
+                    self.failed_for_good(&e);
+                    return Err(e);
+                }
+                ok => {
+                    self.answered();
+                    return ok;
+                }
             }
         }
     }
     async fn get(&self, path: &str) -> Result<Bytes> {
-        self.refuse_if_stopped(path)?;
-        let data = self.run(0, || self.inner.get(path)).await?;
+        let data = self.run(path, 0, || self.inner.get(path)).await?;
         self.take_bytes(data.len() as u64).await;
         Ok(data)
     }
     async fn get_file(&self, path: &str, dest: &std::path::Path) -> Result<u64> {
-        self.refuse_if_stopped(path)?;
-        let n = self.run(0, || self.inner.get_file(path, dest)).await?;
+        let n = self
+            .run(path, 0, || self.inner.get_file(path, dest))
+            .await?;
         self.take_bytes(n).await;
         Ok(n)
     }
     async fn put(&self, path: &str, data: Bytes) -> Result<()> {
-        self.refuse_if_stopped(path)?;
         let n = data.len() as u64;
-        self.run(n, || self.inner.put(path, data.clone())).await
+        self.run(path, n, || self.inner.put(path, data.clone()))
+            .await
     }
     async fn put_file(&self, path: &str, src: &crate::FileSlice) -> Result<()> {
-        self.refuse_if_stopped(path)?;
-        self.run(src.len, || self.inner.put_file(path, src)).await
+        self.run(path, src.len, || self.inner.put_file(path, src))
+            .await
     }
     /// The body is made once the request may go (a request waiting its turn behind
     /// `--tpslimit` would otherwise carry the moment it was queued), and again for a retry.
     async fn put_made(&self, path: &str, size: u64, make: &crate::MakeBody<'_>) -> Result<()> {
-        self.refuse_if_stopped(path)?;
-        self.run(
-            size,
-            || async move { self.inner.put(path, make(path)?).await },
-        )
+        self.run(path, size, || async move {
+            self.inner.put(path, make(path)?).await
+        })
         .await
     }
     async fn delete(&self, path: &str) -> Result<()> {
-        self.refuse_if_stopped(path)?;
-        self.run(0, || self.inner.delete(path)).await
+        self.run(path, 0, || self.inner.delete(path)).await
     }
     async fn mkdir(&self, path: &str) -> Result<()> {
-        self.run(0, || self.inner.mkdir(path)).await
+        self.run(path, 0, || self.inner.mkdir(path)).await
     }
     async fn stat(&self, path: &str) -> Result<Option<Entry>> {
-        self.refuse_if_stopped(path)?;
-        self.run(0, || self.inner.stat(path)).await
+        self.run(path, 0, || self.inner.stat(path)).await
     }
     async fn acquire_server_lock(&self, client_id: &str) -> Result<bool> {
-        self.run(0, || self.inner.acquire_server_lock(client_id))
+        self.run("locks/", 0, || self.inner.acquire_server_lock(client_id))
             .await
     }
     async fn release_server_lock(&self, client_id: &str) -> Result<()> {
-        self.run(0, || self.inner.release_server_lock(client_id))
+        self.run("locks/", 0, || self.inner.release_server_lock(client_id))
             .await
     }
     async fn server_locks(&self) -> Result<Option<Vec<crate::ServerLock>>> {
-        self.run(0, || self.inner.server_locks()).await
+        self.run("locks/", 0, || self.inner.server_locks()).await
     }
     async fn remove_server_lock(&self, key: &str) -> Result<()> {
-        self.run(0, || self.inner.remove_server_lock(key)).await
+        self.run("locks/", 0, || self.inner.remove_server_lock(key))
+            .await
     }
     async fn delete_many(&self, paths: &[String]) -> Vec<(String, StorageError)> {
         if !self.inner.capabilities().bulk_delete {
@@ -449,13 +503,8 @@ impl Storage for Paced {
             // (one paced call for all of them would let thousands past --tpslimit).
             return crate::delete_each(self, paths, self.opts.transfers).await;
         }
-        if let Some(first) = paths.first() {
-            if self.refuse_if_stopped(first).is_err() {
-                return paths
-                    .iter()
-                    .filter_map(|p| self.refuse_if_stopped(p).err().map(|e| (p.clone(), e)))
-                    .collect();
-            }
+        if let Some(refused) = self.refused_batch(paths.iter().map(String::as_str)) {
+            return refused;
         }
         let mut todo: Vec<String> = paths.to_vec();
         let mut attempt = 0u32;
@@ -467,8 +516,9 @@ impl Storage for Paced {
             let (retry, fatal): (Vec<_>, Vec<_>) =
                 failed.into_iter().partition(|(_, e)| e.is_retryable());
             if retry.is_empty() || attempt >= self.opts.retries {
-                if let Some((_, e)) = fatal.first().or(retry.first()) {
-                    self.stop_after(e, false);
+                match fatal.first().or(retry.first()) {
+                    Some((_, e)) => self.failed_for_good(e),
+                    None => self.answered(),
                 }
                 return fatal.into_iter().chain(retry).collect();
             }
@@ -489,13 +539,8 @@ impl Storage for Paced {
         files: Vec<(String, u64)>,
         make: &crate::MakeBody<'_>,
     ) -> Vec<(String, StorageError)> {
-        if let Some((first, _)) = files.first() {
-            if self.refuse_if_stopped(first).is_err() {
-                return files
-                    .iter()
-                    .filter_map(|(p, _)| self.refuse_if_stopped(p).err().map(|e| (p.clone(), e)))
-                    .collect();
-            }
+        if let Some(refused) = self.refused_batch(files.iter().map(|(p, _)| p.as_str())) {
+            return refused;
         }
         let mut todo = files;
         let mut attempt = 0u32;
@@ -513,8 +558,9 @@ impl Storage for Paced {
             fatal_all.extend(fatal);
             if retry.is_empty() || attempt >= self.opts.retries {
                 fatal_all.extend(retry);
-                if let Some((_, e)) = fatal_all.first() {
-                    self.stop_after(e, false);
+                match fatal_all.first() {
+                    Some((_, e)) => self.failed_for_good(e),
+                    None => self.answered(),
                 }
                 return fatal_all;
             }
@@ -780,38 +826,45 @@ mod tests {
         );
     }
 
-    /// Refused credentials, a full disk, or no answer through every retry: later requests fail
-    /// at once without reaching the target (a lock file still goes, to be released).
+    /// A full disk at once, refused credentials or no usable answer through every retry on
+    /// three requests in a row: later requests fail at once without reaching the target (a
+    /// lock file still goes, to be released).
     #[tokio::test]
     async fn a_failure_of_the_whole_target_stops_further_requests() {
-        for (make_err, retries) in [
+        for (make_err, retries, to_stop) in [
             (
-                (|| StorageError::Auth("a: HTTP 401".into())) as fn() -> StorageError,
+                (|| StorageError::InsufficientStorage("HTTP 507".into())) as fn() -> StorageError,
                 3,
+                1,
             ),
-            (
-                || StorageError::InsufficientStorage("a: HTTP 507".into()),
-                3,
-            ),
-            (|| StorageError::transient("connection refused"), 2),
+            (|| StorageError::Auth("HTTP 401".into()), 3, 3),
+            (|| StorageError::transient("connection refused"), 1, 3),
         ] {
-            let inner = Mock::failing_puts(100, make_err);
+            let inner = Mock::failing_puts(1000, make_err);
             let p = Paced::new(inner.clone(), PacerOptions { retries, ..fast() });
-            assert!(p.put("a", Bytes::new()).await.is_err());
+            for i in 0..to_stop {
+                assert!(p.put(&format!("{i}.md"), Bytes::new()).await.is_err());
+            }
             let calls = *inner.calls.lock().unwrap();
-            let later = p.put("b", Bytes::new()).await.unwrap_err();
+            let later = p.put("b.md", Bytes::new()).await.unwrap_err();
             assert_eq!(*inner.calls.lock().unwrap(), calls, "b reached the target");
             let said = later.to_string();
             assert!(
-                said.contains("b: not sent") && said.contains(&make_err().to_string()),
+                said.contains("b.md: not sent") && said.contains(&make_err().to_string()),
                 "{said}"
             );
             assert!(!later.is_retryable(), "{later:?}");
-            // The lock is still written (and released).
+            // The lock is still written (and released), alone or in a batch.
             let _ = p.put("locks/2_2_x.json", Bytes::new()).await;
             assert!(*inner.calls.lock().unwrap() > calls, "the lock did not go");
+            assert!(p.refused_batch(["locks/2_2_x.json"].into_iter()).is_none());
         }
-        // A file the server refuses alone (too large) stops nothing.
+    }
+
+    /// What one file meets alone stops nothing: a file the server refuses (too large), or
+    /// failures with a success between them.
+    #[tokio::test]
+    async fn failures_of_one_file_stop_nothing() {
         let inner = Mock::failing_puts(1, || StorageError::TooLarge {
             path: "a".into(),
             message: "413".into(),
@@ -819,6 +872,46 @@ mod tests {
         let p = Paced::new(inner, fast());
         assert!(p.put("a", Bytes::new()).await.is_err());
         p.put("b", Bytes::new()).await.unwrap();
+
+        let inner = Mock::failing_puts(1000, || StorageError::Auth("HTTP 403".into()));
+        let p = Paced::new(inner.clone(), fast());
+        for i in 0..2 {
+            assert!(p.put(&format!("{i}"), Bytes::new()).await.is_err());
+        }
+        // A success between (here: a listing) starts the count again.
+        p.list("").await.unwrap();
+        for i in 2..4 {
+            assert!(p.put(&format!("{i}"), Bytes::new()).await.is_err());
+        }
+        let before = *inner.calls.lock().unwrap();
+        assert!(p.put("5", Bytes::new()).await.is_err());
+        assert_eq!(
+            *inner.calls.lock().unwrap(),
+            before + 1,
+            "sent: two in a row only"
+        );
+    }
+
+    /// A Retry-After at least our least backoff is waited as asked, attempt after attempt
+    /// (not stretched to our growing backoff).
+    #[tokio::test(start_paused = true)]
+    async fn a_short_retry_after_is_honoured_as_asked() {
+        let inner = Mock::failing_puts(4, || StorageError::RateLimited {
+            message: "429".into(),
+            retry_after: Some(Duration::from_secs(1)),
+        });
+        let p = Paced::new(
+            inner,
+            PacerOptions {
+                min_backoff: Duration::from_millis(500),
+                max_backoff: Duration::from_secs(30),
+                retries: 5,
+                ..fast()
+            },
+        );
+        let t = tokio::time::Instant::now();
+        p.put("a", Bytes::new()).await.unwrap();
+        assert_eq!(t.elapsed().as_secs(), 4, "{:?}", t.elapsed());
     }
 
     /// A request the server leaves unanswered is said (once the first minute is over) while
