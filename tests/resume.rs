@@ -324,6 +324,21 @@ impl FolderRestore {
     }
 }
 
+/// Run `args` + `extra` (quiet), kill -9 it once it journaled three files.
+fn killed_mid_run(args: &[&str], extra: &[&str], journals: &Path) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_joplin-restore"))
+        .args(args)
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_done(journals, &mut child, 3, |_| true);
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
 /// Wait (30 s at most, or until the run ends) for `n` journaled files that `which` accepts.
 fn wait_for_done(
     journals: &Path,
@@ -822,17 +837,7 @@ fn a_client_edit_synced_between_the_kill_and_the_rerun_is_replaced() {
         "--journal-dir",
         journals.to_str().unwrap(),
     ];
-    let mut child = Command::new(env!("CARGO_BIN_EXE_joplin-restore"))
-        .args(args)
-        .args(["--tpslimit", "4"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_for_done(&journals, &mut child, 3, |_| true);
-    child.kill().unwrap();
-    child.wait().unwrap();
+    killed_mid_run(&args, &["--tpslimit", "4"], &journals);
     let done = journal_done(&journals);
     assert!((3..27).contains(&done.len()), "kill not mid-run: {done:?}");
     // A note the killed run had not rewritten yet, edited and synced by the client.
@@ -891,17 +896,7 @@ fn work_synced_between_the_kill_and_the_rerun_is_kept_in_a_snapshot_or_on_the_ta
         "--journal-dir",
         journals.to_str().unwrap(),
     ];
-    let mut child = Command::new(env!("CARGO_BIN_EXE_joplin-restore"))
-        .args(args)
-        .args(["--tpslimit", "4"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_for_done(&journals, &mut child, 3, |_| true);
-    child.kill().unwrap();
-    child.wait().unwrap();
+    killed_mid_run(&args, &["--tpslimit", "4"], &journals);
     let done = journal_done(&journals);
     assert!((3..27).contains(&done.len()), "kill not mid-run: {done:?}");
     let (first, _) = snapshots_in(&snaps);
@@ -977,17 +972,7 @@ fn a_rerun_after_a_no_snapshot_run_says_its_snapshot_is_half_written() {
         "--journal-dir",
         journals.to_str().unwrap(),
     ];
-    let mut child = Command::new(env!("CARGO_BIN_EXE_joplin-restore"))
-        .args(&args)
-        .args(["--no-snapshot", "--tpslimit", "10"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_for_done(&journals, &mut child, 3, |_| true);
-    child.kill().unwrap();
-    child.wait().unwrap();
+    killed_mid_run(&args, &["--no-snapshot", "--tpslimit", "10"], &journals);
     let snaps = tmp.path().join("snaps");
     args.extend(["--snapshot-dir", snaps.to_str().unwrap()]);
     let o = support::jr(&args);

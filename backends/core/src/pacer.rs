@@ -196,6 +196,15 @@ impl Paced {
         )
     }
 
+    /// A request's last outcome (no retry left or needed), counted for the stop.
+    fn settled<T>(&self, done: Result<T>) -> Result<T> {
+        match &done {
+            Ok(_) => self.answered(),
+            Err(e) => self.failed_for_good(e),
+        }
+        done
+    }
+
     /// A request that went through: failures before it were not the whole target's.
     fn answered(&self) {
         self.failing_in_a_row.store(0, Ordering::Relaxed);
@@ -374,14 +383,7 @@ impl Paced {
             };
             match outcome {
                 Err(e) if self.retry_after_failure(&e, &mut attempt).await => {}
-                Err(e) => {
-                    self.failed_for_good(&e);
-                    return Err(e);
-                }
-                ok => {
-                    self.answered();
-                    return ok;
-                }
+                done => return self.settled(done),
             }
         }
     }
@@ -433,14 +435,7 @@ impl Storage for Paced {
             };
             match outcome {
                 Err(e) if self.retry_after_failure(&e, &mut attempt).await => sink.restart(),
-                Err(e) => {
-                    self.failed_for_good(&e);
-                    return Err(e);
-                }
-                ok => {
-                    self.answered();
-                    return ok;
-                }
+                done => return self.settled(done),
             }
         }
     }
