@@ -81,32 +81,44 @@ fn safe_join(dest: &Path, archive: &Path, name: &str) -> Result<PathBuf> {
     Ok(dest.join(rel))
 }
 
-/// Refuse to start unpacking `declared` bytes (the sizes the archive's own index gives)
-/// into `dest` when its filesystem has less free room: a half-unpacked backup fails anyway,
-/// and filling the disk of a machine that may also run the sync server harms more than this
-/// run. The margin leaves room for the other files a run writes (journal, snapshot).
-fn check_room(archive: &Path, dest: &Path, declared: u64) -> Result<()> {
+/// Refuse to start writing `size` bytes (unpacking an archive, by the sizes its own index
+/// gives; packing a RAW export) into `dest` when its filesystem has less free room: a
+/// half-written backup fails anyway, and filling the disk of a machine that may also run the
+/// sync server harms more than this run. The margin leaves room for the other files a run
+/// writes (journal, snapshot). `needs` says what wants the room ("backup.7z unpacks to"),
+/// `instead` what the user can do besides setting TMPDIR.
+pub(super) fn check_room(needs: &str, dest: &Path, size: u64, instead: &str) -> Result<()> {
     match fs4::available_space(dest) {
-        Ok(free) => refuse_without_room(archive, dest, declared, free),
-        // No answer (unusual filesystem): unpacking reports a full disk when it happens.
+        Ok(free) => refuse_without_room(needs, dest, size, free, instead),
+        // No answer (unusual filesystem): writing reports a full disk when it happens.
         Err(_) => Ok(()),
     }
 }
 
-fn refuse_without_room(archive: &Path, dest: &Path, declared: u64, free: u64) -> Result<()> {
+pub(super) fn refuse_without_room(
+    needs: &str,
+    dest: &Path,
+    size: u64,
+    free: u64,
+    instead: &str,
+) -> Result<()> {
     const MARGIN: u64 = 64 << 20;
-    if declared.saturating_add(MARGIN) > free {
+    if size.saturating_add(MARGIN) > free {
         bail!(
-            "{} unpacks to {} but {} has only {} free. Set TMPDIR to a folder with more room \
-             (or unpack the archive yourself and pass the folder).",
-            archive.display(),
-            human_bytes(declared),
+            "{needs} {} but {} has only {} free. Set TMPDIR to a folder with more room{instead}.",
+            human_bytes(size),
             dest.display(),
             human_bytes(free)
         );
     }
     Ok(())
 }
+
+/// What `check_room` says of an archive, and what else the user can do.
+fn unpacking(archive: &Path) -> String {
+    format!("{} unpacks to", archive.display())
+}
+const UNPACK_YOURSELF: &str = " (or unpack the archive yourself and pass the folder)";
 
 pub(super) fn human_bytes(n: u64) -> String {
     const MIB: f64 = (1u64 << 20) as f64;
@@ -194,7 +206,7 @@ pub fn extract_7z(archive: &Path, dest: &Path, passwords: &PasswordSource) -> Re
         Err(e) => return Err(sz_error(archive, e, None)),
     };
     let declared: u64 = reader.archive().files.iter().map(|f| f.size).sum();
-    check_room(archive, dest, declared)?;
+    check_room(&unpacking(archive), dest, declared, UNPACK_YOURSELF)?;
     match unpack_7z(&mut reader, archive, dest)? {
         Err(SzError::PasswordRequired) if secret.is_none() => {
             let s = passwords.get(archive)?;
@@ -328,7 +340,7 @@ pub fn extract_zip(archive: &Path, dest: &Path) -> Result<()> {
     let declared: u64 = (0..zip.len())
         .filter_map(|i| zip.by_index_raw(i).ok().map(|e| e.size()))
         .sum();
-    check_room(archive, dest, declared)?;
+    check_room(&unpacking(archive), dest, declared, UNPACK_YOURSELF)?;
     for i in 0..zip.len() {
         let mut entry = zip.by_index(i).map_err(|e| match e {
             zip::result::ZipError::UnsupportedArchive(m) => refusal(format!(
@@ -385,15 +397,14 @@ mod tests {
 
     #[test]
     fn unpacking_is_refused_without_room_and_the_message_says_where() {
-        let (a, d) = (Path::new("/b/backup.7z"), Path::new("/tmp/x"));
-        let err = refuse_without_room(a, d, 3 << 30, 1 << 30)
-            .unwrap_err()
-            .to_string();
+        let (a, d) = (&unpacking(Path::new("/b/backup.7z")), Path::new("/tmp/x"));
+        let refuse = |size, free| refuse_without_room(a, d, size, free, UNPACK_YOURSELF);
+        let err = refuse(3 << 30, 1 << 30).unwrap_err().to_string();
         assert!(err.contains("backup.7z unpacks to 3.0 GiB"), "{err}");
         assert!(err.contains("/tmp/x has only 1.0 GiB free"), "{err}");
         assert!(err.contains("Set TMPDIR"), "{err}");
         // The margin counts: the journal and the snapshot need room too.
-        assert!(refuse_without_room(a, d, 1 << 30, (1 << 30) + (1 << 20)).is_err());
-        assert!(refuse_without_room(a, d, 1 << 30, 2 << 30).is_ok());
+        assert!(refuse(1 << 30, (1 << 30) + (1 << 20)).is_err());
+        assert!(refuse(1 << 30, 2 << 30).is_ok());
     }
 }

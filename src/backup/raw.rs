@@ -55,7 +55,8 @@ pub fn holds_markdown(dir: &Path) -> bool {
 /// through a link.
 pub fn pack(dir: &Path, jex: &Path) -> Result<PathBuf> {
     let temp = jex.parent().unwrap_or(Path::new("."));
-    check_room(dir, temp)?;
+    let size = super::locate::tree_size(dir, 0);
+    super::archive::check_room(&packing(dir), temp, size, "")?;
     let no_room = |e: std::io::Error| -> anyhow::Error {
         if e.kind() == std::io::ErrorKind::StorageFull {
             anyhow::anyhow!(
@@ -79,28 +80,9 @@ pub fn pack(dir: &Path, jex: &Path) -> Result<PathBuf> {
     Ok(jex.to_path_buf())
 }
 
-/// Refuse to pack into a temp folder without room for the export (and a margin for the rest
-/// of the run), before writing anything there.
-fn check_room(dir: &Path, temp: &Path) -> Result<()> {
-    let Ok(free) = fs4::available_space(temp) else {
-        return Ok(());
-    };
-    refuse_without_room(dir, temp, super::locate::tree_size(dir, 0), free)
-}
-
-fn refuse_without_room(dir: &Path, temp: &Path, size: u64, free: u64) -> Result<()> {
-    const MARGIN: u64 = 64 << 20;
-    if size.saturating_add(MARGIN) > free {
-        anyhow::bail!(
-            "the RAW export {} is {}, packed into a JEX in {}, which has only {} free. Set \
-             TMPDIR to a folder with more room.",
-            dir.display(),
-            super::archive::human_bytes(size),
-            temp.display(),
-            super::archive::human_bytes(free)
-        );
-    }
-    Ok(())
+/// What `check_room` says of a RAW export being packed.
+fn packing(dir: &Path) -> String {
+    format!("the RAW export {}, packed into a JEX, takes", dir.display())
 }
 
 fn add_files(
@@ -194,19 +176,16 @@ mod tests {
 
     #[test]
     fn packing_without_room_says_to_set_tmpdir() {
-        let err = refuse_without_room(
-            Path::new("set/notes"),
-            Path::new("/tmp/x"),
-            5 << 30,
-            1 << 30,
-        )
-        .unwrap_err()
-        .to_string();
+        let refuse = |size, free| {
+            let needs = packing(Path::new("set/notes"));
+            super::super::archive::refuse_without_room(&needs, Path::new("/tmp/x"), size, free, "")
+        };
+        let err = refuse(5 << 30, 1 << 30).unwrap_err().to_string();
         assert!(
             err.contains("set/notes") && err.contains("5.0 GiB") && err.contains("TMPDIR"),
             "{err}"
         );
-        refuse_without_room(Path::new("n"), Path::new("t"), 1 << 20, 1 << 30).unwrap();
+        refuse(1 << 20, 1 << 30).unwrap();
     }
 
     #[cfg(unix)]
