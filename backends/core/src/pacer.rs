@@ -285,9 +285,7 @@ impl Paced {
     /// 30 s), so a run the server slows down (Retry-After: 60) does not look hung.
     async fn wait_to_retry(&self, wait: Duration, err: &StorageError) {
         if wait >= Duration::from_secs(5) {
-            let mut last = self.last_told.lock().unwrap_or_else(|p| p.into_inner());
-            if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(30)) {
-                *last = Some(std::time::Instant::now());
+            self.say_now_and_then(|| {
                 let why = match err.retry_after() {
                     Some(asked) if asked > self.opts.max_retry_after => format!(
                         "the server asked for {} s (Retry-After), capped at {} s",
@@ -297,14 +295,20 @@ impl Paced {
                     Some(_) => "as the server asked (Retry-After)".to_string(),
                     None => "backing off".to_string(),
                 };
-                tracing::warn!(
-                    "{}: waiting {} s before retrying, {why}: {err}",
-                    self.inner.describe(),
-                    wait.as_secs()
-                );
-            }
+                format!("waiting {} s before retrying, {why}: {err}", wait.as_secs())
+            });
         }
         tokio::time::sleep(wait).await;
+    }
+
+    /// Say on stderr (a warning, prefixed with the target) what a long wait is, at most once
+    /// per 30 s: parallel transfers waiting alike say it once.
+    fn say_now_and_then(&self, what: impl FnOnce() -> String) {
+        let mut last = self.last_told.lock().unwrap_or_else(|p| p.into_inner());
+        if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(30)) {
+            *last = Some(std::time::Instant::now());
+            tracing::warn!("{}: {}", self.inner.describe(), what());
+        }
     }
 
     /// Wait for a slot, the request rate and the upload's bytes; count the request. The slot
@@ -333,17 +337,14 @@ impl Paced {
                 Ok(answer) => return answer,
                 Err(_) => {
                     waited += STALL_NOTE;
-                    let mut last = self.last_told.lock().unwrap_or_else(|p| p.into_inner());
-                    if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(30)) {
-                        *last = Some(std::time::Instant::now());
-                        tracing::warn!(
-                            "{}: a request has run for {} s without finishing (a large transfer \
-                             on a slow link, or a server that stopped answering); Ctrl-C stops \
-                             the run, and running it again resumes",
-                            self.inner.describe(),
+                    self.say_now_and_then(|| {
+                        format!(
+                            "a request has run for {} s without finishing (a large transfer on \
+                             a slow link, or a server that stopped answering); Ctrl-C stops the \
+                             run, and running it again resumes",
                             waited.as_secs()
-                        );
-                    }
+                        )
+                    });
                 }
             }
         }
@@ -365,7 +366,6 @@ impl Paced {
         true
     }
 
-    /// Run one request under the limits, retrying retryable failures.
     /// Run one request for `path` under the limits, retrying retryable failures; none once
     /// the pacer stopped (checked again before each attempt: a request queued for its slot or
     /// waiting out a backoff when the stop came is not sent).
