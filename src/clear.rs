@@ -194,18 +194,7 @@ pub async fn run(args: &ClearArgs) -> Result<ClearSummary> {
         msg.push_str("Run the same command again to finish clearing.");
         anyhow::bail!(msg);
     }
-    if let Some(first) = interrupted.earlier() {
-        crate::note!(
-            "note: the interrupted clear before this run took {} before it deleted anything: \
-             roll back from that one to get the target back as it was{}",
-            first.display(),
-            match &snapshot {
-                Some(this) => format!(" ({} holds it half-cleared)", this.display()),
-                None => String::new(),
-            }
-        );
-    }
-    interrupted.finished();
+    interrupted.finished(snapshot.as_deref(), "half-cleared");
     // No re-listing: DeleteObjects/DELETE report every failure per file, and our lock kept
     // clients from writing meanwhile (a full listing again would double the requests).
     Ok(ClearSummary {

@@ -70,11 +70,14 @@ impl Resume {
     /// the clock probe. A client synced, or a rollback ran, in between, and an edit that kept
     /// a file's size would pass for our upload.
     pub fn holds_for(&self, newest_ms: Option<i64>, offset: i64) -> bool {
-        match (self.last_write_ms, newest_ms) {
-            (_, None) => true,
-            (None, Some(_)) => false,
-            (Some(last), Some(newest)) => newest <= last + offset + 2_000,
-        }
+        newest_ms.is_none_or(|newest| !self.written_after(newest, offset))
+    }
+
+    /// Whether a file listed with time `ms` was written after the journal's last line (so by
+    /// someone else, after the interrupted run stopped), with the same allowance.
+    pub fn written_after(&self, ms: i64, offset: i64) -> bool {
+        self.last_write_ms
+            .is_none_or(|last| ms > last + offset + 2_000)
     }
 }
 

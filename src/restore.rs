@@ -353,32 +353,8 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
         let (holds, offset) = journal_holds(&target, &state, r, args.safety.dry_run).await?;
         clock_offset = offset;
         changed_since_interrupted = !holds;
-        if !holds {
-            // What a client wrote between the two runs that the backup lacks stays, as a file a
-            // client writes during a run does (verify then lists it as extra): it is the
-            // user's newer work, not what the interrupted run left. A file the first run's
-            // snapshot holds is no new work (a rollback in between wrote it back): it goes.
-            if let Some(last) = r.last_write_ms {
-                let after = last + offset.unwrap_or(0) + 2_000;
-                let before_restore = r.snapshot.as_deref().and_then(crate::snapshot::paths_in);
-                let new_work = |d: &plan::Delete| {
-                    d.listed_ms > after
-                        && before_restore
-                            .as_ref()
-                            .is_none_or(|had| !had.contains(&d.path))
-                };
-                let before = plan.deletes.len();
-                plan.deletes.retain(|d| !new_work(d));
-                let spared = before - plan.deletes.len();
-                if spared > 0 {
-                    crate::note!(
-                        "note: {spared} file(s) the backup lacks were written to the target \
-                         after the interrupted run stopped (a client synced): they are kept, \
-                         not deleted (the check lists them as extra; `--fresh` restores \
-                         exactly the backup)"
-                    );
-                }
-            }
+        if !holds && r.last_write_ms.is_some() {
+            spare_work_since(&mut plan, r, offset.unwrap_or(0));
         }
         if holds {
             // An item is written stamped; one unreadable now is uploaded again (the executor
@@ -701,7 +677,7 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
     journal.finish()?;
     // The target holds the backup now: an interrupted clear's or rollback's snapshot is no
     // longer the way back.
-    crate::safety::Interrupted::for_target("restore", &target.describe()).finished();
+    crate::safety::Interrupted::for_target("restore", &target.describe()).finished(None, "");
     Ok(RestoreSummary {
         backup: backup.source_json(),
         target: target.describe(),
@@ -746,6 +722,30 @@ pub(crate) async fn journal_holds(
         );
     }
     Ok((holds, offset))
+}
+
+/// What a client wrote between an interrupted run and this one that the backup lacks stays, as
+/// a file a client writes during a run does (verify then lists it as extra): it is the user's
+/// newer work, not what the interrupted run left. A file the first run's snapshot holds is no
+/// new work (a rollback in between wrote it back): it goes.
+fn spare_work_since(plan: &mut plan::Plan, r: &crate::journal::Resume, offset: i64) {
+    let before_restore = r.snapshot.as_deref().and_then(crate::snapshot::paths_in);
+    let before = plan.deletes.len();
+    plan.deletes.retain(|d| {
+        let new_work = r.written_after(d.listed_ms, offset)
+            && before_restore
+                .as_ref()
+                .is_none_or(|had| !had.contains(&d.path));
+        !new_work
+    });
+    let spared = before - plan.deletes.len();
+    if spared > 0 {
+        crate::note!(
+            "note: {spared} file(s) the backup lacks were written to the target after the \
+             interrupted run stopped (a client synced): they are kept, not deleted (the check \
+             lists them as extra; `--fresh` restores exactly the backup)"
+        );
+    }
 }
 
 /// The plan was made from a listing taken before the lock: a writer in between (another

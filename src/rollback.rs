@@ -255,18 +255,7 @@ pub async fn run(args: &RollbackArgs) -> Result<RollbackSummary> {
         msg.push_str("Run the same command again to finish.");
         return Err(crate::exit::Failed::from_outcome(msg, &outcome).into());
     }
-    if let Some(first) = interrupted.earlier() {
-        crate::note!(
-            "note: the interrupted rollback before this run took {} before it changed \
-             anything: that one holds the target as it was before the rollback{}",
-            first.display(),
-            match &snapshot {
-                Some(this) => format!(" ({} holds it half rolled back)", this.display()),
-                None => String::new(),
-            }
-        );
-    }
-    interrupted.finished();
+    interrupted.finished(snapshot.as_deref(), "half rolled back");
     outcome.say_spared("snapshot", "rollback");
     if change_feed && state.info.is_some() {
         plan.caution_on_change_feed("the same rollback again with --rewrite-unchanged");

@@ -342,8 +342,22 @@ impl Interrupted {
         }
     }
 
-    /// A command finished on the target: nothing to point a rerun at any more.
-    pub fn finished(&self) {
+    /// A command finished on the target: the interrupted run's snapshot, if any, is named as
+    /// the way back (`own`, this run's, holds the target `half` changed), and then forgotten
+    /// with every record of the target.
+    pub fn finished(&self, own: Option<&Path>, half: &str) {
+        if let Some(first) = self.earlier() {
+            crate::note!(
+                "note: the interrupted {cmd} before this run took {} before it changed \
+                 anything: roll back from that one for the target as it was before the {cmd}{}",
+                first.display(),
+                match own {
+                    Some(this) => format!(" ({} holds it {half})", this.display()),
+                    None => String::new(),
+                },
+                cmd = self.command
+            );
+        }
         for command in RECORDING {
             let _ = std::fs::remove_file(self.path(command));
         }
@@ -378,10 +392,10 @@ mod tests {
         assert_eq!(note.earlier(), Some(second.clone()));
         // A restore (or a clear) that finishes on the target forgets a rollback's record: the
         // target is whole again.
-        Interrupted::in_dir(tmp.path(), "restore", "folder /x").finished();
+        Interrupted::in_dir(tmp.path(), "restore", "folder /x").finished(None, "");
         assert_eq!(note.earlier(), None);
         note.record(Some(&second));
-        note.finished();
+        note.finished(None, "");
         assert_eq!(note.earlier(), None);
     }
 }
