@@ -79,8 +79,8 @@ pub struct DataApi {
     base: String,
     token: String,
     limiter: Option<DefaultDirectRateLimiter>,
-    /// `--bwlimit` for uploads: limiter and its burst (1/10 s of the rate).
-    bandwidth: Option<(DefaultDirectRateLimiter, u32)>,
+    /// `--bwlimit` for uploads (each request waits for its bytes before it goes).
+    bandwidth: Option<backend_core::Pace>,
     retries: u32,
     pub transfers: usize,
     requests: AtomicU64,
@@ -119,14 +119,10 @@ impl DataApi {
                     .allow_burst(NonZeroU32::MIN),
             )
         });
-        let bandwidth = pacer.bwlimit.filter(|b| *b > 0).map(|bps| {
-            let per_sec = NonZeroU32::new(bps.min(u32::MAX as u64) as u32).expect("non-zero");
-            let burst = NonZeroU32::new((per_sec.get() / 10).max(1)).expect("non-zero");
-            (
-                RateLimiter::direct(Quota::per_second(per_sec).allow_burst(burst)),
-                burst.get(),
-            )
-        });
+        let bandwidth = pacer
+            .bwlimit
+            .filter(|b| *b > 0)
+            .map(backend_core::Pace::new);
         Ok(DataApi {
             http: http_client()?,
             base: format!("http://127.0.0.1:{port}"),
@@ -161,17 +157,8 @@ impl DataApi {
 
     /// Wait until `n` bytes may be sent under `--bwlimit`.
     async fn take_bytes(&self, n: usize) {
-        let Some((limiter, burst)) = &self.bandwidth else {
-            return;
-        };
-        let mut left = n as u64;
-        while left > 0 {
-            let chunk = left.min(*burst as u64) as u32;
-            // Cannot fail: chunk <= burst.
-            let _ = limiter
-                .until_n_ready(NonZeroU32::new(chunk).expect("non-zero"))
-                .await;
-            left -= chunk as u64;
+        if let Some(pace) = &self.bandwidth {
+            pace.take(n as u64).await;
         }
     }
 

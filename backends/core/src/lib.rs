@@ -16,7 +16,7 @@ pub mod body;
 pub mod conformance;
 pub mod pacer;
 
-pub use body::FileSlice;
+pub use body::{FileSlice, Pace};
 
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;
 

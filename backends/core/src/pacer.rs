@@ -4,7 +4,6 @@
 //! knows whether it talks to a throttled, retrying target or a bare one.
 
 use std::future::Future;
-use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -70,7 +69,7 @@ pub struct Paced {
     inner: Arc<dyn Storage>,
     opts: PacerOptions,
     requests: Option<DefaultDirectRateLimiter>,
-    bandwidth: Option<(DefaultDirectRateLimiter, u32)>,
+    bandwidth: Option<crate::Pace>,
     slots: Semaphore,
     stats: PacerStats,
     /// When a long wait was last announced: parallel transfers waiting alike say it once.
@@ -143,15 +142,7 @@ impl Paced {
             let period = Duration::from_secs_f64(1.0 / tps);
             RateLimiter::direct(Quota::with_period(period).expect("positive period"))
         });
-        let bandwidth = opts.bw_limit.filter(|b| *b > 0).map(|bps| {
-            let per_sec = NonZeroU32::new(bps.min(u32::MAX as u64) as u32).expect("non-zero");
-            // A burst of 1/10 s keeps the rate smooth at the scale a benchmark measures.
-            let burst = NonZeroU32::new((per_sec.get() / 10).max(1)).expect("non-zero");
-            (
-                RateLimiter::direct(Quota::per_second(per_sec).allow_burst(burst)),
-                burst.get(),
-            )
-        });
+        let bandwidth = opts.bw_limit.filter(|b| *b > 0).map(crate::Pace::new);
         let slots = Semaphore::new(opts.transfers.max(1));
         Paced {
             inner,
@@ -247,17 +238,8 @@ impl Paced {
 
     async fn take_bytes(&self, n: u64) {
         self.stats.bytes.fetch_add(n, Ordering::Relaxed);
-        let Some((limiter, burst)) = &self.bandwidth else {
-            return;
-        };
-        let mut left = n;
-        while left > 0 {
-            let chunk = left.min(*burst as u64) as u32;
-            // Cannot fail: chunk <= burst.
-            let _ = limiter
-                .until_n_ready(NonZeroU32::new(chunk).expect("non-zero"))
-                .await;
-            left -= chunk as u64;
+        if let Some(pace) = &self.bandwidth {
+            pace.take(n).await;
         }
     }
 
@@ -456,9 +438,21 @@ impl Storage for Paced {
         self.run(path, n, || self.inner.put(path, data.clone()))
             .await
     }
+    /// Under `--bwlimit` the slice's body waits for its bytes chunk by chunk as it is sent
+    /// (counted here, not waited for before the request), so a large attachment leaves at
+    /// the pace instead of waiting for its whole share and then going at line rate.
     async fn put_file(&self, path: &str, src: &crate::FileSlice) -> Result<()> {
-        self.run(path, src.len, || self.inner.put_file(path, src))
-            .await
+        let Some(pace) = &self.bandwidth else {
+            return self
+                .run(path, src.len, || self.inner.put_file(path, src))
+                .await;
+        };
+        let paced = src.paced(pace.clone());
+        self.run(path, 0, || {
+            self.stats.bytes.fetch_add(src.len, Ordering::Relaxed);
+            self.inner.put_file(path, &paced)
+        })
+        .await
     }
     /// The body is made once the request may go (a request waiting its turn behind
     /// `--tpslimit` would otherwise carry the moment it was queued), and again for a retry.
@@ -603,6 +597,8 @@ mod tests {
         /// What `list_each` hands over; the first listing fails (503) after `list_fails_after`.
         listing: Vec<&'static str>,
         list_fails_after: Mutex<Option<usize>>,
+        /// The sizes of the body chunks `put_file` read, in order.
+        file_chunks: Mutex<Vec<usize>>,
     }
 
     impl Mock {
@@ -617,6 +613,7 @@ mod tests {
                 flaky_delete: Mutex::new(None),
                 listing: Vec::new(),
                 list_fails_after: Mutex::new(None),
+                file_chunks: Mutex::new(Vec::new()),
             })
         }
 
@@ -678,6 +675,14 @@ mod tests {
                 Ok(())
             }
         }
+        async fn put_file(&self, p: &str, src: &crate::FileSlice) -> Result<()> {
+            let mut body = src.body().await.map_err(|e| src.error(p, e))?;
+            while let Some(chunk) = body.next_chunk().await {
+                let n = chunk.map_err(|e| src.error(p, e))?.len();
+                self.file_chunks.lock().unwrap().push(n);
+            }
+            Ok(())
+        }
         async fn delete(&self, p: &str) -> Result<()> {
             self.deletes.fetch_add(1, Ordering::SeqCst);
             let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
@@ -706,6 +711,39 @@ mod tests {
             retries: 3,
             ..Default::default()
         }
+    }
+
+    /// Under `--bwlimit` a file upload streams at the pace, chunk by chunk (rclone's
+    /// behaviour), instead of waiting for its whole share and then going at line rate: the
+    /// backend reads chunks no larger than the pace's burst (1/10 s of the rate), and the
+    /// bytes are counted once.
+    #[tokio::test]
+    async fn a_file_upload_streams_at_the_bwlimit() {
+        let dir = tempfile::tempdir().unwrap();
+        let local = dir.path().join("blob");
+        std::fs::write(&local, vec![7u8; 100_000]).unwrap();
+        let slice = crate::FileSlice::new(&local, 0, 100_000);
+        let inner = Mock::failing_puts(0, || StorageError::transient("unused"));
+        let p = Paced::new(
+            inner.clone(),
+            PacerOptions {
+                bw_limit: Some(400_000),
+                ..fast()
+            },
+        );
+        p.put_file(".resource/r", &slice).await.unwrap();
+        let chunks = inner.file_chunks.lock().unwrap().clone();
+        assert_eq!(chunks.iter().sum::<usize>(), 100_000);
+        assert!(
+            chunks.iter().all(|n| *n <= 40_000),
+            "chunks over the 40 kB burst: {chunks:?}"
+        );
+        assert_eq!(p.counts().bytes, 100_000);
+        // Without a limit the body goes in full-size chunks.
+        inner.file_chunks.lock().unwrap().clear();
+        let unpaced = Paced::new(inner.clone(), fast());
+        unpaced.put_file(".resource/r", &slice).await.unwrap();
+        assert_eq!(inner.file_chunks.lock().unwrap()[0], crate::body::CHUNK);
     }
 
     /// A listing that fails part way is retried from the start, and what it had handed over

@@ -24,6 +24,35 @@ impl FsStorage {
         FsStorage { root: root.into() }
     }
 
+    /// [`Storage::put_file`] of a slice under `--bwlimit`: its body's chunks, as the pace
+    /// grants them, into a temp file renamed into place.
+    async fn put_file_paced(&self, path: &str, src: &backend_core::FileSlice) -> Result<()> {
+        use tokio::io::AsyncWriteExt;
+        let local = self.local(path)?;
+        let dir = local.parent().unwrap_or(&self.root).to_path_buf();
+        let tmp = dir.join(format!("{TEMP_PREFIX}{:016x}", rand::rng().random::<u64>()));
+        let mut body = src.body().await.map_err(|e| src.error(path, e))?;
+        let copied = async {
+            let mut out = tokio::fs::File::create(&tmp)
+                .await
+                .map_err(|e| io_err(path, e))?;
+            while let Some(chunk) = body.next_chunk().await {
+                let chunk = chunk.map_err(|e| src.error(path, e))?;
+                out.write_all(&chunk).await.map_err(|e| io_err(path, e))?;
+            }
+            out.flush().await.map_err(|e| io_err(path, e))?;
+            drop(out);
+            tokio::fs::rename(&tmp, &local)
+                .await
+                .map_err(|e| io_err(path, e))
+        }
+        .await;
+        if copied.is_err() {
+            let _ = tokio::fs::remove_file(&tmp).await;
+        }
+        copied
+    }
+
     pub fn root(&self) -> &Path {
         &self.root
     }
@@ -221,8 +250,12 @@ impl Storage for FsStorage {
         Ok(())
     }
 
-    /// A blocking std copy of the slice into a temp file, renamed into place like `put`.
+    /// A blocking std copy of the slice into a temp file, renamed into place like `put`
+    /// (under `--bwlimit`, an async copy at its pace: a target folder may be a network mount).
     async fn put_file(&self, path: &str, src: &backend_core::FileSlice) -> Result<()> {
+        if src.pace.is_some() {
+            return self.put_file_paced(path, src).await;
+        }
         let local = self.local(path)?;
         let dir = local.parent().unwrap_or(&self.root).to_path_buf();
         let tmp = dir.join(format!("{TEMP_PREFIX}{:016x}", rand::rng().random::<u64>()));

@@ -743,6 +743,12 @@ impl Body {
             Body::Bytes(b) => Ok(ByteStream::from(
                 b.slice(offset as usize..(offset + len) as usize),
             )),
+            // Under --bwlimit the slice's own body, which waits for each chunk's bytes.
+            Body::File(f) if f.pace.is_some() => {
+                let s = f.sub(offset, len);
+                let body = s.body().await.map_err(|e| s.error(path, e))?;
+                Ok(ByteStream::from_body_1_x(body))
+            }
             Body::File(f) => {
                 let s = f.sub(offset, len);
                 ByteStream::read_from()
