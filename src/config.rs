@@ -51,6 +51,8 @@ pub struct NamedTarget {
     /// e.g. "2M".
     pub bwlimit: Option<String>,
     pub retries: Option<u32>,
+    /// e.g. "60s" (`--timeout`).
+    pub timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -152,7 +154,7 @@ impl Config {
             anyhow::anyhow!(
                 "config file {}: {}. Keys are: target, backend, username, password-file, \
                  password-env, endpoint, region, path-style, create-bucket, aws-profile, \
-                 multipart-threshold, transfers, tpslimit, bwlimit, retries.",
+                 multipart-threshold, transfers, tpslimit, bwlimit, retries, timeout.",
                 path.display(),
                 e.message().trim()
             )
@@ -228,6 +230,10 @@ impl NamedTarget {
                 parse_size(v).map_err(|e| anyhow::anyhow!("[targets.{name}]: {key}: {e}"))?;
             }
         }
+        if let Some(v) = &self.timeout {
+            crate::open::parse_duration(v)
+                .map_err(|e| anyhow::anyhow!("[targets.{name}]: timeout: {e}"))?;
+        }
         if self.tpslimit.is_some_and(|t| t.is_nan() || t <= 0.0) {
             bail!("[targets.{name}]: tpslimit must be more than zero");
         }
@@ -301,6 +307,7 @@ tpslimit = 4
 transfers = 2
 bwlimit = "1M"
 retries = 20
+timeout = "90s"
 
 [targets.minio]
 target = "s3://joplin"
@@ -322,6 +329,7 @@ backend = "joplin-server"
         let cloud = c.get("cloud").unwrap();
         assert_eq!(cloud.username.as_deref(), Some("alice"));
         assert_eq!(cloud.tpslimit, Some(4.0));
+        assert_eq!(cloud.timeout.as_deref(), Some("90s"));
         assert_eq!(cloud.transfers, Some(2));
         assert_eq!(cloud.retries, Some(20));
         assert_eq!(cloud.kind(), "webdav");
@@ -359,6 +367,10 @@ backend = "joplin-server"
             .unwrap_err()
             .to_string();
         assert!(err.contains("bwlimit"), "{err}");
+        let err = load("[targets.xy]\ntarget = \"/tmp/x\"\ntimeout = \"soon\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("timeout") && err.contains("30s, 5m"), "{err}");
         let err = load("[targets.xy]\ntarget = \"other:\"\n")
             .unwrap_err()
             .to_string();

@@ -150,7 +150,7 @@ Example:
   password-env = \"JOPLIN_SERVER_PASSWORD\"
 
 Keys: target, backend, username, password-file, password-env, endpoint, region, path-style, \
-create-bucket, aws-profile, multipart-threshold, transfers, tpslimit, bwlimit, retries.";
+create-bucket, aws-profile, multipart-threshold, transfers, tpslimit, bwlimit, retries, timeout.";
 
 /// A backup and a target to compare (`verify`, `diff`).
 #[derive(clap::Args)]

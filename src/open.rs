@@ -9,6 +9,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use backend_core::pacer::{Paced, PacerOptions};
@@ -208,10 +209,16 @@ pub fn resolve(args: &TargetArgs, pacer: &PacerArgs) -> Result<(TargetArgs, Pace
     p.tpslimit = p.tpslimit.or(t.tpslimit);
     p.bwlimit = p.bwlimit.or(size(&t.bwlimit).map_err(size_err)?);
     p.retries = p.retries.or(t.retries);
+    p.timeout = p.timeout.or(t
+        .timeout
+        .as_deref()
+        .map(parse_duration)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("config file {}: timeout: {e}", cfg.path.display()))?);
     Ok((a, p))
 }
 
-fn open_joplin_server(args: &TargetArgs, url: &str) -> Result<Arc<dyn Storage>> {
+fn open_joplin_server(args: &TargetArgs, url: &str, timeout: Duration) -> Result<Arc<dyn Storage>> {
     let username = args
         .username
         .clone()
@@ -230,7 +237,7 @@ fn open_joplin_server(args: &TargetArgs, url: &str) -> Result<Arc<dyn Storage>> 
         base_url: url.to_string(),
         username,
         password: backend_joplin_server::Password::new(password),
-        timeout: std::time::Duration::from_secs(300),
+        timeout,
     };
     Ok(backend_joplin_server::open(cfg)?)
 }
@@ -251,6 +258,30 @@ pub struct PacerArgs {
     /// (default 10).
     #[arg(long, value_name = "N")]
     pub retries: Option<u32>,
+    /// How long an HTTP request may go without progress before it fails and is retried: no
+    /// answer, no bytes of one, no chunk of an upload taken; a long upload that keeps going is
+    /// never cut (e.g. 30s, 5m; default 5m, as rclone).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+}
+
+/// `--timeout`: `90`, `90s`, `5m`, `1h` (plain numbers are seconds), at least one second.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let given = s.trim();
+    let (num, unit) = match given.chars().last() {
+        Some('s') => (&given[..given.len() - 1], 1.0),
+        Some('m') => (&given[..given.len() - 1], 60.0),
+        Some('h') => (&given[..given.len() - 1], 3600.0),
+        _ => (given, 1.0),
+    };
+    match num.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v * unit >= 1.0 && v * unit <= 86_400.0 => {
+            Ok(Duration::from_secs_f64(v * unit))
+        }
+        _ => Err(format!(
+            "{given:?}: give a time from 1s to 24h, like 30s, 5m or 1h"
+        )),
+    }
 }
 
 /// `--transfers`: at least one.
@@ -373,7 +404,8 @@ fn refuse_url_oddities(what: &str, url: &str) -> Result<()> {
 }
 
 /// Open the backend named by `--target` (after [`resolve`]), without the pacer.
-fn open_storage(args: &TargetArgs, folder: Folder) -> Result<Arc<dyn Storage>> {
+/// `timeout`: how long an HTTP request may go without progress (`--timeout`).
+fn open_storage(args: &TargetArgs, folder: Folder, timeout: Duration) -> Result<Arc<dyn Storage>> {
     let t = args.target.trim();
     if let Some(endpoint) = &args.endpoint {
         refuse_password_in("--endpoint", endpoint)?;
@@ -385,7 +417,7 @@ fn open_storage(args: &TargetArgs, folder: Folder) -> Result<Arc<dyn Storage>> {
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             bail!("--target {t}: use joplin-server+http://host:port/ or joplin-server+https://…");
         }
-        return open_joplin_server(args, url);
+        return open_joplin_server(args, url, timeout);
     }
     if args.backend == Some(BackendKind::JoplinServer) {
         if !(t.starts_with("http://") || t.starts_with("https://")) {
@@ -393,13 +425,13 @@ fn open_storage(args: &TargetArgs, folder: Folder) -> Result<Arc<dyn Storage>> {
                 "--backend joplin-server needs an http:// or https:// URL as --target, got {t:?}"
             );
         }
-        return open_joplin_server(args, t);
+        return open_joplin_server(args, t, timeout);
     }
     if backend_webdav::is_webdav_url(t) {
         if args.backend == Some(BackendKind::Fs) {
             bail!("--backend fs needs a folder path, got the URL {t:?}");
         }
-        return open_webdav(args, t, folder);
+        return open_webdav(args, t, folder, timeout);
     }
     let is_s3 = t.starts_with("s3://");
     if !is_s3
@@ -530,7 +562,12 @@ fn check_folder(args: &TargetArgs, folder: Folder) -> Result<()> {
 
 /// WebDAV: the URL's collection; username from --username (or the URL); the password only
 /// when there is a username (anonymous otherwise).
-fn open_webdav(args: &TargetArgs, t: &str, folder: Folder) -> Result<Arc<dyn Storage>> {
+fn open_webdav(
+    args: &TargetArgs,
+    t: &str,
+    folder: Folder,
+    timeout: Duration,
+) -> Result<Arc<dyn Storage>> {
     let (url, url_user) =
         backend_webdav::parse_target(t).map_err(|e| anyhow::anyhow!("--target: {e}"))?;
     let username = args.username.clone().filter(|u| !u.is_empty()).or(url_user);
@@ -546,6 +583,7 @@ fn open_webdav(args: &TargetArgs, t: &str, folder: Folder) -> Result<Arc<dyn Sto
         url,
         username,
         password,
+        timeout,
     })?;
     // http(s):// is WebDAV unless told otherwise: say how to reach a Joplin Server instead.
     if args.backend.is_none() && !t.to_ascii_lowercase().starts_with("webdav") {
@@ -567,7 +605,8 @@ pub fn open_paced(args: &TargetArgs, pacer: &PacerArgs, folder: Folder) -> Resul
     let (args, pacer) = resolve(args, pacer)?;
     let (args, pacer) = (&args, &pacer);
     check_folder(args, folder)?;
-    let storage = open_storage(args, folder)?;
+    let timeout = pacer.timeout.unwrap_or(backend_core::DEFAULT_TIMEOUT);
+    let storage = open_storage(args, folder, timeout)?;
     let caps = storage.capabilities();
     let opts = PacerOptions {
         tps_limit: pacer.tpslimit,
@@ -595,6 +634,13 @@ mod tests {
             assert!(parse_rate(bad).is_err(), "{bad}");
         }
         assert_eq!(parse_transfers("8"), Ok(8));
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("1.5h"), Ok(Duration::from_secs(5400)));
+        for bad in ["0", "0.5s", "-1m", "soon", "2d", "25h", ""] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
         assert!(parse_transfers("0").is_err());
     }
 

@@ -132,3 +132,101 @@ fn s3_restore_through_ten_percent_faults_completes_and_the_client_syncs_cleanly(
     p.sync();
     assert_client_has_everything_once(&p);
 }
+
+/// Attachments whose upload takes longer than `--timeout` (here under `--bwlimit`, as on a
+/// slow link) go through with no retry: the timeout is for a request making no progress, not
+/// for its length (reqwest's read timeout ran from a request's start to its answer, so such an
+/// upload failed on every attempt). The real client then syncs both attachments.
+#[test]
+fn attachments_slower_than_the_timeout_still_restore() {
+    let tmp = tempfile::tempdir().unwrap();
+    let jex = tmp.path().join("slow.jex");
+    let spec = GenSpec {
+        notes: 6,
+        notebooks: 2,
+        tags: 1,
+        attachments: 2,
+        attachment_bytes: 400_000,
+        seed: 11,
+    };
+    write_jex(&spec, &jex).unwrap();
+    let srv = DavServer::apache();
+    srv.make_collection("Joplin");
+    let url = srv.url("Joplin");
+    let started = std::time::Instant::now();
+    let o = jr_dav(&[
+        "restore",
+        jex.to_str().unwrap(),
+        "--target",
+        &url,
+        "--username",
+        USER,
+        "--bwlimit",
+        "400k",
+        "--timeout",
+        "1s",
+        "--retries",
+        "0",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        started.elapsed() > std::time::Duration::from_secs(1),
+        "800 kB at 400 kB/s cannot take under a second"
+    );
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["retries"], 0, "{report}");
+    assert_eq!(report["verify"]["differences"].as_array().unwrap().len(), 0);
+    let p = Profile::new(tmp.path().join("client"));
+    use_webdav(&p, &url);
+    p.sync();
+    let r = p.query("SELECT count(*), sum(size) FROM resources");
+    assert_eq!(r[0][0], "2", "{r:?}");
+}
+
+/// `--timeout` reaches the backend: a server that takes connections and never answers fails
+/// the command after about that long, not after the 5-minute default.
+#[test]
+fn a_server_that_never_answers_fails_after_the_timeout() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop = done.clone();
+    let held = std::thread::spawn(move || {
+        let mut conns = Vec::new();
+        silent.set_nonblocking(true).unwrap();
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while std::time::Instant::now() < until && !stop.load(Ordering::SeqCst) {
+            match silent.accept() {
+                Ok((c, _)) => conns.push(c),
+                Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
+            }
+        }
+    });
+    let started = std::time::Instant::now();
+    let o = jr_dav(&[
+        "status",
+        "--target",
+        &format!("http://127.0.0.1:{port}/dav/Joplin"),
+        "--username",
+        USER,
+        "--timeout",
+        "2s",
+        "--retries",
+        "0",
+    ]);
+    done.store(true, Ordering::SeqCst);
+    held.join().unwrap();
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "took {:?}: {}",
+        started.elapsed(),
+        text(&o)
+    );
+    assert!(
+        text(&o).contains("sent nothing for 2 s (--timeout)"),
+        "{}",
+        text(&o)
+    );
+}

@@ -6,14 +6,20 @@ mod support;
 use backend_core::{Storage, StorageError};
 use backend_webdav::{parse_target, Secret, WebDavConfig, WebDavStorage};
 use bytes::Bytes;
+use std::time::Duration;
 use support::webdav::{DavServer, FaultProxy, PASS, USER};
 
 fn storage(url: &str, password: &str) -> WebDavStorage {
+    storage_with_timeout(url, password, backend_core::DEFAULT_TIMEOUT)
+}
+
+fn storage_with_timeout(url: &str, password: &str, timeout: Duration) -> WebDavStorage {
     let (url, _) = parse_target(url).unwrap();
     WebDavStorage::new(WebDavConfig {
         url,
         username: Some(USER.into()),
         password: Some(Secret::new(password)),
+        timeout,
     })
     .unwrap()
 }
@@ -226,4 +232,74 @@ async fn rate_limiting_is_retried_after_the_servers_delay() {
         3
     );
     assert_eq!(std::fs::read(srv.data.join("Joplin/a.md")).unwrap(), b"x");
+}
+
+/// An upload that takes longer than the timeout but keeps going (a large attachment on a slow
+/// link, or under --bwlimit) goes through: the timeout is for a request making no progress,
+/// not for its length (it failed every attempt once it outlasted the timeout).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_upload_outlasting_the_timeout_goes_through() {
+    let srv = DavServer::apache();
+    srv.make_collection("Joplin");
+    let s = storage_with_timeout(&srv.url("Joplin"), PASS, Duration::from_secs(1));
+    s.ensure_root().await.unwrap();
+    s.mkdir(".resource").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let local = dir.path().join("blob");
+    let data = backend_core::conformance::pattern(600_000, 5);
+    std::fs::write(&local, &data).unwrap();
+    // 600 kB at 300 kB/s: about 1.9 s, against a 1 s timeout.
+    let slice =
+        backend_core::FileSlice::new(&local, 0, 600_000).paced(backend_core::Pace::new(300_000));
+    let started = std::time::Instant::now();
+    s.put_file(".resource/slow", &slice).await.unwrap();
+    assert!(
+        started.elapsed() > Duration::from_secs(1),
+        "the upload was not slow"
+    );
+    assert!(std::fs::read(srv.data.join("Joplin/.resource/slow")).unwrap() == data[..]);
+}
+
+/// A server that takes an upload and never answers fails it once the timeout passes with no
+/// progress, as a transient error the pacer retries, naming the file and the wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_the_server_never_answers_times_out() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    // Accept and hold connections, reading nothing and answering nothing, until told.
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop = done.clone();
+    let held = std::thread::spawn(move || {
+        let mut conns = Vec::new();
+        silent.set_nonblocking(true).unwrap();
+        let until = std::time::Instant::now() + Duration::from_secs(15);
+        while std::time::Instant::now() < until && !stop.load(std::sync::atomic::Ordering::SeqCst) {
+            match silent.accept() {
+                Ok((c, _)) => conns.push(c),
+                Err(_) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+        drop(conns);
+    });
+    let s = storage_with_timeout(
+        &format!("http://127.0.0.1:{port}/dav/Joplin"),
+        PASS,
+        Duration::from_secs(1),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let local = dir.path().join("blob");
+    std::fs::write(&local, vec![1u8; 10_000]).unwrap();
+    let slice = backend_core::FileSlice::new(&local, 0, 10_000);
+    let e = tokio::time::timeout(Duration::from_secs(10), s.put_file(".resource/x", &slice))
+        .await
+        .expect("the timeout ends the upload")
+        .unwrap_err();
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert!(e.is_retryable(), "{e:?}");
+    let msg = e.to_string();
+    assert!(
+        msg.contains(".resource/x") && msg.contains("no progress for 1 s"),
+        "{msg}"
+    );
+    held.join().unwrap();
 }

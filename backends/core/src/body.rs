@@ -11,8 +11,10 @@ use std::io::SeekFrom;
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
@@ -79,6 +81,58 @@ impl PartialEq for Pace {
     }
 }
 impl Eq for Pace {}
+
+/// When a streamed body last handed over a chunk. An upload's time is its size over the link's
+/// speed (or `--bwlimit`), so a backend times it out by idleness — no chunk taken and no
+/// answer for a while — not by its total length, which would fail a large attachment on a
+/// slow link on every attempt. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Progress(Arc<AtomicU64>);
+
+/// The moment [`Progress`] counts from.
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+impl Progress {
+    /// Progress made now.
+    fn new() -> Progress {
+        let p = Progress(Arc::new(AtomicU64::new(0)));
+        p.made();
+        p
+    }
+
+    fn made(&self) {
+        let ms = epoch().elapsed().as_millis() as u64;
+        self.0.store(ms, Ordering::Relaxed);
+    }
+
+    /// How long since the last chunk (or since the body was made).
+    fn idle(&self) -> Duration {
+        let now = epoch().elapsed().as_millis() as u64;
+        Duration::from_millis(now.saturating_sub(self.0.load(Ordering::Relaxed)))
+    }
+}
+
+/// Await `request` (an upload whose body reports to `progress`) unless it goes `idle` long
+/// with no chunk taken and no answer: then `None`.
+pub async fn unless_idle<T>(
+    request: impl Future<Output = T>,
+    progress: &Progress,
+    idle: Duration,
+) -> Option<T> {
+    tokio::pin!(request);
+    loop {
+        let left = idle.saturating_sub(progress.idle());
+        if left.is_zero() {
+            return None;
+        }
+        if let Ok(answer) = tokio::time::timeout(left, &mut request).await {
+            return Some(answer);
+        }
+    }
+}
 
 /// `len` bytes at `offset` of the local file `path`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -161,6 +215,7 @@ impl FileSlice {
             pace: self.pace.clone(),
             allowed: 0,
             waiting: None,
+            progress: Progress::new(),
         })
     }
 
@@ -185,6 +240,7 @@ pub struct FileBody {
     allowed: usize,
     /// The wait for the next frame's bytes.
     waiting: Option<Pin<Box<dyn Future<Output = ()> + Send + Sync>>>,
+    progress: Progress,
 }
 
 impl std::fmt::Debug for FileBody {
@@ -198,6 +254,11 @@ impl std::fmt::Debug for FileBody {
 }
 
 impl FileBody {
+    /// Reports each chunk the body hands over (see [`unless_idle`]).
+    pub fn progress(&self) -> Progress {
+        self.progress.clone()
+    }
+
     /// Bytes the next frame may read: at most [`CHUNK`], and under a pace what it granted
     /// (`Pending` while it waits for them).
     fn poll_allowance(&mut self, cx: &mut Context<'_>) -> Poll<usize> {
@@ -266,6 +327,7 @@ impl http_body::Body for FileBody {
                 buf.truncate(n);
                 self.left -= n as u64;
                 self.allowed = self.allowed.saturating_sub(n);
+                self.progress.made();
                 Poll::Ready(Some(Ok(http_body::Frame::data(buf.freeze()))))
             }
         }

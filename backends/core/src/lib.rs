@@ -16,7 +16,11 @@ pub mod body;
 pub mod conformance;
 pub mod pacer;
 
-pub use body::{FileSlice, Pace};
+pub use body::{unless_idle, FileSlice, Pace, Progress};
+
+/// How long an HTTP request may go without progress (no answer, no bytes of one, no chunk of
+/// an upload taken) before it fails and is retried: rclone's `--timeout` default.
+pub const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
 
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;
 

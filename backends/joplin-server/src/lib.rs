@@ -75,7 +75,8 @@ pub struct JoplinServerConfig {
     /// The account's email.
     pub username: String,
     pub password: Password,
-    /// Request timeout.
+    /// How long a request may go without progress (rclone's `--timeout`): no answer, no bytes
+    /// of one, no chunk of an upload taken.
     pub timeout: Duration,
 }
 
@@ -85,6 +86,11 @@ pub struct JoplinServer {
     username: String,
     password: Password,
     client: reqwest::Client,
+    /// The same server with no read timeout: uploads of files, which run as long as their size
+    /// takes and are timed out by idleness instead (reqwest's read timeout runs from the start
+    /// of a request until its answer).
+    uploads: reqwest::Client,
+    timeout: Duration,
     token: RwLock<Option<String>>,
     /// Held while logging in, so parallel requests do not log in several times (and hit the
     /// server's 10-per-minute login limit).
@@ -162,16 +168,27 @@ impl JoplinServer {
         }
         // ring: no cmake/NASM needed to build, unlike aws-lc-rs. Ignore "already installed".
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = reqwest::Client::builder()
-            .timeout(cfg.timeout)
-            .user_agent(concat!("joplin-restore/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| StorageError::Config(format!("HTTP client: {e}")))?;
+        // A read timeout, not a total one: a large download on a slow link takes as long as
+        // it takes while bytes keep coming.
+        let client = |read_timeout: Option<Duration>| {
+            let mut b = reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(30).min(cfg.timeout))
+                .user_agent(concat!("joplin-restore/", env!("CARGO_PKG_VERSION")));
+            if let Some(t) = read_timeout {
+                b = b.read_timeout(t);
+            }
+            b.build()
+                .map_err(|e| StorageError::Config(format!("HTTP client: {e}")))
+        };
+        let uploads = client(None)?;
+        let client = client(Some(cfg.timeout))?;
         Ok(JoplinServer {
             base,
             username: cfg.username,
             password: cfg.password,
             client,
+            uploads,
+            timeout: cfg.timeout,
             token: RwLock::new(None),
             login: Mutex::new(()),
         })
@@ -219,6 +236,14 @@ impl JoplinServer {
     fn net_err(&self, path: &str, e: reqwest::Error) -> StorageError {
         if e.is_builder() {
             return StorageError::Config(format!("{}: {e}", self.base));
+        }
+        if e.is_timeout() {
+            return StorageError::transient(format!(
+                "{path}: Joplin Server at {} sent nothing for {} s (--timeout): it is down, \
+                 overloaded or unreachable; a longer --timeout waits more",
+                self.base,
+                self.timeout.as_secs()
+            ));
         }
         StorageError::transient(format!(
             "{path}: cannot reach Joplin Server at {} ({e})",
@@ -306,11 +331,15 @@ impl JoplinServer {
         let mut stale: Option<String> = None;
         for attempt in 0..2 {
             let token = self.token(stale.as_deref()).await?;
-            let mut rb = self
-                .client
+            let client = match &body {
+                Some((_, Payload::File(_))) => &self.uploads,
+                _ => &self.client,
+            };
+            let mut rb = client
                 .request(method.clone(), url)
                 .header("X-API-AUTH", &token)
                 .header("X-API-MIN-VERSION", MIN_VERSION);
+            let mut progress = None;
             match &body {
                 Some((ctype, Payload::Bytes(data))) => {
                     rb = rb.header("Content-Type", *ctype).body(data.clone());
@@ -318,6 +347,7 @@ impl JoplinServer {
                 Some((ctype, Payload::File(src))) => {
                     // Opened again on each attempt: the body streams and cannot be cloned.
                     let file = src.body().await.map_err(|e| src.error(path, e))?;
+                    progress = Some(file.progress());
                     rb = rb
                         .header("Content-Type", *ctype)
                         .header("Content-Length", src.len)
@@ -325,15 +355,31 @@ impl JoplinServer {
                 }
                 None => {}
             }
-            let r = rb.send().await.map_err(|e| self.net_err(path, e))?;
-            let status = r.status().as_u16();
-            // Only a refusal's headers are read: no copy of every answer's.
-            let retry_after = (!(200..300).contains(&status))
-                .then(|| r.headers().get("retry-after"))
-                .flatten()
-                .and_then(|v| v.to_str().ok())
-                .and_then(parse_retry_after);
-            let data = r.bytes().await.map_err(|e| self.net_err(path, e))?;
+            let answer = async {
+                let r = rb.send().await.map_err(|e| self.net_err(path, e))?;
+                let status = r.status().as_u16();
+                // Only a refusal's headers are read: no copy of every answer's.
+                let retry_after = (!(200..300).contains(&status))
+                    .then(|| r.headers().get("retry-after"))
+                    .flatten()
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(parse_retry_after);
+                let data = r.bytes().await.map_err(|e| self.net_err(path, e))?;
+                Ok::<_, StorageError>((status, retry_after, data))
+            };
+            // An upload is timed out by idleness (no chunk taken, no answer), not its length.
+            let (status, retry_after, data) = match &progress {
+                None => answer.await?,
+                Some(p) => backend_core::unless_idle(answer, p, self.timeout)
+                    .await
+                    .ok_or_else(|| {
+                        StorageError::transient(format!(
+                            "{path}: the upload made no progress for {} s (the server stopped \
+                             reading or answering)",
+                            self.timeout.as_secs()
+                        ))
+                    })??,
+            };
             if status == 403 && attempt == 0 {
                 tracing::debug!("{path}: 403, logging in again");
                 stale = Some(token);

@@ -8,13 +8,40 @@ use joplin_server_emulator::{Emulator, EmulatorConfig};
 const USER: &str = "admin@localhost";
 
 fn backend(url: &str, password: &str) -> JoplinServer {
+    backend_with_timeout(url, password, Duration::from_secs(30))
+}
+
+fn backend_with_timeout(url: &str, password: &str, timeout: Duration) -> JoplinServer {
     JoplinServer::new(JoplinServerConfig {
         base_url: url.to_string(),
         username: USER.into(),
         password: Password::new(password),
-        timeout: Duration::from_secs(30),
+        timeout,
     })
     .unwrap()
+}
+
+/// An upload that takes longer than the timeout but keeps going (a large attachment on a slow
+/// link, or under --bwlimit) goes through: the timeout is for no progress, not for a request's
+/// length (a total timeout failed it on every attempt).
+#[tokio::test]
+async fn a_slow_upload_outlasting_the_timeout_goes_through() {
+    let emu = Emulator::start(EmulatorConfig::default()).await;
+    let s = backend_with_timeout(&emu.url(), "admin", Duration::from_secs(1));
+    let dir = tempfile::tempdir().unwrap();
+    let local = dir.path().join("blob");
+    let data = backend_core::conformance::pattern(600_000, 9);
+    std::fs::write(&local, &data).unwrap();
+    // 600 kB at 300 kB/s: about 1.9 s, against a 1 s timeout.
+    let slice =
+        backend_core::FileSlice::new(&local, 0, 600_000).paced(backend_core::Pace::new(300_000));
+    let started = std::time::Instant::now();
+    s.put_file(".resource/slow", &slice).await.unwrap();
+    assert!(
+        started.elapsed() > Duration::from_secs(1),
+        "the upload was not slow"
+    );
+    assert_eq!(emu.content(USER, ".resource/slow").unwrap(), data.to_vec());
 }
 
 fn item(id: &str, title: &str, extra: &str) -> String {

@@ -47,10 +47,18 @@ pub struct WebDavConfig {
     pub url: Url,
     pub username: Option<String>,
     pub password: Option<Secret>,
+    /// How long a request may go without progress (rclone's `--timeout`): no answer, no bytes
+    /// of one, no chunk of an upload taken.
+    pub timeout: Duration,
 }
 
 pub struct WebDavStorage {
     dav: reqwest_dav::Client,
+    /// The same server through a client with no read timeout of its own: uploads of files,
+    /// which run as long as their size takes and are timed out by idleness instead
+    /// (reqwest's read timeout runs from the start of a request until its answer).
+    uploads: reqwest_dav::Client,
+    timeout: Duration,
     base: Url,
     /// Decoded path of the base collection, no trailing slash.
     base_path: String,
@@ -102,33 +110,43 @@ impl WebDavStorage {
     pub fn new(cfg: WebDavConfig) -> Result<Self> {
         // ring: no cmake/NASM needed to build, unlike aws-lc-rs. Ignore "already installed".
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let agent = reqwest::Client::builder()
-            // HTTP/1.1 keep-alive is what every WebDAV server supports well.
-            .http1_only()
-            // Never follow redirects: reqwest would turn a redirected PUT into a GET that
-            // "succeeds". A redirect is reported with the URL to use instead.
-            .redirect(reqwest::redirect::Policy::none())
-            // Below Apache's default KeepAliveTimeout (5 s), so we rarely reuse a connection the
-            // server is closing at that moment.
-            .pool_idle_timeout(Duration::from_secs(4))
-            .connect_timeout(Duration::from_secs(30))
-            .read_timeout(Duration::from_secs(300))
-            .user_agent(concat!("joplin-restore/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| StorageError::Config(format!("cannot set up HTTPS: {}", chain(&e))))?;
+        let agent = |read_timeout: Option<Duration>| {
+            let mut b = reqwest::Client::builder()
+                // HTTP/1.1 keep-alive is what every WebDAV server supports well.
+                .http1_only()
+                // Never follow redirects: reqwest would turn a redirected PUT into a GET that
+                // "succeeds". A redirect is reported with the URL to use instead.
+                .redirect(reqwest::redirect::Policy::none())
+                // Below Apache's default KeepAliveTimeout (5 s), so we rarely reuse a connection
+                // the server is closing at that moment.
+                .pool_idle_timeout(Duration::from_secs(4))
+                .connect_timeout(Duration::from_secs(30).min(cfg.timeout))
+                .user_agent(concat!("joplin-restore/", env!("CARGO_PKG_VERSION")));
+            if let Some(t) = read_timeout {
+                b = b.read_timeout(t);
+            }
+            b.build()
+                .map_err(|e| StorageError::Config(format!("cannot set up HTTPS: {}", chain(&e))))
+        };
         let auth = match (&cfg.username, &cfg.password) {
             (Some(u), Some(p)) => reqwest_dav::Auth::Basic(u.clone(), p.expose().to_string()),
             (Some(u), None) => reqwest_dav::Auth::Basic(u.clone(), String::new()),
             _ => reqwest_dav::Auth::Anonymous,
         };
-        let dav = reqwest_dav::ClientBuilder::new()
-            .set_agent(agent)
-            .set_host(cfg.url.as_str().trim_end_matches('/').to_string())
-            .set_auth(auth)
-            .build()
-            .map_err(|e| StorageError::Config(format!("{}: {e}", cfg.url)))?;
+        let dav = |agent: reqwest::Client| {
+            reqwest_dav::ClientBuilder::new()
+                .set_agent(agent)
+                .set_host(cfg.url.as_str().trim_end_matches('/').to_string())
+                .set_auth(auth.clone())
+                .build()
+                .map_err(|e| StorageError::Config(format!("{}: {e}", cfg.url)))
+        };
+        let uploads = dav(agent(None)?)?;
+        let dav = dav(agent(Some(cfg.timeout))?)?;
         Ok(WebDavStorage {
             dav,
+            uploads,
+            timeout: cfg.timeout,
             base_path: location::decoded_base_path(&cfg.url),
             base: cfg.url,
             username: cfg.username,
@@ -202,7 +220,15 @@ impl WebDavStorage {
                 self.hint()
             ));
         }
-        // Timeouts, connections closed mid-request: worth another try.
+        if e.is_timeout() {
+            return StorageError::transient(format!(
+                "{}: the server sent nothing for {} s (--timeout): it is down, overloaded or \
+                 unreachable; a longer --timeout waits more",
+                self.url_of(path),
+                self.timeout.as_secs()
+            ));
+        }
+        // Connections closed mid-request: worth another try.
         StorageError::transient(format!("{}: {why}", self.url_of(path)))
     }
 
@@ -596,24 +622,43 @@ impl Storage for WebDavStorage {
         Ok(())
     }
 
-    /// Streams the slice: a large blob never sits in memory whole.
+    /// Streams the slice: a large blob never sits in memory whole. Timed out when it goes
+    /// `timeout` with no chunk taken and no answer, however long the whole upload takes.
     async fn put_file(&self, path: &str, src: &backend_core::FileSlice) -> Result<()> {
         let body = src.body().await.map_err(|e| src.error(path, e))?;
+        let progress = body.progress();
         let req = self
-            .request(Method::PUT, path)
-            .await?
+            .uploads
+            .start_request(Method::PUT, &location::encode_path(path))
+            .await
+            .map_err(|e| StorageError::Config(format!("{}: {e}", self.url_of(path))))?
             .header(
                 CONTENT_TYPE,
                 HeaderValue::from_static("application/octet-stream"),
             )
             .header(reqwest::header::CONTENT_LENGTH, src.len)
             .body(reqwest::Body::wrap(body));
-        let resp = self.send(req, path).await?;
-        if !resp.status().is_success() {
-            return Err(self.answer_error(resp, path).await);
-        }
-        drain(resp).await;
-        Ok(())
+        let stalled = || {
+            StorageError::transient(format!(
+                "{}: the upload made no progress for {} s (the server stopped reading or \
+                 answering)",
+                self.url_of(path),
+                self.timeout.as_secs()
+            ))
+        };
+        let resp = backend_core::unless_idle(self.send(req, path), &progress, self.timeout)
+            .await
+            .ok_or_else(stalled)??;
+        let answered = async {
+            if !resp.status().is_success() {
+                return Err(self.answer_error(resp, path).await);
+            }
+            drain(resp).await;
+            Ok(())
+        };
+        tokio::time::timeout(self.timeout, answered)
+            .await
+            .map_err(|_| stalled())?
     }
 
     async fn delete(&self, path: &str) -> Result<()> {
@@ -677,6 +722,7 @@ mod tests {
             url,
             username: Some("joplin".into()),
             password: Some(Secret::new("hunter2-very-secret")),
+            timeout: backend_core::DEFAULT_TIMEOUT,
         })
         .unwrap();
         let shown = format!("{s:?} {} {:?}", s.describe(), s.password);
@@ -697,6 +743,7 @@ mod tests {
             url,
             username: None,
             password: None,
+            timeout: backend_core::DEFAULT_TIMEOUT,
         })
         .unwrap();
         let e = s.get("info.json").await.unwrap_err();
