@@ -94,6 +94,9 @@ pub struct Executor<'a> {
     /// whose modification time moved since the plan's listing: a client wrote it while the
     /// run was under way (clients from 3.2 on sync through the lock).
     pub spare_changed: bool,
+    /// Set once deleting started (the clear of a clear-first run, or what goes last): an
+    /// interrupted or failed run then says that part of it may be gone.
+    pub deleting: std::sync::atomic::AtomicBool,
 }
 
 /// The files among `wanted` (path → modification time in the plan's listing) that a listing
@@ -134,6 +137,11 @@ fn describe(backup: &Backup, u: &Upload) -> String {
 }
 
 impl Executor<'_> {
+    /// Whether this run started deleting files on the target.
+    pub fn started_deleting(&self) -> bool {
+        self.deleting.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     pub async fn run(&self, plan: &Plan) -> Outcome {
         let mut out = Outcome::default();
         if plan.clear_first {
@@ -457,6 +465,8 @@ impl Executor<'_> {
         if paths.is_empty() {
             return;
         }
+        self.deleting
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         self.progress
             .phase("deleting extra files", paths.len() as u64);
         let failed = self.target.storage.delete_many(&paths).await;

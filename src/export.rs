@@ -149,6 +149,19 @@ pub async fn run(args: &ExportArgs) -> Result<ExportSummary> {
             target.describe()
         );
     }
+    // A JEX missing them (an attachment, say, that its note still links) is no backup.
+    if summary.skipped_encrypted > 0 {
+        return Err(crate::exit::Refusal(format!(
+            "{}: {} item(s) are still end-to-end encrypted although E2EE is turned off there \
+             (a client that turns it off re-uploads in clear only what it changes). Give the \
+             master password (--master-password-file, or {}) to decrypt them; nothing was \
+             written.",
+            target.describe(),
+            summary.skipped_encrypted,
+            crate::e2ee::PASSWORD_ENV
+        ))
+        .into());
+    }
     // Links to notes that were left out would dangle in the JEX.
     let notes: HashSet<&str> = items
         .iter()

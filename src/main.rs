@@ -729,7 +729,12 @@ async fn run(cmd: Command) -> Result<i32> {
         }
         Command::Diff(args) => {
             let (t, r, keyring) = compare(&args).await?;
-            let text = verify::diff_report(&t, &r, keyring.as_deref()).await;
+            let mut text = verify::diff_report(&t, &r, keyring.as_deref()).await;
+            // A changed blob of the right size is one a plain restore keeps.
+            if r.blob_damaged() {
+                text.push_str(RESTORE_CHECKSUM_HINT);
+                text.push('\n');
+            }
             report::set_result(json!({"command": "diff", "target": t.describe(), "report": r}));
             if report::json() {
                 report::err(&text);

@@ -273,6 +273,73 @@ pub fn keep_target_tags(
     })
 }
 
+/// Without `--overwrite`, a note or notebook of the selection that the target holds in its
+/// trash comes back as the target holds it (its content is newer than the backup's: the user
+/// edited it, then trashed it), out of the trash, under the backup's parent (which the restore
+/// brings back too). Returns those copies by backup item index, decrypted on an encrypted
+/// target (the restore encrypts what it writes); the backup's own version is what
+/// `--overwrite` writes. Reads only the copies [`crate::plan::fetch_comparable`] found trashed
+/// and different.
+pub async fn trashed_copies(
+    target: &SyncTarget,
+    backup: &Backup,
+    existing: &Comparisons,
+    indexes: impl Iterator<Item = usize>,
+    keyring: Option<&Keyring>,
+    transfers: usize,
+) -> Result<Vec<(usize, Item)>> {
+    let wanted: Vec<usize> = indexes
+        .filter(|i| {
+            existing.get(*i).is_some_and(|c| c.trashed && !c.same)
+                && matches!(
+                    backup.items[*i].item_type(),
+                    ItemType::Note | ItemType::Folder
+                )
+        })
+        .collect();
+    let fetched: Vec<Result<Option<(usize, Item)>>> = stream::iter(wanted)
+        .map(|i| async move {
+            let bi = &backup.items[i];
+            let path = item_path(bi.id());
+            let data = match target.storage.get(&path).await {
+                Ok(d) => d,
+                Err(e) if e.is_not_found() => return Ok(None),
+                Err(e) => {
+                    return Err(
+                        anyhow::Error::new(e).context(format!("reading {path} on the target"))
+                    )
+                }
+            };
+            let Ok(mut it) = Item::parse_bytes(&data) else {
+                return Ok(None);
+            };
+            if is_encrypted(&it) {
+                let Some(k) = keyring else {
+                    return Ok(None);
+                };
+                match k.decrypt_item(&it) {
+                    Ok(inner) => it = inner,
+                    Err(_) => return Ok(None),
+                }
+            }
+            let ours = backup.item(bi)?;
+            it.set("deleted_time", "0".to_string());
+            it.set("parent_id", ours.parent_id().to_string());
+            Ok(Some((i, it)))
+        })
+        .buffer_unordered(transfers.max(1))
+        .collect()
+        .await;
+    let mut out = Vec::new();
+    for r in fetched {
+        if let Some(found) = r? {
+            out.push(found);
+        }
+    }
+    out.sort_by_key(|(i, _)| *i);
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -86,7 +86,8 @@ pub struct MigrateArgs {
     #[command(flatten)]
     pub journal: JournalArgs,
     /// new: refuse a destination that holds items or blobs; mirror: make it an exact copy
-    /// (snapshot first, upload first, delete what the source lacks last).
+    /// (snapshot first, upload first, delete what the source lacks last; onto a destination
+    /// clients sync with, the items written are stamped with the migration time).
     #[arg(long, value_enum, default_value_t = MigrateMode::New)]
     pub mode: MigrateMode,
     /// Compare only: source and destination, items by parsed fields, blobs byte for byte,
@@ -259,12 +260,19 @@ pub async fn read_source(src: &SyncTarget, transfers: usize) -> Result<SourceVie
     })
 }
 
-/// Same parsed fields, stamps included (a verbatim copy keeps `updated_time`).
-fn identical(a: &Item, b: &Item) -> bool {
-    a.same_content(b)
-        && STAMP_FIELDS
-            .iter()
-            .all(|f| a.get(f).unwrap_or("") == b.get(f).unwrap_or(""))
+/// The destination's copy `dest` holds the source's item `src`: same parsed fields, and each
+/// stamp the same (a verbatim copy keeps `updated_time`) or later (a mirror onto a destination
+/// clients use stamps what it writes with the migration time, so they take it).
+fn identical(dest: &Item, src: &Item) -> bool {
+    let time = |f: &str, v: &str| match f {
+        "updated_time" => crate::item::parse_time(v),
+        _ => v.parse::<i64>().ok(),
+    };
+    dest.same_content(src)
+        && STAMP_FIELDS.iter().all(|f| {
+            let (d, s) = (dest.get(f).unwrap_or(""), src.get(f).unwrap_or(""));
+            d == s || matches!((time(f, d), time(f, s)), (Some(d), Some(s)) if d > s)
+        })
 }
 
 /// The destination's copies that are already identical to the source's items. Where the
@@ -608,6 +616,14 @@ pub async fn run(args: &MigrateArgs) -> Result<MigrateSummary> {
         .into());
     }
 
+    // A mirror onto a destination clients already sync with (it has info.json) stamps every
+    // item it writes with the migration time, as a restore does: a client holding a later copy
+    // of an item would keep it, and the devices would disagree for good. (A resumed run does
+    // as the run it resumes did.)
+    let stamping = match &resumed {
+        Some(r) => r.stamp_ms != 0,
+        None => args.mode == MigrateMode::Mirror && state.info.is_some(),
+    };
     let existing = fetch_identical(&dest, &backup, &state, transfers, args.checksum).await?;
     let validation = Validation {
         skipped_ids: damaged_ids.clone(),
@@ -635,9 +651,16 @@ pub async fn run(args: &MigrateArgs) -> Result<MigrateSummary> {
             .await?
             .0
         {
-            // Items are copied as they are.
+            // Items are copied as they are, or stamped (every stamp serialises to one length).
             plan::skip_done(&mut plan, &backup, &state, &r.done, sizes, |u| {
-                Some(u.item(&backup).size())
+                let bi = u.item(&backup);
+                match stamping {
+                    false => Some(bi.size()),
+                    true => backup
+                        .item(bi)
+                        .ok()
+                        .map(|it| plan::stamped(&it, plan::SAMPLE_STAMP).serialize().len() as u64),
+                }
             });
         }
         // A blob written just before a kill, whose journal line never made it.
@@ -689,6 +712,15 @@ pub async fn run(args: &MigrateArgs) -> Result<MigrateSummary> {
             ""
         }
     );
+    if stamping && plan.upload_count() > 0 {
+        crate::say!(
+            "The destination is one clients sync with: the items copied are stamped with the \
+             migration time (their `updated_time`), so every client takes them over its own \
+             copies; all else is copied as it is."
+        );
+    }
+    // A dry run is when people look: it warns as the run would.
+    plan.warn_of_fail_safe(dest.storage.capabilities().change_feed);
     if args.safety.dry_run {
         for (phase, uploads) in &plan.phases {
             crate::say!("copy {} ({}):", phase.label(), uploads.len());
@@ -768,12 +800,23 @@ pub async fn run(args: &MigrateArgs) -> Result<MigrateSummary> {
         layout_state.info = Some(serde_json::Value::Null);
     }
     dest.ensure_layout(&layout_state).await?;
+    // As a restore stamps: never ahead of the destination's clock, and past the second of the
+    // newest file there, so clients that list by modification time see every write.
+    let (stamp_ms, clock_offset) = if stamping && plan.upload_count() > 0 {
+        let (remote_now, offset) = dest.remote_clock().await?;
+        dest.wait_past_newest_second(&state, remote_now, offset)
+            .await;
+        (Some(crate::target::stamp_now(offset)), offset)
+    } else {
+        (None, 0)
+    };
     let journal = Journal::begin(
         &journal_dir,
         &journal_key,
         resumed,
         JournalStart {
-            stamp_ms: 0,
+            // (Marks a stamping run for a resumed one, even if this one writes nothing.)
+            stamp_ms: stamp_ms.unwrap_or(if stamping { 1 } else { 0 }),
             id_seed: 0,
             backup: from_key,
             target: dest.describe(),
@@ -796,25 +839,33 @@ pub async fn run(args: &MigrateArgs) -> Result<MigrateSummary> {
     };
     let exec = Executor {
         target: &dest,
-        clock_offset: 0,
+        clock_offset,
         backup: backup.clone(),
-        stamp_ms: None,
+        stamp_ms,
         transfers,
         progress: &progress,
         journal: Some(&journal),
         keyring: None,
         after_target: Vec::new(),
-        // A new backend no client syncs with yet: what the plan says.
-        spare_changed: false,
+        // A destination clients sync with: what one writes while the mirror runs is kept, not
+        // deleted last (its client would then delete it too). A new backend: what the plan says.
+        spare_changed: stamping,
+        deleting: Default::default(),
     };
     let Some(outcome) = crate::safety::unless_interrupted(exec.run(&plan)).await else {
         let _ = lock.release().await;
         bail!(
-            "interrupted: nothing more is being copied; nothing was deleted. Run the same \
-             command again to resume (journal: {}).",
+            "interrupted: nothing more is being copied; {}. Run the same command again to \
+             resume and finish (journal: {}).",
+            if exec.started_deleting() {
+                "part of what the source lacks was already deleted on the destination"
+            } else {
+                "nothing was deleted"
+            },
             journal.path().display()
         );
     };
+    outcome.say_spared("source", "migration");
     summary.uploaded = outcome.uploaded;
     summary.copied_bytes = outcome.uploaded_bytes;
     summary.deleted = outcome.deleted;
@@ -850,10 +901,14 @@ pub async fn run(args: &MigrateArgs) -> Result<MigrateSummary> {
         for f in outcome.failures.iter().take(20) {
             msg.push_str(&format!("  {}: {}\n", f.what, f.error));
         }
-        msg.push_str(
-            "Nothing was deleted. Fix the cause and run the same command again: files already \
-             copied are skipped.",
-        );
+        msg.push_str(&format!(
+            "{}. Fix the cause and run the same command again: files already copied are skipped.",
+            if exec.started_deleting() {
+                "Part of what the source lacks was already deleted on the destination"
+            } else {
+                "Nothing was deleted"
+            }
+        ));
         return Err(exit::Failed::from_outcome(msg, &outcome).into());
     }
     // A destination clients already sync with (it had info.json) and that they follow by its

@@ -257,33 +257,74 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
     }
 
     // plan
-    let set = plan::restore_set(&backup, &validation);
-    // A partial restore compares only what it selected: on a large target, reading every
-    // copy the backup also holds would cost a request per item to restore one note.
-    let selected: Vec<(usize, &crate::backup::BackupItem)>;
-    let to_compare = match &only {
-        Some(sel) => {
-            selected = set
-                .iter()
-                .filter(|(_, bi)| sel.ids.contains(bi.id()))
-                .copied()
-                .collect();
-            &selected[..]
-        }
-        None => &set[..],
+    let (existing, brought_back) = {
+        let set = plan::restore_set(&backup, &validation);
+        // A partial restore compares only what it selected: on a large target, reading every
+        // copy the backup also holds would cost a request per item to restore one note.
+        let selected: Vec<(usize, &crate::backup::BackupItem)>;
+        let to_compare = match &only {
+            Some(sel) => {
+                selected = set
+                    .iter()
+                    .filter(|(_, bi)| sel.ids.contains(bi.id()))
+                    .copied()
+                    .collect();
+                &selected[..]
+            }
+            None => &set[..],
+        };
+        let existing = plan::fetch_comparable(
+            &target,
+            &backup,
+            to_compare,
+            &state,
+            transfers,
+            plan::Compare {
+                checksum: args.checksum,
+            },
+            keyring.as_deref(),
+        )
+        .await?;
+        let brought_back = match (&only, args.overwrite) {
+            (Some(_), false) => {
+                crate::merge::trashed_copies(
+                    &target,
+                    &backup,
+                    &existing,
+                    to_compare.iter().map(|(i, _)| *i),
+                    keyring.as_deref(),
+                    transfers,
+                )
+                .await?
+            }
+            _ => Vec::new(),
+        };
+        (existing, brought_back)
     };
-    let existing = plan::fetch_comparable(
-        &target,
-        &backup,
-        to_compare,
-        &state,
-        transfers,
-        plan::Compare {
-            checksum: args.checksum,
-        },
-        keyring.as_deref(),
-    )
-    .await?;
+    let mut backup = backup;
+    if !brought_back.is_empty() {
+        // The target's trashed copy is what is written: its content replaces the backup's.
+        let b = Arc::get_mut(&mut backup).expect("the backup is not shared before the plan");
+        let mut titles = Vec::new();
+        for (index, it) in &brought_back {
+            let entry = b.items[*index].entry().into_owned();
+            b.items[*index] = crate::backup::BackupItem::from_item(entry, it);
+            titles.push(b.title(&b.items[*index]));
+        }
+        crate::say!(
+            "{} item(s) in the target's trash come back as the target holds them, edited after \
+             the backup (out of the trash, in their restored notebook): {}. --overwrite puts \
+             the backup's versions instead.",
+            titles.len(),
+            titles
+                .iter()
+                .map(|t| format!("{t:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        partial.insert("from_trash".into(), serde_json::json!(titles));
+    }
+    let set = plan::restore_set(&backup, &validation);
     // What an interrupted run of this partial restore wrote is this restore's, not the
     // target's own to keep.
     let written_before: std::collections::HashSet<String> = match (&only, &resumed) {
@@ -602,12 +643,30 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
         keyring: keyring.clone(),
         after_target: std::mem::take(&mut plan.after_target),
         spare_changed: true,
+        deleting: Default::default(),
+    };
+    // What a run that stops says of the deletions: none yet, or some (the snapshot has them).
+    let clear_first = plan.clear_first;
+    let deletions = |exec: &Executor| {
+        if !exec.started_deleting() {
+            return "nothing the backup lacks was deleted".to_string();
+        }
+        let gone = if clear_first {
+            "the target was cleared first (all or part of it)"
+        } else {
+            "part of what the backup lacks was already deleted"
+        };
+        match &snapshot {
+            Some(s) => format!("{gone}; the snapshot {} holds it", s.display()),
+            None => gone.to_string(),
+        }
     };
     let Some(outcome) = crate::safety::unless_interrupted(exec.run(&plan)).await else {
         let _ = lock.release().await;
         anyhow::bail!(
-            "interrupted: nothing more is being written; nothing the backup lacks was deleted. \
-             Run the same command again to resume (journal: {}).",
+            "interrupted: nothing more is being written; {}. Run the same command again to \
+             resume and finish (journal: {}).",
+            deletions(&exec),
             journal.path().display()
         );
     };
@@ -622,10 +681,12 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
         for f in outcome.failures.iter().take(20) {
             msg.push_str(&format!("  {}: {}\n", f.what, f.error));
         }
-        msg.push_str(
-            "Nothing the backup lacks was deleted. Fix the cause and run the same command again: \
-             files already uploaded are skipped.",
-        );
+        let mut said = deletions(&exec);
+        said[..1].make_ascii_uppercase();
+        msg.push_str(&format!(
+            "{said}. Fix the cause and run the same command again: files already uploaded are \
+             skipped."
+        ));
         return Err(crate::exit::Failed::from_outcome(msg, &outcome).into());
     }
 
@@ -783,11 +844,29 @@ pub async fn keyring_for(
     password: &PasswordArgs,
     allow_plaintext: Option<bool>,
 ) -> Result<Option<Arc<Keyring>>> {
+    let where_ = target.describe();
     if !state.e2ee_enabled() {
-        return Ok(None);
+        // E2EE turned off in a client leaves the items it did not change encrypted: a command
+        // that only reads (verify, diff, export) decrypts them with a password it was given.
+        let keys = state
+            .info
+            .as_ref()
+            .and_then(|i| i.get("masterKeys"))
+            .and_then(serde_json::Value::as_array)
+            .is_some_and(|k| !k.is_empty());
+        if allow_plaintext.is_some() || !keys {
+            return Ok(None);
+        }
+        let Some(pw) = password.given()? else {
+            return Ok(None);
+        };
+        let info = E2eeInfo::from_info(state.info.as_ref().expect("keys come from info.json"));
+        let ring = tokio::task::spawn_blocking(move || Keyring::unlock(&info, &pw, &where_))
+            .await
+            .context("unlocking the master key")??;
+        return Ok(Some(Arc::new(ring)));
     }
     let info = E2eeInfo::from_info(state.info.as_ref().expect("e2ee flag comes from info.json"));
-    let where_ = target.describe();
     if allow_plaintext == Some(true) {
         crate::note!(
             "warning: --allow-plaintext: {where_} is end-to-end encrypted, but this restore \

@@ -221,6 +221,7 @@ pub async fn run(args: &RollbackArgs) -> Result<RollbackSummary> {
         keyring: None,
         after_target: plan.after_target.clone(),
         spare_changed: !args.exact,
+        deleting: Default::default(),
     };
     // An interrupted rollback of this target took the snapshot of it before it changed
     // anything; this run's holds it half rolled back.

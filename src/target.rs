@@ -589,9 +589,22 @@ impl SyncTarget {
                 .unwrap_or(i64::MAX);
             let active = lock_active(age);
             if active && !force {
-                let ours = self.our_lock(&l.path).await.is_some();
+                let ours = self.our_lock(&l.path).await;
+                // A run of ours on this machine whose process is gone (killed): its lock is
+                // removed, as `unlock` would, instead of blocking for the lock's lifetime.
+                if ours.as_ref().and_then(OurLock::running) == Some(false) {
+                    self.storage.delete(&l.path).await.with_context(|| {
+                        format!("removing the lock {} of a run that is gone", l.path)
+                    })?;
+                    crate::note!(
+                        "note: removed the lock {} of an earlier joplin-restore run on this \
+                         machine that ended without releasing it (killed)",
+                        l.path
+                    );
+                    continue;
+                }
                 let kind = if kind == 1 { "sync" } else { "exclusive" };
-                return Err(self.lock_held(kind, &who, age / 1000, ours, false));
+                return Err(self.lock_held(kind, &who, age / 1000, ours.is_some(), false));
             }
         }
         let lock = TargetLock {
@@ -733,7 +746,8 @@ impl SyncTarget {
             let ours = reclaim
                 .iter()
                 .any(|id| l.owner.ends_with(&format!(" {id}")));
-            if l.active && !ours {
+            // A run of ours on this machine that is gone: its lock is removed when ours is taken.
+            if l.active && !ours && l.running != Some(false) {
                 return Err(self.lock_held(
                     l.kind,
                     &l.owner,

@@ -311,3 +311,74 @@ fn export_of_an_encrypted_target_decrypts_everything() {
     assert_eq!(notes.len(), 1);
     assert_eq!(notes[0][0], "Encrypted note");
 }
+
+/// A target where a client turned E2EE off: info.json says off, but what that client did not
+/// change stays encrypted (Joplin re-uploads only what it changes). `export` with the master
+/// password decrypts those too; without it, it refuses and writes nothing (it exported the
+/// plain items alone, leaving out the encrypted attachment their note still links, and said
+/// nothing).
+#[test]
+fn export_of_a_target_with_e2ee_turned_off_decrypts_what_stayed_encrypted() {
+    use joplin_restore::backup::Backup;
+    let tmp = tempfile::tempdir().unwrap();
+    let fixtures = support::repo().join("tests/fixtures");
+    let target = tmp.path().join("target");
+    let o = std::process::Command::new("cp")
+        .args([
+            "-a",
+            fixtures.join("e2ee-target").to_str().unwrap(),
+            target.to_str().unwrap(),
+        ])
+        .status()
+        .unwrap();
+    assert!(o.success());
+    let info_path = target.join("info.json");
+    let mut info: Value = serde_json::from_slice(&std::fs::read(&info_path).unwrap()).unwrap();
+    info["e2ee"]["value"] = json!(false);
+    std::fs::write(&info_path, info.to_string()).unwrap();
+    // The client re-uploaded the note it decrypted, in clear.
+    let want = Backup::open(&fixtures.join("e2ee-source.jex")).unwrap();
+    let note = want
+        .items
+        .iter()
+        .find(|bi| bi.item_type() == joplin_restore::item::ItemType::Note)
+        .unwrap();
+    std::fs::write(
+        target.join(format!("{}.md", note.id())),
+        want.raw(note).unwrap(),
+    )
+    .unwrap();
+
+    let out = tmp.path().join("out.jex");
+    let args = [
+        "export",
+        "--target",
+        target.to_str().unwrap(),
+        out.to_str().unwrap(),
+    ];
+    let o = jr(&args);
+    assert_eq!(o.status.code(), Some(4), "{}", text(&o));
+    assert!(
+        text(&o).contains("still end-to-end encrypted although E2EE is turned off"),
+        "{}",
+        text(&o)
+    );
+    assert!(!out.exists());
+    let o = support::jr_env(
+        &args,
+        &[(
+            "JOPLIN_RESTORE_MASTER_PASSWORD",
+            "correct horse battery staple",
+        )],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let got = Backup::open(&out).unwrap();
+    assert_eq!(got.items.len(), want.items.len());
+    for id in want.blobs.keys() {
+        assert_eq!(
+            got.read_blob(id).unwrap(),
+            want.read_blob(id).unwrap(),
+            "blob {id}"
+        );
+    }
+}

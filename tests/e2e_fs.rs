@@ -351,6 +351,14 @@ fn a_blob_damaged_in_place_is_replaced_with_checksum() {
         said.contains("blob differs") && said.contains("--checksum"),
         "{said}"
     );
+    // `diff` lists it as changed and says that only --checksum makes a restore replace it.
+    let o = jr(&["diff", jex, "--target", &t]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    let said = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        said.contains(&format!("blob of resource {id}")) && said.contains("--checksum"),
+        "{said}"
+    );
 
     let out = jr_ok(&["restore", jex, "--target", &t, "--yes", "--checksum"]);
     assert!(out.contains("2 file(s) uploaded"), "{out}");
@@ -385,7 +393,17 @@ fn a_blob_damaged_in_place_is_replaced_with_checksum() {
     );
     let o = jr(&[&mirror[..], &["--checksum"]].concat());
     assert!(o.status.success(), "{}", text(&o));
-    assert_eq!(support::tree_hashes(&copy), repaired);
+    // The copy had been migrated to before (clients may sync it): the resource item written
+    // with its repaired blob is stamped, so they fetch the blob again; all else is as it was.
+    let item = format!("{id}.md");
+    let but_item = |t: Vec<(String, String)>| {
+        t.into_iter()
+            .filter(|(name, _)| *name != item)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(but_item(support::tree_hashes(&copy)), but_item(repaired));
+    let o = jr(&["migrate", "--from", &t, "--to", c, "--check"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
 }
 
 /// A `file://` URL as a file manager copies it (spaces and accents percent-encoded) names the
@@ -501,4 +519,42 @@ fn a_target_url_with_a_fragment_or_query_is_refused() {
         assert_eq!(o.status.code(), Some(2), "{url}: {}", text(&o));
         assert!(text(&o).contains(needle), "{url}: {}", text(&o));
     }
+}
+
+/// A clear-first restore that fails after clearing says that files are already gone and where
+/// the snapshot holding them is (it said nothing the backup lacks was deleted).
+#[test]
+fn a_failure_after_deleting_says_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let target = tmp.path().join("target");
+    let (jex, t) = (sample_jex(), target.to_str().unwrap().to_string());
+    let jex = jex.to_str().unwrap();
+    jr_ok(&["restore", jex, "--target", &t, "-q"]);
+    // A note the backup lacks, and a folder where one of the backup's notes must be written.
+    let note = "3151c3990c044f74b984078dd0bc8a4c.md";
+    let text0 = std::fs::read_to_string(target.join(note)).unwrap();
+    std::fs::write(target.join(format!("{}.md", "e".repeat(32))), text0).unwrap();
+    std::fs::remove_file(target.join(note)).unwrap();
+    std::fs::create_dir(target.join(note)).unwrap();
+    let snaps = tmp.path().join("snaps");
+    let o = jr(&[
+        "restore",
+        jex,
+        "--target",
+        &t,
+        "--mode",
+        "clear-first",
+        "--yes",
+        "--retries",
+        "0",
+        "--snapshot-dir",
+        snaps.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("The target was cleared first (all or part of it); the snapshot")
+            && text(&o).contains(snaps.to_str().unwrap()),
+        "{}",
+        text(&o)
+    );
 }

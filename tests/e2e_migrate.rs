@@ -250,7 +250,26 @@ fn mirror_mode_makes_a_different_destination_an_exact_copy() {
     ]);
     assert!(out.contains("Snapshot of the target"), "{out}");
     assert!(out.contains("Verified:"), "{out}");
-    assert_eq!(files(&src), files(&dst));
+    // The destination was a target clients sync with (a restore wrote it): the items written
+    // carry the migration's stamp, everything else is the source's. Blobs are byte for byte.
+    assert!(out.contains("stamped with the migration time"), "{out}");
+    let names = |fs: &[(String, String)]| fs.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+    let blobs = |fs: Vec<(String, String)>| {
+        fs.into_iter()
+            .filter(|(n, _)| !n.ends_with(".md"))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(names(&files(&src)), names(&files(&dst)));
+    assert_eq!(blobs(files(&src)), blobs(files(&dst)));
+    let o = jr(&[
+        "migrate",
+        "--from",
+        src.to_str().unwrap(),
+        "--to",
+        dst.to_str().unwrap(),
+        "--check",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
 
     // --check compares only, and reports a changed item by id and an extra one as not on
     // the source, with exit 3.
@@ -278,6 +297,129 @@ fn mirror_mode_makes_a_different_destination_an_exact_copy() {
     );
     assert!(
         text(&o).contains(&format!("not on the source: {stray}")),
+        "{}",
+        text(&o)
+    );
+}
+
+/// A mirror onto a destination clients already sync with: a client that edited, deleted and
+/// added notes there takes the source's versions at its next sync (items written are stamped
+/// with the migration time), as does a fresh one; unstamped, the client kept its edit while
+/// the destination and `--check` said everything matched. Deleting most of a destination's
+/// items warns about Joplin's fail-safe, in the dry run too.
+#[test]
+fn mirror_onto_a_destination_in_use_is_taken_by_its_clients() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    let dst = tmp.path().join("dst");
+    let (_owner, want) = filled(tmp.path(), &src, false);
+    jr_ok(&[
+        "migrate",
+        "--from",
+        src.to_str().unwrap(),
+        "--to",
+        dst.to_str().unwrap(),
+        "-q",
+    ]);
+    let b = Profile::new(tmp.path().join("b"));
+    b.use_folder(&dst);
+    b.sync();
+    // (The source was filled by a Joplin import: its ids are not the sample's.)
+    let notes = b.query("SELECT id FROM notes ORDER BY id LIMIT 2");
+    b.batch(&[
+        format!("rmnote -f {}", notes[0][0]),
+        format!("set {} body \"edited on the destination\"", notes[1][0]),
+        "mkbook \"Extra notebook\"".into(),
+        "mknote \"Extra note\"".into(),
+    ]);
+    b.sync();
+    assert_ne!(b.manifest(), want, "the client changed nothing");
+    let snaps = tmp.path().join("snaps");
+    let mirror = |extra: &[&str]| {
+        let mut args = vec![
+            "migrate",
+            "--from",
+            src.to_str().unwrap(),
+            "--to",
+            dst.to_str().unwrap(),
+            "--mode",
+            "mirror",
+            "--yes",
+            "-q",
+            "--snapshot-dir",
+            snaps.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        jr_ok(&args)
+    };
+    let out = mirror(&[]);
+    assert!(out.contains("stamped with the migration time"), "{out}");
+    assert!(
+        !out.contains("Fail-safe"),
+        "deletes two items of many: {out}"
+    );
+    let synced = b.sync();
+    assert!(!synced.contains("Last error"), "{synced}");
+    assert_manifest_eq(
+        &b.manifest(),
+        &want,
+        "the client that edited the destination",
+    );
+    fresh_matches(
+        &tmp.path().join("fresh"),
+        folder_config(&dst),
+        false,
+        &want,
+        "fresh profile on the mirrored destination",
+    );
+    // Run again: nothing to copy (the stamped copies count as the source's), --check agrees.
+    let again = mirror(&[]);
+    assert!(again.contains("0 file(s) copied"), "{again}");
+    let o = jr(&[
+        "migrate",
+        "--from",
+        src.to_str().unwrap(),
+        "--to",
+        dst.to_str().unwrap(),
+        "--check",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+
+    // A source that shares nothing with the destination: the mirror deletes every item there.
+    let other = tmp.path().join("other");
+    let gen = tmp.path().join("other.jex");
+    joplin_restore::generate::write_jex(
+        &joplin_restore::generate::GenSpec {
+            notes: 5,
+            notebooks: 1,
+            tags: 1,
+            attachments: 0,
+            attachment_bytes: 0,
+            seed: 9,
+        },
+        &gen,
+    )
+    .unwrap();
+    jr_ok(&[
+        "restore",
+        gen.to_str().unwrap(),
+        "--target",
+        other.to_str().unwrap(),
+        "-q",
+    ]);
+    let o = jr(&[
+        "migrate",
+        "--from",
+        other.to_str().unwrap(),
+        "--to",
+        dst.to_str().unwrap(),
+        "--mode",
+        "mirror",
+        "--dry-run",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("of the items on the target") && text(&o).contains("Fail-safe"),
         "{}",
         text(&o)
     );
@@ -985,7 +1127,8 @@ fn mirror_into_a_used_joplin_server_cautions_and_rewrites_on_request() {
     migrate(&less, &[]);
     emu.reset_stats();
     let out = migrate(&src, &[]);
-    assert_eq!(emu.stats().deletes, 0, "{out}");
+    // (One delete: the temp file of the clock probe a stamping mirror makes.)
+    assert_eq!(emu.stats().deletes, 1, "{out}");
     assert!(
         out.contains("note (Joplin Server): 1 item(s) were written that the target did not have")
             && out.contains("the same migrate again with --mode mirror --rewrite-unchanged"),
@@ -995,9 +1138,10 @@ fn mirror_into_a_used_joplin_server_cautions_and_rewrites_on_request() {
     emu.reset_stats();
     let out = migrate(&src, &["--rewrite-unchanged"]);
     let st = emu.stats();
+    // (Plus the clock probe's temp file, written and deleted.)
     assert_eq!(
         (st.single_puts + st.batch_items, st.deletes),
-        (written, 0),
+        (written + 1, 1),
         "--rewrite-unchanged should write each of the {written} items and blobs once: {out}"
     );
     assert!(!out.contains("note (Joplin Server)"), "{out}");

@@ -325,3 +325,71 @@ fn a_tag_renamed_on_the_target_is_found_by_its_new_title() {
     );
     assert_eq!(tags_of(&p, ROADMAP), ["WORK"]);
 }
+
+/// A note the user edited after the backup and then moved to the trash comes back as the
+/// target holds it (the edit kept, out of the trash) by `--only note:…`; `--overwrite` puts
+/// the backup's version instead. (It came back as the backup's version, the edit gone from
+/// every client with nothing said.)
+#[test]
+fn a_note_edited_then_trashed_comes_back_with_the_edit() {
+    const NOTE: &str = "3151c3990c044f74b984078dd0bc8a4c";
+    let tmp = tempfile::tempdir().unwrap();
+    let target = tmp.path().join("target");
+    let t = target.to_str().unwrap();
+    jr_ok(&[
+        "restore",
+        sample_jex().to_str().unwrap(),
+        "--target",
+        t,
+        "-q",
+    ]);
+    let p = Profile::new(tmp.path().join("client"));
+    p.use_folder(&target);
+    p.sync();
+    let row = |p: &Profile| {
+        p.query(&format!(
+            "SELECT title, body, deleted_time != 0 FROM notes WHERE id = '{NOTE}'"
+        ))[0]
+            .clone()
+    };
+    let original = row(&p);
+    let title = original[0].clone();
+    p.batch(&[
+        format!("set {NOTE} body \"edited after the backup\""),
+        format!("rmnote -f {NOTE}"),
+    ]);
+    p.sync();
+    assert_eq!(row(&p)[2], "1", "the note is in the trash");
+    let only = format!("note:{title}");
+    let (jex, snaps) = (sample_jex(), tmp.path().join("snaps"));
+    let restore = |extra: &[&str]| {
+        let mut args = vec![
+            "restore",
+            jex.to_str().unwrap(),
+            "--target",
+            t,
+            "--only",
+            &only,
+            "--yes",
+            "--snapshot-dir",
+            snaps.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        jr_ok(&args)
+    };
+    let dry = restore(&["--dry-run"]);
+    assert!(dry.contains("come back as the target holds them"), "{dry}");
+    let out = restore(&[]);
+    assert!(out.contains("come back as the target holds them"), "{out}");
+    p.sync();
+    assert_eq!(
+        row(&p),
+        vec![title.clone(), "edited after the backup".into(), "0".into()]
+    );
+    // The backup's own version, asked for.
+    p.batch(&[format!("rmnote -f {NOTE}")]);
+    p.sync();
+    restore(&["--overwrite"]);
+    p.sync();
+    assert_eq!(row(&p), vec![title, original[1].clone(), "0".into()]);
+}

@@ -253,16 +253,18 @@ fn an_active_lock_stops_a_destructive_restore_before_the_snapshot() {
     assert!(text(&o).contains("Snapshot"), "{}", text(&o));
 }
 
-/// A lock a killed joplin-restore run left (not this restore's: no journal names it) is called
-/// ours, with `unlock` as the way out, both where a restore checks before its snapshot and where
-/// it takes the lock; the refusal exits 4.
+/// A lock a joplin-restore run left that may still be writing (it names no process on this
+/// machine: another machine's, or an older version's) is called ours, with `unlock` as the way
+/// out, both where a restore checks before its snapshot and where it takes the lock; the
+/// refusal exits 4. One whose run on this machine is gone (killed) is removed, said, and the
+/// run goes on (a `clear` or `rollback` rerun after a kill -9 was refused for 3 minutes).
 #[test]
 fn a_lock_of_another_joplin_restore_run_is_named_as_ours() {
     let dir = tempfile::tempdir().unwrap();
     let t = restored(dir.path());
     std::fs::write(
-        t.join("locks/2_3_killed0.json"),
-        support::our_lock_body("killed0", support::ended_pid()),
+        t.join("locks/2_3_elsewhere0.json"),
+        r#"{"type":2,"clientType":3,"clientId":"elsewhere0","app":"joplin-restore"}"#,
     )
     .unwrap();
     let jex = sample_jex();
@@ -292,16 +294,47 @@ fn a_lock_of_another_joplin_restore_run_is_named_as_ours() {
         );
         assert!(!out.contains("Joplin client"), "{out}");
     }
-    // `status` says the run is gone and how to clear its lock, though the lock is fresh.
-    let status = jr_ok(&["status", "--target", t.to_str().unwrap()]);
-    assert!(
-        status.contains("(joplin-restore, its run is gone) — `unlock` removes it"),
-        "{status}"
-    );
-    jr_ok(&["unlock", "--target", t.to_str().unwrap()]);
-    jr_ok(&args);
-    let back = std::fs::read_to_string(&note).unwrap();
-    assert!(back.starts_with("urgent\n\nid: 7241f91b"), "{back}");
+    jr_ok(&["unlock", "--target", t.to_str().unwrap(), "--force"]);
+
+    // A killed run of ours on this machine: `status` says its run is gone, though the lock is
+    // fresh, and the next run (a restore, or a clear) removes it and goes on.
+    for (i, command) in [
+        &args[..],
+        &[
+            "clear",
+            "--target",
+            t.to_str().unwrap(),
+            "--yes",
+            "--no-snapshot",
+        ][..],
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        std::fs::write(
+            t.join(format!("locks/2_3_killed{i}.json")),
+            support::our_lock_body(&format!("killed{i}"), support::ended_pid()),
+        )
+        .unwrap();
+        let status = jr_ok(&["status", "--target", t.to_str().unwrap()]);
+        assert!(
+            status.contains("(joplin-restore, its run is gone) — `unlock` removes it"),
+            "{status}"
+        );
+        let o = jr(command);
+        let out = text(&o);
+        assert!(o.status.success(), "{out}");
+        assert!(
+            out.contains(&format!("removed the lock locks/2_3_killed{i}.json"))
+                && out.contains("ended without releasing it"),
+            "{out}"
+        );
+        if i == 0 {
+            let back = std::fs::read_to_string(&note).unwrap();
+            assert!(back.starts_with("urgent\n\nid: 7241f91b"), "{back}");
+        }
+    }
+    assert!(!note.exists(), "the clear went through");
 }
 
 /// The id of the note a client syncs while a run is under way.

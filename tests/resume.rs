@@ -1180,6 +1180,56 @@ fn a_file_a_client_writes_during_the_restore_is_not_deleted_last() {
         .contains("edited while the restore ran"));
 }
 
+/// The same for a mirror migrate onto a destination clients sync with: a note a client writes
+/// there while the mirror runs is kept, not deleted last with what the source lacks (its
+/// client would then delete it too).
+#[test]
+fn a_file_a_client_writes_during_a_mirror_migrate_is_not_deleted_last() {
+    const EXTRA: &str = "0123456789abcdef0123456789abcdef.md";
+    let s = SampleTarget::new();
+    let dst = s._tmp.path().join("dst");
+    let d = dst.to_str().unwrap();
+    jr_ok(&["migrate", "--from", s.target(), "--to", d, "-q"]);
+    let note = std::fs::read_to_string(s.target.join("2ebc0432f27d42fdb982a925c8734636.md"))
+        .unwrap()
+        .replace(
+            "2ebc0432f27d42fdb982a925c8734636",
+            "0123456789abcdef0123456789abcdef",
+        );
+    std::fs::write(dst.join(EXTRA), &note).unwrap();
+    let journals = s.journals.to_str().unwrap();
+    let mut child = support::spawn(&[
+        "migrate",
+        "--from",
+        s.target(),
+        "--to",
+        d,
+        "--mode",
+        "mirror",
+        "--yes",
+        "--rewrite-unchanged",
+        "--tpslimit",
+        "5",
+        "--journal-dir",
+        journals,
+        "--snapshot-dir",
+        s._tmp.path().join("snaps").to_str().unwrap(),
+    ]);
+    wait_for_done(&s.journals, &mut child, 1, |_| true);
+    assert!(child.try_wait().unwrap().is_none(), "the run is writing");
+    std::thread::sleep(Duration::from_millis(50));
+    std::fs::write(dst.join(EXTRA), format!("{note}\n")).unwrap();
+    let o = child.wait_with_output().unwrap();
+    let out = text(&o);
+    assert!(out.contains("kept 1 file(s) the source lacks"), "{out}");
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "the check shows it as extra: {out}"
+    );
+    assert!(dst.join(EXTRA).exists(), "{out}");
+}
+
 /// Each item is stamped as it is written, not when the run began: behind `--tpslimit` the lock,
 /// the second listing and the wait for a slot take seconds, and a copy stamped before a
 /// client's edit of those seconds loses to it on that client for good. The stamp in each

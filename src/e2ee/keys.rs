@@ -235,6 +235,17 @@ impl PasswordArgs {
         Ok(None)
     }
 
+    /// The password from a file or the environment, never asked for: for a target whose
+    /// E2EE is off that may still hold items encrypted before it was turned off.
+    pub fn given(&self) -> Result<Option<Zeroizing<String>>> {
+        if self.master_password_file.is_none()
+            && std::env::var_os(PASSWORD_ENV).is_none_or(|v| v.is_empty())
+        {
+            return Ok(None);
+        }
+        self.password("")
+    }
+
     /// A password for a new master key: as [`PasswordArgs::password`], but a terminal prompt
     /// asks twice (a typo would lock everyone out).
     pub fn new_password(&self, target: &str) -> Result<Option<Zeroizing<String>>> {
