@@ -833,5 +833,5 @@ fn print_differences(r: &verify::VerifyReport, against: &str, blob_hint: &str) {
 
 /// After a restore or verify: a blob of the right size is trusted unless its bytes are read.
 const RESTORE_CHECKSUM_HINT: &str = "A blob whose size is right is kept as it is: run the \
-     restore again with --checksum to compare every blob byte for byte and replace those that \
+     restore with --checksum to compare every blob byte for byte and replace those that \
      differ.";

@@ -274,9 +274,10 @@ pub fn keep_target_tags(
 }
 
 /// Without `--overwrite`, a note or notebook of the selection that the target holds in its
-/// trash comes back as the target holds it (its content is newer than the backup's: the user
-/// edited it, then trashed it), out of the trash, under the backup's parent (which the restore
-/// brings back too). Returns those copies by backup item index, decrypted on an encrypted
+/// trash with other content than the backup's (the user edited it, then trashed it: the
+/// trash holds its last state) comes back as the target holds it, out of the trash, under the
+/// backup's parent (which the restore brings back too). One only trashed, or whose backup
+/// version was edited later (`user_updated_time`), gets the backup's version. Returns those copies by backup item index, decrypted on an encrypted
 /// target (the restore encrypts what it writes); the backup's own version is what
 /// `--overwrite` writes. Reads only the copies [`crate::plan::fetch_comparable`] found trashed
 /// and different.
@@ -323,8 +324,22 @@ pub async fn trashed_copies(
                 }
             }
             let ours = backup.item(bi)?;
-            it.set("deleted_time", "0".to_string());
+            it.set(
+                "deleted_time",
+                ours.get("deleted_time").unwrap_or("0").to_string(),
+            );
             it.set("parent_id", ours.parent_id().to_string());
+            // Only trashed (the same content), or the backup's version edited later (a
+            // `user_updated_time` the app sets on an edit; other writers may leave it): the
+            // backup's goes back, as for any other item the restore brings.
+            let edited = |i: &Item| {
+                i.get("user_updated_time")
+                    .and_then(crate::item::parse_time)
+                    .unwrap_or(0)
+            };
+            if it.same_content(&ours) || edited(&it) < edited(&ours) {
+                return Ok(None);
+            }
             Ok(Some((i, it)))
         })
         .buffer_unordered(transfers.max(1))

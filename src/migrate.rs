@@ -719,8 +719,11 @@ pub async fn run(args: &MigrateArgs) -> Result<MigrateSummary> {
              copies; all else is copied as it is."
         );
     }
-    // A dry run is when people look: it warns as the run would.
-    plan.warn_of_fail_safe(dest.storage.capabilities().change_feed);
+    // A dry run is when people look: it warns as the run would (only clients that synced the
+    // destination, which then has info.json, can meet the fail-safe).
+    if state.info.is_some() {
+        plan.warn_of_fail_safe(dest.storage.capabilities().change_feed);
+    }
     if args.safety.dry_run {
         for (phase, uploads) in &plan.phases {
             crate::say!("copy {} ({}):", phase.label(), uploads.len());
@@ -858,7 +861,7 @@ pub async fn run(args: &MigrateArgs) -> Result<MigrateSummary> {
             "interrupted: nothing more is being copied; {}. Run the same command again to \
              resume and finish (journal: {}).",
             if exec.started_deleting() {
-                "part of what the source lacks was already deleted on the destination"
+                "part of what the source lacks may already be deleted on the destination"
             } else {
                 "nothing was deleted"
             },
@@ -903,7 +906,7 @@ pub async fn run(args: &MigrateArgs) -> Result<MigrateSummary> {
         }
         msg.push_str(&format!(
             "{}. Fix the cause and run the same command again: files already copied are skipped.",
-            if exec.started_deleting() {
+            if outcome.deleted > 0 {
                 "Part of what the source lacks was already deleted on the destination"
             } else {
                 "Nothing was deleted"

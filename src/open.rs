@@ -258,9 +258,10 @@ pub struct PacerArgs {
     /// (default 10).
     #[arg(long, value_name = "N")]
     pub retries: Option<u32>,
-    /// How long an HTTP request may go without progress before it fails and is retried: no
-    /// answer, no bytes of one, no chunk of an upload taken; a long upload that keeps going is
-    /// never cut (e.g. 30s, 5m; default 5m, as rclone).
+    /// WebDAV and Joplin Server: how long a request may go without progress before it fails
+    /// and is retried: no answer, no bytes of one, no chunk of an upload taken; a long upload
+    /// that keeps going is never cut (e.g. 30s, 5m; default 5m, as rclone). S3 uses the AWS
+    /// SDK's own stall detection.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub timeout: Option<Duration>,
 }

@@ -218,11 +218,13 @@ impl Plan {
 }
 
 /// A copy of `item` as the restore writes it: `updated_time` (and `blob_updated_time` for
-/// resources) set to the restore time so clients take it over their own copies.
+/// resources) set to the restore time so clients take it over their own copies. An encrypted
+/// resource (a rollback's or a migration's copy, written as it is) keeps its empty
+/// `blob_updated_time`: that field is inside the cipher text.
 pub fn stamped(item: &Item, stamp_ms: i64) -> Item {
     let mut it = item.clone();
     it.set("updated_time", format_time(stamp_ms));
-    if it.item_type() == ItemType::Resource {
+    if it.item_type() == ItemType::Resource && !crate::e2ee::is_encrypted(&it) {
         it.set("blob_updated_time", stamp_ms.to_string());
     }
     it

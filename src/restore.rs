@@ -646,15 +646,16 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
         deleting: Default::default(),
     };
     // What a run that stops says of the deletions: none yet, or some (the snapshot has them).
+    // `deleted`: whether files are known gone (a failed run), or may be (an interrupted one).
     let clear_first = plan.clear_first;
-    let deletions = |exec: &Executor| {
-        if !exec.started_deleting() {
+    let deletions = |deleted: bool| {
+        if !deleted {
             return "nothing the backup lacks was deleted".to_string();
         }
         let gone = if clear_first {
             "the target was cleared first (all or part of it)"
         } else {
-            "part of what the backup lacks was already deleted"
+            "part of what the backup lacks may already be deleted"
         };
         match &snapshot {
             Some(s) => format!("{gone}; the snapshot {} holds it", s.display()),
@@ -666,7 +667,7 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
         anyhow::bail!(
             "interrupted: nothing more is being written; {}. Run the same command again to \
              resume and finish (journal: {}).",
-            deletions(&exec),
+            deletions(exec.started_deleting()),
             journal.path().display()
         );
     };
@@ -681,7 +682,7 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
         for f in outcome.failures.iter().take(20) {
             msg.push_str(&format!("  {}: {}\n", f.what, f.error));
         }
-        let mut said = deletions(&exec);
+        let mut said = deletions(outcome.deleted > 0);
         said[..1].make_ascii_uppercase();
         msg.push_str(&format!(
             "{said}. Fix the cause and run the same command again: files already uploaded are \
@@ -837,7 +838,10 @@ pub(crate) async fn relist_for_plan(
 
 /// The unlocked keys of an end-to-end encrypted target; None for a plain target (or with
 /// `--allow-plaintext`: `Some(true)`; `None` for commands without that option). Refuses, before
-/// anything is written, when the password is missing or wrong.
+/// anything is written, when the password is missing or wrong. For a command that only reads
+/// (`allow_plaintext` None), a target whose E2EE was turned off but whose info.json keeps its
+/// keys is unlocked too when a password is given in a file or the environment (items a client
+/// did not change stay encrypted); a password that does not open it is only warned about.
 pub async fn keyring_for(
     target: &SyncTarget,
     state: &crate::target::TargetState,
@@ -861,10 +865,21 @@ pub async fn keyring_for(
             return Ok(None);
         };
         let info = E2eeInfo::from_info(state.info.as_ref().expect("keys come from info.json"));
+        let shown = where_.clone();
         let ring = tokio::task::spawn_blocking(move || Keyring::unlock(&info, &pw, &where_))
             .await
-            .context("unlocking the master key")??;
-        return Ok(Some(Arc::new(ring)));
+            .context("unlocking the master key")?;
+        // The password may be meant for another target: only items still encrypted need it.
+        return Ok(match ring {
+            Ok(ring) => Some(Arc::new(ring)),
+            Err(e) => {
+                crate::note!(
+                    "warning: {shown} has E2EE turned off; the master password given does not \
+                     open its old key, so items still encrypted there are not read: {e:#}"
+                );
+                None
+            }
+        });
     }
     let info = E2eeInfo::from_info(state.info.as_ref().expect("e2ee flag comes from info.json"));
     if allow_plaintext == Some(true) {

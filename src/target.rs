@@ -746,8 +746,10 @@ impl SyncTarget {
             let ours = reclaim
                 .iter()
                 .any(|id| l.owner.ends_with(&format!(" {id}")));
-            // A run of ours on this machine that is gone: its lock is removed when ours is taken.
-            if l.active && !ours && l.running != Some(false) {
+            // A lock file of a run of ours on this machine that is gone: removed when ours is
+            // taken (a lock service's lock is not: it still refuses here).
+            let removable = l.running == Some(false) && l.server_key.is_none();
+            if l.active && !ours && !removable {
                 return Err(self.lock_held(
                     l.kind,
                     &l.owner,

@@ -364,6 +364,14 @@ fn export_of_a_target_with_e2ee_turned_off_decrypts_what_stayed_encrypted() {
         text(&o)
     );
     assert!(!out.exists());
+    // A password meant for another target is said not to open the key; the refusal stands.
+    let o = support::jr_env(&args, &[("JOPLIN_RESTORE_MASTER_PASSWORD", "not this one")]);
+    assert_eq!(o.status.code(), Some(4), "{}", text(&o));
+    assert!(
+        text(&o).contains("does not open its old key"),
+        "{}",
+        text(&o)
+    );
     let o = support::jr_env(
         &args,
         &[(

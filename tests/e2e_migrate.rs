@@ -1147,6 +1147,48 @@ fn mirror_into_a_used_joplin_server_cautions_and_rewrites_on_request() {
     assert!(!out.contains("note (Joplin Server)"), "{out}");
 }
 
+/// A stamping mirror of an end-to-end encrypted target (items copied as they are, encrypted)
+/// stamps the envelope's `updated_time` only: an encrypted resource's `blob_updated_time` is
+/// inside its cipher text and stays empty (a stamp there made every later `--check` report it
+/// and every mirror copy it again).
+#[test]
+fn a_stamping_mirror_of_an_encrypted_target_checks_clean() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    let dst = tmp.path().join("dst");
+    let fixture = support::repo().join("tests/fixtures/e2ee-target");
+    let o = Command::new("cp")
+        .args(["-a", fixture.to_str().unwrap(), src.to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(o.success());
+    let (s, d) = (src.to_str().unwrap(), dst.to_str().unwrap());
+    jr_ok(&["migrate", "--from", s, "--to", d, "-q"]);
+    // The destination lost the resource item: the mirror writes it again, stamped.
+    std::fs::remove_file(dst.join("f3355f2dcd5b416384a29e83ae445708.md")).unwrap();
+    let snaps = tmp.path().join("snaps");
+    let mirror = [
+        "migrate",
+        "--from",
+        s,
+        "--to",
+        d,
+        "--mode",
+        "mirror",
+        "--yes",
+        "--snapshot-dir",
+        snaps.to_str().unwrap(),
+    ];
+    let out = jr_ok(&mirror);
+    assert!(out.contains("stamped with the migration time"), "{out}");
+    let item = std::fs::read_to_string(dst.join("f3355f2dcd5b416384a29e83ae445708.md")).unwrap();
+    assert!(item.contains("\nblob_updated_time: \n"), "{item}");
+    let o = jr(&["migrate", "--from", s, "--to", d, "--check"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let again = jr_ok(&mirror);
+    assert!(again.contains("0 file(s) copied"), "{again}");
+}
+
 /// A mirror migrate copies the source's info.json: onto a destination that uses E2EE, from a
 /// source that does not, that would turn encryption off there and drop its key (clients then
 /// upload their notes in clear). Refused, saying so, before anything is written; `--force` goes

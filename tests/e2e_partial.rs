@@ -391,5 +391,15 @@ fn a_note_edited_then_trashed_comes_back_with_the_edit() {
     p.sync();
     restore(&["--overwrite"]);
     p.sync();
+    assert_eq!(
+        row(&p),
+        vec![title.clone(), original[1].clone(), "0".into()]
+    );
+    // Only trashed, not edited: the backup's version comes back, and nothing claims an edit.
+    p.batch(&[format!("rmnote -f {NOTE}")]);
+    p.sync();
+    let out = restore(&[]);
+    assert!(!out.contains("come back as the target holds them"), "{out}");
+    p.sync();
     assert_eq!(row(&p), vec![title, original[1].clone(), "0".into()]);
 }

@@ -298,7 +298,7 @@ async fn an_upload_the_server_never_answers_times_out() {
     assert!(e.is_retryable(), "{e:?}");
     let msg = e.to_string();
     assert!(
-        msg.contains(".resource/x") && msg.contains("no progress for 1 s"),
+        msg.contains(".resource/x") && msg.contains("no progress for 1 s (--timeout)"),
         "{msg}"
     );
     held.join().unwrap();

@@ -115,6 +115,15 @@ impl Progress {
     }
 }
 
+/// The error of an upload [`unless_idle`] gave up on: transient (the pacer retries it).
+pub fn stalled_upload(what: &str, idle: Duration) -> StorageError {
+    StorageError::transient(format!(
+        "{what}: the upload made no progress for {} s (--timeout): the server stopped reading or \
+         answering",
+        idle.as_secs()
+    ))
+}
+
 /// Await `request` (an upload whose body reports to `progress`) unless it goes `idle` long
 /// with no chunk taken and no answer: then `None`.
 pub async fn unless_idle<T>(

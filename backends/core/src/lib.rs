@@ -16,7 +16,7 @@ pub mod body;
 pub mod conformance;
 pub mod pacer;
 
-pub use body::{unless_idle, FileSlice, Pace, Progress};
+pub use body::{stalled_upload, unless_idle, FileSlice, Pace, Progress};
 
 /// How long an HTTP request may go without progress (no answer, no bytes of one, no chunk of
 /// an upload taken) before it fails and is retried: rclone's `--timeout` default.

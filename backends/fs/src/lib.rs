@@ -24,13 +24,20 @@ impl FsStorage {
         FsStorage { root: root.into() }
     }
 
+    /// Where `path` lives, and a new temp file beside it to write into and rename into place
+    /// (a reader never sees a half-written file).
+    fn local_and_temp(&self, path: &str) -> Result<(PathBuf, PathBuf)> {
+        let local = self.local(path)?;
+        let dir = local.parent().unwrap_or(&self.root);
+        let tmp = dir.join(format!("{TEMP_PREFIX}{:016x}", rand::rng().random::<u64>()));
+        Ok((local, tmp))
+    }
+
     /// [`Storage::put_file`] of a slice under `--bwlimit`: its body's chunks, as the pace
     /// grants them, into a temp file renamed into place.
     async fn put_file_paced(&self, path: &str, src: &backend_core::FileSlice) -> Result<()> {
         use tokio::io::AsyncWriteExt;
-        let local = self.local(path)?;
-        let dir = local.parent().unwrap_or(&self.root).to_path_buf();
-        let tmp = dir.join(format!("{TEMP_PREFIX}{:016x}", rand::rng().random::<u64>()));
+        let (local, tmp) = self.local_and_temp(path)?;
         let mut body = src.body().await.map_err(|e| src.error(path, e))?;
         let copied = async {
             let mut out = tokio::fs::File::create(&tmp)
@@ -236,9 +243,7 @@ impl Storage for FsStorage {
     }
 
     async fn put(&self, path: &str, data: Bytes) -> Result<()> {
-        let local = self.local(path)?;
-        let dir = local.parent().unwrap_or(&self.root).to_path_buf();
-        let tmp = dir.join(format!("{TEMP_PREFIX}{:016x}", rand::rng().random::<u64>()));
+        let (local, tmp) = self.local_and_temp(path)?;
         let write = async {
             tokio::fs::write(&tmp, &data).await?;
             tokio::fs::rename(&tmp, &local).await
@@ -256,9 +261,7 @@ impl Storage for FsStorage {
         if src.pace.is_some() {
             return self.put_file_paced(path, src).await;
         }
-        let local = self.local(path)?;
-        let dir = local.parent().unwrap_or(&self.root).to_path_buf();
-        let tmp = dir.join(format!("{TEMP_PREFIX}{:016x}", rand::rng().random::<u64>()));
+        let (local, tmp) = self.local_and_temp(path)?;
         let src = src.clone();
         let p = path.to_string();
         tokio::task::spawn_blocking(move || {

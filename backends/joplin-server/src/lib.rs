@@ -237,7 +237,7 @@ impl JoplinServer {
         if e.is_builder() {
             return StorageError::Config(format!("{}: {e}", self.base));
         }
-        if e.is_timeout() {
+        if e.is_timeout() && !e.is_connect() {
             return StorageError::transient(format!(
                 "{path}: Joplin Server at {} sent nothing for {} s (--timeout): it is down, \
                  overloaded or unreachable; a longer --timeout waits more",
@@ -372,13 +372,7 @@ impl JoplinServer {
                 None => answer.await?,
                 Some(p) => backend_core::unless_idle(answer, p, self.timeout)
                     .await
-                    .ok_or_else(|| {
-                        StorageError::transient(format!(
-                            "{path}: the upload made no progress for {} s (the server stopped \
-                             reading or answering)",
-                            self.timeout.as_secs()
-                        ))
-                    })??,
+                    .ok_or_else(|| backend_core::stalled_upload(path, self.timeout))??,
             };
             if status == 403 && attempt == 0 {
                 tracing::debug!("{path}: 403, logging in again");

@@ -189,7 +189,17 @@ impl WebDavStorage {
     }
 
     async fn request(&self, method: Method, path: &str) -> Result<RequestBuilder> {
-        self.dav
+        self.request_on(&self.dav, method, path).await
+    }
+
+    /// [`Self::request`] through `client` (`self.uploads` for a file upload).
+    async fn request_on(
+        &self,
+        client: &reqwest_dav::Client,
+        method: Method,
+        path: &str,
+    ) -> Result<RequestBuilder> {
+        client
             .start_request(method, &location::encode_path(path))
             .await
             .map_err(|e| StorageError::Config(format!("{}: {e}", self.url_of(path))))
@@ -628,24 +638,15 @@ impl Storage for WebDavStorage {
         let body = src.body().await.map_err(|e| src.error(path, e))?;
         let progress = body.progress();
         let req = self
-            .uploads
-            .start_request(Method::PUT, &location::encode_path(path))
-            .await
-            .map_err(|e| StorageError::Config(format!("{}: {e}", self.url_of(path))))?
+            .request_on(&self.uploads, Method::PUT, path)
+            .await?
             .header(
                 CONTENT_TYPE,
                 HeaderValue::from_static("application/octet-stream"),
             )
             .header(reqwest::header::CONTENT_LENGTH, src.len)
             .body(reqwest::Body::wrap(body));
-        let stalled = || {
-            StorageError::transient(format!(
-                "{}: the upload made no progress for {} s (the server stopped reading or \
-                 answering)",
-                self.url_of(path),
-                self.timeout.as_secs()
-            ))
-        };
+        let stalled = || backend_core::stalled_upload(&self.url_of(path), self.timeout);
         let resp = backend_core::unless_idle(self.send(req, path), &progress, self.timeout)
             .await
             .ok_or_else(stalled)??;
