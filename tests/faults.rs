@@ -188,21 +188,8 @@ fn attachments_slower_than_the_timeout_still_restore() {
 /// the command after about that long, not after the 5-minute default.
 #[test]
 fn a_server_that_never_answers_fails_after_the_timeout() {
-    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = silent.local_addr().unwrap().port();
-    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let stop = done.clone();
-    let held = std::thread::spawn(move || {
-        let mut conns = Vec::new();
-        silent.set_nonblocking(true).unwrap();
-        let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        while std::time::Instant::now() < until && !stop.load(Ordering::SeqCst) {
-            match silent.accept() {
-                Ok((c, _)) => conns.push(c),
-                Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
-            }
-        }
-    });
+    let silent = support::SilentServer::start();
+    let port = silent.port;
     let started = std::time::Instant::now();
     let o = jr_dav(&[
         "status",
@@ -215,8 +202,7 @@ fn a_server_that_never_answers_fails_after_the_timeout() {
         "--retries",
         "0",
     ]);
-    done.store(true, Ordering::SeqCst);
-    held.join().unwrap();
+    drop(silent);
     assert!(!o.status.success(), "{}", text(&o));
     assert!(
         started.elapsed() < std::time::Duration::from_secs(30),

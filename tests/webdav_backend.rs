@@ -245,12 +245,7 @@ async fn a_slow_upload_outlasting_the_timeout_goes_through() {
     s.ensure_root().await.unwrap();
     s.mkdir(".resource").await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let local = dir.path().join("blob");
-    let data = backend_core::conformance::pattern(600_000, 5);
-    std::fs::write(&local, &data).unwrap();
-    // 600 kB at 300 kB/s: about 1.9 s, against a 1 s timeout.
-    let slice =
-        backend_core::FileSlice::new(&local, 0, 600_000).paced(backend_core::Pace::new(300_000));
+    let (slice, data) = backend_core::conformance::slow_upload(dir.path());
     let started = std::time::Instant::now();
     s.put_file(".resource/slow", &slice).await.unwrap();
     assert!(
@@ -264,23 +259,8 @@ async fn a_slow_upload_outlasting_the_timeout_goes_through() {
 /// progress, as a transient error the pacer retries, naming the file and the wait.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upload_the_server_never_answers_times_out() {
-    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = silent.local_addr().unwrap().port();
-    // Accept and hold connections, reading nothing and answering nothing, until told.
-    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let stop = done.clone();
-    let held = std::thread::spawn(move || {
-        let mut conns = Vec::new();
-        silent.set_nonblocking(true).unwrap();
-        let until = std::time::Instant::now() + Duration::from_secs(15);
-        while std::time::Instant::now() < until && !stop.load(std::sync::atomic::Ordering::SeqCst) {
-            match silent.accept() {
-                Ok((c, _)) => conns.push(c),
-                Err(_) => std::thread::sleep(Duration::from_millis(20)),
-            }
-        }
-        drop(conns);
-    });
+    let silent = support::SilentServer::start();
+    let port = silent.port;
     let s = storage_with_timeout(
         &format!("http://127.0.0.1:{port}/dav/Joplin"),
         PASS,
@@ -294,12 +274,11 @@ async fn an_upload_the_server_never_answers_times_out() {
         .await
         .expect("the timeout ends the upload")
         .unwrap_err();
-    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    drop(silent);
     assert!(e.is_retryable(), "{e:?}");
     let msg = e.to_string();
     assert!(
         msg.contains(".resource/x") && msg.contains("no progress for 1 s (--timeout)"),
         "{msg}"
     );
-    held.join().unwrap();
 }

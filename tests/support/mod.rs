@@ -220,3 +220,46 @@ pub fn our_lock_body(client_id: &str, pid: u32) -> String {
     })
     .to_string()
 }
+
+/// A server on 127.0.0.1 that accepts connections and never reads or answers (a hung server),
+/// until dropped (at most a minute).
+pub struct SilentServer {
+    pub port: u16,
+    done: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    held: Option<std::thread::JoinHandle<()>>,
+}
+
+impl SilentServer {
+    pub fn start() -> SilentServer {
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop = done.clone();
+        let held = std::thread::spawn(move || {
+            let mut conns = Vec::new();
+            listener.set_nonblocking(true).unwrap();
+            let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
+            while std::time::Instant::now() < until && !stop.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((c, _)) => conns.push(c),
+                    Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
+                }
+            }
+        });
+        SilentServer {
+            port,
+            done,
+            held: Some(held),
+        }
+    }
+}
+
+impl Drop for SilentServer {
+    fn drop(&mut self) {
+        self.done.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(h) = self.held.take() {
+            let _ = h.join();
+        }
+    }
+}

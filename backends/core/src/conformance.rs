@@ -13,6 +13,16 @@ fn names(entries: &[crate::Entry]) -> Vec<String> {
     v
 }
 
+/// A file `blob` of 600 kB in `dir` and a slice of it sent at 300 kB/s: an upload of about
+/// 1.9 s, for timeouts of 1 s. Returns the slice and the file's bytes.
+pub fn slow_upload(dir: &std::path::Path) -> (crate::FileSlice, Bytes) {
+    let local = dir.join("blob");
+    let data = pattern(600_000, 5);
+    std::fs::write(&local, &data).expect("write the local file");
+    let slice = crate::FileSlice::new(&local, 0, 600_000).paced(crate::Pace::new(300_000));
+    (slice, data)
+}
+
 /// Deterministic pseudo-random bytes (no RNG dependency, same on every run).
 pub fn pattern(len: usize, seed: u8) -> Bytes {
     let mut state = 0x9E37_79B9u32 ^ seed as u32;

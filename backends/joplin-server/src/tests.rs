@@ -29,12 +29,7 @@ async fn a_slow_upload_outlasting_the_timeout_goes_through() {
     let emu = Emulator::start(EmulatorConfig::default()).await;
     let s = backend_with_timeout(&emu.url(), "admin", Duration::from_secs(1));
     let dir = tempfile::tempdir().unwrap();
-    let local = dir.path().join("blob");
-    let data = backend_core::conformance::pattern(600_000, 9);
-    std::fs::write(&local, &data).unwrap();
-    // 600 kB at 300 kB/s: about 1.9 s, against a 1 s timeout.
-    let slice =
-        backend_core::FileSlice::new(&local, 0, 600_000).paced(backend_core::Pace::new(300_000));
+    let (slice, data) = backend_core::conformance::slow_upload(dir.path());
     let started = std::time::Instant::now();
     s.put_file(".resource/slow", &slice).await.unwrap();
     assert!(
