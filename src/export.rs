@@ -150,13 +150,7 @@ pub async fn run(args: &ExportArgs) -> Result<ExportSummary> {
         );
     }
     // A JEX missing them (an attachment, say, that its note still links) is no backup.
-    let has_keys = state
-        .info
-        .as_ref()
-        .and_then(|i| i.get("masterKeys"))
-        .and_then(serde_json::Value::as_array)
-        .is_some_and(|k| !k.is_empty());
-    if summary.skipped_encrypted > 0 && !has_keys {
+    if summary.skipped_encrypted > 0 && !state.has_master_keys() {
         return Err(crate::exit::Refusal(format!(
             "{}: {} item(s) are end-to-end encrypted and its info.json holds no master key to \
              decrypt them (export from a target whose info.json has its keys); nothing was \

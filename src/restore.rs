@@ -836,6 +836,18 @@ pub(crate) async fn relist_for_plan(
     }
 }
 
+/// [`Keyring::unlock`] off the async workers (220 000 PBKDF2 rounds for a KeyV1 key); the
+/// outer error is the task's, the inner one the password's or the key's.
+async fn unlock(
+    info: E2eeInfo,
+    pw: zeroize::Zeroizing<String>,
+    where_: String,
+) -> Result<Result<Keyring>> {
+    tokio::task::spawn_blocking(move || Keyring::unlock(&info, &pw, &where_))
+        .await
+        .context("unlocking the master key")
+}
+
 /// The unlocked keys of an end-to-end encrypted target; None for a plain target (or with
 /// `--allow-plaintext`: `Some(true)`; `None` for commands without that option). Refuses, before
 /// anything is written, when the password is missing or wrong. For a command that only reads
@@ -852,29 +864,19 @@ pub async fn keyring_for(
     if !state.e2ee_enabled() {
         // E2EE turned off in a client leaves the items it did not change encrypted: a command
         // that only reads (verify, diff, export) decrypts them with a password it was given.
-        let keys = state
-            .info
-            .as_ref()
-            .and_then(|i| i.get("masterKeys"))
-            .and_then(serde_json::Value::as_array)
-            .is_some_and(|k| !k.is_empty());
-        if allow_plaintext.is_some() || !keys {
+        if allow_plaintext.is_some() || !state.has_master_keys() {
             return Ok(None);
         }
         let Some(pw) = password.given()? else {
             return Ok(None);
         };
         let info = E2eeInfo::from_info(state.info.as_ref().expect("keys come from info.json"));
-        let shown = where_.clone();
-        let ring = tokio::task::spawn_blocking(move || Keyring::unlock(&info, &pw, &where_))
-            .await
-            .context("unlocking the master key")?;
         // The password may be meant for another target: only items still encrypted need it.
-        return Ok(match ring {
+        return Ok(match unlock(info, pw, where_.clone()).await? {
             Ok(ring) => Some(Arc::new(ring)),
             Err(e) => {
                 crate::note!(
-                    "warning: {shown} has E2EE turned off; the master password given does not \
+                    "warning: {where_} has E2EE turned off; the master password given does not \
                      open its old key, so items still encrypted there are not read: {e:#}"
                 );
                 None
@@ -909,10 +911,7 @@ pub async fn keyring_for(
         ))
         .into());
     };
-    // 220 000 PBKDF2 rounds for a KeyV1 key: off the async workers.
-    let ring = tokio::task::spawn_blocking(move || Keyring::unlock(&info, &pw, &where_))
-        .await
-        .context("unlocking the master key")??;
+    let ring = unlock(info, pw, where_).await??;
     Ok(Some(Arc::new(ring)))
 }
 

@@ -246,6 +246,14 @@ impl TargetState {
     pub fn newest_ms(&self) -> Option<i64> {
         self.newest_item_ms.max(self.newest_blob_ms)
     }
+    /// Whether info.json lists master keys (kept when E2EE is turned off).
+    pub fn has_master_keys(&self) -> bool {
+        self.info
+            .as_ref()
+            .and_then(|i| i.get("masterKeys"))
+            .and_then(Value::as_array)
+            .is_some_and(|k| !k.is_empty())
+    }
     pub fn e2ee_enabled(&self) -> bool {
         self.info
             .as_ref()
