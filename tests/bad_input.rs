@@ -918,6 +918,7 @@ fn damaged_zip_data_is_refused_and_no_room_is_not_damage() {
             seven.display()
         ))
         .env("TMPDIR", dir.path())
+        .envs(support::xdg_env())
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));

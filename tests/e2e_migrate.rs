@@ -664,7 +664,7 @@ fn kill_9_mid_migrate_resumes_and_verifies() {
     let mut finished = false;
     // Each run reads the whole source first (~3 s at 500 requests/s), then copies.
     for delay in [4500u64, 5000, 5500, 6000, 6000, 7000, 8000, 9000] {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_joplin-restore"))
+        let mut child = support::command()
             .args(&args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -225,7 +225,7 @@ fn rollback_refuses_a_snapshot_of_another_target() {
     assert!(o.status.success(), "{}", support::text(&o));
     assert!(b.join("2ebc0432f27d42fdb982a925c8734636.md").is_file());
     // Run from the targets' parent with a relative path: the same target as `a`.
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_joplin-restore"))
+    let o = support::command()
         .args(["rollback", &snap, "--target", "a", "--yes", "-q"])
         .current_dir(tmp.path())
         .output()

@@ -292,6 +292,7 @@ fn password_prompt_on_a_terminal_is_not_echoed() {
     );
     let mut child = Command::new("script")
         .args(["-q", "-e", "-c", &cmd, "/dev/null"])
+        .envs(support::xdg_env())
         .env_remove("JOPLIN_RESTORE_PASSWORD")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

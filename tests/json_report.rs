@@ -316,7 +316,7 @@ fn a_restore_stopped_while_it_plans_still_reports() {
 #[cfg(unix)]
 #[test]
 fn an_interrupted_restore_from_an_archive_leaves_no_unpacked_copy() {
-    use std::process::{Command, Stdio};
+    use std::process::Stdio;
     let tmp = tempfile::tempdir().unwrap();
     let t = tmp.path().join("target");
     let archive = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -334,7 +334,7 @@ fn an_interrupted_restore_from_an_archive_leaves_no_unpacked_copy() {
             .collect()
     };
     // At 2 requests a second, comparing the copies on the target takes over 10 s.
-    let child = Command::new(env!("CARGO_BIN_EXE_joplin-restore"))
+    let child = support::command()
         .args(["restore", a, "--target", target, "--yes", "--tpslimit", "2"])
         .env("TMPDIR", &private_tmp)
         .stdin(Stdio::null())

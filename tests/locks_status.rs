@@ -693,7 +693,7 @@ fn a_signal_while_the_restore_verifies_ends_it_there() {
     let (j, target) = (jex.to_str().unwrap(), t.to_str().unwrap());
     // At 4 requests a second the 31 uploads take ~8 s and reading them back (--verify full)
     // as long again.
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_joplin-restore"))
+    let mut child = support::command()
         .args([
             "restore",
             j,

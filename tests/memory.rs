@@ -6,7 +6,7 @@
 mod support;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use joplin_restore::generate::{write_jex, GenSpec};
@@ -14,7 +14,7 @@ use joplin_restore::generate::{write_jex, GenSpec};
 /// Run our binary and return (success, output, peak resident set size in bytes), polling the
 /// child's VmHWM (monotonic: the last value read is at most one poll behind the true peak).
 fn run_measured(args: &[&str]) -> (bool, String, u64) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_joplin-restore"))
+    let mut child = support::command()
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

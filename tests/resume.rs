@@ -105,7 +105,7 @@ fn kill_and_resume(mode: &str, seed: u64) {
     for (round, delay) in delays(seed, 10).into_iter().enumerate() {
         let done_before = journal_done(&journals);
         let times_before = mtimes(&target, &done_before);
-        let mut child = Command::new(env!("CARGO_BIN_EXE_joplin-restore"))
+        let mut child = support::command()
             .args(&args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -192,7 +192,7 @@ fn joplin_server_resume_sends_no_finished_blob_again() {
         journals.to_str().unwrap(),
     ];
     // Blobs go first; 10 a second gives time to stop the run among them.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_joplin-restore"))
+    let mut child = support::command()
         .args(args)
         .args(["--tpslimit", "10"])
         .env("JOPLIN_RESTORE_PASSWORD", PASSWORD)
@@ -313,7 +313,7 @@ impl FolderRestore {
     /// Started at 10 requests a second: blobs go first, so there is time to stop the run
     /// among them. Its stderr is kept.
     fn start_slow(&self) -> std::process::Child {
-        Command::new(env!("CARGO_BIN_EXE_joplin-restore"))
+        support::command()
             .args(self.args())
             .args(["--tpslimit", "10"])
             .stdin(Stdio::null())
@@ -326,7 +326,7 @@ impl FolderRestore {
 
 /// Run `args` + `extra` (quiet), kill -9 it once it journaled three files.
 fn killed_mid_run(args: &[&str], extra: &[&str], journals: &Path) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_joplin-restore"))
+    let mut child = support::command()
         .args(args)
         .args(extra)
         .stdin(Stdio::null())
@@ -456,7 +456,7 @@ fn a_closed_stderr_does_not_stop_the_restore() {
     args.retain(|a| *a != "-q");
     // --json: every human line goes to stderr.
     args.insert(0, "--json");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_joplin-restore"))
+    let mut child = support::command()
         .args(&args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -496,6 +496,7 @@ fn sighup_releases_the_lock_unless_the_run_was_started_with_nohup() {
     // The rest under nohup, stopped by a hangup that it ignores.
     let mut child = Command::new("nohup")
         .arg(env!("CARGO_BIN_EXE_joplin-restore"))
+        .envs(support::xdg_env())
         .args(r.args())
         .args(["--tpslimit", "40"])
         .stdin(Stdio::null())
@@ -569,7 +570,7 @@ fn clear_stopped_mid_snapshot_or_mid_delete_leaves_the_target_recoverable() {
             .unwrap_or(0)
     };
     let clear = |tps: &str| {
-        Command::new(env!("CARGO_BIN_EXE_joplin-restore"))
+        support::command()
             .args(["clear", "--target", target.to_str().unwrap(), "--yes", "-q"])
             .args(["--snapshot-dir", snaps.to_str().unwrap(), "--tpslimit", tps])
             .stdin(Stdio::null())
@@ -760,7 +761,7 @@ fn a_resumed_restore_keeps_the_first_runs_snapshot() {
         "--journal-dir",
         &journals,
     ];
-    let mut child = Command::new(env!("CARGO_BIN_EXE_joplin-restore"))
+    let mut child = support::command()
         .args(args)
         .args(["--tpslimit", "5"])
         .stdin(Stdio::null())

@@ -19,6 +19,7 @@ fn progress_bars_show_on_a_terminal_and_stay_quiet_otherwise() {
     );
     let o = Command::new("script")
         .args(["-q", "-e", "-c", &cmd, "/dev/null"])
+        .envs(support::xdg_env())
         .stdin(Stdio::null())
         .output()
         .expect("script (util-linux, installed by scripts/install-test-deps.sh)");
@@ -111,7 +112,7 @@ fn a_closed_stdout_does_not_stop_a_run() {
 /// only the top level (clap_complete misspells a hyphenated name's states: clap-rs/clap#6421).
 #[test]
 fn bash_completion_completes_inside_subcommands() {
-    let script = Command::new(env!("CARGO_BIN_EXE_joplin-restore"))
+    let script = support::command()
         .args(["completions", "bash"])
         .output()
         .unwrap();
@@ -146,11 +147,7 @@ fn bash_completion_completes_inside_subcommands() {
 #[test]
 fn man_prints_every_page_the_man_page_names() {
     let man = |words: &[&str]| {
-        let o = Command::new(env!("CARGO_BIN_EXE_joplin-restore"))
-            .arg("man")
-            .args(words)
-            .output()
-            .unwrap();
+        let o = support::command().arg("man").args(words).output().unwrap();
         (
             o.status.code(),
             String::from_utf8_lossy(&o.stdout).to_string(),

@@ -34,11 +34,32 @@ pub fn sample_manifest() -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
 }
 
+/// Our binary, its default snapshot and journal folders (`XDG_DATA_HOME`, `XDG_STATE_HOME`)
+/// in this test process's own folder under the build folder, so tests never fill the user's
+/// `~/.local`. Every run in one test process shares them: a rerun finds its run's journal.
+pub fn command() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_joplin-restore"));
+    c.envs(xdg_env());
+    c
+}
+
+/// The environment [`command`] sets, for a test that starts our binary through a shell.
+pub fn xdg_env() -> [(&'static str, PathBuf); 2] {
+    static HOME: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    let home = HOME.get_or_init(|| {
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("xdg-{}", std::process::id()))
+    });
+    [
+        ("XDG_DATA_HOME", home.join("data")),
+        ("XDG_STATE_HOME", home.join("state")),
+    ]
+}
+
 /// Run our binary; returns the output (never panics on a non-zero exit).
 /// Start our binary in the background: no stdin, stdout and stderr piped (read them with
 /// `wait_with_output`).
 pub fn spawn(args: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_joplin-restore"))
+    command()
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -61,7 +82,7 @@ pub fn jr(args: &[&str]) -> Output {
 }
 
 pub fn jr_env(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_joplin-restore"));
+    let mut c = command();
     c.args(args);
     for (k, v) in env {
         c.env(k, v);
