@@ -22,6 +22,9 @@ pub enum ProblemClass {
     UnknownType,
     /// A date field that is not a Joplin date.
     BadDate,
+    /// A number field (`is_todo`, `todo_due`, `size`…) that is not a number: a Joplin client
+    /// fails to store the item and stops syncing there.
+    BadNumber,
     /// A note or notebook whose parent notebook is not in the backup.
     MissingParent,
     /// A resource whose blob is not in the backup.
@@ -47,6 +50,7 @@ impl ProblemClass {
             ProblemClass::DuplicateId => "duplicate-id",
             ProblemClass::UnknownType => "unknown-type",
             ProblemClass::BadDate => "bad-date",
+            ProblemClass::BadNumber => "bad-number",
             ProblemClass::MissingParent => "missing-parent",
             ProblemClass::MissingBlob => "missing-blob",
             ProblemClass::BlobSizeMismatch => "blob-size-mismatch",
@@ -73,6 +77,66 @@ impl fmt::Display for ProblemClass {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.flag())
     }
+}
+
+/// Fields Joplin's database holds as numbers (INT or NUMERIC columns of notes, folders,
+/// resources, tags and note-tag links). A client reads them with JavaScript's `Number()`: a
+/// value that gives NaN fails the column's NOT NULL constraint and ends the client's sync.
+const NUMBER_FIELDS: [&str; 17] = [
+    "is_conflict",
+    "latitude",
+    "longitude",
+    "altitude",
+    "is_todo",
+    "todo_due",
+    "todo_completed",
+    "order",
+    "encryption_applied",
+    "markup_language",
+    "is_shared",
+    "deleted_time",
+    "encryption_blob_encrypted",
+    "size",
+    "ocr_status",
+    "ocr_driver_id",
+    "blob_updated_time",
+];
+
+/// Whether JavaScript's `Number(text)` gives a number (not NaN): empty (0), a decimal with an
+/// optional sign, fraction and exponent, `Infinity`, or a 0x/0o/0b integer.
+fn is_js_number(text: &str) -> bool {
+    let t = text.trim();
+    if t.is_empty() {
+        return true;
+    }
+    for (prefix, radix) in [
+        ("0x", 16),
+        ("0X", 16),
+        ("0o", 8),
+        ("0O", 8),
+        ("0b", 2),
+        ("0B", 2),
+    ] {
+        if let Some(digits) = t.strip_prefix(prefix) {
+            return !digits.is_empty() && digits.chars().all(|c| c.is_digit(radix));
+        }
+    }
+    let unsigned = t.strip_prefix(['+', '-']).unwrap_or(t);
+    if unsigned == "Infinity" {
+        return true;
+    }
+    let (mantissa, exponent) = match unsigned.split_once(['e', 'E']) {
+        Some((m, e)) => (m, Some(e)),
+        None => (unsigned, None),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let digits = |s: &str| s.chars().all(|c| c.is_ascii_digit());
+    let mantissa_ok = !(int.is_empty() && frac.is_empty()) && digits(int) && digits(frac);
+    let exponent_ok = exponent.is_none_or(|e| {
+        let e = e.strip_prefix(['+', '-']).unwrap_or(e);
+        !e.is_empty() && digits(e)
+    });
+    mantissa_ok && exponent_ok
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -281,6 +345,20 @@ pub fn validate(backup: &Backup) -> Validation {
                         ProblemClass::BadDate,
                         title,
                         format!("{key} {val:?} is not a date like 2024-01-31T12:00:00.000Z"),
+                    );
+                }
+            }
+        }
+        for key in NUMBER_FIELDS {
+            if let Some(val) = it.get(key) {
+                if !is_js_number(val) {
+                    hold(
+                        ProblemClass::BadNumber,
+                        title,
+                        format!(
+                            "{key} {val:?} is not a number: a Joplin client cannot store this \
+                             item and stops syncing at it"
+                        ),
                     );
                 }
             }
@@ -506,6 +584,53 @@ fn entry_id(entry: &str) -> Option<&str> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn numbers_as_javascript_reads_them() {
+        for ok in [
+            "",
+            " ",
+            "0",
+            "1",
+            "-1",
+            "+2",
+            "1.5",
+            ".5",
+            "5.",
+            "1e3",
+            "1.2E-3",
+            "0x1F",
+            "0b10",
+            "0o17",
+            "Infinity",
+            "-Infinity",
+            " 12 ",
+            "0.00000000",
+            "1795565631856",
+        ] {
+            assert!(super::is_js_number(ok), "{ok:?}");
+        }
+        for bad in [
+            "maybe",
+            "NaN",
+            "nan",
+            "inf",
+            "1,5",
+            "1e",
+            "e3",
+            ".",
+            "-",
+            "0x",
+            "0xG",
+            "1.2.3",
+            "2024-01-31T12:00:00.000Z",
+            "12abc",
+            "--1",
+            "0b2",
+        ] {
+            assert!(!super::is_js_number(bad), "{bad:?}");
+        }
+    }
+
     use super::*;
     use crate::backup::{BlobLocation, BlobReader, RawEntry};
     use std::path::Path;

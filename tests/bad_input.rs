@@ -349,6 +349,51 @@ fn bad_date() {
     );
 }
 
+/// A number field that is not a number (a client's NOT NULL constraint fails on the NaN and its
+/// sync stops there, so no client got anything) is refused, naming the item and the field;
+/// allowed, the item is left out and the rest restored.
+#[test]
+fn bad_number() {
+    let mut e = sample_entries();
+    replace(&mut e, NOTE, |s| {
+        s.replace("\nis_todo: 0\n", "\nis_todo: maybe\n")
+    });
+    replace(&mut e, RESOURCE, |s| {
+        let i = s.find("\nsize: ").unwrap() + 1;
+        let end = s[i..].find('\n').unwrap() + i;
+        format!("{}size: big{}", &s[..i], &s[end..])
+    });
+    let jex = tar_bytes(&e, &[]);
+    refuses(
+        "number",
+        &jex,
+        &[
+            NOTE,
+            RESOURCE,
+            "bad-number",
+            "is_todo \"maybe\"",
+            "size \"big\"",
+        ],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("number.jex");
+    std::fs::write(&file, &jex).unwrap();
+    let target = dir.path().join("t");
+    let o = jr(&[
+        "restore",
+        file.to_str().unwrap(),
+        "--target",
+        target.to_str().unwrap(),
+        "--allow",
+        "bad-number",
+        "-q",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(!target.join(NOTE).exists(), "the bad item is left out");
+    assert!(!target.join(RESOURCE).exists(), "the bad item is left out");
+    assert!(target.join(TAG).exists(), "the rest is restored");
+}
+
 #[test]
 fn bad_id() {
     let mut e = sample_entries();
