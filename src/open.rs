@@ -258,10 +258,10 @@ pub struct PacerArgs {
     /// (default 10).
     #[arg(long, value_name = "N")]
     pub retries: Option<u32>,
-    /// WebDAV and Joplin Server: how long a request may go without progress before it fails
-    /// and is retried: no answer, no bytes of one, no chunk of an upload taken; a long upload
-    /// that keeps going is never cut (e.g. 30s, 5m; default 5m, as rclone). S3 uses the AWS
-    /// SDK's own stall detection.
+    /// How long a request to a server may go without progress before it fails and is retried:
+    /// no connection, no answer, no chunk of an upload taken; a long upload that keeps going
+    /// is never cut (e.g. 30s, 5m; default 5m, as rclone). A download that stalls midway
+    /// fails too (on S3 by the AWS SDK's own stall detection).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub timeout: Option<Duration>,
 }
@@ -457,6 +457,7 @@ fn open_storage(args: &TargetArgs, folder: Folder, timeout: Duration) -> Result<
         o.multipart_threshold = args.multipart_threshold();
         o.part_size = args.multipart_threshold().max(backend_s3::MIN_PART_SIZE);
         o.profile = args.named.as_ref().and_then(|n| n.aws_profile.clone());
+        o.timeout = timeout;
         let prefix = o.prefix.trim_matches('/');
         if folder == Folder::CreatedIfMissing && !prefix.is_empty() {
             crate::note!(

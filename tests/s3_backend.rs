@@ -221,3 +221,71 @@ async fn failed_multipart_upload_is_aborted() {
     ok.put(".resource/big", blob.clone()).await.unwrap();
     assert!(ok.get(".resource/big").await.unwrap() == blob);
 }
+
+/// An upload that takes longer than `--timeout` but keeps going (a large attachment on a slow
+/// link, or under --bwlimit) goes through: the SDK's read timeout, which runs from a request's
+/// start, is lifted for uploads, single and multipart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_upload_outlasting_the_timeout_goes_through() {
+    let server = S3Server::start(S3Kind::S3sFs);
+    server.create_bucket_async("slow").await;
+    let dir = tempfile::tempdir().unwrap();
+    let (slice, data) = backend_core::conformance::slow_upload(dir.path());
+    for multipart in [false, true] {
+        let mut o = server.options("slow");
+        o.timeout = std::time::Duration::from_secs(1);
+        if multipart {
+            o.multipart_threshold = 100_000;
+        }
+        let s = S3Storage::new(o).unwrap();
+        let started = std::time::Instant::now();
+        s.put_file(".resource/slow", &slice)
+            .await
+            .unwrap_or_else(|e| panic!("multipart {multipart}: {e}"));
+        assert!(
+            started.elapsed() > std::time::Duration::from_secs(1),
+            "the upload was not slow"
+        );
+        assert!(s.get(".resource/slow").await.unwrap() == data);
+    }
+}
+
+/// A server that takes connections and never answers fails a request once `--timeout` passes
+/// (it waited for ever), and an upload once it goes that long with no progress: transient
+/// errors the pacer retries, naming the wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_never_answers_times_out() {
+    let silent = support::SilentServer::start();
+    let mut o = backend_s3::S3Options::new("joplin");
+    o.endpoint = Some(format!("http://127.0.0.1:{}", silent.port));
+    o.region = Some("us-east-1".into());
+    o.path_style = true;
+    o.static_credentials = Some(("key".into(), "secret".into()));
+    o.timeout = std::time::Duration::from_secs(1);
+    let s = S3Storage::new(o).unwrap();
+    let limit = std::time::Duration::from_secs(15);
+    let e = tokio::time::timeout(limit, s.list(""))
+        .await
+        .expect("the timeout ends the listing")
+        .unwrap_err();
+    assert!(e.is_retryable(), "{e:?}");
+    assert!(
+        e.to_string().contains("sent nothing for 1 s (--timeout)"),
+        "{e}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let local = dir.path().join("blob");
+    std::fs::write(&local, vec![1u8; 10_000]).unwrap();
+    let slice = backend_core::FileSlice::new(&local, 0, 10_000);
+    let e = tokio::time::timeout(limit, s.put_file(".resource/x", &slice))
+        .await
+        .expect("the timeout ends the upload")
+        .unwrap_err();
+    drop(silent);
+    assert!(e.is_retryable(), "{e:?}");
+    let msg = e.to_string();
+    assert!(
+        msg.contains(".resource/x") && msg.contains("no progress for 1 s (--timeout)"),
+        "{msg}"
+    );
+}

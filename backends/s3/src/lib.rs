@@ -22,18 +22,20 @@ use async_trait::async_trait;
 use aws_config::meta::region::RegionProviderChain;
 use aws_config::retry::RetryConfig;
 use aws_config::BehaviorVersion;
+use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::ResponseChecksumValidation;
 use aws_sdk_s3::config::{Credentials, Region, RequestChecksumCalculation};
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use aws_sdk_s3::primitives::{ByteStream, Length};
+use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
     BucketLocationConstraint, CompletedMultipartUpload, CompletedPart, CreateBucketConfiguration,
     Delete, ObjectIdentifier,
 };
 use aws_sdk_s3::Client;
 use backend_core::{
-    parse_retry_after, Capabilities, Entry, ExtraRequests, FileSlice, ListSink, Result, Storage,
-    StorageError, Unpaced,
+    parse_retry_after, Capabilities, Entry, ExtraRequests, FileSlice, ListSink, Progress, Result,
+    Storage, StorageError, Unpaced,
 };
 use bytes::Bytes;
 use futures::{stream, StreamExt, TryStreamExt};
@@ -74,6 +76,9 @@ pub struct S3Options {
     /// Profile of ~/.aws/config and ~/.aws/credentials to take keys and region from (`None`:
     /// AWS_PROFILE, else `default`).
     pub profile: Option<String>,
+    /// How long a request may wait for a connection or an answer, and an upload go without
+    /// progress, before it fails (`--timeout`).
+    pub timeout: Duration,
 }
 
 impl S3Options {
@@ -89,6 +94,7 @@ impl S3Options {
             part_size: DEFAULT_PART_SIZE,
             static_credentials: None,
             profile: None,
+            timeout: backend_core::DEFAULT_TIMEOUT,
         }
     }
 
@@ -136,6 +142,7 @@ impl fmt::Debug for S3Options {
                 &self.static_credentials.as_ref().map(|_| "<set>"),
             )
             .field("profile", &self.profile)
+            .field("timeout", &self.timeout)
             .finish()
     }
 }
@@ -230,6 +237,14 @@ impl S3Storage {
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .http_client(http)
             .region(region)
+            // The read timeout runs from a request's start to its answer: right for every
+            // request but uploads, which lift it (see `upload_config`).
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(self.opts.timeout)
+                    .read_timeout(self.opts.timeout)
+                    .build(),
+            )
             .retry_config(RetryConfig::disabled());
         if let Some(p) = &self.opts.profile {
             loader = loader.profile_name(p);
@@ -397,6 +412,14 @@ impl S3Storage {
                     DisplayErrorContext(&e)
                 ));
             }
+            SdkError::DispatchFailure(f) if f.is_timeout() => {
+                return StorageError::transient(format!(
+                    "{path}: {} sent nothing for {} s (--timeout): it is down, overloaded or \
+                     unreachable; a longer --timeout waits more",
+                    self.endpoint_text(),
+                    self.opts.timeout.as_secs()
+                ));
+            }
             SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => {
                 return StorageError::transient(format!(
                     "{path}: cannot reach {}: {} (check --endpoint and the network)",
@@ -553,17 +576,21 @@ impl S3Storage {
                         let offset = i * size;
                         let len = size.min(total - offset);
                         let number = i as i32 + 1;
-                        let part = client
+                        let (stream, progress) = body.part(path, offset, len).await?;
+                        let request = client
                             .upload_part()
                             .bucket(&self.opts.bucket)
                             .key(key)
                             .upload_id(upload_id)
                             .part_number(number)
                             .content_length(len as i64)
-                            .body(body.part(path, offset, len).await?)
-                            .send()
-                            .await
-                            .map_err(|e| self.classify(path, e))?;
+                            .body(stream);
+                        let part = self
+                            .upload(path, progress, |lift| match lift {
+                                Some(c) => request.customize().config_override(c).send(),
+                                None => request.customize().send(),
+                            })
+                            .await?;
                         Ok::<_, StorageError>(
                             CompletedPart::builder()
                                 .set_e_tag(part.e_tag().map(str::to_string))
@@ -620,16 +647,47 @@ impl S3Storage {
             return self.put_multipart(client, path, &key, &body).await;
         }
         let len = body.len();
-        client
+        let (stream, progress) = body.part(path, 0, len).await?;
+        let request = client
             .put_object()
             .bucket(&self.opts.bucket)
             .key(key)
             .content_length(len as i64)
-            .body(body.part(path, 0, len).await?)
-            .send()
-            .await
-            .map_err(|e| self.classify(path, e))?;
+            .body(stream);
+        self.upload(path, progress, |lift| match lift {
+            Some(c) => request.customize().config_override(c).send(),
+            None => request.customize().send(),
+        })
+        .await?;
         Ok(())
+    }
+
+    /// Send an upload. A file's upload may take longer than `--timeout` as long as it makes
+    /// progress: the read timeout (which runs from the request's start) is lifted, and the
+    /// upload fails once it goes `--timeout` with no chunk taken and no answer.
+    async fn upload<T, E, F>(
+        &self,
+        path: &str,
+        progress: Option<Progress>,
+        send: impl FnOnce(Option<aws_sdk_s3::config::Builder>) -> F,
+    ) -> Result<T>
+    where
+        F: std::future::Future<Output = std::result::Result<T, SdkError<E, HttpResponse>>>,
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        let Some(progress) = progress else {
+            return send(None).await.map_err(|e| self.classify(path, e));
+        };
+        let lift = aws_sdk_s3::config::Builder::default().timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(self.opts.timeout)
+                .disable_read_timeout()
+                .build(),
+        );
+        backend_core::unless_idle(send(Some(lift)), &progress, self.opts.timeout)
+            .await
+            .ok_or_else(|| backend_core::stalled_upload(path, self.opts.timeout))?
+            .map_err(|e| self.classify(path, e))
     }
 
     async fn delete_batch(&self, client: &Client, paths: &[String]) -> Vec<(String, StorageError)> {
@@ -737,32 +795,24 @@ impl Body {
         }
     }
 
-    /// `len` bytes at `offset` as a request body.
-    async fn part(&self, path: &str, offset: u64, len: u64) -> Result<ByteStream> {
+    /// `len` bytes at `offset` as a request body; for a file, with the progress its chunks
+    /// report (streamed, at the slice's pace under --bwlimit).
+    async fn part(
+        &self,
+        path: &str,
+        offset: u64,
+        len: u64,
+    ) -> Result<(ByteStream, Option<Progress>)> {
         match self {
-            Body::Bytes(b) => Ok(ByteStream::from(
-                b.slice(offset as usize..(offset + len) as usize),
+            Body::Bytes(b) => Ok((
+                ByteStream::from(b.slice(offset as usize..(offset + len) as usize)),
+                None,
             )),
-            // Under --bwlimit the slice's own body, which waits for each chunk's bytes.
-            Body::File(f) if f.pace.is_some() => {
-                let s = f.sub(offset, len);
-                let body = s.body().await.map_err(|e| s.error(path, e))?;
-                Ok(ByteStream::from_body_1_x(body))
-            }
             Body::File(f) => {
                 let s = f.sub(offset, len);
-                ByteStream::read_from()
-                    .path(&s.path)
-                    .offset(s.offset)
-                    .length(Length::Exact(s.len))
-                    .build()
-                    .await
-                    .map_err(|e| {
-                        StorageError::Rejected(format!(
-                            "{path}: cannot read the local file {}: {e}",
-                            s.path.display()
-                        ))
-                    })
+                let body = s.body().await.map_err(|e| s.error(path, e))?;
+                let progress = body.progress();
+                Ok((ByteStream::from_body_1_x(body), Some(progress)))
             }
         }
     }
