@@ -129,6 +129,21 @@ pub async fn run(args: &RollbackArgs) -> Result<RollbackSummary> {
             ""
         }
     );
+    if plan.is_destructive() || info_changes {
+        // The snapshot predates the restore: edits, notes and deletions clients synced after
+        // it go too, and nothing else would say so.
+        crate::note!(
+            "note: the target goes back to how it was at {}: whatever clients synced since \
+             (edits, new notes, deletions) is undone too, not only the restore.{}",
+            snap.manifest.taken_at,
+            if args.safety.no_snapshot {
+                " With --no-snapshot nothing keeps it."
+            } else {
+                " This rollback first snapshots the target as it is now: roll that snapshot \
+                 back to undo."
+            }
+        );
+    }
     if args.safety.dry_run {
         // What would be written and deleted, by title, as a restore's dry run lists it: a
         // rollback discards whatever clients wrote since the snapshot.

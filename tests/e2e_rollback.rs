@@ -68,8 +68,17 @@ fn rollback_brings_a_client_that_synced_the_restore_back() {
 
     // A dry run shows the plan, changes nothing and claims no verification.
     let restored = support::tree_hashes(&target);
-    let out = jr_ok(&["rollback", &snap, "--target", t, "--dry-run"]);
+    let o = support::jr(&["rollback", &snap, "--target", t, "--dry-run"]);
+    assert!(o.status.success(), "{}", support::text(&o));
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
     assert!(out.contains("dry run: nothing was changed"), "{out}");
+    // Said before anything is confirmed: client work since the snapshot goes too.
+    assert!(
+        support::text(&o)
+            .contains("whatever clients synced since (edits, new notes, deletions) is undone too"),
+        "{}",
+        support::text(&o)
+    );
     assert!(
         !out.contains("Verified") && !out.contains("Rolled back"),
         "{out}"
