@@ -239,7 +239,24 @@ fn open_joplin_server(args: &TargetArgs, url: &str, timeout: Duration) -> Result
         password: backend_joplin_server::Password::new(password),
         timeout,
     };
-    Ok(backend_joplin_server::open(cfg)?)
+    let server = backend_joplin_server::JoplinServer::new(cfg)?
+        .with_credential_hints(credential_hints(args));
+    Ok(Arc::new(server))
+}
+
+/// How this target's credentials are given: a migration's source has its own options.
+fn credential_hints(args: &TargetArgs) -> backend_core::CredentialHints {
+    match args.option_prefix {
+        "" => backend_core::CredentialHints::default(),
+        prefix => backend_core::CredentialHints {
+            username: format!("--{prefix}username"),
+            password: format!(
+                "{}, --{prefix}password-file or the prompt",
+                args.password_env_default
+                    .unwrap_or("JOPLIN_RESTORE_PASSWORD")
+            ),
+        },
+    }
 }
 
 /// rclone-style transfer limits, shared by every command that talks to a target.
@@ -597,6 +614,7 @@ fn open_webdav(
     if folder == Folder::Existing {
         storage = storage.with_existing_root();
     }
+    storage = storage.with_credential_hints(credential_hints(args));
     Ok(Arc::new(storage))
 }
 

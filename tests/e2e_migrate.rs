@@ -1239,3 +1239,43 @@ fn walk_files(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// A source that refuses the credentials says which options give the source's (`--from-…`),
+/// not the destination's: following the old advice (`--username`) failed the same way.
+#[test]
+fn a_source_refusing_credentials_names_the_source_options() {
+    let tmp = tempfile::tempdir().unwrap();
+    let srv = DavServer::apache();
+    srv.make_collection("Joplin");
+    let url = srv.url("Joplin");
+    let to = tmp.path().join("dest");
+    let to = to.to_str().unwrap();
+    let o = jr(&["migrate", "--from", &url, "--to", to, "--yes"]);
+    assert!(!o.status.success(), "{}", text(&o));
+    let out = text(&o);
+    assert!(
+        out.contains("pass --from-username (the password comes from JOPLIN_RESTORE_FROM_PASSWORD, --from-password-file or the prompt)"),
+        "{out}"
+    );
+    let o = jr_env(
+        &[
+            "migrate",
+            "--from",
+            &url,
+            "--from-username",
+            dav::USER,
+            "--to",
+            to,
+            "--yes",
+        ],
+        &[("JOPLIN_RESTORE_FROM_PASSWORD", "wrong")],
+    );
+    assert!(!o.status.success(), "{}", text(&o));
+    let out = text(&o);
+    assert!(
+        out.contains(
+            "Check the username (--from-username) and the password (JOPLIN_RESTORE_FROM_PASSWORD"
+        ),
+        "{out}"
+    );
+}

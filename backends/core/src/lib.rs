@@ -20,6 +20,26 @@ pub use body::{stalled_upload, unless_idle, FileSlice, Pace, Progress};
 
 /// How long an HTTP request may go without progress (no answer, no bytes of one, no chunk of
 /// an upload taken) before it fails and is retried: rclone's `--timeout` default.
+/// How the user gives this target's credentials, for error messages: a migration's source
+/// takes them from other options than its destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CredentialHints {
+    /// The user name option, e.g. "--username or JOPLIN_RESTORE_USERNAME".
+    pub username: String,
+    /// Where the password comes from, e.g. "JOPLIN_RESTORE_PASSWORD, --password-file or the
+    /// prompt".
+    pub password: String,
+}
+
+impl Default for CredentialHints {
+    fn default() -> Self {
+        CredentialHints {
+            username: "--username or JOPLIN_RESTORE_USERNAME".into(),
+            password: "JOPLIN_RESTORE_PASSWORD, --password-file or the prompt".into(),
+        }
+    }
+}
+
 pub const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
 
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;

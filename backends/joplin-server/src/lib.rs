@@ -95,6 +95,8 @@ pub struct JoplinServer {
     /// Held while logging in, so parallel requests do not log in several times (and hit the
     /// server's 10-per-minute login limit).
     login: Mutex<()>,
+    /// How the user gives the credentials, for login advice.
+    credentials: backend_core::CredentialHints,
 }
 
 /// `<32 alphanumerics>.md`: what the server parses as a Joplin item.
@@ -191,7 +193,14 @@ impl JoplinServer {
             timeout: cfg.timeout,
             token: RwLock::new(None),
             login: Mutex::new(()),
+            credentials: backend_core::CredentialHints::default(),
         })
+    }
+
+    /// How the user gives this server's credentials (a migration's source: other options).
+    pub fn with_credential_hints(mut self, hints: backend_core::CredentialHints) -> Self {
+        self.credentials = hints;
+        self
     }
 
     fn item_url(&self, name: &str, suffix: &str) -> String {
@@ -272,24 +281,30 @@ impl JoplinServer {
         match status {
             200 => {
                 let v: Value = serde_json::from_str(&text).map_err(|_| {
-                    StorageError::transient(format!("login: unexpected answer: {}", server_message(&text)))
+                    StorageError::transient(format!(
+                        "login: unexpected answer: {}",
+                        server_message(&text)
+                    ))
                 })?;
                 let tok = v
                     .get("id")
                     .and_then(Value::as_str)
                     .filter(|t| !t.is_empty())
-                    .ok_or_else(|| StorageError::transient("login: the answer holds no session id"))?
+                    .ok_or_else(|| {
+                        StorageError::transient("login: the answer holds no session id")
+                    })?
                     .to_string();
                 *self.token.write().await = Some(tok.clone());
                 Ok(tok)
             }
             403 => Err(StorageError::Auth(format!(
-                "Joplin Server at {} refused the login for {:?}: {}. Check the email (--username or \
-                 JOPLIN_RESTORE_USERNAME) and the password (JOPLIN_RESTORE_PASSWORD, --password-file \
-                 or the prompt)",
+                "Joplin Server at {} refused the login for {:?}: {}. Check the email ({}) and the \
+                 password ({})",
                 self.base,
                 self.username,
-                server_message(&text)
+                server_message(&text),
+                self.credentials.username,
+                self.credentials.password
             ))),
             429 => Err(StorageError::RateLimited {
                 message: format!(

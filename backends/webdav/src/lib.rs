@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use backend_core::{
-    parse_retry_after, Capabilities, Entry, ExtraRequests, ListSink, Result, Storage, StorageError,
+    parse_retry_after, Capabilities, CredentialHints, Entry, ExtraRequests, ListSink, Result,
+    Storage, StorageError,
 };
 use bytes::Bytes;
 use reqwest::header::{HeaderValue, CONTENT_TYPE, LOCATION, RETRY_AFTER};
@@ -67,6 +68,8 @@ pub struct WebDavStorage {
     /// Appended to "cannot reach" / "not a WebDAV collection" errors (the CLI says how to pick
     /// another kind of server for the same URL).
     other_kind_hint: Option<String>,
+    /// How the user gives the credentials, for 401/403 advice.
+    credentials: CredentialHints,
     /// Whether a missing base collection is an error (commands that only read: a mistyped URL
     /// is not an empty target) rather than an empty target (created on the first write).
     existing_root: bool,
@@ -153,7 +156,14 @@ impl WebDavStorage {
             password: cfg.password,
             other_kind_hint: None,
             existing_root: false,
+            credentials: CredentialHints::default(),
         })
+    }
+
+    /// How the user gives this target's credentials (a migration's source: other options).
+    pub fn with_credential_hints(mut self, hints: CredentialHints) -> Self {
+        self.credentials = hints;
+        self
     }
 
     /// A sentence added to errors that suggest the URL is not a WebDAV server at all.
@@ -292,19 +302,22 @@ impl WebDavStorage {
         let detail = match status.as_u16() {
             401 => match &self.username {
                 Some(u) => format!(
-                    "the server refused user {u:?} with this password. Check the username and \
-                     the password (JOPLIN_RESTORE_PASSWORD, --password-file or the prompt)"
+                    "the server refused user {u:?} with this password. Check the username ({}) \
+                     and the password ({})",
+                    self.credentials.username, self.credentials.password
                 ),
-                None => "the server wants a username and password: pass --username (the \
-                         password comes from JOPLIN_RESTORE_PASSWORD, --password-file or the \
-                         prompt)"
-                    .to_string(),
+                None => format!(
+                    "the server wants a username and password: pass {} (the password comes \
+                     from {})",
+                    self.credentials.username, self.credentials.password
+                ),
             },
             403 => match &self.username {
                 Some(u) => format!("access denied for user {u:?}: check that it may write here"),
-                None => {
-                    "access denied: pass --username for an account that may write here".to_string()
-                }
+                None => format!(
+                    "access denied: pass {} for an account that may write here",
+                    self.credentials.username
+                ),
             },
             409 => "the folder it belongs in does not exist".to_string(),
             _ => status.canonical_reason().unwrap_or("").to_string(),
