@@ -76,6 +76,25 @@ fn import_keeps_ids_resumes_and_wipe_empties_everything() {
         "/notes/3151c3990c044f74b984078dd0bc8a4c",
         Some(json!({"body": ""})),
     );
+    // And a to-do with no body that an earlier run created (its POST) and never finished (its
+    // PUT): it lacked its completion (and due date, author) for good.
+    server.call(
+        "DELETE",
+        "/notes/b85e537806544122a737980718019fa8?permanent=1",
+        None,
+    );
+    server.call(
+        "POST",
+        "/notes",
+        Some(json!({
+            "id": "b85e537806544122a737980718019fa8",
+            "parent_id": "33891a5cf6a84c18ab0b4de1404c88b2",
+            "title": "Done task",
+            "is_todo": 1,
+            "user_created_time": 1795565632930i64,
+            "user_updated_time": 1795565632943i64,
+        })),
+    );
     let out = jr_ok(&[
         "client",
         "import",
@@ -96,7 +115,7 @@ fn import_keeps_ids_resumes_and_wipe_empties_everything() {
         "{out}"
     );
     assert!(
-        out.contains("1 note(s) left empty by an earlier run got their body"),
+        out.contains("2 note(s) an earlier run left unfinished (no body, to-do state, author…) were completed"),
         "{out}"
     );
     assert_manifest_eq(&p.manifest(), &sample_manifest(), "after resumed import");

@@ -387,7 +387,7 @@ pub async fn run(cmd: ClientCommand) -> Result<i32> {
             crate::say!("Already there (skipped): {}.", s.skipped);
             if s.repaired > 0 {
                 crate::say!(
-                    "{} note(s) left empty by an earlier run got their body.",
+                    "{} note(s) an earlier run left unfinished (no body, to-do state, author…) were completed.",
                     s.repaired
                 );
             }

@@ -241,7 +241,7 @@ pub async fn import(api: &DataApi, backup: &Backup) -> Result<ImportSummary> {
             &[
                 ("include_deleted", "1"),
                 ("include_conflicts", "1"),
-                ("fields", "id,body,deleted_time"),
+                ("fields", NOTE_LISTED),
             ],
         )
         .await?;
@@ -250,14 +250,9 @@ pub async fn import(api: &DataApi, backup: &Backup) -> Result<ImportSummary> {
         .filter(|n| n["deleted_time"].as_i64().unwrap_or(0) != 0)
         .filter_map(|n| n["id"].as_str().map(str::to_string))
         .collect();
-    let note_bodies: HashMap<String, String> = note_list
+    let notes_there: HashMap<&str, &Value> = note_list
         .iter()
-        .filter_map(|v| {
-            Some((
-                v["id"].as_str()?.to_string(),
-                v["body"].as_str().unwrap_or("").to_string(),
-            ))
-        })
+        .filter_map(|v| Some((v["id"].as_str()?, v)))
         .collect();
     let have_resources = ids(&api.list_all("/resources", &[("fields", "id")]).await?);
     let tag_list = api.list_all("/tags", &[("fields", "id,title")]).await?;
@@ -386,9 +381,9 @@ pub async fn import(api: &DataApi, backup: &Backup) -> Result<ImportSummary> {
     let mut notes = Vec::new();
     let mut repairs = Vec::new();
     for n in of(ItemType::Note) {
-        match note_bodies.get(n.id()) {
+        match notes_there.get(n.id()) {
             None => notes.push(n),
-            Some(b) if b.is_empty() && !n.item.body.is_empty() => repairs.push(n),
+            Some(have) if unfinished(have, n) => repairs.push(n),
             Some(_) => s.skipped.notes += 1,
         }
     }
@@ -570,6 +565,31 @@ async fn relink_missing(
         "note-tag links keep vanishing from the client after the import: run `client import` \
          again once Joplin is idle"
     )
+}
+
+/// The note fields a rerun reads from Joplin to tell a note an earlier run left unfinished.
+const NOTE_LISTED: &str =
+    "id,body,deleted_time,user_updated_time,todo_due,todo_completed,author,source_url";
+
+/// Whether Joplin's copy `have` of note `n` lacks what the note's `PUT` sets (an earlier run
+/// stopped or failed between `POST` and `PUT`): an empty body where the backup has one, or,
+/// while nobody edited the note since (its `user_updated_time` is still the backup's), a field
+/// only the `PUT` sets (a to-do's due date and completion, the author, the source URL).
+fn unfinished(have: &Value, n: &Loaded) -> bool {
+    let body = have["body"].as_str().unwrap_or("");
+    if body.is_empty() && !n.item.body.is_empty() {
+        return true;
+    }
+    let untouched = prop_json(&n.item, "user_updated_time")
+        .is_some_and(|t| t.as_i64() == have["user_updated_time"].as_i64());
+    untouched
+        && ["todo_due", "todo_completed", "author", "source_url"]
+            .iter()
+            .any(|k| match prop_json(&n.item, k) {
+                Some(Value::Number(want)) => want.as_i64() != have[*k].as_i64(),
+                Some(Value::String(want)) => want != have[*k].as_str().unwrap_or(""),
+                _ => false,
+            })
 }
 
 /// Set a note's body (verbatim: `PUT` does no media processing) and other fields.
