@@ -94,6 +94,13 @@ fn linux_home_desktop_cli_and_subprofiles() {
         &[],
     );
     fake_profile(&config.join("joplin-desktop-work"), 1, json!({}), &[]);
+    // What `client reset` moved aside is no live profile (its name starts as an alt instance's).
+    fake_profile(
+        &config.join("joplin-desktop-old.reset-20261201T000000Z"),
+        1,
+        json!({}),
+        &[],
+    );
     std::fs::create_dir_all(config.join("unrelated-app")).unwrap();
 
     let list = profiles_json(&["--home", home.to_str().unwrap()]);
@@ -287,6 +294,11 @@ fn reset_refuses_while_the_lock_is_fresh_and_moves_aside_otherwise() {
     assert_eq!(o.status.code(), Some(2), "{t}");
     assert!(
         t.contains("was reset already") && t.contains(&format!("--profile {}", cli.display())),
+        "{t}"
+    );
+    // Naming where the copy went (no listing shows it).
+    assert!(
+        t.contains(&format!("moved aside next to it: {}", moved[0].display())),
         "{t}"
     );
     assert!(cli.is_dir() && siblings_starting(&config, "joplin.reset-").is_empty());

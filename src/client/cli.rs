@@ -150,11 +150,15 @@ pub async fn run(cmd: ClientCommand) -> Result<i32> {
             if profile.is_none() {
                 if let Some(earlier) = profiles::reset_before(&dir, home.as_deref()) {
                     crate::usage_error!(
-                        "{} was reset already (moved aside next to it; `client profiles` lists \
-                         the copy). Without --profile this would now reset the next profile \
-                         found, {}: nothing was moved. Pass --profile {} if that one is meant \
-                         too.",
+                        "{} was reset already (moved aside next to it: {}). Without --profile \
+                         this would now reset the next profile found, {}: nothing was moved. \
+                         Pass --profile {} if that one is meant too.",
                         earlier.display(),
+                        profiles::reset_copies(&earlier)
+                            .iter()
+                            .map(|p| p.display().to_string())
+                            .collect::<Vec<_>>()
+                            .join(", "),
                         dir.display(),
                         dir.display()
                     );

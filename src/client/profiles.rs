@@ -87,7 +87,8 @@ pub fn candidate_roots(home: &Path, portable_dir: Option<&Path>) -> Vec<(PathBuf
             .filter(|p| {
                 p.file_name()
                     .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with("joplin-desktop-"))
+                    // Not a copy `client reset` moved aside (`<name>.reset-<time>`).
+                    .is_some_and(|n| n.starts_with("joplin-desktop-") && !n.contains(".reset-"))
             })
             .collect();
         alt.sort();
@@ -793,14 +794,26 @@ pub fn reset_before(chosen: &Path, home: Option<&Path>) -> Option<PathBuf> {
 
 /// Whether `client reset` moved the profile `dir` aside (a `<name>.reset-<time>` next to it).
 fn moved_aside_by_reset(dir: &Path) -> bool {
+    !reset_copies(dir).is_empty()
+}
+
+/// The copies `client reset` made of the profile `dir` (`<name>.reset-<time>` next to it),
+/// oldest first.
+pub fn reset_copies(dir: &Path) -> Vec<PathBuf> {
     let (Some(parent), Some(name)) = (dir.parent(), dir.file_name()) else {
-        return false;
+        return Vec::new();
     };
     let prefix = format!("{}.reset-", name.to_string_lossy());
-    std::fs::read_dir(parent).is_ok_and(|rd| {
-        rd.flatten()
-            .any(|e| e.file_name().to_string_lossy().starts_with(&prefix))
-    })
+    let mut copies: Vec<PathBuf> = std::fs::read_dir(parent)
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default();
+    copies.sort();
+    copies
 }
 
 #[cfg(test)]
