@@ -143,6 +143,14 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
     let progress = Progress::new(args.quiet || crate::report::json());
     let mut timings = crate::report::Timings::default();
     let mut stage = std::time::Instant::now();
+    if !args.only.is_empty() && args.rewrite_unchanged && !args.overwrite {
+        // It would silently rewrite nothing: --only keeps every copy the target has.
+        crate::usage_error!(
+            "--rewrite-unchanged with --only rewrites nothing: a partial restore keeps the \
+             target's copies unless --overwrite. Add --overwrite to make the backup's version \
+             win (clients keep unsynced edits as conflict copies), or drop --rewrite-unchanged."
+        );
+    }
     // read + validate: before anything touches the target.
     let (mut backup, validation) = read_and_validate(&args.backup, &args.backup_opts, &args.allow)?;
     for w in &backup.warnings {

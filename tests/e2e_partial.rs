@@ -403,3 +403,28 @@ fn a_note_edited_then_trashed_comes_back_with_the_edit() {
     p.sync();
     assert_eq!(row(&p), vec![title, original[1].clone(), "0".into()]);
 }
+
+/// `--rewrite-unchanged` with `--only` and no `--overwrite` would rewrite nothing (a partial
+/// restore keeps the target's copies), silently: refused as a usage error saying what to add.
+#[test]
+fn rewrite_unchanged_with_only_needs_overwrite() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path().join("t");
+    let o = support::jr(&[
+        "restore",
+        sample_jex().to_str().unwrap(),
+        "--target",
+        t.to_str().unwrap(),
+        "--only",
+        "notebook:Personal",
+        "--rewrite-unchanged",
+        "--yes",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", support::text(&o));
+    assert!(
+        support::text(&o).contains("Add --overwrite"),
+        "{}",
+        support::text(&o)
+    );
+    assert!(!t.exists(), "nothing was written");
+}
