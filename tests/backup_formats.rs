@@ -678,6 +678,15 @@ fn markdown_export_sets_are_refused_with_the_formats_that_restore() {
         "{t}"
     );
     assert!(!target.exists(), "nothing written: {t}");
+    // The export folder itself (a plain `joplin export --format md_frontmatter`): the same
+    // reason, not "holds no backup".
+    let o = jr(&["inspect", s(&set.join("notes"))]);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(4), "{t}");
+    assert!(
+        t.contains("holds Markdown files") && t.contains("no IDs") && t.contains("RAW"),
+        "{t}"
+    );
 }
 
 /// Set a file's modification time (a set's date when its name spells none).

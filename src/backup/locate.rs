@@ -455,11 +455,46 @@ pub fn no_backup_in(place: &Path) -> anyhow::Error {
             place.display()
         );
     }
+    if shallow_markdown(place) {
+        return crate::exit::Refusal(format!(
+            "{} holds Markdown files and no backup: a Markdown (+ Front Matter) export keeps no \
+             IDs, so it cannot be restored into a sync target (Joplin can import it as new \
+             notes). Give a JEX, a RAW export or the Backup plugin's backup folder; set the \
+             plugin's export format to JEX (or RAW) for new backups.",
+            place.display()
+        ))
+        .into();
+    }
     anyhow::anyhow!(
         "{} holds no backup: no .jex, no backup set folder, no .7z inside it. Give a .jex file, \
          a backup set folder, or the Backup plugin's backup folder (or a .7z/.zip of one).",
         place.display()
     )
+}
+
+/// Whether `dir` or a folder in it (a notebook of a Markdown export) holds `.md` files: looked
+/// for five levels deep and in at most a few thousand entries, as `dir` may be a home folder.
+fn shallow_markdown(dir: &Path) -> bool {
+    let mut budget = 5000usize;
+    let mut folders = vec![(dir.to_path_buf(), 0)];
+    while let Some((d, depth)) = folders.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            budget = match budget.checked_sub(1) {
+                Some(b) => b,
+                None => return false,
+            };
+            let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
+            if is_dir && depth < 4 {
+                folders.push((e.path(), depth + 1));
+            } else if !is_dir && e.file_name().to_string_lossy().ends_with(".md") {
+                return true;
+            }
+        }
+    }
+    false
 }
 
 /// Two sets dated by their files' times this close cannot be told apart: a copy without
