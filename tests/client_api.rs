@@ -484,3 +484,57 @@ fn an_interrupted_import_says_how_to_finish_and_the_rerun_does() {
     assert!(out.contains("created"), "{out}");
     assert_manifest_eq(&p.manifest(), &sample_manifest(), "after the rerun");
 }
+
+/// An attachment keeps its MIME type and original file name (Joplin's upload took the type
+/// from the file's extension and left the name empty).
+#[test]
+fn import_keeps_attachment_mime_type_and_file_name() {
+    use std::io::Read;
+    let tmp = tempfile::tempdir().unwrap();
+    // The sample with one attachment's type and name set as a user's own file would have them.
+    let jex = tmp.path().join("named.jex");
+    let mut from = tar::Archive::new(std::fs::File::open(sample_jex()).unwrap());
+    let mut to = tar::Builder::new(std::fs::File::create(&jex).unwrap());
+    for e in from.entries().unwrap() {
+        let mut e = e.unwrap();
+        let path = e.path().unwrap().to_path_buf();
+        let mut data = Vec::new();
+        e.read_to_end(&mut data).unwrap();
+        if path.to_str() == Some("57802a35e45342b38b20b51a9d7004c0.md") {
+            data = String::from_utf8(data)
+                .unwrap()
+                .replace("mime: application/octet-stream", "mime: application/x-test")
+                .replace("\nfilename: \n", "\nfilename: my notes.bin\n")
+                .into_bytes();
+        }
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        to.append_data(&mut h, &path, &data[..]).unwrap();
+    }
+    to.finish().unwrap();
+    drop(to);
+
+    let p = Profile::new(tmp.path().join("client"));
+    let _server = ApiServer::start(&p);
+    jr_ok(&[
+        "client",
+        "import",
+        jex.to_str().unwrap(),
+        "--profile",
+        p.dir.to_str().unwrap(),
+    ]);
+    let r = p.query(
+        "SELECT mime, filename, file_extension FROM resources \
+         WHERE id = '57802a35e45342b38b20b51a9d7004c0'",
+    );
+    assert_eq!(
+        r,
+        vec![vec![
+            "application/x-test".to_string(),
+            "my notes.bin".to_string(),
+            "bin".to_string()
+        ]]
+    );
+}

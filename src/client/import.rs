@@ -371,6 +371,15 @@ pub async fn import(api: &DataApi, backup: &Backup) -> Result<ImportSummary> {
         };
         let p = json!({"id": id, "title": r.item.title_or_empty()});
         api.upload("/resources", file_name, data, p).await?;
+        // Joplin takes the type from the uploaded file's name and leaves the original file
+        // name empty: the backup's go back on afterwards (the extension stays, as the file
+        // Joplin stored is named by it).
+        let mut meta = props(&r.item, &["mime", "filename"]);
+        meta.retain(|_, v| v.as_str().is_some_and(|s| !s.is_empty()));
+        if !meta.is_empty() {
+            api.put(&format!("/resources/{id}"), Value::Object(meta))
+                .await?;
+        }
         Ok(())
     })
     .await;
