@@ -97,6 +97,9 @@ pub struct Executor<'a> {
     /// Set once deleting started (the clear of a clear-first run, or what goes last): an
     /// interrupted or failed run then says that part of it may be gone.
     pub deleting: std::sync::atomic::AtomicBool,
+    /// The snapshot taken before the run: its copies tell what each file to delete is (else
+    /// the target's are read).
+    pub snapshot: Option<std::path::PathBuf>,
 }
 
 /// The files among `wanted` (path → modification time in the plan's listing) that a listing
@@ -465,18 +468,98 @@ impl Executor<'_> {
         if paths.is_empty() {
             return;
         }
+        let total = paths.len();
+        let groups = self.deletion_order(plan, paths).await;
         self.deleting
             .store(true, std::sync::atomic::Ordering::Relaxed);
-        self.progress
-            .phase("deleting extra files", paths.len() as u64);
-        let failed = self.target.storage.delete_many(&paths).await;
-        self.progress.inc(paths.len() as u64);
-        self.progress.finish();
-        out.deleted += paths.len() - failed.len();
-        for (p, e) in failed {
-            out.failures
-                .push(failure(&p, format!("delete {p}"), advice(&e)));
+        self.progress.phase("deleting extra files", total as u64);
+        for group in groups {
+            let failed = self.target.storage.delete_many(&group).await;
+            self.progress.inc(group.len() as u64);
+            out.deleted += group.len() - failed.len();
+            for (p, e) in failed {
+                out.failures
+                    .push(failure(&p, format!("delete {p}"), advice(&e)));
+            }
         }
+        self.progress.finish();
+    }
+
+    /// `paths` (of `plan`'s deletions) in groups deleted one after the other: notes,
+    /// resources, links and blobs first, then notebooks, deepest first. A client that syncs
+    /// while the deletions run (or after an interrupted run) and finds a notebook gone whose
+    /// notes it still has turns them into conflict copies, which no later deletion removes.
+    /// A file whose kind cannot be read goes with the last group.
+    async fn deletion_order(&self, plan: &Plan, paths: Vec<String>) -> Vec<Vec<String>> {
+        let wanted: HashSet<&str> = paths.iter().map(String::as_str).collect();
+        let items: Vec<&crate::plan::Delete> = plan
+            .deletes
+            .iter()
+            .filter(|d| !d.is_blob && wanted.contains(d.path.as_str()))
+            .collect();
+        // (id, Some(parent) for a notebook, None for anything else), `Err` when unreadable.
+        let kinds: Vec<(&str, Result<Option<String>, ()>)> = stream::iter(items)
+            .map(|d| async move {
+                let from_snapshot = self
+                    .snapshot
+                    .as_ref()
+                    .and_then(|s| std::fs::read(s.join("files").join(&d.path)).ok());
+                let bytes = match from_snapshot {
+                    Some(b) => Some(Bytes::from(b)),
+                    None => self.target.storage.get(&d.path).await.ok(),
+                };
+                (d.id.as_str(), bytes.map(|b| notebook_parent(&b)).ok_or(()))
+            })
+            .buffer_unordered(self.transfers.max(1))
+            .collect()
+            .await;
+        let mut last: HashSet<String> = HashSet::new();
+        let mut notebooks: HashMap<String, String> = HashMap::new();
+        for (id, kind) in kinds {
+            match kind {
+                Ok(Some(parent)) => {
+                    notebooks.insert(id.to_string(), parent);
+                }
+                Ok(None) => {}
+                Err(()) => {
+                    last.insert(item_path(id));
+                }
+            }
+        }
+        // A notebook's depth among those deleted (bounded: a loop of parents ends it).
+        let depth = |id: &str| {
+            let mut d = 0;
+            let mut at = id;
+            while let Some(parent) = notebooks.get(at) {
+                if d >= notebooks.len() {
+                    break;
+                }
+                d += 1;
+                at = parent;
+            }
+            d
+        };
+        let mut by_depth: std::collections::BTreeMap<std::cmp::Reverse<usize>, Vec<String>> =
+            Default::default();
+        for id in notebooks.keys() {
+            by_depth
+                .entry(std::cmp::Reverse(depth(id)))
+                .or_default()
+                .push(item_path(id));
+        }
+        let late: HashSet<&String> = by_depth.values().flatten().chain(&last).collect();
+        let first: Vec<String> = paths
+            .iter()
+            .filter(|p| !late.contains(p))
+            .cloned()
+            .collect();
+        let mut groups = vec![first];
+        groups.extend(by_depth.into_values());
+        if !last.is_empty() {
+            groups.push(last.into_iter().collect());
+        }
+        groups.retain(|g| !g.is_empty());
+        groups
     }
 }
 
@@ -515,4 +598,23 @@ fn failure(path: &str, what: String, error: String) -> Failure {
 
 fn advice(e: &StorageError) -> String {
     e.to_string()
+}
+
+/// For an item file: `Some(parent_id)` when it is a notebook (`type_: 2`), `None` otherwise.
+/// Reads the metadata block at its end only (an encrypted item keeps `type_` in the clear).
+fn notebook_parent(bytes: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(bytes);
+    let mut notebook = false;
+    let mut parent = String::new();
+    for line in text.lines().rev() {
+        if line.is_empty() {
+            break;
+        }
+        if let Some(t) = line.strip_prefix("type_: ") {
+            notebook = t.trim() == "2";
+        } else if let Some(p) = line.strip_prefix("parent_id: ") {
+            parent = p.trim().to_string();
+        }
+    }
+    notebook.then_some(parent)
 }

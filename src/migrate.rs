@@ -854,6 +854,7 @@ pub async fn run(args: &MigrateArgs) -> Result<MigrateSummary> {
         // deleted last (its client would then delete it too). A new backend: what the plan says.
         spare_changed: stamping,
         deleting: Default::default(),
+        snapshot: snapshot.clone(),
     };
     let Some(outcome) = crate::safety::unless_interrupted(exec.run(&plan)).await else {
         let _ = lock.release().await;

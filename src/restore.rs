@@ -652,6 +652,7 @@ pub async fn run(args: &RestoreArgs) -> Result<RestoreSummary> {
         after_target: std::mem::take(&mut plan.after_target),
         spare_changed: true,
         deleting: Default::default(),
+        snapshot: snapshot.clone(),
     };
     // What a run that stops says of the deletions: none yet, or some (the snapshot has them).
     // `deleted`: whether files are known gone (a failed run), or may be (an interrupted one).

@@ -237,6 +237,7 @@ pub async fn run(args: &RollbackArgs) -> Result<RollbackSummary> {
         after_target: plan.after_target.clone(),
         spare_changed: !args.exact,
         deleting: Default::default(),
+        snapshot: snapshot.clone(),
     };
     // An interrupted rollback of this target took the snapshot of it before it changed
     // anything; this run's holds it half rolled back.

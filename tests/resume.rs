@@ -1278,3 +1278,78 @@ fn items_are_stamped_as_they_are_written() {
     }
     assert_eq!(checked, 27);
 }
+
+/// A client that syncs while a restore is deleting (here: after one stopped by Ctrl-C midway)
+/// never finds a notebook gone while its notes are still there, which it would turn into
+/// conflict copies that stay for good: notes, resources and links go first, notebooks last.
+#[cfg(unix)]
+#[test]
+fn a_client_syncing_mid_deletion_keeps_no_conflict_copies() {
+    use support::joplin::Profile;
+    let tmp = tempfile::tempdir().unwrap();
+    let target = tmp.path().join("target");
+    let t = target.to_str().unwrap();
+    let sample = support::sample_jex();
+    jr_ok(&["restore", sample.to_str().unwrap(), "--target", t, "-q"]);
+    let p = Profile::new(tmp.path().join("client"));
+    p.use_folder(&target);
+    // The new backup replaces nearly everything: past the fail-safe's threshold.
+    p.configure(serde_json::json!({"sync.wipeOutFailSafe": false}));
+    p.sync();
+    let other = support::repo().join("tests/fixtures/e2ee-source.jex");
+    let snaps = tmp.path().join("snaps");
+    let args = [
+        "restore",
+        other.to_str().unwrap(),
+        "--target",
+        t,
+        "--yes",
+        "--snapshot-dir",
+        snaps.to_str().unwrap(),
+    ];
+    // Slow enough to stop midway through the deletions (about 30 files at 2 a second).
+    let mut child = support::command()
+        .args(args)
+        .args(["--tpslimit", "2"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let mut seen = String::new();
+    while !seen.contains("deleting") {
+        match rx.recv_timeout(Duration::from_secs(1)) {
+            Ok(line) => seen.push_str(&(line + "\n")),
+            Err(_) => assert!(
+                std::time::Instant::now() < deadline && child.try_wait().unwrap().is_none(),
+                "the restore never reached its deletions:\n{seen}"
+            ),
+        }
+    }
+    std::thread::sleep(Duration::from_secs(4));
+    signal(&child, "-INT");
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "stopped midway:\n{seen}");
+    p.sync();
+    jr_ok(&args);
+    p.sync();
+    let conflicts = p.query("SELECT title FROM notes WHERE is_conflict = 1");
+    assert!(conflicts.is_empty(), "conflict copies left: {conflicts:?}");
+    assert_eq!(
+        p.query("SELECT count(*) FROM notes")[0][0],
+        "1",
+        "only the new backup's note"
+    );
+}
