@@ -296,7 +296,9 @@ pub async fn run(args: &RollbackArgs) -> Result<RollbackSummary> {
     Ok(RollbackSummary {
         uploaded: outcome.uploaded,
         deleted: outcome.deleted,
-        snapshot,
+        // After an interrupted run, its snapshot is the target before the rollback (this
+        // run's holds it half rolled back).
+        snapshot: before,
         verify,
         timings,
         pacer: paced.counts(),

@@ -1353,3 +1353,69 @@ fn a_client_syncing_mid_deletion_keeps_no_conflict_copies() {
         "only the new backup's note"
     );
 }
+
+/// A rollback stopped midway and run again names, as the state before the rollback, the
+/// snapshot the stopped run took before it changed anything: the rerun's own holds the target
+/// half rolled back (undoing the rollback from it gave a mix).
+#[cfg(unix)]
+#[test]
+fn a_rerun_rollback_names_the_first_runs_snapshot() {
+    let tmp = tempfile::tempdir().unwrap();
+    let target = tmp.path().join("target");
+    let t = target.to_str().unwrap();
+    let snaps = tmp.path().join("snaps");
+    let sample = support::sample_jex();
+    jr_ok(&["restore", sample.to_str().unwrap(), "--target", t, "-q"]);
+    let other = generated(tmp.path(), 7, 300);
+    let out = jr_ok(&[
+        "restore",
+        other.to_str().unwrap(),
+        "--target",
+        t,
+        "--yes",
+        "-q",
+        "--snapshot-dir",
+        snaps.to_str().unwrap(),
+    ]);
+    let (taken, _) = snapshots_in(&snaps);
+    assert_eq!(taken.len(), 1, "{out}");
+    let sample_snapshot = taken[0].to_str().unwrap().to_string();
+
+    let rollback_snaps = tmp.path().join("rollback-snaps");
+    let rollback = [
+        "rollback",
+        &sample_snapshot,
+        "--target",
+        t,
+        "--yes",
+        "-q",
+        "--snapshot-dir",
+        rollback_snaps.to_str().unwrap(),
+    ];
+    let mut child = support::spawn(&[&rollback[..], &["--tpslimit", "20"]].concat());
+    // Stopped once its snapshot is whole and the writing began.
+    wait_until(&mut child, || !snapshots_in(&rollback_snaps).0.is_empty());
+    std::thread::sleep(Duration::from_millis(1500));
+    signal(&child, "-TERM");
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let (first, _) = snapshots_in(&rollback_snaps);
+    assert_eq!(first.len(), 1, "{err}");
+    let first = first[0].display().to_string();
+    assert!(err.contains(&first), "{err}");
+
+    let out = jr_ok(&rollback);
+    assert_eq!(
+        snapshots_in(&rollback_snaps).0.len(),
+        2,
+        "the rerun took its own"
+    );
+    assert!(
+        out.contains(&format!(
+            "Snapshot of the state before the rollback: {first}\n"
+        )),
+        "{out}"
+    );
+    support::assert_verified(&sample, &target);
+}
