@@ -497,8 +497,8 @@ impl Executor<'_> {
             .iter()
             .filter(|d| !d.is_blob && wanted.contains(d.path.as_str()))
             .collect();
-        // (id, Some(parent) for a notebook, None for anything else), `Err` when unreadable.
-        let kinds: Vec<(&str, Result<Option<String>, ()>)> = stream::iter(items)
+        // (delete, Some(parent) for a notebook, None for anything else), `Err` when unreadable.
+        let kinds: Vec<(&crate::plan::Delete, Result<Option<String>, ()>)> = stream::iter(items)
             .map(|d| async move {
                 let from_snapshot = self
                     .snapshot
@@ -508,21 +508,22 @@ impl Executor<'_> {
                     Some(b) => Some(Bytes::from(b)),
                     None => self.target.storage.get(&d.path).await.ok(),
                 };
-                (d.id.as_str(), bytes.map(|b| notebook_parent(&b)).ok_or(()))
+                (d, bytes.map(|b| notebook_parent(&b)).ok_or(()))
             })
             .buffer_unordered(self.transfers.max(1))
             .collect()
             .await;
         let mut last: HashSet<String> = HashSet::new();
-        let mut notebooks: HashMap<String, String> = HashMap::new();
-        for (id, kind) in kinds {
+        // Notebook id → (its parent id, its path).
+        let mut notebooks: HashMap<&str, (String, &str)> = HashMap::new();
+        for (d, kind) in kinds {
             match kind {
                 Ok(Some(parent)) => {
-                    notebooks.insert(id.to_string(), parent);
+                    notebooks.insert(d.id.as_str(), (parent, d.path.as_str()));
                 }
                 Ok(None) => {}
                 Err(()) => {
-                    last.insert(item_path(id));
+                    last.insert(d.path.clone());
                 }
             }
         }
@@ -530,7 +531,7 @@ impl Executor<'_> {
         let depth = |id: &str| {
             let mut d = 0;
             let mut at = id;
-            while let Some(parent) = notebooks.get(at) {
+            while let Some((parent, _)) = notebooks.get(at) {
                 if d >= notebooks.len() {
                     break;
                 }
@@ -541,11 +542,11 @@ impl Executor<'_> {
         };
         let mut by_depth: std::collections::BTreeMap<std::cmp::Reverse<usize>, Vec<String>> =
             Default::default();
-        for id in notebooks.keys() {
+        for (id, (_, path)) in &notebooks {
             by_depth
                 .entry(std::cmp::Reverse(depth(id)))
                 .or_default()
-                .push(item_path(id));
+                .push(path.to_string());
         }
         let late: HashSet<&String> = by_depth.values().flatten().chain(&last).collect();
         let first: Vec<String> = paths
