@@ -23,6 +23,28 @@ pub fn slow_upload(dir: &std::path::Path) -> (crate::FileSlice, Bytes) {
     (slice, data)
 }
 
+/// `s` (a storage on a server that takes connections and never answers, its timeout 1 s) fails
+/// an upload within 10 s, as a transient error the pacer retries, naming the file and the wait.
+/// `dir`: where the local file goes.
+pub async fn upload_never_answered(s: &dyn Storage, dir: &std::path::Path) {
+    let local = dir.join("blob");
+    std::fs::write(&local, vec![1u8; 10_000]).expect("write the local file");
+    let slice = crate::FileSlice::new(&local, 0, 10_000);
+    let e = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        s.put_file(".resource/x", &slice),
+    )
+    .await
+    .expect("the timeout ends the upload")
+    .unwrap_err();
+    assert!(e.is_retryable(), "{e:?}");
+    let msg = e.to_string();
+    assert!(
+        msg.contains(".resource/x") && msg.contains("no progress for 1 s (--timeout)"),
+        "{msg}"
+    );
+}
+
 /// Deterministic pseudo-random bytes (no RNG dependency, same on every run).
 pub fn pattern(len: usize, seed: u8) -> Bytes {
     let mut state = 0x9E37_79B9u32 ^ seed as u32;
