@@ -139,7 +139,19 @@ pub fn print(s: &Status) {
         crate::say!("  {t}: {n}");
     }
     if s.unreadable_items > 0 {
-        crate::say!("  unreadable: {}", s.unreadable_items);
+        // Under a live lock files come and go between the listing and their reading.
+        let writing = s.locks.iter().any(|l| l.active && l.running != Some(false));
+        crate::say!(
+            "  unreadable: {}{}",
+            s.unreadable_items,
+            if writing {
+                " (an active lock: someone is writing, so files may be half-written or gone \
+                 since the listing; run `status` again once it is done)"
+            } else {
+                " (item files that do not parse or vanished since the listing: `verify` \
+                 against the backup names them)"
+            }
+        );
     }
     crate::say!("Attachment blobs: {}", s.blobs);
     match s.total_bytes {

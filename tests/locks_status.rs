@@ -785,3 +785,29 @@ fn a_target_without_a_locks_folder_gets_one_for_the_lock() {
     assert!(t.join("locks").is_dir());
     assert_eq!(support::count_items(&t), 0, "{}", text(&o));
 }
+
+/// `status` on a target with an item file that does not parse says what the count means: with
+/// an active lock (a run writing: files half-written or gone since the listing) to look again
+/// later, else how to find them.
+#[test]
+fn status_explains_unreadable_items() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = restored(dir.path());
+    std::fs::write(t.join("0123456789abcdef0123456789abcdef.md"), "half-writ").unwrap();
+    let target = t.to_str().unwrap();
+    let out = jr_ok(&["status", "--target", target]);
+    assert!(
+        out.contains("unreadable: 1 (item files that do not parse or vanished since the listing"),
+        "{out}"
+    );
+    std::fs::write(
+        t.join("locks/2_3_elsewhere0.json"),
+        r#"{"type":2,"clientType":3,"clientId":"elsewhere0","app":"joplin-restore"}"#,
+    )
+    .unwrap();
+    let out = jr_ok(&["status", "--target", target]);
+    assert!(
+        out.contains("unreadable: 1 (an active lock: someone is writing"),
+        "{out}"
+    );
+}
