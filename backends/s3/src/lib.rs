@@ -238,7 +238,7 @@ impl S3Storage {
             .http_client(http)
             .region(region)
             // The read timeout runs from a request's start to its answer: right for every
-            // request but uploads, which lift it (see `upload_config`).
+            // request but uploads, which lift it (see `upload`).
             .timeout_config(
                 TimeoutConfig::builder()
                     .connect_timeout(self.opts.timeout)
