@@ -497,7 +497,8 @@ impl Executor<'_> {
             .iter()
             .filter(|d| !d.is_blob && wanted.contains(d.path.as_str()))
             .collect();
-        // (delete, Some(parent) for a notebook, None for anything else), `Err` when unreadable.
+        // (delete, Some(parent) for a notebook, None for anything else), `Err` when it cannot
+        // be read or parsed.
         let kinds: Vec<(&crate::plan::Delete, Result<Option<String>, ()>)> = stream::iter(items)
             .map(|d| async move {
                 let from_snapshot = self
@@ -508,7 +509,13 @@ impl Executor<'_> {
                     Some(b) => Some(Bytes::from(b)),
                     None => self.target.storage.get(&d.path).await.ok(),
                 };
-                (d, bytes.map(|b| notebook_parent(&b)).ok_or(()))
+                let kind = bytes
+                    .and_then(|b| crate::item::Item::parse_bytes(&b).ok())
+                    .map(|item| {
+                        (item.item_type() == crate::item::ItemType::Folder)
+                            .then(|| item.get("parent_id").unwrap_or("").to_string())
+                    });
+                (d, kind.ok_or(()))
             })
             .buffer_unordered(self.transfers.max(1))
             .collect()
@@ -599,23 +606,4 @@ fn failure(path: &str, what: String, error: String) -> Failure {
 
 fn advice(e: &StorageError) -> String {
     e.to_string()
-}
-
-/// For an item file: `Some(parent_id)` when it is a notebook (`type_: 2`), `None` otherwise.
-/// Reads the metadata block at its end only (an encrypted item keeps `type_` in the clear).
-fn notebook_parent(bytes: &[u8]) -> Option<String> {
-    let text = String::from_utf8_lossy(bytes);
-    let mut notebook = false;
-    let mut parent = String::new();
-    for line in text.lines().rev() {
-        if line.is_empty() {
-            break;
-        }
-        if let Some(t) = line.strip_prefix("type_: ") {
-            notebook = t.trim() == "2";
-        } else if let Some(p) = line.strip_prefix("parent_id: ") {
-            parent = p.trim().to_string();
-        }
-    }
-    notebook.then_some(parent)
 }
