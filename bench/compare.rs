@@ -6,7 +6,7 @@
 //!
 //! Not part of the test suite: run it with `bench/run.sh` (see bench/README.md).
 
-#[path = "../tests/support/mod.rs"]
+#[path = "../tests/integration/support/mod.rs"]
 mod support;
 
 mod rawhttp;

@@ -1,7 +1,7 @@
 //! `client import` and `client wipe` against the real Joplin CLI's Data API
 //! (`joplin server start`, on a free loopback port set as the profile's `api.port`).
 
-mod support;
+use crate::support;
 
 use serde_json::json;
 use support::data_api::{free_port, ApiServer};

@@ -1,6 +1,6 @@
 //! Partial restore into a live target (`--only`), judged by the real Joplin CLI.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 

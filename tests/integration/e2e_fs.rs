@@ -1,6 +1,6 @@
 //! End to end on a filesystem sync target, judged by the real Joplin CLI.
 
-mod support;
+use crate::support;
 
 use support::joplin::{assert_manifest_eq, Profile};
 use support::{jr, jr_ok, sample_jex, sample_manifest, text};

@@ -1,7 +1,7 @@
 //! Snapshot and rollback, judged by the real Joplin CLI: a rollback must bring every client back,
 //! not just the files.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 

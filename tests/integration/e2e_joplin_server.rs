@@ -2,7 +2,7 @@
 //! restores, verifies and reports problems the way it must against a real Joplin Server, and
 //! the real Joplin CLI (`sync.target 9`) syncing from the emulator judges what it wrote.
 
-mod support;
+use crate::support;
 
 use support::joplin::{assert_holds_exactly, assert_manifest_eq, Profile};
 use support::jserver::{self, jr_server, use_emulator, EmulatorConfig, PASSWORD, USER};

@@ -2,7 +2,7 @@
 //! target is encrypted by the CLI itself, we restore into it, a fresh CLI profile decrypts
 //! everything and holds exactly the backup.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 

@@ -1,6 +1,6 @@
 //! `--json`: one machine-readable report on stdout, for scripts and cron (schema in README).
 
-mod support;
+use crate::support;
 
 use serde_json::Value;
 use support::formats::layout;

@@ -1,6 +1,6 @@
 //! `export` (server-side JEX) and `diff`, judged by the real Joplin CLI.
 
-mod support;
+use crate::support;
 
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};

@@ -2,7 +2,7 @@
 //! on Linux, macOS and Windows (Joplin uses `<home>/.config/<app>` on all three), plus the
 //! Windows portable build's `JoplinProfile`.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};

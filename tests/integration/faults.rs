@@ -2,7 +2,7 @@
 //! injects 10 % faults (429 with Retry-After, 500, 503, resets, delays) completes; the target
 //! verifies, and the real Joplin CLI syncs it without duplicates.
 
-mod support;
+use crate::support;
 
 use std::sync::atomic::Ordering;
 

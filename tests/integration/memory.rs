@@ -3,7 +3,7 @@
 //! attachments in flight (issue #11). Linux only: the peak comes from /proc (VmHWM).
 #![cfg(target_os = "linux")]
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::process::Stdio;

@@ -1,7 +1,7 @@
 //! What a person sees: the progress display under a real pseudo-terminal (util-linux `script`),
 //! and the log file.
 
-mod support;
+use crate::support;
 
 use std::process::{Command, Stdio};
 

@@ -2,7 +2,7 @@
 //! (`sync.target 6`), plus the faults a WebDAV user meets: wrong password, server down, a full
 //! disk in the middle of the upload.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::sync::atomic::Ordering;

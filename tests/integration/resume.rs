@@ -1,7 +1,7 @@
 //! Interrupted runs resume: kill -9 at random points (during clear and during upload), rerun
 //! until done, verify; nothing the journal recorded as done is uploaded again.
 
-mod support;
+use crate::support;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

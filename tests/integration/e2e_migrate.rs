@@ -2,7 +2,7 @@
 //! pointed at T2 and syncs with nothing lost and nothing duplicated; a fresh profile on T2 gets
 //! the same content (with the master password where the target is encrypted).
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

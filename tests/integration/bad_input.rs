@@ -1,7 +1,7 @@
 //! The bad-input corpus: every case gets a clear error naming what is wrong, and the target is
 //! byte-identical before and after (nothing is written before the whole backup validated).
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 

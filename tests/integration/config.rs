@@ -2,7 +2,7 @@
 //! transfer limits, a WebDAV account whose password is in a file or a variable, an S3 store
 //! whose keys come from an AWS profile; and the mistakes (unknown name, a password in the file).
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

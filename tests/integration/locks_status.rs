@@ -1,6 +1,6 @@
 //! Lock discipline and `status`/`unlock` on a filesystem target.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::time::{Duration, SystemTime};

@@ -2,7 +2,7 @@
 //! backup: `inspect` shows it, `restore` puts it into a folder target that `verify` and the real
 //! Joplin CLI find equal to the sample the sets were made from.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::process::Output;

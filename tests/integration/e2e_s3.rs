@@ -1,7 +1,7 @@
 //! End to end on an S3 sync target (Joplin `sync.target 8`) served by s3s-fs on 127.0.0.1,
 //! judged by the real Joplin CLI: restore → a client syncs → the manifest equals the backup's.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 

@@ -1,7 +1,7 @@
 //! The WebDAV backend against real servers: the shared conformance suite on Apache mod_dav and
 //! rclone, plus what only WebDAV has (root creation, auth, listings of odd base URLs).
 
-mod support;
+use crate::support;
 
 use backend_core::{Storage, StorageError};
 use backend_webdav::{parse_target, Secret, WebDavConfig, WebDavStorage};

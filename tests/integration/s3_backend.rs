@@ -1,7 +1,7 @@
 //! The S3 backend against real S3 servers on 127.0.0.1: the shared conformance suite on s3s-fs
 //! and s3rver (multipart included), pagination, bad credentials and missing buckets.
 
-mod support;
+use crate::support;
 
 use backend_core::pacer::{Paced, PacerOptions};
 use backend_core::{Storage, StorageError};
