@@ -504,7 +504,7 @@ impl Executor<'_> {
                 let from_snapshot = self
                     .snapshot
                     .as_ref()
-                    .and_then(|s| std::fs::read(s.join("files").join(&d.path)).ok());
+                    .and_then(|s| std::fs::read(crate::snapshot::copy_of(s, &d.path)).ok());
                 let bytes = match from_snapshot {
                     Some(b) => Some(Bytes::from(b)),
                     None => self.target.storage.get(&d.path).await.ok(),
@@ -513,7 +513,7 @@ impl Executor<'_> {
                     .and_then(|b| crate::item::Item::parse_bytes(&b).ok())
                     .map(|item| {
                         (item.item_type() == crate::item::ItemType::Folder)
-                            .then(|| item.get("parent_id").unwrap_or("").to_string())
+                            .then(|| item.parent_id().to_string())
                     });
                 (d, kind.ok_or(()))
             })

@@ -13,6 +13,13 @@ use sha2::{Digest, Sha256};
 use crate::target::{SyncTarget, RESOURCE_DIR};
 
 pub const MANIFEST: &str = "snapshot-manifest.json";
+/// The folder of a snapshot that holds the target's files, by their paths on the target.
+const FILES: &str = "files";
+
+/// Where the snapshot in `dir` keeps its copy of the target's file `path`.
+pub fn copy_of(dir: &Path, path: &str) -> PathBuf {
+    dir.join(FILES).join(path)
+}
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct SnapshotFile {
@@ -95,7 +102,7 @@ pub async fn take(
     // snapshot always is one; removed again if this run fails or is stopped (`Partial`).
     let partial = Partial::new(dir.join(format!("snapshot-{stamp}{PARTIAL_SUFFIX}")));
     let out = partial.path.clone();
-    let files_dir = out.join("files");
+    let files_dir = out.join(FILES);
     std::fs::create_dir_all(files_dir.join(RESOURCE_DIR)).with_context(|| {
         format!(
             "cannot create the snapshot folder {} (choose another with --snapshot-dir)",
@@ -279,7 +286,7 @@ pub fn is_complete(dir: &Path) -> bool {
 
 pub fn open(dir: &Path) -> Result<OpenedSnapshot> {
     let manifest_path = dir.join(MANIFEST);
-    if !is_partial(dir) && !manifest_path.exists() && dir.join("files").is_dir() {
+    if !is_partial(dir) && !manifest_path.exists() && dir.join(FILES).is_dir() {
         return Err(crate::exit::Refusal(format!(
             "{} has lost its {MANIFEST} (deleted, or the snapshot was copied without it): \
              without it the files cannot be checked, nor told complete. Put the manifest back \
@@ -306,7 +313,7 @@ pub fn open(dir: &Path) -> Result<OpenedSnapshot> {
             )
         })?)
         .with_context(|| format!("{} is damaged", manifest_path.display()))?;
-    let files = dir.join("files");
+    let files = dir.join(FILES);
     let mut entries = Vec::new();
     let mut blobs = Vec::new();
     let mut info_json = None;
